@@ -1,0 +1,55 @@
+# The front door. `make run` = the local demo, `make test` = the whole suite (what CI runs).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+export PYTHON := $(abspath $(PY))
+
+.PHONY: run test test-unit lint bench stack-up stack-down emulators-up emulators-down install schema clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(VENV)/bin/ruff check schemas worker adapters tests
+	$(VENV)/bin/mypy --strict schemas worker adapters
+
+# The whole suite. Session fixtures start deploy/local/stack (Kafka + Redis) and the CRM
+# emulators when a test needs them, and stop what they started. Exit code 5 (no tests) fails.
+test: lint
+	$(PY) -m pytest -m 'not bench' -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "no tests were collected: failing"; exit 1; fi; exit $$rc
+
+test-unit: install
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+# Benchmarks: JSON results in bench-results/, a summary on stdout.
+bench: install
+	mkdir -p bench-results
+	$(PY) -m tests.bench.run --out bench-results
+
+run: install
+	$(VENV)/bin/ilog demo $(DEMO_ARGS)
+
+schema: install
+	$(VENV)/bin/ilog schema export schemas/jsonschema
+
+stack-up: install
+	deploy/local/stack up
+
+stack-down:
+	deploy/local/stack down
+
+emulators-up: install
+	deploy/local/emulators up
+
+emulators-down:
+	deploy/local/emulators down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

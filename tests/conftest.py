@@ -1,0 +1,79 @@
+"""Shared fixtures. Tests are marked by folder; services start once per session, on demand."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from worker.settings import Settings
+from worker.topics import create_topics
+
+REPO = Path(__file__).resolve().parent.parent
+STACK = REPO / "deploy" / "local" / "stack"
+_TIERS = ("unit", "integration", "e2e", "fault", "bench")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+        if parts and parts[0] in _TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+def parse_env_lines(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> Iterator[dict[str, str]]:
+    """The local Kafka + Redis: reused when running, else started here and stopped at the end."""
+    running = subprocess.run([str(STACK), "env"], capture_output=True, text=True, check=False)
+    if running.returncode == 0:
+        yield parse_env_lines(running.stdout)
+        return
+    started = subprocess.run([str(STACK), "up"], capture_output=True, text=True, check=False)
+    if started.returncode != 0:
+        pytest.fail(f"deploy/local/stack up failed:\n{started.stderr}")
+    try:
+        yield parse_env_lines(started.stdout)
+    finally:
+        subprocess.run([str(STACK), "down"], capture_output=True, text=True, check=False)
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def settings(stack_env: dict[str, str]) -> Settings:
+    """Settings against the local stack, with topics and a Redis key prefix of this test's own."""
+    run_id = unique_name("t")
+    built = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        kafka_bootstrap=stack_env["ILOG_KAFKA_BOOTSTRAP"],
+        redis_url=stack_env["ILOG_REDIS_URL"],
+        events_topic=f"{run_id}.events",
+        upserts_topic=f"{run_id}.upserts",
+        key_prefix=f"ilog-{run_id}",
+        fold_group=f"{run_id}-fold",
+        sync_group=f"{run_id}-sync",
+        partitions=6,
+        http_port=0,
+    )
+    create_topics(built)
+    return built
+
+
+@pytest.fixture
+def redis_client(stack_env: dict[str, str]) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(stack_env["ILOG_REDIS_URL"])
+    try:
+        yield client
+    finally:
+        client.close()

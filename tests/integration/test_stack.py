@@ -1,0 +1,69 @@
+"""The local stack is real: a broker that keeps committed offsets, a Redis that keeps data."""
+
+from __future__ import annotations
+
+import subprocess
+
+import redis
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from tests.conftest import STACK, parse_env_lines
+from worker.settings import Settings
+from worker.topics import create_topics
+
+
+def test_thousand_keyed_messages_round_trip_with_committed_offsets(settings: Settings) -> None:
+    producer = Producer(settings.kafka_config(**{"enable.idempotence": True, "acks": "all"}))
+    sent = {f"key-{i % 100}:{i}" for i in range(1000)}
+    for i in range(1000):
+        producer.produce(settings.events_topic, key=f"key-{i % 100}", value=f"key-{i % 100}:{i}")
+    assert producer.flush(30) == 0
+
+    group = settings.fold_group
+    consumer = Consumer(
+        settings.kafka_config(**{"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    )
+    consumer.subscribe([settings.events_topic])
+    received: dict[str, str] = {}
+    for _ in range(200):
+        for message in consumer.consume(500, timeout=0.5):
+            assert message.error() is None
+            received[message.value().decode()] = message.key().decode()
+        if len(received) == len(sent):
+            break
+    consumer.commit(asynchronous=False)
+    assignment = consumer.assignment()
+    committed = consumer.committed(assignment, timeout=10)
+    consumer.close()
+
+    assert sent == set(received)
+    assert all(value.startswith(key + ":") for value, key in received.items())
+    assert sum(tp.offset for tp in committed) == 1000
+
+    # A new consumer in the same group resumes from the committed offsets: nothing left to read.
+    again = Consumer(settings.kafka_config(**{"group.id": group, "enable.auto.commit": False}))
+    positions = again.committed(
+        [TopicPartition(settings.events_topic, p) for p in range(settings.partitions)], timeout=10
+    )
+    again.close()
+    assert sum(tp.offset for tp in positions) == 1000
+
+
+def test_redis_round_trips_hashes_and_sorted_sets(redis_client: redis.Redis, settings: Settings) -> None:
+    key = f"{settings.key_prefix}:{{conv-1}}"
+    redis_client.hset(key, mapping={"version": 3, "doc": b"\x00\x01payload"})
+    redis_client.zadd(f"{settings.key_prefix}:deadlines:0", {"conv-1": 1_700_000_000_000})
+    assert {b"version": b"3", b"doc": b"\x00\x01payload"} == redis_client.hgetall(key)
+    assert [(b"conv-1", 1_700_000_000_000.0)] == redis_client.zrangebyscore(
+        f"{settings.key_prefix}:deadlines:0", 0, "+inf", withscores=True
+    )
+
+
+def test_topic_bootstrap_is_idempotent(settings: Settings) -> None:
+    assert set(create_topics(settings).values()) == {"exists"}
+
+
+def test_stack_up_twice_reuses_the_running_broker(stack_env: dict[str, str]) -> None:
+    again = subprocess.run([str(STACK), "up"], capture_output=True, text=True, check=True)
+    assert stack_env == parse_env_lines(again.stdout)
+    assert "already running" in again.stderr

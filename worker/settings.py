@@ -1,0 +1,108 @@
+"""Settings: environment variables prefixed `ILOG_`, read once in the entry point and passed down.
+
+Kafka client options pass through: `ILOG_KAFKA__SECURITY_PROTOCOL=SASL_SSL` becomes the
+librdkafka key `security.protocol` (double underscore, then `_` → `.`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ILOG_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    # Topics and connections (CONTRACT.md defaults).
+    events_topic: str = "interaction-events"
+    upserts_topic: str = "interaction-log-upserts"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka: dict[str, str] = Field(default_factory=dict, description="librdkafka passthrough options")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = Field("ilog", description="Redis key prefix; replays may use their own")
+
+    # Topic bootstrap (`ilog topics create`).
+    partitions: int = 6
+    replication_factor: int = 1
+
+    # Edit window and finalization.
+    edit_window_seconds: float = 120.0
+    finalize_grace_seconds: float = 2.0
+    retention_seconds: float = 86_400.0
+    caught_up_idle_seconds: float = Field(
+        1.0, description="a partition with nothing to read for this long advances its clock to wall-clock"
+    )
+
+    # Fold and sync loops.
+    fold_group: str = "ilog-fold"
+    sync_group: str = "ilog-sync"
+    batch_size: int = 1000
+    batch_timeout_seconds: float = 0.2
+    drain_timeout_seconds: float = 20.0
+    group_instance_id: str | None = Field(None, description="static membership, e.g. the pod name")
+    applied_ids_kept: int = Field(256, description="event ids remembered per interaction for dedupe")
+
+    # Health and metrics.
+    http_host: str = "0.0.0.0"
+    http_port: int = 9108
+
+    # Salesforce (on when the instance URL is set).
+    salesforce_instance_url: str | None = None
+    salesforce_login_url: str = "https://login.salesforce.com"
+    salesforce_client_id: str | None = None
+    salesforce_client_secret: SecretStr | None = None
+    salesforce_username: str | None = Field(None, description="JWT bearer: the user to act as")
+    salesforce_private_key_file: str | None = Field(None, description="JWT bearer: PEM key file")
+    salesforce_api_version: str = "62.0"
+    salesforce_ca_bundle: str | None = None
+    salesforce_attribute_fields: dict[str, str] = Field(
+        default_factory=dict, description="interaction attribute → Task field"
+    )
+    salesforce_budget_per_minute: int = 1000
+    salesforce_budget_per_day: int = 100_000
+
+    # Zendesk (on when the URL is set).
+    zendesk_url: str | None = None
+    zendesk_email: str | None = None
+    zendesk_token: SecretStr | None = None
+    zendesk_mode: Literal["comment", "field"] = "comment"
+    zendesk_log_field_id: int | None = None
+    zendesk_attribute_fields: dict[str, int] = Field(
+        default_factory=dict, description="interaction attribute → custom ticket field id"
+    )
+    zendesk_missing_ticket: Literal["create", "skip"] = "create"
+    zendesk_ca_bundle: str | None = None
+    zendesk_budget_per_minute: int = 400
+    zendesk_budget_per_day: int = 500_000
+
+    # Webhook (on when the URL is set).
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_seconds: float = 10.0
+    webhook_ca_bundle: str | None = None
+
+    # Logging.
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    def kafka_config(self, **extra: str | int | bool) -> dict[str, str | int | bool]:
+        """librdkafka configuration: bootstrap + passthrough options + the caller's own keys."""
+        config: dict[str, str | int | bool] = {"bootstrap.servers": self.kafka_bootstrap}
+        config.update({key.replace("_", ".").lower(): value for key, value in self.kafka.items()})
+        config.update(extra)
+        return config
+
+    @property
+    def events_dlq_topic(self) -> str:
+        return f"{self.events_topic}.dlq"
+
+    @property
+    def upserts_dlq_topic(self) -> str:
+        return f"{self.upserts_topic}.dlq"
