@@ -1,0 +1,192 @@
+"""The folded state of one interaction (`InteractionLog`) and what is left after it closes (`Tombstone`).
+
+The log stores FACTS with their stamps (state transitions, viewed records, the agent's explicit
+choices, field values), not the visible fields: `worker.fold.snapshot` derives those. That is what
+makes the fold permutation-invariant: the same set of events gives the same facts in any order.
+
+Stamps order field values: `(sequence, time_us, arrival)`, where an event without `sequence`
+carries -1 (a producer that numbers its events outranks one that does not) and `arrival` is the
+log version at which the event was applied (the tie-break "then arrival order").
+
+Both types serialize to compact JSON (short keys, times as epoch microseconds) for the Redis store.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas.common import RecordRef, RecordSystem, Trigger
+from schemas.events import ConnectedData
+
+Stamp = tuple[int, int, int]
+"""(sequence or -1, event time in µs since the epoch, arrival)."""
+TransitionKind = str
+"""One of `C` connected, `H` held, `R` resumed, `D` disconnected."""
+Transition = tuple[int, int, int, TransitionKind]
+"""(time_us, sequence or -1, arrival, kind): transitions sort by event time first."""
+View = tuple[Stamp, RecordRef]
+StampedText = tuple[Stamp, str | None]
+StampedRef = tuple[Stamp, RecordRef | None]
+Wrapup = tuple[Stamp, str, str | None]
+ConnectFact = tuple[tuple[int, int, int], ConnectedData]
+"""((time_us, sequence or -1, arrival), data) of the earliest `interaction.connected`."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(moment: datetime) -> int:
+    """An aware datetime as integer microseconds since the epoch (exact, no float rounding)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(epoch_us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=epoch_us)
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionLog:
+    """Folded state of one open interaction. Immutable: the fold returns a new one per change."""
+
+    interaction_id: str
+    version: int = 0
+    trigger: Trigger = Trigger.CREATED
+    finalized: bool = False
+    edit_deadline_us: int | None = None
+    last_event_us: int = 0
+    applied_ids: tuple[str, ...] = ()
+    transitions: tuple[Transition, ...] = ()
+    connect: ConnectFact | None = None
+    views: tuple[View, ...] = ()
+    notes: StampedText | None = None
+    subject: StampedText | None = None
+    name_choice: StampedRef | None = None
+    related_choice: StampedRef | None = None
+    wrapup: Wrapup | None = None
+    attributes: tuple[tuple[str, Stamp, str], ...] = ()
+
+    @property
+    def edit_deadline(self) -> datetime | None:
+        return None if self.edit_deadline_us is None else from_us(self.edit_deadline_us)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(_log_document(self), separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> InteractionLog:
+        """Inverse of `to_bytes`; raises ValueError on anything else."""
+        document = json.loads(raw)
+        if not isinstance(document, dict) or document.get("k") != "log":
+            raise ValueError("not a serialized InteractionLog")
+        try:
+            return _log_from_document(document)
+        except (KeyError, TypeError, IndexError) as error:
+            raise ValueError(f"corrupt InteractionLog: {error!r}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """What remains of a finalized interaction: enough to answer late events with `window_closed`."""
+
+    interaction_id: str
+    version: int
+    finalized_at: datetime
+
+    def to_bytes(self) -> bytes:
+        document = {"k": "tomb", "i": self.interaction_id, "v": self.version, "at": to_us(self.finalized_at)}
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Tombstone:
+        document = json.loads(raw)
+        if not isinstance(document, dict) or document.get("k") != "tomb":
+            raise ValueError("not a serialized Tombstone")
+        return cls(str(document["i"]), int(document["v"]), from_us(int(document["at"])))
+
+
+def state_from_bytes(raw: bytes) -> InteractionLog | Tombstone:
+    """Load whichever of the two a Redis value holds."""
+    return Tombstone.from_bytes(raw) if raw.startswith(b'{"k":"tomb"') else InteractionLog.from_bytes(raw)
+
+
+def _ref_out(ref: RecordRef | None) -> list[str] | None:
+    return None if ref is None else [ref.system.value, ref.type, ref.id]
+
+
+def _ref_in(raw: list[str] | None) -> RecordRef | None:
+    if raw is None:
+        return None
+    return RecordRef(system=RecordSystem(raw[0]), type=raw[1], id=raw[2])
+
+
+def _stamped_ref_out(choice: StampedRef | None) -> list[Any] | None:
+    return None if choice is None else [choice[0], _ref_out(choice[1])]
+
+
+def _connected_in(raw: dict[str, Any]) -> ConnectedData:
+    return ConnectedData.model_validate(raw)
+
+
+def _stamp_in(raw: list[int]) -> Stamp:
+    return (int(raw[0]), int(raw[1]), int(raw[2]))
+
+
+def _log_document(log: InteractionLog) -> dict[str, Any]:
+    document: dict[str, Any] = {"k": "log", "i": log.interaction_id, "v": log.version,
+                                "g": log.trigger.value, "l": log.last_event_us, "a": log.applied_ids}
+    optional: dict[str, Any] = {
+        "f": 1 if log.finalized else None,
+        "e": log.edit_deadline_us,
+        "t": log.transitions or None,
+        "c": None if log.connect is None else [log.connect[0],
+                                                log.connect[1].model_dump(mode="json", exclude_none=True)],
+        "w": [[stamp, _ref_out(ref)] for stamp, ref in log.views] or None,
+        "n": log.notes,
+        "s": log.subject,
+        "nm": _stamped_ref_out(log.name_choice),
+        "rt": _stamped_ref_out(log.related_choice),
+        "u": log.wrapup,
+        "at": log.attributes or None,
+    }
+    document.update((key, value) for key, value in optional.items() if value is not None)
+    return document
+
+
+def _stamped_text_in(raw: list[Any] | None) -> StampedText | None:
+    return None if raw is None else (_stamp_in(raw[0]), raw[1])
+
+
+def _stamped_ref_in(raw: list[Any] | None) -> StampedRef | None:
+    return None if raw is None else (_stamp_in(raw[0]), _ref_in(raw[1]))
+
+
+def _log_from_document(document: dict[str, Any]) -> InteractionLog:
+    connect = document.get("c")
+    wrapup = document.get("u")
+    return InteractionLog(
+        interaction_id=str(document["i"]),
+        version=int(document["v"]),
+        trigger=Trigger(document["g"]),
+        finalized=bool(document.get("f")),
+        edit_deadline_us=document.get("e"),
+        last_event_us=int(document["l"]),
+        applied_ids=tuple(str(event_id) for event_id in document["a"]),
+        transitions=tuple((int(t), int(s), int(a), str(k)) for t, s, a, k in document.get("t", ())),
+        connect=None if connect is None else (_stamp_in(connect[0]), _connected_in(connect[1])),
+        views=tuple((_stamp_in(stamp), _ref_required(ref)) for stamp, ref in document.get("w", ())),
+        notes=_stamped_text_in(document.get("n")),
+        subject=_stamped_text_in(document.get("s")),
+        name_choice=_stamped_ref_in(document.get("nm")),
+        related_choice=_stamped_ref_in(document.get("rt")),
+        wrapup=None if wrapup is None else (_stamp_in(wrapup[0]), str(wrapup[1]), wrapup[2]),
+        attributes=tuple((str(k), _stamp_in(st), str(value)) for k, st, value in document.get("at", ())),
+    )
+
+
+def _ref_required(raw: list[str]) -> RecordRef:
+    ref = _ref_in(raw)
+    if ref is None:
+        raise TypeError("a viewed record cannot be null")
+    return ref
