@@ -1,0 +1,114 @@
+"""Injected faults and the request log shared by every emulator.
+
+A fault is armed with `POST /__emulator/faults` and fires on the next `count` requests that
+match its optional `method` and `path` (substring) filters. Control requests under
+`/__emulator/` never match and are never logged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+FAULT_NAMES = frozenset({"429", "503", "invalid_session", "request_limit", "timeout", "drop_after_apply"})
+# Faults that let the request reach the emulator's records before they misbehave.
+APPLYING_FAULTS = frozenset({"timeout", "drop_after_apply"})
+
+
+class FaultSpecError(ValueError):
+    """The fault request body does not describe a known fault."""
+
+
+@dataclass
+class Fault:
+    name: str
+    remaining: int
+    method: str | None = None
+    path: str | None = None
+    retry_after_s: int = 1
+    delay_s: float = 5.0
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method.upper() != method.upper():
+            return False
+        return not (self.path and self.path not in path)
+
+
+def parse_fault(spec: dict[str, Any]) -> Fault:
+    name = str(spec.get("fault", ""))
+    if name not in FAULT_NAMES:
+        raise FaultSpecError(f"unknown fault {name!r}; known: {sorted(FAULT_NAMES)}")
+    count = int(spec.get("count", 1))
+    if count < 1:
+        raise FaultSpecError("count must be >= 1")
+    retry_after = spec.get("retry_after", spec.get("retry_after_s", 1))
+    return Fault(
+        name=name,
+        remaining=count,
+        method=spec.get("method"),
+        path=spec.get("path"),
+        retry_after_s=int(retry_after),
+        delay_s=float(spec.get("delay_s", 5.0)),
+    )
+
+
+@dataclass
+class FaultBook:
+    """Armed faults, consumed first-armed first."""
+
+    _faults: list[Fault] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def arm(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def take(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(method, path):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def pending(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{"fault": f.name, "remaining": f.remaining, "method": f.method, "path": f.path}
+                    for f in self._faults]
+
+
+@dataclass
+class RequestLog:
+    """Every API request answered (or dropped): method, path, status, time, fault."""
+
+    _entries: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, method: str, path: str, status: int | None, started_s: float,
+               fault: str | None) -> None:
+        entry = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "time": started_s,
+            "duration_ms": round((time.time() - started_s) * 1000, 3),
+            "fault": fault,
+        }
+        with self._lock:
+            self._entries.append(entry)
+
+    def entries(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
