@@ -54,6 +54,35 @@ def schema_export(directory: Annotated[Path, typer.Argument(help="output folder"
         typer.echo(str(path))
 
 
+@app.command("produce")
+def produce_cmd(
+    interactions: Annotated[int, typer.Option(help="how many interactions to generate")] = 100,
+    rate: Annotated[float, typer.Option(help="interactions per second, paced; 0 = no pacing")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="random seed (default: from the clock, printed)")] = None,
+    out: Annotated[Path | None, typer.Option(help="write JSON lines here instead of Kafka")] = None,
+    edit_window: Annotated[float | None, typer.Option(help="seconds (ILOG_EDIT_WINDOW_SECONDS)")] = None,
+    duplicates: Annotated[float, typer.Option(help="ratio of events sent twice with the same id")] = 0.0,
+    shuffle: Annotated[bool, typer.Option(help="shuffle each interaction's events (sequence kept)")] = False,
+    late_edits: Annotated[float, typer.Option(help="ratio of interactions edited too late")] = 0.0,
+    malformed: Annotated[float, typer.Option(help="ratio of extra malformed payloads")] = 0.0,
+    time_scale: Annotated[float, typer.Option(help="call duration scale, e.g. 0.05: 1 min demo")] = 1.0,
+) -> None:
+    """Generate demo/load events and send them to the events topic (or a file)."""
+    import json
+
+    from worker.generator import GeneratorMix
+    from worker.produce import produce_command
+
+    mix = GeneratorMix(duplicate_ratio=duplicates, shuffle_within_interaction=shuffle,
+                       late_edit_ratio=late_edits, malformed_ratio=malformed)
+    code, summary = produce_command(
+        Settings(), interactions=interactions, rate_per_s=rate, seed=seed, out=out,
+        edit_window_s=edit_window, mix=mix, time_scale=time_scale,
+    )
+    typer.echo(json.dumps(summary))
+    raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 
