@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     )
     salesforce_budget_per_minute: int = 1000
     salesforce_budget_per_day: int = 100_000
+    salesforce_timeout_seconds: float = 30.0
+    salesforce_budget_pause_seconds: float = Field(
+        60.0, description="pause after REQUEST_LIMIT_EXCEEDED when Salesforce sends no Retry-After"
+    )
 
     # Zendesk (on when the URL is set).
     zendesk_url: str | None = None
@@ -81,6 +85,9 @@ class Settings(BaseSettings):
     zendesk_ca_bundle: str | None = None
     zendesk_budget_per_minute: int = 400
     zendesk_budget_per_day: int = 500_000
+    zendesk_timeout_seconds: float = 30.0
+    zendesk_job_poll_seconds: float = 0.5
+    zendesk_job_timeout_seconds: float = Field(60.0, description="update_many job: give up polling after")
 
     # Webhook (on when the URL is set).
     webhook_url: str | None = None

@@ -1,0 +1,53 @@
+"""The requests session each client library is handed: CA bundle, timeouts, the last response.
+
+The client libraries turn HTTP errors into exceptions that drop the response headers
+(Retry-After, Sforce-Limit-Info); a response hook keeps the last response so the adapter can
+read them when translating the exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from adapters.base import RetryableSyncError, parse_retry_after
+
+
+class RecordingSession(requests.Session):
+    """A session that verifies against `ca_bundle`, applies a default timeout and keeps the last response."""
+
+    def __init__(self, ca_bundle: str | None, timeout_s: float, *, raise_on_429: bool = False) -> None:
+        super().__init__()
+        self.raise_on_429 = raise_on_429
+        if ca_bundle:
+            self.verify = ca_bundle
+        self.timeout_s = timeout_s
+        self.last_response: requests.Response | None = None
+        self.hooks["response"].append(self._remember)
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout_s)
+        self.last_response = None
+        return super().request(method, url, *args, **kwargs)
+
+    def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        self.last_response = response
+        if self.raise_on_429 and response.status_code == 429:
+            # Some clients (zenpy) sleep on Retry-After inside the call; the sync loop owns back-off.
+            response.close()
+            raise RetryableSyncError("HTTP 429", self.last_retry_after_s())
+        return response
+
+    def last_header(self, name: str) -> str | None:
+        return None if self.last_response is None else self.last_response.headers.get(name)
+
+    def last_retry_after_s(self) -> float | None:
+        return parse_retry_after(self.last_header("Retry-After"))
+
+
+def transport_error(exc: requests.RequestException) -> RetryableSyncError:
+    """A request that got no answer: it may have been applied unless it never connected."""
+    sent = not isinstance(exc, requests.ConnectTimeout)
+    kind = "timeout" if isinstance(exc, requests.Timeout) else "connection error"
+    return RetryableSyncError(f"{kind}: {type(exc).__name__}", uncertain=sent)

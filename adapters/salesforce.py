@@ -1,0 +1,250 @@
+"""Salesforce target: one Task per interaction, created once, then updated by its stored Id.
+
+Idempotency does not come from upsert (Activity fields cannot be External IDs): `CallObject`
+carries the interaction id, and after an uncertain create the Task is looked up by it before a
+new one is created. Writes go through sObject Collections (`composite/sobjects`, ≤ 200 records a
+request, allOrNone=false) and every record's result is handled on its own.
+
+The client is built from a fetched token (`session_id`), so simple-salesforce never re-logs in by
+itself; this adapter re-logs in once on INVALID_SESSION_ID and then reports a retryable error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import requests
+import structlog
+from simple_salesforce.api import Salesforce
+from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
+
+from adapters.base import (
+    BudgetExhausted,
+    Failed,
+    PermanentSyncError,
+    Retry,
+    RetryableSyncError,
+    Skipped,
+    Synced,
+    SyncError,
+    SyncItem,
+    SyncOutcome,
+    outcome_for_error,
+)
+from adapters.http_session import RecordingSession, transport_error
+from adapters.salesforce_auth import SalesforceCredentials, fetch_access_token
+from adapters.salesforce_fields import FieldSpec, FieldValue, parse_describe, task_fields
+from schemas.common import Trigger
+from schemas.snapshot import LogSnapshot
+
+log = structlog.get_logger(__name__)
+
+COLLECTION_LIMIT = 200
+_WANTED = frozenset({Trigger.CREATED, Trigger.STATE_CHANGED, Trigger.OPENED, Trigger.FINALIZED})
+_CREATE_ONLY_FIELDS = frozenset({"TaskSubtype"})
+_RETRYABLE_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
+
+
+def soql_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def error_code(content: Any) -> tuple[str, str]:
+    """(errorCode, message) from a Salesforce error body: a list of errors or one object."""
+    first = content[0] if isinstance(content, list) and content else content
+    if isinstance(first, dict):
+        code = first.get("errorCode") or first.get("statusCode") or first.get("error") or "UNKNOWN"
+        return str(code), str(first.get("message", ""))
+    return "UNKNOWN", str(content)[:200]
+
+
+def record_outcome(result: Mapping[str, Any], version: int, remote_id: str | None) -> SyncOutcome:
+    """One sObject Collections result → the item's outcome."""
+    if result.get("success"):
+        return Synced(remote_id=str(result.get("id") or remote_id), version=version)
+    code, message = error_code(result.get("errors") or [])
+    if code in _RETRYABLE_RECORD_CODES:
+        budget = code == "REQUEST_LIMIT_EXCEEDED"
+        return Retry(retry_after_s=None, error=f"{code}: {message}", budget_exhausted=budget)
+    return Failed(code=code, message=message)
+
+
+def chunked(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class SalesforceTarget:
+    name = "salesforce"
+
+    def __init__(
+        self,
+        *,
+        instance_url: str,
+        credentials: SalesforceCredentials,
+        session: RecordingSession,
+        api_version: str,
+        attribute_fields: Mapping[str, str],
+        budget_pause_s: float = 60.0,
+    ) -> None:
+        self._instance_url = instance_url
+        self._credentials = credentials
+        self._session = session
+        self._api_version = api_version
+        self._attribute_fields = dict(attribute_fields)
+        self._budget_pause_s = budget_pause_s
+        self._client: Salesforce | None = None
+        self._specs: dict[str, FieldSpec] | None = None
+
+    def wants(self, snapshot: LogSnapshot) -> bool:
+        return snapshot.trigger in _WANTED
+
+    @property
+    def api_budget_remaining(self) -> int | None:
+        """Requests left in the org's 24 h allowance, from the last Sforce-Limit-Info header."""
+        usage = getattr(self._client, "api_usage", {}).get("api-usage")
+        return None if usage is None else int(usage.total - usage.used)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
+        outcomes: list[SyncOutcome | None] = [
+            None if self.wants(item.snapshot) else Skipped(f"trigger {item.snapshot.trigger.value}")
+            for item in batch
+        ]
+        due = [index for index, outcome in enumerate(outcomes) if outcome is None]
+        try:
+            specs = self._task_specs()
+            remote_ids = [
+                self._known_task_id(item) if outcomes[index] is None else None
+                for index, item in enumerate(batch)
+            ]
+        except SyncError as exc:
+            return [outcome or outcome_for_error(exc) for outcome in outcomes]
+        records = [task_fields(item.snapshot, self._attribute_fields, specs) for item in batch]
+        updates = [index for index in due if remote_ids[index] is not None]
+        creates = [index for index in due if remote_ids[index] is None]
+        requests_due = [("PATCH", chunk) for chunk in chunked(updates, COLLECTION_LIMIT)]
+        requests_due += [("POST", chunk) for chunk in chunked(creates, COLLECTION_LIMIT)]
+        for position, (method, chunk) in enumerate(requests_due):
+            try:
+                self._write(method, chunk, batch, records, remote_ids, outcomes)
+            except SyncError as exc:
+                self._fail_rest(exc, requests_due[position:], remote_ids, outcomes)
+                break
+        return [outcome or Retry(None, "not attempted") for outcome in outcomes]
+
+    def _known_task_id(self, item: SyncItem) -> str | None:
+        state = item.target_state
+        if state.remote_id is not None:
+            return state.remote_id
+        if not state.needs_lookup:
+            return None
+        return self._find_task(item.snapshot.interaction_id)
+
+    def _find_task(self, interaction_id: str) -> str | None:
+        soql = f"SELECT Id FROM Task WHERE CallObject = {soql_quote(interaction_id)}"
+        result = self._call("GET", "query", params={"q": soql}) or {}
+        found = result.get("records") or []
+        if len(found) > 1:
+            log.warning("salesforce.duplicate_tasks", interaction_id=interaction_id, count=len(found))
+        return str(found[0]["Id"]) if found else None
+
+    def _task_specs(self) -> dict[str, FieldSpec]:
+        if self._specs is None:
+            self._specs = parse_describe(self._call("GET", "sobjects/Task/describe") or {})
+        return self._specs
+
+    def _write(
+        self,
+        method: str,
+        chunk: Sequence[int],
+        batch: Sequence[SyncItem],
+        records: Sequence[dict[str, FieldValue]],
+        remote_ids: Sequence[str | None],
+        outcomes: list[SyncOutcome | None],
+    ) -> None:
+        body = [self._collection_record(records[index], remote_ids[index]) for index in chunk]
+        results = self._call(method, "composite/sobjects", json={"allOrNone": False, "records": body})
+        if not isinstance(results, list) or len(results) != len(chunk):
+            raise RetryableSyncError("composite/sobjects: unexpected response", uncertain=True)
+        for index, result in zip(chunk, results, strict=True):
+            outcome = record_outcome(result, batch[index].snapshot.version, remote_ids[index])
+            if isinstance(outcome, Failed):
+                log.warning(
+                    "salesforce.record_failed",
+                    interaction_id=batch[index].snapshot.interaction_id,
+                    code=outcome.code,
+                )
+            outcomes[index] = outcome
+
+    @staticmethod
+    def _collection_record(fields: Mapping[str, FieldValue], task_id: str | None) -> dict[str, Any]:
+        record: dict[str, Any] = {"attributes": {"type": "Task"}}
+        if task_id is None:
+            record.update(fields)
+        else:
+            record.update({key: value for key, value in fields.items() if key not in _CREATE_ONLY_FIELDS})
+            record["id"] = task_id
+        return record
+
+    @staticmethod
+    def _fail_rest(
+        exc: SyncError,
+        requests_due: Sequence[tuple[str, Sequence[int]]],
+        remote_ids: Sequence[str | None],
+        outcomes: list[SyncOutcome | None],
+    ) -> None:
+        """The failed request's records get the error; records of later requests were never sent."""
+        _, failed_chunk = requests_due[0]
+        for index in failed_chunk:
+            outcomes[index] = outcome_for_error(exc, remote_ids[index])
+        later = outcome_for_error(exc)
+        if isinstance(later, Retry):
+            later = Retry(
+                later.retry_after_s, f"not sent: {later.error}", budget_exhausted=later.budget_exhausted
+            )
+        for _, chunk in requests_due[1:]:
+            for index in chunk:
+                outcomes[index] = later
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One REST call; INVALID_SESSION_ID re-logs in once, client errors become SyncErrors."""
+        for attempt in (1, 2):
+            client = self._connected()
+            try:
+                return client.restful(path, method=method, **kwargs)
+            except SalesforceExpiredSession as exc:
+                self._client = None
+                if attempt == 2:
+                    raise RetryableSyncError("INVALID_SESSION_ID right after re-login") from exc
+                log.info("salesforce.relogin", reason="INVALID_SESSION_ID")
+            except SalesforceError as exc:
+                raise self._translate(exc) from exc
+            except requests.RequestException as exc:
+                raise transport_error(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _connected(self) -> Salesforce:
+        if self._client is None:
+            token = fetch_access_token(self._session, self._credentials)
+            self._client = Salesforce(
+                instance_url=self._instance_url,
+                session_id=token,
+                session=self._session,
+                version=self._api_version,
+            )
+        return self._client
+
+    def _translate(self, exc: SalesforceError) -> SyncError:
+        code, message = error_code(exc.content)
+        retry_after_s = self._session.last_retry_after_s()
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            return BudgetExhausted(f"{code}: {message}", retry_after_s or self._budget_pause_s)
+        if exc.status == 429 or exc.status >= 500:
+            return RetryableSyncError(f"HTTP {exc.status} {code}", retry_after_s)
+        if exc.status in (400, 403, 404):
+            return PermanentSyncError(code, message)
+        return RetryableSyncError(f"HTTP {exc.status} {code}", retry_after_s)

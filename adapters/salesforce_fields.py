@@ -1,0 +1,177 @@
+"""Snapshot → Task fields, and each mapped attribute checked against the Task describe (pure).
+
+Description is truncated at the Task limit with a visible marker (the log text is also in the
+webhook and the interaction store, and a Task that fails to save loses more than a tail of text).
+Subject is not truncated: an over-long Subject is sent as is, Salesforce rejects that record with
+STRING_TOO_LONG and it goes to the DLQ, where an operator sees it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import structlog
+
+from adapters.log_text import render_log_text
+from schemas.common import Media, RecordSystem
+from schemas.snapshot import LogSnapshot
+
+log = structlog.get_logger(__name__)
+
+DESCRIPTION_LIMIT = 32_000
+_TRUNCATION_MARK = "\n…[truncated: {count} characters not shown]"
+_CALL_MEDIA = frozenset({Media.VOICE, Media.CALLBACK})
+_STRING_TYPES = frozenset(
+    {"string", "textarea", "picklist", "multipicklist", "phone", "email", "url", "combobox"}
+)
+_INTEGER_TYPES = frozenset({"int", "long"})
+_NUMBER_TYPES = frozenset({"double", "currency", "percent"})
+
+FieldValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str
+    length: int = 0
+    precision: int = 0
+    scale: int = 0
+
+
+def parse_describe(describe: Mapping[str, Any]) -> dict[str, FieldSpec]:
+    """Field specs by API name from an sObject describe."""
+    specs: dict[str, FieldSpec] = {}
+    for raw in describe.get("fields", []):
+        spec = FieldSpec(
+            name=str(raw["name"]),
+            type=str(raw.get("type", "string")),
+            length=int(raw.get("length") or 0),
+            precision=int(raw.get("precision") or 0),
+            scale=int(raw.get("scale") or 0),
+        )
+        specs[spec.name] = spec
+    return specs
+
+
+def _coerce_number(spec: FieldSpec, value: str) -> tuple[FieldValue | None, str | None]:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None, f"not a number for {spec.type}"
+    if not math.isfinite(number):
+        return None, "not a finite number"
+    if spec.type in _INTEGER_TYPES:
+        return (int(number), None) if number.is_integer() else (None, "not an integer")
+    return number, None
+
+
+def coerce_attribute(spec: FieldSpec | None, value: str) -> tuple[FieldValue | None, str | None]:
+    """The value to send, or None and the reason it cannot go into this field."""
+    if spec is None:
+        return None, "field not on Task"
+    if spec.type in _STRING_TYPES:
+        if spec.length and len(value) > spec.length:
+            return None, f"longer than {spec.length} characters"
+        return value, None
+    if spec.type in _INTEGER_TYPES or spec.type in _NUMBER_TYPES:
+        return _coerce_number(spec, value)
+    if spec.type == "boolean":
+        lowered = value.strip().lower()
+        if lowered in {"true", "false"}:
+            return lowered == "true", None
+        return None, "not a boolean"
+    if spec.type == "date":
+        try:
+            return date.fromisoformat(value.strip()).isoformat(), None
+        except ValueError:
+            return None, "not a date"
+    return None, f"unsupported field type {spec.type}"
+
+
+def attribute_fields(
+    snapshot: LogSnapshot, attribute_map: Mapping[str, str], specs: Mapping[str, FieldSpec]
+) -> dict[str, FieldValue]:
+    """Mapped attributes that fit their field; a bad value is dropped with a warning (never logged)."""
+    fields: dict[str, FieldValue] = {}
+    for attribute, field_name in attribute_map.items():
+        if attribute not in snapshot.attributes:
+            continue
+        value, reason = coerce_attribute(specs.get(field_name), snapshot.attributes[attribute])
+        if value is None:
+            log.warning(
+                "salesforce.attribute_dropped",
+                interaction_id=snapshot.interaction_id,
+                attribute=attribute,
+                field=field_name,
+                reason=reason,
+            )
+            continue
+        fields[field_name] = value
+    return fields
+
+
+def truncate_description(text: str, limit: int = DESCRIPTION_LIMIT) -> str:
+    if len(text) <= limit:
+        return text
+    # Reserve room for the marker, whose own length depends on the count it reports.
+    keep = limit - len(_TRUNCATION_MARK.format(count=len(text)))
+    return text[:keep] + _TRUNCATION_MARK.format(count=len(text) - keep)
+
+
+def default_subject(snapshot: LogSnapshot) -> str:
+    direction = snapshot.direction.value.capitalize() if snapshot.direction else "Interaction"
+    media = "interaction" if snapshot.media is None else snapshot.media.value
+    media = {"voice": "call"}.get(media, media)
+    party = snapshot.customer.name or snapshot.customer.address if snapshot.customer else None
+    return f"{direction} {media} from {party}" if party else f"{direction} {media}"
+
+
+def task_subtype(media: Media | None) -> str:
+    if media in _CALL_MEDIA:
+        return "Call"
+    return "Email" if media == Media.EMAIL else "Task"
+
+
+def _linked_records(snapshot: LogSnapshot) -> dict[str, FieldValue]:
+    fields: dict[str, FieldValue] = {}
+    for ref in (snapshot.name, snapshot.related_to):
+        if ref is None or ref.system != RecordSystem.SALESFORCE:
+            continue
+        fields["WhoId" if ref.is_name else "WhatId"] = ref.id
+    return fields
+
+
+def _call_fields(snapshot: LogSnapshot) -> dict[str, FieldValue]:
+    fields: dict[str, FieldValue] = {}
+    if snapshot.direction is not None:
+        fields["CallType"] = snapshot.direction.value.capitalize()
+    if snapshot.duration_seconds is not None:
+        fields["CallDurationInSeconds"] = snapshot.duration_seconds
+    if snapshot.wrapup_code:
+        fields["CallDisposition"] = snapshot.wrapup_code
+    return fields
+
+
+def task_fields(
+    snapshot: LogSnapshot, attribute_map: Mapping[str, str], specs: Mapping[str, FieldSpec]
+) -> dict[str, FieldValue]:
+    """The Task as Salesforce stores it. Unknown values are left out rather than cleared."""
+    fields: dict[str, FieldValue] = {
+        "Subject": snapshot.subject or default_subject(snapshot),
+        "Description": truncate_description(render_log_text(snapshot)),
+        "Status": "Completed" if snapshot.finalized else "In Progress",
+        "Priority": "Normal",
+        "TaskSubtype": task_subtype(snapshot.media),
+        "CallObject": snapshot.interaction_id,
+    }
+    if snapshot.connected_at is not None:
+        fields["ActivityDate"] = snapshot.connected_at.date().isoformat()
+    fields.update(_linked_records(snapshot))
+    fields.update(_call_fields(snapshot))
+    fields.update(attribute_fields(snapshot, attribute_map, specs))
+    return fields

@@ -1,0 +1,121 @@
+"""Webhook target: the snapshot POSTed as signed JSON to the customer's own system.
+
+Body: `{"event": <name>, "id": <stored receiver id or null>, "log": <snapshot>}`.
+Headers: `X-Signature: sha256=<hex HMAC-SHA256(secret, body)>` over the exact body bytes, and
+`Idempotency-Key: <interaction id>:v<version>` so a receiver can drop a redelivery (a POST whose
+answer was lost is sent again). A receiver answering `{"id": "..."}` gets that id back on every
+later call for the interaction. Coalescing in the sync loop sends only the latest version per
+interaction, so a receiver may see `interactionChangedAfterDisconnect` without the
+`interactionDisconnected` before it when both were due at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import requests
+
+from adapters.base import (
+    Failed,
+    Retry,
+    RetryableSyncError,
+    Synced,
+    SyncError,
+    SyncItem,
+    SyncOutcome,
+    outcome_for_error,
+    parse_retry_after,
+)
+from adapters.http_session import RecordingSession, transport_error
+from schemas.common import State, Trigger
+from schemas.snapshot import LogSnapshot
+
+SIGNATURE_HEADER = "X-Signature"
+
+
+def event_name(snapshot: LogSnapshot) -> str:
+    """The event name agent-client integrators know, from the snapshot's trigger and state."""
+    if snapshot.finalized or snapshot.trigger == Trigger.FINALIZED:
+        return "interactionRemoved"
+    if snapshot.state != State.DISCONNECTED:
+        return "interactionChanged"
+    if snapshot.trigger == Trigger.STATE_CHANGED:
+        return "interactionDisconnected"
+    return "interactionChangedAfterDisconnect"
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: bytes, body: bytes, header: str) -> bool:
+    """What a receiver does; constant-time comparison."""
+    return hmac.compare_digest(sign(secret, body), header)
+
+
+def request_body(snapshot: LogSnapshot, receiver_id: str | None) -> bytes:
+    payload = {"event": event_name(snapshot), "id": receiver_id, "log": snapshot.model_dump(mode="json")}
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def receiver_id_from(response: requests.Response, previous: str | None) -> str | None:
+    try:
+        answer: Any = response.json()
+    except ValueError:
+        return previous
+    found = answer.get("id") if isinstance(answer, dict) else None
+    return str(found) if found not in (None, "") else previous
+
+
+class WebhookTarget:
+    name = "webhook"
+
+    def __init__(self, *, url: str, secret: bytes, session: RecordingSession) -> None:
+        self._url = url
+        self._secret = secret
+        self._session = session
+
+    def wants(self, snapshot: LogSnapshot) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._session.close()
+
+    def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
+        outcomes: list[SyncOutcome] = []
+        for position, item in enumerate(batch):
+            try:
+                outcomes.append(self._post(item))
+            except SyncError as exc:
+                outcomes.append(outcome_for_error(exc))
+                # The receiver is struggling: the rest of the batch waits rather than piling on.
+                not_sent = Retry(getattr(exc, "retry_after_s", None), f"not sent: {exc}")
+                outcomes.extend(not_sent for _ in batch[position + 1 :])
+                break
+        return outcomes
+
+    def _post(self, item: SyncItem) -> SyncOutcome:
+        snapshot = item.snapshot
+        body = request_body(snapshot, item.target_state.remote_id)
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(self._secret, body),
+            "Idempotency-Key": f"{snapshot.interaction_id}:v{snapshot.version}",
+        }
+        try:
+            response = self._session.post(self._url, data=body, headers=headers)
+        except requests.RequestException as exc:
+            raise transport_error(exc) from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            retry_after_s = parse_retry_after(response.headers.get("Retry-After"))
+            raise RetryableSyncError(f"HTTP {status}", retry_after_s)
+        if status >= 400:
+            return Failed(code=f"HTTP_{status}", message=response.text[:200])
+        if status >= 300:
+            return Failed(code=f"HTTP_{status}", message="redirects are not followed for signed posts")
+        return Synced(remote_id=receiver_id_from(response, item.target_state.remote_id), version=snapshot.version)

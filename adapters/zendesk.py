@@ -1,0 +1,265 @@
+"""Zendesk target: the final log on the linked ticket, as a private comment or in a custom field.
+
+The ticket is Related to (a Zendesk ticket), else the one stored for the interaction, else one
+found by `external_id` = interaction id, else (setting `zendesk_missing_ticket=create`) a new
+ticket for the requester, created with an `Idempotency-Key`. A comment is not idempotent: after an
+uncertain call, or when an earlier version was synced, the ticket's comments are searched for
+this version's marker before posting. Several due tickets go out in one `update_many` job.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+import structlog
+from zenpy import Zenpy
+from zenpy.lib.api_objects import Comment, Ticket, User
+from zenpy.lib.exception import APIException, RecordNotFoundException, ZenpyException
+
+from adapters.base import (
+    PermanentSyncError,
+    Retry,
+    RetryableSyncError,
+    Skipped,
+    Synced,
+    SyncError,
+    SyncItem,
+    SyncOutcome,
+    outcome_for_error,
+)
+from adapters.http_session import RecordingSession, transport_error
+from adapters.zendesk_jobs import run_update_many
+from adapters.zendesk_render import (
+    FieldValue,
+    attribute_custom_fields,
+    has_marker,
+    linked_ticket_id,
+    parse_ticket_fields,
+    render_comment,
+)
+from schemas.snapshot import LogSnapshot
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ZendeskOptions:
+    mode: Literal["comment", "field"] = "comment"
+    log_field_id: int | None = None
+    attribute_fields: dict[str, int] | None = None
+    missing_ticket: Literal["create", "skip"] = "create"
+    job_poll_s: float = 0.5
+    job_timeout_s: float = 60.0
+
+
+def zenpy_location(url: str) -> tuple[str, str, str | None]:
+    """(subdomain, domain, forced netloc) for a Zendesk URL; zenpy itself only builds https://sub.domain."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    labels = host.split(".")
+    if parts.scheme == "https" and parts.port is None and len(labels) >= 3:
+        return labels[0], ".".join(labels[1:]), None
+    return "local", host, parts.netloc
+
+
+def translate_zenpy_error(exc: Exception) -> SyncError:
+    """zenpy / requests exceptions → the adapters' error tree."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(exc, RecordNotFoundException):
+        return PermanentSyncError("RecordNotFound", "ticket not found")
+    if status is not None and (status == 429 or status >= 500):
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        return RetryableSyncError(f"HTTP {status}", float(retry_after) if retry_after else None)
+    if status is not None:
+        return PermanentSyncError(_api_error_code(response), f"HTTP {status}")
+    if isinstance(exc, requests.RequestException):
+        return transport_error(exc)
+    return RetryableSyncError(f"{type(exc).__name__}: {exc}")
+
+
+def _api_error_code(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return "HTTPError"
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("title", "Error") if isinstance(error, dict) else error or "Error")
+
+
+class ZendeskTarget:
+    name = "zendesk"
+
+    def __init__(
+        self, *, url: str, email: str, token: str, session: RecordingSession, options: ZendeskOptions
+    ) -> None:
+        subdomain, domain, forced_netloc = zenpy_location(url)
+        if forced_netloc is not None:
+            # zenpy reads its only host override from the environment at request time.
+            os.environ["ZENPY_FORCE_NETLOC"] = forced_netloc
+            os.environ["ZENPY_FORCE_SCHEME"] = urlsplit(url).scheme
+        self._session = session
+        self._options = options
+        self._client = Zenpy(
+            subdomain=subdomain, domain=domain, email=email, token=token, session=session, disable_cache=True
+        )
+        self._field_types: dict[int, str] | None = None
+
+    def wants(self, snapshot: LogSnapshot) -> bool:
+        return snapshot.finalized
+
+    def close(self) -> None:
+        self._session.close()
+
+    def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
+        outcomes: list[SyncOutcome | None] = [None] * len(batch)
+        due: list[tuple[int, Ticket]] = []
+        for index, item in enumerate(batch):
+            try:
+                prepared = self._prepare(item)
+            except PermanentSyncError as exc:
+                outcomes[index] = outcome_for_error(exc)
+                continue
+            except SyncError as exc:
+                self._stop(outcomes, index, exc)
+                break
+            if isinstance(prepared, Ticket):
+                due.append((index, prepared))
+            else:
+                outcomes[index] = prepared
+        self._update(batch, due, outcomes)
+        return [outcome or Retry(None, "not attempted") for outcome in outcomes]
+
+    @staticmethod
+    def _stop(outcomes: list[SyncOutcome | None], index: int, exc: SyncError) -> None:
+        """A transient error stops the batch: the items after it were not tried."""
+        outcomes[index] = outcome_for_error(exc)
+        for later in range(index + 1, len(outcomes)):
+            outcomes[later] = Retry(getattr(exc, "retry_after_s", None), f"not sent: {exc}")
+
+    def _prepare(self, item: SyncItem) -> SyncOutcome | Ticket:
+        """The outcome when nothing (more) is to be written, else the ticket update to send."""
+        snapshot = item.snapshot
+        if not self.wants(snapshot):
+            return Skipped("not finalized")
+        ticket_id = self._find_ticket(item)
+        if ticket_id is None:
+            if self._options.missing_ticket == "skip":
+                return Skipped("no linked ticket")
+            return Synced(remote_id=str(self._create_ticket(snapshot)), version=snapshot.version)
+        state = item.target_state
+        checks_marker = state.uncertain or state.synced_version > 0
+        if self._options.mode == "comment" and checks_marker and self._has_version(ticket_id, snapshot):
+            return Synced(remote_id=str(ticket_id), version=snapshot.version)
+        return self._ticket_update(ticket_id, snapshot)
+
+    def _call(self, operation: Any, *args: Any) -> Any:
+        try:
+            return operation(*args)
+        except SyncError:
+            raise
+        except (APIException, ZenpyException, requests.RequestException) as exc:
+            raise translate_zenpy_error(exc) from exc
+
+    def _find_ticket(self, item: SyncItem) -> int | None:
+        linked = linked_ticket_id(item.snapshot)
+        if linked is not None:
+            return linked
+        if item.target_state.remote_id is not None:
+            return int(item.target_state.remote_id)
+        found = self._call(lambda: list(self._client.tickets(external_id=item.snapshot.interaction_id)))
+        return int(found[0].id) if found else None
+
+    def _has_version(self, ticket_id: int, snapshot: LogSnapshot) -> bool:
+        comments = self._call(lambda: list(self._client.tickets.comments(ticket=ticket_id)))
+        bodies = (str(getattr(comment, "body", "") or "") for comment in comments)
+        return any(has_marker(body, snapshot.interaction_id, snapshot.version) for body in bodies)
+
+    def _log_payload(self, snapshot: LogSnapshot) -> tuple[Comment | None, list[dict[str, FieldValue]]]:
+        custom_fields = attribute_custom_fields(
+            snapshot, self._options.attribute_fields or {}, self._ticket_field_types()
+        )
+        text = render_comment(snapshot)
+        if self._options.mode == "field" and self._options.log_field_id is not None:
+            return None, [{"id": self._options.log_field_id, "value": text}, *custom_fields]
+        return Comment(body=text, public=False), custom_fields
+
+    def _ticket_update(self, ticket_id: int, snapshot: LogSnapshot) -> Ticket:
+        comment, custom_fields = self._log_payload(snapshot)
+        ticket = Ticket(id=ticket_id)
+        if comment is not None:
+            ticket.comment = comment
+        if custom_fields:
+            ticket.custom_fields = custom_fields
+        return ticket
+
+    def _create_ticket(self, snapshot: LogSnapshot) -> int:
+        comment, custom_fields = self._log_payload(snapshot)
+        ticket = Ticket(
+            external_id=snapshot.interaction_id,
+            subject=snapshot.subject or f"Interaction {snapshot.interaction_id}",
+            comment=comment or Comment(body=f"Interaction {snapshot.interaction_id}", public=False),
+        )
+        if custom_fields:
+            ticket.custom_fields = custom_fields
+        requester = self._requester(snapshot)
+        if requester is not None:
+            ticket.requester = requester
+        self._session.headers["Idempotency-Key"] = f"{snapshot.interaction_id}:v{snapshot.version}"
+        try:
+            audit = self._call(self._client.tickets.create, ticket)
+        finally:
+            self._session.headers.pop("Idempotency-Key", None)
+        return int(audit.ticket.id)
+
+    @staticmethod
+    def _requester(snapshot: LogSnapshot) -> User | None:
+        customer = snapshot.customer
+        if customer is None or not (customer.name or customer.address):
+            return None
+        address = customer.address or ""
+        if "@" in address:
+            return User(name=customer.name or address, email=address)
+        return User(name=customer.name or address, phone=address or None)
+
+    def _ticket_field_types(self) -> dict[int, str]:
+        if self._field_types is None:
+            self._field_types = parse_ticket_fields(self._call(lambda: list(self._client.ticket_fields())))
+        return self._field_types
+
+    def _update(
+        self, batch: Sequence[SyncItem], due: list[tuple[int, Ticket]], outcomes: list[SyncOutcome | None]
+    ) -> None:
+        """Send the due tickets; a ticket twice in the batch gets its second write on its own."""
+        first: list[tuple[int, Ticket]] = []
+        repeats: list[tuple[int, Ticket]] = []
+        for entry in due:
+            (repeats if any(entry[1].id == seen.id for _, seen in first) else first).append(entry)
+        self._send(batch, first, outcomes)
+        for entry in repeats:
+            self._send(batch, [entry], outcomes)
+
+    def _send(
+        self, batch: Sequence[SyncItem], due: list[tuple[int, Ticket]], outcomes: list[SyncOutcome | None]
+    ) -> None:
+        if not due:
+            return
+        try:
+            if len(due) == 1:
+                index, ticket = due[0]
+                self._call(self._client.tickets.update, ticket)
+                outcomes[index] = Synced(remote_id=str(ticket.id), version=batch[index].snapshot.version)
+                return
+            options = self._options
+            results = run_update_many(self._client, due, self._call, options.job_poll_s, options.job_timeout_s)
+        except SyncError as exc:
+            for index, ticket in due:
+                outcomes[index] = outcome_for_error(exc, remote_id=str(ticket.id))
+            return
+        for index, ticket in due:
+            outcomes[index] = results.outcome(ticket.id, batch[index].snapshot.version)

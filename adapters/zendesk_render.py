@@ -1,0 +1,97 @@
+"""Pure parts of the Zendesk target: the rendered log, its version marker, typed custom fields."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+import structlog
+
+from adapters.log_text import render_log_text
+from schemas.snapshot import LogSnapshot
+
+log = structlog.get_logger(__name__)
+
+FieldValue = str | int | float | bool
+
+
+def marker(interaction_id: str, version: int) -> str:
+    """The last line of every comment the worker writes (CONTRACT.md)."""
+    return f"[interaction {interaction_id} · log v{version}]"
+
+
+def has_marker(text: str, interaction_id: str, version: int) -> bool:
+    expected = marker(interaction_id, version)
+    return any(line.strip() == expected for line in text.splitlines())
+
+
+def render_comment(snapshot: LogSnapshot) -> str:
+    return f"{render_log_text(snapshot)}\n\n{marker(snapshot.interaction_id, snapshot.version)}"
+
+
+def parse_ticket_fields(raw_fields: Any) -> dict[int, str]:
+    """Ticket field id → type, from zenpy objects or plain dicts."""
+    types: dict[int, str] = {}
+    for raw in raw_fields:
+        field_id = raw.get("id") if isinstance(raw, Mapping) else getattr(raw, "id", None)
+        field_type = raw.get("type") if isinstance(raw, Mapping) else getattr(raw, "type", None)
+        if field_id is not None and field_type:
+            types[int(field_id)] = str(field_type)
+    return types
+
+
+def coerce_ticket_value(field_type: str | None, value: str) -> tuple[FieldValue | None, str | None]:
+    """The value typed for the ticket field, or None and why it does not fit."""
+    if field_type is None:
+        return None, "unknown ticket field"
+    if field_type in ("integer", "decimal"):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None, f"not a number for {field_type}"
+        if not math.isfinite(number):
+            return None, "not a finite number"
+        if field_type == "integer":
+            return (int(number), None) if number.is_integer() else (None, "not an integer")
+        return number, None
+    if field_type == "checkbox":
+        lowered = value.strip().lower()
+        return (lowered == "true", None) if lowered in ("true", "false") else (None, "not a boolean")
+    if field_type == "date":
+        try:
+            return date.fromisoformat(value.strip()).isoformat(), None
+        except ValueError:
+            return None, "not a date"
+    return value, None
+
+
+def attribute_custom_fields(
+    snapshot: LogSnapshot, attribute_fields: Mapping[str, int], field_types: Mapping[int, str]
+) -> list[dict[str, FieldValue]]:
+    """Mapped attributes as `custom_fields`; a bad value is dropped with a warning naming the field."""
+    custom_fields: list[dict[str, FieldValue]] = []
+    for attribute, field_id in attribute_fields.items():
+        if attribute not in snapshot.attributes:
+            continue
+        value, reason = coerce_ticket_value(field_types.get(field_id), snapshot.attributes[attribute])
+        if value is None:
+            log.warning(
+                "zendesk.attribute_dropped",
+                interaction_id=snapshot.interaction_id,
+                attribute=attribute,
+                field_id=field_id,
+                reason=reason,
+            )
+            continue
+        custom_fields.append({"id": field_id, "value": value})
+    return custom_fields
+
+
+def linked_ticket_id(snapshot: LogSnapshot) -> int | None:
+    """Related to, when it is a Zendesk ticket with a numeric id."""
+    ref = snapshot.related_to
+    if ref is None or ref.system.value != "zendesk" or ref.type.lower() != "ticket":
+        return None
+    return int(ref.id) if ref.id.isdigit() else None
