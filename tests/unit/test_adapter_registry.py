@@ -1,0 +1,60 @@
+"""A target is on when its URL is set; a target that is on but misconfigured fails at start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from adapters.registry import TargetConfigError, build_targets
+from worker.settings import Settings
+
+SALESFORCE = {
+    "salesforce_instance_url": "https://acme.my.salesforce.com",
+    "salesforce_client_id": "client",
+    "salesforce_client_secret": SecretStr("secret"),
+}
+ZENDESK = {
+    "zendesk_url": "https://acme.zendesk.com",
+    "zendesk_email": "a@acme.example",
+    "zendesk_token": SecretStr("t"),
+}
+WEBHOOK = {"webhook_url": "https://hooks.acme.example/ilog", "webhook_secret": SecretStr("k")}
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("values", "names"),
+    [
+        ({}, []),
+        (SALESFORCE, ["salesforce"]),
+        ({**ZENDESK, **WEBHOOK}, ["zendesk", "webhook"]),
+        ({**SALESFORCE, **ZENDESK, **WEBHOOK}, ["salesforce", "zendesk", "webhook"]),
+    ],
+)
+def test_targets_are_on_when_their_url_is_set(values: dict[str, Any], names: list[str]) -> None:
+    targets = build_targets(settings(**values))
+    try:
+        assert names == [target.name for target in targets]
+    finally:
+        for target in targets:
+            target.close()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({**SALESFORCE, "salesforce_client_secret": None}, "CLIENT_SECRET or the JWT bearer settings"),
+        ({**SALESFORCE, "salesforce_client_id": None}, "ILOG_SALESFORCE_CLIENT_ID is required"),
+        ({**ZENDESK, "zendesk_token": None}, "ILOG_ZENDESK_TOKEN is required"),
+        ({**ZENDESK, "zendesk_mode": "field"}, "needs ILOG_ZENDESK_LOG_FIELD_ID"),
+        ({**WEBHOOK, "webhook_secret": None}, "ILOG_WEBHOOK_SECRET is required"),
+    ],
+)
+def test_a_target_that_is_on_needs_its_settings(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(TargetConfigError, match=message):
+        build_targets(settings(**values))

@@ -1,0 +1,226 @@
+"""Snapshot → Task fields, attribute type checks against the describe, per-record results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from adapters.base import Failed, Retry, Synced, SyncOutcome
+from adapters.salesforce import error_code, record_outcome, soql_quote
+from adapters.salesforce_fields import (
+    DESCRIPTION_LIMIT,
+    FieldSpec,
+    FieldValue,
+    coerce_attribute,
+    parse_describe,
+    task_fields,
+    truncate_description,
+)
+from schemas.snapshot import LogSnapshot
+
+SPECS = parse_describe(
+    {
+        "fields": [
+            {"name": "Subject", "type": "string", "length": 255},
+            {"name": "Tier__c", "type": "string", "length": 40},
+            {"name": "Score__c", "type": "double", "precision": 18, "scale": 2},
+            {"name": "Queue__c", "type": "string", "length": 80},
+            {"name": "Seats__c", "type": "int"},
+            {"name": "Vip__c", "type": "boolean"},
+        ]
+    }
+)
+ATTRIBUTE_MAP = {"tier": "Tier__c", "score": "Score__c", "queue": "Queue__c"}
+
+
+def snapshot(**overrides: Any) -> LogSnapshot:
+    base: dict[str, Any] = {
+        "interaction_id": "conv-42",
+        "version": 7,
+        "trigger": "state_changed",
+        "state": "disconnected",
+        "media": "voice",
+        "direction": "inbound",
+        "queue": "Support",
+        "agent_id": "agent-7",
+        "customer": {"address": "+4930123456", "name": "Ada Example"},
+        "subject": "Inbound call from Ada Example",
+        "notes": "Customer asked for a refund.",
+        "name": {"system": "salesforce", "type": "Contact", "id": "0035g00000AbCdE"},
+        "related_to": {"system": "salesforce", "type": "Case", "id": "5005g00000XyZ"},
+        "connected_at": "2026-11-27T10:00:00Z",
+        "disconnected_at": "2026-11-27T10:05:00Z",
+        "duration_seconds": 300,
+        "hold_seconds": 40,
+        "hold_count": 1,
+        "talk_seconds": 260,
+        "wrapup_code": "Resolved",
+        "attributes": {"tier": "gold"},
+    }
+    base.update(overrides)
+    return LogSnapshot.model_validate(base)
+
+
+def test_a_voice_log_maps_to_a_call_task() -> None:
+    fields = task_fields(snapshot(), ATTRIBUTE_MAP, SPECS)
+    description = fields.pop("Description")
+    assert fields == {
+        "Subject": "Inbound call from Ada Example",
+        "Status": "In Progress",
+        "Priority": "Normal",
+        "TaskSubtype": "Call",
+        "CallObject": "conv-42",
+        "ActivityDate": "2026-11-27",
+        "WhoId": "0035g00000AbCdE",
+        "WhatId": "5005g00000XyZ",
+        "CallType": "Inbound",
+        "CallDurationInSeconds": 300,
+        "CallDisposition": "Resolved",
+        "Tier__c": "gold",
+    }
+    assert isinstance(description, str)
+    assert description.startswith("Customer asked for a refund.\n\n")
+    for fact in ("Duration: 5m 00s", "Hold: 40s (1×)", "Wrap-up: Resolved", "Connected: 2026-11-27 10:00:00 UTC"):
+        assert fact in description
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"media": "chat"}, {"TaskSubtype": "Task"}),
+        ({"media": "email", "direction": "outbound"}, {"TaskSubtype": "Email", "CallType": "Outbound"}),
+        ({"media": "callback"}, {"TaskSubtype": "Call"}),
+        ({"finalized": True, "trigger": "finalized"}, {"Status": "Completed"}),
+        ({"subject": None, "media": "chat"}, {"Subject": "Inbound chat from Ada Example"}),
+        ({"subject": None, "customer": None}, {"Subject": "Inbound call"}),
+    ],
+)
+def test_media_direction_and_finalization_shape_the_task(
+    overrides: dict[str, Any], expected: dict[str, FieldValue]
+) -> None:
+    fields = task_fields(snapshot(**overrides), ATTRIBUTE_MAP, SPECS)
+    assert expected == {key: fields[key] for key in expected}
+
+
+@pytest.mark.parametrize(
+    ("name", "related_to", "expected"),
+    [
+        ({"system": "salesforce", "type": "Lead", "id": "00Q1"}, None, {"WhoId": "00Q1"}),
+        (None, {"system": "salesforce", "type": "Account", "id": "0011"}, {"WhatId": "0011"}),
+        (None, {"system": "zendesk", "type": "ticket", "id": "77"}, {}),
+        ({"system": "custom", "type": "Contact", "id": "c-1"}, None, {}),
+    ],
+)
+def test_only_salesforce_records_link_as_who_and_what(
+    name: dict[str, str] | None, related_to: dict[str, str] | None, expected: dict[str, str]
+) -> None:
+    fields = task_fields(snapshot(name=name, related_to=related_to), {}, SPECS)
+    assert expected == {key: fields[key] for key in ("WhoId", "WhatId") if key in fields}
+
+
+@pytest.mark.parametrize(
+    ("spec", "value", "expected"),
+    [
+        (FieldSpec("Tier__c", "string", 40), "gold", ("gold", None)),
+        (FieldSpec("Tier__c", "string", 4), "platinum", (None, "longer than 4 characters")),
+        (FieldSpec("Score__c", "double"), "4.5", (4.5, None)),
+        (FieldSpec("Score__c", "double"), "high", (None, "not a number for double")),
+        (FieldSpec("Score__c", "double"), "nan", (None, "not a finite number")),
+        (FieldSpec("Seats__c", "int"), "12", (12, None)),
+        (FieldSpec("Seats__c", "int"), "1.5", (None, "not an integer")),
+        (FieldSpec("Vip__c", "boolean"), "TRUE", (True, None)),
+        (FieldSpec("Vip__c", "boolean"), "yes", (None, "not a boolean")),
+        (FieldSpec("Due__c", "date"), "2026-11-27", ("2026-11-27", None)),
+        (FieldSpec("Due__c", "date"), "tomorrow", (None, "not a date")),
+        (FieldSpec("Geo__c", "location"), "x", (None, "unsupported field type location")),
+        (None, "x", (None, "field not on Task")),
+    ],
+)
+def test_attribute_values_are_checked_by_field_type(
+    spec: FieldSpec | None, value: str, expected: tuple[FieldValue | None, str | None]
+) -> None:
+    assert coerce_attribute(spec, value) == expected
+
+
+def test_a_bad_attribute_value_is_dropped_with_a_warning_and_the_rest_saves() -> None:
+    secret_text = "call me at home, PIN 1234"
+    log = snapshot(attributes={"tier": "gold", "score": secret_text, "queue": "Billing", "unmapped": "x"})
+    with capture_logs() as logs:
+        fields = task_fields(log, ATTRIBUTE_MAP, SPECS)
+    assert {
+        key: value for key, value in fields.items() if key.endswith("__c")
+    } == {"Tier__c": "gold", "Queue__c": "Billing"}
+    assert logs == [
+        {
+            "event": "salesforce.attribute_dropped",
+            "log_level": "warning",
+            "interaction_id": "conv-42",
+            "attribute": "score",
+            "field": "Score__c",
+            "reason": "not a number for double",
+        }
+    ]
+    assert secret_text not in repr(logs)
+
+
+def test_description_over_the_limit_is_truncated_with_a_marker() -> None:
+    text = "x" * (DESCRIPTION_LIMIT + 500)
+    truncated = truncate_description(text)
+    kept, marker = truncated.split("\n…", 1)
+    assert DESCRIPTION_LIMIT - 5 <= len(truncated) <= DESCRIPTION_LIMIT
+    assert kept == "x" * len(kept)
+    assert marker == f"[truncated: {len(text) - len(kept)} characters not shown]"
+
+
+def test_description_within_the_limit_is_kept() -> None:
+    assert truncate_description("short") == "short"
+
+
+def test_an_over_long_subject_is_sent_as_is_for_salesforce_to_reject() -> None:
+    fields = task_fields(snapshot(subject="S" * 300), {}, SPECS)
+    assert fields["Subject"] == "S" * 300
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ({"id": "00T9", "success": True, "errors": []}, Synced("00T9", 7)),
+        ({"success": True, "errors": []}, Synced("00T1", 7)),
+        (
+            {"success": False, "errors": [{"statusCode": "STRING_TOO_LONG", "message": "Subject: too long"}]},
+            Failed("STRING_TOO_LONG", "Subject: too long"),
+        ),
+        (
+            {"success": False, "errors": [{"statusCode": "UNABLE_TO_LOCK_ROW", "message": "locked"}]},
+            Retry(None, "UNABLE_TO_LOCK_ROW: locked"),
+        ),
+        (
+            {"success": False, "errors": [{"statusCode": "REQUEST_LIMIT_EXCEEDED", "message": "limit"}]},
+            Retry(None, "REQUEST_LIMIT_EXCEEDED: limit", budget_exhausted=True),
+        ),
+    ],
+)
+def test_each_collection_result_becomes_its_own_outcome(result: dict[str, Any], expected: SyncOutcome) -> None:
+    assert record_outcome(result, 7, "00T1") == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ([{"errorCode": "INVALID_SESSION_ID", "message": "expired"}], ("INVALID_SESSION_ID", "expired")),
+        ({"error": "invalid_grant"}, ("invalid_grant", "")),
+        ("<html>", ("UNKNOWN", "<html>")),
+        ([], ("UNKNOWN", "[]")),
+    ],
+)
+def test_error_codes_are_read_from_either_error_shape(content: Any, expected: tuple[str, str]) -> None:
+    assert error_code(content) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("conv-42", "'conv-42'"), ("o'brien", "'o\\'brien'"), ("a\\b", "'a\\\\b'")]
+)
+def test_soql_literals_are_escaped(value: str, expected: str) -> None:
+    assert soql_quote(value) == expected
