@@ -74,7 +74,11 @@ class FoldResult:
     outcome: Outcome
 
 
+Changes = dict[str, Any]
+"""InteractionLog field name → new value, produced by one event."""
+
 _DUPLICATE = Duplicate()
+_ACCEPTED = {trigger: Accepted(trigger) for trigger in Trigger}
 _TRANSITION_KIND = {
     "interaction.connected": "C",
     "interaction.held": "H",
@@ -107,15 +111,34 @@ def fold(
     stamp: Stamp = (-1 if event.sequence is None else event.sequence, time_us, arrival)
     changes = _APPLY[event.type](log, event, stamp, round(edit_window_s * 1_000_000))
     ids = log.applied_ids[-(applied_ids_kept - 1):] if applied_ids_kept > 1 else ()
-    new_log = replace(
-        log,
-        version=arrival,
-        trigger=trigger,
-        applied_ids=(*ids, event.id),
-        last_event_us=max(log.last_event_us, time_us),
-        **changes,
+    new_log = _evolve(log, arrival, trigger, (*ids, event.id), max(log.last_event_us, time_us), changes)
+    return FoldResult(new_log, _ACCEPTED[trigger])
+
+
+def _evolve(
+    log: InteractionLog, version: int, trigger: Trigger, applied_ids: tuple[str, ...], last_event_us: int,
+    changes: Changes,
+) -> InteractionLog:
+    # The hot path: positional construction is several times faster than dataclasses.replace.
+    get = changes.get
+    return InteractionLog(
+        log.interaction_id,
+        version,
+        trigger,
+        log.finalized,
+        get("edit_deadline_us", log.edit_deadline_us),
+        last_event_us,
+        applied_ids,
+        get("transitions", log.transitions),
+        get("connect", log.connect),
+        get("views", log.views),
+        get("notes", log.notes),
+        get("subject", log.subject),
+        get("name_choice", log.name_choice),
+        get("related_choice", log.related_choice),
+        get("wrapup", log.wrapup),
+        get("attributes", log.attributes),
     )
-    return FoldResult(new_log, Accepted(trigger))
 
 
 def finalize(log: InteractionLog) -> InteractionLog:
@@ -157,9 +180,6 @@ def _trigger_for(log: InteractionLog, event: Event, time_us: int) -> Trigger:
         after_end = ended_us is not None and (time_us > ended_us or event.type == "interaction.disconnected")
         return Trigger.UPDATED if after_end else Trigger.STATE_CHANGED
     return Trigger.UPDATED
-
-
-Changes = dict[str, Any]
 
 
 def _transition(log: InteractionLog, event: Event, stamp: Stamp, window_us: int) -> Changes:
