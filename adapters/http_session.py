@@ -20,6 +20,7 @@ class RecordingSession(requests.Session):
     def __init__(self, ca_bundle: str | None, timeout_s: float, *, raise_on_429: bool = False) -> None:
         super().__init__()
         self.raise_on_429 = raise_on_429
+        self.ca_bundle = ca_bundle
         if ca_bundle:
             self.verify = ca_bundle
         self.timeout_s = timeout_s
@@ -28,6 +29,9 @@ class RecordingSession(requests.Session):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout_s)
+        if self.ca_bundle:
+            # Per request, because REQUESTS_CA_BUNDLE in the environment would override session.verify.
+            kwargs.setdefault("verify", self.ca_bundle)
         self.last_response = None
         return super().request(method, url, *args, **kwargs)
 

@@ -241,10 +241,10 @@ class SalesforceTarget:
     def _translate(self, exc: SalesforceError) -> SyncError:
         code, message = error_code(exc.content)
         retry_after_s = self._session.last_retry_after_s()
-        if code == "REQUEST_LIMIT_EXCEEDED":
-            return BudgetExhausted(f"{code}: {message}", retry_after_s or self._budget_pause_s)
         if exc.status == 429 or exc.status >= 500:
             return RetryableSyncError(f"HTTP {exc.status} {code}", retry_after_s)
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            return BudgetExhausted(f"{code}: {message}", retry_after_s or self._budget_pause_s)
         if exc.status in (400, 403, 404):
             return PermanentSyncError(code, message)
         return RetryableSyncError(f"HTTP {exc.status} {code}", retry_after_s)

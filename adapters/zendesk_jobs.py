@@ -14,6 +14,8 @@ from zenpy.lib.api_objects import Ticket
 from adapters.base import Failed, Retry, RetryableSyncError, Synced, SyncOutcome
 
 _FINISHED = frozenset({"completed", "failed", "killed"})
+# Per-ticket update limits report as job results, not as HTTP 429.
+_RETRYABLE_ERRORS = frozenset({"TooManyRequests"})
 
 
 def _read(result: Any, key: str) -> Any:
@@ -40,6 +42,8 @@ class JobResults:
             return Synced(remote_id=str(ticket_id), version=version)
         code = _read(result, "error") or "TicketUpdateFailed"
         details = _read(result, "details") or _read(result, "errors") or ""
+        if code in _RETRYABLE_ERRORS:
+            return Retry(None, f"{code}: {details}", remote_id=str(ticket_id))
         return Failed(code=str(code), message=str(details))
 
 

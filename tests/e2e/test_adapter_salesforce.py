@@ -1,0 +1,267 @@
+"""Salesforce target against the emulator, through simple-salesforce over HTTPS with the test CA."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from adapters.base import Failed, Retry, Synced, SyncItem, TargetState, next_target_state
+from adapters.registry import build_salesforce
+from adapters.salesforce import SalesforceTarget
+from schemas.snapshot import LogSnapshot
+from tests.e2e.conftest import Emulators
+from worker.settings import Settings
+
+CONTACT_ID = "0035g00000AbCdEAAZ"
+CASE_ID = "5005g00000XyZabAAB"
+
+
+def settings_for(emulators: Emulators, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        key.removeprefix("ILOG_").lower(): value for key, value in emulators.env.items() if key.startswith("ILOG_")
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def target(fresh_emulators: Emulators) -> Iterator[SalesforceTarget]:
+    built = build_salesforce(
+        settings_for(
+            fresh_emulators,
+            salesforce_attribute_fields={"tier": "Tier__c", "score": "Score__c", "queue": "Queue__c"},
+            salesforce_timeout_seconds=2.0,
+        )
+    )
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def snapshot(interaction_id: str = "conv-42", version: int = 1, **overrides: Any) -> LogSnapshot:
+    base: dict[str, Any] = {
+        "interaction_id": interaction_id,
+        "version": version,
+        "trigger": "created",
+        "state": "connected",
+        "media": "voice",
+        "direction": "inbound",
+        "queue": "Support",
+        "agent_id": "agent-7",
+        "customer": {"address": "+4930123456", "name": "Ada Example"},
+        "subject": "Inbound call from Ada Example",
+        "notes": "Customer asked for a refund.",
+        "name": {"system": "salesforce", "type": "Contact", "id": CONTACT_ID},
+        "related_to": {"system": "salesforce", "type": "Case", "id": CASE_ID},
+        "connected_at": "2026-11-27T10:00:00Z",
+        "attributes": {"tier": "gold"},
+    }
+    base.update(overrides)
+    return LogSnapshot.model_validate(base)
+
+
+def finalized(interaction_id: str = "conv-42", version: int = 5, **overrides: Any) -> LogSnapshot:
+    values: dict[str, Any] = {
+        "trigger": "finalized",
+        "state": "disconnected",
+        "finalized": True,
+        "disconnected_at": "2026-11-27T10:05:00Z",
+        "duration_seconds": 300,
+        "talk_seconds": 260,
+        "hold_seconds": 40,
+        "hold_count": 1,
+        "wrapup_code": "Resolved",
+        "notes": "Refund issued.",
+        "attributes": {"tier": "platinum", "score": "4.5"},
+    }
+    values.update(overrides)
+    return snapshot(interaction_id, version, **values)
+
+
+def tasks(emulators: Emulators) -> list[dict[str, Any]]:
+    return list(emulators.salesforce.state()["tasks"])
+
+
+def api_writes(emulators: Emulators) -> list[tuple[str, str]]:
+    return [
+        (entry["method"], entry["path"].split("/services/data/")[-1].split("/", 1)[-1])
+        for entry in emulators.salesforce.requests()
+        if entry["method"] in ("POST", "PATCH") and "/services/data/" in entry["path"]
+    ]
+
+
+def test_first_sync_creates_the_task_and_later_syncs_update_it_by_id(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    [created] = target.sync([SyncItem(snapshot())])
+    assert isinstance(created, Synced)
+    assert created.version == 1
+    [task] = tasks(fresh_emulators)
+    assert created.remote_id == task["Id"]
+    expected_on_create = {
+        "Subject": "Inbound call from Ada Example",
+        "Status": "In Progress",
+        "Priority": "Normal",
+        "ActivityDate": "2026-11-27",
+        "WhoId": CONTACT_ID,
+        "WhatId": CASE_ID,
+        "TaskSubtype": "Call",
+        "CallType": "Inbound",
+        "CallObject": "conv-42",
+        "Tier__c": "gold",
+    }
+    assert expected_on_create == {key: task.get(key) for key in expected_on_create}
+
+    state = next_target_state(TargetState(), created)
+    [updated] = target.sync([SyncItem(finalized(), state)])
+    assert Synced(created.remote_id, 5) == updated
+    [task] = tasks(fresh_emulators)
+    expected_after_update = {
+        **expected_on_create,
+        "Status": "Completed",
+        "CallDurationInSeconds": 300,
+        "CallDisposition": "Resolved",
+        "Tier__c": "platinum",
+        "Score__c": 4.5,
+    }
+    assert expected_after_update == {key: task.get(key) for key in expected_after_update}
+    assert task["Description"].startswith("Refund issued.\n\n")
+    assert "Duration: 5m 00s" in task["Description"]
+    assert api_writes(fresh_emulators) == [("POST", "composite/sobjects"), ("PATCH", "composite/sobjects")]
+    assert target.api_budget_remaining is not None
+
+
+@pytest.mark.parametrize(
+    ("media", "direction", "subtype", "call_type"),
+    [("chat", "inbound", "Task", "Inbound"), ("email", "outbound", "Email", "Outbound")],
+)
+def test_chat_and_email_logs_become_tasks_of_their_subtype(
+    target: SalesforceTarget, fresh_emulators: Emulators, media: str, direction: str, subtype: str, call_type: str
+) -> None:
+    [outcome] = target.sync([SyncItem(finalized(media=media, direction=direction, subject=f"{media} with Ada"))])
+    assert isinstance(outcome, Synced)
+    [task] = tasks(fresh_emulators)
+    assert {"TaskSubtype": subtype, "CallType": call_type, "Subject": f"{media} with Ada", "Status": "Completed"} == {
+        key: task[key] for key in ("TaskSubtype", "CallType", "Subject", "Status")
+    }
+    assert f"({media}, {direction})" in task["Description"]
+
+
+def test_notes_only_updates_are_not_wanted(target: SalesforceTarget) -> None:
+    assert [
+        target.wants(snapshot(trigger=trigger))
+        for trigger in ("updated", "created", "state_changed", "opened", "finalized")
+    ] == [False, True, True, True, True]
+
+
+def test_429_with_retry_after_is_a_retry_outcome(target: SalesforceTarget, fresh_emulators: Emulators) -> None:
+    fresh_emulators.salesforce.inject("429", retry_after=7, path="composite")
+    [outcome] = target.sync([SyncItem(snapshot())])
+    assert isinstance(outcome, Retry)
+    assert (outcome.retry_after_s, outcome.budget_exhausted, outcome.uncertain) == (7.0, False, False)
+    assert tasks(fresh_emulators) == []
+    [retried] = target.sync([SyncItem(snapshot(), next_target_state(TargetState(), outcome))])
+    assert isinstance(retried, Synced)
+    assert len(tasks(fresh_emulators)) == 1
+
+
+def test_503_is_a_retry_outcome(target: SalesforceTarget, fresh_emulators: Emulators) -> None:
+    fresh_emulators.salesforce.inject("503", path="composite")
+    [outcome] = target.sync([SyncItem(snapshot())])
+    assert isinstance(outcome, Retry)
+    assert outcome.error.startswith("HTTP 503")
+    assert tasks(fresh_emulators) == []
+
+
+def test_an_expired_session_logs_in_again_once_and_the_write_succeeds(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    [first] = target.sync([SyncItem(snapshot())])
+    assert isinstance(first, Synced)
+    logins_before = fresh_emulators.salesforce.state()["logins"]
+    fresh_emulators.salesforce.inject("invalid_session", path="composite")
+    [second] = target.sync([SyncItem(finalized(), next_target_state(TargetState(), first))])
+    assert Synced(first.remote_id, 5) == second
+    assert logins_before + 1 == fresh_emulators.salesforce.state()["logins"]
+    assert tasks(fresh_emulators)[0]["Status"] == "Completed"
+
+
+def test_a_session_that_stays_invalid_is_retried_later_not_in_a_loop(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    fresh_emulators.salesforce.inject("invalid_session", count=5, path="composite")
+    [outcome] = target.sync([SyncItem(snapshot())])
+    assert isinstance(outcome, Retry)
+    assert sum(1 for entry in fresh_emulators.salesforce.requests() if "composite" in entry["path"]) == 2
+
+
+def test_request_limit_exceeded_is_a_retry_with_the_budget_exhausted(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    fresh_emulators.salesforce.inject("request_limit", path="composite")
+    [outcome] = target.sync([SyncItem(snapshot())])
+    assert isinstance(outcome, Retry)
+    assert (outcome.budget_exhausted, outcome.retry_after_s) == (True, 60.0)
+
+
+@pytest.mark.parametrize("fault", ["drop_after_apply", "timeout"])
+def test_a_create_whose_answer_was_lost_is_found_by_call_object_not_created_twice(
+    target: SalesforceTarget, fresh_emulators: Emulators, fault: str
+) -> None:
+    fresh_emulators.salesforce.inject(fault, method="POST", path="composite", delay_s=4.0)
+    [lost] = target.sync([SyncItem(snapshot())])
+    assert isinstance(lost, Retry)
+    assert lost.uncertain
+    state = next_target_state(TargetState(), lost)
+    assert TargetState(remote_id=None, synced_version=0, uncertain=True) == state
+
+    [retried] = target.sync([SyncItem(finalized(), state)])
+    [task] = tasks(fresh_emulators)
+    assert Synced(task["Id"], 5) == retried
+    assert task["Status"] == "Completed"
+    assert ("POST", "composite/sobjects") not in api_writes(fresh_emulators)[1:]
+
+
+def test_an_over_long_subject_fails_its_record_while_the_rest_of_the_batch_syncs(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    batch = [
+        SyncItem(snapshot("conv-1")),
+        SyncItem(snapshot("conv-2", subject="S" * 300)),
+        SyncItem(snapshot("conv-3", media="chat")),
+    ]
+    first, bad, third = target.sync(batch)
+    assert isinstance(first, Synced)
+    assert isinstance(third, Synced)
+    assert isinstance(bad, Failed)
+    assert bad.code == "STRING_TOO_LONG"
+    assert sorted(task["CallObject"] for task in tasks(fresh_emulators)) == ["conv-1", "conv-3"]
+
+
+def test_a_bad_attribute_value_is_dropped_and_the_task_saves(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    [outcome] = target.sync([SyncItem(finalized(attributes={"tier": "gold", "score": "very high", "queue": "Q1"}))])
+    assert isinstance(outcome, Synced)
+    [task] = tasks(fresh_emulators)
+    assert {
+        key: task.get(key) for key in ("Tier__c", "Score__c", "Queue__c")
+    } == {"Tier__c": "gold", "Score__c": None, "Queue__c": "Q1"}
+
+
+def test_a_batch_mixes_creates_and_updates_in_one_request_each(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    created = target.sync([SyncItem(snapshot(f"conv-{n}")) for n in range(3)])
+    states = [next_target_state(TargetState(), outcome) for outcome in created]
+    batch = [SyncItem(finalized(f"conv-{n}"), states[n]) for n in range(3)]
+    batch += [SyncItem(snapshot(f"conv-{n}")) for n in range(3, 5)]
+    outcomes = target.sync(batch)
+    assert all(isinstance(outcome, Synced) for outcome in outcomes)
+    assert len(tasks(fresh_emulators)) == 5
+    assert (
+        api_writes(fresh_emulators)
+    ) == [("POST", "composite/sobjects"), ("PATCH", "composite/sobjects"), ("POST", "composite/sobjects")]
