@@ -36,6 +36,7 @@ from adapters.http_session import RecordingSession, transport_error
 from adapters.zendesk_jobs import run_update_many
 from adapters.zendesk_render import (
     FieldValue,
+    TicketField,
     attribute_custom_fields,
     has_marker,
     linked_ticket_id,
@@ -106,9 +107,15 @@ class ZendeskTarget:
         self._session = session
         self._options = options
         self._client = Zenpy(
-            subdomain=subdomain, domain=domain, email=email, token=token, session=session, disable_cache=True
+            subdomain=subdomain,
+            domain=domain,
+            email=email,
+            token=token,
+            session=session,
+            timeout=session.timeout_s,  # zenpy passes its own timeout on every call
+            disable_cache=True,
         )
-        self._field_types: dict[int, str] | None = None
+        self._ticket_fields: dict[int, TicketField] | None = None
 
     def wants(self, snapshot: LogSnapshot) -> bool:
         return snapshot.finalized
@@ -182,7 +189,7 @@ class ZendeskTarget:
 
     def _log_payload(self, snapshot: LogSnapshot) -> tuple[Comment | None, list[dict[str, FieldValue]]]:
         custom_fields = attribute_custom_fields(
-            snapshot, self._options.attribute_fields or {}, self._ticket_field_types()
+            snapshot, self._options.attribute_fields or {}, self._ticket_field_specs()
         )
         text = render_comment(snapshot)
         if self._options.mode == "field" and self._options.log_field_id is not None:
@@ -227,10 +234,10 @@ class ZendeskTarget:
             return User(name=customer.name or address, email=address)
         return User(name=customer.name or address, phone=address or None)
 
-    def _ticket_field_types(self) -> dict[int, str]:
-        if self._field_types is None:
-            self._field_types = parse_ticket_fields(self._call(lambda: list(self._client.ticket_fields())))
-        return self._field_types
+    def _ticket_field_specs(self) -> dict[int, TicketField]:
+        if self._ticket_fields is None:
+            self._ticket_fields = parse_ticket_fields(self._call(lambda: list(self._client.ticket_fields())))
+        return self._ticket_fields
 
     def _update(
         self, batch: Sequence[SyncItem], due: list[tuple[int, Ticket]], outcomes: list[SyncOutcome | None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -15,6 +16,16 @@ from schemas.snapshot import LogSnapshot
 log = structlog.get_logger(__name__)
 
 FieldValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class TicketField:
+    type: str
+    options: frozenset[str] = frozenset()
+
+
+def _read(raw: Any, key: str) -> Any:
+    return raw.get(key) if isinstance(raw, Mapping) else getattr(raw, key, None)
 
 
 def marker(interaction_id: str, version: int) -> str:
@@ -31,21 +42,25 @@ def render_comment(snapshot: LogSnapshot) -> str:
     return f"{render_log_text(snapshot)}\n\n{marker(snapshot.interaction_id, snapshot.version)}"
 
 
-def parse_ticket_fields(raw_fields: Any) -> dict[int, str]:
-    """Ticket field id → type, from zenpy objects or plain dicts."""
-    types: dict[int, str] = {}
+def parse_ticket_fields(raw_fields: Any) -> dict[int, TicketField]:
+    """Ticket fields by id (type, and the option values of a drop-down), from zenpy objects or dicts."""
+    fields: dict[int, TicketField] = {}
     for raw in raw_fields:
-        field_id = raw.get("id") if isinstance(raw, Mapping) else getattr(raw, "id", None)
-        field_type = raw.get("type") if isinstance(raw, Mapping) else getattr(raw, "type", None)
-        if field_id is not None and field_type:
-            types[int(field_id)] = str(field_type)
-    return types
+        field_id, field_type = _read(raw, "id"), _read(raw, "type")
+        if field_id is None or not field_type:
+            continue
+        options = frozenset(str(_read(option, "value")) for option in _read(raw, "custom_field_options") or [])
+        fields[int(field_id)] = TicketField(str(field_type), options)
+    return fields
 
 
-def coerce_ticket_value(field_type: str | None, value: str) -> tuple[FieldValue | None, str | None]:
+def coerce_ticket_value(field: TicketField | None, value: str) -> tuple[FieldValue | None, str | None]:
     """The value typed for the ticket field, or None and why it does not fit."""
-    if field_type is None:
+    if field is None:
         return None, "unknown ticket field"
+    field_type = field.type
+    if field_type == "tagger":
+        return (value, None) if value in field.options else (None, "not an option of the drop-down")
     if field_type in ("integer", "decimal"):
         try:
             number = float(value.strip())
@@ -68,14 +83,14 @@ def coerce_ticket_value(field_type: str | None, value: str) -> tuple[FieldValue 
 
 
 def attribute_custom_fields(
-    snapshot: LogSnapshot, attribute_fields: Mapping[str, int], field_types: Mapping[int, str]
+    snapshot: LogSnapshot, attribute_fields: Mapping[str, int], ticket_fields: Mapping[int, TicketField]
 ) -> list[dict[str, FieldValue]]:
     """Mapped attributes as `custom_fields`; a bad value is dropped with a warning naming the field."""
     custom_fields: list[dict[str, FieldValue]] = []
     for attribute, field_id in attribute_fields.items():
         if attribute not in snapshot.attributes:
             continue
-        value, reason = coerce_ticket_value(field_types.get(field_id), snapshot.attributes[attribute])
+        value, reason = coerce_ticket_value(ticket_fields.get(field_id), snapshot.attributes[attribute])
         if value is None:
             log.warning(
                 "zendesk.attribute_dropped",

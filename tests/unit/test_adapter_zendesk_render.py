@@ -13,6 +13,7 @@ from adapters.zendesk import zenpy_location
 from adapters.zendesk_jobs import JobResults
 from adapters.zendesk_render import (
     FieldValue,
+    TicketField,
     attribute_custom_fields,
     coerce_ticket_value,
     has_marker,
@@ -29,6 +30,7 @@ FIELD_TYPES = parse_ticket_fields(
         {"id": 360002, "type": "integer"},
         {"id": 360003, "type": "decimal"},
         {"id": 360004, "type": "text"},
+        {"id": 360005, "type": "tagger", "custom_field_options": [{"value": "billing"}, {"value": "technical"}]},
     ]
 )
 
@@ -130,7 +132,15 @@ def test_durations_read_like_a_clock(seconds: int | None, expected: str) -> None
 def test_attribute_values_are_typed_by_the_ticket_field(
     field_type: str | None, value: str, expected: tuple[FieldValue | None, str | None]
 ) -> None:
-    assert coerce_ticket_value(field_type, value) == expected
+    field = None if field_type is None else TicketField(field_type)
+    assert coerce_ticket_value(field, value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("billing", ("billing", None)), ("Billing", (None, "not an option of the drop-down"))]
+)
+def test_a_drop_down_takes_only_its_option_values(value: str, expected: tuple[FieldValue | None, str | None]) -> None:
+    assert coerce_ticket_value(FIELD_TYPES[360005], value) == expected
 
 
 def test_a_non_numeric_value_for_a_number_field_is_dropped_and_the_rest_saves() -> None:

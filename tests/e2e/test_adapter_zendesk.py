@@ -1,0 +1,234 @@
+"""Zendesk target against the emulator, through zenpy (local host via ZENPY_FORCE_NETLOC)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from adapters.base import Retry, Skipped, Synced, SyncItem, TargetState, next_target_state
+from adapters.registry import build_zendesk
+from adapters.zendesk import ZendeskTarget
+from adapters.zendesk_render import marker
+from schemas.snapshot import LogSnapshot
+from tests.e2e.conftest import Emulators
+from worker.settings import Settings
+
+ATTRIBUTES = {"holds": 360002, "talk_minutes": 360003, "tier": 360004}
+TargetFactory = Callable[..., ZendeskTarget]
+
+
+def settings_for(emulators: Emulators, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        key.removeprefix("ILOG_").lower(): value for key, value in emulators.env.items() if key.startswith("ILOG_")
+    }
+    values.update({"zendesk_timeout_seconds": 2.0, "zendesk_job_poll_seconds": 0.1, **overrides})
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def make_target(fresh_emulators: Emulators) -> Iterator[TargetFactory]:
+    built: list[ZendeskTarget] = []
+
+    def make(**overrides: Any) -> ZendeskTarget:
+        built.append(build_zendesk(settings_for(fresh_emulators, **overrides)))
+        return built[-1]
+
+    yield make
+    for target in built:
+        target.close()
+
+
+def seed_tickets(emulators: Emulators, count: int) -> list[int]:
+    emulators.zendesk.seed(
+        {"tickets": [{"subject": f"Order {n}", "description": "Where is my order?"} for n in range(count)]}
+    )
+    return [int(ticket["id"]) for ticket in emulators.zendesk.state()["tickets"]]
+
+
+def final_log(interaction_id: str = "conv-42", version: int = 9, **overrides: Any) -> LogSnapshot:
+    base: dict[str, Any] = {
+        "interaction_id": interaction_id,
+        "version": version,
+        "trigger": "finalized",
+        "finalized": True,
+        "state": "disconnected",
+        "media": "voice",
+        "direction": "inbound",
+        "customer": {"address": "ada@example.com", "name": "Ada Example"},
+        "subject": "Inbound call from Ada Example",
+        "notes": "Refund approved.",
+        "connected_at": "2026-11-27T10:00:00Z",
+        "disconnected_at": "2026-11-27T10:04:05Z",
+        "duration_seconds": 245,
+        "talk_seconds": 200,
+        "hold_seconds": 45,
+        "hold_count": 1,
+        "wrapup_code": "Resolved",
+        "attributes": {"holds": "1", "talk_minutes": "3.5", "tier": "gold"},
+    }
+    base.update(overrides)
+    return LogSnapshot.model_validate(base)
+
+
+def on_ticket(ticket_id: int) -> dict[str, str]:
+    return {"system": "zendesk", "type": "ticket", "id": str(ticket_id)}
+
+
+def ticket(emulators: Emulators, ticket_id: int) -> dict[str, Any]:
+    return next(t for t in emulators.zendesk.state()["tickets"] if t["id"] == ticket_id)
+
+
+def custom_values(found: dict[str, Any]) -> dict[int, Any]:
+    return {int(entry["id"]): entry["value"] for entry in found["custom_fields"] if entry["value"] is not None}
+
+
+def worker_comments(found: dict[str, Any]) -> list[str]:
+    return [comment["body"] for comment in found["comments"] if "[interaction " in comment["body"]]
+
+
+def test_only_final_logs_are_wanted(make_target: TargetFactory) -> None:
+    target = make_target()
+    assert [
+        target.wants(final_log()),
+        target.wants(final_log(trigger="state_changed", finalized=False)),
+    ] == [True, False]
+
+
+def test_comment_mode_posts_one_private_comment_ending_with_the_marker(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    [ticket_id] = seed_tickets(fresh_emulators, 1)
+    target = make_target(zendesk_attribute_fields=ATTRIBUTES)
+    [outcome] = target.sync([SyncItem(final_log(related_to=on_ticket(ticket_id)))])
+    assert Synced(str(ticket_id), 9) == outcome
+    found = ticket(fresh_emulators, ticket_id)
+    [comment] = [c for c in found["comments"] if "[interaction " in c["body"]]
+    assert comment["public"] is False
+    assert comment["body"].startswith("Refund approved.\n\n")
+    assert comment["body"].endswith("\n" + marker("conv-42", 9))
+    for fact in ("Duration: 4m 05s", "Hold: 45s (1×)", "Wrap-up: Resolved", "Related to: ticket"):
+        assert fact in comment["body"]
+    assert custom_values(found) == {360002: 1, 360003: 3.5, 360004: "gold"}
+
+
+def test_field_mode_writes_the_log_into_the_custom_field_without_a_comment(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    [ticket_id] = seed_tickets(fresh_emulators, 1)
+    target = make_target(zendesk_mode="field", zendesk_log_field_id=360001)
+    [outcome] = target.sync([SyncItem(final_log(related_to=on_ticket(ticket_id)))])
+    assert Synced(str(ticket_id), 9) == outcome
+    found = ticket(fresh_emulators, ticket_id)
+    assert worker_comments(found) == []
+    assert len(found["comments"]) == 1
+    assert custom_values(found)[360001].endswith(marker("conv-42", 9))
+
+
+def test_a_non_numeric_attribute_is_dropped_and_the_rest_saves(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    [ticket_id] = seed_tickets(fresh_emulators, 1)
+    target = make_target(zendesk_attribute_fields=ATTRIBUTES)
+    log = final_log(related_to=on_ticket(ticket_id), attributes={"holds": "one", "talk_minutes": "3.5", "tier": "vip"})
+    [outcome] = target.sync([SyncItem(log)])
+    assert isinstance(outcome, Synced)
+    found = ticket(fresh_emulators, ticket_id)
+    assert custom_values(found) == {360003: 3.5, 360004: "vip"}
+    assert len(worker_comments(found)) == 1
+
+
+def test_without_a_linked_ticket_one_is_created_for_the_requester_and_found_again_by_external_id(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    target = make_target()
+    [created] = target.sync([SyncItem(final_log())])
+    assert isinstance(created, Synced)
+    [found] = fresh_emulators.zendesk.state()["tickets"]
+    assert (str(found["id"]), "conv-42") == (created.remote_id, found["external_id"])
+    assert [marker("conv-42", 9)] == [body.splitlines()[-1] for body in worker_comments(found)]
+    create_calls = [r for r in fresh_emulators.zendesk.requests() if r["method"] == "POST"]
+    assert len(create_calls) == 1
+
+    # The stored id is lost: the ticket is found by external_id and the marker stops a second post.
+    [again] = target.sync([SyncItem(final_log(), TargetState(remote_id=None, synced_version=9))])
+    assert Synced(str(found["id"]), 9) == again
+    assert len(fresh_emulators.zendesk.state()["tickets"]) == 1
+    assert len(worker_comments(ticket(fresh_emulators, found["id"]))) == 1
+
+
+def test_missing_ticket_skip_setting_skips(make_target: TargetFactory, fresh_emulators: Emulators) -> None:
+    target = make_target(zendesk_missing_ticket="skip")
+    assert [Skipped("no linked ticket")] == target.sync([SyncItem(final_log())])
+    assert fresh_emulators.zendesk.state()["tickets"] == []
+
+
+@pytest.mark.parametrize("fault", ["drop_after_apply", "timeout"])
+def test_a_comment_whose_answer_was_lost_is_not_posted_twice(
+    make_target: TargetFactory, fresh_emulators: Emulators, fault: str
+) -> None:
+    [ticket_id] = seed_tickets(fresh_emulators, 1)
+    target = make_target()
+    fresh_emulators.zendesk.inject(fault, method="PUT", path=f"/tickets/{ticket_id}", delay_s=4.0)
+    item = SyncItem(final_log(related_to=on_ticket(ticket_id)))
+    [lost] = target.sync([item])
+    assert isinstance(lost, Retry)
+    assert lost.uncertain
+    state = next_target_state(item.target_state, lost)
+    assert TargetState(remote_id=str(ticket_id), synced_version=0, uncertain=True) == state
+
+    [retried] = target.sync([SyncItem(item.snapshot, state)])
+    assert Synced(str(ticket_id), 9) == retried
+    assert len(worker_comments(ticket(fresh_emulators, ticket_id))) == 1
+
+
+def test_a_new_version_after_an_earlier_sync_is_posted(make_target: TargetFactory, fresh_emulators: Emulators) -> None:
+    [ticket_id] = seed_tickets(fresh_emulators, 1)
+    target = make_target()
+    [first] = target.sync([SyncItem(final_log(related_to=on_ticket(ticket_id)))])
+    state = next_target_state(TargetState(), first)
+    [second] = target.sync([SyncItem(final_log(version=10, related_to=on_ticket(ticket_id)), state)])
+    assert Synced(str(ticket_id), 10) == second
+    endings = [body.splitlines()[-1] for body in worker_comments(ticket(fresh_emulators, ticket_id))]
+    assert [marker("conv-42", 9), marker("conv-42", 10)] == endings
+
+
+def test_429_is_a_retry_with_retry_after_and_nothing_sleeps_inside_zenpy(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    [ticket_id] = seed_tickets(fresh_emulators, 1)
+    target = make_target()
+    fresh_emulators.zendesk.inject("429", retry_after=30, method="PUT")
+    [outcome] = target.sync([SyncItem(final_log(related_to=on_ticket(ticket_id)))])
+    assert isinstance(outcome, Retry)
+    assert (outcome.retry_after_s, outcome.uncertain) == (30.0, False)
+    assert sum(1 for r in fresh_emulators.zendesk.requests() if r["method"] == "PUT") == 1
+    assert worker_comments(ticket(fresh_emulators, ticket_id)) == []
+
+
+def test_503_is_a_retry(make_target: TargetFactory, fresh_emulators: Emulators) -> None:
+    [ticket_id] = seed_tickets(fresh_emulators, 1)
+    target = make_target()
+    fresh_emulators.zendesk.inject("503", method="PUT")
+    [outcome] = target.sync([SyncItem(final_log(related_to=on_ticket(ticket_id)))])
+    assert isinstance(outcome, Retry)
+    assert outcome.error == "HTTP 503"
+
+
+def test_several_due_tickets_go_out_in_one_update_many_job(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    fresh_emulators.zendesk.seed({"config": {"job_complete_after_s": 30}})
+    ticket_ids = seed_tickets(fresh_emulators, 3)
+    target = make_target(zendesk_attribute_fields=ATTRIBUTES)
+    batch = [
+        SyncItem(final_log(f"conv-{n}", related_to=on_ticket(ticket_id))) for n, ticket_id in enumerate(ticket_ids)
+    ]
+    outcomes = target.sync(batch)
+    assert [Synced(str(ticket_id), 9) for ticket_id in ticket_ids] == outcomes
+    for n, ticket_id in enumerate(ticket_ids):
+        endings = [body.splitlines()[-1] for body in worker_comments(ticket(fresh_emulators, ticket_id))]
+        assert [marker(f"conv-{n}", 9)] == endings
+    puts = [r["path"] for r in fresh_emulators.zendesk.requests() if r["method"] == "PUT"]
+    assert puts == ["/api/v2/tickets/update_many.json"]
