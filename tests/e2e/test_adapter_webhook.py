@@ -1,0 +1,123 @@
+"""Webhook target against the receiver emulator: signature, receiver id echo, retries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from adapters.base import Failed, Retry, Synced, SyncItem, TargetState, next_target_state
+from adapters.registry import build_webhook
+from adapters.webhook import WebhookTarget
+from schemas.snapshot import LogSnapshot
+from tests.e2e.conftest import Emulators
+from tests.emulators.webhook import receiver_id as emulated_receiver_id
+from worker.settings import Settings
+
+
+def settings_for(emulators: Emulators, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        key.removeprefix("ILOG_").lower(): value for key, value in emulators.env.items() if key.startswith("ILOG_")
+    }
+    values.update({"webhook_timeout_seconds": 2.0, **overrides})
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def target(fresh_emulators: Emulators) -> Iterator[WebhookTarget]:
+    built = build_webhook(settings_for(fresh_emulators))
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def log(version: int, trigger: str, state: str, **overrides: Any) -> LogSnapshot:
+    values: dict[str, Any] = {
+        "interaction_id": "conv-42",
+        "version": version,
+        "trigger": trigger,
+        "state": state,
+        "media": "voice",
+        "notes": "Customer asked for a refund.",
+    }
+    values.update(overrides)
+    return LogSnapshot.model_validate(values)
+
+
+def deliveries(emulators: Emulators) -> list[dict[str, Any]]:
+    return list(emulators.webhook.state()["deliveries"])
+
+
+def test_deliveries_are_signed_named_and_echo_the_receiver_id(
+    target: WebhookTarget, fresh_emulators: Emulators
+) -> None:
+    lifecycle = [
+        log(1, "created", "connected"),
+        log(2, "state_changed", "disconnected"),
+        log(3, "updated", "disconnected"),
+        log(4, "finalized", "disconnected", finalized=True),
+    ]
+    state = TargetState()
+    outcomes = []
+    for snapshot in lifecycle:
+        [outcome] = target.sync([SyncItem(snapshot, state)])
+        outcomes.append(outcome)
+        state = next_target_state(state, outcome)
+
+    received = deliveries(fresh_emulators)
+    receiver_id = emulated_receiver_id("conv-42")
+    assert [Synced(receiver_id, n) for n in (1, 2, 3, 4)] == outcomes
+    assert [delivery["signature_valid"] for delivery in received] == [True] * 4
+    assert [
+        ("interactionChanged", None),
+        ("interactionDisconnected", receiver_id),
+        ("interactionChangedAfterDisconnect", receiver_id),
+        ("interactionRemoved", receiver_id),
+    ] == [(delivery["body"]["event"], delivery["body"]["id"]) for delivery in received]
+    assert [snapshot.model_dump(mode="json") for snapshot in lifecycle] == [
+        delivery["body"]["log"] for delivery in received
+    ]
+    assert received[-1]["headers"]["idempotency-key"] == "conv-42:v4"
+
+
+def test_a_wrong_secret_is_rejected_by_the_receiver_as_a_permanent_failure(fresh_emulators: Emulators) -> None:
+    target = build_webhook(settings_for(fresh_emulators, webhook_secret=SecretStr("not-the-secret")))
+    try:
+        [outcome] = target.sync([SyncItem(log(1, "created", "connected"))])
+    finally:
+        target.close()
+    assert isinstance(outcome, Failed)
+    assert outcome.code == "HTTP_401"
+    assert [delivery["signature_valid"] for delivery in deliveries(fresh_emulators)] == [False]
+
+
+def test_429_is_a_retry_with_retry_after_and_the_rest_of_the_batch_waits(
+    target: WebhookTarget, fresh_emulators: Emulators
+) -> None:
+    fresh_emulators.webhook.inject("429", retry_after=12)
+    batch = [SyncItem(log(1, "created", "connected", interaction_id=f"conv-{n}")) for n in range(3)]
+    outcomes = target.sync(batch)
+    assert [Retry(12.0, "HTTP 429"), Retry(12.0, "not sent: HTTP 429"), Retry(12.0, "not sent: HTTP 429")] == outcomes
+    assert deliveries(fresh_emulators) == []
+
+
+def test_503_is_a_retry(target: WebhookTarget, fresh_emulators: Emulators) -> None:
+    fresh_emulators.webhook.inject("503")
+    assert [Retry(None, "HTTP 503")] == target.sync([SyncItem(log(1, "created", "connected"))])
+
+
+def test_a_delivery_whose_answer_was_lost_is_uncertain_and_keeps_its_idempotency_key(
+    target: WebhookTarget, fresh_emulators: Emulators
+) -> None:
+    fresh_emulators.webhook.inject("drop_after_apply")
+    item = SyncItem(log(1, "created", "connected"))
+    [lost] = target.sync([item])
+    assert isinstance(lost, Retry)
+    assert lost.uncertain
+    [retried] = target.sync([SyncItem(item.snapshot, next_target_state(item.target_state, lost))])
+    assert isinstance(retried, Synced)
+    keys = [delivery["headers"]["idempotency-key"] for delivery in deliveries(fresh_emulators)]
+    assert keys == ["conv-42:v1", "conv-42:v1"]
