@@ -103,7 +103,10 @@ class Tombstone:
         document = json.loads(raw)
         if not isinstance(document, dict) or document.get("k") != "tomb":
             raise ValueError("not a serialized Tombstone")
-        return cls(str(document["i"]), int(document["v"]), from_us(int(document["at"])))
+        try:
+            return cls(str(document["i"]), int(document["v"]), from_us(int(document["at"])))
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"corrupt Tombstone: {error!r}") from error
 
 
 def state_from_bytes(raw: bytes) -> InteractionLog | Tombstone:

@@ -1,0 +1,125 @@
+"""Property tests of the fold: order and duplication do not matter, versions only grow."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.decode import decode_event
+from schemas.events import Event, Rejection
+from schemas.log import InteractionLog, Tombstone, state_from_bytes
+from worker.fold import Accepted, fold, snapshot
+
+WINDOW_S = 120
+BASE_S = 1_790_000_000  # an epoch second in 2026
+REFS = [{"system": "salesforce", "type": t, "id": i} for t, i in
+        [("Contact", "003A"), ("Lead", "00QA"), ("Case", "500A"), ("Case", "500B"), ("Opportunity", "006A")]]
+REFS.append({"system": "zendesk", "type": "ticket", "id": "77"})
+
+_during_call = st.one_of(
+    st.tuples(st.just("interaction.held"), st.none()),
+    st.tuples(st.just("interaction.resumed"), st.none()),
+    st.tuples(st.just("record.viewed"), st.sampled_from(REFS).map(lambda r: {"record": r})),
+    st.tuples(st.just("log.opened"), st.none()),
+    st.tuples(st.just("log.updated"), st.fixed_dictionaries({}, optional={
+        "notes": st.none() | st.sampled_from(["a", "b", "c"]),
+        "subject": st.none() | st.sampled_from(["S1", "S2"]),
+        "name": st.none() | st.sampled_from(REFS[:2]),
+        "related_to": st.none() | st.sampled_from(REFS[2:]),
+    }).filter(bool)),
+    st.tuples(st.just("interaction.attributes"), st.dictionaries(st.sampled_from(["tier", "lang"]),
+                                                                  st.sampled_from(["x", "y"]), min_size=1)
+              .map(lambda a: {"attributes": a})),
+    st.tuples(st.just("interaction.wrapup"), st.builds(lambda c, n: {"code": c, "note": n},
+                                                       st.sampled_from(["A", "B"]), st.none() | st.just("w"))),
+)
+_after_call = _during_call | st.tuples(
+    st.just("interaction.connected"), st.just({"media": "chat", "direction": "outbound"}))
+
+
+def _document(index: int, event_type: str, time_s: int, data: dict[str, Any] | None) -> dict[str, Any]:
+    document: dict[str, Any] = {"specversion": "1.0", "id": f"e{index}", "source": "/prop", "type": event_type,
+                                "subject": "conv-p", "time": f"@{time_s}", "sequence": index}
+    if data is not None:
+        document["data"] = data
+    return document
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[Event]:
+    """A valid interaction with sequence numbers; every event is inside the edit window."""
+    connect = {"media": draw(st.sampled_from(["voice", "chat", "email"])), "direction": "inbound",
+               "queue": draw(st.none() | st.just("Support")), "customer": {"name": "Ada"},
+               "name": draw(st.none() | st.just(REFS[0]))}
+    during = draw(st.lists(_during_call, max_size=12))
+    after = draw(st.lists(_after_call, max_size=4))
+    gaps = draw(st.lists(st.integers(1, 20), min_size=len(during) + len(after) + 2,
+                         max_size=len(during) + len(after) + 2))
+    steps = [("interaction.connected", connect), *during, ("interaction.disconnected", {}), *after]
+    documents, time_s = [], BASE_S
+    for index, ((event_type, data), gap) in enumerate(zip(steps, gaps, strict=False), start=1):
+        documents.append(_document(index, event_type, time_s, data))
+        time_s += gap if index <= len(during) + 1 else min(gap, 5)  # after the call: within the window
+    return [_decode(document) for document in documents]
+
+
+def _decode(document: dict[str, Any]) -> Event:
+    document = {**document, "time": _rfc3339(int(document["time"][1:]))}
+    decoded = decode_event(json.dumps(document).encode())
+    assert not isinstance(decoded, Rejection), decoded
+    return decoded
+
+
+def _rfc3339(epoch_s: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _fold_all(events: list[Event]) -> InteractionLog:
+    state: InteractionLog | Tombstone | None = None
+    for event in events:
+        state = fold(state, event, edit_window_s=WINDOW_S).log
+    assert isinstance(state, InteractionLog)
+    return state
+
+
+def _visible(log: InteractionLog) -> dict[str, Any]:
+    return snapshot(log).model_dump(exclude={"version", "trigger"})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=histories(), data=st.data())
+def test_any_permutation_and_duplication_folds_to_the_same_final_log(history: list[Event], data: st.DataObject) -> None:
+    expected = _visible(_fold_all(history))
+    shuffled = data.draw(st.permutations(history))
+    copies = data.draw(st.lists(st.sampled_from(history), max_size=5))
+    mixed = list(shuffled)
+    for copy in copies:
+        mixed.insert(data.draw(st.integers(0, len(mixed))), copy)
+    assert _visible(_fold_all(mixed)) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(history=histories(), data=st.data())
+def test_versions_only_grow_and_grow_by_one_per_accepted_event(history: list[Event], data: st.DataObject) -> None:
+    events = data.draw(st.lists(st.sampled_from(history), max_size=30))
+    window_s = data.draw(st.sampled_from([0, 5, 120]))
+    state: InteractionLog | Tombstone | None = None
+    for event in events:
+        before = state.version if state is not None else 0
+        result = fold(state, event, edit_window_s=window_s)
+        after = result.log.version if result.log is not None else 0
+        assert after == before + (1 if isinstance(result.outcome, Accepted) else 0)
+        state = result.log
+
+
+@settings(max_examples=100, deadline=None)
+@given(history=histories(), data=st.data())
+def test_log_bytes_round_trip_to_an_equal_log(history: list[Event], data: st.DataObject) -> None:
+    log = _fold_all(data.draw(st.permutations(history)))
+    assert InteractionLog.from_bytes(log.to_bytes()) == log
+    assert state_from_bytes(log.to_bytes()) == log
