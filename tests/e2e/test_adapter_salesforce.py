@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapters.base import Failed, Retry, Synced, SyncItem, TargetState, next_target_state
 from adapters.registry import build_salesforce
@@ -23,7 +26,7 @@ def settings_for(emulators: Emulators, **overrides: Any) -> Settings:
         key.removeprefix("ILOG_").lower(): value for key, value in emulators.env.items() if key.startswith("ILOG_")
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture
@@ -265,3 +268,24 @@ def test_a_batch_mixes_creates_and_updates_in_one_request_each(
     assert (
         api_writes(fresh_emulators)
     ) == [("POST", "composite/sobjects"), ("PATCH", "composite/sobjects"), ("POST", "composite/sobjects")]
+
+
+def test_jwt_bearer_login_with_a_key_file(fresh_emulators: Emulators, tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "server.key"
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    settings = settings_for(
+        fresh_emulators,
+        salesforce_client_secret=None,
+        salesforce_username="integration@acme.example",
+        salesforce_private_key_file=str(key_file),
+    )
+    target = build_salesforce(settings)
+    try:
+        [outcome] = target.sync([SyncItem(snapshot())])
+    finally:
+        target.close()
+    assert isinstance(outcome, Synced)
+    assert [outcome.remote_id] == [task["Id"] for task in tasks(fresh_emulators)]

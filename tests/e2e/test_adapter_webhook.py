@@ -22,7 +22,7 @@ def settings_for(emulators: Emulators, **overrides: Any) -> Settings:
         key.removeprefix("ILOG_").lower(): value for key, value in emulators.env.items() if key.startswith("ILOG_")
     }
     values.update({"webhook_timeout_seconds": 2.0, **overrides})
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def settings_for(emulators: Emulators, **overrides: Any) -> Settings:
         key.removeprefix("ILOG_").lower(): value for key, value in emulators.env.items() if key.startswith("ILOG_")
     }
     values.update({"zendesk_timeout_seconds": 2.0, "zendesk_job_poll_seconds": 0.1, **overrides})
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture
@@ -232,3 +232,18 @@ def test_several_due_tickets_go_out_in_one_update_many_job(
         assert [marker(f"conv-{n}", 9)] == endings
     puts = [r["path"] for r in fresh_emulators.zendesk.requests() if r["method"] == "PUT"]
     assert puts == ["/api/v2/tickets/update_many.json"]
+
+
+def test_a_ticket_create_whose_answer_was_lost_is_not_created_twice(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    target = make_target()
+    fresh_emulators.zendesk.inject("timeout", method="POST", path="/tickets.json", delay_s=4.0)
+    item = SyncItem(final_log())
+    [lost] = target.sync([item])
+    assert isinstance(lost, Retry)
+    assert lost.uncertain
+    [retried] = target.sync([SyncItem(item.snapshot, next_target_state(item.target_state, lost))])
+    [found] = fresh_emulators.zendesk.state()["tickets"]
+    assert retried == Synced(str(found["id"]), 9)
+    assert len(worker_comments(found)) == 1

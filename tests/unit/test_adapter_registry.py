@@ -24,7 +24,7 @@ WEBHOOK = {"webhook_url": "https://hooks.acme.example/ilog", "webhook_secret": S
 
 
 def settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.mark.parametrize(
