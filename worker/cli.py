@@ -54,6 +54,38 @@ def schema_export(directory: Annotated[Path, typer.Argument(help="output folder"
         typer.echo(str(path))
 
 
+@worker_app.command("fold")
+def worker_fold() -> None:
+    """Run the fold stage: events → Redis → upserts topic."""
+    from worker.runner import StageName, run_worker
+
+    run_worker(StageName.FOLD, Settings())
+
+
+@worker_app.command("sync")
+def worker_sync() -> None:
+    """Run the sync stage: upserts topic → Salesforce, Zendesk, webhook."""
+    from worker.runner import StageName, run_worker
+
+    run_worker(StageName.SYNC, Settings())
+
+
+@worker_app.command("all")
+def worker_all() -> None:
+    """Run fold and sync in one process (small deployments, the demo)."""
+    from worker.runner import StageName, run_worker
+
+    run_worker(StageName.ALL, Settings())
+
+
+@app.command("inspect")
+def inspect_cmd(interaction_id: Annotated[str, typer.Argument(help="the interaction id")]) -> None:
+    """Print the log as it is in Redis, as JSON (or say that there is none, and why)."""
+    from worker.inspect import inspect_interaction
+
+    raise typer.Exit(inspect_interaction(interaction_id, Settings()))
+
+
 @app.command("produce")
 def produce_cmd(
     interactions: Annotated[int, typer.Option(help="how many interactions to generate")] = 100,

@@ -6,7 +6,7 @@ librdkafka key `security.protocol` (double underscore, then `_` → `.`).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,7 +35,10 @@ class Settings(BaseSettings):
     # Edit window and finalization.
     edit_window_seconds: float = 120.0
     finalize_grace_seconds: float = 2.0
-    retention_seconds: float = 86_400.0
+    retention_seconds: float = Field(86_400.0, description="state kept after the edit deadline (TTL)")
+    open_log_ttl_seconds: float = Field(
+        7 * 86_400.0, description="TTL of a log that never saw a disconnect (refreshed on every write)"
+    )
     caught_up_idle_seconds: float = Field(
         1.0, description="a partition with nothing to read for this long advances its clock to wall-clock"
     )
@@ -50,7 +53,7 @@ class Settings(BaseSettings):
     applied_ids_kept: int = Field(256, description="event ids remembered per interaction for dedupe")
 
     # Health and metrics.
-    http_host: str = "0.0.0.0"
+    http_host: str = Field("127.0.0.1", description="0.0.0.0 in a pod, so probes and scrapes reach it")
     http_port: int = 9108
 
     # Salesforce (on when the instance URL is set).
@@ -99,9 +102,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
-    def kafka_config(self, **extra: str | int | bool) -> dict[str, str | int | bool]:
+    def kafka_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka configuration: bootstrap + passthrough options + the caller's own keys."""
-        config: dict[str, str | int | bool] = {"bootstrap.servers": self.kafka_bootstrap}
+        config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
         config.update({key.replace("_", ".").lower(): value for key, value in self.kafka.items()})
         config.update(extra)
         return config

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from worker.settings import Settings
 
@@ -19,7 +19,7 @@ def project_topics(settings: Settings) -> list[str]:
 
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]:
     """Create the project's topics; returns topic → "created" | "exists". Raises on other errors."""
-    admin = AdminClient(settings.kafka_config())
+    admin = AdminClient(dict(settings.kafka_config()))
     wanted = [
         NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication_factor)
         for name in project_topics(settings)

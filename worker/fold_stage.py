@@ -1,0 +1,277 @@
+"""The fold stage: events topic → pure fold → Redis → upserts topic (and the DLQ), at least once.
+
+Commit order, per batch (written down here because correctness depends on it):
+  1. fold the batch and write the changed logs to Redis (one fenced, pipelined round trip);
+  2. produce one snapshot per touched interaction and one DLQ message per rejection;
+  3. flush the producer and check every delivery report;
+  4. only then store the batch's offsets (librdkafka commits stored offsets).
+A crash anywhere re-consumes the batch: the fold treats its events as duplicates and the same
+snapshots are produced again (they carry their version, so consumers stay idempotent).
+Finalization runs between batches: emit `finalized` snapshots, flush, then write tombstones.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from schemas.decode import Rejection
+from schemas.snapshot import LogSnapshot
+from worker import metrics
+from worker.errors import StoreError
+from worker.finalizer import PartitionClocks, plan_closes
+from worker.fold_batch import BatchPlan, Record, TtlPolicy, plan_batch
+from worker.kafka_io import (
+    DeliveryTracker,
+    consumer_config,
+    decode_message,
+    dlq_headers,
+    highest_offsets,
+    producer_config,
+    stats_lag,
+)
+from worker.settings import Settings
+from worker.store import LogStore
+
+log = structlog.get_logger("ilog.fold")
+
+_FENCE_ATTEMPTS = 3
+_FINALIZE_EVERY_S = 0.2
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class FoldOptions:
+    """How a fold stage runs: live (default), or as a replay that stops at the end of its input."""
+
+    group: str | None = None
+    burst: bool = False  # stop when every partition is at its end and no window is due
+    follow_wall_clock: bool = True  # replays close windows by event time only
+    stop_offsets: dict[int, int] | None = None  # replay: stop each partition at this offset
+
+
+class FoldStage:
+    def __init__(self, settings: Settings, store: LogStore, options: FoldOptions | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.options = options or FoldOptions()
+        self.clocks = PartitionClocks()
+        self.ttl = TtlPolicy(
+            retention_ms=int(settings.retention_seconds * 1000),
+            open_log_ttl_ms=int(settings.open_log_ttl_seconds * 1000),
+        )
+        self.group = self.options.group or settings.fold_group
+        self.consumer = Consumer(
+            consumer_config(settings, self.group, stats_cb=self._on_stats)
+        )
+        self.producer = Producer(producer_config(settings))
+        self.deliveries = DeliveryTracker()
+        self.assigned_once = threading.Event()
+        self._last_finalize = 0.0
+
+    # -- group membership -------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.clocks.assign(tp.partition for tp in partitions)
+        self.assigned_once.set()
+        log.info("partitions assigned", partitions=[tp.partition for tp in partitions], group=self.group)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The batch in hand is done (callbacks run inside consume): flush, commit, hand over."""
+        self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+        self._commit_quietly()
+        self.clocks.revoke(tp.partition for tp in partitions)
+        log.info("partitions revoked", partitions=[tp.partition for tp in partitions], group=self.group)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.clocks.revoke(tp.partition for tp in partitions)
+        log.warning("partitions lost; nothing committed", partitions=[tp.partition for tp in partitions])
+
+    def _on_stats(self, raw: str) -> None:
+        for (_topic, partition), lag in stats_lag(json.loads(raw)).items():
+            metrics.CONSUMER_LAG.labels(self.group, str(partition)).set(lag)
+
+    def _commit_quietly(self) -> None:
+        try:
+            self.consumer.commit(asynchronous=False)
+        except Exception as exc:  # nothing stored yet, or the group moved on: both harmless here
+            log.info("commit skipped", error=str(exc))
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.subscribe(
+            [self.settings.events_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        try:
+            while not stop.is_set():
+                self.step()
+                if self.options.burst and self._drained():
+                    break
+        finally:
+            self.shutdown()
+
+    def step(self) -> None:
+        """One iteration: consume a batch, fold and persist it, close due windows."""
+        messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_seconds)
+        records: list[Record] = []
+        at_end: list[int] = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(decode_message(message))
+            elif error.code() == KafkaError._PARTITION_EOF:
+                at_end.append(message.partition() or 0)
+            else:
+                log.error("consume error", error=error.str(), partition=message.partition())
+        if records:
+            records = self._within_stop_offsets(records)
+            self.process(records)
+        for partition in at_end:  # after `process`, which marks the partitions it read as behind
+            self.clocks.reached_end(partition)
+        if time.monotonic() - self._last_finalize >= _FINALIZE_EVERY_S or self.options.burst:
+            self.finalize_due()
+            self._last_finalize = time.monotonic()
+
+    def process(self, records: Sequence[Record]) -> None:
+        started = time.perf_counter()
+        metrics.EVENTS_CONSUMED.inc(len(records))
+        plan = self._fold_and_persist(records)
+        for partition, event_time in plan.max_event_time.items():
+            self.clocks.observe(partition, int(event_time.timestamp() * 1000))
+        self._emit(plan.snapshots)
+        self._dead_letter(plan)
+        self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+        self.consumer.store_offsets(
+            offsets=[TopicPartition(topic, partition, offset)
+                     for (topic, partition), offset in highest_offsets(records).items()]
+        )
+        for trigger, count in plan.accepted.items():
+            metrics.EVENTS_FOLDED.labels(trigger.value).inc(count)
+        metrics.EVENTS_DUPLICATE.inc(plan.duplicates)
+        metrics.BATCH_SECONDS.labels("fold").observe(time.perf_counter() - started)
+
+    def _fold_and_persist(self, records: Sequence[Record]) -> BatchPlan:
+        """Fold and write; interactions fenced out (a newer version was stored) are re-read and re-folded."""
+        combined = BatchPlan()
+        pending = list(records)
+        for attempt in range(_FENCE_ATTEMPTS):
+            subjects = [r.item.subject for r in pending if not isinstance(r.item, Rejection)]
+            plan = plan_batch(
+                pending, self.store.load(subjects), edit_window_s=self.settings.edit_window_seconds,
+                applied_ids_kept=self.settings.applied_ids_kept, ttl=self.ttl, now_ms=wall_ms(),
+            )
+            fenced = set(self.store.write(plan.writes).fenced_out)
+            _merge_plan(combined, plan, fenced, first=attempt == 0)
+            if not fenced:
+                return combined
+            metrics.FENCED_WRITES.inc(len(fenced))
+            log.warning("fenced out; re-reading", interactions=sorted(fenced)[:10], count=len(fenced))
+            pending = [r for r in pending if not _is_rejection(r) and r.item.subject in fenced]
+        raise StoreError(f"interactions kept moving under this consumer: {sorted(fenced)[:10]}")
+
+    def _emit(self, snapshots: Sequence[tuple[int, LogSnapshot]]) -> None:
+        for _partition, snap in snapshots:
+            self.producer.produce(
+                self.settings.upserts_topic, key=snap.interaction_id, value=snap.to_json_bytes(),
+                headers=[("trigger", snap.trigger.value.encode()), ("version", str(snap.version).encode())],
+                on_delivery=self.deliveries.callback,
+            )
+            metrics.SNAPSHOTS_EMITTED.labels(snap.trigger.value).inc()
+            self.producer.poll(0)
+
+    def _dead_letter(self, plan: BatchPlan) -> None:
+        for record, rejection in plan.rejections:
+            self.producer.produce(
+                self.settings.events_dlq_topic, key=rejection.subject, value=record.value,
+                headers=list(dlq_headers(record, rejection)), on_delivery=self.deliveries.callback,
+            )
+            metrics.EVENTS_REJECTED.labels(rejection.reason.value).inc()
+            log.warning(
+                "event rejected", reason=rejection.reason.value, detail=rejection.message,
+                event_id=rejection.event_id, interaction_id=rejection.subject,
+                partition=record.partition, offset=record.offset,
+            )
+
+    def finalize_due(self) -> None:
+        """Close every due window of every owned partition (emit, flush, then tombstone)."""
+        now = wall_ms()
+        for partition in self.clocks.owned():
+            clock = self.clocks.clock_ms(partition, now, follow_wall_clock=self.options.follow_wall_clock)
+            plan = plan_closes(
+                self.store, partition, clock, grace_ms=int(self.settings.finalize_grace_seconds * 1000),
+                ttl=self.ttl, now_ms=now,
+            )
+            if not plan.writes:
+                continue
+            self._emit(plan.snapshots)
+            self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+            fenced = self.store.write(plan.writes).fenced_out
+            if fenced:
+                metrics.FENCED_WRITES.inc(len(fenced))
+            late_ms = int((self.settings.finalize_grace_seconds + 1) * 1000)
+            for interaction_id, deadline_ms in plan.closed:
+                metrics.WINDOWS_CLOSED.inc()
+                if now - deadline_ms > late_ms and self.options.follow_wall_clock:
+                    metrics.WINDOWS_CLOSED_LATE.inc()
+                log.info("window closed", interaction_id=interaction_id, partition=partition,
+                         deadline_ms=deadline_ms, clock_ms=clock)
+            metrics.OPEN_WINDOWS.labels(str(partition)).set(self.store.open_windows(partition))
+
+    def _within_stop_offsets(self, records: list[Record]) -> list[Record]:
+        stops = self.options.stop_offsets
+        if stops is None:
+            return records
+        kept = [r for r in records if r.offset < stops.get(r.partition, 0)]
+        for record in records:
+            if record.offset + 1 >= stops.get(record.partition, 0):
+                self.clocks.reached_end(record.partition)
+        return kept
+
+    def _drained(self) -> bool:
+        owned = self.clocks.owned()
+        if not owned or not all(self.clocks.is_caught_up(p) for p in owned):
+            return False
+        now = wall_ms()
+        grace_ms = int(self.settings.finalize_grace_seconds * 1000)
+        return not any(
+            self.store.due(p, self.clocks.clock_ms(p, now, follow_wall_clock=self.options.follow_wall_clock)
+                           - grace_ms, 1)
+            for p in owned
+        )
+
+    def shutdown(self) -> None:
+        """Finish: flush what was produced, commit stored offsets, leave the group."""
+        try:
+            self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+            self._commit_quietly()
+        finally:
+            self.consumer.close()
+            log.info("fold stage stopped", group=self.group)
+
+
+def _is_rejection(record: Record) -> bool:
+    return isinstance(record.item, Rejection)
+
+
+def _merge_plan(combined: BatchPlan, plan: BatchPlan, fenced: set[str], *, first: bool) -> None:
+    combined.snapshots.extend(s for s in plan.snapshots if s[1].interaction_id not in fenced)
+    for record, rejection in plan.rejections:
+        decode_failure = isinstance(record.item, Rejection)
+        if (decode_failure and first) or (not decode_failure and rejection.subject not in fenced):
+            combined.rejections.append((record, rejection))
+    for trigger, count in plan.accepted.items():
+        combined.accepted[trigger] = combined.accepted.get(trigger, 0) + count
+    combined.duplicates += plan.duplicates
+    for partition, event_time in plan.max_event_time.items():
+        newest = combined.max_event_time.get(partition)
+        if newest is None or event_time > newest:
+            combined.max_event_time[partition] = event_time

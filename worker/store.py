@@ -1,0 +1,208 @@
+"""The state store port: interaction logs by id, fenced writes, per-partition deadline sets.
+
+`RedisStore` is the real one (one pipelined round trip per batch for reads, one for writes);
+`MemoryStore` is its in-memory twin for fast service tests. Keys are documented in `worker.keys`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Protocol
+
+import redis
+
+from schemas.log import InteractionLog, Tombstone
+from worker import keys
+from worker.errors import StoreError
+
+State = InteractionLog | Tombstone
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A state as read: its version (0 = nothing stored) and the log or tombstone."""
+
+    version: int
+    state: State | None
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    interaction_id: str
+    expected_version: int
+    state: State
+    ttl_ms: int
+    deadline: tuple[int, int] | None = None  # (partition, deadline_ms): schedule the window close
+    unschedule_partition: int | None = None  # remove the id from this partition's deadline set
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    fenced_out: list[str] = field(default_factory=list)  # ids whose stored version had moved on
+
+
+class LogStore(Protocol):
+    def load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]: ...
+    def write(self, writes: Sequence[StateWrite]) -> WriteResult: ...
+    def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]: ...
+    def open_windows(self, partition: int) -> int: ...
+    def unschedule(self, partition: int, interaction_ids: Sequence[str]) -> None: ...
+    def sync_state(self, interaction_id: str, target: str) -> bytes | None: ...
+    def close(self) -> None: ...
+
+
+def encode_state(state: State) -> tuple[bytes, str]:
+    if isinstance(state, Tombstone):
+        return state.to_bytes(), keys.KIND_TOMBSTONE
+    return state.to_bytes(), keys.KIND_LOG
+
+
+def decode_state(document: bytes | None, kind: bytes | str | None) -> State | None:
+    if document is None:
+        return None
+    kind_text = kind.decode() if isinstance(kind, bytes) else kind
+    if kind_text == keys.KIND_TOMBSTONE:
+        return Tombstone.from_bytes(document)
+    return InteractionLog.from_bytes(document)
+
+
+class RedisStore:
+    """Interaction state in Redis; every batch is one round trip to read and one to write."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        script = resources.files("worker").joinpath("fenced_write.lua").read_text()
+        self._fenced_write = client.register_script(script)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str) -> RedisStore:
+        return cls(redis.Redis.from_url(url, socket_timeout=10, health_check_interval=30), prefix)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
+    def load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
+        ids = list(dict.fromkeys(interaction_ids))
+        if not ids:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        for interaction_id in ids:
+            pipe.hmget(
+                keys.state_key(self._prefix, interaction_id),
+                [keys.FIELD_VERSION, keys.FIELD_DOCUMENT, keys.FIELD_KIND],
+            )
+        try:
+            rows: list[list[Any]] = pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"loading {len(ids)} interactions failed: {exc}") from exc
+        return {
+            interaction_id: Stored(int(version or 0), decode_state(document, kind))
+            for interaction_id, (version, document, kind) in zip(ids, rows, strict=True)
+        }
+
+    def write(self, writes: Sequence[StateWrite]) -> WriteResult:
+        if not writes:
+            return WriteResult()
+        pipe = self._client.pipeline(transaction=False)
+        for item in writes:
+            document, kind = encode_state(item.state)
+            self._fenced_write(
+                keys=[keys.state_key(self._prefix, item.interaction_id)],
+                args=[item.expected_version, item.state.version, document, kind, max(item.ttl_ms, 1)],
+                client=pipe,
+            )
+            if item.deadline is not None:
+                partition, deadline_ms = item.deadline
+                pipe.zadd(keys.deadlines_key(self._prefix, partition), {item.interaction_id: deadline_ms})
+            if item.unschedule_partition is not None:
+                pipe.zrem(keys.deadlines_key(self._prefix, item.unschedule_partition), item.interaction_id)
+        try:
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"writing {len(writes)} interactions failed: {exc}") from exc
+        return WriteResult(fenced_out=_fenced_out(writes, replies))
+
+    def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]:
+        rows: list[tuple[bytes, float]] = self._client.zrangebyscore(  # type: ignore[assignment]
+            keys.deadlines_key(self._prefix, partition), "-inf", until_ms, start=0, num=limit, withscores=True
+        )
+        return [(member.decode(), int(score)) for member, score in rows]
+
+    def open_windows(self, partition: int) -> int:
+        return int(self._client.zcard(keys.deadlines_key(self._prefix, partition)))
+
+    def unschedule(self, partition: int, interaction_ids: Sequence[str]) -> None:
+        if interaction_ids:
+            self._client.zrem(keys.deadlines_key(self._prefix, partition), *interaction_ids)
+
+    def sync_state(self, interaction_id: str, target: str) -> bytes | None:
+        value = self._client.hget(keys.state_key(self._prefix, interaction_id), keys.sync_field(target))
+        return value if isinstance(value, bytes) else None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _fenced_out(writes: Sequence[StateWrite], replies: list[Any]) -> list[str]:
+    """The script's reply is the first of each write's group of replies; 1 means written."""
+    fenced: list[str] = []
+    index = 0
+    for item in writes:
+        if replies[index] != 1:
+            fenced.append(item.interaction_id)
+        index += 1 + (item.deadline is not None) + (item.unschedule_partition is not None)
+    return fenced
+
+
+class MemoryStore:
+    """In-memory twin of RedisStore with the same fencing; TTLs are recorded, not enforced."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, tuple[int, State]] = {}
+        self.ttl_ms: dict[str, int] = {}
+        self.deadlines: dict[int, dict[str, int]] = {}
+        self.sync: dict[tuple[str, str], bytes] = {}
+
+    def load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
+        loaded: dict[str, Stored] = {}
+        for interaction_id in interaction_ids:
+            version, state = self.states.get(interaction_id, (0, None))
+            loaded[interaction_id] = Stored(version, state)
+        return loaded
+
+    def write(self, writes: Sequence[StateWrite]) -> WriteResult:
+        fenced: list[str] = []
+        for item in writes:
+            stored_version = self.states.get(item.interaction_id, (0, None))[0]
+            if stored_version != item.expected_version:
+                fenced.append(item.interaction_id)
+            else:
+                self.states[item.interaction_id] = (item.state.version, item.state)
+                self.ttl_ms[item.interaction_id] = item.ttl_ms
+            if item.deadline is not None:
+                partition, deadline_ms = item.deadline
+                self.deadlines.setdefault(partition, {})[item.interaction_id] = deadline_ms
+            if item.unschedule_partition is not None:
+                self.deadlines.get(item.unschedule_partition, {}).pop(item.interaction_id, None)
+        return WriteResult(fenced_out=fenced)
+
+    def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]:
+        entries = sorted(self.deadlines.get(partition, {}).items(), key=lambda kv: (kv[1], kv[0]))
+        return [(member, score) for member, score in entries if score <= until_ms][:limit]
+
+    def open_windows(self, partition: int) -> int:
+        return len(self.deadlines.get(partition, {}))
+
+    def unschedule(self, partition: int, interaction_ids: Sequence[str]) -> None:
+        for interaction_id in interaction_ids:
+            self.deadlines.get(partition, {}).pop(interaction_id, None)
+
+    def sync_state(self, interaction_id: str, target: str) -> bytes | None:
+        return self.sync.get((interaction_id, target))
+
+    def close(self) -> None:
+        return None
