@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -67,3 +69,30 @@ def test_stack_up_twice_reuses_the_running_broker(stack_env: dict[str, str]) -> 
     again = subprocess.run([str(STACK), "up"], capture_output=True, text=True, check=True)
     assert stack_env == parse_env_lines(again.stdout)
     assert "already running" in again.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_stack_down_stops_exactly_what_up_started_and_removes_its_data(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A second, separate stack (own state folder, shared jar cache) goes up and comes down clean."""
+    env = {**os.environ, "ILOG_STACK_DIR": str(tmp_path / "stack")}
+    up = subprocess.run([str(STACK), "up"], capture_output=True, text=True, env=env, check=True)
+    assert {"ILOG_KAFKA_BOOTSTRAP", "ILOG_REDIS_URL"} == set(parse_env_lines(up.stdout))
+    assert parse_env_lines(up.stdout) != stack_env
+    pids = [int((tmp_path / "stack" / f"{name}.pid").read_text()) for name in ("kafka", "redis")]
+    assert all(_alive(pid) for pid in pids)
+    subprocess.run([str(STACK), "down"], capture_output=True, text=True, env=env, check=True)
+    assert not any(_alive(pid) for pid in pids)
+    assert not (tmp_path / "stack" / "kafka-data").exists()
+    # The session's own stack is untouched.
+    client = redis.Redis.from_url(stack_env["ILOG_REDIS_URL"])
+    assert client.ping()
+    client.close()
