@@ -1,0 +1,149 @@
+"""The fold stage's batch planning and the finalizer, against the in-memory store twin."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas.common import Trigger
+from schemas.decode import decode_event
+from schemas.events import RejectReason
+from schemas.log import InteractionLog, Tombstone
+from worker.finalizer import PartitionClocks, plan_closes
+from worker.fold_batch import Record, TtlPolicy, plan_batch, stronger
+from worker.store import MemoryStore, StateWrite
+
+T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+TTL = TtlPolicy(retention_ms=60_000, open_log_ttl_ms=600_000)
+CONNECTED = {"media": "voice", "direction": "inbound", "queue": None, "agent_id": "a-1",
+             "customer": {"address": "+4930123", "name": "Ada Example"}}
+
+
+def _event(kind: str, subject: str, n: int, seconds: float, data: dict[str, Any] | None = None) -> bytes:
+    return json.dumps({
+        "specversion": "1.0", "id": f"{subject}-{n}", "source": "/t", "type": kind, "subject": subject,
+        "time": (T0 + timedelta(seconds=seconds)).isoformat(), "sequence": n, "data": data or {},
+    }).encode()
+
+
+def _records(*values: bytes, partition: int = 0) -> list[Record]:
+    return [Record("events", partition, offset, value, [], decode_event(value)) for offset, value in enumerate(values)]
+
+
+def _apply(store: MemoryStore, records: list[Record], now_ms: int = 0) -> Any:
+    loaded = store.load({r.item.subject for r in records if hasattr(r.item, "type")})
+    plan = plan_batch(records, loaded, edit_window_s=120, applied_ids_kept=256, ttl=TTL, now_ms=now_ms)
+    assert [] == store.write(plan.writes).fenced_out
+    return plan
+
+
+def test_one_snapshot_per_interaction_per_batch_with_the_strongest_trigger() -> None:
+    store = MemoryStore()
+    plan = _apply(store, _records(
+        _event("interaction.connected", "c1", 1, 0, CONNECTED),
+        _event("interaction.held", "c1", 2, 10),
+        _event("log.updated", "c1", 3, 20, {"notes": "n"}),
+        _event("log.updated", "c2", 1, 5, {"notes": "other"}),
+    ))
+    assert {("c1", 3, Trigger.CREATED), ("c2", 1, Trigger.CREATED)} == {
+        (s.interaction_id, s.version, s.trigger) for _, s in plan.snapshots
+    }
+    plan = _apply(store, _records(
+        _event("interaction.resumed", "c1", 4, 30), _event("log.updated", "c1", 5, 31, {"notes": "m"})
+    ))
+    assert [(5, Trigger.STATE_CHANGED)] == [(s.version, s.trigger) for _, s in plan.snapshots]
+
+
+def test_a_reconsumed_batch_changes_nothing_and_emits_the_same_snapshot_again() -> None:
+    store = MemoryStore()
+    batch = _records(_event("interaction.connected", "c1", 1, 0, CONNECTED), _event("interaction.held", "c1", 2, 5))
+    first = _apply(store, batch)
+    again = _apply(store, batch)
+    assert [] == again.writes
+    assert 2 == again.duplicates
+    assert [s.version for _, s in first.snapshots] == [s.version for _, s in again.snapshots]
+
+
+def test_invalid_and_late_events_are_rejected_and_their_neighbours_applied() -> None:
+    store = MemoryStore()
+    plan = _apply(store, _records(
+        _event("interaction.connected", "c1", 1, 0, CONNECTED),
+        _event("interaction.disconnected", "c1", 2, 60),
+        _event("log.updated", "c1", 3, 60 + 121, {"notes": "late"}),
+        b'{"specversion": "1.0", "id": "x", "type": "interaction.held"',
+        _event("log.updated", "c2", 1, 5, {"notes": "fine"}),
+    ))
+    assert [RejectReason.LATE_EDIT, RejectReason.INVALID] == [r.reason for _, r in plan.rejections]
+    assert {"c1", "c2"} == set(store.states)
+
+
+def test_disconnect_schedules_the_deadline_on_the_events_partition() -> None:
+    store = MemoryStore()
+    _apply(store, _records(
+        _event("interaction.connected", "c1", 1, 0, CONNECTED), _event("interaction.disconnected", "c1", 2, 60),
+        partition=3,
+    ))
+    deadline_ms = int((T0 + timedelta(seconds=180)).timestamp() * 1000)
+    assert {3: {"c1": deadline_ms}} == store.deadlines
+
+
+def test_ttl_is_deadline_plus_retention_and_never_below_retention() -> None:
+    log = InteractionLog("c1", edit_deadline_us=10_000_000)
+    assert 60_000 + 10_000 - 5_000 == TTL.ttl_ms(log, now_ms=5_000)
+    assert 60_000 == TTL.ttl_ms(log, now_ms=10_000_000)
+    assert 600_000 == TTL.ttl_ms(InteractionLog("c2"), now_ms=0)
+
+
+def test_partition_clock_follows_event_time_until_caught_up_then_wall_clock() -> None:
+    clocks = PartitionClocks()
+    clocks.assign([0])
+    clocks.observe(0, 1_000)
+    assert 1_000 == clocks.clock_ms(0, wall_ms=9_000)
+    clocks.reached_end(0)
+    assert 9_000 == clocks.clock_ms(0, wall_ms=9_000)
+    assert 1_000 == clocks.clock_ms(0, wall_ms=9_000, follow_wall_clock=False)
+    clocks.observe(0, 2_000)
+    assert 2_000 == clocks.clock_ms(0, wall_ms=9_000)
+    clocks.revoke([0])
+    assert [] == clocks.owned()
+
+
+def test_windows_close_only_after_deadline_plus_grace_and_leave_a_tombstone() -> None:
+    store = MemoryStore()
+    _apply(store, _records(
+        _event("interaction.connected", "c1", 1, 0, CONNECTED), _event("interaction.disconnected", "c1", 2, 60),
+    ))
+    deadline_ms = int((T0 + timedelta(seconds=180)).timestamp() * 1000)
+    assert [] == plan_closes(store, 0, deadline_ms + 999, grace_ms=1000, ttl=TTL, now_ms=0).writes
+    plan = plan_closes(store, 0, deadline_ms + 1000, grace_ms=1000, ttl=TTL, now_ms=0)
+    assert [("c1", 3, Trigger.FINALIZED, True)] == [
+        (s.interaction_id, s.version, s.trigger, s.finalized) for _, s in plan.snapshots
+    ]
+    store.write(plan.writes)
+    version, state = store.states["c1"]
+    assert isinstance(state, Tombstone)
+    assert 3 == version
+    assert {} == store.deadlines[0]
+
+
+def test_stale_deadline_entries_are_dropped() -> None:
+    store = MemoryStore()
+    store.write([StateWrite("gone", 0, Tombstone("gone", 4, T0), 1000, deadline=(0, 5))])
+    assert [] == plan_closes(store, 0, 10_000, grace_ms=0, ttl=TTL, now_ms=0).snapshots
+    assert {} == store.deadlines[0]
+
+
+def test_fenced_write_refuses_a_stale_version() -> None:
+    store = MemoryStore()
+    log = InteractionLog("c1", version=2)
+    store.write([StateWrite("c1", 0, log, 1000)])
+    assert ["c1"] == store.write([StateWrite("c1", 0, InteractionLog("c1", version=1), 1000)]).fenced_out
+    assert 2 == store.states["c1"][0]
+
+
+def test_strongest_trigger_ranks_finalized_over_everything() -> None:
+    assert Trigger.STATE_CHANGED == stronger(Trigger.UPDATED, Trigger.STATE_CHANGED)
+    assert Trigger.STATE_CHANGED == stronger(Trigger.STATE_CHANGED, Trigger.UPDATED)
+    assert Trigger.FINALIZED == stronger(Trigger.CREATED, Trigger.FINALIZED)
+    assert Trigger.OPENED == stronger(None, Trigger.OPENED)
