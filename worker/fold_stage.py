@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -57,6 +57,9 @@ class FoldOptions:
     burst: bool = False  # stop when every partition is at its end and no window is due
     follow_wall_clock: bool = True  # replays close windows by event time only
     stop_offsets: dict[int, int] | None = None  # replay: stop each partition at this offset
+    # replay: assign these partitions at these offsets instead of joining the group by subscribing
+    start_offsets: dict[int, int] | None = None
+    dlq_topic: str | None = None  # where rejections go (default: `<events topic>.dlq`)
 
 
 class FoldStage:
@@ -76,6 +79,8 @@ class FoldStage:
         self.producer = Producer(producer_config(settings))
         self.deliveries = DeliveryTracker()
         self.assigned_once = threading.Event()
+        self.dlq_topic = self.options.dlq_topic or settings.events_dlq_topic
+        self.positions: dict[int, int] = {}  # next offset to read, per partition (progress reports)
         self._last_finalize = 0.0
 
     # -- group membership -------------------------------------------------------------------
@@ -106,18 +111,38 @@ class FoldStage:
             log.info("commit skipped", error=str(exc))
 
     # -- the loop -----------------------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
-        self.consumer.subscribe(
-            [self.settings.events_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+    def run(self, stop: threading.Event, after_step: Callable[[], None] | None = None) -> None:
+        if self.options.start_offsets is not None:
+            self._assign_explicitly(self.options.start_offsets)
+        else:
+            self.consumer.subscribe(
+                [self.settings.events_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
         try:
             while not stop.is_set():
                 self.step()
+                if after_step is not None:
+                    after_step()
                 if self.options.burst and self._drained():
                     break
         finally:
             self.shutdown()
+
+    def _assign_explicitly(self, start_offsets: dict[int, int]) -> None:
+        """Replay: own exactly these partitions from these offsets; no group membership, no rebalances."""
+        topic = self.settings.events_topic
+        self.consumer.assign([TopicPartition(topic, p, offset) for p, offset in sorted(start_offsets.items())])
+        self.clocks.assign(start_offsets)
+        self.positions.update(start_offsets)
+        stops = self.options.stop_offsets or {}
+        empty = [p for p, offset in start_offsets.items() if p in stops and offset >= stops[p]]
+        for partition in empty:  # nothing to read there: done from the start
+            self.clocks.reached_end(partition)
+        if empty:
+            self.consumer.pause([TopicPartition(topic, p) for p in empty])
+        self.assigned_once.set()
+        log.info("partitions assigned", partitions=sorted(start_offsets), group=self.group, explicit=True)
 
     def step(self) -> None:
         """One iteration: consume a batch, fold and persist it, close due windows."""
@@ -132,10 +157,12 @@ class FoldStage:
                 at_end.append(message.partition() or 0)
             else:
                 log.error("consume error", error=error.str(), partition=message.partition())
+        finished: list[int] = []
         if records:
-            records = self._within_stop_offsets(records)
+            records, finished = self._within_stop_offsets(records)
+        if records:
             self.process(records)
-        for partition in at_end:  # after `process`, which marks the partitions it read as behind
+        for partition in [*at_end, *finished]:  # after `process`, which marks the partitions it read as behind
             self.clocks.reached_end(partition)
         if time.monotonic() - self._last_finalize >= _FINALIZE_EVERY_S or self.options.burst:
             self.finalize_due()
@@ -150,10 +177,11 @@ class FoldStage:
         self._emit(plan.snapshots)
         self._dead_letter(plan)
         self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+        stored = highest_offsets(records)
         self.consumer.store_offsets(
-            offsets=[TopicPartition(topic, partition, offset)
-                     for (topic, partition), offset in highest_offsets(records).items()]
+            offsets=[TopicPartition(topic, partition, offset) for (topic, partition), offset in stored.items()]
         )
+        self.positions.update({partition: offset for (_topic, partition), offset in stored.items()})
         for trigger, count in plan.accepted.items():
             metrics.EVENTS_FOLDED.labels(trigger.value).inc(count)
         metrics.EVENTS_DUPLICATE.inc(plan.duplicates)
@@ -191,7 +219,7 @@ class FoldStage:
     def _dead_letter(self, plan: BatchPlan) -> None:
         for record, rejection in plan.rejections:
             self.producer.produce(
-                self.settings.events_dlq_topic, key=rejection.subject, value=record.value,
+                self.dlq_topic, key=rejection.subject, value=record.value,
                 headers=list(dlq_headers(record, rejection)), on_delivery=self.deliveries.callback,
             )
             metrics.EVENTS_REJECTED.labels(rejection.reason.value).inc()
@@ -226,15 +254,25 @@ class FoldStage:
                          deadline_ms=deadline_ms, clock_ms=clock)
             metrics.OPEN_WINDOWS.labels(str(partition)).set(self.store.open_windows(partition))
 
-    def _within_stop_offsets(self, records: list[Record]) -> list[Record]:
+    def _within_stop_offsets(self, records: list[Record]) -> tuple[list[Record], list[int]]:
+        """(records before the stop offsets, partitions that reached theirs: paused, read no further).
+
+        The caller marks the finished partitions caught up after folding the batch, because folding
+        marks every partition it read as behind.
+        """
         stops = self.options.stop_offsets
         if stops is None:
-            return records
+            return records, []
         kept = [r for r in records if r.offset < stops.get(r.partition, 0)]
-        for record in records:
-            if record.offset + 1 >= stops.get(record.partition, 0):
-                self.clocks.reached_end(record.partition)
-        return kept
+        finished = sorted({r.partition for r in records if r.offset + 1 >= stops.get(r.partition, 0)})
+        if finished:
+            topic = self.settings.events_topic
+            self.consumer.pause([TopicPartition(topic, p) for p in finished])
+        return kept, finished
+
+    def drained(self) -> bool:
+        """Every owned partition is at its end (or stop offset) and no window is due."""
+        return self._drained()
 
     def _drained(self) -> bool:
         owned = self.clocks.owned()

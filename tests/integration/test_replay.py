@@ -1,0 +1,190 @@
+"""`ilog replay` against the real broker and redis-server, run as operators run it: a process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from schemas.log import InteractionLog, Tombstone
+from tests.support import ILOG, REPO, TopicReader, header, offline_fold, produce, settings_env
+from worker.fold import snapshot
+from worker.generator import GeneratorMix, generate_stream
+from worker.replay import ReplayRequest, plan_replay
+from worker.settings import Settings
+from worker.store import RedisStore
+
+WINDOW_S = 20.0
+GRACE_S = 1.0
+
+
+def _settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"edit_window_seconds": WINDOW_S, "finalize_grace_seconds": GRACE_S})
+
+
+def _stream(n: int, seed: int, start: datetime) -> list[dict[str, Any] | bytes]:
+    """Spread over ~n/2 s of event time, so early windows close by event time and late ones stay open."""
+    mix = GeneratorMix(duplicate_ratio=0.05, late_edit_ratio=0.1, malformed_ratio=0.01)
+    return generate_stream(n, seed=seed, start=start, rate_per_s=2.0, edit_window_s=WINDOW_S, mix=mix,
+                           time_scale=0.05)
+
+
+def _replay(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ILOG, "replay", *args], cwd=REPO, env=settings_env(settings), capture_output=True,
+                          text=True, timeout=180, check=False)
+
+
+def _states(settings: Settings, prefix: str, ids: list[str]) -> dict[str, InteractionLog | Tombstone | None]:
+    store = RedisStore.from_url(settings.redis_url, prefix)
+    try:
+        return {i: s.state for i, s in store.load(ids).items()}
+    finally:
+        store.close()
+
+
+def _expected_finalized(settings: Settings, offline: dict[str, dict[str, Any]]) -> set[str]:
+    """Windows a replay closes by event time: deadline + grace <= newest event time on the partition."""
+    reader = TopicReader(settings, settings.events_topic)
+    total = sum(1 for _ in reader.read_until(lambda m: False, timeout_s=3))
+    reader.close()
+    assert total > 0
+    newest: dict[int, datetime] = {}
+    partition_of: dict[str, int] = {}
+    for message in reader.messages:
+        try:
+            event = json.loads(message.value() or b"")
+            moment = datetime.fromisoformat(event["time"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if str(event.get("id", "-bad")).endswith("-bad"):  # malformed copies never reach the fold's clock
+            continue
+        partition = message.partition() or 0
+        partition_of[event["subject"]] = partition
+        newest[partition] = max(newest.get(partition, moment), moment)
+    return {
+        i for i, log in offline.items()
+        if datetime.fromisoformat(log["edit_deadline"]) + timedelta(seconds=GRACE_S) <= newest[partition_of[i]]
+    }
+
+
+def _upserts(settings: Settings, count: int) -> list[tuple[str, int, str]]:
+    reader = TopicReader(settings, settings.upserts_topic)
+    messages = reader.read_until(lambda m: len(m) >= count, timeout_s=30)
+    reader.close()
+    return sorted((json.loads(m.value() or b"")["interaction_id"], int(header(m, "version") or 0),
+                   (m.value() or b"").decode()) for m in messages)
+
+
+def test_replay_from_earliest_folds_by_event_time_and_a_second_run_gives_the_same_logs_and_snapshots(
+    settings: Settings, tmp_path: Path
+) -> None:
+    run = _settings(settings)
+    stream = _stream(120, seed=31, start=datetime.now(UTC) - timedelta(hours=2))
+    offline = offline_fold(stream, tmp_path, run)
+    produce(run, run.events_topic, stream)
+    ids = sorted(offline)
+    finalized = _expected_finalized(run, offline)
+    assert 0 < len(finalized) < len(ids)
+
+    first = _replay(run, "--from", "earliest", "--group", "backfill-a")
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
+    assert {"group": "backfill-a", "key_prefix": f"{run.key_prefix}-replay-backfill-a",
+            "events_read": len(stream), "remaining_lag": 0, "interrupted": False} == {
+        k: summary[k] for k in ("group", "key_prefix", "events_read", "remaining_lag", "interrupted")}
+
+    expected = {
+        i: (offline[i]["version"] + 1 if i in finalized else offline[i]) for i in ids
+    }
+    got = {
+        i: (s.version if isinstance(s, Tombstone) else snapshot(s).model_dump(mode="json") if s else None)
+        for i, s in _states(run, summary["key_prefix"], ids).items()
+    }
+    assert expected == got
+    assert {i: None for i in ids} == _states(run, run.key_prefix, ids)  # the live keys are untouched
+
+    snapshots_first = _upserts(run, 1)
+    second = _replay(run, "--from", "earliest", "--group", "backfill-a")
+    assert second.returncode == 0, second.stderr[-3000:]
+    snapshots_both = _upserts(run, 2 * len(snapshots_first))
+    assert sorted(snapshots_first * 2) == snapshots_both
+    got_again = {
+        i: (s.version if isinstance(s, Tombstone) else snapshot(s).model_dump(mode="json") if s else None)
+        for i, s in _states(run, summary["key_prefix"], ids).items()
+    }
+    assert got == got_again
+
+
+def test_replay_dead_letters_go_to_the_replay_dlq_not_the_live_one(settings: Settings, tmp_path: Path) -> None:
+    run = _settings(settings)
+    stream = _stream(40, seed=32, start=datetime.now(UTC) - timedelta(hours=1))
+    rejects = tmp_path / "rejects.jsonl"
+    subprocess.run([*ILOG, "fold", str(_write(stream, tmp_path)), "--rejects", str(rejects)], cwd=REPO,
+                   env=settings_env(run), capture_output=True, check=True)
+    expected_rejected = len(rejects.read_text().splitlines())
+    assert expected_rejected > 0
+    produce(run, run.events_topic, stream)
+
+    result = _replay(run, "--from", "earliest", "--group", "backfill-dlq")
+    assert result.returncode == 0, result.stderr[-3000:]
+    reader = TopicReader(run, f"{run.events_topic}.replay.dlq")
+    letters = reader.read_until(lambda m: len(m) >= expected_rejected, timeout_s=20)
+    reader.close()
+    assert expected_rejected == len(letters)
+    assert {"invalid", "unknown_type", "late_edit", "window_closed"} >= {header(m, "reason") for m in letters}
+    live = TopicReader(run, run.events_dlq_topic)
+    assert [] == live.read_until(lambda m: False, timeout_s=2)
+    live.close()
+
+
+def test_replay_to_a_time_stops_at_the_offsets_for_that_time(settings: Settings) -> None:
+    """Broker timestamps decide the range: events stamped before --to are read, later ones are not."""
+    run = _settings(settings)
+    base = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    early = [e for e in _stream(10, seed=33, start=base) if isinstance(e, dict)]
+    late = [e for e in _stream(10, seed=34, start=base + timedelta(hours=1)) if isinstance(e, dict)]
+    cut = base + timedelta(minutes=30)
+    producer = Producer(run.kafka_config())
+    for event in [*early, *late]:
+        stamp = datetime.fromisoformat(event["time"])
+        producer.produce(run.events_topic, key=event["subject"], value=json.dumps(event).encode(),
+                         timestamp=int(stamp.timestamp() * 1000))
+    assert producer.flush(30) == 0
+
+    plan = plan_replay(run, ReplayRequest(from_time=base - timedelta(minutes=1), to_time=cut, group="to-test"))
+    assert len(early) == plan.total_events
+    result = _replay(run, "--from", (base - timedelta(minutes=1)).isoformat(), "--to", cut.isoformat(),
+                     "--group", "to-test")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (len(early), 0) == (summary["events_read"], summary["remaining_lag"])
+    early_ids = sorted({e["subject"] for e in early})
+    late_ids = sorted({e["subject"] for e in late})
+    states = _states(run, summary["key_prefix"], early_ids + late_ids)
+    assert all(states[i] is not None for i in early_ids)
+    assert {i: None for i in late_ids} == {i: states[i] for i in late_ids}
+
+
+def test_replay_refuses_the_live_fold_group_with_a_clear_message(settings: Settings) -> None:
+    result = _replay(settings, "--from", "earliest", "--group", settings.fold_group)
+    assert 2 == result.returncode
+    assert "refusing to replay with the live fold group" in result.stderr
+    assert "--force-live-group" in result.stderr
+
+
+def test_replay_rejects_a_time_it_cannot_read(settings: Settings) -> None:
+    result = _replay(settings, "--from", "last tuesday")
+    assert 2 == result.returncode
+    assert "not a time: 'last tuesday'" in result.stderr
+
+
+def _write(stream: list[dict[str, Any] | bytes], tmp_path: Path) -> Path:
+    path = tmp_path / "stream.jsonl"
+    with path.open("wb") as out:
+        for item in stream:
+            out.write((item if isinstance(item, bytes) else json.dumps(item).encode()) + b"\n")
+    return path
