@@ -115,6 +115,33 @@ def produce_cmd(
     raise typer.Exit(code)
 
 
+
+@app.command("replay")
+def replay_cmd(
+    from_: Annotated[str, typer.Option("--from", help="RFC 3339 time (or 'earliest') to replay from")],
+    to: Annotated[str | None, typer.Option(help="stop at this time (default: the ends at start)")] = None,
+    group: Annotated[str | None, typer.Option(help="consumer group (default ilog-replay-<from>)")] = None,
+    live_keys: Annotated[bool, typer.Option(help="write the live Redis keys instead of the replay's own")] = False,
+    prefix: Annotated[str | None, typer.Option(help="Redis key prefix (default <prefix>-replay-<group>)")] = None,
+    upserts_topic: Annotated[str | None, typer.Option(help="emit snapshots here (default: the live one)")] = None,
+    dlq_topic: Annotated[str | None, typer.Option(help="rejections (default <events>.replay.dlq)")] = None,
+    force_live_group: Annotated[bool, typer.Option(help="allow the live fold group name")] = False,
+) -> None:
+    """Backfill: fold the events topic again from a time, by event time, into a group of its own."""
+    from worker.errors import ConfigError
+    from worker.replay import ReplayRequest, parse_time, replay_command
+
+    try:
+        request = ReplayRequest(
+            from_time=parse_time(from_), to_time=None if to is None else parse_time(to), group=group,
+            live_keys=live_keys, prefix=prefix, upserts_topic=upserts_topic, dlq_topic=dlq_topic,
+            force_live_group=force_live_group,
+        )
+    except ConfigError as exc:
+        typer.echo(f"ilog replay: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(replay_command(Settings(), request))
+
 def main() -> None:
     app()
 
