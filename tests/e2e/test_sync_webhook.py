@@ -1,0 +1,51 @@
+"""`ilog worker all` against real Kafka and Redis and the webhook receiver."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import Emulators
+from tests.e2e.sync_env import connected, event, sync_settings, wait_assigned, wait_for
+from tests.emulators.webhook import receiver_id
+from tests.support import WorkerProcess, produce
+from worker.settings import Settings
+
+
+def _deliveries(emulators: Emulators, interaction_id: str) -> list[dict[str, Any]]:
+    return [d for d in emulators.webhook.state()["deliveries"] if d["interaction_id"] == interaction_id]
+
+
+def test_signed_payloads_arrive_in_version_order_and_the_receiver_id_comes_back(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> None:
+    run = sync_settings(settings, fresh_emulators, ("webhook",))
+    calls = ["conv-hook-1", "conv-hook-2"]
+    worker = WorkerProcess("all", run, tmp_path / "worker.log")
+    try:
+        wait_assigned(worker, 2)
+        start = datetime.now(UTC) - timedelta(seconds=30)
+        steps = [
+            ("interaction.connected", connected()),
+            ("interaction.held", {}),
+            ("interaction.resumed", {}),
+            ("interaction.disconnected", {}),
+        ]
+        for n, (kind, data) in enumerate(steps, start=1):
+            produce(run, run.events_topic, [event(kind, call, n, start + timedelta(seconds=5 * n), data)
+                                            for call in calls])
+            assert wait_for(lambda n=n: all(len(_deliveries(fresh_emulators, c)) >= n for c in calls), 20), \
+                worker.log_text()[-3000:]
+        assert wait_for(
+            lambda: all(_deliveries(fresh_emulators, c)[-1]["body"]["event"] == "interactionRemoved" for c in calls), 30
+        )
+        for call in calls:
+            delivered = _deliveries(fresh_emulators, call)
+            assert [True] * 5 == [d["signature_valid"] for d in delivered]
+            assert [1, 2, 3, 4, 5] == [d["body"]["log"]["version"] for d in delivered]
+            assert ["interactionChanged", "interactionChanged", "interactionChanged", "interactionDisconnected",
+                    "interactionRemoved"] == [d["body"]["event"] for d in delivered]
+            assert [None] + [receiver_id(call)] * 4 == [d["body"]["id"] for d in delivered]
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
