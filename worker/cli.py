@@ -115,7 +115,6 @@ def produce_cmd(
     raise typer.Exit(code)
 
 
-
 @app.command("replay")
 def replay_cmd(
     from_: Annotated[str, typer.Option("--from", help="RFC 3339 time (or 'earliest') to replay from")],
@@ -141,6 +140,36 @@ def replay_cmd(
         typer.echo(f"ilog replay: {exc}", err=True)
         raise typer.Exit(2) from exc
     raise typer.Exit(replay_command(Settings(), request))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Annotated[str | None, typer.Option(help="a DLQ topic (default: <events>.dlq and <upserts>.dlq)")] = None,
+    reason: Annotated[str | None, typer.Option(help="only this reason (or sync error code)")] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
+) -> None:
+    """Dead letters, oldest first: reason, message, interaction, original topic/partition/offset."""
+    from worker.dlq_commands import list_command
+
+    raise typer.Exit(list_command(Settings(), topic=topic, reason=reason, limit=limit, as_json=as_json))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: Annotated[str | None, typer.Option(help="a DLQ topic (default: both of the project)")] = None,
+    reason: Annotated[str | None, typer.Option(help="only letters with this reason (or sync error code)")] = None,
+    offset: Annotated[list[str] | None, typer.Option(help="N, PARTITION:N or TOPIC:PARTITION:N; repeatable")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+    force: Annotated[bool, typer.Option(help="also resend letters replayed before")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print what was resent as JSON")] = False,
+) -> None:
+    """Resend selected dead letters to their original topic (after the cause was fixed)."""
+    from worker.dlq_commands import replay_command
+
+    raise typer.Exit(replay_command(Settings(), topic=topic, reason=reason, offsets=offset or [], yes=yes,
+                                    force=force, as_json=as_json))
+
 
 def main() -> None:
     app()
