@@ -90,7 +90,10 @@ class SyncStage:
         self.producer = Producer(producer_config(settings))
         self.deliveries = DeliveryTracker()
         self.assigned_once = threading.Event()
-        self.runners = [TargetRunner(t, states, budget, self._dead_letter) for t in self.targets]
+        self.runners = [
+            TargetRunner(t, states, budget, self._dead_letter, settle_s=settle_seconds(settings, t.name))
+            for t in self.targets
+        ]
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.targets)), thread_name_prefix="sync-target")
 
     # -- group membership (same shape as the fold stage) --------------------------------------
@@ -203,6 +206,11 @@ class SyncStage:
             for target in self.targets:
                 target.close()
             log.info("sync stage stopped", group=self.group)
+
+
+def settle_seconds(settings: Settings, target: str) -> float:
+    """Zendesk applies update_many as a background job that can outlive a lost answer or a crash."""
+    return settings.zendesk_job_timeout_seconds if target == "zendesk" else 0.0
 
 
 def budget_limits(settings: Settings) -> dict[str, BudgetLimits]:

@@ -77,6 +77,7 @@ class TargetRunner:
     reserve_fraction: float = 0.1
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
+    settle_s: float = 0.0  # how long a write whose answer was lost may take to land (async jobs)
     paused_until: float = 0.0  # monotonic; set when the target said its budget is exhausted
     _attempt: int = field(default=0, init=False)
 
@@ -88,6 +89,8 @@ class TargetRunner:
         """True when every item is done (synced, skipped or dead-lettered)."""
         todo = {entry.snapshot.interaction_id: _Work(entry, item) for entry, item in due}
         self._attempt = 0
+        if any(item.target_state.uncertain for _, item in due):
+            self._settle()
         while todo:
             if deadline.passed():
                 log.warning("sync batch abandoned", target=self.name, pending=len(todo))
@@ -99,6 +102,7 @@ class TargetRunner:
             if not sent:
                 deadline.sleep(_BUDGET_POLL_S)
                 continue
+            self._mark_in_flight(sent)
             outcomes = self._call(sent)
             retry = self._apply([todo[item.snapshot.interaction_id] for item in sent], outcomes, todo)
             if retry is not None:
@@ -117,6 +121,22 @@ class TargetRunner:
         grant = self.budget.take(self.name, estimate_requests(self.name, sent))
         self._report_budget(grant)
         return sent if grant.granted else []
+
+    def _settle(self) -> None:
+        """A write whose answer was lost (or a crash mid-call) may still land, e.g. a queued Zendesk
+        job: the check-before-writing-again only sees it after it landed, so wait for that first."""
+        self.paused_until = max(self.paused_until, time.monotonic() + self.settle_s)
+
+    def _mark_in_flight(self, items: Sequence[SyncItem]) -> None:
+        """Stored as uncertain before the call, so a crash mid-call makes the next owner look first.
+
+        The adapter still gets the state as it was: in the normal path no look-up is needed, and
+        the outcome's state (stored right after) replaces the mark.
+        """
+        self.states.save([
+            StateUpdate(item.snapshot.interaction_id, self.name, replace(item.target_state, uncertain=True))
+            for item in items if not item.target_state.uncertain
+        ])
 
     def _report_budget(self, grant: Grant) -> None:
         if self.name in self.budget.limits:
@@ -141,8 +161,7 @@ class TargetRunner:
         for work, outcome in zip(works, outcomes, strict=True):
             snap = work.item.snapshot
             state = next_target_state(work.item.target_state, outcome)
-            if state != work.item.target_state:
-                updates.append(StateUpdate(snap.interaction_id, self.name, state))
+            updates.append(StateUpdate(snap.interaction_id, self.name, state))  # also clears the mark
             self._count(work, outcome)
             if isinstance(outcome, Retry):
                 todo[snap.interaction_id] = _Work(work.entry, replace(work.item, target_state=state))
@@ -152,6 +171,8 @@ class TargetRunner:
                 self.dead_letter(work.entry, self.name, outcome)
             del todo[snap.interaction_id]
         self.states.save(updates)
+        if any(isinstance(o, Retry) and o.uncertain for o in outcomes):
+            self._settle()
         if strongest is not None and strongest.budget_exhausted:
             pause_s = strongest.retry_after_s or self.backoff_cap_s
             self.paused_until = time.monotonic() + pause_s

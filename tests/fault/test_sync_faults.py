@@ -1,0 +1,155 @@
+"""The sync stage under CRM error storms and SIGKILLs: no duplicates, nothing lost, only bad records dead-lettered."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Message
+
+from adapters.zendesk_render import marker
+from tests.e2e import conftest as e2e_fixtures
+from tests.e2e.conftest import Emulators
+from tests.e2e.sync_env import (
+    CASE_ID,
+    CONTACT_ID,
+    FAST_GROUP,
+    connected,
+    event,
+    seed_ticket,
+    sf_ref,
+    sync_settings,
+    tasks_by_call,
+    ticket,
+    wait_for,
+    worker_comments,
+    zd_ticket,
+)
+from tests.support import TopicReader, WorkerProcess, header, produce
+from worker.settings import Settings
+
+CALLS = 30
+# The CRM emulators fixtures live with the e2e tier; this tier uses the same ones.
+emulators = e2e_fixtures.emulators
+fresh_emulators = e2e_fixtures.fresh_emulators
+
+
+def _history(call: str, n: int, t0: datetime, ticket_id: int) -> list[dict[str, Any]]:
+    at = t0 + timedelta(seconds=n)
+    return [
+        event("interaction.connected", call, 1, at,
+              connected(name=sf_ref("Contact", CONTACT_ID), related_to=zd_ticket(ticket_id))),
+        event("interaction.held", call, 2, at + timedelta(seconds=10)),
+        event("interaction.resumed", call, 3, at + timedelta(seconds=20)),
+        event("log.updated", call, 4, at + timedelta(seconds=25), {"notes": f"Notes of {call}."}),
+        event("interaction.disconnected", call, 5, at + timedelta(seconds=40)),
+        event("interaction.wrapup", call, 6, at + timedelta(seconds=41), {"code": "Resolved"}),
+    ]
+
+
+def _arm_storm(emus: Emulators) -> None:
+    salesforce, zendesk = emus.salesforce, emus.zendesk
+    salesforce.inject("429", count=3, retry_after=1, path="composite/sobjects")
+    salesforce.inject("503", count=2, path="composite/sobjects")
+    salesforce.inject("invalid_session", count=1, path="composite/sobjects")
+    salesforce.inject("request_limit", count=1, path="composite/sobjects")
+    salesforce.inject("drop_after_apply", count=1, method="POST", path="composite/sobjects")
+    zendesk.inject("429", count=2, retry_after=1, method="PUT")
+    zendesk.inject("503", count=2, method="PUT")
+    zendesk.inject("drop_after_apply", count=1, method="PUT")
+
+
+def _dead_letters(settings: Settings, wait_s: float) -> list[Message]:
+    reader = TopicReader(settings, settings.upserts_dlq_topic)
+    try:
+        return reader.read_until(lambda _m: False, timeout_s=wait_s)
+    finally:
+        reader.close()
+
+
+def _all_final(emus: Emulators, calls: list[str], tickets: dict[str, int]) -> bool:
+    found = tasks_by_call(emus)
+    if not all(any(t["Status"] == "Completed" for t in found.get(c, [])) for c in calls):
+        return False
+    tickets_now = {t["id"]: t for t in emus.zendesk.state()["tickets"]}
+    return all(worker_comments(tickets_now[tickets[c]]) for c in calls)
+
+
+def test_error_storms_and_three_sigkills_leave_one_task_and_one_comment_per_interaction(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> None:
+    run = sync_settings(settings, fresh_emulators, ("salesforce", "zendesk"), zendesk_job_timeout_seconds=4.0)
+    calls = [f"conv-storm-{n:02d}" for n in range(CALLS)]
+    tickets = {call: seed_ticket(fresh_emulators, f"Order {call}") for call in calls}
+    t0 = datetime.now(UTC) - timedelta(minutes=2)
+    _arm_storm(fresh_emulators)
+    produce(run, run.events_topic, [e for n, c in enumerate(calls) for e in _history(c, n, t0, tickets[c])])
+    fold = WorkerProcess("fold", run, tmp_path / "fold.log")
+    instance = {"ILOG_GROUP_INSTANCE_ID": "sync-crash-test", **FAST_GROUP}
+    rng = random.Random(5)
+    sync = WorkerProcess("sync", run, tmp_path / "sync-0.log", **instance)
+    killed_mid_batch = 0
+    try:
+        for attempt in range(1, 4):
+            assert wait_for(lambda s=sync: '"sync retry"' in s.log_text() or '"synced"' in s.log_text(), 30), \
+                sync.log_text()[-3000:]
+            time.sleep(rng.uniform(0.05, 0.5))
+            sync.kill()
+            killed_mid_batch += not _all_final(fresh_emulators, calls, tickets)
+            sync = WorkerProcess("sync", run, tmp_path / f"sync-{attempt}.log", **instance)
+        assert wait_for(lambda: _all_final(fresh_emulators, calls, tickets), 45), sync.log_text()[-3000:]
+        assert killed_mid_batch >= 2
+        time.sleep(1.0)
+        found = tasks_by_call(fresh_emulators)
+        assert {c: 1 for c in calls} == {c: len(found.get(c, [])) for c in calls}
+        expected = {c: {"Status": "Completed", "CallDisposition": "Resolved", "WhoId": CONTACT_ID,
+                        "CallDurationInSeconds": 40} for c in calls}
+        assert expected == {c: {k: found[c][0].get(k) for k in expected[c]} for c in calls}
+        assert all(found[c][0]["Description"].startswith(f"Notes of {c}.") for c in calls)
+        comments = {c: worker_comments(ticket(fresh_emulators, tickets[c])) for c in calls}
+        assert {c: 1 for c in calls} == {c: len(comments[c]) for c in calls}
+        assert all(comments[c][0].endswith(marker(c, 7)) for c in calls)
+        assert [] == _dead_letters(run, 3.0)
+        fired = {e["fault"] for e in fresh_emulators.salesforce.requests() + fresh_emulators.zendesk.requests()}
+        assert {"429", "503", "invalid_session", "request_limit", "drop_after_apply"} <= fired
+    finally:
+        sync.stop()
+        fold.stop()
+
+
+def test_an_over_long_subject_is_dead_lettered_with_the_error_and_the_others_go_through(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> None:
+    run = sync_settings(settings, fresh_emulators, ("salesforce",))
+    t0 = datetime.now(UTC) - timedelta(minutes=2)
+    good, bad = ["conv-ok-1", "conv-ok-2"], "conv-long-subject"
+    events: list[dict[str, Any]] = []
+    for call in [*good, bad]:
+        events += [
+            event("interaction.connected", call, 1, t0, connected(related_to=sf_ref("Case", CASE_ID))),
+            event("log.updated", call, 2, t0 + timedelta(seconds=5), {"notes": "Private note text here."}),
+            event("interaction.disconnected", call, 4, t0 + timedelta(seconds=30)),
+        ]
+    events.append(event("log.updated", bad, 3, t0 + timedelta(seconds=6), {"subject": "S" * 300}))
+    produce(run, run.events_topic, events)
+    worker = WorkerProcess("all", run, tmp_path / "worker.log")
+    try:
+        assert wait_for(
+            lambda: all(any(t["Status"] == "Completed" for t in tasks_by_call(fresh_emulators).get(c, []))
+                        for c in good), 40,
+        ), worker.log_text()[-3000:]
+        dead = _dead_letters(run, 5.0)
+        assert dead, worker.log_text()[-3000:]
+        assert {(bad, "salesforce", "STRING_TOO_LONG", run.upserts_topic)} == {
+            (header(m, "interaction_id"), header(m, "target"), header(m, "code"), header(m, "original_topic"))
+            for m in dead
+        }
+        assert all(json.loads(m.value())["interaction_id"] == bad for m in dead)
+        assert not any("Private note" in str(m.headers()) for m in dead)
+        assert bad not in tasks_by_call(fresh_emulators)
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
