@@ -1,0 +1,95 @@
+"""Pure parts of the sync stage: decode, coalesce (strongest trigger kept), what is due, redaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from adapters.base import Failed, TargetState
+from schemas.common import Trigger
+from schemas.snapshot import LogSnapshot
+from worker.sync_batch import (
+    Pending,
+    SyncRecord,
+    coalesce,
+    decode_snapshot,
+    due_items,
+    failure_headers,
+    redact,
+)
+
+
+def snap(interaction_id: str, version: int, trigger: str, **extra: Any) -> LogSnapshot:
+    return LogSnapshot.model_validate({"interaction_id": interaction_id, "version": version, "trigger": trigger,
+                                       **extra})
+
+
+def record(snapshot: LogSnapshot, offset: int, partition: int = 0) -> SyncRecord:
+    return SyncRecord("up", partition, offset, 1_000 + offset, snapshot.to_json_bytes(), snapshot)
+
+
+@pytest.mark.parametrize(
+    ("triggers", "expected"),
+    [
+        (["created", "updated"], Trigger.CREATED),
+        (["state_changed", "updated", "updated"], Trigger.STATE_CHANGED),
+        (["updated", "opened", "updated"], Trigger.OPENED),
+        (["updated", "state_changed", "finalized"], Trigger.FINALIZED),
+        (["updated"], Trigger.UPDATED),
+    ],
+)
+def test_coalescing_keeps_the_newest_version_with_the_strongest_trigger(
+    triggers: list[str], expected: Trigger
+) -> None:
+    records = [record(snap("c-1", n, t, notes=f"v{n}"), n) for n, t in enumerate(triggers, start=1)]
+    [pending] = coalesce(records)
+    assert (len(triggers), expected, f"v{len(triggers)}") == (
+        pending.snapshot.version, pending.snapshot.trigger, pending.snapshot.notes
+    )
+    assert records[-1] == pending.record
+
+
+def test_coalescing_ignores_an_older_version_read_after_a_newer_one_and_keeps_ids_apart() -> None:
+    records = [record(snap("a", 3, "updated"), 0), record(snap("b", 1, "created"), 1),
+               record(snap("a", 2, "state_changed"), 2)]
+    assert [("a", 3, Trigger.STATE_CHANGED), ("b", 1, Trigger.CREATED)] == [
+        (p.snapshot.interaction_id, p.snapshot.version, p.snapshot.trigger) for p in coalesce(records)
+    ]
+
+
+def test_undecodable_records_are_left_out_of_coalescing() -> None:
+    bad = SyncRecord("up", 0, 7, None, b"{", None, "not JSON")
+    assert [] == coalesce([bad])
+
+
+def test_decode_reports_the_field_but_never_the_value() -> None:
+    snapshot, error = decode_snapshot(b'{"interaction_id": "c", "version": 0, "trigger": "secret-note-text"}')
+    assert snapshot is None
+    assert error is not None
+    assert "version" in error and "trigger" in error
+    assert "secret-note-text" not in error
+
+
+def test_a_version_already_synced_for_a_target_is_not_due_again() -> None:
+    pending = [Pending(snap("a", 4, "updated"), record(snap("a", 4, "updated"), 0)),
+               Pending(snap("b", 2, "updated"), record(snap("b", 2, "updated"), 1))]
+    states = {("a", "webhook"): TargetState("r-a", 4), ("b", "webhook"): TargetState("r-b", 1)}
+    due = due_items(pending, "webhook", states)
+    assert [("b", TargetState("r-b", 1))] == [(item.snapshot.interaction_id, item.target_state) for _, item in due]
+
+
+def test_dead_letter_headers_name_target_code_and_origin_and_cut_note_text() -> None:
+    snapshot = snap("a", 4, "finalized", notes="The customer's card number is 4111 1111")
+    entry = Pending(snapshot, record(snapshot, 42, partition=3))
+    failed = Failed("STRING_TOO_LONG", "Description: data value too large: The customer's card number is 4111")
+    headers = dict(failure_headers(entry, "salesforce", failed))
+    assert {
+        "target": b"salesforce", "code": b"STRING_TOO_LONG",
+        "message": b"Description: data value too large: [redacted]", "interaction_id": b"a", "version": b"4",
+        "original_topic": b"up", "original_partition": b"3", "original_offset": b"42",
+    } == headers
+
+
+def test_redact_leaves_messages_without_note_text_alone() -> None:
+    assert "Subject: too long" == redact("Subject: too long", snap("a", 1, "created", notes="hello there"))
