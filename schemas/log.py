@@ -14,9 +14,9 @@ Both types serialize to compact JSON (short keys, times as epoch microseconds) f
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, make_dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from schemas.common import RecordRef, RecordSystem, Trigger
 from schemas.events import ConnectedData
@@ -35,11 +35,12 @@ ConnectFact = tuple[tuple[int, int, int], ConnectedData]
 """((time_us, sequence or -1, arrival), data) of the earliest `interaction.connected`."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 def to_us(moment: datetime) -> int:
     """An aware datetime as integer microseconds since the epoch (exact, no float rounding)."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return (moment - _EPOCH) // _ONE_US
 
 
 def from_us(epoch_us: int) -> datetime:
@@ -107,6 +108,31 @@ class Tombstone:
             return cls(str(document["i"]), int(document["v"]), from_us(int(document["at"])))
         except (KeyError, TypeError) as error:
             raise ValueError(f"corrupt Tombstone: {error!r}") from error
+
+
+_MutableLog = make_dataclass("_MutableLog", [field.name for field in fields(InteractionLog)], slots=True)
+"""Same slots as `InteractionLog`, in the same order, without the frozen check on each assignment."""
+
+
+def evolve_log(
+    log: InteractionLog, version: int, trigger: Trigger, applied_ids: tuple[str, ...], last_event_us: int,
+    changes: dict[str, Any],
+) -> InteractionLog:
+    """`dataclasses.replace(log, version=…, trigger=…, applied_ids=…, last_event_us=…, **changes)`, fast.
+
+    The fold's hot path. A frozen dataclass `__init__` pays one `object.__setattr__` per field (16
+    here); filling the mutable twin and then giving it the `InteractionLog` class (same slot layout,
+    so CPython allows the `__class__` assignment) is about 5x cheaper and yields an equal object.
+    """
+    twin = _MutableLog(
+        log.interaction_id, version, trigger, log.finalized, log.edit_deadline_us, last_event_us, applied_ids,
+        log.transitions, log.connect, log.views, log.notes, log.subject, log.name_choice, log.related_choice,
+        log.wrapup, log.attributes,
+    )
+    for name, value in changes.items():
+        setattr(twin, name, value)
+    object.__setattr__(twin, "__class__", InteractionLog)
+    return cast(InteractionLog, twin)
 
 
 def state_from_bytes(raw: bytes) -> InteractionLog | Tombstone:

@@ -16,8 +16,10 @@ Decisions the docs leave open (each is permutation-invariant unless said otherwi
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from typing import Any
 
 from schemas.common import Trigger
@@ -31,7 +33,7 @@ from schemas.events import (
     RejectReason,
     WrapupEvent,
 )
-from schemas.log import InteractionLog, Stamp, Tombstone, from_us, to_us
+from schemas.log import InteractionLog, Stamp, Tombstone, evolve_log, from_us, to_us
 from worker.fold_snapshot import disconnected_us, snapshot
 
 __all__ = [
@@ -79,6 +81,7 @@ Changes = dict[str, Any]
 
 _DUPLICATE = Duplicate()
 _ACCEPTED = {trigger: Accepted(trigger) for trigger in Trigger}
+_view_stamp = itemgetter(0)
 _TRANSITION_KIND = {
     "interaction.connected": "C",
     "interaction.held": "H",
@@ -95,50 +98,32 @@ def fold(
     applied_ids_kept: int = 256,
 ) -> FoldResult:
     """Apply one event. Never mutates `state`; an unchanged state is returned as the same object."""
-    if isinstance(state, Tombstone) or (state is not None and state.finalized):
-        return FoldResult(state, Rejected(_window_closed(state, event)))
-    time_us = to_us(event.time)
+    # The hot loop of the fold stage: lookups are inlined here on purpose (see docs/benchmarks.md).
     if state is None:
-        log, trigger = InteractionLog(event.subject), Trigger.CREATED
+        log, trigger, ended_us = InteractionLog(event.subject), Trigger.CREATED, None
+        time_us = to_us(event.time)
+    elif isinstance(state, Tombstone) or state.finalized:
+        return FoldResult(state, Rejected(_window_closed(state, event)))
     else:
         if event.id in state.applied_ids:
             return FoldResult(state, _DUPLICATE)
-        late = _late_edit(state, event, time_us)
-        if late is not None:
-            return FoldResult(state, Rejected(late))
-        log, trigger = state, _trigger_for(state, event, time_us)
+        time_us = to_us(event.time)
+        deadline_us = state.edit_deadline_us
+        if deadline_us is not None and time_us > deadline_us:
+            return FoldResult(state, Rejected(_late_edit(state, event, time_us, deadline_us)))
+        log, ended_us = state, disconnected_us(state.transitions)
+        trigger = _trigger_for(event.type, time_us, ended_us)
     arrival = log.version + 1
-    stamp: Stamp = (-1 if event.sequence is None else event.sequence, time_us, arrival)
-    changes = _APPLY[event.type](log, event, stamp, round(edit_window_s * 1_000_000))
+    sequence = event.sequence
+    stamp: Stamp = (-1 if sequence is None else sequence, time_us, arrival)
+    changes = _APPLY[event.type](log, event, stamp, round(edit_window_s * 1_000_000), ended_us)
     ids = log.applied_ids[-(applied_ids_kept - 1):] if applied_ids_kept > 1 else ()
-    new_log = _evolve(log, arrival, trigger, (*ids, event.id), max(log.last_event_us, time_us), changes)
+    last_event_us = log.last_event_us if log.last_event_us > time_us else time_us
+    new_log = evolve_log(log, arrival, trigger, (*ids, event.id), last_event_us, changes)
     return FoldResult(new_log, _ACCEPTED[trigger])
 
 
-def _evolve(
-    log: InteractionLog, version: int, trigger: Trigger, applied_ids: tuple[str, ...], last_event_us: int,
-    changes: Changes,
-) -> InteractionLog:
-    # The hot path: positional construction is several times faster than dataclasses.replace.
-    get = changes.get
-    return InteractionLog(
-        log.interaction_id,
-        version,
-        trigger,
-        log.finalized,
-        get("edit_deadline_us", log.edit_deadline_us),
-        last_event_us,
-        applied_ids,
-        get("transitions", log.transitions),
-        get("connect", log.connect),
-        get("views", log.views),
-        get("notes", log.notes),
-        get("subject", log.subject),
-        get("name_choice", log.name_choice),
-        get("related_choice", log.related_choice),
-        get("wrapup", log.wrapup),
-        get("attributes", log.attributes),
-    )
+_evolve = evolve_log
 
 
 def finalize(log: InteractionLog) -> InteractionLog:
@@ -158,10 +143,7 @@ def _window_closed(state: InteractionLog | Tombstone, event: Event) -> Rejection
                      "its edit window has closed")
 
 
-def _late_edit(log: InteractionLog, event: Event, time_us: int) -> Rejection | None:
-    deadline_us = log.edit_deadline_us
-    if deadline_us is None or time_us <= deadline_us:
-        return None
+def _late_edit(log: InteractionLog, event: Event, time_us: int, deadline_us: int) -> Rejection:
     ended_us = disconnected_us(log.transitions)
     message = (f"{event.type}: time {_iso(time_us)} is after the edit deadline {_iso(deadline_us)} "
                f"(disconnected at {_iso(ended_us if ended_us is not None else deadline_us)})")
@@ -172,17 +154,16 @@ def _iso(epoch_us: int) -> str:
     return from_us(epoch_us).isoformat().replace("+00:00", "Z")
 
 
-def _trigger_for(log: InteractionLog, event: Event, time_us: int) -> Trigger:
-    if event.type == "log.opened":
+def _trigger_for(event_type: str, time_us: int, ended_us: int | None) -> Trigger:
+    if event_type == "log.opened":
         return Trigger.OPENED
-    if event.type in _TRANSITION_KIND:
-        ended_us = disconnected_us(log.transitions)
-        after_end = ended_us is not None and (time_us > ended_us or event.type == "interaction.disconnected")
+    if event_type in _TRANSITION_KIND:
+        after_end = ended_us is not None and (time_us > ended_us or event_type == "interaction.disconnected")
         return Trigger.UPDATED if after_end else Trigger.STATE_CHANGED
     return Trigger.UPDATED
 
 
-def _transition(log: InteractionLog, event: Event, stamp: Stamp, window_us: int) -> Changes:
+def _transition(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     sequence, time_us, arrival = stamp
     kind = _TRANSITION_KIND[event.type]
     if any(t[0] == time_us and t[1] == sequence and t[3] == kind for t in log.transitions):
@@ -199,7 +180,7 @@ def _transition(log: InteractionLog, event: Event, stamp: Stamp, window_us: int)
     return changes
 
 
-def _log_updated(log: InteractionLog, event: Event, stamp: Stamp, window_us: int) -> Changes:
+def _log_updated(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     assert isinstance(event, LogUpdatedEvent)
     data, changes = event.data, {}
     for field, slot in (("notes", "notes"), ("subject", "subject"),
@@ -211,23 +192,23 @@ def _log_updated(log: InteractionLog, event: Event, stamp: Stamp, window_us: int
     return changes
 
 
-def _record_viewed(log: InteractionLog, event: Event, stamp: Stamp, window_us: int) -> Changes:
+def _record_viewed(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     assert isinstance(event, RecordViewedEvent)
-    ended_us = disconnected_us(log.transitions)
     if ended_us is not None and stamp[1] >= ended_us:
         return {}  # navigation after disconnect changes nothing; no need to keep the fact
-    views = sorted((*log.views, (stamp, event.data.record)), key=lambda view: view[0])
+    views = list(log.views)
+    insort(views, (stamp, event.data.record), key=_view_stamp)  # after equal stamps, as a stable sort
     return {"views": tuple(views[-VIEWS_KEPT:])}
 
 
-def _wrapup(log: InteractionLog, event: Event, stamp: Stamp, window_us: int) -> Changes:
+def _wrapup(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     assert isinstance(event, WrapupEvent)
     if log.wrapup is not None and stamp < log.wrapup[0]:
         return {}
     return {"wrapup": (stamp, event.data.code, event.data.note)}
 
 
-def _attributes(log: InteractionLog, event: Event, stamp: Stamp, window_us: int) -> Changes:
+def _attributes(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     assert isinstance(event, AttributesEvent)
     merged = {key: (key, key_stamp, value) for key, key_stamp, value in log.attributes}
     for key, value in event.data.attributes.items():
@@ -237,11 +218,11 @@ def _attributes(log: InteractionLog, event: Event, stamp: Stamp, window_us: int)
     return {"attributes": tuple(merged[key] for key in sorted(merged))}
 
 
-def _nothing(log: InteractionLog, event: Event, stamp: Stamp, window_us: int) -> Changes:
+def _nothing(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     return {}
 
 
-_APPLY: dict[str, Callable[[InteractionLog, Event, Stamp, int], Changes]] = {
+_APPLY: dict[str, Callable[[InteractionLog, Event, Stamp, int, int | None], Changes]] = {
     "interaction.connected": _transition,
     "interaction.held": _transition,
     "interaction.resumed": _transition,
