@@ -48,11 +48,19 @@ def letters_table(letters: Sequence[DeadLetter], title: str) -> Table:
     for letter in letters:
         message = letter.header("message") or ""
         table.add_row(
-            f"{letter.topic}:{letter.partition}:{letter.offset}", letter.reason,
+            f"{_short(letter.topic)} {letter.partition}:{letter.offset}", letter.reason,
             message if len(message) <= _MESSAGE_CHARS else message[: _MESSAGE_CHARS - 1] + "…",
-            letter.interaction, letter.original, "yes" if letter.replayed else "",
+            letter.interaction,
+            f"{_short(letter.header('original_topic') or '?')}[{letter.header('original_partition')}]"
+            f"@{letter.header('original_offset')}",
+            "yes" if letter.replayed else "",
         )
     return table
+
+
+def _short(topic: str) -> str:
+    """`run-7.events.dlq` → `events.dlq`: the table stays readable; `--json` has the full names."""
+    return ".".join(topic.split(".")[-2:]) if topic.count(".") >= 2 else topic
 
 
 def list_command(
