@@ -171,6 +171,31 @@ def dlq_replay(
                                     force=force, as_json=as_json))
 
 
+
+@app.command("demo")
+def demo_cmd(
+    interactions: Annotated[int, typer.Option(help="interactions in the demo stream")] = 200,
+    duration: Annotated[float, typer.Option(help="seconds over which interactions start")] = 60.0,
+    edit_window: Annotated[float, typer.Option(help="edit window in seconds (short, for the demo)")] = 10.0,
+    seed: Annotated[int | None, typer.Option(help="random seed (default: the clock)")] = None,
+    keep: Annotated[bool, typer.Option(help="leave the worker, emulators and stack running")] = False,
+    summary_json: Annotated[Path | None, typer.Option(help="also write the summary here as JSON")] = None,
+) -> None:
+    """The local demo (`make run`): stack, emulators, worker, a demo stream, and what the CRMs now hold."""
+    from rich.console import Console
+
+    from worker.demo import DemoError, DemoOptions, run_demo
+
+    options = DemoOptions(interactions=interactions, duration_s=duration, edit_window_s=edit_window, seed=seed,
+                          keep=keep, summary_json=summary_json)
+    console = Console()
+    try:
+        code = run_demo(options, console)
+    except DemoError as exc:
+        console.print(f"[red]ilog demo:[/] {exc}")
+        code = 1
+    raise typer.Exit(code)
+
 def main() -> None:
     app()
 
