@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -188,7 +189,8 @@ def demo_cmd(
 
     options = DemoOptions(interactions=interactions, duration_s=duration, edit_window_s=edit_window, seed=seed,
                           keep=keep, summary_json=summary_json)
-    console = Console()
+    # Off a terminal (CI logs, `make run | tee`) rich would squeeze the tables into 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         code = run_demo(options, console)
     except DemoError as exc:

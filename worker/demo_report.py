@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from worker.dlq import DeadLetter, read_dead_letters
@@ -133,7 +134,7 @@ def tickets_table(tickets: list[dict[str, Any]]) -> Table:
     for ticket in tickets[:_SHOWN]:
         markers = [m.group(0) for c in ticket["comments"] if (m := _MARKER.search(str(c.get("body") or "")))]
         table.add_row(str(ticket.get("id")), str(ticket.get("subject") or ""), str(ticket.get("status") or ""),
-                      str(len(ticket["comments"])), markers[-1] if markers else "")
+                      str(len(ticket["comments"])), escape(markers[-1]) if markers else "")
     return table
 
 
