@@ -8,15 +8,17 @@ Stamps order field values: `(sequence, time_us, arrival)`, where an event withou
 carries -1 (a producer that numbers its events outranks one that does not) and `arrival` is the
 log version at which the event was applied (the tie-break "then arrival order").
 
-Both types serialize to compact JSON (short keys, times as epoch microseconds) for the Redis store.
+Both types serialize to compact JSON (short keys, times as epoch microseconds) for the Redis store,
+with orjson: the same bytes `json.dumps(separators=(",", ":"), ensure_ascii=False)` gives, faster.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields, make_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+
+import orjson
 
 from schemas.common import RecordRef, RecordSystem, Trigger
 from schemas.events import ConnectedData
@@ -73,12 +75,12 @@ class InteractionLog:
         return None if self.edit_deadline_us is None else from_us(self.edit_deadline_us)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(_log_document(self), separators=(",", ":"), ensure_ascii=False).encode()
+        return orjson.dumps(_log_document(self))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> InteractionLog:
         """Inverse of `to_bytes`; raises ValueError on anything else."""
-        document = json.loads(raw)
+        document = orjson.loads(raw)
         if not isinstance(document, dict) or document.get("k") != "log":
             raise ValueError("not a serialized InteractionLog")
         try:
@@ -97,11 +99,11 @@ class Tombstone:
 
     def to_bytes(self) -> bytes:
         document = {"k": "tomb", "i": self.interaction_id, "v": self.version, "at": to_us(self.finalized_at)}
-        return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        return orjson.dumps(document)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Tombstone:
-        document = json.loads(raw)
+        document = orjson.loads(raw)
         if not isinstance(document, dict) or document.get("k") != "tomb":
             raise ValueError("not a serialized Tombstone")
         try:

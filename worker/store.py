@@ -107,24 +107,32 @@ class RedisStore:
     def write(self, writes: Sequence[StateWrite]) -> WriteResult:
         if not writes:
             return WriteResult()
+        encoded = [encode_state(item.state) for item in writes]
+        try:
+            try:
+                replies = self._write_pipeline(writes, encoded).execute()
+            except redis.exceptions.NoScriptError:
+                # Redis restarted or flushed its script cache: nothing of the batch was applied
+                # (every fenced write failed), and the sorted-set commands are idempotent.
+                self._client.script_load(self._fenced_write.script)
+                replies = self._write_pipeline(writes, encoded).execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"writing {len(writes)} interactions failed: {exc}") from exc
+        return WriteResult(fenced_out=_fenced_out(writes, replies))
+
+    def _write_pipeline(self, writes: Sequence[StateWrite], encoded: list[tuple[bytes, str]]) -> Any:
+        # EVALSHA directly: redis-py's Script object would add a SCRIPT EXISTS round trip per batch.
         pipe = self._client.pipeline(transaction=False)
-        for item in writes:
-            document, kind = encode_state(item.state)
-            self._fenced_write(
-                keys=[keys.state_key(self._prefix, item.interaction_id)],
-                args=[item.expected_version, item.state.version, document, kind, max(item.ttl_ms, 1)],
-                client=pipe,
-            )
+        sha = self._fenced_write.sha
+        for item, (document, kind) in zip(writes, encoded, strict=True):
+            pipe.evalsha(sha, 1, keys.state_key(self._prefix, item.interaction_id),
+                         item.expected_version, item.state.version, document, kind, max(item.ttl_ms, 1))
             if item.deadline is not None:
                 partition, deadline_ms = item.deadline
                 pipe.zadd(keys.deadlines_key(self._prefix, partition), {item.interaction_id: deadline_ms})
             if item.unschedule_partition is not None:
                 pipe.zrem(keys.deadlines_key(self._prefix, item.unschedule_partition), item.interaction_id)
-        try:
-            replies = pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreError(f"writing {len(writes)} interactions failed: {exc}") from exc
-        return WriteResult(fenced_out=_fenced_out(writes, replies))
+        return pipe
 
     def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]:
         rows: list[tuple[bytes, float]] = self._client.zrangebyscore(  # type: ignore[assignment]

@@ -2,11 +2,13 @@
 
 The mix replicates the sample histories under new interaction and event ids (malformed,
 unknown-type and late lines included, as they are in the sample). Run:
-`python -m tests.bench.fold_bench [EVENTS]`.
+`python -m tests.bench.fold_bench [EVENTS]` (or `make bench`). The wall-clock rate is the figure
+compared with the target; the CPU-time rate is reported too, because the machine is shared.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -45,10 +47,26 @@ def _renamed(line: bytes, copy: int) -> bytes:
     return json.dumps(document).encode()
 
 
-def run(events: int = 200_000) -> dict[str, Any]:
+def run(events: int = 200_000, rounds: int = 3) -> dict[str, Any]:
+    """Best of `rounds` passes over the mix; each pass starts from no state, with the default GC."""
     mix = build_mix(events)
+    wall_s, cpu_s = min(_one_pass(mix) for _ in range(rounds))
+    rate = len(mix) / wall_s
+    return {
+        "name": "fold_pure",
+        "parameters": {"events": len(mix), "rounds": rounds, "mix": SAMPLE.name, "edit_window_s": EDIT_WINDOW_S},
+        "measured": {"events_per_s": round(rate), "cpu_events_per_s": round(len(mix) / cpu_s),
+                     "seconds": round(wall_s, 3), "us_per_event": round(wall_s / len(mix) * 1e6, 2)},
+        "target": {"events_per_s": TARGET_EVENTS_PER_S},
+        "meets_target": rate >= TARGET_EVENTS_PER_S,
+    }
+
+
+def _one_pass(mix: list[bytes]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) to decode, validate and fold the whole mix."""
     logs: dict[str, InteractionLog | Tombstone] = {}
-    started_s = time.perf_counter()
+    gc.collect()
+    started_s, started_cpu_s = time.perf_counter(), time.process_time()
     for raw in mix:
         decoded = decode_event(raw)
         if isinstance(decoded, Rejection):
@@ -56,14 +74,7 @@ def run(events: int = 200_000) -> dict[str, Any]:
         result = fold(logs.get(decoded.subject), decoded, edit_window_s=EDIT_WINDOW_S)
         if result.log is not None:
             logs[decoded.subject] = result.log
-    elapsed_s = time.perf_counter() - started_s
-    return {
-        "name": "fold_pure",
-        "events": len(mix),
-        "seconds": round(elapsed_s, 3),
-        "events_per_s": round(len(mix) / elapsed_s),
-        "target_events_per_s": TARGET_EVENTS_PER_S,
-    }
+    return time.perf_counter() - started_s, time.process_time() - started_cpu_s
 
 
 if __name__ == "__main__":

@@ -1,0 +1,163 @@
+"""Fold stage benchmarks against the local Kafka + Redis: throughput vs a bare consumer, and worker RSS.
+
+Both run the real `FoldStage` in burst mode (windows close by event time); the RSS one in a fresh process.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+from confluent_kafka import Consumer
+
+from tests.bench.stack import bench_settings, cleanup, produce_histories, rss_bytes, stack_env
+from worker.fold_batch import Record
+from worker.fold_stage import FoldOptions, FoldStage
+from worker.logs import configure_logging
+from worker.settings import Settings
+from worker.store import RedisStore
+
+RATE_PER_S = 200.0  # interaction arrivals per second of event time
+TARGET_EVENTS_PER_S = 30_000
+TARGET_RATIO = 0.5
+TARGET_RSS_GROWTH = 0.20
+
+
+def fold_stage_throughput(quick: bool) -> dict[str, Any]:
+    """Events/s of the fold stage (Kafka → Redis → upserts) and of a bare consumer, same topic, same run."""
+    interactions = 2_000 if quick else 20_000
+    settings = bench_settings(stack_env(), "stage")
+    try:
+        produced = produce_histories(settings, interactions, seed=7, rate_per_s=RATE_PER_S)
+        bare_s, bare_count = _bare_consume(settings, produced)
+        fold_s, fold_count = _run_fold_stage(settings, on_batch=None)
+    finally:
+        cleanup(settings)
+    bare_rate, fold_rate = bare_count / bare_s, fold_count / fold_s
+    ratio = fold_rate / bare_rate
+    return {
+        "name": "fold_stage_throughput",
+        "parameters": {"interactions": interactions, "events": produced, "partitions": settings.partitions,
+                       "batch_size": settings.batch_size, "mode": "burst, event-time clock"},
+        "measured": {"fold_events_per_s": round(fold_rate), "bare_consumer_events_per_s": round(bare_rate),
+                     "fold_to_bare_ratio": round(ratio, 3), "fold_seconds": round(fold_s, 2),
+                     "bare_seconds": round(bare_s, 2), "fold_events": fold_count, "bare_events": bare_count},
+        "target": {"fold_events_per_s": TARGET_EVENTS_PER_S, "fold_to_bare_ratio": TARGET_RATIO},
+        "meets_target": fold_rate >= TARGET_EVENTS_PER_S and ratio >= TARGET_RATIO,
+    }
+
+
+def worker_rss_growth(quick: bool) -> dict[str, Any]:
+    """RSS of a fresh worker process after the first tenth of the events vs at the end (~100k vs ~1M events)."""
+    interactions = 9_500 if quick else 95_000  # about 100,000 / 1,000,000 events
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.bench.stage_bench", "rss", str(interactions)],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    samples = json.loads(child.stdout.strip().splitlines()[-1])
+    growth = samples["rss_final_bytes"] / samples["rss_early_bytes"] - 1
+    return {
+        "name": "worker_rss_growth",
+        "parameters": {"interactions": interactions, "events": samples["produced"]},
+        "measured": {"rss_early_mib": round(samples["rss_early_bytes"] / 2**20, 1),
+                     "early_events": samples["early_events"],
+                     "rss_final_mib": round(samples["rss_final_bytes"] / 2**20, 1),
+                     "final_events": samples["final_events"], "growth": round(growth, 3),
+                     "fold_events_per_s": samples["fold_events_per_s"],
+                     "rss_mib_each_tenth": samples["rss_mib_each_tenth"]},
+        "target": {"max_growth": TARGET_RSS_GROWTH},
+        "meets_target": growth <= TARGET_RSS_GROWTH,
+    }
+
+
+def _rss_worker(interactions: int) -> dict[str, Any]:
+    """In a fresh process: produce (in a forked child), run the stage, sample this process's RSS."""
+    settings = bench_settings(stack_env(), "rss")
+    samples: dict[str, int] = {}
+    try:
+        produced = produce_histories(settings, interactions, seed=11, rate_per_s=RATE_PER_S)
+        early_mark = produced // 10
+
+        tenths: list[int] = []
+
+        def sample(consumed: int) -> None:
+            if consumed >= early_mark and "rss_early_bytes" not in samples:
+                samples["rss_early_bytes"], samples["early_events"] = rss_bytes(), consumed
+            if consumed >= (len(tenths) + 1) * early_mark:
+                tenths.append(round(rss_bytes() / 2**20))
+
+        fold_s, consumed = _run_fold_stage(settings, on_batch=sample)
+        samples.update(rss_final_bytes=rss_bytes(), final_events=consumed, produced=produced,
+                       fold_events_per_s=round(consumed / fold_s))
+    finally:
+        cleanup(settings)
+    return {**samples, "rss_mib_each_tenth": tenths}
+
+
+def _bare_consume(settings: Settings, expected: int) -> tuple[float, int]:
+    """Read and JSON-decode every message; the clock starts at the first message (after the group join)."""
+    consumer = Consumer(settings.kafka_config(**{
+        "group.id": f"{settings.fold_group}-bare", "auto.offset.reset": "earliest", "enable.auto.commit": False,
+    }))
+    consumer.subscribe([settings.events_topic])
+    count, first_s = 0, 0.0
+    deadline_s = time.monotonic() + 600
+    try:
+        while count < expected and time.monotonic() < deadline_s:
+            for message in consumer.consume(settings.batch_size, settings.batch_timeout_seconds):
+                if message.error() is not None:
+                    continue
+                if count == 0:
+                    first_s = time.perf_counter()
+                json.loads(message.value() or b"null")
+                count += 1
+        return time.perf_counter() - first_s, count
+    finally:
+        consumer.close()
+
+
+def _run_fold_stage(settings: Settings, on_batch: Callable[[int], None] | None) -> tuple[float, int]:
+    """Run the stage until drained; seconds from the first batch to the end of the last one."""
+    _log_to_file(settings)
+    store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
+    stage = FoldStage(settings, store, FoldOptions(burst=True, follow_wall_clock=False))
+    progress = {"consumed": 0, "first_s": 0.0, "last_s": 0.0}
+    process = stage.process
+
+    def counted(records: Sequence[Record]) -> None:
+        if progress["consumed"] == 0:
+            progress["first_s"] = time.perf_counter()
+        process(records)
+        progress["consumed"] += len(records)
+        progress["last_s"] = time.perf_counter()
+        if on_batch is not None:
+            on_batch(int(progress["consumed"]))
+
+    stage.process = counted  # type: ignore[method-assign]
+    gc.collect()
+    try:
+        stage.run(threading.Event())  # burst: returns once every partition is at its end and drained
+    finally:
+        store.close()
+    return progress["last_s"] - progress["first_s"], int(progress["consumed"])
+
+
+def _log_to_file(settings: Settings) -> None:
+    """The worker's JSON log lines, into a file: a terminal would slow the stage down and bury the table."""
+    path = Path(tempfile.gettempdir()) / f"{settings.fold_group}.log"
+    configure_logging(settings.model_copy(update={"log_format": "json"}))
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=path.open("a")))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["rss"]:
+        print(json.dumps(_rss_worker(int(sys.argv[2]))))
