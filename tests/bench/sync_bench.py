@@ -1,0 +1,444 @@
+"""Sync stage benchmarks: CRM requests per interaction (load vs trickle) and disconnect → Task latency.
+
+Each run starts its own CRM emulators in this process (never the shared ones: their state and
+request logs belong to whoever started them), runs `ilog worker all` as a child process against
+the local Kafka + Redis with topics and a key prefix of its own, and produces generated
+histories with event times close to the wall clock, so windows close as they would live.
+
+    python -m tests.bench.sync_bench [--quick] [NAME ...]   # JSON lines, one per benchmark
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+from tests.bench.stack import bench_settings, cleanup, stack_env
+from tests.emulators.cluster import EmulatorSet, start_all
+from tests.emulators.server import Request, Response
+from tests.support import WorkerProcess
+from worker.generator import generate_histories
+from worker.settings import Settings
+
+TARGET_SF_REQUESTS_PER_INTERACTION = 0.05
+TARGET_ZD_REQUESTS_PER_INTERACTION = 0.02
+TARGET_LATENCY_P99_S = 1.0
+TIME_SCALE = 0.02
+"""Interaction durations 0.4–12 s instead of 20–600 s: the run sees whole lives, windows included."""
+EDIT_WINDOW_S = 5.0
+_ZENPY_VARS = ("ZENPY_FORCE_NETLOC", "ZENPY_FORCE_SCHEME")
+_TARGET_PREFIXES = {"salesforce": "ILOG_SALESFORCE_", "zendesk": "ILOG_ZENDESK_", "webhook": "ILOG_WEBHOOK_"}
+_CHUNK_INTERACTIONS = 500
+_ZENDESK_BATCHED_KINDS = ("update_many", "job_poll", "ticket_update", "comments_check", "ticket_fields")
+
+Event = dict[str, Any]
+
+
+# -- one run: emulators + worker -------------------------------------------------------------------
+@dataclass
+class SyncRun:
+    settings: Settings
+    emulators: EmulatorSet
+    worker: WorkerProcess
+    folder: Path
+
+    def requests(self, target: str) -> list[dict[str, Any]]:
+        server = getattr(self.emulators, target)
+        return list(server.httpd.log.entries())
+
+    def completed_tasks(self) -> int:
+        app = self.emulators.salesforce.app
+        with app.lock:
+            return sum(1 for task in app.tasks.values() if task.get("Status") == "Completed")
+
+
+def _target_overrides(emulators: EmulatorSet, targets: tuple[str, ...]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in emulators.env().items():
+        if any(key.startswith(_TARGET_PREFIXES[target]) for target in targets):
+            values[key.removeprefix("ILOG_").lower()] = value
+    return values
+
+
+@dataclass
+class _RunOptions:
+    name: str
+    targets: tuple[str, ...]
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def start_run(options: _RunOptions, on_emulators: Callable[[EmulatorSet], None] | None = None) -> SyncRun:
+    folder = Path(tempfile.mkdtemp(prefix=f"ilog-bench-{options.name}-"))
+    emulators = start_all(folder)
+    if on_emulators is not None:
+        on_emulators(emulators)
+    settings = bench_settings(
+        stack_env(), options.name, edit_window_seconds=EDIT_WINDOW_S, finalize_grace_seconds=1.0,
+        log_level="WARNING", **_target_overrides(emulators, options.targets), **options.overrides,
+    )
+    zenpy_env = {name: emulators.env()[name] for name in _ZENPY_VARS}
+    worker = WorkerProcess("all", settings, folder / "worker.log", **zenpy_env)
+    run = SyncRun(settings, emulators, worker, folder)
+    if not _wait(lambda: _groups_joined(settings), 60, interval_s=0.5):
+        stop_run(run)
+        raise RuntimeError(f"worker did not join its groups: {worker.log_text()[-2000:]}")
+    return run
+
+
+def _groups_joined(settings: Settings) -> bool:
+    """Both stages own partitions (the worker logs at WARNING, so its log cannot say so)."""
+    admin = AdminClient(settings.kafka_config())
+    groups = [settings.fold_group, settings.sync_group]
+    try:
+        described = [future.result(10) for future in admin.describe_consumer_groups(groups).values()]
+    except KafkaException:
+        return False
+    return all(
+        str(group.state).endswith("STABLE") and any(m.assignment.topic_partitions for m in group.members)
+        for group in described
+    )
+
+
+def stop_run(run: SyncRun) -> None:
+    try:
+        run.worker.stop(60)
+    finally:
+        run.emulators.stop()
+        cleanup(run.settings)
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.25) -> bool:
+    deadline_s = time.monotonic() + timeout_s
+    while time.monotonic() < deadline_s:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()
+
+
+def _wait_idle(run: SyncRun, quiet_s: float, timeout_s: float) -> None:
+    """Until no emulator has answered a request for `quiet_s` (late Zendesk jobs, retries)."""
+    deadline_s = time.monotonic() + timeout_s
+    counts = [-1]
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline_s:
+        now_counts = [len(run.requests(t)) for t in ("salesforce", "zendesk", "webhook")]
+        if now_counts != counts:
+            counts, quiet_since = now_counts, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+        time.sleep(0.25)
+
+
+# -- data --------------------------------------------------------------------------------------------
+def time_ordered(n_interactions: int, *, seed: int, start: datetime, rate_per_s: float) -> Iterator[Event]:
+    """Histories merged by event time, a chunk at a time (later events carried into the next merge)."""
+    carry: list[Event] = []
+    for first in range(0, n_interactions, _CHUNK_INTERACTIONS):
+        chunk_start = start + timedelta(seconds=first / rate_per_s)
+        histories = generate_histories(
+            min(_CHUNK_INTERACTIONS, n_interactions - first), seed=seed + first, start=chunk_start,
+            rate_per_s=rate_per_s, edit_window_s=EDIT_WINDOW_S, time_scale=TIME_SCALE,
+        )
+        pool = carry + [event for history in histories for event in history]
+        pool.sort(key=lambda event: event["time"])
+        last = first + _CHUNK_INTERACTIONS >= n_interactions
+        boundary = start + timedelta(seconds=(first + _CHUNK_INTERACTIONS) / rate_per_s)
+        cut = len(pool) if last else next(
+            (i for i, event in enumerate(pool) if _event_time(event) >= boundary), len(pool)
+        )
+        yield from pool[:cut]
+        carry = pool[cut:]
+
+
+def _event_time(event: Event) -> datetime:
+    return datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
+
+
+def linked_tickets(events: list[Event]) -> set[int]:
+    """Zendesk ticket ids the histories refer to: they must exist in the emulator."""
+    found: set[int] = set()
+    for event in events:
+        data = event.get("data") or {}
+        for ref in (data.get("record"), data.get("related_to"), data.get("name")):
+            if isinstance(ref, dict) and ref.get("system") == "zendesk" and ref.get("type") == "ticket":
+                found.add(int(ref["id"]))
+    return found
+
+
+def seed_tickets(emulators: EmulatorSet, ticket_ids: set[int]) -> None:
+    app = emulators.zendesk.app
+    payload = {"tickets": [{"id": ticket_id, "subject": f"Ticket {ticket_id}", "description": "seeded"}
+                           for ticket_id in sorted(ticket_ids)]}
+    with app.lock:
+        app.seed(payload)
+
+
+class Producing:
+    """Produce events, either as fast as possible or paced by event time; remembers disconnect times."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.events_topic
+        self.producer = Producer(settings.kafka_config(**{
+            "linger.ms": 5, "batch.size": 1_000_000, "queue.buffering.max.messages": 500_000,
+        }))
+        self.disconnect_produced_s: dict[str, float] = {}
+        self.count = 0
+
+    def send(self, event: Event) -> None:
+        value = json.dumps(event, separators=(",", ":")).encode()
+        while True:
+            try:
+                self.producer.produce(self.topic, key=event["subject"], value=value)
+                break
+            except BufferError:
+                self.producer.poll(0.05)
+        if event["type"] == "interaction.disconnected":
+            self.disconnect_produced_s[event["subject"]] = time.time()
+        self.count += 1
+        self.producer.poll(0)
+
+    def paced(self, events: Iterator[Event]) -> None:
+        """Each event at wall time = its event time (the events' clock and the wall clock agree)."""
+        for event in events:
+            delay_s = _event_time(event).timestamp() - time.time()
+            if delay_s > 0.002:
+                self.producer.poll(0)
+                time.sleep(delay_s)
+            self.send(event)
+
+    def flush(self) -> None:
+        if self.producer.flush(60) != 0:
+            raise RuntimeError("events not delivered")
+
+
+# -- benchmark 1: requests per interaction -----------------------------------------------------------
+def _classify(target: str, entry: dict[str, Any]) -> str:
+    path = str(entry["path"]).split("?", 1)[0]
+    method = entry["method"]
+    if target == "salesforce":
+        if path.endswith("oauth2/token"):
+            return "login"
+        if path.endswith("composite/sobjects"):
+            return "collection_create" if method == "POST" else "collection_update"
+        if path.endswith("/query"):
+            return "query"
+        return "describe" if path.endswith("describe") else f"{method} other"
+    if "job_statuses" in path:
+        return "job_poll"
+    if path.endswith("update_many.json"):
+        return "update_many"
+    if path.endswith("ticket_fields.json"):
+        return "ticket_fields"
+    if path.endswith("tickets.json"):
+        return "external_id_lookup" if method == "GET" else "ticket_create"
+    if "/comments" in path:
+        return "comments_check"
+    return "ticket_update" if method == "PUT" else f"{method} other"
+
+
+def _breakdown(target: str, entries: list[dict[str, Any]]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for entry in entries:
+        kind = _classify(target, entry)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return dict(sorted(kinds.items()))
+
+
+def _requests_scenario(name: str, n_interactions: int, rate_per_s: float, paced: bool,
+                       missing_ticket: str) -> dict[str, Any]:
+    start = datetime.now(UTC) + timedelta(seconds=2)
+    events = list(time_ordered(n_interactions, seed=41, start=start, rate_per_s=rate_per_s))
+    tickets = linked_tickets(events)
+    run = start_run(_RunOptions(name, ("salesforce", "zendesk"), {"zendesk_missing_ticket": missing_ticket}),
+                    on_emulators=lambda emulators: seed_tickets(emulators, tickets))
+    try:
+        producing = Producing(run.settings)
+        started_s = time.monotonic()
+        if paced:
+            start = datetime.now(UTC) + timedelta(seconds=1)
+            events = list(time_ordered(n_interactions, seed=41, start=start, rate_per_s=rate_per_s))
+            producing.paced(iter(events))
+        else:
+            for event in events:
+                producing.send(event)
+        producing.flush()
+        produced_s = time.monotonic() - started_s
+        finished = _wait(lambda: run.completed_tasks() >= n_interactions, 300 + n_interactions / 10)
+        _wait_idle(run, quiet_s=6.0, timeout_s=120)
+        elapsed_s = time.monotonic() - started_s
+        sf, zd = run.requests("salesforce"), run.requests("zendesk")
+        zd_kinds = _breakdown("zendesk", zd)
+        # Requests of the linked-ticket path (what update_many batches), without the per-interaction
+        # look-up and create of the fallback for interactions that have no linked ticket.
+        batched = sum(zd_kinds.get(kind, 0) for kind in _ZENDESK_BATCHED_KINDS)
+        zendesk_app = run.emulators.zendesk.app
+        with zendesk_app.lock:
+            worker_comments = sum(
+                1 for comments in zendesk_app.store.comments.values() for c in comments
+                if "[interaction " in str(c.get("body"))
+            )
+        return {
+            "interactions": n_interactions, "events": producing.count,
+            "completed_tasks": run.completed_tasks(), "all_finalized": finished,
+            "linked_tickets": len(tickets), "zendesk_worker_comments": worker_comments,
+            "produce_seconds": round(produced_s, 1), "elapsed_seconds": round(elapsed_s, 1),
+            "salesforce_requests": len(sf), "zendesk_requests": len(zd),
+            "salesforce_requests_per_interaction": round(len(sf) / n_interactions, 4),
+            "zendesk_requests_per_interaction": round(len(zd) / n_interactions, 4),
+            "salesforce_by_kind": _breakdown("salesforce", sf), "zendesk_by_kind": zd_kinds,
+            "zendesk_batched_path_requests_per_interaction": round(batched / n_interactions, 4),
+        }
+    finally:
+        stop_run(run)
+
+
+def requests_per_interaction(quick: bool) -> dict[str, Any]:
+    """Salesforce and Zendesk requests per interaction: 2,000 at full speed, and a trickle of 1/s."""
+    load_n, trickle_n = (500, 15) if quick else (2_000, 60)
+    missing = os.environ.get("ILOG_BENCH_ZENDESK_MISSING_TICKET", "create")
+    load = _requests_scenario("sync-load", load_n, 1_000.0, paced=False, missing_ticket=missing)
+    trickle = _requests_scenario("sync-trickle", trickle_n, 1.0, paced=True, missing_ticket=missing)
+    meets = (load["salesforce_requests_per_interaction"] <= TARGET_SF_REQUESTS_PER_INTERACTION
+             and load["zendesk_requests_per_interaction"] <= TARGET_ZD_REQUESTS_PER_INTERACTION
+             and load["all_finalized"])
+    return {
+        "name": "sync_requests_per_interaction",
+        "parameters": {"load_interactions": load_n, "load_event_time_rate_per_s": 1_000.0,
+                       "trickle_interactions": trickle_n, "trickle_rate_per_s": 1.0,
+                       "time_scale": TIME_SCALE, "edit_window_s": EDIT_WINDOW_S,
+                       "targets": ["salesforce", "zendesk"], "zendesk_missing_ticket": missing,
+                       "counted_from": "emulator request logs (every answered API request, login included)"},
+        "measured": {"load": load, "trickle": trickle},
+        "target": {"load_salesforce_requests_per_interaction": TARGET_SF_REQUESTS_PER_INTERACTION,
+                   "load_zendesk_requests_per_interaction": TARGET_ZD_REQUESTS_PER_INTERACTION},
+        "meets_target": meets,
+    }
+
+
+# -- benchmark 2: disconnect → Task latency -----------------------------------------------------------
+class DisconnectWatch:
+    """Wraps the Salesforce emulator's handler: when a Task write first carries the call duration
+    (set from the disconnect on), note the wall time per CallObject (= interaction id)."""
+
+    def __init__(self, emulators: EmulatorSet) -> None:
+        self.app = emulators.salesforce.app
+        self.seen_s: dict[str, float] = {}
+        self._handle = self.app.handle
+        self.app.handle = self._watched  # type: ignore[method-assign]
+
+    def _watched(self, request: Request) -> Response:
+        response = self._handle(request)
+        if (request.method in ("POST", "PATCH") and request.path.rstrip("/").endswith("composite/sobjects")
+                and response.status == 200 and isinstance(response.body, list)):
+            now_s = time.time()
+            records = (request.json() or {}).get("records") or []
+            for record, result in zip(records, response.body, strict=False):
+                if not result.get("success") or "CallDurationInSeconds" not in record:
+                    continue
+                task = self.app.tasks.get(str(result.get("id")))
+                call = str((task or record).get("CallObject"))
+                self.seen_s.setdefault(call, now_s)
+        return response
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
+
+
+def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tuple[str, ...]) -> dict[str, Any]:
+    n_interactions = round(rate_per_s * seconds)
+    watch: list[DisconnectWatch] = []
+    run = start_run(_RunOptions(name, targets, {"edit_window_seconds": 120.0}),
+                    on_emulators=lambda emulators: watch.append(DisconnectWatch(emulators)))
+    try:
+        producing = Producing(run.settings)
+        start = datetime.now(UTC) + timedelta(seconds=1)
+        started_s = time.monotonic()
+        producing.paced(time_ordered(n_interactions, seed=43, start=start, rate_per_s=rate_per_s))
+        producing.flush()
+        produce_s = time.monotonic() - started_s
+        produced = producing.disconnect_produced_s
+        _wait(lambda: len(watch[0].seen_s) >= len(produced), 120)
+        latencies = [watch[0].seen_s[i] - at for i, at in produced.items() if i in watch[0].seen_s]
+        sf = run.requests("salesforce")
+        return {
+            "rate_per_s": rate_per_s, "seconds": seconds, "targets": list(targets),
+            "interactions": n_interactions, "events": producing.count,
+            "produce_seconds": round(produce_s, 1), "producer_kept_pace": produce_s <= seconds * 1.1 + 15,
+            "disconnects_produced": len(produced), "disconnects_seen": len(latencies),
+            "p50_s": round(_percentile(latencies, 0.5), 3) if latencies else None,
+            "p99_s": round(_percentile(latencies, 0.99), 3) if latencies else None,
+            "max_s": round(max(latencies), 3) if latencies else None,
+            "min_s": round(min(latencies), 3) if latencies else None,
+            "salesforce_requests": len(sf), "salesforce_by_kind": _breakdown("salesforce", sf),
+        }
+    finally:
+        stop_run(run)
+
+
+def sync_latency(quick: bool) -> dict[str, Any]:
+    """Disconnect event produced → Task update applied by the emulator, p50/p99."""
+    if quick:
+        scenarios = [_latency_scenario("sync-latency", 100.0, 15.0, ("salesforce",))]
+    else:
+        scenarios = [_latency_scenario("sync-latency", 500.0, 60.0, ("salesforce",)),
+                     _latency_scenario("sync-latency-light", 100.0, 30.0, ("salesforce",)),
+                     _latency_scenario("sync-latency-all", 100.0, 30.0, ("salesforce", "zendesk", "webhook"))]
+    main = scenarios[0]
+    complete = main["disconnects_seen"] == main["disconnects_produced"]
+    return {
+        "name": "sync_latency",
+        "parameters": {"time_scale": TIME_SCALE, "edit_window_s": 120.0,
+                       "measured_from": "producer call of interaction.disconnected",
+                       "measured_to": "Salesforce emulator applying the first Task write with the call duration"},
+        "measured": {"main": main, "variants": scenarios[1:]},
+        "target": {"p99_s": TARGET_LATENCY_P99_S, "rate_per_s": 500.0, "seconds": 60.0},
+        "meets_target": bool(not quick and complete and main["p99_s"] is not None
+                             and main["p99_s"] <= TARGET_LATENCY_P99_S),
+    }
+
+
+BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "sync_requests_per_interaction": requests_per_interaction,
+    "sync_latency": sync_latency,
+}
+
+
+def _register() -> None:
+    try:
+        from tests.bench.run import register
+    except ImportError:  # the runner is optional: this module also runs on its own
+        return
+    for name, benchmark in BENCHMARKS.items():
+        register(name, benchmark)
+
+
+_register()
+
+
+def main(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    names = [a for a in argv if not a.startswith("--")] or list(BENCHMARKS)
+    for name in names:
+        print(json.dumps(BENCHMARKS[name](quick)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "sync-bench"
+    sys.exit(main(sys.argv[1:]))
