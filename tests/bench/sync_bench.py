@@ -420,12 +420,13 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
 
 
 def _register() -> None:
-    try:
-        from tests.bench.run import register
-    except ImportError:  # the runner is optional: this module also runs on its own
-        return
-    for name, benchmark in BENCHMARKS.items():
-        register(name, benchmark)
+    """Into the runner that imports this module; under `python -m tests.bench.run` that is `__main__`,
+    and importing `tests.bench.run` again would fill a second, unused registry."""
+    runners = [module for module in (sys.modules.get("__main__"), sys.modules.get("tests.bench.run"))
+               if module is not None and getattr(module.__spec__, "name", None) == "tests.bench.run"]
+    for runner in runners:
+        for name, benchmark in BENCHMARKS.items():
+            runner.register(name, benchmark)
 
 
 _register()
