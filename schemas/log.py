@@ -37,6 +37,9 @@ ConnectFact = tuple[tuple[int, int, int], ConnectedData]
 """((time_us, sequence or -1, arrival), data) of the earliest `interaction.connected`."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Enum look-ups by value without `Enum.__call__`, which is slow on the load path.
+_SYSTEMS = {system.value: system for system in RecordSystem}
+_TRIGGERS = {trigger.value: trigger for trigger in Trigger}
 _ONE_US = timedelta(microseconds=1)
 
 
@@ -149,7 +152,7 @@ def _ref_out(ref: RecordRef | None) -> list[str] | None:
 def _ref_in(raw: list[str] | None) -> RecordRef | None:
     if raw is None:
         return None
-    return RecordRef(system=RecordSystem(raw[0]), type=raw[1], id=raw[2])
+    return RecordRef(system=_SYSTEMS[raw[0]], type=raw[1], id=raw[2])  # KeyError: corrupt, as documented
 
 
 def _stamped_ref_out(choice: StampedRef | None) -> list[Any] | None:
@@ -199,7 +202,7 @@ def _log_from_document(document: dict[str, Any]) -> InteractionLog:
     return InteractionLog(
         interaction_id=str(document["i"]),
         version=int(document["v"]),
-        trigger=Trigger(document["g"]),
+        trigger=_TRIGGERS[document["g"]],
         finalized=bool(document.get("f")),
         edit_deadline_us=document.get("e"),
         last_event_us=int(document["l"]),

@@ -133,7 +133,12 @@ def _active_views(views: tuple[View, ...], walked: Timeline) -> list[View]:
 
 
 def _distinct(refs: Iterable[RecordRef]) -> list[RecordRef]:
-    return list(dict.fromkeys(refs))
+    # Keyed by the ref's three fields (all a RecordRef has): hashing the pydantic model itself runs
+    # in Python and was the largest single cost of building a snapshot.
+    first: dict[tuple[str, str, str], RecordRef] = {}
+    for ref in refs:
+        first.setdefault((ref.system, ref.type, ref.id), ref)
+    return list(first.values())
 
 
 def _selected(
