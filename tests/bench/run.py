@@ -140,4 +140,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # `python -m` runs this file as `__main__`; plugins import `tests.bench.run`: give both one registry.
+    sys.modules.setdefault("tests.bench.run", sys.modules[__name__])
     sys.exit(main())
