@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support import isolated_settings, parse_env_lines
 from worker.settings import Settings
 from worker.topics import create_topics
 
@@ -23,11 +24,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
         if parts and parts[0] in _TIERS:
             item.add_marker(getattr(pytest.mark, parts[0]))
-
-
-def parse_env_lines(text: str) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
 
 
 @pytest.fixture(scope="session")
@@ -53,19 +49,7 @@ def unique_name(prefix: str) -> str:
 @pytest.fixture
 def settings(stack_env: dict[str, str]) -> Settings:
     """Settings against the local stack, with topics and a Redis key prefix of this test's own."""
-    run_id = unique_name("t")
-    built = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        kafka_bootstrap=stack_env["ILOG_KAFKA_BOOTSTRAP"],
-        redis_url=stack_env["ILOG_REDIS_URL"],
-        events_topic=f"{run_id}.events",
-        upserts_topic=f"{run_id}.upserts",
-        key_prefix=f"ilog-{run_id}",
-        fold_group=f"{run_id}-fold",
-        sync_group=f"{run_id}-sync",
-        partitions=6,
-        http_port=0,
-    )
+    built = isolated_settings(stack_env, unique_name("t"))
     create_topics(built)
     return built
 

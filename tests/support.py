@@ -20,6 +20,29 @@ REPO = Path(__file__).resolve().parent.parent
 ILOG = [sys.executable, "-m", "worker.cli"]
 
 
+def isolated_settings(env: dict[str, str], run_id: str, **overrides: Any) -> Settings:
+    """Settings against a running stack with topics, groups and a Redis key prefix of `run_id`'s own."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        kafka_bootstrap=env["ILOG_KAFKA_BOOTSTRAP"],
+        redis_url=env["ILOG_REDIS_URL"],
+        events_topic=f"{run_id}.events",
+        upserts_topic=f"{run_id}.upserts",
+        key_prefix=f"ilog-{run_id}",
+        fold_group=f"{run_id}-fold",
+        sync_group=f"{run_id}-sync",
+        partitions=6,
+        http_port=0,
+        **overrides,
+    )
+
+
+def parse_env_lines(text: str) -> dict[str, str]:
+    """`KEY=value` lines, as `deploy/local/stack up|env` prints them."""
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a worker process needs to run with exactly these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ILOG_")}

@@ -17,6 +17,7 @@ import redis
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
+from tests.support import isolated_settings, parse_env_lines
 from worker.generator import generate_histories, rfc3339_ms
 from worker.settings import Settings
 from worker.topics import create_topics
@@ -32,26 +33,12 @@ def stack_env() -> dict[str, str]:
     result = running if running.returncode == 0 else subprocess.run(
         [str(STACK), "up"], capture_output=True, text=True, check=True
     )
-    pairs = (line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
+    return parse_env_lines(result.stdout)
 
 
 def bench_settings(env: dict[str, str], name: str, **overrides: object) -> Settings:
     """Settings with topics, groups and a Redis key prefix of this run's own; topics created."""
-    run_id = f"bench-{name}-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        kafka_bootstrap=env["ILOG_KAFKA_BOOTSTRAP"],
-        redis_url=env["ILOG_REDIS_URL"],
-        events_topic=f"{run_id}.events",
-        upserts_topic=f"{run_id}.upserts",
-        key_prefix=f"ilog-{run_id}",
-        fold_group=f"{run_id}-fold",
-        sync_group=f"{run_id}-sync",
-        partitions=6,
-        http_port=0,
-        **overrides,
-    )
+    settings = isolated_settings(env, f"bench-{name}-{uuid.uuid4().hex[:8]}", **overrides)
     create_topics(settings)
     return settings
 
