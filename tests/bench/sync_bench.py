@@ -85,10 +85,9 @@ def start_run(options: _RunOptions, on_emulators: Callable[[EmulatorSet], None] 
     emulators = start_all(folder)
     if on_emulators is not None:
         on_emulators(emulators)
-    settings = bench_settings(
-        stack_env(), options.name, edit_window_seconds=EDIT_WINDOW_S, finalize_grace_seconds=1.0,
-        log_level="WARNING", **_target_overrides(emulators, options.targets), **options.overrides,
-    )
+    values: dict[str, Any] = {"edit_window_seconds": EDIT_WINDOW_S, "finalize_grace_seconds": 1.0,
+                              "log_level": "WARNING", **_target_overrides(emulators, options.targets)}
+    settings = bench_settings(stack_env(), options.name, **{**values, **options.overrides})
     zenpy_env = {name: emulators.env()[name] for name in _ZENPY_VARS}
     worker = WorkerProcess("all", settings, folder / "worker.log", **zenpy_env)
     run = SyncRun(settings, emulators, worker, folder)
