@@ -73,6 +73,7 @@ def build_webhook(settings: Settings) -> WebhookTarget:
         url=_require(settings.webhook_url, "webhook_url"),
         secret=secret.encode(),
         session=RecordingSession(settings.webhook_ca_bundle, settings.webhook_timeout_seconds),
+        concurrency=settings.webhook_concurrency,
     )
 
 

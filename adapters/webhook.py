@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
@@ -74,29 +75,42 @@ def receiver_id_from(response: requests.Response, previous: str | None) -> str |
 class WebhookTarget:
     name = "webhook"
 
-    def __init__(self, *, url: str, secret: bytes, session: RecordingSession) -> None:
+    def __init__(self, *, url: str, secret: bytes, session: RecordingSession, concurrency: int = 8) -> None:
         self._url = url
         self._secret = secret
         self._session = session
+        # Below requests' default connection pool of 10, so no connection is thrown away.
+        self._concurrency = max(1, min(concurrency, 10))
+        self._pool = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="webhook")
 
     def wants(self, snapshot: LogSnapshot) -> bool:
         return True
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         self._session.close()
 
     def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
+        """Posts in waves of `concurrency` (a batch holds one snapshot per interaction, so per-interaction
+        order is kept); after a wave with a transient failure the rest of the batch waits."""
         outcomes: list[SyncOutcome] = []
-        for position, item in enumerate(batch):
-            try:
-                outcomes.append(self._post(item))
-            except SyncError as exc:
-                outcomes.append(outcome_for_error(exc))
+        for start in range(0, len(batch), self._concurrency):
+            wave = batch[start : start + self._concurrency]
+            results = list(self._pool.map(self._post_safely, wave)) if len(wave) > 1 else [self._post_safely(wave[0])]
+            outcomes.extend(outcome for outcome, _ in results)
+            failures = [error for _, error in results if error is not None]
+            if failures:
                 # The receiver is struggling: the rest of the batch waits rather than piling on.
-                not_sent = Retry(getattr(exc, "retry_after_s", None), f"not sent: {exc}")
-                outcomes.extend(not_sent for _ in batch[position + 1 :])
+                not_sent = Retry(getattr(failures[0], "retry_after_s", None), f"not sent: {failures[0]}")
+                outcomes.extend(not_sent for _ in batch[start + len(wave) :])
                 break
         return outcomes
+
+    def _post_safely(self, item: SyncItem) -> tuple[SyncOutcome, SyncError | None]:
+        try:
+            return self._post(item), None
+        except SyncError as exc:
+            return outcome_for_error(exc), exc
 
     def _post(self, item: SyncItem) -> SyncOutcome:
         snapshot = item.snapshot

@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_timeout_seconds: float = 10.0
+    webhook_concurrency: int = Field(8, ge=1, le=10, description="posts in flight at once (distinct interactions)")
     webhook_ca_bundle: str | None = None
 
     # Logging.

@@ -97,11 +97,15 @@ def test_a_wrong_secret_is_rejected_by_the_receiver_as_a_permanent_failure(fresh
 def test_429_is_a_retry_with_retry_after_and_the_rest_of_the_batch_waits(
     target: WebhookTarget, fresh_emulators: Emulators
 ) -> None:
+    """Posts go out in waves of 8 (one per interaction); a 429 in a wave holds back the later waves."""
     fresh_emulators.webhook.inject("429", retry_after=12)
-    batch = [SyncItem(log(1, "created", "connected", interaction_id=f"conv-{n}")) for n in range(3)]
+    batch = [SyncItem(log(1, "created", "connected", interaction_id=f"conv-{n}")) for n in range(10)]
     outcomes = target.sync(batch)
-    assert [Retry(12.0, "HTTP 429"), Retry(12.0, "not sent: HTTP 429"), Retry(12.0, "not sent: HTTP 429")] == outcomes
-    assert deliveries(fresh_emulators) == []
+    first_wave, held_back = outcomes[:8], outcomes[8:]
+    assert [Retry(12.0, "HTTP 429")] == [o for o in first_wave if isinstance(o, Retry)]
+    assert 7 == sum(isinstance(o, Synced) for o in first_wave)
+    assert [Retry(12.0, "not sent: HTTP 429")] * 2 == held_back
+    assert 7 == len(deliveries(fresh_emulators))
 
 
 def test_503_is_a_retry(target: WebhookTarget, fresh_emulators: Emulators) -> None:
