@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from schemas.decode import Rejection, decode_event
+from worker import metrics
 from worker.errors import DeliveryError
 from worker.fold_batch import Record
 from worker.settings import Settings
 
 Headers = list[tuple[str, bytes | None]]
+log = structlog.get_logger("ilog.kafka")
 
 
 def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
@@ -101,13 +105,38 @@ class DeliveryTracker:
             raise DeliveryError(f"{len(failures)} messages failed: {failures[:3]}")
 
 
-def highest_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
+class Positioned(Protocol):
+    """Anything read from a partition: a fold-stage record, a sync-stage record."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
+def highest_offsets(records: Sequence[Positioned]) -> dict[tuple[str, int], int]:
     """Per (topic, partition), the offset to store: one past the last record of the batch."""
     positions: dict[tuple[str, int], int] = {}
     for record in records:
         key = (record.topic, record.partition)
         positions[key] = max(positions.get(key, 0), record.offset + 1)
     return positions
+
+
+def record_lag(group: str, raw_stats: str) -> None:
+    """librdkafka's `stats_cb`: consumer lag per partition into the metrics."""
+    for (_topic, partition), lag in stats_lag(json.loads(raw_stats)).items():
+        metrics.CONSUMER_LAG.labels(group, str(partition)).set(lag)
+
+
+def commit_quietly(consumer: Consumer) -> None:
+    """Commit stored offsets; nothing stored yet, or a group that moved on, are both harmless here."""
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        log.info("commit skipped", error=str(exc))
 
 
 def stats_lag(stats: dict[str, Any]) -> dict[tuple[str, int], int]:

@@ -17,10 +17,10 @@ already synced is skipped by its stored version.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import redis
 import structlog
@@ -28,9 +28,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from adapters.base import Failed, Target
 from adapters.registry import build_targets
-from worker import metrics
 from worker.budget import ApiBudget, BudgetLimits
-from worker.kafka_io import DeliveryTracker, consumer_config, producer_config, stats_lag
+from worker.kafka_io import (
+    DeliveryTracker,
+    commit_quietly,
+    consumer_config,
+    highest_offsets,
+    producer_config,
+    record_lag,
+)
 from worker.settings import Settings
 from worker.sync_batch import (
     Headers,
@@ -70,14 +76,6 @@ def lowest_offsets(records: Sequence[SyncRecord]) -> dict[tuple[str, int], int]:
     return firsts
 
 
-def next_offsets(records: Sequence[SyncRecord]) -> dict[tuple[str, int], int]:
-    positions: dict[tuple[str, int], int] = {}
-    for record in records:
-        key = (record.topic, record.partition)
-        positions[key] = max(positions.get(key, 0), record.offset + 1)
-    return positions
-
-
 class SyncStage:
     def __init__(
         self, settings: Settings, targets: Sequence[Target], states: SyncStateStore, budget: ApiBudget
@@ -86,7 +84,7 @@ class SyncStage:
         self.group = settings.sync_group
         self.targets = list(targets)
         self.states = states
-        self.consumer = Consumer(consumer_config(settings, self.group, stats_cb=self._on_stats))
+        self.consumer = Consumer(consumer_config(settings, self.group, stats_cb=partial(record_lag, self.group)))
         self.producer = Producer(producer_config(settings))
         self.deliveries = DeliveryTracker()
         self.assigned_once = threading.Event()
@@ -104,21 +102,11 @@ class SyncStage:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Callbacks run inside consume, so no batch is in hand: flush, commit what is stored."""
         self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
-        self._commit_quietly()
+        commit_quietly(self.consumer)
         log.info("partitions revoked", partitions=[tp.partition for tp in partitions], group=self.group)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost; nothing committed", partitions=[tp.partition for tp in partitions])
-
-    def _on_stats(self, raw: str) -> None:
-        for (_topic, partition), lag in stats_lag(json.loads(raw)).items():
-            metrics.CONSUMER_LAG.labels(self.group, str(partition)).set(lag)
-
-    def _commit_quietly(self) -> None:
-        try:
-            self.consumer.commit(asynchronous=False)
-        except KafkaException as exc:  # nothing stored yet, or the group moved on: both harmless here
-            log.info("commit skipped", error=str(exc))
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -172,7 +160,7 @@ class SyncStage:
             return False
         self.consumer.store_offsets(
             offsets=[TopicPartition(topic, partition, offset)
-                     for (topic, partition), offset in next_offsets(records).items()]
+                     for (topic, partition), offset in highest_offsets(records).items()]
         )
         return True
 
@@ -199,7 +187,7 @@ class SyncStage:
         """Finish: flush what was produced, commit stored offsets, leave the group, close targets."""
         try:
             self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds * (1 - _DRAIN_SHARE))
-            self._commit_quietly()
+            commit_quietly(self.consumer)
         finally:
             self.consumer.close()
             self._pool.shutdown(wait=False)
