@@ -9,15 +9,15 @@ on time, and a replay closes windows by event time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from schemas.common import Trigger
 from schemas.log import InteractionLog
-from schemas.snapshot import LogSnapshot
-from worker.fold import finalize, snapshot, tombstone_of
+from worker.fold import finalize, tombstone_of
 from worker.fold_batch import TtlPolicy
-from worker.store import LogStore, StateWrite
+from worker.snapshot_json import EncodedSnapshot, encoded_snapshot
+from worker.store import LogStore, StateWrite, Stored
 
 
 class PartitionClocks:
@@ -62,7 +62,7 @@ class PartitionClocks:
 
 @dataclass
 class ClosePlan:
-    snapshots: list[tuple[int, LogSnapshot]] = field(default_factory=list)
+    snapshots: list[tuple[int, EncodedSnapshot]] = field(default_factory=list)
     writes: list[StateWrite] = field(default_factory=list)
     # (interaction id, deadline in ms) of every window closed, for the lateness metric
     closed: list[tuple[str, int]] = field(default_factory=list)
@@ -77,19 +77,20 @@ def plan_closes(
     ttl: TtlPolicy,
     now_ms: int,
     limit: int = 500,
+    load: Callable[[Iterable[str]], dict[str, Stored]] | None = None,
 ) -> ClosePlan:
     """Finalize every window of `partition` whose deadline + grace the clock has passed.
 
     Stale entries (no log, already a tombstone) are dropped; an entry whose log now has a later
     deadline is rescheduled. The caller emits the snapshots, waits for Kafka's acknowledgement and
     only then persists the writes (tombstones), so a crash in between finalizes again, at the same
-    version.
+    version. `load` reads the due logs (default `store.load`; the fold stage reads through its cache).
     """
     plan = ClosePlan()
     due = store.due(partition, clock_ms - grace_ms, limit)
     if not due:
         return plan
-    loaded = store.load(interaction_id for interaction_id, _ in due)
+    loaded = (load or store.load)([interaction_id for interaction_id, _ in due])
     stale: list[str] = []
     for interaction_id, _score in due:
         stored = loaded[interaction_id]
@@ -103,7 +104,7 @@ def plan_closes(
                                           deadline=(partition, deadline_ms)))
             continue
         final = finalize(log)
-        plan.snapshots.append((partition, snapshot(final, Trigger.FINALIZED)))
+        plan.snapshots.append((partition, encoded_snapshot(final, Trigger.FINALIZED)))
         plan.writes.append(
             StateWrite(interaction_id, stored.version, tombstone_of(final), ttl.ttl_ms(final, now_ms),
                        unschedule_partition=partition)

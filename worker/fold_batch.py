@@ -15,8 +15,8 @@ from schemas.common import Trigger
 from schemas.decode import Rejection
 from schemas.events import Event
 from schemas.log import InteractionLog, Tombstone
-from schemas.snapshot import LogSnapshot
-from worker.fold import Accepted, Duplicate, Rejected, fold, snapshot
+from worker.fold import Accepted, Duplicate, Rejected, fold
+from worker.snapshot_json import EncodedSnapshot, encoded_snapshot
 from worker.store import StateWrite, Stored
 
 # When several changes of one interaction are coalesced into one snapshot, the strongest trigger
@@ -57,7 +57,7 @@ class Record:
 @dataclass
 class BatchPlan:
     writes: list[StateWrite] = field(default_factory=list)
-    snapshots: list[tuple[int, LogSnapshot]] = field(default_factory=list)  # (partition, snapshot)
+    snapshots: list[tuple[int, EncodedSnapshot]] = field(default_factory=list)  # (partition, snapshot)
     rejections: list[tuple[Record, Rejection]] = field(default_factory=list)
     accepted: dict[Trigger, int] = field(default_factory=dict)
     duplicates: int = 0
@@ -149,4 +149,4 @@ def _plan_writes(
             plan.writes.append(
                 StateWrite(interaction_id, entry.stored_version, log, ttl.ttl_ms(log, now_ms), deadline)
             )
-        plan.snapshots.append((entry.partition, snapshot(log, entry.trigger)))
+        plan.snapshots.append((entry.partition, encoded_snapshot(log, entry.trigger)))

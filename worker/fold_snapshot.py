@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from schemas.common import Direction, Media, RecordRef, State, Trigger
 from schemas.events import ConnectedData
@@ -83,6 +84,11 @@ def disconnected_us(transitions: tuple[Transition, ...]) -> int | None:
 
 def snapshot(log: InteractionLog, trigger: Trigger | None = None) -> LogSnapshot:
     """The CONTRACT.md log at `log.version`; `trigger` defaults to the one of the last change."""
+    return LogSnapshot(**snapshot_values(log, trigger))
+
+
+def snapshot_values(log: InteractionLog, trigger: Trigger | None = None) -> dict[str, Any]:
+    """The fields of `snapshot(log, trigger)` in `LogSnapshot` order, unvalidated (models, enums, datetimes)."""
     walked = timeline(log.transitions)
     data = log.connect[1] if log.connect is not None else None
     active = _active_views(log.views, walked)
@@ -91,7 +97,7 @@ def snapshot(log: InteractionLog, trigger: Trigger | None = None) -> LogSnapshot
     notes = log.notes[1] if log.notes is not None else None
     duration_s = _duration_s(walked)
     hold_s = round(walked.hold_us / _US_PER_S)
-    return LogSnapshot(
+    return dict(
         interaction_id=log.interaction_id,
         version=log.version,
         trigger=trigger if trigger is not None else log.trigger,

@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from schemas.decode import Rejection
-from schemas.snapshot import LogSnapshot
 from worker import metrics
 from worker.errors import StoreError
 from worker.finalizer import PartitionClocks, plan_closes
@@ -37,7 +36,9 @@ from worker.kafka_io import (
     stats_lag,
 )
 from worker.settings import Settings
-from worker.store import LogStore
+from worker.snapshot_json import EncodedSnapshot
+from worker.state_cache import StateCache
+from worker.store import LogStore, StateWrite, Stored
 
 log = structlog.get_logger("ilog.fold")
 
@@ -82,6 +83,8 @@ class FoldStage:
         self.dlq_topic = self.options.dlq_topic or settings.events_dlq_topic
         self.positions: dict[int, int] = {}  # next offset to read, per partition (progress reports)
         self._last_finalize = 0.0
+        # the states this consumer wrote last, so a batch loads from Redis only what it has not seen
+        self.cache = StateCache()
 
     # -- group membership -------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -94,10 +97,12 @@ class FoldStage:
         self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
         self._commit_quietly()
         self.clocks.revoke(tp.partition for tp in partitions)
+        self.cache.drop_partitions(tp.partition for tp in partitions)
         log.info("partitions revoked", partitions=[tp.partition for tp in partitions], group=self.group)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.clocks.revoke(tp.partition for tp in partitions)
+        self.cache.drop_partitions(tp.partition for tp in partitions)
         log.warning("partitions lost; nothing committed", partitions=[tp.partition for tp in partitions])
 
     def _on_stats(self, raw: str) -> None:
@@ -192,12 +197,14 @@ class FoldStage:
         combined = BatchPlan()
         pending = list(records)
         for attempt in range(_FENCE_ATTEMPTS):
-            subjects = [r.item.subject for r in pending if not isinstance(r.item, Rejection)]
+            # an interaction's partition is the one its events arrive on
+            partition_of = {r.item.subject: r.partition for r in pending if not isinstance(r.item, Rejection)}
+            now_ms = wall_ms()
             plan = plan_batch(
-                pending, self.store.load(subjects), edit_window_s=self.settings.edit_window_seconds,
-                applied_ids_kept=self.settings.applied_ids_kept, ttl=self.ttl, now_ms=wall_ms(),
+                pending, self._load(partition_of, now_ms), edit_window_s=self.settings.edit_window_seconds,
+                applied_ids_kept=self.settings.applied_ids_kept, ttl=self.ttl, now_ms=now_ms,
             )
-            fenced = set(self.store.write(plan.writes).fenced_out)
+            fenced = set(self._write_through(plan.writes, partition_of.__getitem__, now_ms))
             _merge_plan(combined, plan, fenced, first=attempt == 0)
             if not fenced:
                 return combined
@@ -206,10 +213,26 @@ class FoldStage:
             pending = [r for r in pending if not _is_rejection(r) and r.item.subject in fenced]
         raise StoreError(f"interactions kept moving under this consumer: {sorted(fenced)[:10]}")
 
-    def _emit(self, snapshots: Sequence[tuple[int, LogSnapshot]]) -> None:
+    def _load(self, interaction_ids: Iterable[str], now_ms: int) -> dict[str, Stored]:
+        return self.cache.load_through(self.store.load, interaction_ids, now_ms)
+
+    def _write_through(
+        self, writes: Sequence[StateWrite], partition_of: Callable[[str], int], now_ms: int,
+    ) -> list[str]:
+        """Write to the store and mirror the result in the cache; the ids fenced out."""
+        try:
+            fenced = self.store.write(writes).fenced_out
+        except BaseException:
+            # some writes of the round trip may have landed: forget them all, Redis is the truth
+            self.cache.evict(item.interaction_id for item in writes)
+            raise
+        self.cache.written(writes, fenced, partition_of, now_ms)
+        return fenced
+
+    def _emit(self, snapshots: Sequence[tuple[int, EncodedSnapshot]]) -> None:
         for _partition, snap in snapshots:
             self.producer.produce(
-                self.settings.upserts_topic, key=snap.interaction_id, value=snap.to_json_bytes(),
+                self.settings.upserts_topic, key=snap.interaction_id, value=snap.payload,
                 headers=[("trigger", snap.trigger.value.encode()), ("version", str(snap.version).encode())],
                 on_delivery=self.deliveries.callback,
             )
@@ -236,22 +259,24 @@ class FoldStage:
             clock = self.clocks.clock_ms(partition, now, follow_wall_clock=self.options.follow_wall_clock)
             plan = plan_closes(
                 self.store, partition, clock, grace_ms=int(self.settings.finalize_grace_seconds * 1000),
-                ttl=self.ttl, now_ms=now,
+                ttl=self.ttl, now_ms=now, load=lambda ids: self._load(ids, now),
             )
             if not plan.writes:
                 continue
             self._emit(plan.snapshots)
             self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
-            fenced = self.store.write(plan.writes).fenced_out
+            on_partition = dict.fromkeys((item.interaction_id for item in plan.writes), partition)
+            fenced = self._write_through(plan.writes, on_partition.__getitem__, now)
             if fenced:
                 metrics.FENCED_WRITES.inc(len(fenced))
             late_ms = int((self.settings.finalize_grace_seconds + 1) * 1000)
-            for interaction_id, deadline_ms in plan.closed:
+            for _interaction_id, deadline_ms in plan.closed:
                 metrics.WINDOWS_CLOSED.inc()
                 if now - deadline_ms > late_ms and self.options.follow_wall_clock:
                     metrics.WINDOWS_CLOSED_LATE.inc()
-                log.info("window closed", interaction_id=interaction_id, partition=partition,
-                         deadline_ms=deadline_ms, clock_ms=clock)
+            if plan.closed:  # one line per partition and tick, not per window
+                log.info("window closed", partition=partition, count=len(plan.closed), clock_ms=clock,
+                         interaction_ids=[interaction_id for interaction_id, _ in plan.closed[:10]])
             metrics.OPEN_WINDOWS.labels(str(partition)).set(self.store.open_windows(partition))
 
     def _within_stop_offsets(self, records: list[Record]) -> tuple[list[Record], list[int]]:

@@ -1,0 +1,68 @@
+"""`snapshot_json` gives byte for byte what the `LogSnapshot` model's JSON gives."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.common import Trigger
+from schemas.decode import Rejection, decode_event
+from schemas.log import InteractionLog
+from worker.fold import Accepted, finalize, fold, snapshot
+from worker.generator import GeneratorMix, generate_histories
+from worker.snapshot_json import EncodedSnapshot, encoded_snapshot, snapshot_json
+
+WINDOW_S = 120
+MIX = GeneratorMix(duplicate_ratio=0.1, shuffle_within_interaction=True, late_edit_ratio=0.1,
+                   zendesk_ratio=0.3, queue_ratio=0.5, outbound_ratio=0.4)
+
+
+def _every_version(history: list[dict[str, object]]) -> list[InteractionLog]:
+    """The log after each accepted event of the history, and its finalized form at the end."""
+    logs: list[InteractionLog] = []
+    state: InteractionLog | None = None
+    for item in history:
+        event = decode_event(json.dumps(item).encode())
+        assert not isinstance(event, Rejection)
+        result = fold(state, event, edit_window_s=WINDOW_S)
+        if isinstance(result.outcome, Accepted):
+            assert isinstance(result.log, InteractionLog)
+            state = result.log
+            logs.append(state)
+    if state is not None:
+        logs.append(finalize(state))
+    return logs
+
+
+def _logs(seed: int, count: int) -> list[InteractionLog]:
+    start = datetime(2026, 3, 1, 9, 30, 15, 123000, tzinfo=UTC)
+    histories = generate_histories(count, seed=seed, start=start, rate_per_s=5, mix=MIX)
+    return [log for history in histories for log in _every_version(history)]
+
+
+def test_generated_logs_at_every_version_serialize_to_the_models_bytes_with_every_trigger() -> None:
+    logs = _logs(seed=11, count=60)
+    assert any(log.finalized for log in logs)
+    mismatches = [
+        (log.interaction_id, log.version, trigger)
+        for log in logs for trigger in (None, *Trigger)
+        if snapshot_json(log, trigger) != snapshot(log, trigger).to_json_bytes()
+    ]
+    assert [] == mismatches
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000))
+def test_any_seeds_histories_serialize_to_the_models_bytes(seed: int) -> None:
+    for log in _logs(seed=seed, count=3):
+        assert snapshot(log).to_json_bytes() == snapshot_json(log)
+
+
+def test_an_encoded_snapshot_carries_the_fields_its_headers_need_beside_the_json() -> None:
+    log = _logs(seed=3, count=1)[-1]
+    expected = snapshot(log, Trigger.FINALIZED)
+    assert EncodedSnapshot(log.interaction_id, log.version, Trigger.FINALIZED, True, expected.to_json_bytes()) \
+        == encoded_snapshot(log, Trigger.FINALIZED)
