@@ -109,9 +109,10 @@ def plan_batch(
         if isinstance(outcome, Rejected):
             plan.rejections.append((record, outcome.rejection))
             continue
-        entry = touched.setdefault(
-            event.subject, _Touched(record.partition, loaded.get(event.subject, Stored(0, None)).version)
-        )
+        entry = touched.get(event.subject)
+        if entry is None:
+            stored = loaded.get(event.subject)
+            entry = touched[event.subject] = _Touched(record.partition, 0 if stored is None else stored.version)
         if isinstance(outcome, Duplicate):
             plan.duplicates += 1
             entry.trigger = stronger(entry.trigger, _TRIGGER_OF_TYPE.get(event.type, Trigger.UPDATED))

@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from schemas.common import Direction, Media, RecordRef, State, Trigger
+from schemas.common import NAME_TYPES, Direction, Media, RecordRef, State, Trigger
 from schemas.events import ConnectedData
 from schemas.log import InteractionLog, Transition, View, from_us
 from schemas.snapshot import LogSnapshot
@@ -91,9 +92,7 @@ def snapshot_values(log: InteractionLog, trigger: Trigger | None = None) -> dict
     """The fields of `snapshot(log, trigger)` in `LogSnapshot` order, unvalidated (models, enums, datetimes)."""
     walked = timeline(log.transitions)
     data = log.connect[1] if log.connect is not None else None
-    active = _active_views(log.views, walked)
-    name_candidates = _distinct(ref for _stamp, ref in active if ref.is_name)
-    related_candidates = _distinct(ref for _stamp, ref in active if not ref.is_name)
+    names, related = _split_active(log.views, walked)
     notes = log.notes[1] if log.notes is not None else None
     duration_s = _duration_s(walked)
     hold_s = round(walked.hold_us / _US_PER_S)
@@ -109,11 +108,10 @@ def snapshot_values(log: InteractionLog, trigger: Trigger | None = None) -> dict
         customer=data.customer if data else None,
         subject=_subject(log, data),
         notes=notes,
-        name=_selected(log.name_choice, active, data.name if data else None, True),
-        related_to=_selected(log.related_choice, active,
-                             data.related_to if data else None, False),
-        name_candidates=name_candidates,
-        related_candidates=related_candidates,
+        name=_selected(log.name_choice, names, data.name if data else None),
+        related_to=_selected(log.related_choice, related, data.related_to if data else None),
+        name_candidates=_distinct(names),
+        related_candidates=_distinct(related),
         connected_at=_time_or_none(walked.connected_us),
         disconnected_at=_time_or_none(walked.disconnected_us),
         edit_deadline=log.edit_deadline,
@@ -129,13 +127,22 @@ def snapshot_values(log: InteractionLog, trigger: Trigger | None = None) -> dict
     )
 
 
-def _active_views(views: tuple[View, ...], walked: Timeline) -> list[View]:
+def _split_active(views: tuple[View, ...], walked: Timeline) -> tuple[list[RecordRef], list[RecordRef]]:
+    """(names, related records) viewed while the call was active, in view order."""
     start_us = walked.connected_us
     end_us = walked.disconnected_us
-    return [
-        view for view in views
-        if (start_us is None or view[0][1] >= start_us) and (end_us is None or view[0][1] < end_us)
-    ]
+    names: list[RecordRef] = []
+    related: list[RecordRef] = []
+    for (_sequence, time_us, _arrival), ref in views:
+        if (start_us is None or time_us >= start_us) and (end_us is None or time_us < end_us):
+            (names if _is_name_type(ref.type) else related).append(ref)
+    return names, related
+
+
+@lru_cache(maxsize=1024)
+def _is_name_type(record_type: str) -> bool:
+    """`RecordRef.is_name` by type, memoized: a snapshot asks for every viewed record."""
+    return record_type.lower() in NAME_TYPES
 
 
 def _distinct(refs: Iterable[RecordRef]) -> list[RecordRef]:
@@ -148,15 +155,11 @@ def _distinct(refs: Iterable[RecordRef]) -> list[RecordRef]:
 
 
 def _selected(
-    choice: tuple[object, RecordRef | None] | None,
-    active: list[View],
-    initial: RecordRef | None,
-    is_name: bool,
+    choice: tuple[object, RecordRef | None] | None, active: list[RecordRef], initial: RecordRef | None,
 ) -> RecordRef | None:
     if choice is not None:
         return choice[1]
-    latest = [ref for _stamp, ref in active if ref.is_name is is_name]
-    return latest[-1] if latest else initial
+    return active[-1] if active else initial
 
 
 def _subject(log: InteractionLog, data: ConnectedData | None) -> str:

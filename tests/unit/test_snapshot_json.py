@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.common import Trigger
+from schemas.common import Customer, Direction, Media, RecordRef, RecordSystem, Trigger
 from schemas.decode import Rejection, decode_event
+from schemas.events import ConnectedData
 from schemas.log import InteractionLog
 from worker.fold import Accepted, finalize, fold, snapshot
 from worker.generator import GeneratorMix, generate_histories
@@ -66,3 +67,17 @@ def test_an_encoded_snapshot_carries_the_fields_its_headers_need_beside_the_json
     expected = snapshot(log, Trigger.FINALIZED)
     assert EncodedSnapshot(log.interaction_id, log.version, Trigger.FINALIZED, True, expected.to_json_bytes()) \
         == encoded_snapshot(log, Trigger.FINALIZED)
+
+
+def test_edge_values_serialize_to_the_models_bytes() -> None:
+    data = ConnectedData(media=Media.CHAT, direction=Direction.OUTBOUND, customer=Customer(address=None, name=None),
+                         name=RecordRef(system=RecordSystem.ZENDESK, type="User", id="9"))
+    text = 'a\x00\x1f\x7f\u2028é"\\/ 😀'
+    logs = [
+        InteractionLog("plain", version=1),
+        InteractionLog("edge", version=7, connect=((1, -1, 1), data), notes=((1, 2, 3), text),
+                       subject=((1, 2, 3), None), edit_deadline_us=1_790_000_000_000_001,
+                       transitions=((1_790_000_000_000_000, -1, 1, "C"), (1_790_000_000_500_000, -1, 2, "D")),
+                       attributes=(("k", (1, 2, 3), text), ("k", (1, 2, 4), "later"))),
+    ]
+    assert [snapshot(log).to_json_bytes() for log in logs] == [snapshot_json(log) for log in logs]
