@@ -230,14 +230,18 @@ class FoldStage:
         return fenced
 
     def _emit(self, snapshots: Sequence[tuple[int, EncodedSnapshot]]) -> None:
+        emitted: dict[str, int] = {}  # per trigger: one metric update per batch, not per snapshot
         for _partition, snap in snapshots:
+            trigger = snap.trigger.value
             self.producer.produce(
                 self.settings.upserts_topic, key=snap.interaction_id, value=snap.payload,
-                headers=[("trigger", snap.trigger.value.encode()), ("version", str(snap.version).encode())],
+                headers=[("trigger", trigger.encode()), ("version", str(snap.version).encode())],
                 on_delivery=self.deliveries.callback,
             )
-            metrics.SNAPSHOTS_EMITTED.labels(snap.trigger.value).inc()
+            emitted[trigger] = emitted.get(trigger, 0) + 1
             self.producer.poll(0)
+        for trigger, count in emitted.items():
+            metrics.SNAPSHOTS_EMITTED.labels(trigger).inc(count)
 
     def _dead_letter(self, plan: BatchPlan) -> None:
         for record, rejection in plan.rejections:
