@@ -12,11 +12,11 @@ Finalization runs between batches: emit `finalized` snapshots, flush, then write
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -28,12 +28,13 @@ from worker.finalizer import PartitionClocks, plan_closes
 from worker.fold_batch import BatchPlan, Record, TtlPolicy, plan_batch
 from worker.kafka_io import (
     DeliveryTracker,
+    commit_quietly,
     consumer_config,
     decode_message,
     dlq_headers,
     highest_offsets,
     producer_config,
-    stats_lag,
+    record_lag,
 )
 from worker.settings import Settings
 from worker.snapshot_json import EncodedSnapshot
@@ -75,7 +76,7 @@ class FoldStage:
         )
         self.group = self.options.group or settings.fold_group
         self.consumer = Consumer(
-            consumer_config(settings, self.group, stats_cb=self._on_stats)
+            consumer_config(settings, self.group, stats_cb=partial(record_lag, self.group))
         )
         self.producer = Producer(producer_config(settings))
         self.deliveries = DeliveryTracker()
@@ -95,7 +96,7 @@ class FoldStage:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The batch in hand is done (callbacks run inside consume): flush, commit, hand over."""
         self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
-        self._commit_quietly()
+        commit_quietly(self.consumer)
         self.clocks.revoke(tp.partition for tp in partitions)
         self.cache.drop_partitions(tp.partition for tp in partitions)
         log.info("partitions revoked", partitions=[tp.partition for tp in partitions], group=self.group)
@@ -104,16 +105,6 @@ class FoldStage:
         self.clocks.revoke(tp.partition for tp in partitions)
         self.cache.drop_partitions(tp.partition for tp in partitions)
         log.warning("partitions lost; nothing committed", partitions=[tp.partition for tp in partitions])
-
-    def _on_stats(self, raw: str) -> None:
-        for (_topic, partition), lag in stats_lag(json.loads(raw)).items():
-            metrics.CONSUMER_LAG.labels(self.group, str(partition)).set(lag)
-
-    def _commit_quietly(self) -> None:
-        try:
-            self.consumer.commit(asynchronous=False)
-        except Exception as exc:  # nothing stored yet, or the group moved on: both harmless here
-            log.info("commit skipped", error=str(exc))
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop: threading.Event, after_step: Callable[[], None] | None = None) -> None:
@@ -319,7 +310,7 @@ class FoldStage:
         """Finish: flush what was produced, commit stored offsets, leave the group."""
         try:
             self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
-            self._commit_quietly()
+            commit_quietly(self.consumer)
         finally:
             self.consumer.close()
             log.info("fold stage stopped", group=self.group)
