@@ -5,7 +5,6 @@ Both run the real `FoldStage` in burst mode (windows close by event time); the R
 
 from __future__ import annotations
 
-import gc
 import json
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from tests.bench.stack import bench_settings, cleanup, produce_histories, rss_by
 from worker.fold_batch import Record
 from worker.fold_stage import FoldOptions, FoldStage
 from worker.logs import configure_logging
+from worker.runner import tune_gc
 from worker.settings import Settings
 from worker.store import RedisStore
 
@@ -151,7 +151,7 @@ def _run_fold_stage(settings: Settings, on_batch: Callable[[int], None] | None) 
             on_batch(int(progress["consumed"]))
 
     stage.process = counted  # type: ignore[method-assign]
-    gc.collect()
+    tune_gc()  # as `ilog worker` does
     try:
         stage.run(threading.Event())  # burst: returns once every partition is at its end and drained
     finally:
