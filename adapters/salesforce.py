@@ -19,6 +19,7 @@ import structlog
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 
+from adapters.attributes import FieldValue
 from adapters.base import (
     BudgetExhausted,
     Failed,
@@ -34,7 +35,7 @@ from adapters.base import (
 )
 from adapters.http_session import RecordingSession, transport_error
 from adapters.salesforce_auth import SalesforceCredentials, fetch_access_token
-from adapters.salesforce_fields import FieldSpec, FieldValue, parse_describe, task_fields
+from adapters.salesforce_fields import FieldSpec, parse_describe, task_fields
 from schemas.common import Trigger
 from schemas.snapshot import LogSnapshot
 

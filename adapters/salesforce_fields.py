@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from adapters.attributes import FieldValue, checked_attributes
 from adapters.log_text import render_log_text
 from schemas.common import Media, RecordSystem
 from schemas.snapshot import LogSnapshot
@@ -31,7 +32,6 @@ _STRING_TYPES = frozenset(
 _INTEGER_TYPES = frozenset({"int", "long"})
 _NUMBER_TYPES = frozenset({"double", "currency", "percent"})
 
-FieldValue = str | int | float | bool
 
 
 @dataclass(frozen=True)
@@ -97,22 +97,10 @@ def attribute_fields(
     snapshot: LogSnapshot, attribute_map: Mapping[str, str], specs: Mapping[str, FieldSpec]
 ) -> dict[str, FieldValue]:
     """Mapped attributes that fit their field; a bad value is dropped with a warning (never logged)."""
-    fields: dict[str, FieldValue] = {}
-    for attribute, field_name in attribute_map.items():
-        if attribute not in snapshot.attributes:
-            continue
-        value, reason = coerce_attribute(specs.get(field_name), snapshot.attributes[attribute])
-        if value is None:
-            log.warning(
-                "salesforce.attribute_dropped",
-                interaction_id=snapshot.interaction_id,
-                attribute=attribute,
-                field=field_name,
-                reason=reason,
-            )
-            continue
-        fields[field_name] = value
-    return fields
+    return dict(checked_attributes(
+        snapshot, attribute_map, lambda name, raw: coerce_attribute(specs.get(name), raw),
+        dropped_event="salesforce.attribute_dropped", field_label="field",
+    ))
 
 
 def truncate_description(text: str, limit: int = DESCRIPTION_LIMIT) -> str:

@@ -21,6 +21,7 @@ from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket, User
 from zenpy.lib.exception import APIException, RecordNotFoundException, ZenpyException
 
+from adapters.attributes import FieldValue
 from adapters.base import (
     PermanentSyncError,
     Retry,
@@ -35,7 +36,6 @@ from adapters.base import (
 from adapters.http_session import RecordingSession, transport_error
 from adapters.zendesk_jobs import run_update_many
 from adapters.zendesk_render import (
-    FieldValue,
     TicketField,
     attribute_custom_fields,
     has_marker,

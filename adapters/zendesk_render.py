@@ -10,12 +10,12 @@ from typing import Any
 
 import structlog
 
+from adapters.attributes import FieldValue, checked_attributes
 from adapters.log_text import render_log_text
 from schemas.snapshot import LogSnapshot
 
 log = structlog.get_logger(__name__)
 
-FieldValue = str | int | float | bool
 
 
 @dataclass(frozen=True)
@@ -86,22 +86,11 @@ def attribute_custom_fields(
     snapshot: LogSnapshot, attribute_fields: Mapping[str, int], ticket_fields: Mapping[int, TicketField]
 ) -> list[dict[str, FieldValue]]:
     """Mapped attributes as `custom_fields`; a bad value is dropped with a warning naming the field."""
-    custom_fields: list[dict[str, FieldValue]] = []
-    for attribute, field_id in attribute_fields.items():
-        if attribute not in snapshot.attributes:
-            continue
-        value, reason = coerce_ticket_value(ticket_fields.get(field_id), snapshot.attributes[attribute])
-        if value is None:
-            log.warning(
-                "zendesk.attribute_dropped",
-                interaction_id=snapshot.interaction_id,
-                attribute=attribute,
-                field_id=field_id,
-                reason=reason,
-            )
-            continue
-        custom_fields.append({"id": field_id, "value": value})
-    return custom_fields
+    fitting = checked_attributes(
+        snapshot, attribute_fields, lambda field_id, raw: coerce_ticket_value(ticket_fields.get(field_id), raw),
+        dropped_event="zendesk.attribute_dropped", field_label="field_id",
+    )
+    return [{"id": field_id, "value": value} for field_id, value in fitting]
 
 
 def linked_ticket_id(snapshot: LogSnapshot) -> int | None:
