@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,24 @@ def header(message: Message, name: str) -> str | None:
         if key == name:
             return None if value is None else bytes(value).decode()  # type: ignore[arg-type]
     return None
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
+    """Poll until `predicate()` holds or `timeout_s` passes; the last answer is returned."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return bool(predicate())
+
+
+def event(kind: str, subject: str, n: int, at: datetime, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A structured-mode CloudEvent of CONTRACT.md with `sequence` = n."""
+    return {
+        "specversion": "1.0", "id": f"{subject}-{n}", "source": "/test", "type": kind, "subject": subject,
+        "time": at.isoformat().replace("+00:00", "Z"), "sequence": n, "data": data or {},
+    }
 
 
 def offline_fold(events: Iterable[dict[str, Any] | bytes], tmp: Path, settings: Settings) -> dict[str, dict[str, Any]]:

@@ -29,7 +29,7 @@ from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from tests.bench.stack import bench_settings, cleanup, stack_env
 from tests.emulators.cluster import EmulatorSet, start_all
 from tests.emulators.server import Request, Response
-from tests.support import WorkerProcess
+from tests.support import WorkerProcess, wait_for
 from worker.generator import generate_histories
 from worker.settings import Settings
 
@@ -91,7 +91,7 @@ def start_run(options: _RunOptions, on_emulators: Callable[[EmulatorSet], None] 
     zenpy_env = {name: emulators.env()[name] for name in _ZENPY_VARS}
     worker = WorkerProcess("all", settings, folder / "worker.log", **zenpy_env)
     run = SyncRun(settings, emulators, worker, folder)
-    if not _wait(lambda: _groups_joined(settings), 60, interval_s=0.5):
+    if not wait_for(lambda: _groups_joined(settings), 60, interval_s=0.5):
         stop_run(run)
         raise RuntimeError(f"worker did not join its groups: {worker.log_text()[-2000:]}")
     return run
@@ -117,15 +117,6 @@ def stop_run(run: SyncRun) -> None:
     finally:
         run.emulators.stop()
         cleanup(run.settings)
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.25) -> bool:
-    deadline_s = time.monotonic() + timeout_s
-    while time.monotonic() < deadline_s:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()
 
 
 def _wait_idle(run: SyncRun, quiet_s: float, timeout_s: float) -> None:
@@ -276,7 +267,7 @@ def _requests_scenario(name: str, n_interactions: int, rate_per_s: float, paced:
                 producing.send(event)
         producing.flush()
         produced_s = time.monotonic() - started_s
-        finished = _wait(lambda: run.completed_tasks() >= n_interactions, 300 + n_interactions / 10)
+        finished = wait_for(lambda: run.completed_tasks() >= n_interactions, 300 + n_interactions / 10)
         _wait_idle(run, quiet_s=6.0, timeout_s=120)
         elapsed_s = time.monotonic() - started_s
         sf, zd = run.requests("salesforce"), run.requests("zendesk")
@@ -372,7 +363,7 @@ def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tup
         producing.flush()
         produce_s = time.monotonic() - started_s
         produced = producing.disconnect_produced_s
-        _wait(lambda: len(watch[0].seen_s) >= len(produced), 120)
+        wait_for(lambda: len(watch[0].seen_s) >= len(produced), 120)
         latencies = [watch[0].seen_s[i] - at for i, at in produced.items() if i in watch[0].seen_s]
         sf = run.requests("salesforce")
         return {

@@ -1,16 +1,15 @@
 """Plumbing for the sync-stage e2e and fault tests: settings against the emulators, events, waits."""
 
+
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from pydantic import SecretStr
 
 from tests.e2e.conftest import Emulators
-from tests.support import WorkerProcess
+from tests.support import WorkerProcess, wait_for
+from tests.support import event as event  # re-exported for the sync tests
 from worker.settings import Settings
 
 CONTACT_ID = "0035g00000AbCdEAAZ"
@@ -38,13 +37,6 @@ def sync_settings(
     return settings.model_copy(update=values)
 
 
-def event(kind: str, subject: str, n: int, at: datetime, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "specversion": "1.0", "id": f"{subject}-{n}", "source": "/test", "type": kind, "subject": subject,
-        "time": at.isoformat().replace("+00:00", "Z"), "sequence": n, "data": data or {},
-    }
-
-
 def connected(media: str = "voice", direction: str = "inbound", **extra: Any) -> dict[str, Any]:
     return {"media": media, "direction": direction, "queue": None, "agent_id": "agent-7",
             "customer": {"address": "+4930123456", "name": "Ada Example"}, **extra}
@@ -56,15 +48,6 @@ def sf_ref(kind: str, record_id: str) -> dict[str, str]:
 
 def zd_ticket(ticket_id: int) -> dict[str, str]:
     return {"system": "zendesk", "type": "ticket", "id": str(ticket_id)}
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
 
 
 def wait_assigned(worker: WorkerProcess, stages: int, timeout_s: float = 30) -> None:

@@ -15,11 +15,13 @@ from schemas.log import InteractionLog, Tombstone
 from tests.support import (
     TopicReader,
     WorkerProcess,
+    event,
     finalized_ids,
     header,
     offline_fold,
     produce,
     snapshots_by_id,
+    wait_for,
     without,
 )
 from worker.fold import snapshot
@@ -51,15 +53,6 @@ def _redis_logs(settings: Settings, ids: list[str]) -> dict[str, InteractionLog 
         store.close()
 
 
-def _wait(predicate: Any, timeout_s: float, interval_s: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
-
-
 def _assert_finalized_like_offline(messages: list[Any], offline: dict[str, dict[str, Any]]) -> None:
     by_id = snapshots_by_id(messages)
     assert set(offline) == finalized_ids(messages)
@@ -82,7 +75,7 @@ def test_ten_thousand_events_fold_like_ilog_fold_and_every_window_finalizes(
     worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log")
     try:
         ids = sorted(offline)
-        assert _wait(
+        assert wait_for(
             lambda: all(
                 isinstance(s, InteractionLog) and s.version == offline[i]["version"]
                 for i, s in _redis_logs(fold_settings, ids).items()
@@ -141,7 +134,7 @@ def test_survivor_takes_over_a_killed_workers_partitions_and_finalizes_on_time(
     survivor = WorkerProcess("fold", fold_settings, tmp_path / "a.log", **FAST_GROUP)
     victim = WorkerProcess("fold", fold_settings, tmp_path / "b.log", **FAST_GROUP)
     try:
-        assert _wait(lambda: "partitions assigned" in victim.log_text(), 30)
+        assert wait_for(lambda: "partitions assigned" in victim.log_text(), 30)
         produce(fold_settings, fold_settings.events_topic, events[:half])
         reader = TopicReader(fold_settings, fold_settings.upserts_topic)
         reader.read_until(lambda m: len(m) >= 50, timeout_s=30)
@@ -163,13 +156,6 @@ def test_survivor_takes_over_a_killed_workers_partitions_and_finalizes_on_time(
         victim.stop()
 
 
-def _event(kind: str, subject: str, n: int, at: datetime, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "specversion": "1.0", "id": f"{subject}-{n}", "source": "/test", "type": kind, "subject": subject,
-        "time": at.isoformat().replace("+00:00", "Z"), "sequence": n, "data": data or {},
-    }
-
-
 CONNECTED = {"media": "voice", "direction": "inbound", "queue": None, "agent_id": "a-1",
              "customer": {"address": "+4930123", "name": "Ada Example"}}
 
@@ -179,14 +165,14 @@ def test_late_edit_and_truncated_json_go_to_the_dlq_while_their_batch_neighbours
 ) -> None:
     fold_settings = _fold_settings(settings, window_s=60)
     t0 = datetime.now(UTC) - timedelta(minutes=5)
-    late_edit = _event("log.updated", "conv-late", 3, t0 + timedelta(seconds=100), {"notes": "too late"})
+    late_edit = event("log.updated", "conv-late", 3, t0 + timedelta(seconds=100), {"notes": "too late"})
     stream: list[dict[str, Any] | bytes] = [
-        _event("interaction.connected", "conv-late", 1, t0, CONNECTED),
-        _event("interaction.disconnected", "conv-late", 2, t0 + timedelta(seconds=30)),
+        event("interaction.connected", "conv-late", 1, t0, CONNECTED),
+        event("interaction.disconnected", "conv-late", 2, t0 + timedelta(seconds=30)),
         late_edit,
         b'{"specversion": "1.0", "id": "evt-trunc", "type": "interaction.held", "subj',
-        _event("interaction.connected", "conv-ok", 1, t0, CONNECTED),
-        _event("log.updated", "conv-ok", 2, t0 + timedelta(seconds=5), {"notes": "in time"}),
+        event("interaction.connected", "conv-ok", 1, t0, CONNECTED),
+        event("log.updated", "conv-ok", 2, t0 + timedelta(seconds=5), {"notes": "in time"}),
     ]
     produce(fold_settings, fold_settings.events_topic, stream)
     worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log")
@@ -213,11 +199,11 @@ def test_idle_partition_closes_a_window_within_grace_plus_one_second(settings: S
     fold_settings = _fold_settings(settings, window_s=2)
     worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log")
     try:
-        assert _wait(lambda: "partitions assigned" in worker.log_text(), 30)
+        assert wait_for(lambda: "partitions assigned" in worker.log_text(), 30)
         now = datetime.now(UTC)
         produce(fold_settings, fold_settings.events_topic, [
-            _event("interaction.connected", "conv-idle", 1, now - timedelta(seconds=1), CONNECTED),
-            _event("interaction.disconnected", "conv-idle", 2, now),
+            event("interaction.connected", "conv-idle", 1, now - timedelta(seconds=1), CONNECTED),
+            event("interaction.disconnected", "conv-idle", 2, now),
         ])
         reader = TopicReader(fold_settings, fold_settings.upserts_topic)
         messages = reader.read_until(lambda m: bool(finalized_ids(m)), timeout_s=30)
@@ -234,15 +220,15 @@ def test_lagging_consumer_applies_an_in_window_edit_before_finalizing(settings: 
     fold_settings = _fold_settings(settings, window_s=3)
     now = datetime.now(UTC)
     produce(fold_settings, fold_settings.events_topic, [
-        _event("interaction.connected", "conv-lag", 1, now - timedelta(seconds=2), CONNECTED),
-        _event("interaction.disconnected", "conv-lag", 2, now),
+        event("interaction.connected", "conv-lag", 1, now - timedelta(seconds=2), CONNECTED),
+        event("interaction.disconnected", "conv-lag", 2, now),
     ])
     worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log")
-    assert _wait(lambda: isinstance(_redis_logs(fold_settings, ["conv-lag"])["conv-lag"], InteractionLog), 30)
+    assert wait_for(lambda: isinstance(_redis_logs(fold_settings, ["conv-lag"])["conv-lag"], InteractionLog), 30)
     assert worker.stop() == 0
     # The edit is inside the window by event time, but waits in Kafka until the wall clock is past it.
     produce(fold_settings, fold_settings.events_topic, [
-        _event("log.updated", "conv-lag", 3, now + timedelta(seconds=2), {"notes": "written in time"}),
+        event("log.updated", "conv-lag", 3, now + timedelta(seconds=2), {"notes": "written in time"}),
     ])
     time.sleep(3 + 1 + 1)
     worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log")
