@@ -145,11 +145,13 @@ def demo_stream(options: DemoOptions, seed: int, start: datetime) -> list[Stream
     stream = generate_stream(options.interactions, seed=seed, start=start, rate_per_s=rate_per_s,
                              edit_window_s=options.edit_window_s, mix=mix, time_scale=_TIME_SCALE)
     rng = Random(f"{seed}:demo-malformed")
+    # Positions are drawn among the well-formed events only, so every draw inserts one payload.
     for number in range(max(3, options.interactions // 50)):
-        position = rng.randrange(len(stream))
+        positions = [i for i, item in enumerate(stream) if isinstance(item, dict)]
+        position = rng.choice(positions)
         event = stream[position]
-        if isinstance(event, dict):
-            stream.insert(position + 1, malformed_payload(event, rng, f"{event['id']}-bad{number}"))
+        assert isinstance(event, dict)
+        stream.insert(position + 1, malformed_payload(event, rng, f"{event['id']}-bad{number}"))
     return stream
 
 
