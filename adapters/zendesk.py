@@ -1,10 +1,13 @@
 """Zendesk target: the final log on the linked ticket, as a private comment or in a custom field.
 
-The ticket is Related to (a Zendesk ticket), else the one stored for the interaction, else one
-found by `external_id` = interaction id, else (setting `zendesk_missing_ticket=create`) a new
-ticket for the requester, created with an `Idempotency-Key`. A comment is not idempotent: after an
-uncertain call, or when an earlier version was synced, the ticket's comments are searched for
-this version's marker before posting. Several due tickets go out in one `update_many` job.
+The ticket is Related to (a Zendesk ticket), else the one stored for the interaction, else
+(setting `zendesk_missing_ticket=create`) a new ticket for the requester with `external_id` =
+interaction id, created already carrying the log. The stored state is the record of intent: the
+sync loop marks an item in flight before every call, so an item with a clean state was never
+sent and needs no look-up; after an uncertain call the ticket is looked up by `external_id`
+before creating again. A comment is not idempotent: after an uncertain call, or when an earlier
+version was synced, the ticket's comments are searched for this version's marker before posting.
+Writes go out batched (`adapters.zendesk_writes`): `update_many` and `create_many` jobs.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from adapters.base import (
     outcome_for_error,
 )
 from adapters.http_session import RecordingSession, transport_error
-from adapters.zendesk_jobs import run_update_many
+from adapters.zendesk_jobs import JobPacing, JobWatch
 from adapters.zendesk_render import (
     TicketField,
     attribute_custom_fields,
@@ -43,6 +46,7 @@ from adapters.zendesk_render import (
     parse_ticket_fields,
     render_comment,
 )
+from adapters.zendesk_writes import TicketWriter, Write
 from schemas.snapshot import LogSnapshot
 
 log = structlog.get_logger(__name__)
@@ -54,8 +58,9 @@ class ZendeskOptions:
     log_field_id: int | None = None
     attribute_fields: dict[str, int] | None = None
     missing_ticket: Literal["create", "skip"] = "create"
-    job_poll_s: float = 0.5
+    job_poll_s: float = 0.5  # the shortest wait between two polls of a job
     job_timeout_s: float = 60.0
+    job_seconds_per_item: float = 0.05  # first guess of a job's pace; learnt from the jobs seen
 
 
 def zenpy_location(url: str) -> tuple[str, str, str | None]:
@@ -116,6 +121,9 @@ class ZendeskTarget:
             disable_cache=True,
         )
         self._ticket_fields: dict[int, TicketField] | None = None
+        pacing = JobPacing(min_poll_s=options.job_poll_s, seconds_per_item=options.job_seconds_per_item)
+        self._writer = TicketWriter(self._client, session, self._call,
+                                    JobWatch(self._client, self._call, pacing, options.job_timeout_s))
 
     def wants(self, snapshot: LogSnapshot) -> bool:
         return snapshot.finalized
@@ -125,21 +133,22 @@ class ZendeskTarget:
 
     def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
         outcomes: list[SyncOutcome | None] = [None] * len(batch)
-        due: list[tuple[int, Ticket]] = []
+        writes: list[Write] = []
         for index, item in enumerate(batch):
             try:
-                prepared = self._prepare(item)
+                prepared = self._prepare(index, item)
             except PermanentSyncError as exc:
                 outcomes[index] = outcome_for_error(exc)
                 continue
             except SyncError as exc:
                 self._stop(outcomes, index, exc)
                 break
-            if isinstance(prepared, Ticket):
-                due.append((index, prepared))
+            if isinstance(prepared, Write):
+                writes.append(prepared)
             else:
                 outcomes[index] = prepared
-        self._update(batch, due, outcomes)
+        for index, outcome in self._writer.write(writes).items():
+            outcomes[index] = outcome
         return [outcome or Retry(None, "not attempted") for outcome in outcomes]
 
     @staticmethod
@@ -149,8 +158,8 @@ class ZendeskTarget:
         for later in range(index + 1, len(outcomes)):
             outcomes[later] = Retry(getattr(exc, "retry_after_s", None), f"not sent: {exc}")
 
-    def _prepare(self, item: SyncItem) -> SyncOutcome | Ticket:
-        """The outcome when nothing (more) is to be written, else the ticket update to send."""
+    def _prepare(self, index: int, item: SyncItem) -> SyncOutcome | Write:
+        """The outcome when nothing (more) is to be written, else the write to send."""
         snapshot = item.snapshot
         if not self.wants(snapshot):
             return Skipped("not finalized")
@@ -158,12 +167,12 @@ class ZendeskTarget:
         if ticket_id is None:
             if self._options.missing_ticket == "skip":
                 return Skipped("no linked ticket")
-            return Synced(remote_id=str(self._create_ticket(snapshot)), version=snapshot.version)
+            return self._new_ticket(index, snapshot)
         state = item.target_state
         checks_marker = state.uncertain or state.synced_version > 0
         if self._options.mode == "comment" and checks_marker and self._has_version(ticket_id, snapshot):
             return Synced(remote_id=str(ticket_id), version=snapshot.version)
-        return self._ticket_update(ticket_id, snapshot)
+        return Write(index, self._ticket_update(ticket_id, snapshot), snapshot.version, create=False)
 
     def _call(self, operation: Any, *args: Any) -> Any:
         try:
@@ -174,11 +183,15 @@ class ZendeskTarget:
             raise translate_zenpy_error(exc) from exc
 
     def _find_ticket(self, item: SyncItem) -> int | None:
+        """Related to, else the stored ticket, else (only when an earlier write may have landed) by external_id."""
         linked = linked_ticket_id(item.snapshot)
         if linked is not None:
             return linked
-        if item.target_state.remote_id is not None:
-            return int(item.target_state.remote_id)
+        state = item.target_state
+        if state.remote_id is not None:
+            return int(state.remote_id)
+        if not state.needs_lookup:
+            return None
         found = self._call(lambda: list(self._client.tickets(external_id=item.snapshot.interaction_id)))
         return int(found[0].id) if found else None
 
@@ -188,9 +201,8 @@ class ZendeskTarget:
         return any(has_marker(body, snapshot.interaction_id, snapshot.version) for body in bodies)
 
     def _log_payload(self, snapshot: LogSnapshot) -> tuple[Comment | None, list[dict[str, FieldValue]]]:
-        custom_fields = attribute_custom_fields(
-            snapshot, self._options.attribute_fields or {}, self._ticket_field_specs()
-        )
+        mapping = self._options.attribute_fields or {}
+        custom_fields = attribute_custom_fields(snapshot, mapping, self._ticket_field_specs() if mapping else {})
         text = render_comment(snapshot)
         if self._options.mode == "field" and self._options.log_field_id is not None:
             return None, [{"id": self._options.log_field_id, "value": text}, *custom_fields]
@@ -205,7 +217,8 @@ class ZendeskTarget:
             ticket.custom_fields = custom_fields
         return ticket
 
-    def _create_ticket(self, snapshot: LogSnapshot) -> int:
+    def _new_ticket(self, index: int, snapshot: LogSnapshot) -> Write:
+        """A ticket that carries the log from its creation: one write, no follow-up update."""
         comment, custom_fields = self._log_payload(snapshot)
         ticket = Ticket(
             external_id=snapshot.interaction_id,
@@ -217,12 +230,8 @@ class ZendeskTarget:
         requester = self._requester(snapshot)
         if requester is not None:
             ticket.requester = requester
-        self._session.headers["Idempotency-Key"] = f"{snapshot.interaction_id}:v{snapshot.version}"
-        try:
-            audit = self._call(self._client.tickets.create, ticket)
-        finally:
-            self._session.headers.pop("Idempotency-Key", None)
-        return int(audit.ticket.id)
+        key = f"{snapshot.interaction_id}:v{snapshot.version}"
+        return Write(index, ticket, snapshot.version, create=True, idempotency_key=key)
 
     @staticmethod
     def _requester(snapshot: LogSnapshot) -> User | None:
@@ -238,35 +247,3 @@ class ZendeskTarget:
         if self._ticket_fields is None:
             self._ticket_fields = parse_ticket_fields(self._call(lambda: list(self._client.ticket_fields())))
         return self._ticket_fields
-
-    def _update(
-        self, batch: Sequence[SyncItem], due: list[tuple[int, Ticket]], outcomes: list[SyncOutcome | None]
-    ) -> None:
-        """Send the due tickets; a ticket twice in the batch gets its second write on its own."""
-        first: list[tuple[int, Ticket]] = []
-        repeats: list[tuple[int, Ticket]] = []
-        for entry in due:
-            (repeats if any(entry[1].id == seen.id for _, seen in first) else first).append(entry)
-        self._send(batch, first, outcomes)
-        for entry in repeats:
-            self._send(batch, [entry], outcomes)
-
-    def _send(
-        self, batch: Sequence[SyncItem], due: list[tuple[int, Ticket]], outcomes: list[SyncOutcome | None]
-    ) -> None:
-        if not due:
-            return
-        try:
-            if len(due) == 1:
-                index, ticket = due[0]
-                self._call(self._client.tickets.update, ticket)
-                outcomes[index] = Synced(remote_id=str(ticket.id), version=batch[index].snapshot.version)
-                return
-            options = self._options
-            results = run_update_many(self._client, due, self._call, options.job_poll_s, options.job_timeout_s)
-        except SyncError as exc:
-            for index, ticket in due:
-                outcomes[index] = outcome_for_error(exc, remote_id=str(ticket.id))
-            return
-        for index, ticket in due:
-            outcomes[index] = results.outcome(ticket.id, batch[index].snapshot.version)

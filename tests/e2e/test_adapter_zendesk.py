@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from adapters.base import Retry, Skipped, Synced, SyncItem, TargetState, next_target_state
+from adapters.base import Retry, Skipped, Synced, SyncItem, SyncOutcome, TargetState, next_target_state
 from adapters.registry import build_zendesk
 from adapters.zendesk import ZendeskTarget
 from adapters.zendesk_render import marker
 from schemas.snapshot import LogSnapshot
 from tests.e2e.conftest import Emulators
+from tests.support import wait_for
 from worker.settings import Settings
 
 ATTRIBUTES = {"holds": 360002, "talk_minutes": 360003, "tier": 360004}
@@ -82,6 +83,29 @@ def ticket(emulators: Emulators, ticket_id: int) -> dict[str, Any]:
 
 def custom_values(found: dict[str, Any]) -> dict[int, Any]:
     return {int(entry["id"]): entry["value"] for entry in found["custom_fields"] if entry["value"] is not None}
+
+
+def after(batch: list[SyncItem], outcomes: list[SyncOutcome]) -> list[SyncItem]:
+    """The batch again, with the states the sync loop stores after these outcomes."""
+    return [SyncItem(i.snapshot, next_target_state(i.target_state, o)) for i, o in zip(batch, outcomes, strict=True)]
+
+
+def request_kinds(emulators: Emulators) -> list[str]:
+    """The API requests the emulator answered, by kind (ticket-field reads left out)."""
+    kinds = []
+    for entry in emulators.zendesk.requests():
+        path, method = str(entry["path"]).split("?", 1)[0], entry["method"]
+        if "ticket_fields" in path:
+            continue
+        if "job_statuses" in path:
+            kinds.append("job_statuses" if path.endswith("show_many.json") else "job_status")
+        elif path.endswith(("create_many.json", "update_many.json")):
+            kinds.append(path.rsplit("/", 1)[-1].removesuffix(".json"))
+        elif path.endswith("/tickets.json"):
+            kinds.append("create" if method == "POST" else "external_id_lookup")
+        else:
+            kinds.append(f"{method} {path}")
+    return kinds
 
 
 def worker_comments(found: dict[str, Any]) -> list[str]:
@@ -219,7 +243,6 @@ def test_503_is_a_retry(make_target: TargetFactory, fresh_emulators: Emulators) 
 def test_several_due_tickets_go_out_in_one_update_many_job(
     make_target: TargetFactory, fresh_emulators: Emulators
 ) -> None:
-    fresh_emulators.zendesk.seed({"config": {"job_complete_after_s": 30}})
     ticket_ids = seed_tickets(fresh_emulators, 3)
     target = make_target(zendesk_attribute_fields=ATTRIBUTES)
     batch = [
@@ -230,8 +253,7 @@ def test_several_due_tickets_go_out_in_one_update_many_job(
     for n, ticket_id in enumerate(ticket_ids):
         endings = [body.splitlines()[-1] for body in worker_comments(ticket(fresh_emulators, ticket_id))]
         assert [marker(f"conv-{n}", 9)] == endings
-    puts = [r["path"] for r in fresh_emulators.zendesk.requests() if r["method"] == "PUT"]
-    assert puts == ["/api/v2/tickets/update_many.json"]
+    assert ["update_many", "job_status"] == request_kinds(fresh_emulators)
 
 
 def test_a_ticket_create_whose_answer_was_lost_is_not_created_twice(
@@ -247,3 +269,91 @@ def test_a_ticket_create_whose_answer_was_lost_is_not_created_twice(
     [found] = fresh_emulators.zendesk.state()["tickets"]
     assert retried == Synced(str(found["id"]), 9)
     assert len(worker_comments(found)) == 1
+
+
+def test_tickets_for_interactions_without_one_are_created_in_one_job_carrying_log_and_fields(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    target = make_target(zendesk_attribute_fields=ATTRIBUTES)
+    outcomes = target.sync([SyncItem(final_log(f"conv-{n}")) for n in range(3)])
+    tickets = {t["external_id"]: t for t in fresh_emulators.zendesk.state()["tickets"]}
+    assert [Synced(str(tickets[f"conv-{n}"]["id"]), 9) for n in range(3)] == outcomes
+    for n in range(3):
+        found = tickets[f"conv-{n}"]
+        [comment] = [c for c in found["comments"] if "[interaction " in c["body"]]
+        assert (comment["public"], comment["body"].splitlines()[-1]) == (False, marker(f"conv-{n}", 9))
+        assert {360002: 1, 360003: 3.5, 360004: "gold"} == custom_values(found)
+    # No look-up by external_id: a clean state means nothing was ever sent for these interactions.
+    assert ["create_many", "job_status"] == request_kinds(fresh_emulators)
+
+
+def test_linked_and_new_tickets_go_out_as_two_jobs_polled_with_one_request(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    ticket_ids = seed_tickets(fresh_emulators, 2)
+    target = make_target()
+    batch = [SyncItem(final_log(f"conv-linked-{n}", related_to=on_ticket(t))) for n, t in enumerate(ticket_ids)]
+    batch += [SyncItem(final_log(f"conv-new-{n}")) for n in range(2)]
+    outcomes = target.sync(batch)
+    assert all(isinstance(outcome, Synced) for outcome in outcomes), outcomes
+    state = fresh_emulators.zendesk.state()["tickets"]
+    commented = sorted(body.splitlines()[-1] for t in state for body in worker_comments(t))
+    assert sorted(marker(item.snapshot.interaction_id, 9) for item in batch) == commented
+    assert ["update_many", "create_many", "job_statuses"] == request_kinds(fresh_emulators)
+
+
+def test_a_single_new_ticket_is_one_create_with_an_idempotency_key_and_no_poll(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    [outcome] = make_target().sync([SyncItem(final_log())])
+    [found] = fresh_emulators.zendesk.state()["tickets"]
+    assert Synced(str(found["id"]), 9) == outcome
+    assert ["create"] == request_kinds(fresh_emulators)
+
+
+@pytest.mark.parametrize("fault", ["drop_after_apply", "timeout"])
+def test_a_create_many_whose_answer_was_lost_creates_no_second_ticket(
+    make_target: TargetFactory, fresh_emulators: Emulators, fault: str
+) -> None:
+    target = make_target()
+    fresh_emulators.zendesk.inject(fault, method="POST", path="create_many", delay_s=4.0)
+    batch = [SyncItem(final_log(f"conv-{n}")) for n in range(3)]
+    lost = target.sync(batch)
+    assert all(isinstance(o, Retry) and o.uncertain for o in lost), lost
+    # The sync loop waits for a lost job to settle before the next attempt; the test waits for it here.
+    assert wait_for(lambda: len(fresh_emulators.zendesk.state()["tickets"]) == 3, 15)
+    retried = target.sync(after(batch, lost))
+    tickets = {t["external_id"]: t for t in fresh_emulators.zendesk.state()["tickets"]}
+    assert [Synced(str(tickets[f"conv-{n}"]["id"]), 9) for n in range(3)] == retried
+    assert {f"conv-{n}": 1 for n in range(3)} == {k: len(worker_comments(t)) for k, t in tickets.items()}
+    # One create_many (the lost one; the timeout fault logs it only when its delay is over), then a
+    # look-up by external_id and a marker check per ticket.
+    answered = [r for r in fresh_emulators.zendesk.requests() if r["fault"] is None]
+    assert ([], 6) == ([r for r in answered if r["method"] == "POST"], len(answered))
+    assert 3 == sum(1 for r in answered if "external_id=" in str(r["path"]))
+
+
+def test_a_429_on_create_many_writes_nothing_and_the_retry_creates_each_ticket_once(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    target = make_target()
+    fresh_emulators.zendesk.inject("429", retry_after=7, method="POST", path="create_many")
+    batch = [SyncItem(final_log(f"conv-{n}")) for n in range(2)]
+    refused = target.sync(batch)
+    assert [Retry(7.0, "HTTP 429")] * 2 == refused
+    assert [] == fresh_emulators.zendesk.state()["tickets"]
+    retried = target.sync(after(batch, refused))
+    assert all(isinstance(o, Synced) for o in retried)
+    assert ["conv-0", "conv-1"] == sorted(t["external_id"] for t in fresh_emulators.zendesk.state()["tickets"])
+
+
+def test_a_job_that_does_not_finish_in_time_leaves_its_tickets_uncertain(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    fresh_emulators.zendesk.seed({"config": {"job_queue_s": 3600}})
+    ticket_ids = seed_tickets(fresh_emulators, 2)
+    target = make_target(zendesk_job_timeout_seconds=1.0)
+    batch = [SyncItem(final_log(f"conv-{n}", related_to=on_ticket(t))) for n, t in enumerate(ticket_ids)]
+    outcomes = target.sync(batch)
+    assert [(True, str(t)) for t in ticket_ids] == [(o.uncertain, o.remote_id) for o in outcomes
+                                                    if isinstance(o, Retry)]

@@ -60,16 +60,52 @@ def test_wrong_token_is_401(fresh_emulators: Emulators) -> None:
 
 
 def test_update_many_job_goes_queued_working_completed(zd: Zenpy, fresh_emulators: Emulators) -> None:
-    """Shape: zenpy cassette TestTicketCreateUpdateDelete.test_multiple_update_full_objects-update-many.json."""
-    fresh_emulators.zendesk.seed({"tickets": [{"id": 102, "subject": "Other"}]})
+    """Shape: zenpy cassette TestTicketCreateUpdateDelete.test_multiple_update_full_objects-update-many.json
+    (queued with progress null; working with progress and "Updating ticket #N", results null;
+    completed with one result per ticket)."""
+    fresh_emulators.zendesk.seed({"tickets": [{"id": 102, "subject": "Other"}],
+                                  "config": {"job_queue_s": 3600}})
     job = zd.tickets.update([Ticket(id=101, comment=Comment(body="bulk a", public=False)),
                              Ticket(id=102, comment=Comment(body="bulk b", public=False))])
-    assert (job.status, job.id[:3]) == ("queued", "V3-")
-    assert [zd.job_status(id=job.id).status for _ in range(2)] == ["working", "completed"]
+    assert (job.status, job.id[:3], job.progress, job.total) == ("queued", "V3-", None, 2)
+    assert zd.job_status(id=job.id).status == "queued"
+    fresh_emulators.zendesk.seed({"config": {"job_queue_s": 0, "job_seconds_per_item": 3600}})
+    working = zd.job_status(id=job.id)
+    assert (working.status, working.progress, working.message, working.results) == (
+        "working", 0, "Updating ticket #0", None)
+    fresh_emulators.zendesk.seed({"config": {"job_seconds_per_item": 0}})
     final = zd.job_status(id=job.id)
+    assert (final.status, final.progress) == ("completed", 2)
     assert [(r.id, r.success, r.status) for r in final.results] == [(101, True, "Updated"), (102, True, "Updated")]
     bodies = [t["comments"][-1]["body"] for t in fresh_emulators.zendesk.state()["tickets"]]
     assert bodies == ["bulk a", "bulk b"]
+
+
+def test_a_job_writes_its_tickets_as_it_reaches_them_without_being_polled(
+    zd: Zenpy, fresh_emulators: Emulators
+) -> None:
+    fresh_emulators.zendesk.seed({"config": {"job_queue_s": 3600}})
+    zd.tickets.create([Ticket(subject=f"n{i}", comment=Comment(body="b")) for i in range(3)])
+    assert len(fresh_emulators.zendesk.state()["tickets"]) == 1  # the seeded one
+    fresh_emulators.zendesk.seed({"config": {"job_queue_s": 0, "job_seconds_per_item": 0}})
+    assert [t["subject"] for t in fresh_emulators.zendesk.state()["tickets"]] == ["Refund", "n0", "n1", "n2"]
+    polls = [r for r in fresh_emulators.zendesk.requests() if "job_statuses" in r["path"]]
+    assert polls == []
+
+
+def test_show_many_job_statuses_answers_every_known_job_in_one_request(
+    zd: Zenpy, fresh_emulators: Emulators
+) -> None:
+    """Shape: `GET /api/v2/job_statuses/show_many.json?ids=` → `{"job_statuses": [...]}` (Zendesk Job
+    Statuses API, "Show Many Job Statuses"; read by zenpy's JobStatusesResponseHandler)."""
+    fresh_emulators.zendesk.seed({"config": {"job_queue_s": 0, "job_seconds_per_item": 0}})
+    created = zd.tickets.create([Ticket(subject=f"n{i}", comment=Comment(body="b")) for i in range(2)])
+    updated = zd.tickets.update([Ticket(id=101, subject="s1"), Ticket(id=101, subject="s2")])
+    found = zd.job_status(ids=[created.id, "V3-unknown", updated.id])["job_statuses"]
+    assert [(j.id, j.status, j.total) for j in found] == [(created.id, "completed", 2), (updated.id, "completed", 2)]
+    assert [(r.index, r.id) for r in found[0].results] == [(0, 1), (1, 2)]
+    [request] = [r for r in fresh_emulators.zendesk.requests() if "job_statuses" in r["path"]]
+    assert request["path"].startswith("/api/v2/job_statuses/show_many.json?ids=")
 
 
 def test_more_than_100_tickets_is_too_many_values(zd: Zenpy) -> None:
@@ -78,11 +114,13 @@ def test_more_than_100_tickets_is_too_many_values(zd: Zenpy) -> None:
         zd.tickets.update([Ticket(id=i, subject="x") for i in range(101)])
 
 
-def test_create_many_reports_index_and_id(zd: Zenpy) -> None:
+def test_create_many_reports_index_and_id(zd: Zenpy, fresh_emulators: Emulators) -> None:
+    """Shape: zenpy cassette TestTicketCreateUpdateDelete.test_full_objects_create-create-multiple.json
+    (results `{"index", "id", "account_id"}` in request order)."""
+    fresh_emulators.zendesk.seed({"config": {"job_queue_s": 0, "job_seconds_per_item": 0}})
     job = zd.tickets.create([Ticket(subject=f"n{i}", comment=Comment(body="b")) for i in range(2)])
-    for _ in range(2):
-        job = zd.job_status(id=job.id)
-    assert [(r.index, r.id) for r in job.results] == [(0, 1), (1, 2)]
+    job = zd.job_status(id=job.id)
+    assert [(r.index, r.id, r.account_id) for r in job.results] == [(0, 1, 1), (1, 2, 1)]
 
 
 def test_idempotency_key_replays_the_same_ticket(fresh_emulators: Emulators) -> None:

@@ -1,7 +1,9 @@
 """Zendesk Support API emulator: tickets, comments, audits, ticket fields, bulk jobs, limits.
 
 Job statuses follow zenpy's recorded `TestTicketCreateUpdateDelete.test_multiple_update_full_objects-
-update-many.json` (queued → working → completed, per-ticket `results`); errors follow
+update-many.json` (queued → working → completed, per-ticket `results`; pace in `zendesk_jobs`), and
+several are read at once with `GET job_statuses/show_many.json?ids=` (`{"job_statuses": [...]}`, as
+zenpy's `JobStatusesResponseHandler` reads it); errors follow
 `...recordnotfound-update.json` (404 RecordNotFound) and `...toomanyvaluesexception...json`
 (400 TooManyValues). Account limits answer with `X-Rate-Limit` / `X-Rate-Limit-Remaining`.
 """
@@ -27,7 +29,7 @@ DEFAULT_EMAIL = "agent@example.com"
 DEFAULT_TOKEN = "ilog-emulator-token"
 DEFAULT_CONFIG: dict[str, float] = {
     "rate_limit_per_minute": 700, "ticket_update_limit": 30, "ticket_update_window_s": 600,
-    "job_complete_after_s": 2.0, "max_bulk": 100,
+    "job_queue_s": 0.5, "job_seconds_per_item": 0.02, "max_bulk": 100,
 }
 _NOT_FOUND = {"error": "RecordNotFound", "description": "Not found"}
 _TICKET_RE = re.compile(r"^/api/v2/tickets/(\d+)(?:/(comments|audits))?\.json$")
@@ -116,9 +118,13 @@ class ZendeskApp(EmulatorApp):
         if (match := _FIELD_RE.match(path)) and method == "GET":
             field = self.store.fields.get(int(match.group(1)))
             return Response(200, {"ticket_field": field}) if field else Response(404, _NOT_FOUND)
+        if path == "/api/v2/job_statuses/show_many.json" and method == "GET":
+            ids = [i for i in (request.param("ids") or "").split(",") if i]
+            found = [job.view(self.base_url) for i in ids if (job := self.jobs.get(i))]
+            return Response(200, {"job_statuses": found})
         if (match := _JOB_RE.match(path)) and method == "GET":
             job = self.jobs.get(match.group(1))
-            return Response(200, {"job_status": job.poll(self, self.base_url)}) if job else Response(404, _NOT_FOUND)
+            return Response(200, {"job_status": job.view(self.base_url)}) if job else Response(404, _NOT_FOUND)
         if match := _TICKET_RE.match(path):
             return self._ticket(request, int(match.group(1)), match.group(2))
         return Response(404, {"error": "InvalidEndpoint", "description": "Not found"})
@@ -204,9 +210,9 @@ class ZendeskApp(EmulatorApp):
         return None
 
     def _settle_jobs(self) -> None:
+        now_s = time.time()
         for job in self.jobs.values():
-            if job.status != "completed" and time.time() - job.created_s >= self.config["job_complete_after_s"]:
-                job.complete(self)
+            job.advance(self, now_s)
 
     def _authenticated(self, request: Request) -> bool:
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
