@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     drain_timeout_seconds: float = 20.0
     group_instance_id: str | None = Field(None, description="static membership, e.g. the pod name")
     applied_ids_kept: int = Field(256, description="event ids remembered per interaction for dedupe")
+    sync_max_queued: int = Field(
+        10_000, ge=2, description="sync: pause consuming while a target has this many interactions queued"
+    )
 
     # Health and metrics.
     http_host: str = Field("127.0.0.1", description="0.0.0.0 in a pod, so probes and scrapes reach it")
@@ -91,6 +94,9 @@ class Settings(BaseSettings):
     zendesk_timeout_seconds: float = 30.0
     zendesk_job_poll_seconds: float = 0.5
     zendesk_job_timeout_seconds: float = Field(60.0, description="update_many job: give up polling after")
+    zendesk_linger_seconds: float = Field(
+        3.0, ge=0, description="hold due final logs up to this long to fill update_many jobs (100 tickets)"
+    )
 
     # Webhook (on when the URL is set).
     webhook_url: str | None = None

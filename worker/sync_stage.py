@@ -1,60 +1,52 @@
 """The sync stage: upserts topic → Salesforce, Zendesk, webhook; at least once, idempotent effects.
 
-Commit order, per batch (correctness depends on it):
-  1. decode; undecodable snapshots are produced to `<upserts>.dlq` with the reason;
-  2. coalesce to the newest version per interaction (strongest trigger of the batch kept);
-  3. read every interaction's per-target state in one round trip; versions already synced are
-     skipped, so re-consumed or replayed snapshots make no call;
-  4. each target runs in its own thread: budget, call, store `next_target_state` (one round trip
-     per call), dead-letter permanent failures, retry transient ones (only those items);
-  5. when every target is done with every record: flush the producer, check every delivery,
-     and only then store the batch's offsets (librdkafka commits stored offsets).
-If a target cannot finish (shutdown drain passed, or the batch ran longer than
-`_BATCH_LIMIT_S`, which would risk the consumer's poll interval) nothing is stored and the
-partitions are rewound to the batch's first offsets: the batch is read again, and what was
-already synced is skipped by its stored version.
+The consumer loop and the targets run apart, so a slow target holds back only its own work:
+  1. consume; undecodable snapshots are produced to `<upserts>.dlq` with the reason;
+  2. coalesce the batch to the newest version per interaction (strongest trigger kept) and put it
+     into every target's queue, where it merges with work still waiting for that interaction;
+     a target that does not want it is done with its records at once;
+  3. each target's thread works off its queue (`worker.sync_target`): it reads the stored
+     version right before calling (re-consumed snapshots make no call), stores the outcome,
+     dead-letters permanent failures, retries transient ones with back-off;
+  4. per partition, the offset stored is the lowest one some target is not done with
+     (`worker.sync_offsets`), and only after the producer is flushed and every delivery checked
+     (so a dead letter is acknowledged before its record's offset moves); librdkafka commits
+     stored offsets.
+Memory stays bounded: when a target's queue reaches `sync_max_queued`, the consumer pauses its
+partitions (still polling, so the group membership lives) and resumes at half of it.
+Revocation: work of the revoked partitions still waiting is dropped, calls under way get up to
+the drain share of `drain_timeout_seconds` to end, what is done is stored and committed.
+Lost partitions: dropped, nothing stored or committed. SIGTERM: stop consuming, let the targets
+work off their queues (no lingering) for the drain share, then flush, store, commit, leave.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import redis
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from adapters.base import Failed, Target
 from adapters.registry import build_targets
 from worker.budget import ApiBudget, BudgetLimits
-from worker.kafka_io import (
-    DeliveryTracker,
-    commit_quietly,
-    consumer_config,
-    highest_offsets,
-    producer_config,
-    record_lag,
-)
+from worker.kafka_io import DeliveryTracker, commit_quietly, consumer_config, producer_config, record_lag
 from worker.settings import Settings
-from worker.sync_batch import (
-    Headers,
-    Pending,
-    SyncRecord,
-    coalesce,
-    decode_snapshot,
-    due_items,
-    failure_headers,
-    invalid_headers,
-)
+from worker.sync_batch import Headers, Pending, SyncRecord, coalesce, decode_snapshot, failure_headers, invalid_headers
+from worker.sync_offsets import OffsetLedger, Position
+from worker.sync_queue import Work
 from worker.sync_state import RedisSyncStateStore, SyncStateStore
-from worker.sync_target import BatchDeadline, TargetRunner
+from worker.sync_target import TargetRunner
 
 log = structlog.get_logger("ilog.sync")
 
-_BATCH_LIMIT_S = 120.0  # well under librdkafka's default max.poll.interval.ms (300 s)
 _DRAIN_SHARE = 0.6  # of drain_timeout_seconds spent finishing targets; the rest flushes and commits
+_LINGER_ITEMS = {"zendesk": 100}  # update_many takes at most 100 tickets
+_REVOKE_POLL_S = 0.05
 
 
 def sync_record(message: Message) -> SyncRecord:
@@ -68,12 +60,14 @@ def sync_record(message: Message) -> SyncRecord:
     )
 
 
-def lowest_offsets(records: Sequence[SyncRecord]) -> dict[tuple[str, int], int]:
-    firsts: dict[tuple[str, int], int] = {}
+def positions_by_interaction(records: Sequence[SyncRecord]) -> dict[str, list[Position]]:
+    """The records each interaction's coalesced snapshot answers for."""
+    found: dict[str, list[Position]] = {}
     for record in records:
-        key = (record.topic, record.partition)
-        firsts[key] = min(firsts.get(key, record.offset), record.offset)
-    return firsts
+        if record.snapshot is not None:
+            found.setdefault(record.snapshot.interaction_id, []).append(
+                (record.topic, record.partition, record.offset))
+    return found
 
 
 class SyncStage:
@@ -87,25 +81,43 @@ class SyncStage:
         self.consumer = Consumer(consumer_config(settings, self.group, stats_cb=partial(record_lag, self.group)))
         self.producer = Producer(producer_config(settings))
         self.deliveries = DeliveryTracker()
+        self.ledger = OffsetLedger()
         self.assigned_once = threading.Event()
+        self.paused = False
         self.runners = [
-            TargetRunner(t, states, budget, self._dead_letter, settle_s=settle_seconds(settings, t.name))
-            for t in self.targets
+            TargetRunner(
+                target, states, budget, self._dead_letter, on_done=self.ledger.done,
+                settle_s=settle_seconds(settings, target.name), linger_s=linger_seconds(settings, target.name),
+                linger_items=_LINGER_ITEMS.get(target.name, 1), max_call_items=settings.batch_size,
+            )
+            for target in self.targets
         ]
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.targets)), thread_name_prefix="sync-target")
 
-    # -- group membership (same shape as the fold stage) --------------------------------------
+    # -- group membership ---------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned_once.set()
         log.info("partitions assigned", partitions=[tp.partition for tp in partitions], group=self.group)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Callbacks run inside consume, so no batch is in hand: flush, commit what is stored."""
-        self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+        """Callbacks run inside consume: drop waiting work, let calls under way end, store what is done."""
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        for runner in self.runners:
+            runner.queue.drop(keys, in_flight=False)
+        until_s = time.monotonic() + self.settings.drain_timeout_seconds * _DRAIN_SHARE
+        while any(r.queue.in_flight_of(keys) for r in self.runners) and time.monotonic() < until_s:
+            time.sleep(_REVOKE_POLL_S)
+        for runner in self.runners:
+            runner.queue.drop(keys, in_flight=True)
+        self.store_done(self.settings.drain_timeout_seconds)
         commit_quietly(self.consumer)
+        self.ledger.forget(keys)
         log.info("partitions revoked", partitions=[tp.partition for tp in partitions], group=self.group)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self.ledger.forget(keys)
+        for runner in self.runners:
+            runner.queue.drop(keys, in_flight=True)
         log.warning("partitions lost; nothing committed", partitions=[tp.partition for tp in partitions])
 
     # -- the loop -----------------------------------------------------------------------------
@@ -114,13 +126,17 @@ class SyncStage:
             [self.settings.upserts_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        for runner in self.runners:
+            runner.start()
         try:
             while not stop.is_set():
-                self.step(stop)
+                self.step()
         finally:
             self.shutdown()
 
-    def step(self, stop: threading.Event) -> None:
+    def step(self) -> None:
+        self._check_runners()
+        self._hold_back()
         messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_seconds)
         records: list[SyncRecord] = []
         for message in messages:
@@ -130,47 +146,56 @@ class SyncStage:
             elif error.code() != KafkaError._PARTITION_EOF:
                 log.error("consume error", error=error.str(), partition=message.partition())
         if records:
-            self.process(records, stop)
+            self.dispatch(records)
+        self.store_done(self.settings.drain_timeout_seconds)
 
-    def process(self, records: Sequence[SyncRecord], stop: threading.Event) -> bool:
-        """Sync one batch; True when its offsets were stored."""
+    def dispatch(self, records: Sequence[SyncRecord]) -> None:
+        """Dead-letter what did not decode; queue the rest per target (or mark it done for the target)."""
         for record in records:
-            if record.snapshot is None:
+            decoded = record.snapshot is not None
+            self.ledger.add((record.topic, record.partition, record.offset), len(self.runners) if decoded else 0)
+            if not decoded:
                 self._produce_dlq(record.value, None, invalid_headers(record))
                 log.error("undecodable snapshot; dead-lettered", partition=record.partition,
                           offset=record.offset, error=record.error)
-        pending = coalesce(records)
-        states = self.states.load((p.snapshot.interaction_id for p in pending), [t.name for t in self.targets])
-        deadline = BatchDeadline(
-            stop.is_set, self.settings.drain_timeout_seconds * _DRAIN_SHARE, _BATCH_LIMIT_S
-        )
-        futures = [
-            self._pool.submit(
-                runner.run,
-                [(entry, item) for entry, item in due_items(pending, runner.name, states)
-                 if runner.target.wants(item.snapshot)],
-                deadline,
-            )
-            for runner in self.runners
-        ]
-        done = all(future.result() for future in futures)
-        self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
-        if not done:
-            self._rewind(records)
-            return False
-        self.consumer.store_offsets(
-            offsets=[TopicPartition(topic, partition, offset)
-                     for (topic, partition), offset in highest_offsets(records).items()]
-        )
-        return True
+        positions = positions_by_interaction(records)
+        for entry in coalesce(records):
+            covered = positions[entry.snapshot.interaction_id]
+            for runner in self.runners:
+                if not runner.queue.put(Work(entry, list(covered))):
+                    self.ledger.done(covered)
 
-    def _rewind(self, records: Sequence[SyncRecord]) -> None:
-        """Read the batch again (unless stopping): nothing of it is stored."""
-        for (topic, partition), offset in lowest_offsets(records).items():
-            try:
-                self.consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException as exc:  # revoked meanwhile: the new owner starts from the commit
-                log.info("rewind skipped", partition=partition, error=str(exc))
+    def store_done(self, flush_timeout_s: float) -> None:
+        """Store the offsets every target is done up to, once what was produced is acknowledged."""
+        moved = self.ledger.storable()
+        if not moved:
+            return
+        self.deliveries.flush(self.producer, flush_timeout_s)
+        self.consumer.store_offsets(
+            offsets=[TopicPartition(topic, partition, offset) for (topic, partition), offset in moved.items()]
+        )
+
+    def _hold_back(self) -> None:
+        """Pause consuming while a target's queue is too long; resume at half of the limit."""
+        longest = max((len(runner.queue) for runner in self.runners), default=0)
+        limit = self.settings.sync_max_queued
+        if not self.paused and longest < limit:
+            return
+        assignment = self.consumer.assignment()
+        if self.paused and longest <= limit // 2:
+            self.consumer.resume(assignment)
+            self.paused = False
+            log.info("consuming resumed", queued=longest)
+            return
+        self.consumer.pause(assignment)  # again while paused: newly assigned partitions too
+        if not self.paused:
+            self.paused = True
+            log.info("consuming paused: a target's queue is full", queued=longest, limit=limit)
+
+    def _check_runners(self) -> None:
+        for runner in self.runners:
+            if runner.failure is not None:
+                raise runner.failure
 
     def _dead_letter(self, entry: Pending, target: str, failed: Failed) -> None:
         self._produce_dlq(entry.snapshot.to_json_bytes(), entry.snapshot.interaction_id,
@@ -184,13 +209,18 @@ class SyncStage:
         self.producer.poll(0)
 
     def shutdown(self) -> None:
-        """Finish: flush what was produced, commit stored offsets, leave the group, close targets."""
+        """Let the targets work off their queues, then flush, store, commit, leave the group."""
+        drain_s = self.settings.drain_timeout_seconds
+        until_s = time.monotonic() + drain_s * _DRAIN_SHARE
+        for runner in self.runners:
+            runner.close_by(until_s)
         try:
-            self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds * (1 - _DRAIN_SHARE))
+            for runner in self.runners:
+                runner.join(until_s - time.monotonic())
+            self.store_done(drain_s * (1 - _DRAIN_SHARE))
             commit_quietly(self.consumer)
         finally:
             self.consumer.close()
-            self._pool.shutdown(wait=False)
             for target in self.targets:
                 target.close()
             log.info("sync stage stopped", group=self.group)
@@ -199,6 +229,11 @@ class SyncStage:
 def settle_seconds(settings: Settings, target: str) -> float:
     """Zendesk applies update_many as a background job that can outlive a lost answer or a crash."""
     return settings.zendesk_job_timeout_seconds if target == "zendesk" else 0.0
+
+
+def linger_seconds(settings: Settings, target: str) -> float:
+    """Zendesk writes only final logs, minutes after the call: a few seconds more fill its jobs."""
+    return settings.zendesk_linger_seconds if target == "zendesk" else 0.0
 
 
 def budget_limits(settings: Settings) -> dict[str, BudgetLimits]:

@@ -1,13 +1,18 @@
-"""One target's part of a sync batch: budget, call, store the outcome, retry what is not done.
+"""One target's thread: take batches from its queue, budget, call, store the outcome, retry what is not done.
 
-A target's items are done when they are Synced or Skipped, or Failed and dead-lettered. Retry
-outcomes are tried again after `compute_backoff` (a Retry-After is a floor), only those items,
-until done or until the batch deadline passes (shutdown or an over-long batch): then the runner
-reports "not done" and the stage stores no offsets, so the batch is read again.
+Each target advances on its own: a slow or failing target holds back only its own queue (and the
+offsets of the records it has not finished), never another target's calls. Work is done when it
+is Synced or Skipped (or already synced: the stored version is read again right before each call,
+so re-consumed or replayed snapshots make no call), or Failed and dead-lettered; only then are its
+records reported done. Retry outcomes go back to the queue and the target waits
+`compute_backoff` (a Retry-After is a floor) before its next call; a target that said its budget
+is exhausted pauses. On shutdown the queue is worked off until the drain deadline; what is left
+is not reported done, so its offsets are not stored and the next owner reads it again.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,50 +27,28 @@ from adapters.base import (
     SyncItem,
     SyncOutcome,
     Target,
+    TargetState,
     compute_backoff,
     next_target_state,
 )
 from worker import metrics
 from worker.budget import ApiBudget, Grant, admit, estimate_requests
 from worker.sync_batch import Pending
+from worker.sync_offsets import Position
+from worker.sync_queue import Work, WorkQueue
 from worker.sync_state import StateUpdate, SyncStateStore
 
 log = structlog.get_logger("ilog.sync")
 
 _BUDGET_POLL_S = 1.0
+_IDLE_WAKE_S = 1.0
 
 DeadLetter = Callable[[Pending, str, Failed], None]
+Done = Callable[[Sequence[Position]], None]
 
 
-class BatchDeadline:
-    """When a batch gives up: `batch_limit_s` after it started, or `drain_s` after stop was seen."""
-
-    def __init__(self, stop_is_set: Callable[[], bool], drain_s: float, batch_limit_s: float) -> None:
-        self._stop_is_set = stop_is_set
-        self._drain_s = drain_s
-        self._limit = time.monotonic() + batch_limit_s
-        self._stop_seen: float | None = None
-
-    def remaining_s(self) -> float:
-        if self._stop_is_set() and self._stop_seen is None:
-            self._stop_seen = time.monotonic()
-            self._limit = min(self._limit, self._stop_seen + self._drain_s)
-        return self._limit - time.monotonic()
-
-    def passed(self) -> bool:
-        return self.remaining_s() <= 0
-
-    def sleep(self, seconds: float) -> None:
-        """Sleep up to `seconds`, waking early when the deadline passes (stop shortens it)."""
-        until = time.monotonic() + seconds
-        while (left := until - time.monotonic()) > 0 and not self.passed():
-            time.sleep(min(left, 0.1, max(self.remaining_s(), 0.0)))
-
-
-@dataclass
-class _Work:
-    entry: Pending
-    item: SyncItem
+def _nothing_done(_positions: Sequence[Position]) -> None:
+    return None
 
 
 @dataclass
@@ -74,44 +57,125 @@ class TargetRunner:
     states: SyncStateStore
     budget: ApiBudget
     dead_letter: DeadLetter
+    on_done: Done = _nothing_done
     reserve_fraction: float = 0.1
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
     settle_s: float = 0.0  # how long a write whose answer was lost may take to land (async jobs)
-    paused_until: float = 0.0  # monotonic; set when the target said its budget is exhausted
+    linger_s: float = 0.0  # hold waiting work up to this long to fill a batch
+    linger_items: int = 100  # ... unless this many are waiting
+    max_call_items: int = 1000
+    paused_until: float = 0.0  # monotonic; budget exhausted, back-off after a retry, settling
+    failure: BaseException | None = field(default=None, init=False)
+    queue: WorkQueue = field(init=False)
     _attempt: int = field(default=0, init=False)
+    _hurry: bool = field(default=False, init=False)
+    _deadline_s: float | None = field(default=None, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = WorkQueue(self.target.wants)
 
     @property
     def name(self) -> str:
         return self.target.name
 
-    def run(self, due: Sequence[tuple[Pending, SyncItem]], deadline: BatchDeadline) -> bool:
-        """True when every item is done (synced, skipped or dead-lettered)."""
-        todo = {entry.snapshot.interaction_id: _Work(entry, item) for entry, item in due}
-        self._attempt = 0
-        if any(item.target_state.uncertain for _, item in due):
-            self._settle()
-        while todo:
-            if deadline.passed():
-                log.warning("sync batch abandoned", target=self.name, pending=len(todo))
-                return False
-            if (pause_s := self.paused_until - time.monotonic()) > 0:
-                deadline.sleep(pause_s)
-                continue
-            sent = self._admitted([work.item for work in todo.values()])
-            if not sent:
-                deadline.sleep(_BUDGET_POLL_S)
-                continue
-            self._mark_in_flight(sent)
-            outcomes = self._call(sent)
-            retry = self._apply([todo[item.snapshot.interaction_id] for item in sent], outcomes, todo)
-            if retry is not None:
-                self._attempt += 1
-                deadline.sleep(compute_backoff(self._attempt, retry.retry_after_s,
-                                               base_s=self.backoff_base_s, cap_s=self.backoff_cap_s))
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._serve, name=f"sync-{self.name}", daemon=True)
+        self._thread.start()
+
+    def close_by(self, deadline_s: float) -> None:
+        """Work off the queue without lingering; stop at `deadline_s` (monotonic) whatever is left."""
+        with self.queue.changed:
+            self._hurry = True
+            self._deadline_s = deadline_s
+            self.queue.changed.notify_all()
+
+    def join(self, timeout_s: float) -> bool:
+        """True when the thread ended (a call under way past the deadline keeps it alive)."""
+        if self._thread is None:
+            return True
+        self._thread.join(max(0.0, timeout_s))
+        return not self._thread.is_alive()
+
+    def _serve(self) -> None:
+        try:
+            while (batch := self._next_batch()) is not None:
+                self._sync(batch)
+        except BaseException as exc:  # surfaced by the stage loop, which stops the worker
+            log.exception("target thread failed", target=self.name)
+            self.failure = exc
+        finally:
+            left = len(self.queue)
+            if left:
+                log.warning("sync work abandoned", target=self.name, pending=left)
+
+    def _next_batch(self) -> list[Work] | None:
+        """The next batch to call with, once it is due; None when closing and done (or out of time)."""
+        changed = self.queue.changed
+        with changed:
+            while True:
+                now = time.monotonic()
+                if self._deadline_s is not None and now >= self._deadline_s:
+                    return None
+                if self._hurry and self.queue.empty():
+                    return None
+                wait_s = self.paused_until - now
+                if wait_s <= 0:
+                    ready_in_s = self.queue.ready_in_s(self.linger_s, self.linger_items, self._hurry)
+                    if ready_in_s == 0:
+                        return self.queue.take(self.max_call_items)
+                    wait_s = _IDLE_WAKE_S if ready_in_s is None else ready_in_s
+                if self._deadline_s is not None:
+                    wait_s = min(wait_s, self._deadline_s - now)
+                changed.wait(max(wait_s, 0.001))
+
+    # -- one call -------------------------------------------------------------------------------
+    def _sync(self, batch: list[Work]) -> None:
+        due = self._still_due(batch)
+        if not due or self._settling(due):
+            return
+        sent = self._admitted([item for _, item in due])
+        sent_ids = {item.snapshot.interaction_id for item in sent}
+        for work, _ in due:
+            if work.interaction_id not in sent_ids:
+                self.queue.finish(work, done=False)
+        if not sent:
+            self.paused_until = time.monotonic() + _BUDGET_POLL_S
+            return
+        works = {work.interaction_id: work for work, _ in due}
+        self._mark_in_flight(sent)
+        outcomes = self._call(sent)
+        self._apply([works[item.snapshot.interaction_id] for item in sent], sent, outcomes)
+
+    def _still_due(self, batch: list[Work]) -> list[tuple[Work, SyncItem]]:
+        """Each item with its state as stored now; those already synced are done without a call."""
+        states = self.states.load((work.interaction_id for work in batch), [self.name])
+        due: list[tuple[Work, SyncItem]] = []
+        for work in batch:
+            state = states.get((work.interaction_id, self.name), TargetState())
+            if state.synced_version >= work.entry.snapshot.version:
+                self.on_done(self.queue.finish(work, done=True))
             else:
-                self._attempt = 0
+                due.append((work, SyncItem(work.entry.snapshot, state)))
+        return due
+
+    def _settling(self, due: list[tuple[Work, SyncItem]]) -> bool:
+        """A write whose answer was lost (or a crash mid-call) may still land, e.g. a queued Zendesk
+        job: the check-before-writing-again only sees it after it landed, so wait for that first."""
+        unsettled = [work for work, item in due if item.target_state.uncertain and not work.settled]
+        for work in unsettled:
+            work.settled = True
+        if not unsettled or self.settle_s <= 0:
+            return False
+        self._settle()
+        for work, _ in due:
+            self.queue.finish(work, done=False)
         return True
+
+    def _settle(self) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + self.settle_s)
 
     def _admitted(self, items: Sequence[SyncItem]) -> list[SyncItem]:
         limits = self.budget.limits.get(self.name)
@@ -121,11 +185,6 @@ class TargetRunner:
         grant = self.budget.take(self.name, estimate_requests(self.name, sent))
         self._report_budget(grant)
         return sent if grant.granted else []
-
-    def _settle(self) -> None:
-        """A write whose answer was lost (or a crash mid-call) may still land, e.g. a queued Zendesk
-        job: the check-before-writing-again only sees it after it landed, so wait for that first."""
-        self.paused_until = max(self.paused_until, time.monotonic() + self.settle_s)
 
     def _mark_in_flight(self, items: Sequence[SyncItem]) -> None:
         """Stored as uncertain before the call, so a crash mid-call makes the next owner look first.
@@ -146,7 +205,7 @@ class TargetRunner:
     def _call(self, items: Sequence[SyncItem]) -> list[SyncOutcome]:
         try:
             outcomes = self.target.sync(items)
-        except Exception as exc:  # an adapter bug must not lose the batch: count, log, retry
+        except Exception as exc:  # an adapter bug must not lose the work: count, log, retry
             log.exception("target raised", target=self.name, items=len(items))
             return [Retry(None, f"{type(exc).__name__}: {exc}") for _ in items]
         if len(outcomes) != len(items):
@@ -154,33 +213,42 @@ class TargetRunner:
             return [Retry(None, "outcome count mismatch") for _ in items]
         return outcomes
 
-    def _apply(self, works: Sequence[_Work], outcomes: Sequence[SyncOutcome], todo: dict[str, _Work]) -> Retry | None:
-        """Store states, dead-letter failures, drop done items; the strongest Retry seen, if any."""
+    def _apply(self, works: Sequence[Work], items: Sequence[SyncItem], outcomes: Sequence[SyncOutcome]) -> None:
+        """Store states and dead-letter failures first; only then are the records reported done."""
         updates: list[StateUpdate] = []
         strongest: Retry | None = None
-        for work, outcome in zip(works, outcomes, strict=True):
-            snap = work.item.snapshot
-            state = next_target_state(work.item.target_state, outcome)
-            updates.append(StateUpdate(snap.interaction_id, self.name, state))  # also clears the mark
+        for work, item, outcome in zip(works, items, outcomes, strict=True):
+            state = next_target_state(item.target_state, outcome)
+            updates.append(StateUpdate(item.snapshot.interaction_id, self.name, state))  # also clears the mark
             self._count(work, outcome)
             if isinstance(outcome, Retry):
-                todo[snap.interaction_id] = _Work(work.entry, replace(work.item, target_state=state))
                 strongest = _stronger_retry(strongest, outcome)
-                continue
-            if isinstance(outcome, Failed):
+            elif isinstance(outcome, Failed):
                 self.dead_letter(work.entry, self.name, outcome)
-            del todo[snap.interaction_id]
         self.states.save(updates)
+        for work, outcome in zip(works, outcomes, strict=True):
+            self.on_done(self.queue.finish(work, done=not isinstance(outcome, Retry)))
+        self._after(strongest, outcomes)
+
+    def _after(self, strongest: Retry | None, outcomes: Sequence[SyncOutcome]) -> None:
+        """Back off after a retry (a Retry-After is a floor), pause when the budget is exhausted."""
         if any(isinstance(o, Retry) and o.uncertain for o in outcomes):
             self._settle()
-        if strongest is not None and strongest.budget_exhausted:
+        if strongest is None:
+            self._attempt = 0
+            return
+        self._attempt += 1
+        now = time.monotonic()
+        if strongest.budget_exhausted:
             pause_s = strongest.retry_after_s or self.backoff_cap_s
-            self.paused_until = time.monotonic() + pause_s
+            self.paused_until = max(self.paused_until, now + pause_s)
             log.warning("target budget exhausted; pausing", target=self.name, pause_s=pause_s)
-        return strongest
+        backoff_s = compute_backoff(self._attempt, strongest.retry_after_s,
+                                    base_s=self.backoff_base_s, cap_s=self.backoff_cap_s)
+        self.paused_until = max(self.paused_until, now + backoff_s)
 
-    def _count(self, work: _Work, outcome: SyncOutcome) -> None:
-        snap = work.item.snapshot
+    def _count(self, work: Work, outcome: SyncOutcome) -> None:
+        snap = work.entry.snapshot
         kind = type(outcome).__name__.lower()
         metrics.UPSERTS.labels(self.name, kind).inc()
         fields: dict[str, object] = {

@@ -1,8 +1,9 @@
-"""The per-target retry loop with a scripted target and the in-memory state store (no services)."""
+"""A target's thread with a scripted target and the in-memory state store (no services)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 import redis
@@ -11,8 +12,10 @@ from adapters.base import Failed, Retry, Skipped, Synced, SyncItem, SyncOutcome,
 from schemas.snapshot import LogSnapshot
 from worker.budget import ApiBudget
 from worker.sync_batch import Pending, SyncRecord
-from worker.sync_state import MemorySyncStateStore
-from worker.sync_target import BatchDeadline, TargetRunner
+from worker.sync_offsets import Position
+from worker.sync_queue import Work
+from worker.sync_state import MemorySyncStateStore, StateUpdate
+from worker.sync_target import TargetRunner
 
 
 class ScriptedTarget:
@@ -35,58 +38,68 @@ class ScriptedTarget:
         return None
 
 
-def _due(*ids: str, version: int = 3) -> list[tuple[Pending, SyncItem]]:
-    due = []
-    for offset, interaction_id in enumerate(ids):
-        snapshot = LogSnapshot.model_validate({"interaction_id": interaction_id, "version": version,
-                                               "trigger": "state_changed"})
-        due.append((Pending(snapshot, SyncRecord("up", 0, offset, None, b"", snapshot)), SyncItem(snapshot)))
-    return due
+def _work(interaction_id: str, offset: int, version: int = 3) -> Work:
+    snapshot = LogSnapshot.model_validate({"interaction_id": interaction_id, "version": version,
+                                           "trigger": "state_changed"})
+    return Work(Pending(snapshot, SyncRecord("up", 0, offset, None, b"", snapshot)), [("up", 0, offset)])
 
 
-def _runner(target: ScriptedTarget, store: MemorySyncStateStore, dead: list[tuple[str, str, Failed]]) -> TargetRunner:
-    budget = ApiBudget(redis.Redis(), "unit", {})  # no limits for this target: Redis is never called
-    return TargetRunner(target, store, budget, lambda entry, name, failed: dead.append(
-        (entry.snapshot.interaction_id, name, failed)), backoff_base_s=0.01, backoff_cap_s=0.01)
+class Harness:
+    def __init__(self, target: ScriptedTarget, store: MemorySyncStateStore | None = None, **options: float) -> None:
+        self.store = store or MemorySyncStateStore()
+        self.dead: list[tuple[str, str, Failed]] = []
+        self.done: list[Position] = []
+        budget = ApiBudget(redis.Redis(), "unit", {})  # no limits for this target: Redis is never called
+        self.runner = TargetRunner(
+            target, self.store, budget, lambda entry, name, failed: self.dead.append(
+                (entry.snapshot.interaction_id, name, failed)),
+            on_done=self.done.extend, backoff_base_s=0.01, backoff_cap_s=0.01, **options,  # type: ignore[arg-type]
+        )
+
+    def run(self, *works: Work, drain_s: float = 5.0) -> bool:
+        """Queue the work, let the thread work it off; True when it finished before the drain ran out."""
+        for work in works:
+            assert self.runner.queue.put(work)
+        self.runner.start()
+        self.runner.close_by(time.monotonic() + drain_s)
+        assert self.runner.join(drain_s + 5)
+        assert self.runner.failure is None
+        return self.runner.queue.empty()
 
 
-def _deadline(stop: threading.Event | None = None) -> BatchDeadline:
-    return BatchDeadline((stop or threading.Event()).is_set, drain_s=1.0, batch_limit_s=10.0)
-
-
-def test_only_the_items_that_asked_for_a_retry_are_sent_again() -> None:
+def test_only_the_items_that_asked_for_a_retry_are_sent_again_and_all_are_reported_done() -> None:
     target = ScriptedTarget({
         "a": [Synced("T-a", 3)],
         "b": [Retry(0.0, "HTTP 503", uncertain=True), Synced("T-b", 3)],
         "c": [Skipped("not wanted")],
         "d": [Failed("STRING_TOO_LONG", "Subject")],
     })
-    store = MemorySyncStateStore()
-    dead: list[tuple[str, str, Failed]] = []
-    assert _runner(target, store, dead).run(_due("a", "b", "c", "d"), _deadline())
+    harness = Harness(target)
+    assert harness.run(_work("a", 0), _work("b", 1), _work("c", 2), _work("d", 3))
     assert [["a", "b", "c", "d"], ["b"]] == [[i for i, _ in call] for call in target.calls]
     assert TargetState(uncertain=True) == target.calls[1][0][1]  # the retry looks the record up first
     assert {
         ("a", "crm"): TargetState("T-a", 3), ("b", "crm"): TargetState("T-b", 3),
         ("c", "crm"): TargetState(), ("d", "crm"): TargetState(),
-    } == store.states
-    assert [("d", "crm", Failed("STRING_TOO_LONG", "Subject"))] == dead
+    } == harness.store.states
+    assert [("d", "crm", Failed("STRING_TOO_LONG", "Subject"))] == harness.dead
+    assert [("up", 0, 0), ("up", 0, 2), ("up", 0, 3), ("up", 0, 1)] == harness.done
 
 
-def test_a_stop_during_endless_retries_gives_up_after_the_drain_and_reports_not_done() -> None:
+def test_a_stop_during_endless_retries_gives_up_after_the_drain_and_reports_nothing_done() -> None:
     target = ScriptedTarget({"a": [Retry(0.05, "HTTP 429")] * 1000})
-    stop = threading.Event()
-    stop.set()
-    runner = _runner(target, MemorySyncStateStore(), [])
-    assert runner.run(_due("a"), BatchDeadline(stop.is_set, drain_s=0.3, batch_limit_s=10.0)) is False
+    harness = Harness(target)
+    assert harness.run(_work("a", 0), drain_s=0.3) is False
     assert 1 <= len(target.calls) < 1000
+    assert [] == harness.done
 
 
 def test_budget_exhausted_pauses_the_target_for_the_retry_after() -> None:
     target = ScriptedTarget({"a": [Retry(0.2, "REQUEST_LIMIT_EXCEEDED", budget_exhausted=True), Synced("T", 3)]})
-    runner = _runner(target, MemorySyncStateStore(), [])
-    assert runner.run(_due("a"), _deadline())
-    assert runner.paused_until > 0
+    harness = Harness(target)
+    started_s = time.monotonic()
+    assert harness.run(_work("a", 0))
+    assert harness.runner.paused_until >= started_s + 0.2
     assert 2 == len(target.calls)
 
 
@@ -100,7 +113,64 @@ def test_a_crash_mark_is_stored_before_the_call_and_cleared_by_the_outcome() -> 
             return super().sync(batch)
 
     target = Peeking({"a": [Synced("T-a", 3)]})
-    assert _runner(target, store, []).run(_due("a"), _deadline())
+    assert Harness(target, store).run(_work("a", 0))
     assert [TargetState(uncertain=True)] == seen_during_call
     assert [[("a", TargetState())]] == target.calls  # the adapter itself got the unmarked state
     assert TargetState("T-a", 3) == store.states[("a", "crm")]
+
+
+def test_a_version_already_stored_is_done_without_a_call() -> None:
+    store = MemorySyncStateStore()
+    store.save([StateUpdate("a", "crm", TargetState("T-a", 3))])
+    target = ScriptedTarget({})
+    harness = Harness(target, store)
+    assert harness.run(_work("a", 7, version=3))
+    assert [] == target.calls
+    assert [("up", 0, 7)] == harness.done
+
+
+def test_newer_versions_wait_while_their_interaction_is_in_flight_merge_and_get_the_stored_state() -> None:
+    release = threading.Event()
+
+    class Gated(ScriptedTarget):
+        def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
+            release.wait(5)
+            return super().sync(batch)
+
+    target = Gated({"a": [Synced("T-a", 3), Synced("T-a", 5)]})
+    harness = Harness(target)
+    harness.runner.queue.put(_work("a", 0, version=3))
+    harness.runner.start()
+    assert _eventually(lambda: harness.runner.queue.in_flight_of({("up", 0)}) == 1)
+    harness.runner.queue.put(_work("a", 1, version=4))
+    harness.runner.queue.put(_work("a", 2, version=5))
+    release.set()
+    assert harness.run()
+    assert [[("a", TargetState())], [("a", TargetState("T-a", 3))]] == target.calls
+    assert [("up", 0, 0), ("up", 0, 1), ("up", 0, 2)] == harness.done
+
+
+def test_lingering_holds_work_until_the_linger_passes_or_enough_is_waiting() -> None:
+    target = ScriptedTarget({name: [Synced(name, 3)] for name in "abcd"})
+    harness = Harness(target, linger_s=60.0, linger_items=3)
+    harness.runner.start()
+    harness.runner.queue.put(_work("a", 0))
+    harness.runner.queue.put(_work("b", 1))
+    time.sleep(0.3)
+    assert [] == target.calls
+    harness.runner.queue.put(_work("c", 2))
+    assert _eventually(lambda: len(target.calls) == 1)
+    harness.runner.queue.put(_work("d", 3))  # alone, but a shutdown does not linger
+    harness.runner.close_by(time.monotonic() + 5)
+    assert harness.runner.join(10)
+    assert [["a", "b", "c"], ["d"]] == [[i for i, _ in call] for call in target.calls]
+
+
+def _eventually(check: object, timeout_s: float = 5.0) -> bool:
+    assert callable(check)
+    until_s = time.monotonic() + timeout_s
+    while time.monotonic() < until_s:
+        if check():
+            return True
+        time.sleep(0.01)
+    return False

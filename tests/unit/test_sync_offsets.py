@@ -1,0 +1,79 @@
+"""Which offset the sync stage may store, and how target queues merge work (no services)."""
+
+from __future__ import annotations
+
+from schemas.common import Trigger
+from schemas.snapshot import LogSnapshot
+from worker.sync_batch import Pending, SyncRecord
+from worker.sync_offsets import OffsetLedger
+from worker.sync_queue import Work, WorkQueue
+
+
+def test_the_stored_offset_is_the_lowest_one_some_target_is_not_done_with() -> None:
+    ledger = OffsetLedger()
+    for offset in (10, 11, 12):
+        ledger.add(("up", 0, offset), shares=2)
+    ledger.add(("up", 1, 5), shares=2)
+    ledger.done([("up", 0, 10), ("up", 0, 11), ("up", 0, 12)])  # the fast target
+    assert {("up", 0): 10, ("up", 1): 5} == ledger.storable()
+    ledger.done([("up", 0, 11)])  # the slow target, out of order
+    assert {} == ledger.storable()
+    ledger.done([("up", 0, 10)])
+    assert {("up", 0): 12} == ledger.storable()
+    ledger.done([("up", 0, 12), ("up", 1, 5), ("up", 1, 5)])
+    assert {("up", 0): 13, ("up", 1): 6} == ledger.storable()
+    assert 0 == ledger.open_records()
+
+
+def test_records_no_target_has_to_finish_move_the_offset_at_once() -> None:
+    ledger = OffsetLedger()
+    ledger.add(("up", 0, 3), shares=0)
+    assert {("up", 0): 4} == ledger.storable()
+
+
+def test_a_forgotten_partition_stores_nothing_and_ignores_late_answers() -> None:
+    ledger = OffsetLedger()
+    ledger.add(("up", 0, 3), shares=1)
+    ledger.forget([("up", 0)])
+    ledger.done([("up", 0, 3)])
+    assert {} == ledger.storable()
+
+
+def _work(interaction_id: str, version: int, trigger: str, offset: int, finalized: bool = False) -> Work:
+    snapshot = LogSnapshot.model_validate({"interaction_id": interaction_id, "version": version,
+                                           "trigger": trigger, "finalized": finalized})
+    return Work(Pending(snapshot, SyncRecord("up", 0, offset, None, b"", snapshot)), [("up", 0, offset)])
+
+
+def test_a_waiting_interaction_merges_to_the_newest_version_with_the_strongest_trigger_and_all_records() -> None:
+    queue = WorkQueue(lambda snapshot: snapshot.trigger != Trigger.UPDATED)
+    assert queue.put(_work("a", 3, "state_changed", 0))
+    assert queue.put(_work("a", 4, "updated", 1))  # not wanted alone, but it merges
+    assert not queue.put(_work("b", 1, "updated", 2))
+    [taken] = queue.take(10)
+    assert (4, Trigger.STATE_CHANGED, [("up", 0, 0), ("up", 0, 1)]) == (
+        taken.entry.snapshot.version, taken.entry.snapshot.trigger, taken.positions)
+
+
+def test_work_in_flight_is_not_taken_twice_and_a_retry_merges_with_what_came_meanwhile() -> None:
+    queue = WorkQueue(lambda snapshot: True)
+    queue.put(_work("a", 3, "state_changed", 0))
+    [first] = queue.take(10)
+    queue.put(_work("a", 5, "finalized", 1, finalized=True))
+    assert [] == queue.take(10)
+    assert [] == queue.finish(first, done=False)
+    [again] = queue.take(10)
+    assert (5, Trigger.FINALIZED, [("up", 0, 0), ("up", 0, 1)]) == (
+        again.entry.snapshot.version, again.entry.snapshot.trigger, again.positions)
+    assert [("up", 0, 0), ("up", 0, 1)] == queue.finish(again, done=True)
+    assert queue.empty()
+
+
+def test_dropping_a_partition_forgets_waiting_work_and_the_outcome_of_calls_under_way() -> None:
+    queue = WorkQueue(lambda snapshot: True)
+    queue.put(_work("a", 3, "state_changed", 0))
+    [in_flight] = queue.take(10)
+    queue.put(_work("b", 1, "created", 1))
+    assert 1 == queue.drop({("up", 0)}, in_flight=True)
+    assert [] == queue.finish(in_flight, done=True)
+    assert queue.empty()
