@@ -350,11 +350,47 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
-def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tuple[str, ...]) -> dict[str, Any]:
+def _start_split_run(
+    options: _RunOptions, on_emulators: Callable[[EmulatorSet], None]
+) -> tuple[SyncRun, WorkerProcess]:
+    """As deployed for throughput: `ilog worker fold` and `ilog worker sync` as two processes
+    (the run's `worker` is the sync one), so the stages do not share one interpreter's lock."""
+    folder = Path(tempfile.mkdtemp(prefix=f"ilog-bench-{options.name}-"))
+    emulators = start_all(folder)
+    on_emulators(emulators)
+    values: dict[str, Any] = {"edit_window_seconds": EDIT_WINDOW_S, "finalize_grace_seconds": 1.0,
+                              "log_level": "WARNING", **_target_overrides(emulators, options.targets)}
+    settings = bench_settings(stack_env(), options.name, **{**values, **options.overrides})
+    zenpy_env = {name: emulators.env()[name] for name in _ZENPY_VARS}
+    fold = WorkerProcess("fold", settings, folder / "fold.log")
+    run = SyncRun(settings, emulators, WorkerProcess("sync", settings, folder / "sync.log", **zenpy_env), folder)
+    if not wait_for(lambda: _groups_joined(settings), 60, interval_s=0.5):
+        fold.stop(60)
+        stop_run(run)
+        raise RuntimeError(f"workers did not join their groups: {run.worker.log_text()[-2000:]}")
+    return run, fold
+
+
+def _cpu_seconds(worker: WorkerProcess) -> float | None:
+    """User + system CPU time of a running worker process (Linux /proc), None when unreadable."""
+    try:
+        fields = Path(f"/proc/{worker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 1)
+
+
+def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tuple[str, ...],
+                      split: bool = False) -> dict[str, Any]:
+    """`split`: fold and sync as two worker processes; otherwise one `ilog worker all`."""
     n_interactions = round(rate_per_s * seconds)
     watch: list[DisconnectWatch] = []
-    run = start_run(_RunOptions(name, targets, {"edit_window_seconds": 120.0}),
-                    on_emulators=lambda emulators: watch.append(DisconnectWatch(emulators)))
+    options = _RunOptions(name, targets, {"edit_window_seconds": 120.0})
+    fold: WorkerProcess | None = None
+    if split:
+        run, fold = _start_split_run(options, lambda emulators: watch.append(DisconnectWatch(emulators)))
+    else:
+        run = start_run(options, on_emulators=lambda emulators: watch.append(DisconnectWatch(emulators)))
     try:
         producing = Producing(run.settings)
         start = datetime.now(UTC) + timedelta(seconds=1)
@@ -366,8 +402,10 @@ def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tup
         wait_for(lambda: len(watch[0].seen_s) >= len(produced), 120)
         latencies = [watch[0].seen_s[i] - at for i, at in produced.items() if i in watch[0].seen_s]
         sf = run.requests("salesforce")
+        workers = {"fold": fold, "sync": run.worker} if fold is not None else {"all": run.worker}
         return {
             "rate_per_s": rate_per_s, "seconds": seconds, "targets": list(targets),
+            "workers": ["ilog worker fold", "ilog worker sync"] if split else ["ilog worker all"],
             "interactions": n_interactions, "events": producing.count,
             "produce_seconds": round(produce_s, 1), "producer_kept_pace": produce_s <= seconds * 1.1 + 15,
             "disconnects_produced": len(produced), "disconnects_seen": len(latencies),
@@ -376,8 +414,12 @@ def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tup
             "max_s": round(max(latencies), 3) if latencies else None,
             "min_s": round(min(latencies), 3) if latencies else None,
             "salesforce_requests": len(sf), "salesforce_by_kind": _breakdown("salesforce", sf),
+            "webhook_requests": len(run.requests("webhook")),
+            "worker_cpu_seconds": {stage: _cpu_seconds(worker) for stage, worker in workers.items()},
         }
     finally:
+        if fold is not None:
+            fold.stop(60)
         stop_run(run)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import Emulators
-from tests.e2e.sync_env import connected, event, sync_settings, wait_assigned, wait_for
+from tests.e2e.sync_env import connected, event, sync_settings, tasks_by_call, wait_assigned, wait_for
 from tests.emulators.webhook import receiver_id
 from tests.support import WorkerProcess, produce
 from worker.settings import Settings
@@ -47,5 +47,56 @@ def test_signed_payloads_arrive_in_version_order_and_the_receiver_id_comes_back(
             assert ["interactionChanged", "interactionChanged", "interactionChanged", "interactionDisconnected",
                     "interactionRemoved"] == [d["body"]["event"] for d in delivered]
             assert [None] + [receiver_id(call)] * 4 == [d["body"]["id"] for d in delivered]
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_a_paused_target_holds_back_only_itself_and_catches_up_with_the_newest_version(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> None:
+    run = sync_settings(settings, fresh_emulators, ("salesforce", "webhook"))
+    call = "conv-hook-slow"
+    fresh_emulators.webhook.inject("429", count=1, retry_after=30)
+    worker = WorkerProcess("all", run, tmp_path / "worker.log")
+    try:
+        wait_assigned(worker, 2)
+        start = datetime.now(UTC) - timedelta(seconds=60)
+        steps = [("interaction.connected", connected()), ("interaction.held", {}), ("interaction.resumed", {}),
+                 ("interaction.disconnected", {})]
+        for n, (kind, data) in enumerate(steps, start=1):
+            produce(run, run.events_topic, [event(kind, call, n, start + timedelta(seconds=5 * n), data)])
+        assert wait_for(lambda: [t["Status"] for t in tasks_by_call(fresh_emulators).get(call, [])] == ["Completed"],
+                        25), worker.log_text()[-3000:]
+        assert [] == _deliveries(fresh_emulators, call)  # the webhook still waits out its Retry-After
+        assert wait_for(lambda: any(d["body"]["event"] == "interactionRemoved"
+                                    for d in _deliveries(fresh_emulators, call)), 60), worker.log_text()[-3000:]
+        versions = [d["body"]["log"]["version"] for d in _deliveries(fresh_emulators, call)]
+        assert versions == sorted(set(versions)) and 5 == versions[-1]
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_a_full_target_queue_pauses_consuming_and_nothing_is_lost_after_it_resumes(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> None:
+    run = sync_settings(settings, fresh_emulators, ("salesforce", "webhook"), sync_max_queued=4)
+    calls = [f"conv-hook-full-{n}" for n in range(12)]
+    fresh_emulators.webhook.inject("429", count=1, retry_after=3)
+    worker = WorkerProcess("all", run, tmp_path / "worker.log")
+    try:
+        wait_assigned(worker, 2)
+        start = datetime.now(UTC) - timedelta(seconds=60)
+        produce(run, run.events_topic, [event(kind, call, n, start + timedelta(seconds=5 * n), data)
+                                        for call in calls
+                                        for n, (kind, data) in enumerate(
+                                            [("interaction.connected", connected()),
+                                             ("interaction.disconnected", {})], start=1)])
+        assert wait_for(lambda: all(any(d["body"]["event"] == "interactionRemoved"
+                                        for d in _deliveries(fresh_emulators, c)) for c in calls), 90), \
+            worker.log_text()[-3000:]
+        completed = {c: [t["Status"] for t in tasks] for c, tasks in tasks_by_call(fresh_emulators).items()}
+        assert {c: ["Completed"] for c in calls} == completed
+        assert "consuming paused" in worker.log_text()
+        assert "consuming resumed" in worker.log_text()
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
