@@ -63,12 +63,18 @@ def plan_units(writes: Sequence[Write]) -> tuple[list[_Unit], list[Write]]:
         seen_ids.add(int(write.ticket.id))
         target.append(write)
     creates = [write for write in writes if write.create]
-    units = [_Unit(chunk, create) for create, group in ((False, updates), (True, creates))
-             for chunk in _chunks(group)]
+    groups = ((False, updates), (True, creates))
+    # n writes of a kind cost n direct calls, or one job; all jobs share the polls (at least one).
+    # Jobs pay off when they save at least two requests together; a tie goes to direct calls,
+    # which answer at once.
+    saved = sum(len(group) - 1 for _, group in groups if len(group) > 1)
+    units = [_Unit(chunk, create) for create, group in groups for chunk in _chunks(group, as_job=saved >= 2)]
     return units, repeats
 
 
-def _chunks(writes: list[Write]) -> list[list[Write]]:
+def _chunks(writes: list[Write], as_job: bool) -> list[list[Write]]:
+    if not as_job:
+        return [[write] for write in writes]
     return [writes[start:start + MAX_JOB_TICKETS] for start in range(0, len(writes), MAX_JOB_TICKETS)]
 
 

@@ -338,22 +338,31 @@ def test_a_429_on_create_many_writes_nothing_and_the_retry_creates_each_ticket_o
 ) -> None:
     target = make_target()
     fresh_emulators.zendesk.inject("429", retry_after=7, method="POST", path="create_many")
-    batch = [SyncItem(final_log(f"conv-{n}")) for n in range(2)]
+    batch = [SyncItem(final_log(f"conv-{n}")) for n in range(3)]
     refused = target.sync(batch)
-    assert [Retry(7.0, "HTTP 429")] * 2 == refused
+    assert [Retry(7.0, "HTTP 429")] * 3 == refused
     assert [] == fresh_emulators.zendesk.state()["tickets"]
     retried = target.sync(after(batch, refused))
     assert all(isinstance(o, Synced) for o in retried)
-    assert ["conv-0", "conv-1"] == sorted(t["external_id"] for t in fresh_emulators.zendesk.state()["tickets"])
+    assert ["conv-0", "conv-1", "conv-2"] == sorted(
+        t["external_id"] for t in fresh_emulators.zendesk.state()["tickets"])
 
 
 def test_a_job_that_does_not_finish_in_time_leaves_its_tickets_uncertain(
     make_target: TargetFactory, fresh_emulators: Emulators
 ) -> None:
     fresh_emulators.zendesk.seed({"config": {"job_queue_s": 3600}})
-    ticket_ids = seed_tickets(fresh_emulators, 2)
+    ticket_ids = seed_tickets(fresh_emulators, 3)
     target = make_target(zendesk_job_timeout_seconds=1.0)
     batch = [SyncItem(final_log(f"conv-{n}", related_to=on_ticket(t))) for n, t in enumerate(ticket_ids)]
     outcomes = target.sync(batch)
     assert [(True, str(t)) for t in ticket_ids] == [(o.uncertain, o.remote_id) for o in outcomes
                                                     if isinstance(o, Retry)]
+
+
+def test_two_writes_of_one_kind_go_out_directly_rather_than_as_a_job_and_its_poll(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    outcomes = make_target().sync([SyncItem(final_log(f"conv-{n}")) for n in range(2)])
+    assert all(isinstance(outcome, Synced) for outcome in outcomes)
+    assert ["create", "create"] == request_kinds(fresh_emulators)

@@ -81,3 +81,18 @@ def test_writes_are_split_into_jobs_of_at_most_100_and_a_ticket_updated_twice_wa
     units, repeats = plan_units(writes)
     assert [(False, 100), (False, 50), (True, 3)] == [(unit.create, len(unit.writes)) for unit in units]
     assert [150] == [write.index for write in repeats]
+
+
+@pytest.mark.parametrize(("updates", "creates", "expected"), [
+    (1, 1, [(False, 1), (True, 1)]),  # two direct calls
+    (2, 0, [(False, 1), (False, 1)]),  # a job and its poll would cost as much
+    (2, 1, [(False, 1), (False, 1), (True, 1)]),  # a tie: direct calls answer at once
+    (3, 0, [(False, 3)]),  # one job and one poll instead of three calls
+    (2, 2, [(False, 2), (True, 2)]),  # two jobs sharing one poll: three requests instead of four
+])
+def test_jobs_are_used_when_they_save_requests(
+    updates: int, creates: int, expected: list[tuple[bool, int]]
+) -> None:
+    writes = [_write(n, 1000 + n) for n in range(updates)] + [_write(100 + n, None) for n in range(creates)]
+    units, _ = plan_units(writes)
+    assert expected == [(unit.create, len(unit.writes)) for unit in units]
