@@ -13,6 +13,7 @@ the next attempt looks for them by `external_id` (creates) or for the version ma
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,10 @@ from typing import Any
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Ticket
 
-from adapters.base import RetryableSyncError, Synced, SyncError, SyncOutcome, outcome_for_error
+from adapters.base import RetryableSyncError, Synced, SyncError, SyncItem, SyncOutcome, outcome_for_error
 from adapters.http_session import RecordingSession
 from adapters.zendesk_jobs import JobResults, JobWatch, job_failure
+from adapters.zendesk_render import linked_ticket_id
 
 MAX_JOB_TICKETS = 100  # create_many / update_many answer 400 TooManyValues above this
 
@@ -70,6 +72,23 @@ def plan_units(writes: Sequence[Write]) -> tuple[list[_Unit], list[Write]]:
     saved = sum(len(group) - 1 for _, group in groups if len(group) > 1)
     units = [_Unit(chunk, create) for create, group in groups for chunk in _chunks(group, as_job=saved >= 2)]
     return units, repeats
+
+
+def estimated_requests(items: Sequence[SyncItem]) -> int:
+    """Requests `ZendeskTarget.sync` makes for these items, for an API budget to charge (at most
+    this many in the usual case: look-ups, marker checks, submits or direct calls, one poll)."""
+    updates = creates = checks = 0
+    for item in items:
+        state = item.target_state
+        known = linked_ticket_id(item.snapshot) is not None or state.remote_id is not None
+        lookup = not known and state.needs_lookup
+        checks += lookup + ((known or lookup) and (state.uncertain or state.synced_version > 0))
+        updates += known
+        creates += not known
+    saved = sum(n - 1 for n in (updates, creates) if n > 1)
+    writes = math.ceil(updates / MAX_JOB_TICKETS) + math.ceil(creates / MAX_JOB_TICKETS) + 1 if saved >= 2 \
+        else updates + creates
+    return checks + writes
 
 
 def _chunks(writes: list[Write], as_job: bool) -> list[list[Write]]:

@@ -7,9 +7,10 @@ from types import SimpleNamespace
 import pytest
 from zenpy.lib.api_objects import Ticket
 
-from adapters.base import Failed, Retry, Synced
+from adapters.base import Failed, Retry, Synced, SyncItem, TargetState
 from adapters.zendesk_jobs import JobPacing, JobResults
-from adapters.zendesk_writes import Write, plan_units
+from adapters.zendesk_writes import Write, estimated_requests, plan_units
+from schemas.snapshot import LogSnapshot
 
 # Result rows as zenpy's recorded sessions show them: create_many
 # (`test_full_objects_create-create-multiple.json`), update_many (`test_multiple_update_full_objects-update-many.json`).
@@ -96,3 +97,23 @@ def test_jobs_are_used_when_they_save_requests(
     writes = [_write(n, 1000 + n) for n in range(updates)] + [_write(100 + n, None) for n in range(creates)]
     units, _ = plan_units(writes)
     assert expected == [(unit.create, len(unit.writes)) for unit in units]
+
+
+def _item(n: int, *, linked: bool = False, state: TargetState | None = None) -> SyncItem:
+    snapshot = LogSnapshot.model_validate({
+        "interaction_id": f"conv-{n}", "version": 3, "trigger": "finalized", "finalized": True,
+        "related_to": {"system": "zendesk", "type": "ticket", "id": str(500 + n)} if linked else None,
+    })
+    return SyncItem(snapshot, state or TargetState())
+
+
+@pytest.mark.parametrize(("items", "expected"), [
+    ([], 0),
+    ([_item(0)], 1),  # one direct create
+    ([_item(n) for n in range(150)], 3),  # two create_many jobs, one poll
+    ([_item(n) for n in range(80)] + [_item(n, linked=True) for n in range(80, 100)], 3),
+    ([_item(0, state=TargetState(uncertain=True))], 3),  # look-up by external_id, marker check, a write
+    ([_item(0, linked=True, state=TargetState(remote_id="500", synced_version=2))], 2),  # marker check
+])
+def test_the_budget_estimate_counts_submits_and_one_poll_not_tickets(items: list[SyncItem], expected: int) -> None:
+    assert expected == estimated_requests(items)
