@@ -425,12 +425,14 @@ def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tup
 
 def sync_latency(quick: bool) -> dict[str, Any]:
     """Disconnect event produced → Task update applied by the emulator, p50/p99."""
+    every = ("salesforce", "zendesk", "webhook")
     if quick:
-        scenarios = [_latency_scenario("sync-latency", 100.0, 15.0, ("salesforce",))]
-    else:
-        scenarios = [_latency_scenario("sync-latency", 500.0, 60.0, ("salesforce",)),
+        scenarios = [_latency_scenario("sync-latency", 100.0, 15.0, ("salesforce",), split=True)]
+    else:  # the main run as deployed for throughput: fold and sync in two processes
+        scenarios = [_latency_scenario("sync-latency", 500.0, 60.0, ("salesforce",), split=True),
                      _latency_scenario("sync-latency-light", 100.0, 30.0, ("salesforce",)),
-                     _latency_scenario("sync-latency-all", 100.0, 30.0, ("salesforce", "zendesk", "webhook"))]
+                     _latency_scenario("sync-latency-all", 100.0, 30.0, every),
+                     _latency_scenario("sync-latency-all-split", 100.0, 30.0, every, split=True)]
     main = scenarios[0]
     complete = main["disconnects_seen"] == main["disconnects_produced"]
     return {
