@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import redis
 
 from adapters.base import SyncItem
+from adapters.zendesk_writes import estimated_requests as zendesk_requests
 from worker import keys
 from worker.errors import StoreError
 
@@ -109,10 +110,8 @@ def estimate_requests(target: str, items: Sequence[SyncItem]) -> int:
     lookups = sum(1 for item in items if item.target_state.remote_id is None and item.target_state.needs_lookup)
     if target == "salesforce":
         return math.ceil(len(items) / 200) + lookups
-    if target == "zendesk":
-        checks = sum(1 for item in items if item.target_state.uncertain or item.target_state.synced_version > 0)
-        job_polls = 2 if len(items) > 1 else 0
-        return len(items) + lookups + checks + job_polls
+    if target == "zendesk":  # the adapter knows which writes share a job
+        return zendesk_requests(items)
     return len(items)
 
 

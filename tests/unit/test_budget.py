@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from adapters import zendesk_writes
 from adapters.base import SyncItem, TargetState
 from schemas.snapshot import LogSnapshot
 from worker.budget import BudgetLimits, Grant, admit, estimate_requests
@@ -26,9 +27,11 @@ def test_salesforce_collections_cost_one_request_per_200_records_plus_look_ups()
     assert 3 + 1 == estimate_requests("salesforce", items)
 
 
-def test_zendesk_costs_a_request_per_ticket_plus_marker_checks_and_job_polls() -> None:
+def test_zendesk_costs_what_the_adapter_estimates_writes_in_jobs_included() -> None:
     items = [item("a", final=True), item("b", final=True, state=TargetState("7", 3))]
-    assert 2 + 1 + 2 == estimate_requests("zendesk", items)
+    assert zendesk_writes.estimated_requests(items) == estimate_requests("zendesk", items)
+    many = [item(f"n{n}", final=True) for n in range(150)]
+    assert 2 + 1 == estimate_requests("zendesk", many)  # two create jobs and one poll
 
 
 def test_with_plenty_left_everything_goes_finalized_first() -> None:
