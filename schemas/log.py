@@ -14,6 +14,7 @@ with orjson: the same bytes `json.dumps(separators=(",", ":"), ensure_ascii=Fals
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, make_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -146,7 +147,7 @@ def state_from_bytes(raw: bytes) -> InteractionLog | Tombstone:
 
 
 def _ref_out(ref: RecordRef | None) -> list[str] | None:
-    return None if ref is None else [ref.system.value, ref.type, ref.id]
+    return None if ref is None else [ref.system, ref.type, ref.id]  # a StrEnum: orjson writes its value
 
 
 def _ref_in(raw: list[str] | None) -> RecordRef | None:
@@ -163,29 +164,71 @@ def _connected_in(raw: dict[str, Any]) -> ConnectedData:
     return ConnectedData.model_validate(raw)
 
 
+_FRAGMENTS_KEPT = 65_536
+_fragments_by_id: dict[int, tuple[object, orjson.Fragment]] = {}
+
+
+def _fragment(value: object, document: Callable[[], Any]) -> orjson.Fragment:
+    """The JSON of `document()`, built once per `value` object (a connect fact's data, a views tuple).
+
+    A log keeps those objects through every later version that does not change them, and they were
+    re-serialized on every write (the connect data through pydantic). Entries are keyed by `id()` and
+    hold the object, so an id is not reused while its entry lives; the memo is cleared when full."""
+    entry = _fragments_by_id.get(id(value))
+    if entry is not None and entry[0] is value:
+        return entry[1]
+    fragment = orjson.Fragment(orjson.dumps(document()))
+    if len(_fragments_by_id) >= _FRAGMENTS_KEPT:
+        _fragments_by_id.clear()
+    _fragments_by_id[id(value)] = (value, fragment)
+    return fragment
+
+
+def _connected_out(data: ConnectedData) -> orjson.Fragment:
+    return _fragment(data, lambda: data.model_dump(mode="json", exclude_none=True))
+
+
+def _views_out(views: tuple[View, ...]) -> orjson.Fragment:
+    return _fragment(views, lambda: [[stamp, _ref_out(ref)] for stamp, ref in views])
+
+
 def _stamp_in(raw: list[int]) -> Stamp:
     return (int(raw[0]), int(raw[1]), int(raw[2]))
 
 
 def _log_document(log: InteractionLog) -> dict[str, Any]:
+    """The stored document: fixed keys first, then the optional ones that are set, in this order.
+
+    Enum members go in as they are: they are `str` subclasses, which orjson writes as their value."""
     document: dict[str, Any] = {"k": "log", "i": log.interaction_id, "v": log.version,
-                                "g": log.trigger.value, "l": log.last_event_us, "a": log.applied_ids}
-    optional: dict[str, Any] = {
-        "f": 1 if log.finalized else None,
-        "e": log.edit_deadline_us,
-        "t": log.transitions or None,
-        "c": None if log.connect is None else [log.connect[0],
-                                                log.connect[1].model_dump(mode="json", exclude_none=True)],
-        "w": [[stamp, _ref_out(ref)] for stamp, ref in log.views] or None,
-        "n": log.notes,
-        "s": log.subject,
-        "nm": _stamped_ref_out(log.name_choice),
-        "rt": _stamped_ref_out(log.related_choice),
-        "u": log.wrapup,
-        "at": log.attributes or None,
-    }
-    document.update((key, value) for key, value in optional.items() if value is not None)
+                                "g": log.trigger, "l": log.last_event_us, "a": log.applied_ids}
+    if log.finalized:
+        document["f"] = 1
+    if log.edit_deadline_us is not None:
+        document["e"] = log.edit_deadline_us
+    if log.transitions:
+        document["t"] = log.transitions
+    if log.connect is not None:
+        document["c"] = [log.connect[0], _connected_out(log.connect[1])]
+    if log.views:
+        document["w"] = _views_out(log.views)
+    _add_choices(document, log)
+    if log.attributes:
+        document["at"] = log.attributes
     return document
+
+
+def _add_choices(document: dict[str, Any], log: InteractionLog) -> None:
+    if log.notes is not None:
+        document["n"] = log.notes
+    if log.subject is not None:
+        document["s"] = log.subject
+    if log.name_choice is not None:
+        document["nm"] = _stamped_ref_out(log.name_choice)
+    if log.related_choice is not None:
+        document["rt"] = _stamped_ref_out(log.related_choice)
+    if log.wrapup is not None:
+        document["u"] = log.wrapup
 
 
 def _stamped_text_in(raw: list[Any] | None) -> StampedText | None:

@@ -1,18 +1,34 @@
--- Fenced write of one interaction's state: stores the new document only if the stored version is
--- still the one the writer read, so a zombie consumer left over from a rebalance cannot overwrite
--- newer state. It stores and compares; the rules live in the Python fold.
+-- Fenced writes of many interactions' states in one call: each document is stored only if that
+-- interaction's stored version is still the one the writer read, so a zombie consumer left over
+-- from a rebalance cannot overwrite newer state. It stores and compares; the rules live in the
+-- Python fold. Each interaction's document, TTL and deadline entry change together (one script).
 --
--- KEYS[1]  <prefix>:{<interaction_id>}  hash: v (version), d (document), k (kind: l log | t tombstone)
--- ARGV[1]  expected version ("0" when the writer saw no state)
--- ARGV[2]  new version
--- ARGV[3]  document bytes
--- ARGV[4]  kind
--- ARGV[5]  TTL in ms (> 0)
--- Returns 1 when written, else {0, <stored version>}.
-local stored = redis.call('HGET', KEYS[1], 'v') or '0'
-if stored ~= ARGV[1] then
-  return {0, stored}
+-- KEYS[1..n]      <prefix>:{<interaction_id>}  hash: v (version), d (document), k (kind: l log | t tombstone)
+-- KEYS[n+1..]     <prefix>:deadlines:<partition>  the deadline sets the writes touch
+-- ARGV[1]         n, the number of state keys
+-- then 9 values per state key i, in KEYS order:
+--   expected version ("0" when the writer saw no state), new version, document bytes, kind,
+--   TTL in ms (> 0), interaction id (the deadline-set member), deadline op ("a" add | "r" remove |
+--   "" none), deadline-set KEYS index, deadline in ms (the score)
+-- A write that is fenced out changes nothing, its deadline entry included.
+-- Returns the 1-based indexes of the fenced-out writes (empty when every write was stored).
+local n = tonumber(ARGV[1])
+local fenced = {}
+for i = 1, n do
+  local base = 1 + (i - 1) * 9
+  local key = KEYS[i]
+  local stored = redis.call('HGET', key, 'v') or '0'
+  if stored ~= ARGV[base + 1] then
+    fenced[#fenced + 1] = i
+  else
+    redis.call('HSET', key, 'v', ARGV[base + 2], 'd', ARGV[base + 3], 'k', ARGV[base + 4])
+    redis.call('PEXPIRE', key, ARGV[base + 5])
+    local op = ARGV[base + 7]
+    if op == 'a' then
+      redis.call('ZADD', KEYS[tonumber(ARGV[base + 8])], ARGV[base + 9], ARGV[base + 6])
+    elseif op == 'r' then
+      redis.call('ZREM', KEYS[tonumber(ARGV[base + 8])], ARGV[base + 6])
+    end
+  end
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'k', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
+return fenced

@@ -19,6 +19,8 @@ from worker.errors import StoreError
 
 State = InteractionLog | Tombstone
 
+_WRITES_PER_CALL = 1_000  # a script call blocks Redis while it runs: bound its length
+
 
 @dataclass(frozen=True)
 class Stored:
@@ -74,8 +76,9 @@ class RedisStore:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        script = resources.files("worker").joinpath("fenced_write.lua").read_text()
-        self._fenced_write = client.register_script(script)
+        self._script = resources.files("worker").joinpath("fenced_write.lua").read_text()
+        # EVALSHA directly: redis-py's Script object would add a SCRIPT EXISTS round trip per batch.
+        self._sha: str = client.register_script(self._script).sha
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> RedisStore:
@@ -107,41 +110,50 @@ class RedisStore:
     def write(self, writes: Sequence[StateWrite]) -> WriteResult:
         if not writes:
             return WriteResult()
-        encoded = [encode_state(item.state) for item in writes]
+        commands = [self._fenced_write_command(writes[i:i + _WRITES_PER_CALL])
+                    for i in range(0, len(writes), _WRITES_PER_CALL)]
         try:
             try:
-                replies = self._write_pipeline(writes, encoded).execute()
+                replies = self._execute(commands)
             except redis.exceptions.NoScriptError:
-                # Redis restarted or flushed its script cache: nothing of the batch was applied
-                # (every fenced write failed), and the sorted-set commands are idempotent.
-                self._client.script_load(self._fenced_write.script)
-                replies = self._write_pipeline(writes, encoded).execute()
+                # Redis restarted or flushed its script cache: no call of the batch ran (a call is
+                # all-or-nothing), so sending the whole batch again is safe.
+                self._client.script_load(self._script)
+                replies = self._execute(commands)
         except redis.RedisError as exc:
             raise StoreError(f"writing {len(writes)} interactions failed: {exc}") from exc
-        return WriteResult(fenced_out=_fenced_out(writes, replies))
+        fenced: list[str] = []
+        for offset, reply in zip(range(0, len(writes), _WRITES_PER_CALL), replies, strict=True):
+            fenced.extend(writes[offset + index - 1].interaction_id for index in reply)
+        return WriteResult(fenced_out=fenced)
 
-    def _write_pipeline(self, writes: Sequence[StateWrite], encoded: list[tuple[bytes, str]]) -> Any:
-        """The fenced writes first (their replies say what was fenced out), then one ZADD and one ZREM
-        per partition: the deadline commands do not depend on the fence, and a command per write
-        cost as much client-side packing and parsing as the writes themselves."""
-        # EVALSHA directly: redis-py's Script object would add a SCRIPT EXISTS round trip per batch.
+    def _execute(self, commands: list[list[Any]]) -> list[Any]:
+        """One round trip: a single call directly, several in one pipeline."""
+        if len(commands) == 1:
+            return [self._client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
         pipe = self._client.pipeline(transaction=False)
-        sha = self._fenced_write.sha
-        scheduled: dict[int, dict[str, int]] = {}
-        unscheduled: dict[int, list[str]] = {}
-        for item, (document, kind) in zip(writes, encoded, strict=True):
-            pipe.evalsha(sha, 1, keys.state_key(self._prefix, item.interaction_id),
-                         item.expected_version, item.state.version, document, kind, max(item.ttl_ms, 1))
-            if item.deadline is not None:
-                partition, deadline_ms = item.deadline
-                scheduled.setdefault(partition, {})[item.interaction_id] = deadline_ms
-            if item.unschedule_partition is not None:
-                unscheduled.setdefault(item.unschedule_partition, []).append(item.interaction_id)
-        for partition, members in scheduled.items():
-            pipe.zadd(keys.deadlines_key(self._prefix, partition), members)
-        for partition, ids in unscheduled.items():
-            pipe.zrem(keys.deadlines_key(self._prefix, partition), *ids)
-        return pipe
+        for command in commands:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        return list(pipe.execute())
+
+    def _fenced_write_command(self, writes: Sequence[StateWrite]) -> list[Any]:
+        """One EVALSHA of the fenced-write script for these writes (`fenced_write.lua` has the layout).
+
+        One call for many writes: packing and parsing a command per write cost the client as much as
+        everything else it does for a write."""
+        prefix = self._prefix
+        state_keys: list[str] = []
+        args: list[Any] = [len(writes)]
+        deadline_sets: dict[int, int] = {}  # partition → its KEYS index, after the state keys
+        for item in writes:
+            state_keys.append(keys.state_key(prefix, item.interaction_id))
+            document, kind = encode_state(item.state)
+            op, partition, score = _deadline_op(item)
+            index = deadline_sets.setdefault(partition, len(writes) + len(deadline_sets) + 1) if op else 0
+            args += (item.expected_version, item.state.version, document, kind, max(item.ttl_ms, 1),
+                     item.interaction_id, op, index, score)
+        set_keys = [keys.deadlines_key(prefix, partition) for partition in deadline_sets]
+        return ["EVALSHA", self._sha, len(state_keys) + len(set_keys), *state_keys, *set_keys, *args]
 
     def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]:
         rows: list[tuple[bytes, float]] = self._client.zrangebyscore(  # type: ignore[assignment]
@@ -164,9 +176,15 @@ class RedisStore:
         self._client.close()
 
 
-def _fenced_out(writes: Sequence[StateWrite], replies: list[Any]) -> list[str]:
-    """The scripts' replies come first, one per write, in order; 1 means written."""
-    return [item.interaction_id for item, reply in zip(writes, replies, strict=False) if reply != 1]
+def _deadline_op(item: StateWrite) -> tuple[str, int, int]:
+    """(op, partition, score) of a write's deadline entry: "a" schedule, "r" unschedule, "" none."""
+    if item.deadline is not None:
+        if item.unschedule_partition is not None:
+            raise ValueError("a write either schedules or unschedules a deadline, not both")
+        return "a", item.deadline[0], item.deadline[1]
+    if item.unschedule_partition is not None:
+        return "r", item.unschedule_partition, 0
+    return "", 0, 0
 
 
 class MemoryStore:
@@ -191,9 +209,9 @@ class MemoryStore:
             stored_version = self.states.get(item.interaction_id, (0, None))[0]
             if stored_version != item.expected_version:
                 fenced.append(item.interaction_id)
-            else:
-                self.states[item.interaction_id] = (item.state.version, item.state)
-                self.ttl_ms[item.interaction_id] = item.ttl_ms
+                continue  # like the script: a fenced-out write leaves the deadline entry alone too
+            self.states[item.interaction_id] = (item.state.version, item.state)
+            self.ttl_ms[item.interaction_id] = item.ttl_ms
             if item.deadline is not None:
                 partition, deadline_ms = item.deadline
                 self.deadlines.setdefault(partition, {})[item.interaction_id] = deadline_ms

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 import redis
 
 from schemas.log import InteractionLog, Tombstone
@@ -33,3 +34,39 @@ def test_tombstone_replaces_the_log_and_unschedules_its_deadline(
     assert Stored(2, tomb) == store.load(["c2"])["c2"]
     assert 0 == store.open_windows(0)
 
+
+
+def test_one_write_call_fences_each_interaction_alone_and_leaves_a_fenced_ones_deadline(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    store = RedisStore(redis_client, settings.key_prefix)
+    store.write([StateWrite("b", 0, InteractionLog("b", version=5), 60_000)])
+    writes = [
+        StateWrite("a", 0, InteractionLog("a", version=1), 60_000, deadline=(1, 100)),
+        StateWrite("b", 4, InteractionLog("b", version=6), 60_000, deadline=(1, 200)),  # stale: 5 is stored
+        StateWrite("c", 0, InteractionLog("c", version=2), 30_000, deadline=(3, 300)),
+    ]
+    assert ["b"] == store.write(writes).fenced_out
+    assert {"a": 1, "b": 5, "c": 2} == {i: s.version for i, s in store.load(["a", "b", "c"]).items()}
+    assert [("a", 100)] == store.due(1, 1_000, 10)
+    assert [("c", 300)] == store.due(3, 1_000, 10)
+    assert 0 < redis_client.pttl(keys.state_key(settings.key_prefix, "c")) <= 30_000
+
+
+def test_a_batch_larger_than_one_script_call_keeps_every_fence_and_deadline(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    store = RedisStore(redis_client, settings.key_prefix)
+    ids = [f"i{n}" for n in range(2_500)]
+    store.write([StateWrite(i, 0, InteractionLog(i, version=1), 60_000) for i in ids[::2]])
+    writes = [StateWrite(i, 0, InteractionLog(i, version=1), 60_000, deadline=(0, n)) for n, i in enumerate(ids)]
+    assert ids[::2] == store.write(writes).fenced_out
+    assert [(i, n) for n, i in enumerate(ids)][1::2][:5] == store.due(0, 10_000, 5)
+    assert 1_250 == store.open_windows(0)
+
+
+def test_a_write_that_both_schedules_and_unschedules_is_refused(settings: Settings, redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client, settings.key_prefix)
+    both = StateWrite("d", 0, InteractionLog("d", version=1), 60_000, deadline=(0, 1), unschedule_partition=0)
+    with pytest.raises(ValueError, match="not both"):
+        store.write([both])

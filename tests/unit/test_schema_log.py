@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from schemas.log import InteractionLog, Tombstone, from_us, state_from_bytes, to_us
+from schemas.common import RecordRef, RecordSystem
+from schemas.log import InteractionLog, Tombstone, evolve_log, from_us, state_from_bytes, to_us
 from tests.unit.test_fold_rules import connected, ev, ref, run
+from tests.unit.test_snapshot_json import _logs
 
 REDIS_OVERHEAD_BYTES = 200  # key, hash-tag, TTL and dict entry, generously
 TYPICAL_OPEN_LOG_LIMIT_BYTES = 2048
@@ -54,3 +58,44 @@ def test_corrupt_state_bytes_raise_value_error(raw: bytes) -> None:
 def test_microsecond_conversion_is_exact() -> None:
     moment = datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=UTC)
     assert from_us(to_us(moment)) == moment
+
+
+def _reference_document(log: InteractionLog) -> bytes:
+    """The stored document written the plain way: every value dumped afresh, enums by `.value`."""
+    def ref_out(r: RecordRef | None) -> list[str] | None:
+        return None if r is None else [r.system.value, r.type, r.id]
+
+    document: dict[str, Any] = {"k": "log", "i": log.interaction_id, "v": log.version,
+                                "g": log.trigger.value, "l": log.last_event_us, "a": list(log.applied_ids)}
+    optional: dict[str, Any] = {
+        "f": 1 if log.finalized else None, "e": log.edit_deadline_us, "t": log.transitions or None,
+        "c": None if log.connect is None else [log.connect[0],
+                                                log.connect[1].model_dump(mode="json", exclude_none=True)],
+        "w": [[stamp, ref_out(r)] for stamp, r in log.views] or None, "n": log.notes, "s": log.subject,
+        "nm": None if log.name_choice is None else [log.name_choice[0], ref_out(log.name_choice[1])],
+        "rt": None if log.related_choice is None else [log.related_choice[0], ref_out(log.related_choice[1])],
+        "u": log.wrapup, "at": log.attributes or None,
+    }
+    document.update((key, value) for key, value in optional.items() if value is not None)
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_stored_bytes_equal_the_plain_document_at_every_version_also_when_parts_are_reused() -> None:
+    logs = _logs(seed=5, count=40)  # successive versions share their connect data and views tuples
+    assert len(logs) > 200
+    first = [log.to_bytes() for log in logs]
+    again = [log.to_bytes() for log in logs]  # the memoized parts
+    reference = [_reference_document(log) for log in logs]
+    assert reference == first == again
+    assert all(InteractionLog.from_bytes(raw) == log for raw, log in zip(first, logs, strict=True))
+
+
+def test_a_log_with_a_new_view_stores_the_new_view_not_the_memoized_old_ones() -> None:
+    log = _typical_open_call()
+    before = log.to_bytes()
+    later = evolve_log(log, log.version + 1, log.trigger, log.applied_ids, log.last_event_us,
+                       {"views": (*log.views, ((99, 1, 99), RecordRef(system=RecordSystem.SALESFORCE,
+                                                                        type="Case", id="new")))})
+    assert before == log.to_bytes()
+    assert b'["salesforce","Case","new"]' in later.to_bytes()
+    assert _reference_document(later) == later.to_bytes()
