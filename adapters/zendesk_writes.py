@@ -85,10 +85,9 @@ def estimated_requests(items: Sequence[SyncItem]) -> int:
         checks += lookup + ((known or lookup) and (state.uncertain or state.synced_version > 0))
         updates += known
         creates += not known
-    saved = sum(n - 1 for n in (updates, creates) if n > 1)
-    writes = math.ceil(updates / MAX_JOB_TICKETS) + math.ceil(creates / MAX_JOB_TICKETS) + 1 if saved >= 2 \
-        else updates + creates
-    return checks + writes
+    if sum(n - 1 for n in (updates, creates) if n > 1) < 2:
+        return checks + updates + creates  # direct calls, as plan_units decides
+    return checks + math.ceil(updates / MAX_JOB_TICKETS) + math.ceil(creates / MAX_JOB_TICKETS) + 1
 
 
 def _chunks(writes: list[Write], as_job: bool) -> list[list[Write]]:
