@@ -71,8 +71,10 @@ def coalesce(records: Sequence[SyncRecord]) -> list[Pending]:
         triggers[interaction_id] = stronger(triggers.get(interaction_id), snap.trigger)
     pending: list[Pending] = []
     for interaction_id, record in newest.items():
-        assert record.snapshot is not None
-        snap = record.snapshot.model_copy(update={"trigger": triggers[interaction_id]})
+        snap = record.snapshot
+        assert snap is not None
+        if snap.trigger != triggers[interaction_id]:  # a copy only when the trigger changes
+            snap = snap.model_copy(update={"trigger": triggers[interaction_id]})
         pending.append(Pending(snapshot=snap, record=record))
     return pending
 

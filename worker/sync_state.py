@@ -8,11 +8,11 @@ a TTL when it has none: after the fold's state expired, a late sync must not lea
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
 import redis
 
 from adapters.base import TargetState
@@ -46,7 +46,9 @@ class StateUpdate:
 
 
 def encode_target_state(state: TargetState) -> bytes:
-    return json.dumps(asdict(state), separators=(",", ":")).encode()
+    return orjson.dumps(
+        {"remote_id": state.remote_id, "synced_version": state.synced_version, "uncertain": state.uncertain}
+    )
 
 
 def decode_target_state(raw: bytes | str | None) -> TargetState:
@@ -54,7 +56,7 @@ def decode_target_state(raw: bytes | str | None) -> TargetState:
     if raw is None:
         return TargetState()
     try:
-        data: Any = json.loads(raw)
+        data: Any = orjson.loads(raw)
         return TargetState(
             remote_id=None if data.get("remote_id") is None else str(data["remote_id"]),
             synced_version=int(data.get("synced_version", 0)),
@@ -99,18 +101,24 @@ class RedisSyncStateStore:
     def save(self, updates: Sequence[StateUpdate]) -> None:
         if not updates:
             return
-        pipe = self._client.pipeline(transaction=False)
-        for update in updates:
-            self._save(
-                keys=[keys.state_key(self._prefix, update.interaction_id)],
-                args=[keys.sync_field(update.target), encode_target_state(update.state),
-                      update.state.synced_version, self._ttl_s],
-                client=pipe,
-            )
         try:
-            pipe.execute()
+            try:
+                self._save_by_sha(updates)
+            except redis.exceptions.NoScriptError:  # a restarted or flushed Redis: load it, once
+                self._client.script_load(_SAVE_SCRIPT)
+                self._save_by_sha(updates)
         except redis.RedisError as exc:
             raise StoreError(f"saving sync state of {len(updates)} items failed: {exc}") from exc
+
+    def _save_by_sha(self, updates: Sequence[StateUpdate]) -> None:
+        """EVALSHA straight away: a pipeline with a registered script would ask SCRIPT EXISTS first,
+        one more round trip per save. Without the script loaded no command runs (all NOSCRIPT)."""
+        pipe = self._client.pipeline(transaction=False)
+        for update in updates:
+            pipe.evalsha(self._save.sha, 1, keys.state_key(self._prefix, update.interaction_id),
+                         keys.sync_field(update.target), encode_target_state(update.state),
+                         update.state.synced_version, self._ttl_s)
+        pipe.execute()
 
 
 class MemorySyncStateStore:

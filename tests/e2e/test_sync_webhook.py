@@ -97,6 +97,6 @@ def test_a_full_target_queue_pauses_consuming_and_nothing_is_lost_after_it_resum
         completed = {c: [t["Status"] for t in tasks] for c, tasks in tasks_by_call(fresh_emulators).items()}
         assert {c: ["Completed"] for c in calls} == completed
         assert "consuming paused" in worker.log_text()
-        assert "consuming resumed" in worker.log_text()
+        assert wait_for(lambda: "consuming resumed" in worker.log_text(), 10)  # at the loop's next turn
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
