@@ -1,4 +1,4 @@
-"""One batch of the sync stage, without Kafka or HTTP: decode, coalesce, pick what each target is due.
+"""One batch of the sync stage, without Kafka or HTTP: decode, coalesce, dead-letter headers.
 
 Coalescing keeps the newest version per interaction but the strongest trigger seen for it in the
 batch, so a target that reacts only to state changes (Salesforce) still sees the hold that a
@@ -7,12 +7,12 @@ later notes edit coalesced away.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from adapters.base import Failed, SyncItem, TargetState
+from adapters.base import Failed
 from schemas.common import Trigger
 from schemas.snapshot import LogSnapshot
 from worker.fold_batch import stronger
@@ -77,18 +77,6 @@ def coalesce(records: Sequence[SyncRecord]) -> list[Pending]:
             snap = snap.model_copy(update={"trigger": triggers[interaction_id]})
         pending.append(Pending(snapshot=snap, record=record))
     return pending
-
-
-def due_items(
-    pending: Sequence[Pending], target: str, states: Mapping[tuple[str, str], TargetState]
-) -> list[tuple[Pending, SyncItem]]:
-    """What `target` has not synced yet (a replayed or re-consumed version makes no call)."""
-    due: list[tuple[Pending, SyncItem]] = []
-    for entry in pending:
-        state = states.get((entry.snapshot.interaction_id, target), TargetState())
-        if state.synced_version < entry.snapshot.version:
-            due.append((entry, SyncItem(entry.snapshot, state)))
-    return due
 
 
 def redact(message: str, snapshot: LogSnapshot | None) -> str:

@@ -1,4 +1,4 @@
-"""Pure parts of the sync stage: decode, coalesce (strongest trigger kept), what is due, redaction."""
+"""Pure parts of the sync stage: decode, coalesce (strongest trigger kept), redaction."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from adapters.base import Failed, TargetState
+from adapters.base import Failed
 from schemas.common import Trigger
 from schemas.snapshot import LogSnapshot
 from worker.sync_batch import (
@@ -14,7 +14,6 @@ from worker.sync_batch import (
     SyncRecord,
     coalesce,
     decode_snapshot,
-    due_items,
     failure_headers,
     redact,
 )
@@ -69,14 +68,6 @@ def test_decode_reports_the_field_but_never_the_value() -> None:
     assert error is not None
     assert "version" in error and "trigger" in error
     assert "secret-note-text" not in error
-
-
-def test_a_version_already_synced_for_a_target_is_not_due_again() -> None:
-    pending = [Pending(snap("a", 4, "updated"), record(snap("a", 4, "updated"), 0)),
-               Pending(snap("b", 2, "updated"), record(snap("b", 2, "updated"), 1))]
-    states = {("a", "webhook"): TargetState("r-a", 4), ("b", "webhook"): TargetState("r-b", 1)}
-    due = due_items(pending, "webhook", states)
-    assert [("b", TargetState("r-b", 1))] == [(item.snapshot.interaction_id, item.target_state) for _, item in due]
 
 
 def test_dead_letter_headers_name_target_code_and_origin_and_cut_note_text() -> None:
