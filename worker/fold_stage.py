@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from schemas.decode import Rejection
 from worker import metrics
 from worker.errors import StoreError
-from worker.finalizer import PartitionClocks, plan_closes
+from worker.finalizer import ClosePlan, PartitionClocks, plan_closes
 from worker.fold_batch import BatchPlan, Record, TtlPolicy, plan_batch
 from worker.kafka_io import (
     DeliveryTracker,
@@ -45,6 +45,7 @@ log = structlog.get_logger("ilog.fold")
 
 _FENCE_ATTEMPTS = 3
 _FINALIZE_EVERY_S = 0.2
+_CLOSES_PER_TICK = 500  # per partition
 
 
 def wall_ms() -> int:
@@ -248,31 +249,48 @@ class FoldStage:
             )
 
     def finalize_due(self) -> None:
-        """Close every due window of every owned partition (emit, flush, then tombstone)."""
+        """Close every due window of every owned partition: emit, flush, then write the tombstones.
+
+        All partitions together: one round trip finds what is due, one flush and one write round
+        trip close it (per partition these were paid every step, even with nothing to close)."""
         now = wall_ms()
-        for partition in self.clocks.owned():
-            clock = self.clocks.clock_ms(partition, now, follow_wall_clock=self.options.follow_wall_clock)
-            plan = plan_closes(
-                self.store, partition, clock, grace_ms=int(self.settings.finalize_grace_seconds * 1000),
-                ttl=self.ttl, now_ms=now, load=lambda ids: self._load(ids, now),
+        grace_ms = int(self.settings.finalize_grace_seconds * 1000)
+        clocks = {p: self.clocks.clock_ms(p, now, follow_wall_clock=self.options.follow_wall_clock)
+                  for p in self.clocks.owned()}
+        if not clocks:
+            return
+        due = self.store.due_many({p: clock - grace_ms for p, clock in clocks.items()}, _CLOSES_PER_TICK)
+        plans = {
+            partition: plan_closes(
+                self.store, partition, clocks[partition], grace_ms=grace_ms, ttl=self.ttl, now_ms=now,
+                load=lambda ids: self._load(ids, now), due=entries,
             )
-            if not plan.writes:
-                continue
-            self._emit(plan.snapshots)
-            self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
-            on_partition = dict.fromkeys((item.interaction_id for item in plan.writes), partition)
-            fenced = self._write_through(plan.writes, on_partition.__getitem__, now)
-            if fenced:
-                metrics.FENCED_WRITES.inc(len(fenced))
-            late_ms = int((self.settings.finalize_grace_seconds + 1) * 1000)
+            for partition, entries in due.items() if entries
+        }
+        writes = [item for plan in plans.values() for item in plan.writes]
+        if not writes:
+            return
+        self._emit([snap for plan in plans.values() for snap in plan.snapshots])
+        self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+        on_partition = {item.interaction_id: p for p, plan in plans.items() for item in plan.writes}
+        fenced = self._write_through(writes, on_partition.__getitem__, now)
+        if fenced:
+            metrics.FENCED_WRITES.inc(len(fenced))
+        self._closed(plans, now, {p: clocks[p] for p in plans})
+
+    def _closed(self, plans: dict[int, ClosePlan], now_ms: int, clocks: dict[int, int]) -> None:
+        """Metrics and one log line per partition and tick (not per window) for the windows closed."""
+        late_ms = int((self.settings.finalize_grace_seconds + 1) * 1000)
+        for partition, plan in plans.items():
             for _interaction_id, deadline_ms in plan.closed:
                 metrics.WINDOWS_CLOSED.inc()
-                if now - deadline_ms > late_ms and self.options.follow_wall_clock:
+                if now_ms - deadline_ms > late_ms and self.options.follow_wall_clock:
                     metrics.WINDOWS_CLOSED_LATE.inc()
-            if plan.closed:  # one line per partition and tick, not per window
-                log.info("window closed", partition=partition, count=len(plan.closed), clock_ms=clock,
+            if plan.closed:
+                log.info("window closed", partition=partition, count=len(plan.closed), clock_ms=clocks[partition],
                          interaction_ids=[interaction_id for interaction_id, _ in plan.closed[:10]])
-            metrics.OPEN_WINDOWS.labels(str(partition)).set(self.store.open_windows(partition))
+        for partition, count in self.store.open_windows_many(list(plans)).items():
+            metrics.OPEN_WINDOWS.labels(str(partition)).set(count)
 
     def _within_stop_offsets(self, records: list[Record]) -> tuple[list[Record], list[int]]:
         """(records before the stop offsets, partitions that reached theirs: paused, read no further).
@@ -300,11 +318,11 @@ class FoldStage:
             return False
         now = wall_ms()
         grace_ms = int(self.settings.finalize_grace_seconds * 1000)
-        return not any(
-            self.store.due(p, self.clocks.clock_ms(p, now, follow_wall_clock=self.options.follow_wall_clock)
-                           - grace_ms, 1)
-            for p in owned
+        due = self.store.due_many(
+            {p: self.clocks.clock_ms(p, now, follow_wall_clock=self.options.follow_wall_clock) - grace_ms
+             for p in owned}, 1,
         )
+        return not any(due.values())
 
     def shutdown(self) -> None:
         """Finish: flush what was produced, commit stored offsets, leave the group."""

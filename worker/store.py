@@ -50,6 +50,8 @@ class LogStore(Protocol):
     def write(self, writes: Sequence[StateWrite]) -> WriteResult: ...
     def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]: ...
     def open_windows(self, partition: int) -> int: ...
+    def due_many(self, until_ms: dict[int, int], limit: int) -> dict[int, list[tuple[str, int]]]: ...
+    def open_windows_many(self, partitions: Sequence[int]) -> dict[int, int]: ...
     def unschedule(self, partition: int, interaction_ids: Sequence[str]) -> None: ...
     def sync_state(self, interaction_id: str, target: str) -> bytes | None: ...
     def close(self) -> None: ...
@@ -164,6 +166,22 @@ class RedisStore:
     def open_windows(self, partition: int) -> int:
         return int(self._client.zcard(keys.deadlines_key(self._prefix, partition)))
 
+    def due_many(self, until_ms: dict[int, int], limit: int) -> dict[int, list[tuple[str, int]]]:
+        """`due` of several partitions (partition → until_ms) in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for partition, until in until_ms.items():
+            pipe.zrangebyscore(keys.deadlines_key(self._prefix, partition), "-inf", until, start=0, num=limit,
+                               withscores=True)
+        rows: list[list[tuple[bytes, float]]] = pipe.execute()
+        return {partition: [(member.decode(), int(score)) for member, score in found]
+                for partition, found in zip(until_ms, rows, strict=True)}
+
+    def open_windows_many(self, partitions: Sequence[int]) -> dict[int, int]:
+        pipe = self._client.pipeline(transaction=False)
+        for partition in partitions:
+            pipe.zcard(keys.deadlines_key(self._prefix, partition))
+        return {partition: int(count) for partition, count in zip(partitions, pipe.execute(), strict=True)}
+
     def unschedule(self, partition: int, interaction_ids: Sequence[str]) -> None:
         if interaction_ids:
             self._client.zrem(keys.deadlines_key(self._prefix, partition), *interaction_ids)
@@ -225,6 +243,12 @@ class MemoryStore:
 
     def open_windows(self, partition: int) -> int:
         return len(self.deadlines.get(partition, {}))
+
+    def due_many(self, until_ms: dict[int, int], limit: int) -> dict[int, list[tuple[str, int]]]:
+        return {partition: self.due(partition, until, limit) for partition, until in until_ms.items()}
+
+    def open_windows_many(self, partitions: Sequence[int]) -> dict[int, int]:
+        return {partition: self.open_windows(partition) for partition in partitions}
 
     def unschedule(self, partition: int, interaction_ids: Sequence[str]) -> None:
         for interaction_id in interaction_ids:

@@ -70,3 +70,13 @@ def test_a_write_that_both_schedules_and_unschedules_is_refused(settings: Settin
     both = StateWrite("d", 0, InteractionLog("d", version=1), 60_000, deadline=(0, 1), unschedule_partition=0)
     with pytest.raises(ValueError, match="not both"):
         store.write([both])
+
+
+def test_due_and_open_windows_of_several_partitions_come_back_per_partition(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    store = RedisStore(redis_client, settings.key_prefix)
+    store.write([StateWrite(i, 0, InteractionLog(i, version=1), 60_000, deadline=(p, d))
+                 for i, p, d in [("x", 0, 10), ("y", 0, 50), ("z", 4, 20)]])
+    assert {0: [("x", 10)], 4: [("z", 20)], 5: []} == store.due_many({0: 30, 4: 30, 5: 30}, 10)
+    assert {0: 2, 4: 1, 5: 0} == store.open_windows_many([0, 4, 5])
