@@ -153,3 +153,33 @@ def test_an_over_long_subject_is_dead_lettered_with_the_error_and_the_others_go_
         assert bad not in tasks_by_call(fresh_emulators)
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_a_replica_leaving_mid_stream_hands_its_partitions_over_without_duplicates_or_losses(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> None:
+    run = sync_settings(settings, fresh_emulators, ("salesforce", "zendesk"), zendesk_job_timeout_seconds=4.0)
+    calls = [f"conv-handover-{n:02d}" for n in range(CALLS)]
+    tickets = {call: seed_ticket(fresh_emulators, f"Order {call}") for call in calls}
+    t0 = datetime.now(UTC) - timedelta(minutes=2)
+    _arm_storm(fresh_emulators)
+    produce(run, run.events_topic, [e for n, c in enumerate(calls) for e in _history(c, n, t0, tickets[c])])
+    fold = WorkerProcess("fold", run, tmp_path / "fold.log")
+    staying = WorkerProcess("sync", run, tmp_path / "sync-staying.log", **FAST_GROUP)
+    leaving = WorkerProcess("sync", run, tmp_path / "sync-leaving.log", **FAST_GROUP)
+    try:
+        assert wait_for(lambda: '"sync retry"' in leaving.log_text() or '"synced"' in leaving.log_text(), 30), \
+            leaving.log_text()[-3000:]
+        assert leaving.stop() == 0, leaving.log_text()[-3000:]  # SIGTERM: revoke, store what is done, leave
+        assert wait_for(lambda: _all_final(fresh_emulators, calls, tickets), 60), staying.log_text()[-3000:]
+        time.sleep(1.0)
+        found = tasks_by_call(fresh_emulators)
+        assert {c: 1 for c in calls} == {c: len(found.get(c, [])) for c in calls}
+        assert {c: "Completed" for c in calls} == {c: found[c][0]["Status"] for c in calls}
+        comments = {c: worker_comments(ticket(fresh_emulators, tickets[c])) for c in calls}
+        assert {c: 1 for c in calls} == {c: len(comments[c]) for c in calls}
+        assert [] == _dead_letters(run, 3.0)
+    finally:
+        leaving.stop()
+        staying.stop()
+        fold.stop()
