@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from schemas.snapshot import LogSnapshot
@@ -102,19 +102,32 @@ class WorkQueue:
 
     def finish(self, work: Work, done: bool) -> list[Position]:
         """The call for `work` is over: the positions now done, or (not done) back in the queue."""
+        if not done:
+            self.give_back([work])
+            return []
         with self.changed:
             self._in_flight.pop(work.interaction_id, None)
             self.changed.notify_all()
             if work.interaction_id in self._dropped:
                 self._dropped.discard(work.interaction_id)
                 return []
-            if done:
-                return work.positions
-            waiting = self._waiting.pop(work.interaction_id, None)
-            back = work if waiting is None else merged(work, waiting)
-            # retried first: it is the oldest work of the target
-            self._waiting = {back.interaction_id: back, **self._waiting}
-            return []
+            return work.positions
+
+    def give_back(self, works: Sequence[Work]) -> None:
+        """Work taken but not done (retry, no budget, settling) goes back in front, merged with
+        what arrived for the same interactions meanwhile: it is the oldest work of the target."""
+        with self.changed:
+            back: dict[str, Work] = {}
+            for work in works:
+                self._in_flight.pop(work.interaction_id, None)
+                if work.interaction_id in self._dropped:
+                    self._dropped.discard(work.interaction_id)
+                    continue
+                waiting = self._waiting.pop(work.interaction_id, None)
+                back[work.interaction_id] = work if waiting is None else merged(work, waiting)
+            if back:
+                self._waiting = {**back, **self._waiting}
+            self.changed.notify_all()
 
     def drop(self, partitions: Collection[PartitionKey], in_flight: bool) -> int:
         """Forget waiting work of `partitions` (and, with `in_flight`, the outcome of calls under way)."""

@@ -138,9 +138,7 @@ class TargetRunner:
             return
         sent = self._admitted([item for _, item in due])
         sent_ids = {item.snapshot.interaction_id for item in sent}
-        for work, _ in due:
-            if work.interaction_id not in sent_ids:
-                self.queue.finish(work, done=False)
+        self.queue.give_back([work for work, _ in due if work.interaction_id not in sent_ids])
         if not sent:
             self.paused_until = time.monotonic() + _BUDGET_POLL_S
             return
@@ -170,8 +168,7 @@ class TargetRunner:
         if not unsettled or self.settle_s <= 0:
             return False
         self._settle()
-        for work, _ in due:
-            self.queue.finish(work, done=False)
+        self.queue.give_back([work for work, _ in due])
         return True
 
     def _settle(self) -> None:
@@ -227,7 +224,10 @@ class TargetRunner:
                 self.dead_letter(work.entry, self.name, outcome)
         self.states.save(updates)
         for work, outcome in zip(works, outcomes, strict=True):
-            self.on_done(self.queue.finish(work, done=not isinstance(outcome, Retry)))
+            if not isinstance(outcome, Retry):
+                self.on_done(self.queue.finish(work, done=True))
+        self.queue.give_back([work for work, outcome in zip(works, outcomes, strict=True)
+                              if isinstance(outcome, Retry)])
         self._after(strongest, outcomes)
 
     def _after(self, strongest: Retry | None, outcomes: Sequence[SyncOutcome]) -> None:
