@@ -14,12 +14,12 @@ with orjson: the same bytes `json.dumps(separators=(",", ":"), ensure_ascii=Fals
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, fields, make_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import orjson
+from pydantic import BaseModel
 
 from schemas.common import RecordRef, RecordSystem, Trigger
 from schemas.events import ConnectedData
@@ -164,32 +164,13 @@ def _connected_in(raw: dict[str, Any]) -> ConnectedData:
     return ConnectedData.model_validate(raw)
 
 
-_FRAGMENTS_KEPT = 65_536
-_fragments_by_id: dict[int, tuple[object, orjson.Fragment]] = {}
-
-
-def _fragment(value: object, document: Callable[[], Any]) -> orjson.Fragment:
-    """The JSON of `document()`, built once per `value` object (a connect fact's data, a views tuple).
-
-    A log keeps those objects through every later version that does not change them, and they were
-    re-serialized on every write (the connect data through pydantic). Entries are keyed by `id()` and
-    hold the object, so an id is not reused while its entry lives; the memo is cleared when full."""
-    entry = _fragments_by_id.get(id(value))
-    if entry is not None and entry[0] is value:
-        return entry[1]
-    fragment = orjson.Fragment(orjson.dumps(document()))
-    if len(_fragments_by_id) >= _FRAGMENTS_KEPT:
-        _fragments_by_id.clear()
-    _fragments_by_id[id(value)] = (value, fragment)
-    return fragment
-
-
-def _connected_out(data: ConnectedData) -> orjson.Fragment:
-    return _fragment(data, lambda: data.model_dump(mode="json", exclude_none=True))
-
-
-def _views_out(views: tuple[View, ...]) -> orjson.Fragment:
-    return _fragment(views, lambda: [[stamp, _ref_out(ref)] for stamp, ref in views])
+def _model_out(model: BaseModel) -> dict[str, Any]:
+    """`model.model_dump(mode="json", exclude_none=True)` for the connect data, without pydantic's
+    serializer (the worker's hottest write path): a model's `__dict__` holds its fields in declaration
+    order, nested models recurse, and enum members go in as the `str` subclasses they are. The
+    byte-equality test of the stored document guards this if a model gains another kind of field."""
+    return {name: _model_out(value) if isinstance(value, BaseModel) else value
+            for name, value in model.__dict__.items() if value is not None}
 
 
 def _stamp_in(raw: list[int]) -> Stamp:
@@ -209,9 +190,9 @@ def _log_document(log: InteractionLog) -> dict[str, Any]:
     if log.transitions:
         document["t"] = log.transitions
     if log.connect is not None:
-        document["c"] = [log.connect[0], _connected_out(log.connect[1])]
+        document["c"] = [log.connect[0], _model_out(log.connect[1])]
     if log.views:
-        document["w"] = _views_out(log.views)
+        document["w"] = [[stamp, [ref.system, ref.type, ref.id]] for stamp, ref in log.views]
     _add_choices(document, log)
     if log.attributes:
         document["at"] = log.attributes

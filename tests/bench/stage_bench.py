@@ -6,6 +6,7 @@ Both run the real `FoldStage` in burst mode (windows close by event time); the R
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ TARGET_EVENTS_PER_S = 30_000
 TARGET_RATIO = 0.5
 TARGET_RSS_GROWTH = 0.20
 LARGE_BATCH = 5_000
+PROCESSES = 2  # the scale-out figure: this many stages in one consumer group, one process each
 
 
 def fold_stage_throughput(quick: bool) -> dict[str, Any]:
@@ -41,14 +43,19 @@ def fold_stage_throughput(quick: bool) -> dict[str, Any]:
     # events of one interaction share a load, a snapshot and a write (docs/benchmarks.md).
     big = settings.model_copy(update={"batch_size": LARGE_BATCH, "key_prefix": f"{settings.key_prefix}-big",
                                       "fold_group": f"{settings.fold_group}-big"})
+    # And once more in a group of its own with one stage per process (partitions split between them).
+    split = settings.model_copy(update={"key_prefix": f"{settings.key_prefix}-split",
+                                        "fold_group": f"{settings.fold_group}-split"})
     try:
         produced = produce_histories(settings, interactions, seed=7, rate_per_s=RATE_PER_S)
         bare_s, bare_count = _bare_consume(settings, produced)
         fold_s, fold_count = _run_fold_stage(settings, on_batch=None)
         big_s, big_count = _run_fold_stage(big, on_batch=None)
+        split_s, split_count = _run_fold_processes(split, PROCESSES)
     finally:
         cleanup(settings)
         cleanup(big)
+        cleanup(split)
     bare_rate, fold_rate = bare_count / bare_s, fold_count / fold_s
     ratio = fold_rate / bare_rate
     return {
@@ -58,7 +65,9 @@ def fold_stage_throughput(quick: bool) -> dict[str, Any]:
         "measured": {"fold_events_per_s": round(fold_rate), "bare_consumer_events_per_s": round(bare_rate),
                      "fold_to_bare_ratio": round(ratio, 3), "fold_seconds": round(fold_s, 2),
                      "bare_seconds": round(bare_s, 2), "fold_events": fold_count, "bare_events": bare_count,
-                     f"fold_events_per_s_batch_{LARGE_BATCH}": round(big_count / big_s)},
+                     f"fold_events_per_s_batch_{LARGE_BATCH}": round(big_count / big_s),
+                     f"fold_events_per_s_{PROCESSES}_processes": round(split_count / split_s),
+                     f"fold_to_bare_ratio_{PROCESSES}_processes": round(split_count / split_s / bare_rate, 3)},
         "target": {"fold_events_per_s": TARGET_EVENTS_PER_S, "fold_to_bare_ratio": TARGET_RATIO},
         "meets_target": fold_rate >= TARGET_EVENTS_PER_S and ratio >= TARGET_RATIO,
     }
@@ -157,6 +166,35 @@ def _run_fold_stage(settings: Settings, on_batch: Callable[[int], None] | None) 
     finally:
         store.close()
     return progress["last_s"] - progress["first_s"], int(progress["consumed"])
+
+
+def _run_fold_processes(settings: Settings, processes: int) -> tuple[float, int]:
+    """The stage in `processes` fresh processes of one consumer group (as that many `ilog worker fold`);
+    seconds from the first batch of any of them to the end of the last batch of all of them."""
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue[tuple[float, float, int]] = context.Queue()
+    children = [context.Process(target=_fold_child, args=(settings, results)) for _ in range(processes)]
+    for child in children:
+        child.start()
+    spans = [results.get(timeout=900) for _ in children]
+    for child in children:
+        child.join()
+    if any(child.exitcode != 0 for child in children):
+        raise RuntimeError("a fold process of the split run failed")
+    started = [first for first, _last, count in spans if count]
+    return max(last for _first, last, _count in spans) - min(started), sum(count for *_, count in spans)
+
+
+def _fold_child(settings: Settings, results: multiprocessing.Queue[tuple[float, float, int]]) -> None:
+    """One stage of the split run: (first batch start, last batch end, events), on CLOCK_MONOTONIC,
+    which every process shares."""
+    last = {"s": 0.0}
+
+    def mark(_consumed: int) -> None:  # runs at the end of each batch
+        last["s"] = time.monotonic()
+
+    seconds, consumed = _run_fold_stage(settings, on_batch=mark)
+    results.put((last["s"] - seconds, last["s"], consumed))
 
 
 def _log_to_file(settings: Settings) -> None:
