@@ -84,6 +84,7 @@ class SyncStage:
         self.ledger = OffsetLedger()
         self.assigned_once = threading.Event()
         self.paused = False
+        self.closing = False
         self.runners = [
             TargetRunner(
                 target, states, budget, self._dead_letter, on_done=self.ledger.done,
@@ -103,7 +104,9 @@ class SyncStage:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         for runner in self.runners:
             runner.queue.drop(keys, in_flight=False)
-        until_s = time.monotonic() + self.settings.drain_timeout_seconds * _DRAIN_SHARE
+        # on close the targets had their drain already: what is still under way is not waited for
+        wait_s = 0.0 if self.closing else self.settings.drain_timeout_seconds * _DRAIN_SHARE
+        until_s = time.monotonic() + wait_s
         while any(r.queue.in_flight_of(keys) for r in self.runners) and time.monotonic() < until_s:
             time.sleep(_REVOKE_POLL_S)
         for runner in self.runners:
@@ -212,6 +215,7 @@ class SyncStage:
         """Let the targets work off their queues, then flush, store, commit, leave the group."""
         drain_s = self.settings.drain_timeout_seconds
         until_s = time.monotonic() + drain_s * _DRAIN_SHARE
+        self.closing = True
         for runner in self.runners:
             runner.close_by(until_s)
         try:
