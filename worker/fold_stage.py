@@ -223,15 +223,15 @@ class FoldStage:
 
     def _emit(self, snapshots: Sequence[tuple[int, EncodedSnapshot]]) -> None:
         emitted: dict[str, int] = {}  # per trigger: one metric update per batch, not per snapshot
+        produce, topic, callback = self.producer.produce, self.settings.upserts_topic, self.deliveries.callback
         for _partition, snap in snapshots:
             trigger = snap.trigger.value
-            self.producer.produce(
-                self.settings.upserts_topic, key=snap.interaction_id, value=snap.payload,
-                headers=[("trigger", trigger.encode()), ("version", str(snap.version).encode())],
-                on_delivery=self.deliveries.callback,
-            )
+            produce(topic, key=snap.interaction_id, value=snap.payload,
+                    headers=[("trigger", trigger.encode()), ("version", b"%d" % snap.version)],
+                    on_delivery=callback)
             emitted[trigger] = emitted.get(trigger, 0) + 1
-            self.producer.poll(0)
+        # delivery reports are served once per batch (the caller flushes next), not once per message
+        self.producer.poll(0)
         for trigger, count in emitted.items():
             metrics.SNAPSHOTS_EMITTED.labels(trigger).inc(count)
 
