@@ -79,15 +79,23 @@ def _all_final(emus: Emulators, calls: list[str], tickets: dict[str, int]) -> bo
     return all(worker_comments(tickets_now[tickets[c]]) for c in calls)
 
 
+def _stormy_stream(
+    settings: Settings, emulators: Emulators, name: str
+) -> tuple[Settings, list[str], dict[str, int]]:
+    """Salesforce and Zendesk on, a ticket per call, the error storm armed, every history produced."""
+    run = sync_settings(settings, emulators, ("salesforce", "zendesk"), zendesk_job_timeout_seconds=4.0)
+    calls = [f"conv-{name}-{n:02d}" for n in range(CALLS)]
+    tickets = {call: seed_ticket(emulators, f"Order {call}") for call in calls}
+    t0 = datetime.now(UTC) - timedelta(minutes=2)
+    _arm_storm(emulators)
+    produce(run, run.events_topic, [e for n, c in enumerate(calls) for e in _history(c, n, t0, tickets[c])])
+    return run, calls, tickets
+
+
 def test_error_storms_and_three_sigkills_leave_one_task_and_one_comment_per_interaction(
     settings: Settings, fresh_emulators: Emulators, tmp_path: Path
 ) -> None:
-    run = sync_settings(settings, fresh_emulators, ("salesforce", "zendesk"), zendesk_job_timeout_seconds=4.0)
-    calls = [f"conv-storm-{n:02d}" for n in range(CALLS)]
-    tickets = {call: seed_ticket(fresh_emulators, f"Order {call}") for call in calls}
-    t0 = datetime.now(UTC) - timedelta(minutes=2)
-    _arm_storm(fresh_emulators)
-    produce(run, run.events_topic, [e for n, c in enumerate(calls) for e in _history(c, n, t0, tickets[c])])
+    run, calls, tickets = _stormy_stream(settings, fresh_emulators, "storm")
     fold = WorkerProcess("fold", run, tmp_path / "fold.log")
     instance = {"ILOG_GROUP_INSTANCE_ID": "sync-crash-test", **FAST_GROUP}
     rng = random.Random(5)
@@ -158,12 +166,7 @@ def test_an_over_long_subject_is_dead_lettered_with_the_error_and_the_others_go_
 def test_a_replica_leaving_mid_stream_hands_its_partitions_over_without_duplicates_or_losses(
     settings: Settings, fresh_emulators: Emulators, tmp_path: Path
 ) -> None:
-    run = sync_settings(settings, fresh_emulators, ("salesforce", "zendesk"), zendesk_job_timeout_seconds=4.0)
-    calls = [f"conv-handover-{n:02d}" for n in range(CALLS)]
-    tickets = {call: seed_ticket(fresh_emulators, f"Order {call}") for call in calls}
-    t0 = datetime.now(UTC) - timedelta(minutes=2)
-    _arm_storm(fresh_emulators)
-    produce(run, run.events_topic, [e for n, c in enumerate(calls) for e in _history(c, n, t0, tickets[c])])
+    run, calls, tickets = _stormy_stream(settings, fresh_emulators, "handover")
     fold = WorkerProcess("fold", run, tmp_path / "fold.log")
     staying = WorkerProcess("sync", run, tmp_path / "sync-staying.log", **FAST_GROUP)
     leaving = WorkerProcess("sync", run, tmp_path / "sync-leaving.log", **FAST_GROUP)
