@@ -1,6 +1,6 @@
 """Sync targets: Salesforce (simple-salesforce), Zendesk (zenpy) and a signed webhook.
 
-`adapters.registry.build_targets(settings)` builds the enabled ones; each implements
+`worker.runtime.targets.build_targets(settings)` builds the enabled ones; each implements
 `adapters.base.Target` and reports one `SyncOutcome` per item.
 """
 

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from tests.support import isolated_settings, parse_env_lines
-from worker.settings import Settings
-from worker.topics import create_topics
+from worker.kafka.topics import create_topics
+from worker.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 STACK = REPO / "deploy" / "local" / "stack"

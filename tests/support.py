@@ -15,10 +15,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer
 
-from worker.settings import Settings
+from worker.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
-ILOG = [sys.executable, "-m", "worker.cli"]
+ILOG = [sys.executable, "-m", "worker.ops.cli"]
 
 
 def isolated_settings(env: dict[str, str], run_id: str, **overrides: Any) -> Settings:

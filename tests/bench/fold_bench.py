@@ -4,7 +4,7 @@ The mix replicates the sample histories under new interaction and event ids (mal
 unknown-type and late lines included, as they are in the sample). Run:
 `python -m tests.bench.fold_bench [EVENTS]` (or `make bench`).
 
-Two collector settings, passes alternating: the worker's (`worker.runner.tune_gc()`, which `ilog
+Two collector settings, passes alternating: the worker's (`worker.runtime.runner.tune_gc()`, which `ilog
 worker` calls after start-up) and Python's default. The wall-clock rate with the worker's settings
 is the figure compared with the target; the default-collector rate and the CPU-time rates are
 reported, not judged (the machine is shared).
@@ -23,9 +23,9 @@ from typing import Any
 
 from schemas.decode import decode_event
 from schemas.events import Rejection
-from schemas.log import InteractionLog, Tombstone
-from worker.fold import fold
-from worker.runner import tune_gc
+from worker.core.fold import fold
+from worker.core.state import InteractionLog, Tombstone
+from worker.runtime.runner import tune_gc
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample-events.jsonl"
 TARGET_EVENTS_PER_S = 100_000
@@ -70,7 +70,7 @@ def run(events: int = 200_000, rounds: int = 3) -> dict[str, Any]:
         "name": "fold_pure",
         "parameters": {"events": len(mix), "rounds": rounds, "mix": SAMPLE.name, "edit_window_s": EDIT_WINDOW_S,
                        "judged": "events_per_s: wall clock, the worker's collector settings "
-                                 "(worker.runner.tune_gc: gc.freeze, gc.set_threshold(50_000, 20, 20))",
+                                 "(worker.runtime.runner.tune_gc: gc.freeze, gc.set_threshold(50_000, 20, 20))",
                        "gc_thresholds_default": list(gc.get_threshold())},
         "measured": {"events_per_s": round(rate), "cpu_events_per_s": round(len(mix) / cpu_s),
                      "seconds": round(wall_s, 3), "us_per_event": round(wall_s / len(mix) * 1e6, 2),

@@ -9,12 +9,13 @@ import redis
 
 from schemas.decode import decode_event
 from schemas.events import Rejection
-from schemas.log import InteractionLog
 from tests.bench.stack import BENCH_START, bench_settings, cleanup, stack_env
-from worker.fold import fold
-from worker.generator import generate_histories
-from worker.settings import Settings
-from worker.store import RedisStore, StateWrite
+from worker.core.fold import fold
+from worker.core.state import InteractionLog
+from worker.core.writes import StateWrite
+from worker.dev.generator import generate_histories
+from worker.runtime.settings import Settings
+from worker.store.redis_store import RedisStore
 
 TARGET_BYTES = 2048
 _CHUNK = 5_000  # interactions generated and written at a time

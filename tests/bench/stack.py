@@ -18,9 +18,9 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from tests.support import isolated_settings, parse_env_lines
-from worker.generator import generate_histories, rfc3339_ms
-from worker.settings import Settings
-from worker.topics import create_topics
+from worker.dev.generator import generate_histories, rfc3339_ms
+from worker.kafka.topics import create_topics
+from worker.runtime.settings import Settings
 
 STACK = Path(__file__).resolve().parents[2] / "deploy" / "local" / "stack"
 BENCH_START = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)

@@ -20,12 +20,12 @@ import structlog
 from confluent_kafka import Consumer
 
 from tests.bench.stack import bench_settings, cleanup, produce_histories, rss_bytes, stack_env
-from worker.fold_batch import Record
-from worker.fold_stage import FoldOptions, FoldStage
-from worker.logs import configure_logging
-from worker.runner import tune_gc
-from worker.settings import Settings
-from worker.store import RedisStore
+from worker.core.batch import Record
+from worker.fold.stage import FoldOptions
+from worker.runtime import bootstrap
+from worker.runtime.logs import configure_logging
+from worker.runtime.runner import tune_gc
+from worker.runtime.settings import Settings
 
 RATE_PER_S = 200.0  # interaction arrivals per second of event time
 TARGET_EVENTS_PER_S = 30_000
@@ -145,8 +145,8 @@ def _bare_consume(settings: Settings, expected: int) -> tuple[float, int]:
 def _run_fold_stage(settings: Settings, on_batch: Callable[[int], None] | None) -> tuple[float, int]:
     """Run the stage until drained; seconds from the first batch to the end of the last one."""
     _log_to_file(settings)
-    store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
-    stage = FoldStage(settings, store, FoldOptions(burst=True, follow_wall_clock=False))
+    store = bootstrap.log_store(settings)
+    stage = bootstrap.fold_stage(settings, FoldOptions(burst=True, follow_wall_clock=False))
     progress = {"consumed": 0, "first_s": 0.0, "last_s": 0.0}
     process = stage.process
 

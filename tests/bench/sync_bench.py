@@ -31,8 +31,8 @@ from tests.bench.stack import bench_settings, cleanup, stack_env
 from tests.emulators.cluster import EmulatorSet, start_all
 from tests.emulators.server import Request, Response
 from tests.support import WorkerProcess, wait_for
-from worker.generator import generate_histories
-from worker.settings import Settings
+from worker.dev.generator import generate_histories
+from worker.runtime.settings import Settings
 
 TARGET_SF_REQUESTS_PER_INTERACTION = 0.05
 TARGET_ZD_REQUESTS_PER_INTERACTION = 0.02

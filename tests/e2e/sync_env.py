@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from tests.e2e.conftest import Emulators
 from tests.support import WorkerProcess, wait_for
 from tests.support import event as event  # re-exported for the sync tests
-from worker.settings import Settings
+from worker.runtime.settings import Settings
 
 CONTACT_ID = "0035g00000AbCdEAAZ"
 CASE_ID = "5005g00000XyZabAAB"

@@ -11,11 +11,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapters.base import Failed, Retry, Synced, SyncItem, TargetState, next_target_state
-from adapters.registry import build_salesforce
 from adapters.salesforce import SalesforceTarget
 from schemas.snapshot import LogSnapshot
 from tests.e2e.conftest import Emulators
-from worker.settings import Settings
+from worker.runtime.settings import Settings
+from worker.runtime.targets import build_salesforce
 
 CONTACT_ID = "0035g00000AbCdEAAZ"
 CASE_ID = "5005g00000XyZabAAB"

@@ -9,12 +9,12 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.base import Failed, Retry, Synced, SyncItem, TargetState, next_target_state
-from adapters.registry import build_webhook
 from adapters.webhook import WebhookTarget
 from schemas.snapshot import LogSnapshot
 from tests.e2e.conftest import Emulators
 from tests.emulators.webhook import receiver_id as emulated_receiver_id
-from worker.settings import Settings
+from worker.runtime.settings import Settings
+from worker.runtime.targets import build_webhook
 
 
 def settings_for(emulators: Emulators, **overrides: Any) -> Settings:

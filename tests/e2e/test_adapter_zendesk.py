@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from adapters.base import Retry, Skipped, Synced, SyncItem, SyncOutcome, TargetState, next_target_state
-from adapters.registry import build_zendesk
 from adapters.zendesk import ZendeskTarget
 from adapters.zendesk_render import marker
 from schemas.snapshot import LogSnapshot
 from tests.e2e.conftest import Emulators
 from tests.support import wait_for
-from worker.settings import Settings
+from worker.runtime.settings import Settings
+from worker.runtime.targets import build_zendesk
 
 ATTRIBUTES = {"holds": 360002, "talk_minutes": 360003, "tier": 360004}
 TargetFactory = Callable[..., ZendeskTarget]

@@ -22,7 +22,7 @@ from tests.e2e.sync_env import (
     zd_ticket,
 )
 from tests.support import WorkerProcess, produce
-from worker.settings import Settings
+from worker.runtime.settings import Settings
 
 NOTE = "Customer disclosed card ending 4242 and asked for a refund"
 WRAPUP_NOTE = "Refund approved after long discussion"

@@ -13,9 +13,9 @@ import pytest
 
 from tests.e2e.conftest import Emulators
 from tests.support import ILOG, REPO, WorkerProcess, produce, settings_env
-from worker.demo import seed_zendesk_tickets, wait_settled
-from worker.generator import GeneratorMix, generate_stream
-from worker.settings import Settings
+from worker.dev.demo import seed_zendesk_tickets, wait_settled
+from worker.dev.generator import GeneratorMix, generate_stream
+from worker.runtime.settings import Settings
 
 WINDOW_S = 5.0
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import redis
 
 from adapters.base import TargetState
-from worker import keys
-from worker.budget import ApiBudget, BudgetLimits, Grant
-from worker.settings import Settings
-from worker.sync_state import RedisSyncStateStore, StateUpdate
+from worker.runtime.settings import Settings
+from worker.store import keys
+from worker.store.budget import ApiBudget, BudgetLimits, Grant
+from worker.store.sync_state import RedisSyncStateStore, StateUpdate
 
 
 def test_two_replicas_share_one_budget_and_a_refusal_says_when_the_window_resets(

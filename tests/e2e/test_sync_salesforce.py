@@ -21,7 +21,7 @@ from tests.e2e.sync_env import (
     wait_for,
 )
 from tests.support import WorkerProcess, produce
-from worker.settings import Settings
+from worker.runtime.settings import Settings
 
 
 def _sleep_until(moment: datetime) -> None:

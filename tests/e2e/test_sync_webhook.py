@@ -10,7 +10,7 @@ from tests.e2e.conftest import Emulators
 from tests.e2e.sync_env import connected, event, sync_settings, tasks_by_call, wait_assigned, wait_for
 from tests.emulators.webhook import receiver_id
 from tests.support import WorkerProcess, produce
-from worker.settings import Settings
+from worker.runtime.settings import Settings
 
 
 def _deliveries(emulators: Emulators, interaction_id: str) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from tests.e2e.sync_env import (
     zd_ticket,
 )
 from tests.support import WorkerProcess, produce
-from worker.settings import Settings
+from worker.runtime.settings import Settings
 
 ATTRIBUTES = {"holds": 360002, "talk_minutes": 360003, "tier": 360004}
 

@@ -30,7 +30,7 @@ from tests.e2e.sync_env import (
     zd_ticket,
 )
 from tests.support import TopicReader, WorkerProcess, header, produce
-from worker.settings import Settings
+from worker.runtime.settings import Settings
 
 CALLS = 30
 # The CRM emulators fixtures live with the e2e tier; this tier uses the same ones.

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support import ILOG, REPO, TopicReader, WorkerProcess, header, produce, settings_env
-from worker.settings import Settings
+from worker.runtime.settings import Settings
 
 CONNECTED: dict[str, Any] = {
     "specversion": "1.0", "id": "evt-dlq-1", "source": "/platform/conversations",

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from schemas.log import InteractionLog, Tombstone
 from tests.support import (
     TopicReader,
     WorkerProcess,
@@ -24,10 +23,11 @@ from tests.support import (
     wait_for,
     without,
 )
-from worker.fold import snapshot
-from worker.generator import GeneratorMix, generate_histories
-from worker.settings import Settings
-from worker.store import RedisStore
+from worker.core.fold import snapshot
+from worker.core.state import InteractionLog, Tombstone
+from worker.dev.generator import GeneratorMix, generate_histories
+from worker.runtime import bootstrap
+from worker.runtime.settings import Settings
 
 FAST_GROUP = {"ILOG_KAFKA__SESSION_TIMEOUT_MS": "6000", "ILOG_KAFKA__HEARTBEAT_INTERVAL_MS": "500"}
 
@@ -46,7 +46,7 @@ def _fold_settings(settings: Settings, window_s: float = 20.0) -> Settings:
 
 
 def _redis_logs(settings: Settings, ids: list[str]) -> dict[str, InteractionLog | Tombstone | None]:
-    store = RedisStore.from_url(settings.redis_url, settings.key_prefix)
+    store = bootstrap.log_store(settings)
     try:
         return {i: s.state for i, s in store.load(ids).items()}
     finally:

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.support import WorkerProcess, produce
-from worker.settings import Settings
+from worker.runtime.settings import Settings
 
 
 def _free_port() -> int:

@@ -10,16 +10,16 @@ from pathlib import Path
 from confluent_kafka import Consumer
 from typer.testing import CliRunner
 
-from worker.cli import app
-from worker.generator import GeneratorMix, StreamItem, generate_stream
-from worker.produce import (
+from worker.dev.generator import GeneratorMix, StreamItem, generate_stream
+from worker.dev.produce import (
     best_effort_subject,
     encode_item,
     pacing_offsets_s,
     produce_to_kafka,
     write_json_lines,
 )
-from worker.settings import Settings
+from worker.ops.cli import app
+from worker.runtime.settings import Settings
 
 START = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 

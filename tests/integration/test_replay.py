@@ -10,13 +10,13 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from schemas.log import InteractionLog, Tombstone
 from tests.support import ILOG, REPO, TopicReader, header, offline_fold, produce, settings_env
-from worker.fold import snapshot
-from worker.generator import GeneratorMix, generate_stream
-from worker.replay import ReplayRequest, plan_replay
-from worker.settings import Settings
-from worker.store import RedisStore
+from worker.core.fold import snapshot
+from worker.core.state import InteractionLog, Tombstone
+from worker.dev.generator import GeneratorMix, generate_stream
+from worker.ops.replay import ReplayRequest, plan_replay
+from worker.runtime import bootstrap
+from worker.runtime.settings import Settings
 
 WINDOW_S = 20.0
 GRACE_S = 1.0
@@ -39,7 +39,7 @@ def _replay(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _states(settings: Settings, prefix: str, ids: list[str]) -> dict[str, InteractionLog | Tombstone | None]:
-    store = RedisStore.from_url(settings.redis_url, prefix)
+    store = bootstrap.log_store(settings, prefix)
     try:
         return {i: s.state for i, s in store.load(ids).items()}
     finally:

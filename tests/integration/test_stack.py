@@ -10,8 +10,8 @@ import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.conftest import STACK, parse_env_lines
-from worker.settings import Settings
-from worker.topics import create_topics
+from worker.kafka.topics import create_topics
+from worker.runtime.settings import Settings
 
 
 def test_thousand_keyed_messages_round_trip_with_committed_offsets(settings: Settings) -> None:

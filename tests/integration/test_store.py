@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from schemas.log import InteractionLog, Tombstone
-from worker import keys
-from worker.settings import Settings
-from worker.store import RedisStore, StateWrite, Stored
+from worker.core.state import InteractionLog, Tombstone
+from worker.core.writes import StateWrite, Stored
+from worker.runtime.settings import Settings
+from worker.store import keys
+from worker.store.redis_store import RedisStore
 
 
 def test_fenced_write_stores_only_over_the_version_read(settings: Settings, redis_client: redis.Redis) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from adapters.registry import TargetConfigError, build_targets
-from worker.settings import Settings
+from worker.runtime.settings import Settings
+from worker.runtime.targets import TargetConfigError, build_targets
 
 SALESFORCE = {
     "salesforce_instance_url": "https://acme.my.salesforce.com",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from adapters import zendesk_writes
 from adapters.base import SyncItem, TargetState
 from schemas.snapshot import LogSnapshot
-from worker.budget import BudgetLimits, Grant, admit, estimate_requests
+from worker.store.budget import BudgetLimits, Grant, admit, estimate_requests
 
 LIMITS = BudgetLimits(per_minute=100, per_day=10_000)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from worker.demo import DemoOptions, demo_stream
+from worker.dev.demo import DemoOptions, demo_stream
 
 
 def test_every_demo_stream_has_at_least_three_malformed_payloads() -> None:

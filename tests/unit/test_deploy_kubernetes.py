@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from worker.settings import Settings
+from worker.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 KUSTOMIZE_ROOT = REPO / "deploy" / "kubernetes"

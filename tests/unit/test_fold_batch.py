@@ -9,10 +9,11 @@ from typing import Any
 from schemas.common import Trigger
 from schemas.decode import decode_event
 from schemas.events import RejectReason
-from schemas.log import InteractionLog, Tombstone
-from worker.finalizer import PartitionClocks, plan_closes
-from worker.fold_batch import Record, TtlPolicy, plan_batch, stronger
-from worker.store import MemoryStore, StateWrite
+from worker.core.batch import Record, TtlPolicy, plan_batch, stronger
+from worker.core.state import InteractionLog, Tombstone
+from worker.core.writes import StateWrite
+from worker.fold.finalizer import PartitionClocks, plan_closes
+from worker.store.memory import MemoryStore
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 TTL = TtlPolicy(retention_ms=60_000, open_log_ttl_ms=600_000)

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from schemas.decode import decode_event
 from schemas.events import Event, Rejection
-from schemas.log import InteractionLog, Tombstone, state_from_bytes
-from worker.fold import Accepted, fold, snapshot
+from worker.core.fold import Accepted, fold, snapshot
+from worker.core.state import InteractionLog, Tombstone, state_from_bytes
 
 WINDOW_S = 120
 BASE_S = 1_790_000_000  # an epoch second in 2026

@@ -14,9 +14,9 @@ import pytest
 from schemas import RecordRef, State, Trigger
 from schemas.decode import decode_event
 from schemas.events import Event, Rejection, RejectReason
-from schemas.log import InteractionLog, Tombstone
 from schemas.snapshot import LogSnapshot
-from worker.fold import Accepted, Duplicate, FoldResult, Rejected, finalize, fold, snapshot, tombstone_of
+from worker.core.fold import Accepted, Duplicate, FoldResult, Rejected, finalize, fold, snapshot, tombstone_of
+from worker.core.state import InteractionLog, Tombstone
 
 WINDOW_S = 120.0
 _ids = itertools.count(1)
@@ -339,7 +339,7 @@ def test_snapshot_of_a_full_voice_call() -> None:
 
 def test_fold_carries_every_log_field_forward() -> None:
     """The hot path builds the next log positionally; a new field must not be dropped silently."""
-    from worker import fold as fold_module
+    from worker.core import fold as fold_module
 
     log = InteractionLog("conv-1")
     sentinels = {field.name: f"<{field.name}>" for field in dataclasses.fields(InteractionLog)}

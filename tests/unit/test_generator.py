@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from worker.generator import (
+from worker.dev.generator import (
     SOURCE,
     GeneratorMix,
     generate_histories,

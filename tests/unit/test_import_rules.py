@@ -1,4 +1,4 @@
-"""The fold is pure: standard library and `schemas` only, and no clock reads."""
+"""The layering rules: the pure core does no I/O and reads no clock; the contract and the adapters stand alone."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-WORKER = Path(__file__).resolve().parents[2] / "worker"
-ALLOWED_ROOTS = set(sys.stdlib_module_names) | {"schemas", "__future__"}
+REPO = Path(__file__).resolve().parents[2]
+CORE = REPO / "worker" / "core"
+# orjson and pydantic are pure (no I/O): the state codec and the snapshot JSON use them
+ALLOWED_IN_CORE = set(sys.stdlib_module_names) | {"schemas", "__future__", "orjson", "pydantic"}
 CLOCK_CALLS = {"now", "utcnow", "today", "time", "time_ns", "monotonic", "monotonic_ns", "perf_counter"}
 
 
@@ -23,37 +25,67 @@ def _imported_modules(tree: ast.Module) -> list[str]:
     return names
 
 
-def _pure_modules() -> list[Path]:
-    """worker/fold.py and every worker module it imports, transitively (they must be pure too)."""
-    found, pending = [], [WORKER / "fold.py"]
-    while pending:
-        module = pending.pop()
-        if module in found:
-            continue
-        found.append(module)
-        names = _imported_modules(ast.parse(module.read_text(encoding="utf-8")))
-        pending += [WORKER / f"{name.split('.', 1)[1]}.py" for name in names if name.startswith("worker.")]
-    return sorted(found)
+def _modules(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.py"))
 
 
-PURE_MODULES = _pure_modules()
+def _imports_of(module: Path) -> list[str]:
+    return _imported_modules(ast.parse(module.read_text(encoding="utf-8")))
 
 
-def test_the_pure_modules_are_the_fold_and_its_snapshot() -> None:
-    assert [path.name for path in PURE_MODULES] == ["fold.py", "fold_snapshot.py"]
+CORE_MODULES = _modules(CORE)
 
 
-@pytest.mark.parametrize("module", PURE_MODULES, ids=lambda path: path.name)
-def test_fold_imports_only_the_standard_library_and_schemas(module: Path) -> None:
-    tree = ast.parse(module.read_text(encoding="utf-8"))
-    foreign = [name for name in _imported_modules(tree)
-               if name.split(".")[0] not in ALLOWED_ROOTS and name not in {"worker.fold_snapshot"}]
+def test_the_core_package_holds_the_fold_and_its_snapshot() -> None:
+    names = {path.name for path in CORE_MODULES}
+    assert {"fold.py", "snapshot.py", "state.py", "batch.py"} <= names
+
+
+@pytest.mark.parametrize("module", CORE_MODULES, ids=lambda path: path.name)
+def test_core_imports_only_the_standard_library_schemas_and_itself(module: Path) -> None:
+    foreign = [name for name in _imports_of(module)
+               if name.split(".")[0] not in ALLOWED_IN_CORE and not name.startswith("worker.core")]
     assert foreign == []
 
 
-@pytest.mark.parametrize("module", PURE_MODULES, ids=lambda path: path.name)
-def test_fold_never_reads_a_clock(module: Path) -> None:
+@pytest.mark.parametrize("module", CORE_MODULES, ids=lambda path: path.name)
+def test_core_never_reads_a_clock(module: Path) -> None:
     tree = ast.parse(module.read_text(encoding="utf-8"))
     calls = [node.func.attr for node in ast.walk(tree)
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CLOCK_CALLS]
     assert calls == []
+
+
+@pytest.mark.parametrize("package", ["schemas", "adapters"])
+def test_contract_and_adapters_import_nothing_of_the_worker(package: str) -> None:
+    offending = {str(module.relative_to(REPO)): name for module in _modules(REPO / package)
+                 for name in _imports_of(module) if name.split(".")[0] == "worker"}
+    assert {} == offending
+
+
+def test_schemas_import_nothing_of_the_adapters() -> None:
+    offending = [str(module) for module in _modules(REPO / "schemas")
+                 if any(name.split(".")[0] == "adapters" for name in _imports_of(module))]
+    assert [] == offending
+
+
+IO_CLIENTS = {"confluent_kafka", "redis"}
+CLIENT_CONSTRUCTORS = {"Consumer", "Producer", "AdminClient", "Redis", "RedisCluster", "from_url"}
+COMPOSITION_ROOT = REPO / "worker" / "runtime" / "bootstrap.py"
+
+
+def _constructs_clients(module: Path) -> bool:
+    tree = ast.parse(module.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if name in CLIENT_CONSTRUCTORS:
+                return True
+    return False
+
+
+def test_kafka_and_redis_clients_are_built_in_the_composition_root_only() -> None:
+    builders = [str(module.relative_to(REPO)) for module in _modules(REPO / "worker")
+                if module != COMPOSITION_ROOT and _constructs_clients(module)]
+    assert [] == builders

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from schemas.common import RecordRef, RecordSystem
-from schemas.log import InteractionLog, Tombstone, evolve_log, from_us, state_from_bytes, to_us
 from tests.unit.test_fold_rules import connected, ev, ref, run
 from tests.unit.test_snapshot_json import _logs
+from worker.core.state import InteractionLog, Tombstone, evolve_log, from_us, state_from_bytes, to_us
 
 REDIS_OVERHEAD_BYTES = 200  # key, hash-tag, TTL and dict entry, generously
 TYPICAL_OPEN_LOG_LIMIT_BYTES = 2048

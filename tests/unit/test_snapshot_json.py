@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from schemas.common import Customer, Direction, Media, RecordRef, RecordSystem, Trigger
 from schemas.decode import Rejection, decode_event
 from schemas.events import ConnectedData
-from schemas.log import InteractionLog
-from worker.fold import Accepted, finalize, fold, snapshot
-from worker.generator import GeneratorMix, generate_histories
-from worker.snapshot_json import EncodedSnapshot, encoded_snapshot, snapshot_json
+from worker.core.fold import Accepted, finalize, fold, snapshot
+from worker.core.snapshot_json import EncodedSnapshot, encoded_snapshot, snapshot_json
+from worker.core.state import InteractionLog
+from worker.dev.generator import GeneratorMix, generate_histories
 
 WINDOW_S = 120
 MIX = GeneratorMix(duplicate_ratio=0.1, shuffle_within_interaction=True, late_edit_ratio=0.1,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from schemas.log import InteractionLog
-from worker.state_cache import StateCache
-from worker.store import MemoryStore, StateWrite, Stored
+from worker.core.state import InteractionLog
+from worker.core.writes import StateWrite, Stored
+from worker.store.cache import StateCache
+from worker.store.memory import MemoryStore
 
 
 class CountingStore(MemoryStore):

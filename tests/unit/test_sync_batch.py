@@ -9,7 +9,7 @@ import pytest
 from adapters.base import Failed
 from schemas.common import Trigger
 from schemas.snapshot import LogSnapshot
-from worker.sync_batch import (
+from worker.sync.batch import (
     Pending,
     SyncRecord,
     coalesce,

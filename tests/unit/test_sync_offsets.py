@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from schemas.common import Trigger
 from schemas.snapshot import LogSnapshot
-from worker.sync_batch import Pending, SyncRecord
-from worker.sync_offsets import OffsetLedger
-from worker.sync_queue import Work, WorkQueue
+from worker.sync.batch import Pending, SyncRecord
+from worker.sync.offsets import OffsetLedger
+from worker.sync.queue import Work, WorkQueue
 
 
 def test_the_stored_offset_is_the_lowest_one_some_target_is_not_done_with() -> None:

@@ -10,12 +10,12 @@ import redis
 
 from adapters.base import Failed, Retry, Skipped, Synced, SyncItem, SyncOutcome, TargetState
 from schemas.snapshot import LogSnapshot
-from worker.budget import ApiBudget
-from worker.sync_batch import Pending, SyncRecord
-from worker.sync_offsets import Position
-from worker.sync_queue import Work
-from worker.sync_state import MemorySyncStateStore, StateUpdate
-from worker.sync_target import TargetRunner
+from worker.store.budget import ApiBudget
+from worker.store.sync_state import MemorySyncStateStore, StateUpdate
+from worker.sync.batch import Pending, SyncRecord
+from worker.sync.offsets import Position
+from worker.sync.queue import Work
+from worker.sync.target_runner import TargetRunner
 
 
 class ScriptedTarget:

@@ -1,0 +1,153 @@
+"""One batch of the fold stage, without Kafka: decoded records + loaded states → a write plan.
+
+The plan holds the fenced writes (one per changed interaction), the snapshots to emit (one per
+interaction touched by an accepted or re-consumed event) and the rejections for the DLQ. The
+rules themselves live in `worker.core.fold`; this module only threads states through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schemas.common import Trigger
+from schemas.decode import Rejection
+from schemas.events import Event
+from worker.core.fold import Accepted, Duplicate, Rejected, fold
+from worker.core.snapshot_json import EncodedSnapshot, encoded_snapshot
+from worker.core.state import InteractionLog, Tombstone
+from worker.core.writes import StateWrite, Stored
+
+# When several changes of one interaction are coalesced into one snapshot, the strongest trigger
+# wins, so a target that reacts only to state changes still sees one inside a batch.
+TRIGGER_RANK: dict[Trigger, int] = {
+    Trigger.UPDATED: 0,
+    Trigger.OPENED: 1,
+    Trigger.STATE_CHANGED: 2,
+    Trigger.CREATED: 3,
+    Trigger.FINALIZED: 4,
+}
+
+_TRIGGER_OF_TYPE: dict[str, Trigger] = {
+    "interaction.connected": Trigger.STATE_CHANGED,
+    "interaction.held": Trigger.STATE_CHANGED,
+    "interaction.resumed": Trigger.STATE_CHANGED,
+    "interaction.disconnected": Trigger.STATE_CHANGED,
+    "log.opened": Trigger.OPENED,
+}
+
+
+def stronger(a: Trigger | None, b: Trigger) -> Trigger:
+    return b if a is None or TRIGGER_RANK[b] >= TRIGGER_RANK[a] else a
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed message, decoded. `item` is the event or why it was refused."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+    item: Event | Rejection
+
+
+@dataclass
+class BatchPlan:
+    writes: list[StateWrite] = field(default_factory=list)
+    snapshots: list[tuple[int, EncodedSnapshot]] = field(default_factory=list)  # (partition, snapshot)
+    rejections: list[tuple[Record, Rejection]] = field(default_factory=list)
+    accepted: dict[Trigger, int] = field(default_factory=dict)
+    duplicates: int = 0
+    max_event_time: dict[int, datetime] = field(default_factory=dict)  # partition → newest event time
+
+
+@dataclass
+class _Touched:
+    partition: int
+    stored_version: int
+    trigger: Trigger | None = None
+    changed: bool = False
+
+
+@dataclass(frozen=True)
+class TtlPolicy:
+    retention_ms: int
+    open_log_ttl_ms: int
+
+    def ttl_ms(self, log: InteractionLog, now_ms: int) -> int:
+        """Open logs live `open_log_ttl`; disconnected ones until deadline + retention (≥ retention)."""
+        if log.edit_deadline is None:
+            return self.open_log_ttl_ms
+        deadline_ms = int(log.edit_deadline.timestamp() * 1000)
+        return max(deadline_ms + self.retention_ms - now_ms, self.retention_ms)
+
+
+def plan_batch(
+    records: Sequence[Record],
+    loaded: dict[str, Stored],
+    *,
+    edit_window_s: float,
+    applied_ids_kept: int,
+    ttl: TtlPolicy,
+    now_ms: int,
+) -> BatchPlan:
+    """Fold every record in arrival order into the loaded states and say what to persist and emit."""
+    plan = BatchPlan()
+    states = {interaction_id: stored.state for interaction_id, stored in loaded.items()}
+    touched: dict[str, _Touched] = {}
+    for record in records:
+        if isinstance(record.item, Rejection):
+            plan.rejections.append((record, record.item))
+            continue
+        event = record.item
+        _note_event_time(plan, record.partition, event.time)
+        result = fold(states.get(event.subject), event, edit_window_s=edit_window_s, applied_ids_kept=applied_ids_kept)
+        outcome = result.outcome
+        if isinstance(outcome, Rejected):
+            plan.rejections.append((record, outcome.rejection))
+            continue
+        entry = touched.get(event.subject)
+        if entry is None:
+            stored = loaded.get(event.subject)
+            entry = touched[event.subject] = _Touched(record.partition, 0 if stored is None else stored.version)
+        if isinstance(outcome, Duplicate):
+            plan.duplicates += 1
+            entry.trigger = stronger(entry.trigger, _TRIGGER_OF_TYPE.get(event.type, Trigger.UPDATED))
+            continue
+        assert isinstance(outcome, Accepted)
+        states[event.subject] = result.log
+        entry.changed = True
+        entry.trigger = stronger(entry.trigger, outcome.trigger)
+        plan.accepted[outcome.trigger] = plan.accepted.get(outcome.trigger, 0) + 1
+    _plan_writes(plan, states, touched, ttl, now_ms)
+    return plan
+
+
+def _note_event_time(plan: BatchPlan, partition: int, time: datetime) -> None:
+    newest = plan.max_event_time.get(partition)
+    if newest is None or time > newest:
+        plan.max_event_time[partition] = time
+
+
+def _plan_writes(
+    plan: BatchPlan,
+    states: dict[str, InteractionLog | Tombstone | None],
+    touched: dict[str, _Touched],
+    ttl: TtlPolicy,
+    now_ms: int,
+) -> None:
+    for interaction_id, entry in touched.items():
+        log = states.get(interaction_id)
+        if not isinstance(log, InteractionLog) or entry.trigger is None:
+            continue  # a duplicate against a tombstone changes and emits nothing
+        if entry.changed:
+            deadline = None
+            if log.edit_deadline is not None and not log.finalized:
+                deadline = (entry.partition, int(log.edit_deadline.timestamp() * 1000))
+            plan.writes.append(
+                StateWrite(interaction_id, entry.stored_version, log, ttl.ttl_ms(log, now_ms), deadline)
+            )
+        plan.snapshots.append((entry.partition, encoded_snapshot(log, entry.trigger)))

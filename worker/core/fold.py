@@ -1,0 +1,235 @@
+"""The pure fold: (state, event) → (new state, outcome). Standard library and `schemas` only; no clock.
+
+Decisions the docs leave open (each is permutation-invariant unless said otherwise):
+- Every accepted event bumps `version` by one, even one with no visible effect (navigation after
+  disconnect, `log.opened`): its id must be recorded for dedupe, and the stored state changed.
+- An event whose time is past the edit deadline is rejected `late_edit`, whatever its type. The
+  check uses the disconnect known when the event arrives: an edit that arrives before its
+  disconnect is applied (the order of arrival decides only for edits outside the window).
+- The first `interaction.connected` by event time supplies media, direction, queue, agent,
+  customer and the initial Name/Related to; `connected` after the disconnect is ignored and
+  counted (`ignored_reconnects`); a second `connected` before it acts like `resumed`.
+- `held`/`resumed`/`disconnected` after the first disconnect are stored but change nothing.
+- Applied ids are kept for the last `applied_ids_kept` events; transitions are also deduplicated
+  by (time, sequence, kind) so an old event redelivered after its id rolled out cannot double a hold.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from operator import itemgetter
+from typing import Any
+
+from schemas.common import Trigger
+from schemas.events import (
+    AttributesEvent,
+    ConnectedEvent,
+    Event,
+    LogUpdatedEvent,
+    RecordViewedEvent,
+    Rejection,
+    RejectReason,
+    WrapupEvent,
+)
+from worker.core.snapshot import disconnected_us, snapshot
+from worker.core.state import InteractionLog, Stamp, Tombstone, evolve_log, from_us, to_us
+
+__all__ = [
+    "Accepted",
+    "Duplicate",
+    "FoldResult",
+    "Outcome",
+    "Rejected",
+    "finalize",
+    "fold",
+    "snapshot",
+    "tombstone_of",
+]
+
+VIEWS_KEPT = 64
+"""Viewed-record facts kept per interaction (the newest by stamp)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    trigger: Trigger
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    rejection: Rejection
+
+
+Outcome = Accepted | Duplicate | Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class FoldResult:
+    log: InteractionLog | Tombstone | None
+    outcome: Outcome
+
+
+Changes = dict[str, Any]
+"""InteractionLog field name → new value, produced by one event."""
+
+_DUPLICATE = Duplicate()
+_ACCEPTED = {trigger: Accepted(trigger) for trigger in Trigger}
+_view_stamp = itemgetter(0)
+_TRANSITION_KIND = {
+    "interaction.connected": "C",
+    "interaction.held": "H",
+    "interaction.resumed": "R",
+    "interaction.disconnected": "D",
+}
+
+
+def fold(
+    state: InteractionLog | Tombstone | None,
+    event: Event,
+    *,
+    edit_window_s: float,
+    applied_ids_kept: int = 256,
+) -> FoldResult:
+    """Apply one event. Never mutates `state`; an unchanged state is returned as the same object."""
+    # The hot loop of the fold stage: lookups are inlined here on purpose (see docs/benchmarks.md).
+    if state is None:
+        log, trigger, ended_us = InteractionLog(event.subject), Trigger.CREATED, None
+        time_us = to_us(event.time)
+    elif isinstance(state, Tombstone) or state.finalized:
+        return FoldResult(state, Rejected(_window_closed(state, event)))
+    else:
+        if event.id in state.applied_ids:
+            return FoldResult(state, _DUPLICATE)
+        time_us = to_us(event.time)
+        deadline_us = state.edit_deadline_us
+        if deadline_us is not None and time_us > deadline_us:
+            return FoldResult(state, Rejected(_late_edit(state, event, time_us, deadline_us)))
+        log, ended_us = state, disconnected_us(state.transitions)
+        trigger = _trigger_for(event.type, time_us, ended_us)
+    arrival = log.version + 1
+    sequence = event.sequence
+    stamp: Stamp = (-1 if sequence is None else sequence, time_us, arrival)
+    changes = _APPLY[event.type](log, event, stamp, round(edit_window_s * 1_000_000), ended_us)
+    ids = log.applied_ids[-(applied_ids_kept - 1):] if applied_ids_kept > 1 else ()
+    last_event_us = log.last_event_us if log.last_event_us > time_us else time_us
+    new_log = evolve_log(log, arrival, trigger, (*ids, event.id), last_event_us, changes)
+    return FoldResult(new_log, _ACCEPTED[trigger])
+
+
+_evolve = evolve_log
+
+
+def finalize(log: InteractionLog) -> InteractionLog:
+    """Close the log: one more version, `finalized`, trigger `finalized`."""
+    return replace(log, version=log.version + 1, finalized=True, trigger=Trigger.FINALIZED)
+
+
+def tombstone_of(log: InteractionLog) -> Tombstone:
+    """The tombstone left after finalization; finalized at the edit deadline (event time)."""
+    at_us = log.edit_deadline_us if log.edit_deadline_us is not None else log.last_event_us
+    return Tombstone(log.interaction_id, log.version, from_us(at_us))
+
+
+def _window_closed(state: InteractionLog | Tombstone, event: Event) -> Rejection:
+    return Rejection(event.id, event.subject, RejectReason.WINDOW_CLOSED,
+                     f"{event.type}: interaction {event.subject} is finalized at version {state.version}; "
+                     "its edit window has closed")
+
+
+def _late_edit(log: InteractionLog, event: Event, time_us: int, deadline_us: int) -> Rejection:
+    ended_us = disconnected_us(log.transitions)
+    message = (f"{event.type}: time {_iso(time_us)} is after the edit deadline {_iso(deadline_us)} "
+               f"(disconnected at {_iso(ended_us if ended_us is not None else deadline_us)})")
+    return Rejection(event.id, event.subject, RejectReason.LATE_EDIT, message)
+
+
+def _iso(epoch_us: int) -> str:
+    return from_us(epoch_us).isoformat().replace("+00:00", "Z")
+
+
+def _trigger_for(event_type: str, time_us: int, ended_us: int | None) -> Trigger:
+    if event_type == "log.opened":
+        return Trigger.OPENED
+    if event_type in _TRANSITION_KIND:
+        after_end = ended_us is not None and (time_us > ended_us or event_type == "interaction.disconnected")
+        return Trigger.UPDATED if after_end else Trigger.STATE_CHANGED
+    return Trigger.UPDATED
+
+
+def _transition(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
+    sequence, time_us, arrival = stamp
+    kind = _TRANSITION_KIND[event.type]
+    if any(t[0] == time_us and t[1] == sequence and t[3] == kind for t in log.transitions):
+        return {}
+    transitions = tuple(sorted((*log.transitions, (time_us, sequence, arrival, kind))))
+    changes: Changes = {"transitions": transitions}
+    if kind == "D":
+        ended_us = disconnected_us(transitions)
+        changes["edit_deadline_us"] = None if ended_us is None else ended_us + window_us
+    elif kind == "C" and isinstance(event, ConnectedEvent):
+        key = (time_us, sequence, arrival)
+        if log.connect is None or key < log.connect[0]:
+            changes["connect"] = (key, event.data)
+    return changes
+
+
+def _log_updated(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
+    assert isinstance(event, LogUpdatedEvent)
+    data, changes = event.data, {}
+    for field, slot in (("notes", "notes"), ("subject", "subject"),
+                        ("name", "name_choice"), ("related_to", "related_choice")):
+        if field in data.model_fields_set:
+            current = getattr(log, slot)
+            if current is None or stamp > current[0]:
+                changes[slot] = (stamp, getattr(data, field))
+    return changes
+
+
+def _record_viewed(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
+    assert isinstance(event, RecordViewedEvent)
+    if ended_us is not None and stamp[1] >= ended_us:
+        return {}  # navigation after disconnect changes nothing; no need to keep the fact
+    views = list(log.views)
+    insort(views, (stamp, event.data.record), key=_view_stamp)  # after equal stamps, as a stable sort
+    return {"views": tuple(views[-VIEWS_KEPT:])}
+
+
+def _wrapup(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
+    assert isinstance(event, WrapupEvent)
+    if log.wrapup is not None and stamp < log.wrapup[0]:
+        return {}
+    return {"wrapup": (stamp, event.data.code, event.data.note)}
+
+
+def _attributes(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
+    assert isinstance(event, AttributesEvent)
+    merged = {key: (key, key_stamp, value) for key, key_stamp, value in log.attributes}
+    for key, value in event.data.attributes.items():
+        current = merged.get(key)
+        if current is None or stamp > current[1]:
+            merged[key] = (key, stamp, value)
+    return {"attributes": tuple(merged[key] for key in sorted(merged))}
+
+
+def _nothing(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
+    return {}
+
+
+_APPLY: dict[str, Callable[[InteractionLog, Event, Stamp, int, int | None], Changes]] = {
+    "interaction.connected": _transition,
+    "interaction.held": _transition,
+    "interaction.resumed": _transition,
+    "interaction.disconnected": _transition,
+    "log.updated": _log_updated,
+    "record.viewed": _record_viewed,
+    "log.opened": _nothing,
+    "interaction.wrapup": _wrapup,
+    "interaction.attributes": _attributes,
+}

@@ -1,0 +1,27 @@
+"""What a batch plan writes: a state as read (`Stored`) and a fenced write of a new one (`StateWrite`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker.core.state import InteractionLog, Tombstone
+
+State = InteractionLog | Tombstone
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A state as read: its version (0 = nothing stored) and the log or tombstone."""
+
+    version: int
+    state: State | None
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    interaction_id: str
+    expected_version: int
+    state: State
+    ttl_ms: int
+    deadline: tuple[int, int] | None = None  # (partition, deadline_ms): schedule the window close
+    unschedule_partition: int | None = None  # remove the id from this partition's deadline set

@@ -1,0 +1,1 @@
+"""Development tools (demo, load generator, `ilog produce`): not shipped in the production image."""

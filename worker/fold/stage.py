@@ -1,0 +1,351 @@
+"""The fold stage: events topic → pure fold → Redis → upserts topic (and the DLQ), at least once.
+
+Commit order, per batch (written down here because correctness depends on it):
+  1. fold the batch and write the changed logs to Redis (one fenced, pipelined round trip);
+  2. produce one snapshot per touched interaction and one DLQ message per rejection;
+  3. flush the producer and check every delivery report;
+  4. only then store the batch's offsets (librdkafka commits stored offsets).
+A crash anywhere re-consumes the batch: the fold treats its events as duplicates and the same
+snapshots are produced again (they carry their version, so consumers stay idempotent).
+Finalization runs between batches: emit `finalized` snapshots, flush, then write tombstones.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from schemas.decode import Rejection
+from worker.core.batch import BatchPlan, Record, TtlPolicy, plan_batch
+from worker.core.snapshot_json import EncodedSnapshot
+from worker.core.writes import StateWrite, Stored
+from worker.errors import StoreError
+from worker.fold.finalizer import ClosePlan, PartitionClocks, plan_closes
+from worker.kafka.clients import (
+    DeliveryTracker,
+    commit_quietly,
+    decode_message,
+    dlq_headers,
+    highest_offsets,
+)
+from worker.runtime import metrics
+from worker.runtime.settings import Settings
+from worker.store.cache import StateCache
+from worker.store.port import LogStore
+
+log = structlog.get_logger("ilog.fold")
+
+_FENCE_ATTEMPTS = 3
+_FINALIZE_EVERY_S = 0.2
+_CLOSES_PER_TICK = 500  # per partition
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class FoldOptions:
+    """How a fold stage runs: live (default), or as a replay that stops at the end of its input."""
+
+    group: str | None = None
+    burst: bool = False  # stop when every partition is at its end and no window is due
+    follow_wall_clock: bool = True  # replays close windows by event time only
+    stop_offsets: dict[int, int] | None = None  # replay: stop each partition at this offset
+    # replay: assign these partitions at these offsets instead of joining the group by subscribing
+    start_offsets: dict[int, int] | None = None
+    dlq_topic: str | None = None  # where rejections go (default: `<events topic>.dlq`)
+
+
+class FoldStage:
+    def __init__(
+        self, settings: Settings, store: LogStore, consumer: Consumer, producer: Producer,
+        options: FoldOptions | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.options = options or FoldOptions()
+        self.clocks = PartitionClocks()
+        self.ttl = TtlPolicy(
+            retention_ms=int(settings.retention_seconds * 1000),
+            open_log_ttl_ms=int(settings.open_log_ttl_seconds * 1000),
+        )
+        self.group = self.options.group or settings.fold_group
+        self.consumer = consumer
+        self.producer = producer
+        self.deliveries = DeliveryTracker()
+        self.assigned_once = threading.Event()
+        self.dlq_topic = self.options.dlq_topic or settings.events_dlq_topic
+        self.positions: dict[int, int] = {}  # next offset to read, per partition (progress reports)
+        self._last_finalize = 0.0
+        # the states this consumer wrote last, so a batch loads from Redis only what it has not seen
+        self.cache = StateCache()
+
+    # -- group membership -------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.clocks.assign(tp.partition for tp in partitions)
+        self.assigned_once.set()
+        log.info("partitions assigned", partitions=[tp.partition for tp in partitions], group=self.group)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The batch in hand is done (callbacks run inside consume): flush, commit, hand over."""
+        self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+        commit_quietly(self.consumer)
+        self.clocks.revoke(tp.partition for tp in partitions)
+        self.cache.drop_partitions(tp.partition for tp in partitions)
+        log.info("partitions revoked", partitions=[tp.partition for tp in partitions], group=self.group)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.clocks.revoke(tp.partition for tp in partitions)
+        self.cache.drop_partitions(tp.partition for tp in partitions)
+        log.warning("partitions lost; nothing committed", partitions=[tp.partition for tp in partitions])
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, stop: threading.Event, after_step: Callable[[], None] | None = None) -> None:
+        if self.options.start_offsets is not None:
+            self._assign_explicitly(self.options.start_offsets)
+        else:
+            self.consumer.subscribe(
+                [self.settings.events_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        try:
+            while not stop.is_set():
+                self.step()
+                if after_step is not None:
+                    after_step()
+                if self.options.burst and self._drained():
+                    break
+        finally:
+            self.shutdown()
+
+    def _assign_explicitly(self, start_offsets: dict[int, int]) -> None:
+        """Replay: own exactly these partitions from these offsets; no group membership, no rebalances."""
+        topic = self.settings.events_topic
+        self.consumer.assign([TopicPartition(topic, p, offset) for p, offset in sorted(start_offsets.items())])
+        self.clocks.assign(start_offsets)
+        self.positions.update(start_offsets)
+        stops = self.options.stop_offsets or {}
+        empty = [p for p, offset in start_offsets.items() if p in stops and offset >= stops[p]]
+        for partition in empty:  # nothing to read there: done from the start
+            self.clocks.reached_end(partition)
+        if empty:
+            self.consumer.pause([TopicPartition(topic, p) for p in empty])
+        self.assigned_once.set()
+        log.info("partitions assigned", partitions=sorted(start_offsets), group=self.group, explicit=True)
+
+    def step(self) -> None:
+        """One iteration: consume a batch, fold and persist it, close due windows."""
+        messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_seconds)
+        records: list[Record] = []
+        at_end: list[int] = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(decode_message(message))
+            elif error.code() == KafkaError._PARTITION_EOF:
+                at_end.append(message.partition() or 0)
+            else:
+                log.error("consume error", error=error.str(), partition=message.partition())
+        finished: list[int] = []
+        if records:
+            records, finished = self._within_stop_offsets(records)
+        if records:
+            self.process(records)
+        for partition in [*at_end, *finished]:  # after `process`, which marks the partitions it read as behind
+            self.clocks.reached_end(partition)
+        if time.monotonic() - self._last_finalize >= _FINALIZE_EVERY_S or self.options.burst:
+            self.finalize_due()
+            self._last_finalize = time.monotonic()
+
+    def process(self, records: Sequence[Record]) -> None:
+        started = time.perf_counter()
+        metrics.EVENTS_CONSUMED.inc(len(records))
+        plan = self._fold_and_persist(records)
+        for partition, event_time in plan.max_event_time.items():
+            self.clocks.observe(partition, int(event_time.timestamp() * 1000))
+        self._emit(plan.snapshots)
+        self._dead_letter(plan)
+        self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+        stored = highest_offsets(records)
+        self.consumer.store_offsets(
+            offsets=[TopicPartition(topic, partition, offset) for (topic, partition), offset in stored.items()]
+        )
+        self.positions.update({partition: offset for (_topic, partition), offset in stored.items()})
+        for trigger, count in plan.accepted.items():
+            metrics.EVENTS_FOLDED.labels(trigger.value).inc(count)
+        metrics.EVENTS_DUPLICATE.inc(plan.duplicates)
+        metrics.BATCH_SECONDS.labels("fold").observe(time.perf_counter() - started)
+
+    def _fold_and_persist(self, records: Sequence[Record]) -> BatchPlan:
+        """Fold and write; interactions fenced out (a newer version was stored) are re-read and re-folded."""
+        combined = BatchPlan()
+        pending = list(records)
+        for attempt in range(_FENCE_ATTEMPTS):
+            # an interaction's partition is the one its events arrive on
+            partition_of = {r.item.subject: r.partition for r in pending if not isinstance(r.item, Rejection)}
+            now_ms = wall_ms()
+            plan = plan_batch(
+                pending, self._load(partition_of, now_ms), edit_window_s=self.settings.edit_window_seconds,
+                applied_ids_kept=self.settings.applied_ids_kept, ttl=self.ttl, now_ms=now_ms,
+            )
+            fenced = set(self._write_through(plan.writes, partition_of.__getitem__, now_ms))
+            _merge_plan(combined, plan, fenced, first=attempt == 0)
+            if not fenced:
+                return combined
+            metrics.FENCED_WRITES.inc(len(fenced))
+            log.warning("fenced out; re-reading", interactions=sorted(fenced)[:10], count=len(fenced))
+            pending = [r for r in pending if not _is_rejection(r) and r.item.subject in fenced]
+        raise StoreError(f"interactions kept moving under this consumer: {sorted(fenced)[:10]}")
+
+    def _load(self, interaction_ids: Iterable[str], now_ms: int) -> dict[str, Stored]:
+        return self.cache.load_through(self.store.load, interaction_ids, now_ms)
+
+    def _write_through(
+        self, writes: Sequence[StateWrite], partition_of: Callable[[str], int], now_ms: int,
+    ) -> list[str]:
+        """Write to the store and mirror the result in the cache; the ids fenced out."""
+        try:
+            fenced = self.store.write(writes).fenced_out
+        except BaseException:
+            # some writes of the round trip may have landed: forget them all, Redis is the truth
+            self.cache.evict(item.interaction_id for item in writes)
+            raise
+        self.cache.written(writes, fenced, partition_of, now_ms)
+        return fenced
+
+    def _emit(self, snapshots: Sequence[tuple[int, EncodedSnapshot]]) -> None:
+        emitted: dict[str, int] = {}  # per trigger: one metric update per batch, not per snapshot
+        produce, topic, callback = self.producer.produce, self.settings.upserts_topic, self.deliveries.callback
+        for _partition, snap in snapshots:
+            trigger = snap.trigger.value
+            produce(topic, key=snap.interaction_id, value=snap.payload,
+                    headers=[("trigger", trigger.encode()), ("version", b"%d" % snap.version)],
+                    on_delivery=callback)
+            emitted[trigger] = emitted.get(trigger, 0) + 1
+        # delivery reports are served once per batch (the caller flushes next), not once per message
+        self.producer.poll(0)
+        for trigger, count in emitted.items():
+            metrics.SNAPSHOTS_EMITTED.labels(trigger).inc(count)
+
+    def _dead_letter(self, plan: BatchPlan) -> None:
+        for record, rejection in plan.rejections:
+            self.producer.produce(
+                self.dlq_topic, key=rejection.subject, value=record.value,
+                headers=list(dlq_headers(record, rejection)), on_delivery=self.deliveries.callback,
+            )
+            metrics.EVENTS_REJECTED.labels(rejection.reason.value).inc()
+            log.warning(
+                "event rejected", reason=rejection.reason.value, detail=rejection.message,
+                event_id=rejection.event_id, interaction_id=rejection.subject,
+                partition=record.partition, offset=record.offset,
+            )
+
+    def finalize_due(self) -> None:
+        """Close every due window of every owned partition: emit, flush, then write the tombstones.
+
+        All partitions together: one round trip finds what is due, one flush and one write round
+        trip close it (per partition these were paid every step, even with nothing to close)."""
+        now = wall_ms()
+        grace_ms = int(self.settings.finalize_grace_seconds * 1000)
+        clocks = {p: self.clocks.clock_ms(p, now, follow_wall_clock=self.options.follow_wall_clock)
+                  for p in self.clocks.owned()}
+        if not clocks:
+            return
+        due = self.store.due_many({p: clock - grace_ms for p, clock in clocks.items()}, _CLOSES_PER_TICK)
+        plans = {
+            partition: plan_closes(
+                self.store, partition, clocks[partition], grace_ms=grace_ms, ttl=self.ttl, now_ms=now,
+                load=lambda ids: self._load(ids, now), due=entries,
+            )
+            for partition, entries in due.items() if entries
+        }
+        writes = [item for plan in plans.values() for item in plan.writes]
+        if not writes:
+            return
+        self._emit([snap for plan in plans.values() for snap in plan.snapshots])
+        self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+        on_partition = {item.interaction_id: p for p, plan in plans.items() for item in plan.writes}
+        fenced = self._write_through(writes, on_partition.__getitem__, now)
+        if fenced:
+            metrics.FENCED_WRITES.inc(len(fenced))
+        self._closed(plans, now, {p: clocks[p] for p in plans})
+
+    def _closed(self, plans: dict[int, ClosePlan], now_ms: int, clocks: dict[int, int]) -> None:
+        """Metrics and one log line per partition and tick (not per window) for the windows closed."""
+        late_ms = int((self.settings.finalize_grace_seconds + 1) * 1000)
+        for partition, plan in plans.items():
+            for _interaction_id, deadline_ms in plan.closed:
+                metrics.WINDOWS_CLOSED.inc()
+                if now_ms - deadline_ms > late_ms and self.options.follow_wall_clock:
+                    metrics.WINDOWS_CLOSED_LATE.inc()
+            if plan.closed:
+                log.info("window closed", partition=partition, count=len(plan.closed), clock_ms=clocks[partition],
+                         interaction_ids=[interaction_id for interaction_id, _ in plan.closed[:10]])
+        for partition, count in self.store.open_windows_many(list(plans)).items():
+            metrics.OPEN_WINDOWS.labels(str(partition)).set(count)
+
+    def _within_stop_offsets(self, records: list[Record]) -> tuple[list[Record], list[int]]:
+        """(records before the stop offsets, partitions that reached theirs: paused, read no further).
+
+        The caller marks the finished partitions caught up after folding the batch, because folding
+        marks every partition it read as behind.
+        """
+        stops = self.options.stop_offsets
+        if stops is None:
+            return records, []
+        kept = [r for r in records if r.offset < stops.get(r.partition, 0)]
+        finished = sorted({r.partition for r in records if r.offset + 1 >= stops.get(r.partition, 0)})
+        if finished:
+            topic = self.settings.events_topic
+            self.consumer.pause([TopicPartition(topic, p) for p in finished])
+        return kept, finished
+
+    def drained(self) -> bool:
+        """Every owned partition is at its end (or stop offset) and no window is due."""
+        return self._drained()
+
+    def _drained(self) -> bool:
+        owned = self.clocks.owned()
+        if not owned or not all(self.clocks.is_caught_up(p) for p in owned):
+            return False
+        now = wall_ms()
+        grace_ms = int(self.settings.finalize_grace_seconds * 1000)
+        due = self.store.due_many(
+            {p: self.clocks.clock_ms(p, now, follow_wall_clock=self.options.follow_wall_clock) - grace_ms
+             for p in owned}, 1,
+        )
+        return not any(due.values())
+
+    def shutdown(self) -> None:
+        """Finish: flush what was produced, commit stored offsets, leave the group."""
+        try:
+            self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+            commit_quietly(self.consumer)
+        finally:
+            self.consumer.close()
+            log.info("fold stage stopped", group=self.group)
+
+
+def _is_rejection(record: Record) -> bool:
+    return isinstance(record.item, Rejection)
+
+
+def _merge_plan(combined: BatchPlan, plan: BatchPlan, fenced: set[str], *, first: bool) -> None:
+    combined.snapshots.extend(s for s in plan.snapshots if s[1].interaction_id not in fenced)
+    for record, rejection in plan.rejections:
+        decode_failure = isinstance(record.item, Rejection)
+        if (decode_failure and first) or (not decode_failure and rejection.subject not in fenced):
+            combined.rejections.append((record, rejection))
+    for trigger, count in plan.accepted.items():
+        combined.accepted[trigger] = combined.accepted.get(trigger, 0) + count
+    combined.duplicates += plan.duplicates
+    for partition, event_time in plan.max_event_time.items():
+        newest = combined.max_event_time.get(partition)
+        if newest is None or event_time > newest:
+            combined.max_event_time[partition] = event_time

@@ -1,0 +1,1 @@
+"""Kafka edges: client configuration, records, DLQ headers, topics."""

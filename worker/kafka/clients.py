@@ -1,0 +1,150 @@
+"""Kafka edges shared by the stages: client configuration, decoding records, producing, DLQ headers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+
+from schemas.decode import Rejection, decode_event
+from worker.core.batch import Record
+from worker.errors import DeliveryError
+from worker.runtime import metrics
+from worker.runtime.settings import Settings
+
+Headers = list[tuple[str, bytes | None]]
+log = structlog.get_logger("ilog.kafka")
+
+
+def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
+    """Offsets are stored by the stage only after its effects are durable; librdkafka commits them."""
+    config: dict[str, Any] = {
+        "group.id": group,
+        "enable.auto.commit": True,
+        "auto.commit.interval.ms": 1000,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "enable.partition.eof": True,
+        "statistics.interval.ms": 5000,
+    }
+    if settings.group_instance_id:
+        config["group.instance.id"] = settings.group_instance_id
+    config.update(extra)
+    return settings.kafka_config(**config)
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    return settings.kafka_config(
+        **{"enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4", **extra}
+    )
+
+
+def decode_message(message: Message) -> Record:
+    raw_headers: list[tuple[str, Any]] = list(message.headers() or [])  # type: ignore[arg-type]
+    headers: Headers = [(name, _header_bytes(value)) for name, value in raw_headers]
+    value = message.value()
+    return Record(
+        topic=message.topic() or "",
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        value=value,
+        headers=headers,
+        item=decode_event(value, headers),
+    )
+
+
+def _header_bytes(value: object) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return str(value).encode()
+
+
+def dlq_headers(record: Record, rejection: Rejection) -> Headers:
+    """The original headers (binary-mode events need them to be replayed) plus why and from where."""
+    ours: Headers = [
+        ("reason", rejection.reason.value.encode()),
+        ("message", rejection.message.encode()),
+        ("original_topic", record.topic.encode()),
+        ("original_partition", str(record.partition).encode()),
+        ("original_offset", str(record.offset).encode()),
+    ]
+    if rejection.event_id is not None:
+        ours.append(("event_id", rejection.event_id.encode()))
+    if rejection.subject is not None:
+        ours.append(("subject", rejection.subject.encode()))
+    kept = [(name, value) for name, value in record.headers if name not in {n for n, _ in ours}]
+    return kept + ours
+
+
+@dataclass
+class DeliveryTracker:
+    """Collects delivery reports so a stage can tell whether everything it produced was acknowledged."""
+
+    failures: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def callback(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            with self._lock:
+                self.failures.append(f"{message.topic()}[{message.partition()}]: {error.str()}")
+
+    def flush(self, producer: Producer, timeout_s: float) -> None:
+        """Wait for every report; raise DeliveryError when one failed or did not arrive in time."""
+        remaining = producer.flush(timeout_s)
+        with self._lock:
+            failures, self.failures = self.failures, []
+        if remaining:
+            raise DeliveryError(f"{remaining} messages not acknowledged within {timeout_s} s")
+        if failures:
+            raise DeliveryError(f"{len(failures)} messages failed: {failures[:3]}")
+
+
+class Positioned(Protocol):
+    """Anything read from a partition: a fold-stage record, a sync-stage record."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
+def highest_offsets(records: Sequence[Positioned]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition), the offset to store: one past the last record of the batch."""
+    positions: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        positions[key] = max(positions.get(key, 0), record.offset + 1)
+    return positions
+
+
+def record_lag(group: str, raw_stats: str) -> None:
+    """librdkafka's `stats_cb`: consumer lag per partition into the metrics."""
+    for (_topic, partition), lag in stats_lag(json.loads(raw_stats)).items():
+        metrics.CONSUMER_LAG.labels(group, str(partition)).set(lag)
+
+
+def commit_quietly(consumer: Consumer) -> None:
+    """Commit stored offsets; nothing stored yet, or a group that moved on, are both harmless here."""
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        log.info("commit skipped", error=str(exc))
+
+
+def stats_lag(stats: dict[str, Any]) -> dict[tuple[str, int], int]:
+    """Consumer lag per partition from librdkafka's statistics JSON (-1 = unknown, skipped)."""
+    lags: dict[tuple[str, int], int] = {}
+    for topic, topic_stats in stats.get("topics", {}).items():
+        for partition, partition_stats in topic_stats.get("partitions", {}).items():
+            lag = int(partition_stats.get("consumer_lag", -1))
+            if int(partition) >= 0 and lag >= 0:
+                lags[(topic, int(partition))] = lag
+    return lags

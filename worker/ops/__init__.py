@@ -1,0 +1,1 @@
+"""Operations: the `ilog` CLI, replay, DLQ tools, inspect, offline fold and validate."""

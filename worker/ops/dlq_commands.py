@@ -1,0 +1,135 @@
+"""The `ilog dlq list|replay` commands: options in, a rich table (or JSON) out, exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from worker.errors import ConfigError, IlogError
+from worker.ops.dlq import (
+    DeadLetter,
+    Selection,
+    check_offsets,
+    letters_as_json,
+    outcome_as_json,
+    read_dead_letters,
+    resend,
+    select,
+)
+from worker.runtime.settings import Settings
+
+_MESSAGE_CHARS = 90
+
+
+def dlq_topics(settings: Settings, topic: str | None) -> list[str]:
+    """The one asked for, or both DLQs of the project."""
+    return [topic] if topic else [settings.events_dlq_topic, settings.upserts_dlq_topic]
+
+
+def gather(settings: Settings, topics: Sequence[str], *, explicit: bool) -> list[DeadLetter]:
+    letters: list[DeadLetter] = []
+    for topic in topics:
+        try:
+            letters.extend(read_dead_letters(settings, topic))
+        except ConfigError:
+            if explicit:
+                raise
+    return letters
+
+
+def letters_table(letters: Sequence[DeadLetter], title: str) -> Table:
+    table = Table(title=title, show_lines=False, title_justify="left")
+    for name, style in (("dlq", "dim"), ("reason", "bold red"), ("message", ""), ("interaction", "cyan"),
+                        ("original", "dim"), ("replayed", "")):
+        table.add_column(name, style=style, overflow="fold")
+    for letter in letters:
+        message = letter.header("message") or ""
+        table.add_row(
+            f"{_short(letter.topic)} {letter.partition}:{letter.offset}", letter.reason,
+            message if len(message) <= _MESSAGE_CHARS else message[: _MESSAGE_CHARS - 1] + "…",
+            letter.interaction,
+            f"{_short(letter.header('original_topic') or '?')}[{letter.header('original_partition')}]"
+            f"@{letter.header('original_offset')}",
+            "yes" if letter.replayed else "",
+        )
+    return table
+
+
+def _short(topic: str) -> str:
+    """`run-7.events.dlq` → `events.dlq`: the table stays readable; `--json` has the full names."""
+    return ".".join(topic.split(".")[-2:]) if topic.count(".") >= 2 else topic
+
+
+def list_command(
+    settings: Settings, *, topic: str | None, reason: str | None, limit: int | None, as_json: bool
+) -> int:
+    console = Console()
+    try:
+        letters = select(gather(settings, dlq_topics(settings, topic), explicit=topic is not None),
+                         Selection(reason=reason, include_replayed=True, limit=limit))
+    except IlogError as exc:
+        Console(stderr=True).print(f"[red]ilog dlq list:[/] {exc}")
+        return 2
+    if as_json:
+        print(letters_as_json(letters))
+        return 0
+    if not letters:
+        console.print("no dead letters" + (f" with reason {reason!r}" if reason else ""))
+        return 0
+    console.print(letters_table(letters, f"{len(letters)} dead letter(s)"))
+    return 0
+
+
+def replay_command(
+    settings: Settings, *, topic: str | None, reason: str | None, offsets: Sequence[str], yes: bool,
+    force: bool, as_json: bool,
+) -> int:
+    """Select, confirm (unless --yes), resend per DLQ topic; exit 1 when nothing matched."""
+    err = Console(stderr=True)
+    try:
+        check_offsets(offsets)
+        topics = dlq_topics(settings, topic)
+        letters = gather(settings, topics, explicit=topic is not None)
+    except IlogError as exc:
+        err.print(f"[red]ilog dlq replay:[/] {exc}")
+        return 2
+    chosen = select(letters, Selection(reason=reason, offsets=tuple(offsets), include_replayed=force))
+    refused = [d for d in select(letters, Selection(reason=reason, offsets=tuple(offsets), include_replayed=True))
+               if d.replayed and not force]
+    if refused:
+        err.print(f"{len(refused)} letter(s) were replayed before and are left out "
+                  "(pass --force to send them again): " + ", ".join(d.position for d in refused[:10]))
+    if not chosen:
+        err.print("nothing to replay")
+        return 1
+    if not yes and not _confirmed(err, chosen):
+        return 1
+    return _resend_all(settings, err, topics, chosen, as_json=as_json)
+
+
+def _resend_all(
+    settings: Settings, err: Console, topics: Sequence[str], chosen: Sequence[DeadLetter], *, as_json: bool
+) -> int:
+    try:
+        outcomes = [resend(settings, dlq_topic, batch) for dlq_topic in topics
+                    if (batch := [d for d in chosen if d.topic == dlq_topic])]
+    except IlogError as exc:
+        err.print(f"[red]ilog dlq replay:[/] {exc}")
+        return 2
+    for outcome in outcomes:
+        if as_json:
+            print(outcome_as_json(outcome))
+        for note in outcome.resent:
+            err.print(f"resent {note['dlq']} → {note['to_topic']}[{note['to_partition']}]@{note['to_offset']}")
+    return 0
+
+
+def _confirmed(err: Console, chosen: Sequence[DeadLetter]) -> bool:
+    err.print(letters_table(chosen, f"{len(chosen)} dead letter(s) to resend to their original topics"))
+    if not sys.stdin.isatty():
+        err.print("not a terminal: pass --yes to resend without asking")
+        return False
+    return err.input("resend them? [y/N] ").strip().lower() in ("y", "yes")

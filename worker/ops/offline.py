@@ -1,0 +1,91 @@
+"""`ilog fold FILE`: fold a JSON-lines file of events offline, with the same decode and fold as Kafka.
+
+Events are applied in file order. Logs are printed as they stand after the last line and are NOT
+finalized: closing a window needs the partition clock, which a file does not have (late edits are
+still rejected by event time). The trigger is the one of the last accepted event.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from schemas.decode import decode_event
+from schemas.events import Rejection
+from worker.core.fold import Rejected, fold, snapshot
+from worker.core.state import InteractionLog, Tombstone
+from worker.runtime.settings import Settings
+
+EXIT_OK = 0
+EXIT_UNREADABLE = 2
+
+
+@dataclass
+class OfflineFold:
+    """Logs by interaction id plus the rejections (with their line numbers) of one file."""
+
+    edit_window_s: float
+    applied_ids_kept: int = 256
+    logs: dict[str, InteractionLog | Tombstone] = field(default_factory=dict)
+    rejections: list[tuple[int, Rejection]] = field(default_factory=list)
+
+    def apply_lines(self, lines: Iterable[tuple[int, bytes]]) -> None:
+        for line_number, raw in lines:
+            self.apply(line_number, raw)
+
+    def apply(self, line_number: int, raw: bytes) -> None:
+        decoded = decode_event(raw)
+        if isinstance(decoded, Rejection):
+            self.rejections.append((line_number, decoded))
+            return
+        result = fold(self.logs.get(decoded.subject), decoded, edit_window_s=self.edit_window_s,
+                      applied_ids_kept=self.applied_ids_kept)
+        if isinstance(result.outcome, Rejected):
+            self.rejections.append((line_number, result.outcome.rejection))
+        elif result.log is not None:
+            self.logs[decoded.subject] = result.log
+
+    def snapshot_lines(self) -> Iterator[str]:
+        for interaction_id in sorted(self.logs):
+            log = self.logs[interaction_id]
+            if isinstance(log, InteractionLog):
+                yield snapshot(log).model_dump_json()
+
+    def rejection_lines(self) -> Iterator[str]:
+        for line_number, rejection in self.rejections:
+            yield json.dumps({**rejection.to_dict(), "line": line_number}, ensure_ascii=False)
+
+
+def numbered_lines(raw: bytes) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines with their 1-based line numbers."""
+    for index, line in enumerate(raw.split(b"\n"), start=1):
+        if line.strip():
+            yield index, line
+
+
+def fold_file_command(file: Path, rejects: Path | None, settings: Settings,
+                      out: TextIO | None = None) -> int:
+    """Fold `file`, print final logs (sorted by id), write rejections; exit code 0, or 2 if unreadable."""
+    stdout = out if out is not None else sys.stdout
+    try:
+        raw = file.read_bytes()
+    except OSError as error:
+        print(f"ilog fold: cannot read {file}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    offline = OfflineFold(settings.edit_window_seconds, settings.applied_ids_kept)
+    offline.apply_lines(numbered_lines(raw))
+    for line in offline.snapshot_lines():
+        stdout.write(line + "\n")
+    if rejects is not None:
+        try:
+            rejects.write_text("".join(line + "\n" for line in offline.rejection_lines()), encoding="utf-8")
+        except OSError as error:
+            print(f"ilog fold: cannot write {rejects}: {error.strerror or error}", file=sys.stderr)
+            return EXIT_UNREADABLE
+    elif offline.rejections:
+        print(f"ilog fold: {len(offline.rejections)} event(s) rejected (see --rejects FILE)", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,268 @@
+"""`ilog replay`: backfill — fold a time range of the events topic again, by event time, then stop.
+
+How a replay runs (DESIGN.md "Replay and backfill"):
+- its own consumer group (default `ilog-replay-<from>`; the live fold group is refused unless forced),
+  partitions assigned explicitly at the offsets `offsets_for_times(--from)` gives, never subscribed;
+- stop offsets captured at start: the partition ends, or `offsets_for_times(--to)`;
+- fold by event time and close windows by event time (no wall clock), burst mode: it ends when
+  every partition reached its stop offset and no window is due;
+- its own Redis key prefix `<key_prefix>-replay-<group>` (cleared at start, so a replay always
+  recomputes from scratch), or the live keys with `--live-keys`;
+- snapshots go to the upserts topic: they carry their version and the sync stage skips versions it
+  already synced, so running a replay twice leaves the CRM state as it was;
+- its rejections go to `<events topic>.replay.dlq`, not the live DLQ: a replay re-reads events the
+  live worker already dead-lettered, and a second copy of each would only confuse `ilog dlq replay`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from worker.errors import ConfigError
+from worker.fold.stage import FoldOptions
+from worker.runtime import bootstrap
+from worker.runtime.settings import Settings
+
+_METADATA_TIMEOUT_S = 15.0
+_GLOB_SPECIALS = "\\*?[]"
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """What the operator asked for (CLI options, parsed)."""
+
+    from_time: datetime
+    to_time: datetime | None = None
+    group: str | None = None
+    live_keys: bool = False
+    prefix: str | None = None
+    upserts_topic: str | None = None
+    dlq_topic: str | None = None
+    force_live_group: bool = False
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    group: str
+    key_prefix: str
+    upserts_topic: str
+    dlq_topic: str
+    start_offsets: dict[int, int]
+    stop_offsets: dict[int, int]
+
+    @property
+    def total_events(self) -> int:
+        return sum(max(0, self.stop_offsets[p] - start) for p, start in self.start_offsets.items())
+
+
+@dataclass
+class ReplayResult:
+    plan: ReplayPlan
+    events_read: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    remaining: dict[int, int] = field(default_factory=dict)
+
+
+def parse_time(text: str) -> datetime:
+    """RFC 3339 / ISO 8601 (`Z` allowed; naive means UTC), or `earliest` for the start of the topic."""
+    if text.strip().lower() in ("earliest", "beginning"):
+        return datetime.fromtimestamp(0, UTC)
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"not a time: {text!r} (use RFC 3339, e.g. 2026-11-27T10:00:00Z, or 'earliest')") from exc
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def default_group(from_time: datetime) -> str:
+    return "ilog-replay-" + from_time.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def plan_replay(settings: Settings, request: ReplayRequest) -> ReplayPlan:
+    """Check the request against the live names and capture start and stop offsets now."""
+    group = request.group or default_group(request.from_time)
+    if group == settings.fold_group and not request.force_live_group:
+        raise ConfigError(
+            f"refusing to replay with the live fold group {group!r}: it would move the live worker's "
+            "committed offsets. Pick another --group (or pass --force-live-group if that is really meant)."
+        )
+    if request.to_time is not None and request.to_time <= request.from_time:
+        raise ConfigError("--to must be later than --from")
+    prefix = settings.key_prefix if request.live_keys else (
+        request.prefix or f"{settings.key_prefix}-replay-{group}")
+    starts, stops = capture_offsets(settings, group, request.from_time, request.to_time)
+    return ReplayPlan(
+        group=group, key_prefix=prefix, upserts_topic=request.upserts_topic or settings.upserts_topic,
+        dlq_topic=request.dlq_topic or f"{settings.events_topic}.replay.dlq",
+        start_offsets=starts, stop_offsets=stops,
+    )
+
+
+def capture_offsets(
+    settings: Settings, group: str, from_time: datetime, to_time: datetime | None
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Per partition: the first offset at/after `from_time`, and the stop offset (exclusive)."""
+    consumer = bootstrap.plain_consumer(settings, **{"group.id": group, "enable.auto.commit": False})
+    try:
+        topic = settings.events_topic
+        metadata = consumer.list_topics(topic, timeout=_METADATA_TIMEOUT_S).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise ConfigError(f"topic {topic!r} not found on {settings.kafka_bootstrap}")
+        partitions = sorted(metadata.partitions)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_METADATA_TIMEOUT_S)[1]
+                for p in partitions}
+        starts = _offsets_at(consumer, topic, partitions, from_time, ends)
+        stops = ends if to_time is None else _offsets_at(consumer, topic, partitions, to_time, ends)
+        return starts, {p: max(stops[p], starts[p]) for p in partitions}
+    finally:
+        consumer.close()
+
+
+def _offsets_at(
+    consumer: Consumer, topic: str, partitions: list[int], moment: datetime, ends: dict[int, int]
+) -> dict[int, int]:
+    moment_ms = int(moment.timestamp() * 1000)
+    found = consumer.offsets_for_times(
+        [TopicPartition(topic, p, moment_ms) for p in partitions], timeout=_METADATA_TIMEOUT_S
+    )
+    # -1: no message at or after the time, so the partition's end.
+    return {tp.partition: (tp.offset if tp.offset >= 0 else ends[tp.partition]) for tp in found}
+
+
+def replay_settings(settings: Settings, plan: ReplayPlan) -> Settings:
+    return settings.model_copy(update={"key_prefix": plan.key_prefix, "upserts_topic": plan.upserts_topic})
+
+
+def clear_replay_keys(settings: Settings, plan: ReplayPlan) -> int:
+    """Delete the replay's own keys (never the live prefix), so every replay starts from nothing."""
+    if plan.key_prefix == settings.key_prefix:
+        return 0
+    escaped = "".join(f"\\{c}" if c in _GLOB_SPECIALS else c for c in plan.key_prefix)
+    client = bootstrap.redis_client(settings)
+    try:
+        deleted = 0
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{escaped}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += int(client.unlink(*batch))
+                batch = []
+        if batch:
+            deleted += int(client.unlink(*batch))
+        return deleted
+    finally:
+        client.close()
+
+
+def ensure_topic(settings: Settings, topic: str) -> None:
+    """Create `topic` like the project's topics when it is missing (the replay DLQ)."""
+    admin = bootstrap.admin_client(settings)
+    if topic in admin.list_topics(timeout=_METADATA_TIMEOUT_S).topics:
+        return
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=settings.partitions, replication_factor=settings.replication_factor)]
+    )
+    for future in futures.values():
+        try:
+            future.result(timeout=_METADATA_TIMEOUT_S)
+        except Exception as exc:  # created meanwhile by another replay: fine
+            if "already exists" not in str(exc).lower() and "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+
+
+def run_replay(
+    settings: Settings, plan: ReplayPlan, stop: threading.Event, *, progress: bool | None = None
+) -> ReplayResult:
+    """Fold the planned range into the plan's keys and topics; returns when drained or stopped."""
+    ensure_topic(settings, plan.dlq_topic)
+    clear_replay_keys(settings, plan)
+    run_settings = replay_settings(settings, plan)
+    options = FoldOptions(group=plan.group, burst=True, follow_wall_clock=False,
+                          stop_offsets=dict(plan.stop_offsets), start_offsets=dict(plan.start_offsets),
+                          dlq_topic=plan.dlq_topic)
+    stage = bootstrap.fold_stage(run_settings, options, prefix=plan.key_prefix)
+    started_s = time.monotonic()
+    with ReplayProgress(plan, stage.positions, progress) as report:
+        stage.run(stop, after_step=report)
+    result = ReplayResult(plan=plan, seconds=time.monotonic() - started_s, interrupted=stop.is_set())
+    result.remaining = remaining_lag(plan, stage.positions)
+    result.events_read = plan.total_events - sum(result.remaining.values())
+    return result
+
+
+def remaining_lag(plan: ReplayPlan, positions: dict[int, int]) -> dict[int, int]:
+    return {p: max(0, stop - max(positions.get(p, plan.start_offsets[p]), plan.start_offsets[p]))
+            for p, stop in plan.stop_offsets.items()}
+
+
+class ReplayProgress:
+    """A rich progress bar (events done / total, events/s, remaining lag); silent when not a terminal."""
+
+    def __init__(self, plan: ReplayPlan, positions: dict[int, int], enabled: bool | None) -> None:
+        self._plan = plan
+        self._positions = positions
+        console = Console(stderr=True)
+        self._enabled = console.is_terminal if enabled is None else enabled
+        self._progress = Progress(
+            TextColumn("[bold]replay[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>8.0f} events/s"), TextColumn("lag {task.fields[lag]}"),
+            TimeElapsedColumn(), console=console,
+        )
+        self._task = self._progress.add_task(plan.group, total=plan.total_events, rate=0.0,
+                                             lag=plan.total_events)
+        self._started_s = time.monotonic()
+
+    def __enter__(self) -> Callable[[], None]:
+        if self._enabled:
+            self._progress.start()
+        return self.update
+
+    def update(self) -> None:
+        if not self._enabled:
+            return
+        lag = sum(remaining_lag(self._plan, self._positions).values())
+        done = self._plan.total_events - lag
+        elapsed_s = max(time.monotonic() - self._started_s, 1e-6)
+        self._progress.update(self._task, completed=done, rate=done / elapsed_s, lag=lag)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._enabled:
+            self.update()
+            self._progress.stop()
+
+
+def replay_command(settings: Settings, request: ReplayRequest) -> int:
+    """Plan, run and report; Ctrl-C stops after the batch in hand (offsets committed, group left)."""
+    import json
+    import signal
+
+    from worker.runtime.logs import configure_logging
+
+    configure_logging(settings)
+    try:
+        plan = plan_replay(settings, request)
+    except ConfigError as exc:
+        Console(stderr=True).print(f"[red]ilog replay:[/] {exc}")
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    result = run_replay(settings, plan, stop)
+    print(json.dumps({
+        "group": plan.group, "key_prefix": plan.key_prefix, "upserts_topic": plan.upserts_topic,
+        "dlq_topic": plan.dlq_topic, "events_read": result.events_read,
+        "events_per_s": round(result.events_read / max(result.seconds, 1e-6), 1),
+        "seconds": round(result.seconds, 2), "interrupted": result.interrupted,
+        "remaining_lag": sum(result.remaining.values()),
+    }))
+    return 130 if result.interrupted else 0

@@ -1,0 +1,1 @@
+"""The runtime: settings, the composition root, health, metrics, logging."""

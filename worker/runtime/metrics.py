@@ -1,0 +1,27 @@
+"""Prometheus metrics. Defined once at import (no clients, no I/O); served by `worker.runtime.health`."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_CONSUMED = Counter("ilog_events_consumed_total", "Events read from the events topic")
+EVENTS_FOLDED = Counter("ilog_events_folded_total", "Events accepted by the fold", ["trigger"])
+EVENTS_DUPLICATE = Counter("ilog_events_duplicate_total", "Events already applied (no-ops)")
+EVENTS_REJECTED = Counter("ilog_events_rejected_total", "Events sent to the DLQ", ["reason"])
+SNAPSHOTS_EMITTED = Counter("ilog_snapshots_emitted_total", "Snapshots produced to the upserts topic", ["trigger"])
+FENCED_WRITES = Counter("ilog_fenced_writes_total", "Writes refused because a newer version was stored")
+CONSUMER_LAG = Gauge("ilog_consumer_lag", "Messages behind the end of the partition", ["group", "partition"])
+OPEN_WINDOWS = Gauge("ilog_open_windows", "Interactions whose edit window is open", ["partition"])
+WINDOWS_CLOSED = Counter("ilog_windows_closed_total", "Edit windows closed (finalized logs)")
+WINDOWS_CLOSED_LATE = Counter(
+    "ilog_windows_closed_late_total", "Windows closed more than grace + 1 s after their deadline (wall-clock)"
+)
+BATCH_SECONDS = Histogram("ilog_fold_batch_seconds", "Time to fold and persist one batch", ["stage"])
+UPSERTS = Counter("ilog_upserts_total", "Snapshots synced to a target", ["target", "outcome"])
+API_BUDGET_LEFT = Gauge("ilog_api_budget_left", "Requests left in the shared API budget", ["target", "window"])
+SYNC_LATENCY = Histogram(
+    "ilog_sync_latency_seconds",
+    "From the snapshot's production to the target's acknowledgement",
+    ["target"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)

@@ -1,0 +1,122 @@
+"""`ilog worker fold|sync|all`: build the real clients once, run the stages, stop gracefully.
+
+SIGTERM/SIGINT: stop polling, finish the batch, flush, commit, leave the group — bounded by
+`drain_timeout_seconds` (a watchdog ends the process if draining hangs; Kubernetes' grace period
+must be longer).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import threading
+from collections.abc import Callable
+from enum import StrEnum
+from types import FrameType
+
+import redis
+import structlog
+
+from worker.runtime import bootstrap
+from worker.runtime.health import HealthServer
+from worker.runtime.logs import configure_logging
+from worker.runtime.settings import Settings
+
+log = structlog.get_logger("ilog.runner")
+
+
+class StageName(StrEnum):
+    FOLD = "fold"
+    SYNC = "sync"
+    ALL = "all"
+
+
+def install_stop_handlers(stop: threading.Event, drain_timeout_s: float) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            return
+        log.info("stopping", signal=signal.Signals(signum).name, drain_timeout_s=drain_timeout_s)
+        stop.set()
+        watchdog = threading.Timer(drain_timeout_s, _drain_overrun, args=(drain_timeout_s,))
+        watchdog.daemon = True
+        watchdog.start()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def _drain_overrun(drain_timeout_s: float) -> None:
+    log.error("drain timeout passed; exiting without a clean close", drain_timeout_s=drain_timeout_s)
+    os._exit(1)
+
+
+def readiness(settings: Settings, joined: Callable[[], bool]) -> Callable[[], tuple[bool, str]]:
+    client = bootstrap.redis_client(settings, timeout_s=bootstrap.REDIS_PROBE_TIMEOUT_S)
+
+    def check() -> tuple[bool, str]:
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            return False, f"redis unreachable: {exc}"
+        if not joined():
+            return False, "consumer group not joined yet"
+        return True, "ready"
+
+    return check
+
+
+def tune_gc() -> None:
+    """Every event allocates a handful of short-lived containers while the logs of open interactions
+    stay alive: with the default thresholds the collector re-walks those survivors constantly
+    (20-25% of the fold's time, docs/benchmarks.md). Freeze what start-up built and collect the
+    young generation less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
+def run_worker(stage: StageName, settings: Settings, stop: threading.Event | None = None) -> None:
+    configure_logging(settings)
+    stop = stop or threading.Event()
+    install_stop_handlers(stop, settings.drain_timeout_seconds)
+    runners: list[tuple[str, Callable[[threading.Event], None], Callable[[], bool]]] = []
+    if stage in (StageName.FOLD, StageName.ALL):
+        fold = bootstrap.fold_stage(settings)
+        runners.append(("fold", fold.run, fold.assigned_once.is_set))
+    if stage in (StageName.SYNC, StageName.ALL):
+        sync = bootstrap.sync_stage(settings)
+        runners.append(("sync", sync.run, sync.assigned_once.is_set))
+    tune_gc()
+    health = HealthServer(
+        settings.http_host, settings.http_port, readiness(settings, lambda: all(j() for _, _, j in runners))
+    ).start()
+    log.info("worker started", stage=stage.value, http_port=health.port)
+    try:
+        _run_all(runners, stop)
+    finally:
+        health.stop()
+
+
+def _run_all(
+    runners: list[tuple[str, Callable[[threading.Event], None], Callable[[], bool]]], stop: threading.Event
+) -> None:
+    """Each stage in its own thread; one failing stops the others (and the process exits non-zero)."""
+    failures: list[BaseException] = []
+
+    def guard(name: str, run: Callable[[threading.Event], None]) -> None:
+        try:
+            run(stop)
+        except BaseException as exc:
+            log.exception("stage failed", stage=name)
+            failures.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=guard, args=(name, run), name=name) for name, run, _ in runners]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        for thread in threads:
+            thread.join(timeout=0.5)
+    if failures:
+        raise failures[0]

@@ -1,0 +1,89 @@
+"""Build the enabled targets from Settings: a target is on when its URL is set (CONTRACT.md)."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from adapters.base import Target
+from adapters.http_session import RecordingSession
+from adapters.salesforce import SalesforceTarget
+from adapters.salesforce_auth import SalesforceCredentials
+from adapters.webhook import WebhookTarget
+from adapters.zendesk import ZendeskOptions, ZendeskTarget
+from worker.runtime.settings import Settings
+
+
+class TargetConfigError(ValueError):
+    """A target is on (its URL is set) but a setting it needs is missing."""
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
+
+
+def _require(value: str | None, setting: str) -> str:
+    if not value:
+        raise TargetConfigError(f"ILOG_{setting.upper()} is required")
+    return value
+
+
+def build_salesforce(settings: Settings) -> SalesforceTarget:
+    credentials = SalesforceCredentials(
+        login_url=settings.salesforce_login_url,
+        client_id=_require(settings.salesforce_client_id, "salesforce_client_id"),
+        client_secret=_secret(settings.salesforce_client_secret),
+        username=settings.salesforce_username,
+        private_key_file=settings.salesforce_private_key_file,
+    )
+    if credentials.client_secret is None and not (credentials.username and credentials.private_key_file):
+        raise TargetConfigError("Salesforce needs ILOG_SALESFORCE_CLIENT_SECRET or the JWT bearer settings")
+    return SalesforceTarget(
+        instance_url=_require(settings.salesforce_instance_url, "salesforce_instance_url"),
+        credentials=credentials,
+        session=RecordingSession(settings.salesforce_ca_bundle, settings.salesforce_timeout_seconds),
+        api_version=settings.salesforce_api_version,
+        attribute_fields=settings.salesforce_attribute_fields,
+        budget_pause_s=settings.salesforce_budget_pause_seconds,
+    )
+
+
+def build_zendesk(settings: Settings) -> ZendeskTarget:
+    if settings.zendesk_mode == "field" and settings.zendesk_log_field_id is None:
+        raise TargetConfigError("ILOG_ZENDESK_MODE=field needs ILOG_ZENDESK_LOG_FIELD_ID")
+    options = ZendeskOptions(
+        mode=settings.zendesk_mode,
+        log_field_id=settings.zendesk_log_field_id,
+        attribute_fields=dict(settings.zendesk_attribute_fields),
+        missing_ticket=settings.zendesk_missing_ticket,
+        job_poll_s=settings.zendesk_job_poll_seconds,
+        job_timeout_s=settings.zendesk_job_timeout_seconds,
+    )
+    return ZendeskTarget(
+        url=_require(settings.zendesk_url, "zendesk_url"),
+        email=_require(settings.zendesk_email, "zendesk_email"),
+        token=_require(_secret(settings.zendesk_token), "zendesk_token"),
+        session=RecordingSession(settings.zendesk_ca_bundle, settings.zendesk_timeout_seconds, raise_on_429=True),
+        options=options,
+    )
+
+
+def build_webhook(settings: Settings) -> WebhookTarget:
+    secret = _require(_secret(settings.webhook_secret), "webhook_secret")
+    return WebhookTarget(
+        url=_require(settings.webhook_url, "webhook_url"),
+        secret=secret.encode(),
+        session=RecordingSession(settings.webhook_ca_bundle, settings.webhook_timeout_seconds),
+        concurrency=settings.webhook_concurrency,
+    )
+
+
+def build_targets(settings: Settings) -> list[Target]:
+    """The targets whose URL is set, in a fixed order; nothing connects until the first sync."""
+    targets: list[Target] = []
+    if settings.salesforce_instance_url:
+        targets.append(build_salesforce(settings))
+    if settings.zendesk_url:
+        targets.append(build_zendesk(settings))
+    if settings.webhook_url:
+        targets.append(build_webhook(settings))
+    return targets

@@ -1,0 +1,128 @@
+"""The shared per-target API budget: fixed-window counters in Redis, one per minute and one per day.
+
+Every replica takes tokens from the same keys (`worker.store.keys.budget_key`) before it calls a target,
+one token per HTTP request the adapter is expected to make. When less than `reserve_fraction` of
+a window is left, only finalized snapshots are admitted: the final log is what an agent and a
+report need, intermediate states can wait for the next window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from adapters.base import SyncItem
+from adapters.zendesk_writes import estimated_requests as zendesk_requests
+from worker.errors import StoreError
+from worker.store import keys
+
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+
+# KEYS[1] minute counter, KEYS[2] day counter (strings; TTL = the window's length, set on first use)
+# ARGV[1] tokens to take (0 = only look), ARGV[2] minute limit, ARGV[3] day limit,
+# ARGV[4] minute window ms, ARGV[5] day window ms
+# Returns {granted 0|1, left in the minute, left in the day, ms until the blocking window resets}.
+_TAKE_SCRIPT = """
+local tokens = tonumber(ARGV[1])
+local limits = {tonumber(ARGV[2]), tonumber(ARGV[3])}
+local windows = {tonumber(ARGV[4]), tonumber(ARGV[5])}
+local used = {}
+local wait_ms = 0
+local granted = 1
+for i = 1, 2 do
+  used[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tokens > 0 and used[i] + tokens > limits[i] then
+    granted = 0
+    local ttl = redis.call('PTTL', KEYS[i])
+    if ttl < 0 then ttl = windows[i] end
+    if ttl > wait_ms then wait_ms = ttl end
+  end
+end
+if granted == 1 and tokens > 0 then
+  for i = 1, 2 do
+    used[i] = redis.call('INCRBY', KEYS[i], tokens)
+    if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], windows[i]) end
+  end
+end
+return {granted, limits[1] - used[1], limits[2] - used[2], wait_ms}
+"""
+
+
+@dataclass(frozen=True)
+class BudgetLimits:
+    per_minute: int
+    per_day: int
+
+
+@dataclass(frozen=True)
+class Grant:
+    granted: bool
+    left_minute: int
+    left_day: int
+    wait_s: float  # when refused: until the window that refused resets
+
+    @property
+    def left(self) -> int:
+        return max(0, min(self.left_minute, self.left_day))
+
+    def is_low(self, limits: BudgetLimits, reserve_fraction: float) -> bool:
+        return (self.left_minute < limits.per_minute * reserve_fraction
+                or self.left_day < limits.per_day * reserve_fraction)
+
+
+UNLIMITED = Grant(granted=True, left_minute=1 << 30, left_day=1 << 30, wait_s=0.0)
+
+
+class ApiBudget:
+    """Token counters per target; a target without limits is never refused."""
+
+    def __init__(self, client: redis.Redis, prefix: str, limits: dict[str, BudgetLimits]) -> None:
+        self._client = client
+        self._prefix = prefix
+        self.limits = dict(limits)
+        self._take = client.register_script(_TAKE_SCRIPT)
+
+    def take(self, target: str, tokens: int) -> Grant:
+        limits = self.limits.get(target)
+        if limits is None:
+            return UNLIMITED
+        try:
+            granted, left_minute, left_day, wait_ms = self._take(
+                keys=[keys.budget_key(self._prefix, target, "minute"), keys.budget_key(self._prefix, target, "day")],
+                args=[max(0, tokens), limits.per_minute, limits.per_day, MINUTE_MS, DAY_MS],
+            )
+        except redis.RedisError as exc:
+            raise StoreError(f"API budget of {target} unreadable: {exc}") from exc
+        return Grant(bool(granted), int(left_minute), int(left_day), int(wait_ms) / 1000)
+
+    def peek(self, target: str) -> Grant:
+        return self.take(target, 0)
+
+
+def estimate_requests(target: str, items: Sequence[SyncItem]) -> int:
+    """Requests the adapter will likely make for this batch (look-ups included)."""
+    if not items:
+        return 0
+    lookups = sum(1 for item in items if item.target_state.remote_id is None and item.target_state.needs_lookup)
+    if target == "salesforce":
+        return math.ceil(len(items) / 200) + lookups
+    if target == "zendesk":  # the adapter knows which writes share a job
+        return zendesk_requests(items)
+    return len(items)
+
+
+def admit(
+    target: str, items: Sequence[SyncItem], grant: Grant, limits: BudgetLimits | None, reserve_fraction: float
+) -> list[SyncItem]:
+    """The items to send now: finalized first; only those when the budget is low; as many as fit."""
+    ordered = sorted(items, key=lambda item: not item.snapshot.finalized)
+    if limits is not None and grant.is_low(limits, reserve_fraction):
+        ordered = [item for item in ordered if item.snapshot.finalized]
+    count = len(ordered)
+    while count > 0 and estimate_requests(target, ordered[:count]) > grant.left:
+        count //= 2
+    return ordered[:count]

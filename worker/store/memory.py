@@ -1,0 +1,64 @@
+"""The in-memory twin of the Redis store, for fast service tests and the stage unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from worker.core.writes import State, StateWrite, Stored
+from worker.store.port import WriteResult
+
+
+class MemoryStore:
+    """In-memory twin of RedisStore with the same fencing; TTLs are recorded, not enforced."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, tuple[int, State]] = {}
+        self.ttl_ms: dict[str, int] = {}
+        self.deadlines: dict[int, dict[str, int]] = {}
+        self.sync: dict[tuple[str, str], bytes] = {}
+
+    def load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
+        loaded: dict[str, Stored] = {}
+        for interaction_id in interaction_ids:
+            version, state = self.states.get(interaction_id, (0, None))
+            loaded[interaction_id] = Stored(version, state)
+        return loaded
+
+    def write(self, writes: Sequence[StateWrite]) -> WriteResult:
+        fenced: list[str] = []
+        for item in writes:
+            stored_version = self.states.get(item.interaction_id, (0, None))[0]
+            if stored_version != item.expected_version:
+                fenced.append(item.interaction_id)
+                continue  # like the script: a fenced-out write leaves the deadline entry alone too
+            self.states[item.interaction_id] = (item.state.version, item.state)
+            self.ttl_ms[item.interaction_id] = item.ttl_ms
+            if item.deadline is not None:
+                partition, deadline_ms = item.deadline
+                self.deadlines.setdefault(partition, {})[item.interaction_id] = deadline_ms
+            if item.unschedule_partition is not None:
+                self.deadlines.get(item.unschedule_partition, {}).pop(item.interaction_id, None)
+        return WriteResult(fenced_out=fenced)
+
+    def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]:
+        entries = sorted(self.deadlines.get(partition, {}).items(), key=lambda kv: (kv[1], kv[0]))
+        return [(member, score) for member, score in entries if score <= until_ms][:limit]
+
+    def open_windows(self, partition: int) -> int:
+        return len(self.deadlines.get(partition, {}))
+
+    def due_many(self, until_ms: dict[int, int], limit: int) -> dict[int, list[tuple[str, int]]]:
+        return {partition: self.due(partition, until, limit) for partition, until in until_ms.items()}
+
+    def open_windows_many(self, partitions: Sequence[int]) -> dict[int, int]:
+        return {partition: self.open_windows(partition) for partition in partitions}
+
+    def unschedule(self, partition: int, interaction_ids: Sequence[str]) -> None:
+        for interaction_id in interaction_ids:
+            self.deadlines.get(partition, {}).pop(interaction_id, None)
+
+    def sync_state(self, interaction_id: str, target: str) -> bytes | None:
+        return self.sync.get((interaction_id, target))
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,142 @@
+"""Per-target sync state in Redis: field `s:<target>` of the interaction hash (see `worker.store.keys`).
+
+One pipelined round trip reads every (interaction, target) state of a batch; one writes them back.
+The write is a small Lua script so it can (a) refuse to move `synced_version` backwards — a
+replica that lost its partitions must not undo a newer replica's progress — and (b) give the key
+a TTL when it has none: after the fold's state expired, a late sync must not leave a key forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+import redis
+
+from adapters.base import TargetState
+from worker.errors import StoreError
+from worker.store import keys
+
+# KEYS[1]  <prefix>:{<interaction_id>}  hash; field ARGV[1] = s:<target> (JSON TargetState)
+# ARGV[1]  field, ARGV[2] JSON state, ARGV[3] its synced_version, ARGV[4] TTL in s when the key has none
+# Returns 1 when written, 0 when the stored synced_version was newer.
+_SAVE_SCRIPT = """
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if stored then
+  local ok, decoded = pcall(cjson.decode, stored)
+  if ok and type(decoded) == 'table' and tonumber(decoded['synced_version'] or 0) > tonumber(ARGV[3]) then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('TTL', KEYS[1]) == -1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class StateUpdate:
+    interaction_id: str
+    target: str
+    state: TargetState
+
+
+def encode_target_state(state: TargetState) -> bytes:
+    return orjson.dumps(
+        {"remote_id": state.remote_id, "synced_version": state.synced_version, "uncertain": state.uncertain}
+    )
+
+
+def decode_target_state(raw: bytes | str | None) -> TargetState:
+    """Unreadable or missing → the empty state (the adapters then look the record up when needed)."""
+    if raw is None:
+        return TargetState()
+    try:
+        data: Any = orjson.loads(raw)
+        return TargetState(
+            remote_id=None if data.get("remote_id") is None else str(data["remote_id"]),
+            synced_version=int(data.get("synced_version", 0)),
+            uncertain=bool(data.get("uncertain", False)),
+        )
+    except (ValueError, TypeError, AttributeError):
+        return TargetState(uncertain=True)
+
+
+class SyncStateStore(Protocol):
+    def load(self, interaction_ids: Iterable[str], targets: Sequence[str]) -> dict[tuple[str, str], TargetState]:
+        ...
+
+    def save(self, updates: Sequence[StateUpdate]) -> None: ...
+
+
+class RedisSyncStateStore:
+    def __init__(self, client: redis.Redis, prefix: str, ttl_s: float) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._ttl_s = max(1, int(ttl_s))
+        self._save = client.register_script(_SAVE_SCRIPT)
+
+    def load(self, interaction_ids: Iterable[str], targets: Sequence[str]) -> dict[tuple[str, str], TargetState]:
+        ids = list(dict.fromkeys(interaction_ids))
+        if not ids or not targets:
+            return {}
+        fields = [keys.sync_field(target) for target in targets]
+        pipe = self._client.pipeline(transaction=False)
+        for interaction_id in ids:
+            pipe.hmget(keys.state_key(self._prefix, interaction_id), fields)
+        try:
+            rows: list[list[bytes | None]] = pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"loading sync state of {len(ids)} interactions failed: {exc}") from exc
+        return {
+            (interaction_id, target): decode_target_state(raw)
+            for interaction_id, row in zip(ids, rows, strict=True)
+            for target, raw in zip(targets, row, strict=True)
+        }
+
+    def save(self, updates: Sequence[StateUpdate]) -> None:
+        if not updates:
+            return
+        try:
+            try:
+                self._save_by_sha(updates)
+            except redis.exceptions.NoScriptError:  # a restarted or flushed Redis: load it, once
+                self._client.script_load(_SAVE_SCRIPT)
+                self._save_by_sha(updates)
+        except redis.RedisError as exc:
+            raise StoreError(f"saving sync state of {len(updates)} items failed: {exc}") from exc
+
+    def _save_by_sha(self, updates: Sequence[StateUpdate]) -> None:
+        """EVALSHA straight away: a pipeline with a registered script would ask SCRIPT EXISTS first,
+        one more round trip per save. Without the script loaded no command runs (all NOSCRIPT)."""
+        pipe = self._client.pipeline(transaction=False)
+        for update in updates:
+            pipe.evalsha(self._save.sha, 1, keys.state_key(self._prefix, update.interaction_id),
+                         keys.sync_field(update.target), encode_target_state(update.state),
+                         update.state.synced_version, self._ttl_s)
+        pipe.execute()
+
+
+class MemorySyncStateStore:
+    """In-memory twin for fast tests; same never-backwards rule, no TTLs."""
+
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, str], TargetState] = {}
+
+    def load(self, interaction_ids: Iterable[str], targets: Sequence[str]) -> dict[tuple[str, str], TargetState]:
+        return {
+            (interaction_id, target): self.states.get((interaction_id, target), TargetState())
+            for interaction_id in dict.fromkeys(interaction_ids)
+            for target in targets
+        }
+
+    def save(self, updates: Sequence[StateUpdate]) -> None:
+        for update in updates:
+            key = (update.interaction_id, update.target)
+            stored = self.states.get(key)
+            if stored is None or stored.synced_version <= update.state.synced_version:
+                self.states[key] = update.state

@@ -1,0 +1,1 @@
+"""The sync stage: upserts topic -> targets, per-target queues, offsets ledger."""

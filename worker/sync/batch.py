@@ -1,0 +1,118 @@
+"""One batch of the sync stage, without Kafka or HTTP: decode, coalesce, dead-letter headers.
+
+Coalescing keeps the newest version per interaction but the strongest trigger seen for it in the
+batch, so a target that reacts only to state changes (Salesforce) still sees the hold that a
+later notes edit coalesced away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from adapters.base import Failed
+from schemas.common import Trigger
+from schemas.snapshot import LogSnapshot
+from worker.core.batch import stronger
+
+Headers = list[tuple[str, str | bytes | None]]
+_MESSAGE_CHARS = 500
+
+
+@dataclass(frozen=True)
+class SyncRecord:
+    """One consumed upsert; `snapshot` is None when it did not decode (`error` says why)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    value: bytes | None
+    snapshot: LogSnapshot | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The newest snapshot of one interaction in the batch (with the strongest trigger), and its record."""
+
+    snapshot: LogSnapshot
+    record: SyncRecord
+
+
+def decode_snapshot(value: bytes | None) -> tuple[LogSnapshot | None, str | None]:
+    """The snapshot, or why not; the reason names fields, never their (possibly note) values."""
+    if value is None:
+        return None, "empty message"
+    try:
+        return LogSnapshot.model_validate_json(value), None
+    except ValidationError as exc:
+        problems = (
+            f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        return None, "; ".join(problems)[:_MESSAGE_CHARS]
+
+
+def coalesce(records: Sequence[SyncRecord]) -> list[Pending]:
+    """Newest version per interaction, strongest trigger of the batch; in first-seen order."""
+    newest: dict[str, SyncRecord] = {}
+    triggers: dict[str, Trigger] = {}
+    for record in records:
+        snap = record.snapshot
+        if snap is None:
+            continue
+        interaction_id = snap.interaction_id
+        seen = newest.get(interaction_id)
+        if seen is None or seen.snapshot is None or snap.version >= seen.snapshot.version:
+            newest[interaction_id] = record
+        triggers[interaction_id] = stronger(triggers.get(interaction_id), snap.trigger)
+    pending: list[Pending] = []
+    for interaction_id, record in newest.items():
+        snap = record.snapshot
+        assert snap is not None
+        if snap.trigger != triggers[interaction_id]:  # a copy only when the trigger changes
+            snap = snap.model_copy(update={"trigger": triggers[interaction_id]})
+        pending.append(Pending(snapshot=snap, record=record))
+    return pending
+
+
+def redact(message: str, snapshot: LogSnapshot | None) -> str:
+    """A target's error text may echo field values: cut it where note text would start."""
+    if snapshot is not None:
+        for text in (snapshot.notes, snapshot.wrapup_note):
+            probe = (text or "").strip()[:24]
+            if probe and probe in message:
+                message = message[: message.index(probe)] + "[redacted]"
+    return message[:_MESSAGE_CHARS]
+
+
+def origin_headers(record: SyncRecord) -> Headers:
+    return [
+        ("original_topic", record.topic.encode()),
+        ("original_partition", str(record.partition).encode()),
+        ("original_offset", str(record.offset).encode()),
+    ]
+
+
+def failure_headers(entry: Pending, target: str, failed: Failed) -> Headers:
+    snap = entry.snapshot
+    return [
+        ("target", target.encode()),
+        ("code", failed.code.encode()),
+        ("message", redact(failed.message, snap).encode()),
+        ("interaction_id", snap.interaction_id.encode()),
+        ("version", str(snap.version).encode()),
+        *origin_headers(entry.record),
+    ]
+
+
+def invalid_headers(record: SyncRecord) -> Headers:
+    return [
+        ("reason", b"invalid"),
+        ("code", b"INVALID_SNAPSHOT"),
+        ("message", (record.error or "invalid").encode()),
+        *origin_headers(record),
+    ]

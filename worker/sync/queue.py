@@ -1,0 +1,149 @@
+"""One target's queue of work: the newest snapshot per interaction, waiting or in flight.
+
+The consumer loop puts coalesced snapshots in; the target's thread takes batches out. A snapshot
+for an interaction that is already waiting merges into it (newest version, strongest trigger, the
+records of both), so a slow target sees each interaction once however many versions it missed.
+An interaction in flight is never taken twice: its next version waits until the call is over,
+which keeps writes per interaction in order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+from schemas.snapshot import LogSnapshot
+from worker.core.batch import stronger
+from worker.sync.batch import Pending
+from worker.sync.offsets import PartitionKey, Position
+
+
+@dataclass
+class Work:
+    """The newest snapshot of one interaction for one target, and every record it answers for."""
+
+    entry: Pending
+    positions: list[Position]
+    queued_at_s: float = field(default_factory=time.monotonic)
+    settled: bool = False  # an uncertain earlier write was given time to land already
+
+    @property
+    def interaction_id(self) -> str:
+        return self.entry.snapshot.interaction_id
+
+    @property
+    def partition(self) -> PartitionKey:
+        return self.entry.record.topic, self.entry.record.partition
+
+
+def merged(older: Work, newer: Work) -> Work:
+    """Newest version (strongest trigger of both), the records of both, the older wait time."""
+    keep, other = (newer, older) if newer.entry.snapshot.version >= older.entry.snapshot.version else (older, newer)
+    trigger = stronger(other.entry.snapshot.trigger, keep.entry.snapshot.trigger)
+    snapshot = keep.entry.snapshot
+    if trigger != snapshot.trigger:
+        snapshot = snapshot.model_copy(update={"trigger": trigger})
+    return Work(Pending(snapshot, keep.entry.record), older.positions + newer.positions,
+                min(older.queued_at_s, newer.queued_at_s), older.settled or newer.settled)
+
+
+class WorkQueue:
+    """Thread-safe; `changed` wakes the target's thread when work arrives or the queue is closing."""
+
+    def __init__(self, wants: Callable[[LogSnapshot], bool]) -> None:
+        self._wants = wants
+        self._waiting: dict[str, Work] = {}
+        self._in_flight: dict[str, Work] = {}
+        self._dropped: set[str] = set()  # in flight, but its partition went away: forget the outcome
+        self.changed = threading.Condition()
+
+    def __len__(self) -> int:
+        with self.changed:
+            return len(self._waiting) + len(self._in_flight)
+
+    def put(self, work: Work) -> bool:
+        """Queue (or merge) the work; False when the target does not want it (it is done at once)."""
+        with self.changed:
+            waiting = self._waiting.get(work.interaction_id)
+            if waiting is not None:
+                self._waiting[work.interaction_id] = merged(waiting, work)
+            elif self._wants(work.entry.snapshot):
+                self._waiting[work.interaction_id] = work
+            else:
+                return False
+            self.changed.notify_all()
+            return True
+
+    def ready_in_s(self, linger_s: float, linger_items: int, hurry: bool) -> float | None:
+        """Seconds until a batch may be taken (0: now); None when nothing can be taken."""
+        with self.changed:
+            ready = [w for w in self._waiting.values() if w.interaction_id not in self._in_flight]
+            if not ready:
+                return None
+            if hurry or linger_s <= 0 or len(ready) >= linger_items:
+                return 0.0
+            return max(0.0, min(w.queued_at_s for w in ready) + linger_s - time.monotonic())
+
+    def take(self, max_items: int) -> list[Work]:
+        """Up to `max_items` waiting interactions that are not in flight, oldest first, now in flight."""
+        with self.changed:
+            taken: list[Work] = []
+            for interaction_id, work in list(self._waiting.items()):
+                if len(taken) >= max_items:
+                    break
+                if interaction_id in self._in_flight:
+                    continue
+                del self._waiting[interaction_id]
+                self._in_flight[interaction_id] = work
+                taken.append(work)
+            return taken
+
+    def finish(self, work: Work, done: bool) -> list[Position]:
+        """The call for `work` is over: the positions now done, or (not done) back in the queue."""
+        if not done:
+            self.give_back([work])
+            return []
+        with self.changed:
+            self._in_flight.pop(work.interaction_id, None)
+            self.changed.notify_all()
+            if work.interaction_id in self._dropped:
+                self._dropped.discard(work.interaction_id)
+                return []
+            return work.positions
+
+    def give_back(self, works: Sequence[Work]) -> None:
+        """Work taken but not done (retry, no budget, settling) goes back in front, merged with
+        what arrived for the same interactions meanwhile: it is the oldest work of the target."""
+        with self.changed:
+            back: dict[str, Work] = {}
+            for work in works:
+                self._in_flight.pop(work.interaction_id, None)
+                if work.interaction_id in self._dropped:
+                    self._dropped.discard(work.interaction_id)
+                    continue
+                waiting = self._waiting.pop(work.interaction_id, None)
+                back[work.interaction_id] = work if waiting is None else merged(work, waiting)
+            if back:
+                self._waiting = {**back, **self._waiting}
+            self.changed.notify_all()
+
+    def drop(self, partitions: Collection[PartitionKey], in_flight: bool) -> int:
+        """Forget waiting work of `partitions` (and, with `in_flight`, the outcome of calls under way)."""
+        with self.changed:
+            gone = [i for i, w in self._waiting.items() if w.partition in partitions]
+            for interaction_id in gone:
+                del self._waiting[interaction_id]
+            if in_flight:
+                self._dropped.update(i for i, w in self._in_flight.items() if w.partition in partitions)
+            self.changed.notify_all()
+            return len(gone)
+
+    def in_flight_of(self, partitions: Collection[PartitionKey]) -> int:
+        with self.changed:
+            return sum(1 for w in self._in_flight.values() if w.partition in partitions)
+
+    def empty(self) -> bool:
+        with self.changed:
+            return not self._waiting and not self._in_flight

@@ -1,0 +1,238 @@
+"""The sync stage: upserts topic → Salesforce, Zendesk, webhook; at least once, idempotent effects.
+
+The consumer loop and the targets run apart, so a slow target holds back only its own work:
+  1. consume; undecodable snapshots are produced to `<upserts>.dlq` with the reason;
+  2. coalesce the batch to the newest version per interaction (strongest trigger kept) and put it
+     into every target's queue, where it merges with work still waiting for that interaction;
+     a target that does not want it is done with its records at once;
+  3. each target's thread works off its queue (`worker.sync.target_runner`): it reads the stored
+     version right before calling (re-consumed snapshots make no call), stores the outcome,
+     dead-letters permanent failures, retries transient ones with back-off;
+  4. per partition, the offset stored is the lowest one some target is not done with
+     (`worker.sync.offsets`), and only after the producer is flushed and every delivery checked
+     (so a dead letter is acknowledged before its record's offset moves); librdkafka commits
+     stored offsets.
+Memory stays bounded: when a target's queue reaches `sync_max_queued`, the consumer pauses its
+partitions (still polling, so the group membership lives) and resumes at half of it.
+Revocation: work of the revoked partitions still waiting is dropped, calls under way get up to
+the drain share of `drain_timeout_seconds` to end, what is done is stored and committed.
+Lost partitions: dropped, nothing stored or committed. SIGTERM: stop consuming, let the targets
+work off their queues (no lingering) for the drain share, then flush, store, commit, leave.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from adapters.base import Failed, Target
+from worker.kafka.clients import DeliveryTracker, commit_quietly
+from worker.runtime.settings import Settings
+from worker.store.budget import ApiBudget
+from worker.store.sync_state import SyncStateStore
+from worker.sync.batch import Headers, Pending, SyncRecord, coalesce, decode_snapshot, failure_headers, invalid_headers
+from worker.sync.offsets import OffsetLedger, Position
+from worker.sync.queue import Work
+from worker.sync.target_runner import TargetRunner
+
+log = structlog.get_logger("ilog.sync")
+
+_DRAIN_SHARE = 0.6  # of drain_timeout_seconds spent finishing targets; the rest flushes and commits
+_LINGER_ITEMS = {"zendesk": 100}  # update_many takes at most 100 tickets
+_REVOKE_POLL_S = 0.05
+
+
+def sync_record(message: Message) -> SyncRecord:
+    value = message.value()
+    snapshot, error = decode_snapshot(value)
+    timestamp_type, timestamp_ms = message.timestamp()
+    return SyncRecord(
+        topic=message.topic() or "", partition=message.partition() or 0, offset=message.offset() or 0,
+        timestamp_ms=timestamp_ms if timestamp_type != 0 and timestamp_ms > 0 else None,
+        value=value, snapshot=snapshot, error=error,
+    )
+
+
+def positions_by_interaction(records: Sequence[SyncRecord]) -> dict[str, list[Position]]:
+    """The records each interaction's coalesced snapshot answers for."""
+    found: dict[str, list[Position]] = {}
+    for record in records:
+        if record.snapshot is not None:
+            found.setdefault(record.snapshot.interaction_id, []).append(
+                (record.topic, record.partition, record.offset))
+    return found
+
+
+class SyncStage:
+    def __init__(
+        self, settings: Settings, targets: Sequence[Target], states: SyncStateStore, budget: ApiBudget,
+        consumer: Consumer, producer: Producer,
+    ) -> None:
+        self.settings = settings
+        self.group = settings.sync_group
+        self.targets = list(targets)
+        self.states = states
+        self.consumer = consumer
+        self.producer = producer
+        self.deliveries = DeliveryTracker()
+        self.ledger = OffsetLedger()
+        self.assigned_once = threading.Event()
+        self.paused = False
+        self.closing = False
+        self.runners = [
+            TargetRunner(
+                target, states, budget, self._dead_letter, on_done=self.ledger.done,
+                settle_s=settle_seconds(settings, target.name), linger_s=linger_seconds(settings, target.name),
+                linger_items=_LINGER_ITEMS.get(target.name, 1), max_call_items=settings.batch_size,
+            )
+            for target in self.targets
+        ]
+
+    # -- group membership ---------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned_once.set()
+        log.info("partitions assigned", partitions=[tp.partition for tp in partitions], group=self.group)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Callbacks run inside consume: drop waiting work, let calls under way end, store what is done."""
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        for runner in self.runners:
+            runner.queue.drop(keys, in_flight=False)
+        # on close the targets had their drain already: what is still under way is not waited for
+        wait_s = 0.0 if self.closing else self.settings.drain_timeout_seconds * _DRAIN_SHARE
+        until_s = time.monotonic() + wait_s
+        while any(r.queue.in_flight_of(keys) for r in self.runners) and time.monotonic() < until_s:
+            time.sleep(_REVOKE_POLL_S)
+        for runner in self.runners:
+            runner.queue.drop(keys, in_flight=True)
+        self.store_done(self.settings.drain_timeout_seconds)
+        commit_quietly(self.consumer)
+        self.ledger.forget(keys)
+        log.info("partitions revoked", partitions=[tp.partition for tp in partitions], group=self.group)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self.ledger.forget(keys)
+        for runner in self.runners:
+            runner.queue.drop(keys, in_flight=True)
+        log.warning("partitions lost; nothing committed", partitions=[tp.partition for tp in partitions])
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.subscribe(
+            [self.settings.upserts_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        for runner in self.runners:
+            runner.start()
+        try:
+            while not stop.is_set():
+                self.step()
+        finally:
+            self.shutdown()
+
+    def step(self) -> None:
+        self._check_runners()
+        self._hold_back()
+        messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_seconds)
+        records: list[SyncRecord] = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(sync_record(message))
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.error("consume error", error=error.str(), partition=message.partition())
+        if records:
+            self.dispatch(records)
+        self.store_done(self.settings.drain_timeout_seconds)
+
+    def dispatch(self, records: Sequence[SyncRecord]) -> None:
+        """Dead-letter what did not decode; queue the rest per target (or mark it done for the target)."""
+        for record in records:
+            decoded = record.snapshot is not None
+            self.ledger.add((record.topic, record.partition, record.offset), len(self.runners) if decoded else 0)
+            if not decoded:
+                self._produce_dlq(record.value, None, invalid_headers(record))
+                log.error("undecodable snapshot; dead-lettered", partition=record.partition,
+                          offset=record.offset, error=record.error)
+        positions = positions_by_interaction(records)
+        for entry in coalesce(records):
+            covered = positions[entry.snapshot.interaction_id]
+            for runner in self.runners:
+                if not runner.queue.put(Work(entry, list(covered))):
+                    self.ledger.done(covered)
+
+    def store_done(self, flush_timeout_s: float) -> None:
+        """Store the offsets every target is done up to, once what was produced is acknowledged."""
+        moved = self.ledger.storable()
+        if not moved:
+            return
+        self.deliveries.flush(self.producer, flush_timeout_s)
+        self.consumer.store_offsets(
+            offsets=[TopicPartition(topic, partition, offset) for (topic, partition), offset in moved.items()]
+        )
+
+    def _hold_back(self) -> None:
+        """Pause consuming while a target's queue is too long; resume at half of the limit."""
+        longest = max((len(runner.queue) for runner in self.runners), default=0)
+        limit = self.settings.sync_max_queued
+        if not self.paused and longest < limit:
+            return
+        assignment = self.consumer.assignment()
+        if self.paused and longest <= limit // 2:
+            self.consumer.resume(assignment)
+            self.paused = False
+            log.info("consuming resumed", queued=longest)
+            return
+        self.consumer.pause(assignment)  # again while paused: newly assigned partitions too
+        if not self.paused:
+            self.paused = True
+            log.info("consuming paused: a target's queue is full", queued=longest, limit=limit)
+
+    def _check_runners(self) -> None:
+        for runner in self.runners:
+            if runner.failure is not None:
+                raise runner.failure
+
+    def _dead_letter(self, entry: Pending, target: str, failed: Failed) -> None:
+        self._produce_dlq(entry.snapshot.to_json_bytes(), entry.snapshot.interaction_id,
+                          failure_headers(entry, target, failed))
+
+    def _produce_dlq(self, value: bytes | None, key: str | None, headers: Headers) -> None:
+        self.producer.produce(
+            self.settings.upserts_dlq_topic, key=key, value=value, headers=list(headers),
+            on_delivery=self.deliveries.callback,
+        )
+        self.producer.poll(0)
+
+    def shutdown(self) -> None:
+        """Let the targets work off their queues, then flush, store, commit, leave the group."""
+        drain_s = self.settings.drain_timeout_seconds
+        until_s = time.monotonic() + drain_s * _DRAIN_SHARE
+        self.closing = True
+        for runner in self.runners:
+            runner.close_by(until_s)
+        try:
+            for runner in self.runners:
+                runner.join(until_s - time.monotonic())
+            self.store_done(drain_s * (1 - _DRAIN_SHARE))
+            commit_quietly(self.consumer)
+        finally:
+            self.consumer.close()
+            for target in self.targets:
+                target.close()
+            log.info("sync stage stopped", group=self.group)
+
+
+def settle_seconds(settings: Settings, target: str) -> float:
+    """Zendesk applies update_many as a background job that can outlive a lost answer or a crash."""
+    return settings.zendesk_job_timeout_seconds if target == "zendesk" else 0.0
+
+
+def linger_seconds(settings: Settings, target: str) -> float:
+    """Zendesk writes only final logs, minutes after the call: a few seconds more fill its jobs."""
+    return settings.zendesk_linger_seconds if target == "zendesk" else 0.0

@@ -1,0 +1,278 @@
+"""One target's thread: take batches from its queue, budget, call, store the outcome, retry what is not done.
+
+Each target advances on its own: a slow or failing target holds back only its own queue (and the
+offsets of the records it has not finished), never another target's calls. Work is done when it
+is Synced or Skipped (or already synced: the stored version is read again right before each call,
+so re-consumed or replayed snapshots make no call), or Failed and dead-lettered; only then are its
+records reported done. Retry outcomes go back to the queue and the target waits
+`compute_backoff` (a Retry-After is a floor) before its next call; a target that said its budget
+is exhausted pauses. On shutdown the queue is worked off until the drain deadline; what is left
+is not reported done, so its offsets are not stored and the next owner reads it again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import structlog
+
+from adapters.base import (
+    Failed,
+    Retry,
+    Skipped,
+    Synced,
+    SyncItem,
+    SyncOutcome,
+    Target,
+    TargetState,
+    compute_backoff,
+    next_target_state,
+)
+from worker.runtime import metrics
+from worker.store.budget import ApiBudget, Grant, admit, estimate_requests
+from worker.store.sync_state import StateUpdate, SyncStateStore
+from worker.sync.batch import Pending
+from worker.sync.offsets import Position
+from worker.sync.queue import Work, WorkQueue
+
+log = structlog.get_logger("ilog.sync")
+
+_BUDGET_POLL_S = 1.0
+_IDLE_WAKE_S = 1.0
+
+DeadLetter = Callable[[Pending, str, Failed], None]
+Done = Callable[[Sequence[Position]], None]
+
+
+def _nothing_done(_positions: Sequence[Position]) -> None:
+    return None
+
+
+@dataclass
+class TargetRunner:
+    target: Target
+    states: SyncStateStore
+    budget: ApiBudget
+    dead_letter: DeadLetter
+    on_done: Done = _nothing_done
+    reserve_fraction: float = 0.1
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    settle_s: float = 0.0  # how long a write whose answer was lost may take to land (async jobs)
+    linger_s: float = 0.0  # hold waiting work up to this long to fill a batch
+    linger_items: int = 100  # ... unless this many are waiting
+    max_call_items: int = 1000
+    paused_until: float = 0.0  # monotonic; budget exhausted, back-off after a retry, settling
+    failure: BaseException | None = field(default=None, init=False)
+    queue: WorkQueue = field(init=False)
+    _attempt: int = field(default=0, init=False)
+    _hurry: bool = field(default=False, init=False)
+    _deadline_s: float | None = field(default=None, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = WorkQueue(self.target.wants)
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._serve, name=f"sync-{self.name}", daemon=True)
+        self._thread.start()
+
+    def close_by(self, deadline_s: float) -> None:
+        """Work off the queue without lingering; stop at `deadline_s` (monotonic) whatever is left."""
+        with self.queue.changed:
+            self._hurry = True
+            self._deadline_s = deadline_s
+            self.queue.changed.notify_all()
+
+    def join(self, timeout_s: float) -> bool:
+        """True when the thread ended (a call under way past the deadline keeps it alive)."""
+        if self._thread is None:
+            return True
+        self._thread.join(max(0.0, timeout_s))
+        return not self._thread.is_alive()
+
+    def _serve(self) -> None:
+        try:
+            while (batch := self._next_batch()) is not None:
+                self._sync(batch)
+        except BaseException as exc:  # surfaced by the stage loop, which stops the worker
+            log.exception("target thread failed", target=self.name)
+            self.failure = exc
+        finally:
+            left = len(self.queue)
+            if left:
+                log.warning("sync work abandoned", target=self.name, pending=left)
+
+    def _next_batch(self) -> list[Work] | None:
+        """The next batch to call with, once it is due; None when closing and done (or out of time)."""
+        changed = self.queue.changed
+        with changed:
+            while True:
+                now = time.monotonic()
+                if self._deadline_s is not None and now >= self._deadline_s:
+                    return None
+                if self._hurry and self.queue.empty():
+                    return None
+                wait_s = self.paused_until - now
+                if wait_s <= 0:
+                    ready_in_s = self.queue.ready_in_s(self.linger_s, self.linger_items, self._hurry)
+                    if ready_in_s == 0:
+                        return self.queue.take(self.max_call_items)
+                    wait_s = _IDLE_WAKE_S if ready_in_s is None else ready_in_s
+                if self._deadline_s is not None:
+                    wait_s = min(wait_s, self._deadline_s - now)
+                changed.wait(max(wait_s, 0.001))
+
+    # -- one call -------------------------------------------------------------------------------
+    def _sync(self, batch: list[Work]) -> None:
+        due = self._still_due(batch)
+        if not due or self._settling(due):
+            return
+        sent = self._admitted([item for _, item in due])
+        sent_ids = {item.snapshot.interaction_id for item in sent}
+        self.queue.give_back([work for work, _ in due if work.interaction_id not in sent_ids])
+        if not sent:
+            self.paused_until = time.monotonic() + _BUDGET_POLL_S
+            return
+        works = {work.interaction_id: work for work, _ in due}
+        self._mark_in_flight(sent)
+        outcomes = self._call(sent)
+        self._apply([works[item.snapshot.interaction_id] for item in sent], sent, outcomes)
+
+    def _still_due(self, batch: list[Work]) -> list[tuple[Work, SyncItem]]:
+        """Each item with its state as stored now; those already synced are done without a call."""
+        states = self.states.load((work.interaction_id for work in batch), [self.name])
+        due: list[tuple[Work, SyncItem]] = []
+        for work in batch:
+            state = states.get((work.interaction_id, self.name), TargetState())
+            if state.synced_version >= work.entry.snapshot.version:
+                self.on_done(self.queue.finish(work, done=True))
+            else:
+                due.append((work, SyncItem(work.entry.snapshot, state)))
+        return due
+
+    def _settling(self, due: list[tuple[Work, SyncItem]]) -> bool:
+        """A write whose answer was lost (or a crash mid-call) may still land, e.g. a queued Zendesk
+        job: the check-before-writing-again only sees it after it landed, so wait for that first."""
+        unsettled = [work for work, item in due if item.target_state.uncertain and not work.settled]
+        for work in unsettled:
+            work.settled = True
+        if not unsettled or self.settle_s <= 0:
+            return False
+        self._settle()
+        self.queue.give_back([work for work, _ in due])
+        return True
+
+    def _settle(self) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + self.settle_s)
+
+    def _admitted(self, items: Sequence[SyncItem]) -> list[SyncItem]:
+        limits = self.budget.limits.get(self.name)
+        sent = admit(self.name, items, self.budget.peek(self.name), limits, self.reserve_fraction)
+        if not sent:
+            return []
+        grant = self.budget.take(self.name, estimate_requests(self.name, sent))
+        self._report_budget(grant)
+        return sent if grant.granted else []
+
+    def _mark_in_flight(self, items: Sequence[SyncItem]) -> None:
+        """Stored as uncertain before the call, so a crash mid-call makes the next owner look first.
+
+        The adapter still gets the state as it was: in the normal path no look-up is needed, and
+        the outcome's state (stored right after) replaces the mark.
+        """
+        self.states.save([
+            StateUpdate(item.snapshot.interaction_id, self.name, replace(item.target_state, uncertain=True))
+            for item in items if not item.target_state.uncertain
+        ])
+
+    def _report_budget(self, grant: Grant) -> None:
+        if self.name in self.budget.limits:
+            metrics.API_BUDGET_LEFT.labels(self.name, "minute").set(grant.left_minute)
+            metrics.API_BUDGET_LEFT.labels(self.name, "day").set(grant.left_day)
+
+    def _call(self, items: Sequence[SyncItem]) -> list[SyncOutcome]:
+        try:
+            outcomes = self.target.sync(items)
+        except Exception as exc:  # an adapter bug must not lose the work: count, log, retry
+            log.exception("target raised", target=self.name, items=len(items))
+            return [Retry(None, f"{type(exc).__name__}: {exc}") for _ in items]
+        if len(outcomes) != len(items):
+            log.error("target answered the wrong number of outcomes", target=self.name)
+            return [Retry(None, "outcome count mismatch") for _ in items]
+        return outcomes
+
+    def _apply(self, works: Sequence[Work], items: Sequence[SyncItem], outcomes: Sequence[SyncOutcome]) -> None:
+        """Store states and dead-letter failures first; only then are the records reported done."""
+        updates: list[StateUpdate] = []
+        strongest: Retry | None = None
+        for work, item, outcome in zip(works, items, outcomes, strict=True):
+            state = next_target_state(item.target_state, outcome)
+            updates.append(StateUpdate(item.snapshot.interaction_id, self.name, state))  # also clears the mark
+            self._count(work, outcome)
+            if isinstance(outcome, Retry):
+                strongest = _stronger_retry(strongest, outcome)
+            elif isinstance(outcome, Failed):
+                self.dead_letter(work.entry, self.name, outcome)
+        self.states.save(updates)
+        for work, outcome in zip(works, outcomes, strict=True):
+            if not isinstance(outcome, Retry):
+                self.on_done(self.queue.finish(work, done=True))
+        self.queue.give_back([work for work, outcome in zip(works, outcomes, strict=True)
+                              if isinstance(outcome, Retry)])
+        self._after(strongest, outcomes)
+
+    def _after(self, strongest: Retry | None, outcomes: Sequence[SyncOutcome]) -> None:
+        """Back off after a retry (a Retry-After is a floor), pause when the budget is exhausted."""
+        if any(isinstance(o, Retry) and o.uncertain for o in outcomes):
+            self._settle()
+        if strongest is None:
+            self._attempt = 0
+            return
+        self._attempt += 1
+        now = time.monotonic()
+        if strongest.budget_exhausted:
+            pause_s = strongest.retry_after_s or self.backoff_cap_s
+            self.paused_until = max(self.paused_until, now + pause_s)
+            log.warning("target budget exhausted; pausing", target=self.name, pause_s=pause_s)
+        backoff_s = compute_backoff(self._attempt, strongest.retry_after_s,
+                                    base_s=self.backoff_base_s, cap_s=self.backoff_cap_s)
+        self.paused_until = max(self.paused_until, now + backoff_s)
+
+    def _count(self, work: Work, outcome: SyncOutcome) -> None:
+        snap = work.entry.snapshot
+        kind = type(outcome).__name__.lower()
+        metrics.UPSERTS.labels(self.name, kind).inc()
+        fields: dict[str, object] = {
+            "interaction_id": snap.interaction_id, "target": self.name, "version": snap.version,
+            "trigger": snap.trigger.value, "outcome": kind,
+        }
+        if isinstance(outcome, Synced):
+            timestamp_ms = work.entry.record.timestamp_ms
+            if timestamp_ms is not None:
+                metrics.SYNC_LATENCY.labels(self.name).observe(max(0.0, time.time() - timestamp_ms / 1000))
+            log.info("synced", remote_id=outcome.remote_id, **fields)
+        elif isinstance(outcome, Skipped):
+            log.info("synced", reason=outcome.reason, **fields)
+        elif isinstance(outcome, Retry):
+            log.warning("sync retry", error=outcome.error, uncertain=outcome.uncertain,
+                        retry_after_s=outcome.retry_after_s, **fields)
+        else:
+            log.error("sync failed; dead-lettered", code=outcome.code, **fields)
+
+
+def _stronger_retry(seen: Retry | None, new: Retry) -> Retry:
+    """The retry that asks for the longest wait (a budget pause beats a plain back-off)."""
+    if seen is None:
+        return new
+    if new.budget_exhausted != seen.budget_exhausted:
+        return new if new.budget_exhausted else seen
+    return new if (new.retry_after_s or 0) > (seen.retry_after_s or 0) else seen
