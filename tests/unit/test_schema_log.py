@@ -11,7 +11,16 @@ import pytest
 from schemas.common import RecordRef, RecordSystem
 from tests.unit.test_fold_rules import connected, ev, ref, run
 from tests.unit.test_snapshot_json import _logs
-from worker.core.state import InteractionLog, Tombstone, evolve_log, from_us, state_from_bytes, to_us
+from worker.core.state import (
+    InteractionLog,
+    Stamp,
+    Tombstone,
+    Transition,
+    evolve_log,
+    from_us,
+    state_from_bytes,
+    to_us,
+)
 
 REDIS_OVERHEAD_BYTES = 200  # key, hash-tag, TTL and dict entry, generously
 TYPICAL_OPEN_LOG_LIMIT_BYTES = 2048
@@ -36,6 +45,14 @@ def test_log_round_trips_through_bytes() -> None:
     log = _typical_open_call()
     assert InteractionLog.from_bytes(log.to_bytes()) == log
     assert state_from_bytes(log.to_bytes()) == log
+
+
+def test_stored_facts_read_back_as_named_tuples() -> None:
+    log = InteractionLog.from_bytes(_typical_open_call().to_bytes())
+    assert [("C", 1), ("H", 8), ("R", 9)] == [(t.kind, t.sequence) for t in log.transitions]
+    assert {Transition} == {type(t) for t in log.transitions}
+    assert {Stamp} == {type(stamp) for stamp, _ in log.views}
+    assert log.notes is not None and Stamp(10, log.notes[0].time_us, log.notes[0].arrival) == log.notes[0]
 
 
 def test_typical_open_interaction_fits_in_two_kilobytes_with_redis_overhead() -> None:

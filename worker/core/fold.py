@@ -34,7 +34,7 @@ from schemas.events import (
     WrapupEvent,
 )
 from worker.core.snapshot import disconnected_us, snapshot
-from worker.core.state import InteractionLog, Stamp, Tombstone, evolve_log, from_us, to_us
+from worker.core.state import InteractionLog, Stamp, Tombstone, Transition, evolve_log, from_us, to_us
 
 __all__ = [
     "Accepted",
@@ -115,7 +115,7 @@ def fold(
         trigger = _trigger_for(event.type, time_us, ended_us)
     arrival = log.version + 1
     sequence = event.sequence
-    stamp: Stamp = (-1 if sequence is None else sequence, time_us, arrival)
+    stamp = Stamp(-1 if sequence is None else sequence, time_us, arrival)
     changes = _APPLY[event.type](log, event, stamp, round(edit_window_s * 1_000_000), ended_us)
     ids = log.applied_ids[-(applied_ids_kept - 1):] if applied_ids_kept > 1 else ()
     last_event_us = log.last_event_us if log.last_event_us > time_us else time_us
@@ -166,9 +166,9 @@ def _trigger_for(event_type: str, time_us: int, ended_us: int | None) -> Trigger
 def _transition(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     sequence, time_us, arrival = stamp
     kind = _TRANSITION_KIND[event.type]
-    if any(t[0] == time_us and t[1] == sequence and t[3] == kind for t in log.transitions):
+    if any(t.time_us == time_us and t.sequence == sequence and t.kind == kind for t in log.transitions):
         return {}
-    transitions = tuple(sorted((*log.transitions, (time_us, sequence, arrival, kind))))
+    transitions = tuple(sorted((*log.transitions, Transition(time_us, sequence, arrival, kind))))
     changes: Changes = {"transitions": transitions}
     if kind == "D":
         ended_us = disconnected_us(transitions)
@@ -194,7 +194,7 @@ def _log_updated(log: InteractionLog, event: Event, stamp: Stamp, window_us: int
 
 def _record_viewed(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     assert isinstance(event, RecordViewedEvent)
-    if ended_us is not None and stamp[1] >= ended_us:
+    if ended_us is not None and stamp.time_us >= ended_us:
         return {}  # navigation after disconnect changes nothing; no need to keep the fact
     views = list(log.views)
     insort(views, (stamp, event.data.record), key=_view_stamp)  # after equal stamps, as a stable sort

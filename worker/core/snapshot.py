@@ -78,8 +78,8 @@ def timeline(transitions: tuple[Transition, ...]) -> Timeline:
 def disconnected_us(transitions: tuple[Transition, ...]) -> int | None:
     """Event time of the first disconnect (transitions are sorted by time)."""
     for transition in transitions:  # a plain loop: called for most events, cheaper than next(genexpr)
-        if transition[3] == "D":
-            return transition[0]
+        if transition.kind == "D":
+            return transition.time_us
     return None
 
 

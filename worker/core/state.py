@@ -4,9 +4,10 @@ The log stores FACTS with their stamps (state transitions, viewed records, the a
 choices, field values), not the visible fields: `worker.core.fold.snapshot` derives those. That is what
 makes the fold permutation-invariant: the same set of events gives the same facts in any order.
 
-Stamps order field values: `(sequence, time_us, arrival)`, where an event without `sequence`
+Stamps order field values: `Stamp(sequence, time_us, arrival)`, where an event without `sequence`
 carries -1 (a producer that numbers its events outranks one that does not) and `arrival` is the
-log version at which the event was applied (the tie-break "then arrival order").
+log version at which the event was applied (the tie-break "then arrival order"). `Stamp` and
+`Transition` are NamedTuples: stored as the same JSON arrays plain tuples give, read back named.
 
 Both types serialize to compact JSON (short keys, times as epoch microseconds) for the Redis store,
 with orjson: the same bytes `json.dumps(separators=(",", ":"), ensure_ascii=False)` gives, faster.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, make_dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from pydantic import BaseModel
@@ -24,18 +25,39 @@ from pydantic import BaseModel
 from schemas.common import RecordRef, RecordSystem, Trigger
 from schemas.events import ConnectedData
 
-Stamp = tuple[int, int, int]
-"""(sequence or -1, event time in µs since the epoch, arrival)."""
+
+class Stamp(NamedTuple):
+    """Orders the values of one field: compared as a tuple, sequence first."""
+
+    sequence: int
+    """The producer's number, or -1 for an event without one."""
+    time_us: int
+    """Event time in µs since the epoch."""
+    arrival: int
+    """The log version at which the event was applied (the tie-break "then arrival order")."""
+
+
 TransitionKind = str
 """One of `C` connected, `H` held, `R` resumed, `D` disconnected."""
-Transition = tuple[int, int, int, TransitionKind]
-"""(time_us, sequence or -1, arrival, kind): transitions sort by event time first."""
+
+
+class Transition(NamedTuple):
+    """One state transition; transitions compare (and are kept sorted) by event time first."""
+
+    time_us: int
+    sequence: int
+    arrival: int
+    kind: TransitionKind
+
+
 View = tuple[Stamp, RecordRef]
 StampedText = tuple[Stamp, str | None]
 StampedRef = tuple[Stamp, RecordRef | None]
 Wrapup = tuple[Stamp, str, str | None]
-ConnectFact = tuple[tuple[int, int, int], ConnectedData]
-"""((time_us, sequence or -1, arrival), data) of the earliest `interaction.connected`."""
+ConnectKey = tuple[int, int, int]
+"""(time_us, sequence or -1, arrival): a transition's order without its kind."""
+ConnectFact = tuple[ConnectKey, ConnectedData]
+"""(key, data) of the earliest `interaction.connected`."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Enum look-ups by value without `Enum.__call__`, which is slow on the load path.
@@ -79,7 +101,7 @@ class InteractionLog:
         return None if self.edit_deadline_us is None else from_us(self.edit_deadline_us)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(_log_document(self))
+        return orjson.dumps(_log_document(self), default=_fact_out)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> InteractionLog:
@@ -173,7 +195,18 @@ def _model_out(model: BaseModel) -> dict[str, Any]:
             for name, value in model.__dict__.items() if value is not None}
 
 
+def _fact_out(fact: object) -> tuple[Any, ...]:
+    """orjson writes plain tuples only: a `Stamp` or `Transition` goes in as the array it is."""
+    if isinstance(fact, tuple):
+        return tuple(fact)
+    raise TypeError(f"{type(fact).__name__} is not part of a stored log")
+
+
 def _stamp_in(raw: list[int]) -> Stamp:
+    return Stamp(int(raw[0]), int(raw[1]), int(raw[2]))
+
+
+def _connect_key_in(raw: list[int]) -> ConnectKey:
     return (int(raw[0]), int(raw[1]), int(raw[2]))
 
 
@@ -231,8 +264,8 @@ def _log_from_document(document: dict[str, Any]) -> InteractionLog:
         edit_deadline_us=document.get("e"),
         last_event_us=int(document["l"]),
         applied_ids=tuple(str(event_id) for event_id in document["a"]),
-        transitions=tuple((int(t), int(s), int(a), str(k)) for t, s, a, k in document.get("t", ())),
-        connect=None if connect is None else (_stamp_in(connect[0]), _connected_in(connect[1])),
+        transitions=tuple(Transition(int(t), int(s), int(a), str(k)) for t, s, a, k in document.get("t", ())),
+        connect=None if connect is None else (_connect_key_in(connect[0]), _connected_in(connect[1])),
         views=tuple((_stamp_in(stamp), _ref_required(ref)) for stamp, ref in document.get("w", ())),
         notes=_stamped_text_in(document.get("n")),
         subject=_stamped_text_in(document.get("s")),
