@@ -54,6 +54,12 @@ NAME_TYPES = frozenset({"contact", "lead", "user"})
 """Record types that belong in Name (who); everything else is Related to (what)."""
 
 
+MAX_FIELD_CHARS = 255
+"""Bound of ids, the interaction id, a ref's id, and short fields a CRM field holds (CONTRACT.md "Bounds")."""
+
+BoundedText = Annotated[str, Field(max_length=MAX_FIELD_CHARS)]
+
+
 class RecordRef(BaseModel):
     """A record in a target system, as the agent links it: `{system, type, id}`."""
 
@@ -61,7 +67,7 @@ class RecordRef(BaseModel):
 
     system: RecordSystem
     type: str = Field(min_length=1, max_length=80)
-    id: str = Field(min_length=1, max_length=255)
+    id: str = Field(min_length=1, max_length=MAX_FIELD_CHARS)
 
     @property
     def is_name(self) -> bool:
@@ -72,5 +78,5 @@ class RecordRef(BaseModel):
 class Customer(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    address: str | None = None
-    name: str | None = None
+    address: BoundedText | None = None
+    name: BoundedText | None = None

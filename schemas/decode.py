@@ -1,5 +1,9 @@
 """`decode_event`: Kafka message (or file line) → typed `Event` or `Rejection`. Never raises.
 
+An event over `MAX_EVENT_BYTES` is refused `too_large` before anything parses it. A field over its
+size bound is `too_large` too (the message names the field), when that is all that is wrong with the
+event; any other problem makes it `invalid`.
+
 The fast path is one `validate_json` on the raw bytes. Only when that fails is the message
 parsed again (orjson, or `json` where the two could differ) to build a readable rejection (which
 field, what is wrong).
@@ -15,15 +19,19 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
-from schemas.events import EVENT_TYPES, Event, Rejection, RejectReason
+from schemas.common import MAX_FIELD_CHARS
+from schemas.events import EVENT_TYPES, MAX_EVENT_BYTES, Event, Rejection, RejectReason
 
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _MAX_ERRORS_IN_MESSAGE = 3
 _BINARY_MODE_KEYS = ("ce_specversion", "ce_type")
 _KNOWN_TYPES = ", ".join(sorted(EVENT_TYPES))
 _ORJSON_MAX_BRACKETS = 100
-_MESSAGE_KEYS = ("id", "subject", "type")
 """Below this many `[`/`{`, `json.loads` cannot hit its recursion limit, where orjson would not."""
+_MESSAGE_KEYS = ("id", "subject", "type")
+_PATH_PART_CHARS = 64
+_SIZE_ERRORS = frozenset({"string_too_long", "too_long"})
+"""pydantic error types of a `max_length` bound: a string, or a dict/list with too many items."""
 
 __all__ = ["RejectReason", "Rejection", "decode_event"]
 
@@ -33,7 +41,12 @@ def decode_event(
 ) -> Event | Rejection:
     """Decode a structured-mode event, or a binary-mode one when `ce_` headers are present."""
     try:
-        if headers and any(key in _BINARY_MODE_KEYS for key, _ in headers):
+        binary = bool(headers) and any(key in _BINARY_MODE_KEYS for key, _ in headers or ())
+        size_bytes = event_bytes(value, headers if binary else None)
+        if size_bytes > MAX_EVENT_BYTES:
+            return _too_large(size_bytes, headers if binary else None)
+        if binary:
+            assert headers is not None
             return _decode_binary(value, headers)
         if value is None:
             return Rejection(None, None, RejectReason.INVALID, "empty message: no value")
@@ -43,6 +56,25 @@ def decode_event(
             return _rejection_for(value, error)
     except Exception as error:  # contract: bad input becomes a rejection, never a crash
         return Rejection(None, None, RejectReason.INVALID, f"undecodable: {type(error).__name__}: {error}")
+
+
+def event_bytes(value: bytes | None, ce_headers: Sequence[tuple[str, bytes | None]] | None) -> int:
+    """The size of one event: the value, plus the names and values of its `ce_` headers in binary mode."""
+    size = len(value) if value else 0
+    for key, raw in ce_headers or ():
+        if key.startswith("ce_"):
+            size += len(key) + (len(raw) if raw else 0)
+    return size
+
+
+def _too_large(size_bytes: int, ce_headers: Sequence[tuple[str, bytes | None]] | None) -> Rejection:
+    named = {key: raw for key, raw in ce_headers or () if raw is not None}
+    return Rejection(_header_text(named.get("ce_id")), _header_text(named.get("ce_subject")), RejectReason.TOO_LARGE,
+                     f"event: {size_bytes} bytes, over the bound of {MAX_EVENT_BYTES} bytes")
+
+
+def _header_text(raw: bytes | None) -> str | None:
+    return None if raw is None else _string_or_none(raw.decode("utf-8", errors="replace"))
 
 
 def _decode_binary(value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> Event | Rejection:
@@ -79,7 +111,9 @@ def _rejection_for(value: bytes, error: ValidationError) -> Rejection:
     if isinstance(event_type, str) and event_type not in EVENT_TYPES:
         return Rejection(event_id, subject, RejectReason.UNKNOWN_TYPE,
                          f"type: unknown event type {event_type!r} (known: {_KNOWN_TYPES})")
-    return Rejection(event_id, subject, RejectReason.INVALID, _describe(details, event_type))
+    too_large = all(detail["type"] in _SIZE_ERRORS for detail in details)
+    reason = RejectReason.TOO_LARGE if details and too_large else RejectReason.INVALID
+    return Rejection(event_id, subject, reason, _describe(details, event_type))
 
 
 def parse_for_message(value: bytes) -> Any:
@@ -109,7 +143,7 @@ def _describe(details: list[ErrorDetails], event_type: object) -> str:
         loc = list(detail["loc"])
         if loc and loc[0] == event_type:  # discriminated unions prefix the path with the tag
             loc = loc[1:]
-        path = ".".join(str(part) for part in loc) or "event"
+        path = ".".join(_path_part(part) for part in loc) or "event"
         message = detail["msg"]
         if detail["type"] == "union_tag_not_found":
             path, message = "type", "Field required"
@@ -119,6 +153,12 @@ def _describe(details: list[ErrorDetails], event_type: object) -> str:
     return "; ".join(problems) + suffix
 
 
+def _path_part(part: str | int) -> str:
+    """A step of an error's path; a key a producer chose (an attribute's) is cut to a readable length."""
+    text = str(part)
+    return text if len(text) <= _PATH_PART_CHARS else text[:_PATH_PART_CHARS] + "…"
+
+
 def _json_problem(error: Exception) -> str:
     if isinstance(error, json.JSONDecodeError):
         return f"{error.msg} at char {error.pos}"
@@ -126,4 +166,7 @@ def _json_problem(error: Exception) -> str:
 
 
 def _string_or_none(value: object) -> str | None:
-    return value[:255] if isinstance(value, str) else None
+    """An id or subject for the rejection: cut to its bound, lone surrogates replaced (it goes into headers)."""
+    if not isinstance(value, str):
+        return None
+    return value[:MAX_FIELD_CHARS].encode("utf-8", errors="replace").decode("utf-8")

@@ -12,10 +12,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from schemas.common import Customer, Direction, Media, RecordRef, UtcDatetime
+from schemas.common import MAX_FIELD_CHARS, BoundedText, Customer, Direction, Media, RecordRef, UtcDatetime
 
 MAX_TEXT_CHARS = 32_000
 """Upper bound for free text (notes); Salesforce's Task Description holds 32k characters."""
+MAX_EVENT_BYTES = 256 * 1024
+"""One event as bytes (structured mode: the value; binary mode: the value plus its `ce_` headers)."""
+MAX_SEQUENCE = 2**63 - 1
+"""`sequence` is a signed 64-bit integer: 0 ≤ sequence < 2^63."""
+MAX_ATTRIBUTES = 100
+"""Attributes per event, and per interaction (the fold refuses an event that would exceed it)."""
+MAX_ATTRIBUTE_KEY_CHARS = 100
+MAX_ATTRIBUTE_VALUE_CHARS = 1000
 
 
 def _numeric_string_to_int(value: Any) -> Any:
@@ -25,8 +33,12 @@ def _numeric_string_to_int(value: Any) -> Any:
     return value
 
 
-SequenceNumber = Annotated[int, BeforeValidator(_numeric_string_to_int), Field(ge=0)]
+# The bounds come before the BeforeValidator, so they constrain the integer itself and the JSON Schema
+# carries them as `minimum`/`maximum` (after it, pydantic can only publish them as unknown keywords).
+SequenceNumber = Annotated[int, Field(ge=0, le=MAX_SEQUENCE), BeforeValidator(_numeric_string_to_int)]
 ShortText = Annotated[str, Field(max_length=1000)]
+AttributeKey = Annotated[str, Field(min_length=1, max_length=MAX_ATTRIBUTE_KEY_CHARS)]
+AttributeValue = Annotated[str, Field(max_length=MAX_ATTRIBUTE_VALUE_CHARS)]
 
 
 class _Data(BaseModel):
@@ -36,8 +48,8 @@ class _Data(BaseModel):
 class ConnectedData(_Data):
     media: Media
     direction: Direction
-    queue: ShortText | None = None
-    agent_id: ShortText | None = None
+    queue: BoundedText | None = None
+    agent_id: BoundedText | None = None
     customer: Customer | None = None
     name: RecordRef | None = None
     related_to: RecordRef | None = None
@@ -59,7 +71,7 @@ class LogUpdatedData(_Data):
     """
 
     notes: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] | None = None
-    subject: ShortText | None = None
+    subject: BoundedText | None = None
     name: RecordRef | None = None
     related_to: RecordRef | None = None
 
@@ -75,21 +87,21 @@ class RecordViewedData(_Data):
 
 
 class WrapupData(_Data):
-    code: Annotated[str, Field(min_length=1, max_length=255)]
+    code: Annotated[str, Field(min_length=1, max_length=MAX_FIELD_CHARS)]
     note: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] | None = None
 
 
 class AttributesData(_Data):
-    attributes: dict[Annotated[str, Field(min_length=1, max_length=255)], ShortText]
+    attributes: Annotated[dict[AttributeKey, AttributeValue], Field(max_length=MAX_ATTRIBUTES)]
 
 
 class _Envelope(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     specversion: Literal["1.0"]
-    id: Annotated[str, Field(min_length=1, max_length=255)]
+    id: Annotated[str, Field(min_length=1, max_length=MAX_FIELD_CHARS)]
     source: Annotated[str, Field(min_length=1, max_length=1000)]
-    subject: Annotated[str, Field(min_length=1, max_length=255, description="the interaction id")]
+    subject: Annotated[str, Field(min_length=1, max_length=MAX_FIELD_CHARS, description="the interaction id")]
     time: UtcDatetime
     sequence: SequenceNumber | None = None
 
@@ -179,6 +191,8 @@ class RejectReason(StrEnum):
     UNKNOWN_TYPE = "unknown_type"
     LATE_EDIT = "late_edit"
     WINDOW_CLOSED = "window_closed"
+    TOO_LARGE = "too_large"
+    FUTURE_TIME = "future_time"
 
 
 @dataclass(frozen=True, slots=True)

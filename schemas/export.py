@@ -12,10 +12,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.events import EVENT_MODELS, CloudEventEnvelope
+from schemas.events import EVENT_MODELS, MAX_ATTRIBUTES, MAX_EVENT_BYTES, CloudEventEnvelope
 from schemas.snapshot import LogSnapshot
 
 SCHEMA_ID_BASE = "https://schemas.interaction-log-sync.invalid/"
+MAX_BYTES_KEYWORD = "x-maxBytes"
+"""JSON Schema has no keyword for a document's size: the event bound travels as this annotation."""
+_EVENT_BOUND_COMMENT = (
+    f"One event is at most {MAX_EVENT_BYTES} bytes ({MAX_BYTES_KEYWORD}; binary mode: the value plus its ce_ "
+    f"headers); an interaction holds at most {MAX_ATTRIBUTES} attribute keys. Over a size bound: rejected "
+    "too_large; other violations: invalid."
+)
 
 
 def schema_documents() -> dict[str, dict[str, Any]]:
@@ -27,9 +34,12 @@ def schema_documents() -> dict[str, dict[str, Any]]:
     models["snapshot.json"] = LogSnapshot
     documents = {}
     for file_name, model in sorted(models.items()):
-        document = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-                    "$id": SCHEMA_ID_BASE + file_name,
-                    **model.model_json_schema(mode="validation")}
+        document: dict[str, Any] = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+                                    "$id": SCHEMA_ID_BASE + file_name,
+                                    **model.model_json_schema(mode="validation")}
+        if model is not LogSnapshot:
+            document["$comment"] = _EVENT_BOUND_COMMENT
+            document[MAX_BYTES_KEYWORD] = MAX_EVENT_BYTES
         documents[file_name] = document
     return documents
 

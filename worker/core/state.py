@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from schemas.common import RecordRef, RecordSystem, Trigger
+from schemas.common import MAX_FIELD_CHARS, RecordRef, RecordSystem, Trigger
 from schemas.events import ConnectedData
 
 
@@ -183,7 +183,22 @@ def _stamped_ref_out(choice: StampedRef | None) -> list[Any] | None:
 
 
 def _connected_in(raw: dict[str, Any]) -> ConnectedData:
-    return ConnectedData.model_validate(raw)
+    try:
+        return ConnectedData.model_validate(raw)
+    except ValidationError:
+        # stored before the bounds of CONTRACT.md: read it cut to them rather than refuse the whole log
+        return ConnectedData.model_validate(_cut_to_bounds(raw))
+
+
+def _cut_to_bounds(raw: dict[str, Any]) -> dict[str, Any]:
+    def cut(value: Any) -> Any:
+        return value[:MAX_FIELD_CHARS] if isinstance(value, str) else value
+
+    customer = raw.get("customer")
+    document = {key: cut(value) if key in ("queue", "agent_id") else value for key, value in raw.items()}
+    if isinstance(customer, dict):
+        document["customer"] = {key: cut(value) for key, value in customer.items()}
+    return document
 
 
 def _model_out(model: BaseModel) -> dict[str, Any]:
