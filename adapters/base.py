@@ -28,8 +28,10 @@ class TargetState:
 
     @property
     def needs_lookup(self) -> bool:
-        """An earlier write may have landed without us learning its id: look before writing again."""
-        return self.uncertain or (self.remote_id is None and self.synced_version > 0)
+        """Look at the target before writing: an earlier write may have landed without us learning
+        its id, and a missing state means "unknown", never "not created" (it may have been lost,
+        expired, or belong to another run over the same records)."""
+        return self.uncertain or self.remote_id is None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Salesforce target: one Task per interaction, created once, then updated by its stored Id.
 
 Idempotency does not come from upsert (Activity fields cannot be External IDs): `CallObject`
-carries the interaction id, and after an uncertain create the Task is looked up by it before a
-new one is created. Writes go through sObject Collections (`composite/sobjects`, ≤ 200 records a
-request, allOrNone=false) and every record's result is handled on its own.
+carries the interaction id, and every item without a stored Task Id (never seen, state lost or
+expired, a replay, an uncertain create) is looked up by it before anything is created, a batch
+at a time (`adapters.salesforce_lookup`); a Task found is updated, never created again. Writes go
+through sObject Collections (`composite/sobjects`, ≤ 200 records a request, allOrNone=false) and
+every record's result is handled on its own.
 
 The client is built from a fetched token (`session_id`), so simple-salesforce never re-logs in by
 itself; this adapter re-logs in once on INVALID_SESSION_ID and then reports a retryable error.
@@ -36,6 +38,7 @@ from adapters.base import (
 from adapters.http_session import RecordingSession, transport_error
 from adapters.salesforce_auth import SalesforceCredentials, fetch_access_token
 from adapters.salesforce_fields import FieldSpec, parse_describe, task_fields
+from adapters.salesforce_lookup import chunk_ids, ids_to_look_up, lookup_soql, task_ids_by_call_object
 from schemas.common import Trigger
 from schemas.snapshot import LogSnapshot
 
@@ -45,10 +48,6 @@ COLLECTION_LIMIT = 200
 _WANTED = frozenset({Trigger.CREATED, Trigger.STATE_CHANGED, Trigger.OPENED, Trigger.FINALIZED})
 _CREATE_ONLY_FIELDS = frozenset({"TaskSubtype"})
 _RETRYABLE_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
-
-
-def soql_quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def error_code(content: Any) -> tuple[str, str]:
@@ -118,10 +117,7 @@ class SalesforceTarget:
         due = [index for index, outcome in enumerate(outcomes) if outcome is None]
         try:
             specs = self._task_specs()
-            remote_ids = [
-                self._known_task_id(item) if outcomes[index] is None else None
-                for index, item in enumerate(batch)
-            ]
+            remote_ids = self._known_task_ids(batch, due)
         except SyncError as exc:
             return [outcome or outcome_for_error(exc) for outcome in outcomes]
         records = [task_fields(item.snapshot, self._attribute_fields, specs) for item in batch]
@@ -137,21 +133,33 @@ class SalesforceTarget:
                 break
         return [outcome or Retry(None, "not attempted") for outcome in outcomes]
 
-    def _known_task_id(self, item: SyncItem) -> str | None:
-        state = item.target_state
-        if state.remote_id is not None:
-            return state.remote_id
-        if not state.needs_lookup:
-            return None
-        return self._find_task(item.snapshot.interaction_id)
+    def _known_task_ids(self, batch: Sequence[SyncItem], due: Sequence[int]) -> list[str | None]:
+        """The stored Task Id, else the one found by `CallObject` (batched look-ups), else None."""
+        found: dict[str, str] = {}
+        for chunk in chunk_ids(ids_to_look_up(batch, due)):
+            found.update(self._find_tasks(chunk))
+        due_set = set(due)
+        return [
+            (item.target_state.remote_id or found.get(item.snapshot.interaction_id)) if index in due_set else None
+            for index, item in enumerate(batch)
+        ]
 
-    def _find_task(self, interaction_id: str) -> str | None:
-        soql = f"SELECT Id FROM Task WHERE CallObject = {soql_quote(interaction_id)}"
-        result = self._call("GET", "query", params={"q": soql}) or {}
-        found = result.get("records") or []
-        if len(found) > 1:
-            log.warning("salesforce.duplicate_tasks", interaction_id=interaction_id, count=len(found))
-        return str(found[0]["Id"]) if found else None
+    def _find_tasks(self, interaction_ids: Sequence[str]) -> dict[str, str]:
+        records = self._query_all(lookup_soql(interaction_ids))
+        chosen, duplicates = task_ids_by_call_object(records)
+        for interaction_id, count in duplicates.items():
+            log.warning("salesforce.duplicate_tasks", interaction_id=interaction_id, count=count)
+        return chosen
+
+    def _query_all(self, soql: str) -> list[dict[str, Any]]:
+        """Every record of a query, following `nextRecordsUrl` (Salesforce answers ≤ 2,000 a page)."""
+        page = self._call("GET", "query", params={"q": soql}) or {}
+        records = list(page.get("records") or [])
+        while not page.get("done", True) and page.get("nextRecordsUrl"):
+            locator = str(page["nextRecordsUrl"]).rsplit("/query/", 1)[-1]
+            page = self._call("GET", f"query/{locator}") or {}
+            records.extend(page.get("records") or [])
+        return records
 
     def _task_specs(self) -> dict[str, FieldSpec]:
         if self._specs is None:

@@ -190,7 +190,7 @@ class ZendeskTarget:
         state = item.target_state
         if state.remote_id is not None:
             return int(state.remote_id)
-        if not state.needs_lookup:
+        if not (state.uncertain or (state.remote_id is None and state.synced_version > 0)):
             return None
         found = self._call(lambda: list(self._client.tickets(external_id=item.snapshot.interaction_id)))
         return int(found[0].id) if found else None

@@ -81,7 +81,7 @@ def estimated_requests(items: Sequence[SyncItem]) -> int:
     for item in items:
         state = item.target_state
         known = linked_ticket_id(item.snapshot) is not None or state.remote_id is not None
-        lookup = not known and state.needs_lookup
+        lookup = not known and (state.uncertain or (state.remote_id is None and state.synced_version > 0))
         checks += lookup + ((known or lookup) and (state.uncertain or state.synced_version > 0))
         updates += known
         creates += not known

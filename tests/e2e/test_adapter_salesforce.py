@@ -289,3 +289,32 @@ def test_jwt_bearer_login_with_a_key_file(fresh_emulators: Emulators, tmp_path: 
         target.close()
     assert isinstance(outcome, Synced)
     assert [outcome.remote_id] == [task["Id"] for task in tasks(fresh_emulators)]
+
+
+def api_queries(emulators: Emulators, since: int = 0) -> list[str]:
+    return [entry["path"] for entry in emulators.salesforce.requests()[since:]
+            if entry["method"] == "GET" and entry["path"].split("?", 1)[0].endswith("/query")]
+
+
+def test_without_a_sync_state_tasks_are_looked_up_in_one_query_and_updated_not_created_again(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    target.sync([SyncItem(snapshot(f"conv-{n}")) for n in range(2)])  # their states are then lost
+    since = len(fresh_emulators.salesforce.requests())
+    writes_before = len(api_writes(fresh_emulators))
+    outcomes = target.sync([SyncItem(finalized(f"conv-{n}")) for n in range(3)])
+    assert all(isinstance(outcome, Synced) for outcome in outcomes)
+    by_call = {task["CallObject"]: task for task in tasks(fresh_emulators)}
+    assert (["conv-0", "conv-1", "conv-2"], {"Completed"}) == (
+        sorted(by_call), {task["Status"] for task in by_call.values()})
+    assert 1 == len(api_queries(fresh_emulators, since))
+    assert [("PATCH", "composite/sobjects"), ("POST", "composite/sobjects")] == api_writes(fresh_emulators)[
+        writes_before:]
+    assert [by_call["conv-0"]["Id"], by_call["conv-1"]["Id"]] == [
+        outcome.remote_id for outcome in outcomes[:2] if isinstance(outcome, Synced)]
+
+
+def test_look_ups_of_a_large_batch_go_200_ids_a_query(target: SalesforceTarget, fresh_emulators: Emulators) -> None:
+    outcomes = target.sync([SyncItem(snapshot(f"conv-{n}")) for n in range(450)])
+    assert all(isinstance(outcome, Synced) for outcome in outcomes)
+    assert (3, 450) == (len(api_queries(fresh_emulators)), len(tasks(fresh_emulators)))

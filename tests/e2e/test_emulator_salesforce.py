@@ -172,6 +172,35 @@ def test_query_finds_tasks_by_call_object(sf: Salesforce) -> None:
                        "Id": ids[1], "CallObject": "conv-b"}]) == (one["totalSize"], one["done"], one["records"])
     many = sf.query("SELECT Id FROM Task WHERE CallObject IN ('conv-a', 'conv-c', 'zzz')")
     assert [ids[0], ids[2]] == [r["Id"] for r in many["records"]]
+    lower = sf.query("select Id from Task where CallObject in ('conv-b','it\\'s') AND CallObject NOT IN ('conv-a')")
+    assert [ids[1]] == [r["Id"] for r in lower["records"]]
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["CallObject IN ()", "CallObject IN (conv-a)", "CallObject IN ('conv-a' 'conv-b')",
+     "CallObject IN ('conv-a',)", "CallObject IN 'conv-a'"],
+)
+def test_malformed_in_lists_are_refused_as_salesforce_does(sf: Salesforce, where: str) -> None:
+    with pytest.raises(SalesforceMalformedRequest) as failed:
+        sf.query(f"SELECT Id FROM Task WHERE {where}")
+    assert _codes(failed.value) == ["MALFORMED_QUERY"]
+
+
+def test_and_inside_a_literal_is_text(sf: Salesforce) -> None:
+    created = sf.Task.create({**VALID, "CallObject": "a AND b"})["id"]
+    found = sf.query("SELECT Id FROM Task WHERE CallObject IN ('a AND b') AND Subject = 'Inbound call from Ada'")
+    assert [created] == [r["Id"] for r in found["records"]]
+
+
+def test_a_query_over_2000_records_pages_with_next_records_url(sf: Salesforce, fresh_emulators: Emulators) -> None:
+    """Shape: "Execute a SOQL Query": ≤ 2,000 records an answer, `done` false and `nextRecordsUrl`."""
+    fresh_emulators.salesforce.seed({"tasks": [{**VALID, "CallObject": "conv-many"}] * 2_001})
+    first = sf.query("SELECT Id, CallObject FROM Task WHERE CallObject IN ('conv-many')")
+    assert (2_001, False, 2_000) == (first["totalSize"], first["done"], len(first["records"]))
+    assert first["nextRecordsUrl"].startswith("/services/data/v62.0/query/")
+    everything = sf.query_all("SELECT Id, CallObject FROM Task WHERE CallObject IN ('conv-many')")
+    assert (2_001, 2_001) == (everything["totalSize"], len({r["Id"] for r in everything["records"]}))
 
 
 def test_fault_errors_map_to_simple_salesforce_exceptions(sf: Salesforce, fresh_emulators: Emulators) -> None:

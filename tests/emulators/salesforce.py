@@ -28,6 +28,7 @@ DEFAULT_CLIENT_ID = "ilog-emulator-client"
 DEFAULT_CLIENT_SECRET = "ilog-emulator-secret"
 DEFAULT_API_LIMIT = 100_000
 MAX_COLLECTION_RECORDS = 200
+QUERY_BATCH_SIZE = 2000  # records a query answer holds; the rest behind nextRecordsUrl
 _DATA_RE = re.compile(r"^/services/data/v(?P<version>\d+\.\d)(?:/(?P<rest>.*?))?/?$")
 _ROLLED_BACK = record_error(
     "ALL_OR_NONE_OPERATION_ROLLED_BACK",
@@ -59,6 +60,8 @@ class SalesforceApp(EmulatorApp):
         self.api_used = 0
         self.api_limit = DEFAULT_API_LIMIT
         self._ids = itertools.count(1)
+        self._cursors: dict[str, list[dict[str, Any]]] = {}  # query locator → rows not yet answered
+        self._locators = itertools.count(1)
 
     # -- control -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -121,6 +124,8 @@ class SalesforceApp(EmulatorApp):
                                                        "Remaining": self.api_limit - self.api_used}})
         if rest == "query" and method == "GET":
             return self._query(request.param("q") or "", version)
+        if parts[0] == "query" and len(parts) == 2 and method == "GET":
+            return self._query_more(parts[1], version)
         if rest == "composite/sobjects" and method in ("POST", "PATCH"):
             return self._collection(request.json(), creating=method == "POST")
         if parts[0] != "sobjects" or len(parts) < 2:
@@ -221,7 +226,26 @@ class SalesforceApp(EmulatorApp):
             return Response(400, [{"message": str(exc), "errorCode": exc.code}])
         rows = query.run(self.tasks.values())
         records = [{"attributes": self._attributes(str(row.get("Id") or ""), version), **row} for row in rows]
-        return Response(200, {"totalSize": len(records), "done": True, "records": records})
+        return self._page(f"01gD{next(self._locators):011d}", records, 0, len(records), version)
+
+    def _query_more(self, locator: str, version: str) -> Response:
+        """`GET query/<locator>-<offset>`: the next page of an earlier query (its rows as of then)."""
+        cursor, _, offset = locator.rpartition("-")
+        rows = self._cursors.get(cursor)
+        if rows is None or not offset.isdigit() or int(offset) >= len(rows):
+            return Response(400, sf_error("INVALID_QUERY_LOCATOR", "invalid query locator"))
+        return self._page(cursor, rows, int(offset), len(rows), version)
+
+    def _page(self, cursor: str, records: list[dict[str, Any]], offset: int, total: int, version: str) -> Response:
+        """≤ QUERY_BATCH_SIZE records; `done` false and `nextRecordsUrl` when more remain."""
+        end = offset + QUERY_BATCH_SIZE
+        body: dict[str, Any] = {"totalSize": total, "done": end >= total, "records": records[offset:end]}
+        if end < total:
+            self._cursors[cursor] = records
+            body["nextRecordsUrl"] = f"/services/data/v{version}/query/{cursor}-{end}"
+        else:
+            self._cursors.pop(cursor, None)
+        return Response(200, body)
 
     # -- records ---------------------------------------------------------------------------
     def _insert(self, values: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,10 @@
-"""Just enough SOQL for the adapter's look-ups.
+"""Just enough SOQL for the adapter's look-ups, with Salesforce's syntax rules for what it accepts.
 
 Supported: `SELECT f1[, f2...] FROM Task [WHERE cond [AND cond...]] [ORDER BY f [ASC|DESC]] [LIMIT n]`
-where cond is `Field = 'text'`, `Field = null` or `Field IN ('a', 'b')`.
+where cond is `Field = 'text'`, `Field = null`, `Field IN ('a', 'b', ...)` or `Field NOT IN (...)`.
+An `IN` list holds one or more string literals separated by commas (an empty list, a bare word or
+a missing comma is MALFORMED_QUERY, as Salesforce answers); keywords are case-insensitive, and
+`AND` inside a quoted literal is text, not a keyword.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ _QUERY_RE = re.compile(
 )
 _QUOTED = r"'((?:[^'\\]|\\.)*)'"
 _EQ_RE = re.compile(rf"^(\w+)\s*=\s*(?:{_QUOTED}|(null))$", re.IGNORECASE)
-_IN_RE = re.compile(r"^(\w+)\s+IN\s*\((.*)\)$", re.IGNORECASE | re.DOTALL)
+_IN_RE = re.compile(r"^(\w+)\s+(NOT\s+)?IN\s*\((.*)\)$", re.IGNORECASE | re.DOTALL)
+_LIST_ITEM_RE = re.compile(rf"\s*{_QUOTED}\s*(,|$)", re.DOTALL)
+_AND_OUTSIDE_QUOTES_RE = re.compile(rf"{_QUOTED}|\s+AND\s+", re.IGNORECASE)
 
 
 class SoqlError(ValueError):
@@ -70,9 +75,40 @@ def _condition(text: str) -> Callable[[dict[str, Any]], bool]:
     within = _IN_RE.match(text)
     if within:
         name = _field(within.group(1))
-        values = {_unquote(v) for v in re.findall(_QUOTED, within.group(2))}
+        values = _literal_list(within.group(3))
+        if within.group(2):
+            return lambda r: r.get(name) not in values
         return lambda r: r.get(name) in values
     raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{text[:60]}'")
+
+
+def _literal_list(text: str) -> frozenset[str]:
+    """The values of `('a', 'b')` (without the parentheses); anything else is MALFORMED_QUERY."""
+    values: list[str] = []
+    position = 0
+    while position < len(text):
+        item = _LIST_ITEM_RE.match(text, position)
+        if item is None or item.end() == position:
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{text[position:position + 60].strip()}'")
+        values.append(_unquote(item.group(1)))
+        position = item.end()
+        if item.group(2) == "," and not text[position:].strip():
+            raise SoqlError("MALFORMED_QUERY", "unexpected token: ')'")
+    if not values:
+        raise SoqlError("MALFORMED_QUERY", "unexpected token: ')'")
+    return frozenset(values)
+
+
+def _split_and(where: str) -> list[str]:
+    """The conditions of a WHERE clause: split at AND keywords that are not inside a literal."""
+    parts: list[str] = []
+    start = 0
+    for match in _AND_OUTSIDE_QUOTES_RE.finditer(where):
+        if match.group(1) is None and not match.group(0).startswith("'"):
+            parts.append(where[start:match.start()])
+            start = match.end()
+    parts.append(where[start:])
+    return parts
 
 
 def parse_soql(soql: str) -> Query:
@@ -85,7 +121,7 @@ def parse_soql(soql: str) -> Query:
                         "a custom object, be sure to append the '__c' after the entity name.")
     fields = tuple(_field(name) for name in match.group("fields").split(","))
     where = match.group("where")
-    conditions = [_condition(part) for part in re.split(r"\s+AND\s+", where, flags=re.I)] if where else []
+    conditions = [_condition(part) for part in _split_and(where)] if where else []
     order = _field(match.group("order")) if match.group("order") else None
     limit = int(match.group("limit")) if match.group("limit") else None
     return Query(

@@ -26,14 +26,14 @@ from adapters.base import (
 @pytest.mark.parametrize(
     ("state", "needs_lookup"),
     [
-        (TargetState(), False),
+        (TargetState(), True),  # no state: unknown, never "not created"
         (TargetState(remote_id="00T1", synced_version=3), False),
         (TargetState(remote_id=None, synced_version=2), True),
         (TargetState(remote_id=None, synced_version=0, uncertain=True), True),
         (TargetState(remote_id="00T1", synced_version=3, uncertain=True), True),
     ],
 )
-def test_lookup_is_needed_after_an_uncertain_call_or_a_lost_id(state: TargetState, needs_lookup: bool) -> None:
+def test_lookup_is_needed_unless_the_remote_id_is_known_for_sure(state: TargetState, needs_lookup: bool) -> None:
     assert state.needs_lookup is needs_lookup
 
 

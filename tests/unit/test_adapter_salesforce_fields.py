@@ -8,7 +8,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from adapters.base import Failed, Retry, Synced, SyncOutcome
-from adapters.salesforce import error_code, record_outcome, soql_quote
+from adapters.salesforce import error_code, record_outcome
 from adapters.salesforce_fields import (
     DESCRIPTION_LIMIT,
     FieldSpec,
@@ -18,6 +18,7 @@ from adapters.salesforce_fields import (
     task_fields,
     truncate_description,
 )
+from adapters.salesforce_lookup import soql_quote
 from schemas.snapshot import LogSnapshot
 
 SPECS = parse_describe(

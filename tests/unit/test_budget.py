@@ -22,9 +22,9 @@ def grant(left_minute: int, left_day: int = 10_000) -> Grant:
     return Grant(True, left_minute, left_day, 0.0)
 
 
-def test_salesforce_collections_cost_one_request_per_200_records_plus_look_ups() -> None:
-    items = [item(f"c{n}") for n in range(401)] + [item("u", state=TargetState(uncertain=True))]
-    assert 3 + 1 == estimate_requests("salesforce", items)
+def test_salesforce_costs_its_look_up_queries_and_one_collection_request_per_200_records() -> None:
+    items = [item(f"c{n}") for n in range(401)] + [item("known", state=TargetState("00T1", 3))]
+    assert 3 + 1 + 3 == estimate_requests("salesforce", items)  # 401 look-ups, 1 update, 401 creates
 
 
 def test_zendesk_costs_what_the_adapter_estimates_writes_in_jobs_included() -> None:

@@ -8,13 +8,13 @@ report need, intermediate states can wait for the next window.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
 
 from adapters.base import SyncItem
+from adapters.salesforce_lookup import estimated_requests as salesforce_requests
 from adapters.zendesk_writes import estimated_requests as zendesk_requests
 from worker.errors import StoreError
 from worker.store import keys
@@ -107,12 +107,11 @@ def estimate_requests(target: str, items: Sequence[SyncItem]) -> int:
     """Requests the adapter will likely make for this batch (look-ups included)."""
     if not items:
         return 0
-    lookups = sum(1 for item in items if item.target_state.remote_id is None and item.target_state.needs_lookup)
-    if target == "salesforce":
-        return math.ceil(len(items) / 200) + lookups
-    if target == "zendesk":  # the adapter knows which writes share a job
+    if target == "salesforce":  # batched CallObject look-ups, then sObject Collections
+        return salesforce_requests(items)
+    if target == "zendesk":  # the adapter knows which writes share a job and which look-ups it makes
         return zendesk_requests(items)
-    return len(items)
+    return len(items)  # the webhook's look-up is its idempotency key: no request of its own
 
 
 def admit(
