@@ -58,3 +58,10 @@ def test_targets_are_on_when_their_url_is_set(values: dict[str, Any], names: lis
 def test_a_target_that_is_on_needs_its_settings(values: dict[str, Any], message: str) -> None:
     with pytest.raises(TargetConfigError, match=message):
         build_targets(settings(**values))
+
+
+def test_enabled_target_names_follow_the_urls() -> None:
+    from worker.runtime.targets import enabled_target_names
+
+    assert [] == enabled_target_names(settings())
+    assert ["salesforce", "webhook"] == enabled_target_names(settings(**SALESFORCE, **WEBHOOK))

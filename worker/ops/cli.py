@@ -68,7 +68,9 @@ def worker_sync() -> None:
     """Run the sync stage: upserts topic → Salesforce, Zendesk, webhook."""
     from worker.runtime.runner import StageName, run_worker
 
-    run_worker(StageName.SYNC, Settings())
+    settings = Settings()
+    _refuse_without_targets("sync", settings)
+    run_worker(StageName.SYNC, settings)
 
 
 @worker_app.command("all")
@@ -76,7 +78,26 @@ def worker_all() -> None:
     """Run fold and sync in one process (small deployments, the demo)."""
     from worker.runtime.runner import StageName, run_worker
 
-    run_worker(StageName.ALL, Settings())
+    settings = Settings()
+    _refuse_without_targets("all", settings)
+    run_worker(StageName.ALL, settings)
+
+
+def _refuse_without_targets(stage: str, settings: Settings) -> None:
+    """A sync stage with no target would mark every record done and commit it: exit 2 instead,
+    as for a target that is on but misses a setting it needs."""
+    from worker.runtime.targets import NO_TARGET_MESSAGE, TargetConfigError, build_targets, enabled_target_names
+
+    problem = None if enabled_target_names(settings) else NO_TARGET_MESSAGE
+    if problem is None:
+        try:
+            for target in build_targets(settings):
+                target.close()
+        except TargetConfigError as exc:
+            problem = str(exc)
+    if problem is not None:
+        typer.echo(f"ilog worker {stage}: {problem}", err=True)
+        raise typer.Exit(2)
 
 
 @app.command("inspect")

@@ -86,6 +86,7 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
         runners.append(("fold", fold.run, fold.assigned_once.is_set))
     if stage in (StageName.SYNC, StageName.ALL):
         sync = bootstrap.sync_stage(settings)
+        log.info("sync targets on", targets=[target.name for target in sync.targets])
         runners.append(("sync", sync.run, sync.assigned_once.is_set))
     tune_gc()
     health = HealthServer(

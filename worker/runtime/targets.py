@@ -77,6 +77,18 @@ def build_webhook(settings: Settings) -> WebhookTarget:
     )
 
 
+NO_TARGET_MESSAGE = (
+    "no sync target configured: set ILOG_SALESFORCE_INSTANCE_URL, ILOG_ZENDESK_URL or ILOG_WEBHOOK_URL"
+)
+
+
+def enabled_target_names(settings: Settings) -> list[str]:
+    """The targets that are on (their URL is set), in the order `build_targets` builds them."""
+    urls = (("salesforce", settings.salesforce_instance_url), ("zendesk", settings.zendesk_url),
+            ("webhook", settings.webhook_url))
+    return [name for name, url in urls if url]
+
+
 def build_targets(settings: Settings) -> list[Target]:
     """The targets whose URL is set, in a fixed order; nothing connects until the first sync."""
     targets: list[Target] = []
