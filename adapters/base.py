@@ -81,11 +81,35 @@ class Failed:
 SyncOutcome = Synced | Skipped | Retry | Failed
 
 
+@dataclass(frozen=True)
+class BudgetLimits:
+    """A target's API allowance, shared by every replica: requests per minute and per day."""
+
+    per_minute: int
+    per_day: int
+
+
+@dataclass(frozen=True)
+class TargetTraits:
+    """What the sync engine plans a target's calls around; the defaults suit a target that writes
+    each item with one request as soon as it is due."""
+
+    budget: BudgetLimits | None = None  # None: never refused
+    linger_s: float = 0.0  # hold due work up to this long to fill a call ...
+    linger_items: int = 1  # ... unless this many items are waiting
+    settle_s: float = 0.0  # how long a write whose answer was lost may take to land (background jobs)
+
+
 class Target(Protocol):
     name: str
+    traits: TargetTraits
 
     def wants(self, snapshot: LogSnapshot) -> bool:
         """The trigger filter of DESIGN.md ("Sync triggers per target")."""
+        ...
+
+    def estimate_requests(self, items: Sequence[SyncItem]) -> int:
+        """HTTP requests `sync(items)` will likely make (look-ups included): what the API budget charges."""
         ...
 
     def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:

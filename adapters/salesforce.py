@@ -24,6 +24,7 @@ from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSessi
 from adapters.attributes import FieldValue
 from adapters.base import (
     BudgetExhausted,
+    BudgetLimits,
     Failed,
     PermanentSyncError,
     Retry,
@@ -33,12 +34,19 @@ from adapters.base import (
     SyncError,
     SyncItem,
     SyncOutcome,
+    TargetTraits,
     outcome_for_error,
 )
 from adapters.http_session import RecordingSession, transport_error
 from adapters.salesforce_auth import SalesforceCredentials, fetch_access_token
 from adapters.salesforce_fields import FieldSpec, parse_describe, task_fields
-from adapters.salesforce_lookup import chunk_ids, ids_to_look_up, lookup_soql, task_ids_by_call_object
+from adapters.salesforce_lookup import (
+    chunk_ids,
+    estimated_requests,
+    ids_to_look_up,
+    lookup_soql,
+    task_ids_by_call_object,
+)
 from schemas.common import Trigger
 from schemas.snapshot import LogSnapshot
 
@@ -87,6 +95,7 @@ class SalesforceTarget:
         api_version: str,
         attribute_fields: Mapping[str, str],
         budget_pause_s: float = 60.0,
+        budget: BudgetLimits | None = None,
     ) -> None:
         self._instance_url = instance_url
         self._credentials = credentials
@@ -94,11 +103,16 @@ class SalesforceTarget:
         self._api_version = api_version
         self._attribute_fields = dict(attribute_fields)
         self._budget_pause_s = budget_pause_s
+        self.traits = TargetTraits(budget=budget)
         self._client: Salesforce | None = None
         self._specs: dict[str, FieldSpec] | None = None
 
     def wants(self, snapshot: LogSnapshot) -> bool:
         return snapshot.trigger in _WANTED
+
+    def estimate_requests(self, items: Sequence[SyncItem]) -> int:
+        """Batched CallObject look-ups, then sObject Collections (`COLLECTION_LIMIT` records a request)."""
+        return estimated_requests(items, COLLECTION_LIMIT)
 
     @property
     def api_budget_remaining(self) -> int | None:

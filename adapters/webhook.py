@@ -28,6 +28,7 @@ from adapters.base import (
     SyncError,
     SyncItem,
     SyncOutcome,
+    TargetTraits,
     outcome_for_error,
     parse_retry_after,
 )
@@ -74,6 +75,7 @@ def receiver_id_from(response: requests.Response, previous: str | None) -> str |
 
 class WebhookTarget:
     name = "webhook"
+    traits = TargetTraits()
 
     def __init__(self, *, url: str, secret: bytes, session: RecordingSession, concurrency: int = 8) -> None:
         self._url = url
@@ -85,6 +87,9 @@ class WebhookTarget:
 
     def wants(self, snapshot: LogSnapshot) -> bool:
         return True
+
+    def estimate_requests(self, items: Sequence[SyncItem]) -> int:
+        return len(items)  # one POST per snapshot; the look-up is its idempotency key, no request of its own
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -26,6 +26,7 @@ from zenpy.lib.exception import APIException, RecordNotFoundException, ZenpyExce
 
 from adapters.attributes import FieldValue
 from adapters.base import (
+    BudgetLimits,
     PermanentSyncError,
     Retry,
     RetryableSyncError,
@@ -34,6 +35,7 @@ from adapters.base import (
     SyncError,
     SyncItem,
     SyncOutcome,
+    TargetTraits,
     outcome_for_error,
 )
 from adapters.http_session import RecordingSession, transport_error
@@ -46,7 +48,7 @@ from adapters.zendesk_render import (
     parse_ticket_fields,
     render_comment,
 )
-from adapters.zendesk_writes import TicketWriter, Write
+from adapters.zendesk_writes import MAX_JOB_TICKETS, TicketWriter, Write, estimated_requests
 from schemas.snapshot import LogSnapshot
 
 log = structlog.get_logger(__name__)
@@ -61,6 +63,8 @@ class ZendeskOptions:
     job_poll_s: float = 0.5  # the shortest wait between two polls of a job
     job_timeout_s: float = 60.0
     job_seconds_per_item: float = 0.05  # first guess of a job's pace; learnt from the jobs seen
+    linger_s: float = 0.0  # hold due final logs up to this long to fill a job
+    budget: BudgetLimits | None = None
 
 
 def zenpy_location(url: str) -> tuple[str, str, str | None]:
@@ -111,6 +115,9 @@ class ZendeskTarget:
             os.environ["ZENPY_FORCE_SCHEME"] = urlsplit(url).scheme
         self._session = session
         self._options = options
+        # A job applies in the background and can outlive a lost answer or a crash: settle that long.
+        self.traits = TargetTraits(budget=options.budget, linger_s=options.linger_s,
+                                   linger_items=MAX_JOB_TICKETS, settle_s=options.job_timeout_s)
         self._client = Zenpy(
             subdomain=subdomain,
             domain=domain,
@@ -127,6 +134,9 @@ class ZendeskTarget:
 
     def wants(self, snapshot: LogSnapshot) -> bool:
         return snapshot.finalized
+
+    def estimate_requests(self, items: Sequence[SyncItem]) -> int:
+        return estimated_requests(items)  # the writer knows which writes share a job
 
     def close(self) -> None:
         self._session.close()

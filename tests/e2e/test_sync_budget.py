@@ -7,7 +7,8 @@ import redis
 from adapters.base import TargetState
 from worker.runtime.settings import Settings
 from worker.store import keys
-from worker.store.budget import ApiBudget, BudgetLimits, Grant
+from adapters.base import BudgetLimits
+from worker.store.budget import ApiBudget, Grant
 from worker.store.sync_state import RedisSyncStateStore, StateUpdate
 
 

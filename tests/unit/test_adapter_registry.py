@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from adapters.base import BudgetLimits, TargetTraits
 from worker.runtime.settings import Settings
 from worker.runtime.targets import TargetConfigError, build_targets
 
@@ -65,3 +66,20 @@ def test_enabled_target_names_follow_the_urls() -> None:
 
     assert [] == enabled_target_names(settings())
     assert ["salesforce", "webhook"] == enabled_target_names(settings(**SALESFORCE, **WEBHOOK))
+
+
+def test_settings_reach_each_target_as_the_traits_it_declares() -> None:
+    targets = build_targets(settings(
+        **SALESFORCE, **ZENDESK, **WEBHOOK, salesforce_budget_per_minute=7, salesforce_budget_per_day=70,
+        zendesk_budget_per_minute=8, zendesk_budget_per_day=80, zendesk_linger_seconds=2.5,
+        zendesk_job_timeout_seconds=40.0,
+    ))
+    try:
+        assert {
+            "salesforce": TargetTraits(budget=BudgetLimits(7, 70)),
+            "zendesk": TargetTraits(budget=BudgetLimits(8, 80), linger_s=2.5, linger_items=100, settle_s=40.0),
+            "webhook": TargetTraits(),
+        } == {target.name: target.traits for target in targets}
+    finally:
+        for target in targets:
+            target.close()

@@ -89,3 +89,48 @@ def test_kafka_and_redis_clients_are_built_in_the_composition_root_only() -> Non
     builders = [str(module.relative_to(REPO)) for module in _modules(REPO / "worker")
                 if module != COMPOSITION_ROOT and _constructs_clients(module)]
     assert [] == builders
+
+
+TARGET_NAMES = ("salesforce", "zendesk", "webhook")
+# targets.py builds the targets from their settings; the dev tools seed and read the emulators of each.
+MAY_NAME_TARGETS = {REPO / "worker" / "runtime" / "targets.py", REPO / "worker" / "runtime" / "settings.py"}
+DEV_TOOLS = REPO / "worker" / "dev"
+
+
+def _docstrings(tree: ast.Module) -> set[int]:
+    """ids of the string constants that are docstrings (prose may give a target as an example)."""
+    found = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        first = body[0] if isinstance(body, list) and body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+            found.add(id(first.value))
+    return found
+
+
+def _words_in_code(module: Path) -> list[str]:
+    """Identifiers, attribute names, imported modules and string literals of a module (not its docstrings)."""
+    tree = ast.parse(module.read_text(encoding="utf-8"))
+    docstrings = _docstrings(tree)
+    words = _imported_modules(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            words.append(node.id)
+        elif isinstance(node, ast.Attribute):
+            words.append(node.attr)
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef | ast.arg):
+            words.append(node.name if not isinstance(node, ast.arg) else node.arg)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            words.append(node.value)
+    return words
+
+
+def test_the_worker_never_names_a_target_outside_the_target_registry_and_settings() -> None:
+    """What is special about a target reaches the engine through `Target.traits` and its methods."""
+    naming = {
+        str(module.relative_to(REPO)): sorted({word for word in _words_in_code(module)
+                                                if any(name in word.lower() for name in TARGET_NAMES)})
+        for module in _modules(REPO / "worker")
+        if module not in MAY_NAME_TARGETS and DEV_TOOLS not in module.parents
+    }
+    assert {} == {module: words for module, words in naming.items() if words}

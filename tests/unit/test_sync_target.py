@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import redis
 
-from adapters.base import Failed, Retry, Skipped, Synced, SyncItem, SyncOutcome, TargetState
+from adapters.base import Failed, Retry, Skipped, Synced, SyncItem, SyncOutcome, TargetState, TargetTraits
 from schemas.snapshot import LogSnapshot
 from worker.store.budget import ApiBudget
 from worker.store.sync_state import MemorySyncStateStore, StateUpdate
@@ -22,6 +22,7 @@ class ScriptedTarget:
     """Answers each call from a script of per-interaction outcomes; records what it was sent."""
 
     name = "crm"
+    traits = TargetTraits()
 
     def __init__(self, script: dict[str, list[SyncOutcome]]) -> None:
         self.script = script
@@ -29,6 +30,9 @@ class ScriptedTarget:
 
     def wants(self, snapshot: LogSnapshot) -> bool:
         return True
+
+    def estimate_requests(self, items: Sequence[SyncItem]) -> int:
+        return len(items)
 
     def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
         self.calls.append([(item.snapshot.interaction_id, item.target_state) for item in batch])

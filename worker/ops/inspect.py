@@ -10,6 +10,7 @@ from worker.core.fold import snapshot
 from worker.core.state import InteractionLog, Tombstone
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
+from worker.runtime.targets import TARGET_NAMES
 
 
 def inspect_interaction(interaction_id: str, settings: Settings) -> int:
@@ -19,7 +20,7 @@ def inspect_interaction(interaction_id: str, settings: Settings) -> int:
         stored = store.load([interaction_id])[interaction_id]
         synced = {
             target: json.loads(raw)
-            for target in ("salesforce", "zendesk", "webhook")
+            for target in TARGET_NAMES
             if (raw := store.sync_state(interaction_id, target)) is not None
         }
     finally:

@@ -16,7 +16,7 @@ from worker.fold.stage import FoldOptions, FoldStage
 from worker.kafka.clients import consumer_config, producer_config, record_lag
 from worker.runtime.settings import Settings
 from worker.runtime.targets import build_targets
-from worker.store.budget import ApiBudget, BudgetLimits
+from worker.store.budget import ApiBudget
 from worker.store.redis_store import RedisStore
 from worker.store.sync_state import RedisSyncStateStore
 from worker.sync.stage import SyncStage
@@ -63,17 +63,12 @@ def fold_stage(settings: Settings, options: FoldOptions | None = None, *, prefix
                      stage_producer(settings), options)
 
 
-def budget_limits(settings: Settings) -> dict[str, BudgetLimits]:
-    return {
-        "salesforce": BudgetLimits(settings.salesforce_budget_per_minute, settings.salesforce_budget_per_day),
-        "zendesk": BudgetLimits(settings.zendesk_budget_per_minute, settings.zendesk_budget_per_day),
-    }
-
-
 def sync_stage(settings: Settings) -> SyncStage:
     """The real clients, built once: targets from settings, Redis for states and the budget."""
     client = redis_client(settings)
     states = RedisSyncStateStore(client, settings.key_prefix, settings.retention_seconds)
-    budget = ApiBudget(client, settings.key_prefix, budget_limits(settings))
-    return SyncStage(settings, build_targets(settings), states, budget,
+    targets = build_targets(settings)
+    limits = {target.name: target.traits.budget for target in targets if target.traits.budget is not None}
+    budget = ApiBudget(client, settings.key_prefix, limits)
+    return SyncStage(settings, targets, states, budget,
                      stage_consumer(settings, settings.sync_group), stage_producer(settings))

@@ -1,16 +1,23 @@
-"""Build the enabled targets from Settings: a target is on when its URL is set (CONTRACT.md)."""
+"""Build the enabled targets from Settings: a target is on when its URL is set (CONTRACT.md).
+
+The one module of `worker/` that names targets: each receives its settings as values here (budget
+limits, linger, timeouts) and declares what the sync engine needs through `Target.traits`.
+"""
 
 from __future__ import annotations
 
 from pydantic import SecretStr
 
-from adapters.base import Target
+from adapters.base import BudgetLimits, Target
 from adapters.http_session import RecordingSession
 from adapters.salesforce import SalesforceTarget
 from adapters.salesforce_auth import SalesforceCredentials
 from adapters.webhook import WebhookTarget
 from adapters.zendesk import ZendeskOptions, ZendeskTarget
 from worker.runtime.settings import Settings
+
+TARGET_NAMES = (SalesforceTarget.name, ZendeskTarget.name, WebhookTarget.name)
+"""Every target this build knows, enabled or not (what `ilog inspect` looks up)."""
 
 
 class TargetConfigError(ValueError):
@@ -44,6 +51,7 @@ def build_salesforce(settings: Settings) -> SalesforceTarget:
         api_version=settings.salesforce_api_version,
         attribute_fields=settings.salesforce_attribute_fields,
         budget_pause_s=settings.salesforce_budget_pause_seconds,
+        budget=BudgetLimits(settings.salesforce_budget_per_minute, settings.salesforce_budget_per_day),
     )
 
 
@@ -57,6 +65,8 @@ def build_zendesk(settings: Settings) -> ZendeskTarget:
         missing_ticket=settings.zendesk_missing_ticket,
         job_poll_s=settings.zendesk_job_poll_seconds,
         job_timeout_s=settings.zendesk_job_timeout_seconds,
+        linger_s=settings.zendesk_linger_seconds,
+        budget=BudgetLimits(settings.zendesk_budget_per_minute, settings.zendesk_budget_per_day),
     )
     return ZendeskTarget(
         url=_require(settings.zendesk_url, "zendesk_url"),

@@ -1,21 +1,20 @@
 """The shared per-target API budget: fixed-window counters in Redis, one per minute and one per day.
 
 Every replica takes tokens from the same keys (`worker.store.keys.budget_key`) before it calls a target,
-one token per HTTP request the adapter is expected to make. When less than `reserve_fraction` of
+one token per HTTP request the target expects to make (`Target.estimate_requests`); the limits
+are the target's own (`TargetTraits.budget`). When less than `reserve_fraction` of
 a window is left, only finalized snapshots are admitted: the final log is what an agent and a
 report need, intermediate states can wait for the next window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
 
-from adapters.base import SyncItem
-from adapters.salesforce_lookup import estimated_requests as salesforce_requests
-from adapters.zendesk_writes import estimated_requests as zendesk_requests
+from adapters.base import BudgetLimits, SyncItem
 from worker.errors import StoreError
 from worker.store import keys
 
@@ -50,12 +49,6 @@ if granted == 1 and tokens > 0 then
 end
 return {granted, limits[1] - used[1], limits[2] - used[2], wait_ms}
 """
-
-
-@dataclass(frozen=True)
-class BudgetLimits:
-    per_minute: int
-    per_day: int
 
 
 @dataclass(frozen=True)
@@ -103,25 +96,18 @@ class ApiBudget:
         return self.take(target, 0)
 
 
-def estimate_requests(target: str, items: Sequence[SyncItem]) -> int:
-    """Requests the adapter will likely make for this batch (look-ups included)."""
-    if not items:
-        return 0
-    if target == "salesforce":  # batched CallObject look-ups, then sObject Collections
-        return salesforce_requests(items)
-    if target == "zendesk":  # the adapter knows which writes share a job and which look-ups it makes
-        return zendesk_requests(items)
-    return len(items)  # the webhook's look-up is its idempotency key: no request of its own
+Estimate = Callable[[Sequence[SyncItem]], int]
+"""Requests a target will make for these items (`Target.estimate_requests`)."""
 
 
 def admit(
-    target: str, items: Sequence[SyncItem], grant: Grant, limits: BudgetLimits | None, reserve_fraction: float
+    estimate: Estimate, items: Sequence[SyncItem], grant: Grant, limits: BudgetLimits | None, reserve_fraction: float
 ) -> list[SyncItem]:
     """The items to send now: finalized first; only those when the budget is low; as many as fit."""
     ordered = sorted(items, key=lambda item: not item.snapshot.finalized)
     if limits is not None and grant.is_low(limits, reserve_fraction):
         ordered = [item for item in ordered if item.snapshot.finalized]
     count = len(ordered)
-    while count > 0 and estimate_requests(target, ordered[:count]) > grant.left:
+    while count > 0 and estimate(ordered[:count]) > grant.left:
         count //= 2
     return ordered[:count]

@@ -1,4 +1,4 @@
-"""The sync stage: upserts topic → Salesforce, Zendesk, webhook; at least once, idempotent effects.
+"""The sync stage: upserts topic → every enabled target; at least once, idempotent effects.
 
 The consumer loop and the targets run apart, so a slow target holds back only its own work:
   1. consume; undecodable snapshots are produced to `<upserts>.dlq` with the reason;
@@ -42,7 +42,6 @@ from worker.sync.target_runner import TargetRunner
 log = structlog.get_logger("ilog.sync")
 
 _DRAIN_SHARE = 0.6  # of drain_timeout_seconds spent finishing targets; the rest flushes and commits
-_LINGER_ITEMS = {"zendesk": 100}  # update_many takes at most 100 tickets
 _REVOKE_POLL_S = 0.05
 
 
@@ -86,8 +85,8 @@ class SyncStage:
         self.runners = [
             TargetRunner(
                 target, states, budget, self._dead_letter, on_done=self.ledger.done,
-                settle_s=settle_seconds(settings, target.name), linger_s=linger_seconds(settings, target.name),
-                linger_items=_LINGER_ITEMS.get(target.name, 1), max_call_items=settings.batch_size,
+                settle_s=target.traits.settle_s, linger_s=target.traits.linger_s,
+                linger_items=target.traits.linger_items, max_call_items=settings.batch_size,
             )
             for target in self.targets
         ]
@@ -227,12 +226,3 @@ class SyncStage:
                 target.close()
             log.info("sync stage stopped", group=self.group)
 
-
-def settle_seconds(settings: Settings, target: str) -> float:
-    """Zendesk applies update_many as a background job that can outlive a lost answer or a crash."""
-    return settings.zendesk_job_timeout_seconds if target == "zendesk" else 0.0
-
-
-def linger_seconds(settings: Settings, target: str) -> float:
-    """Zendesk writes only final logs, minutes after the call: a few seconds more fill its jobs."""
-    return settings.zendesk_linger_seconds if target == "zendesk" else 0.0

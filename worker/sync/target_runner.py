@@ -32,7 +32,7 @@ from adapters.base import (
     next_target_state,
 )
 from worker.runtime import metrics
-from worker.store.budget import ApiBudget, Grant, admit, estimate_requests
+from worker.store.budget import ApiBudget, Grant, admit
 from worker.store.sync_state import StateUpdate, SyncStateStore
 from worker.sync.batch import Pending
 from worker.sync.offsets import Position
@@ -160,8 +160,8 @@ class TargetRunner:
         return due
 
     def _settling(self, due: list[tuple[Work, SyncItem]]) -> bool:
-        """A write whose answer was lost (or a crash mid-call) may still land, e.g. a queued Zendesk
-        job: the check-before-writing-again only sees it after it landed, so wait for that first."""
+        """A write whose answer was lost (or a crash mid-call) may still land, e.g. a queued
+        background job: the check-before-writing-again only sees it after it landed, so wait for that first."""
         unsettled = [work for work, item in due if item.target_state.uncertain and not work.settled]
         for work in unsettled:
             work.settled = True
@@ -176,10 +176,11 @@ class TargetRunner:
 
     def _admitted(self, items: Sequence[SyncItem]) -> list[SyncItem]:
         limits = self.budget.limits.get(self.name)
-        sent = admit(self.name, items, self.budget.peek(self.name), limits, self.reserve_fraction)
+        estimate = self.target.estimate_requests
+        sent = admit(estimate, items, self.budget.peek(self.name), limits, self.reserve_fraction)
         if not sent:
             return []
-        grant = self.budget.take(self.name, estimate_requests(self.name, sent))
+        grant = self.budget.take(self.name, estimate(sent))
         self._report_budget(grant)
         return sent if grant.granted else []
 
