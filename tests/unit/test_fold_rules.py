@@ -304,7 +304,8 @@ def test_finalize_bumps_the_version_and_leaves_a_tombstone_at_the_deadline() -> 
     closed = finalize(log)
     assert (closed.version, closed.finalized, closed.trigger) == (3, True, Trigger.FINALIZED)
     assert snapshot(closed).trigger is Trigger.FINALIZED and snapshot(closed).finalized
-    assert tombstone_of(closed) == Tombstone("conv-1", 3, datetime(2026, 11, 27, 10, 7, tzinfo=UTC))
+    assert tombstone_of(closed) == Tombstone("conv-1", 3, datetime(2026, 11, 27, 10, 7, tzinfo=UTC),
+                                             closed.applied_ids)
 
 
 def test_attributes_merge_per_key_and_the_later_value_wins() -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from schemas.common import Trigger
 from schemas.decode import Rejection
 from schemas.events import Event
+from worker.core.bounds import future_time
 from worker.core.fold import Accepted, Duplicate, Rejected, fold
 from worker.core.snapshot_json import EncodedSnapshot, encoded_snapshot
 from worker.core.state import InteractionLog, Tombstone
@@ -93,8 +94,12 @@ def plan_batch(
     applied_ids_kept: int,
     ttl: TtlPolicy,
     now_ms: int,
+    max_skew_ms: int | None = None,
 ) -> BatchPlan:
-    """Fold every record in arrival order into the loaded states and say what to persist and emit."""
+    """Fold every record in arrival order into the loaded states and say what to persist and emit.
+
+    With `max_skew_ms`, an event whose time is further than that ahead of `now_ms` (the wall clock)
+    is rejected `future_time` before the fold and does not count for the partition clock."""
     plan = BatchPlan()
     states = {interaction_id: stored.state for interaction_id, stored in loaded.items()}
     touched: dict[str, _Touched] = {}
@@ -103,6 +108,9 @@ def plan_batch(
             plan.rejections.append((record, record.item))
             continue
         event = record.item
+        if max_skew_ms is not None and (ahead := future_time(event, now_ms, max_skew_ms)):
+            plan.rejections.append((record, ahead))
+            continue
         _note_event_time(plan, record.partition, event.time)
         result = fold(states.get(event.subject), event, edit_window_s=edit_window_s, applied_ids_kept=applied_ids_kept)
         outcome = result.outcome

@@ -12,6 +12,10 @@ Decisions the docs leave open (each is permutation-invariant unless said otherwi
 - `held`/`resumed`/`disconnected` after the first disconnect are stored but change nothing.
 - Applied ids are kept for the last `applied_ids_kept` events; transitions are also deduplicated
   by (time, sequence, kind) so an old event redelivered after its id rolled out cannot double a hold.
+- A finalized log's tombstone keeps its applied ids: an event among them is a duplicate, any other
+  event is `window_closed`.
+- An attributes event that would take the interaction over 100 keys is rejected `too_large` whole
+  (none of its keys applied); the check follows arrival order, like the edit window's.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from schemas.events import (
     RejectReason,
     WrapupEvent,
 )
+from worker.core.bounds import too_many_attributes
 from worker.core.snapshot import disconnected_us, snapshot
 from worker.core.state import InteractionLog, Stamp, Tombstone, Transition, evolve_log, from_us, to_us
 
@@ -103,6 +108,8 @@ def fold(
         log, trigger, ended_us = InteractionLog(event.subject), Trigger.CREATED, None
         time_us = to_us(event.time)
     elif isinstance(state, Tombstone) or state.finalized:
+        if event.id in state.applied_ids:  # read again after finalization (e.g. a crash before the commit)
+            return FoldResult(state, _DUPLICATE)
         return FoldResult(state, Rejected(_window_closed(state, event)))
     else:
         if event.id in state.applied_ids:
@@ -111,6 +118,8 @@ def fold(
         deadline_us = state.edit_deadline_us
         if deadline_us is not None and time_us > deadline_us:
             return FoldResult(state, Rejected(_late_edit(state, event, time_us, deadline_us)))
+        if event.type == "interaction.attributes" and (overflow := too_many_attributes(state, event)):
+            return FoldResult(state, Rejected(overflow))
         log, ended_us = state, disconnected_us(state.transitions)
         trigger = _trigger_for(event.type, time_us, ended_us)
     arrival = log.version + 1
@@ -134,7 +143,7 @@ def finalize(log: InteractionLog) -> InteractionLog:
 def tombstone_of(log: InteractionLog) -> Tombstone:
     """The tombstone left after finalization; finalized at the edit deadline (event time)."""
     at_us = log.edit_deadline_us if log.edit_deadline_us is not None else log.last_event_us
-    return Tombstone(log.interaction_id, log.version, from_us(at_us))
+    return Tombstone(log.interaction_id, log.version, from_us(at_us), log.applied_ids)
 
 
 def _window_closed(state: InteractionLog | Tombstone, event: Event) -> Rejection:

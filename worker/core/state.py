@@ -117,23 +117,33 @@ class InteractionLog:
 
 @dataclass(frozen=True, slots=True)
 class Tombstone:
-    """What remains of a finalized interaction: enough to answer late events with `window_closed`."""
+    """What remains of a finalized interaction: enough to answer late events with `window_closed`.
+
+    It keeps the log's applied event ids (as bounded as the log's), so an event read again after
+    finalization (a crash between finalizing and committing) is a duplicate, not `window_closed`.
+    """
 
     interaction_id: str
     version: int
     finalized_at: datetime
+    applied_ids: tuple[str, ...] = ()
 
     def to_bytes(self) -> bytes:
-        document = {"k": "tomb", "i": self.interaction_id, "v": self.version, "at": to_us(self.finalized_at)}
+        document: dict[str, Any] = {"k": "tomb", "i": self.interaction_id, "v": self.version,
+                                    "at": to_us(self.finalized_at)}
+        if self.applied_ids:
+            document["a"] = self.applied_ids
         return orjson.dumps(document)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Tombstone:
+        """Inverse of `to_bytes`; tombstones written before they kept ids read with none."""
         document = orjson.loads(raw)
         if not isinstance(document, dict) or document.get("k") != "tomb":
             raise ValueError("not a serialized Tombstone")
         try:
-            return cls(str(document["i"]), int(document["v"]), from_us(int(document["at"])))
+            return cls(str(document["i"]), int(document["v"]), from_us(int(document["at"])),
+                       tuple(str(event_id) for event_id in document.get("a", ())))
         except (KeyError, TypeError) as error:
             raise ValueError(f"corrupt Tombstone: {error!r}") from error
 

@@ -193,6 +193,7 @@ class FoldStage:
             plan = plan_batch(
                 pending, self._load(partition_of, now_ms), edit_window_s=self.settings.edit_window_seconds,
                 applied_ids_kept=self.settings.applied_ids_kept, ttl=self.ttl, now_ms=now_ms,
+                max_skew_ms=int(self.settings.max_clock_skew_seconds * 1000),
             )
             fenced = set(self._write_through(plan.writes, partition_of.__getitem__, now_ms))
             _merge_plan(combined, plan, fenced, first=attempt == 0)

@@ -2,13 +2,16 @@
 
 Events are applied in file order. Logs are printed as they stand after the last line and are NOT
 finalized: closing a window needs the partition clock, which a file does not have (late edits are
-still rejected by event time). The trigger is the one of the last accepted event.
+still rejected by event time). The trigger is the one of the last accepted event. As in the worker,
+an event timed more than `ILOG_MAX_CLOCK_SKEW_SECONDS` ahead of the wall clock (when the command
+runs) is rejected `future_time`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import TextIO
 
 from schemas.decode import decode_event
 from schemas.events import Rejection
+from worker.core.bounds import future_time
 from worker.core.fold import Rejected, fold, snapshot
 from worker.core.state import InteractionLog, Tombstone
 from worker.runtime.settings import Settings
@@ -30,6 +34,8 @@ class OfflineFold:
 
     edit_window_s: float
     applied_ids_kept: int = 256
+    now_ms: int | None = None  # with max_skew_ms: reject events timed further ahead than that
+    max_skew_ms: int = 300_000
     logs: dict[str, InteractionLog | Tombstone] = field(default_factory=dict)
     rejections: list[tuple[int, Rejection]] = field(default_factory=list)
 
@@ -41,6 +47,9 @@ class OfflineFold:
         decoded = decode_event(raw)
         if isinstance(decoded, Rejection):
             self.rejections.append((line_number, decoded))
+            return
+        if self.now_ms is not None and (ahead := future_time(decoded, self.now_ms, self.max_skew_ms)):
+            self.rejections.append((line_number, ahead))
             return
         result = fold(self.logs.get(decoded.subject), decoded, edit_window_s=self.edit_window_s,
                       applied_ids_kept=self.applied_ids_kept)
@@ -76,7 +85,8 @@ def fold_file_command(file: Path, rejects: Path | None, settings: Settings,
     except OSError as error:
         print(f"ilog fold: cannot read {file}: {error.strerror or error}", file=sys.stderr)
         return EXIT_UNREADABLE
-    offline = OfflineFold(settings.edit_window_seconds, settings.applied_ids_kept)
+    offline = OfflineFold(settings.edit_window_seconds, settings.applied_ids_kept, now_ms=int(time.time() * 1000),
+                          max_skew_ms=int(settings.max_clock_skew_seconds * 1000))
     offline.apply_lines(numbered_lines(raw))
     for line in offline.snapshot_lines():
         stdout.write(line + "\n")

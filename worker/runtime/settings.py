@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     open_log_ttl_seconds: float = Field(
         7 * 86_400.0, description="TTL of a log that never saw a disconnect (refreshed on every write)"
     )
+    max_clock_skew_seconds: float = Field(
+        300.0, ge=0, description="events timed further than this ahead of the wall clock are rejected future_time"
+    )
     caught_up_idle_seconds: float = Field(
         1.0, description="a partition with nothing to read for this long advances its clock to wall-clock"
     )
