@@ -17,3 +17,12 @@ class DeliveryError(IlogError):
 
 class ConfigError(IlogError):
     """A setting is missing or contradictory."""
+
+
+class UnreachableError(IlogError):
+    """Kafka or Redis did not answer: what, where, and what to check, in one sentence."""
+
+    def __init__(self, service: str, where: str, detail: str, hint: str) -> None:
+        super().__init__(f"cannot reach {service} at {where} ({detail}); {hint}")
+        self.service = service
+        self.where = where

@@ -7,10 +7,12 @@ import subprocess
 from pathlib import Path
 
 import redis
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from tests.conftest import STACK, parse_env_lines
-from worker.kafka.topics import create_topics
+from tests.support import wait_for
+from worker.kafka.topics import create_topics, topic_configs
 from worker.runtime.settings import Settings
 
 
@@ -61,8 +63,28 @@ def test_redis_round_trips_hashes_and_sorted_sets(redis_client: redis.Redis, set
     )
 
 
-def test_topic_bootstrap_is_idempotent(settings: Settings) -> None:
-    assert set(create_topics(settings).values()) == {"exists"}
+def test_topic_bootstrap_is_idempotent_and_applies_the_topic_configs(settings: Settings) -> None:
+    changed = settings.model_copy(update={"events_retention_seconds": 30 * 86_400.0})
+    assert {"exists, configs applied"} == set(create_topics(changed).values())
+    wanted = topic_configs(changed)
+    admin = AdminClient(settings.kafka_config())
+
+    def current() -> dict[str, dict[str, str]]:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in wanted]
+        described = {resource.name: future.result(timeout=30)
+                     for resource, future in admin.describe_configs(resources).items()}
+        return {name: {key: described[name][key].value for key in keys} for name, keys in wanted.items()}
+
+    def applied() -> bool:
+        try:
+            return wanted == current()
+        except KafkaException:  # a topic created a moment ago may not be described yet
+            return False
+
+    wait_for(applied, timeout_s=10)  # brokers apply an alteration shortly after
+    assert wanted == current()
+    assert "2592000000" == wanted[settings.events_topic]["retention.ms"]
+    assert "compact,delete" == wanted[settings.upserts_topic]["cleanup.policy"]
 
 
 def test_stack_up_twice_reuses_the_running_broker(stack_env: dict[str, str]) -> None:

@@ -73,6 +73,7 @@ def produce_to_kafka(
     flush_timeout_s: float = 60.0,
 ) -> ProduceCounts:
     """Send the stream to the events topic; returns counts once every message is acknowledged."""
+    bootstrap.require_kafka(settings)
     producer = bootstrap.plain_producer(settings, **{"enable.idempotence": True, "linger.ms": LINGER_MS})
     counts = _counted(stream)
 

@@ -98,11 +98,13 @@ class FoldStage:
         commit_quietly(self.consumer)
         self.clocks.revoke(tp.partition for tp in partitions)
         self.cache.drop_partitions(tp.partition for tp in partitions)
+        metrics.forget_partitions(self.group, [tp.partition for tp in partitions])
         log.info("partitions revoked", partitions=[tp.partition for tp in partitions], group=self.group)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.clocks.revoke(tp.partition for tp in partitions)
         self.cache.drop_partitions(tp.partition for tp in partitions)
+        metrics.forget_partitions(self.group, [tp.partition for tp in partitions])
         log.warning("partitions lost; nothing committed", partitions=[tp.partition for tp in partitions])
 
     # -- the loop -----------------------------------------------------------------------------
@@ -180,7 +182,7 @@ class FoldStage:
         for trigger, count in plan.accepted.items():
             metrics.EVENTS_FOLDED.labels(trigger.value).inc(count)
         metrics.EVENTS_DUPLICATE.inc(plan.duplicates)
-        metrics.BATCH_SECONDS.labels("fold").observe(time.perf_counter() - started)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     def _fold_and_persist(self, records: Sequence[Record]) -> BatchPlan:
         """Fold and write; interactions fenced out (a newer version was stored) are re-read and re-folded."""

@@ -15,10 +15,12 @@ from schemas.decode import Rejection, decode_event
 from worker.core.batch import Record
 from worker.errors import DeliveryError
 from worker.runtime import metrics
+from worker.runtime.logs import RepeatThrottle
 from worker.runtime.settings import Settings
 
 Headers = list[tuple[str, bytes | None]]
 log = structlog.get_logger("ilog.kafka")
+_ERROR_REPEATS = RepeatThrottle()
 
 
 def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
@@ -127,8 +129,18 @@ def highest_offsets(records: Sequence[Positioned]) -> dict[tuple[str, int], int]
 
 def record_lag(group: str, raw_stats: str) -> None:
     """librdkafka's `stats_cb`: consumer lag per partition into the metrics."""
-    for (_topic, partition), lag in stats_lag(json.loads(raw_stats)).items():
+    lags = stats_lag(json.loads(raw_stats))
+    for (_topic, partition), lag in lags.items():
         metrics.CONSUMER_LAG.labels(group, str(partition)).set(lag)
+    metrics.keep_lag_series(group, (partition for _topic, partition in lags))
+
+
+def log_kafka_error(error: KafkaError) -> None:
+    """librdkafka's `error_cb`: client-wide errors (brokers down, authentication) as log lines, each
+    repeated message once per `REPEAT_WINDOW_S` with the count of the ones held back."""
+    held = _ERROR_REPEATS.admit(f"{error.name()} {error.str()}")
+    if held is not None:
+        log.warning("kafka client error", code=error.name(), error=error.str(), fatal=error.fatal(), repeated=held)
 
 
 def commit_quietly(consumer: Consumer) -> None:

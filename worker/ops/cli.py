@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,8 @@ import typer
 
 from worker.runtime.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Interaction Log Sync")
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Interaction Log Sync",
+                  pretty_exceptions_enable=False)
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the project")
 worker_app = typer.Typer(no_args_is_help=True, help="Run a stage of the worker")
 schema_app = typer.Typer(no_args_is_help=True, help="The wire contract as JSON Schema")
@@ -19,13 +21,44 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(worker_app, name="worker")
 app.add_typer(schema_app, name="schema")
 app.add_typer(dlq_app, name="dlq")
+# Commands that configure the worker's logging themselves (JSON lines, librdkafka's included).
+_WORKER_COMMANDS = frozenset({"worker"})
+
+
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        from worker.runtime.build import build_info
+
+        typer.echo(build_info().describe())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="on failure, the traceback and the clients' logs")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="print the version and build, then exit")] = False,
+) -> None:
+    """Interaction Log Sync: fold contact-center events into interaction logs and sync them to the CRMs.
+
+    A bad setting or an unreachable Kafka/Redis ends a command with one line on stderr and exit code 2.
+    """
+    if ctx.invoked_subcommand in _WORKER_COMMANDS:
+        return  # the worker logs unknown variables itself, as JSON lines
+    from worker.runtime.logs import configure_command_logging
+    from worker.runtime.settings import unknown_variables
+
+    configure_command_logging(debug=debug)
+    for warning in unknown_variables(os.environ):
+        typer.echo(f"ilog: warning: {warning}", err=True)
 
 
 @topics_app.command("create")
 def topics_create(
     partitions: Annotated[int | None, typer.Option(help="partition count (default ILOG_PARTITIONS)")] = None,
 ) -> None:
-    """Create the events, upserts and DLQ topics (idempotent)."""
+    """Create the events, upserts and DLQ topics with their configs (idempotent: existing topics get the configs)."""
     from worker.kafka.topics import create_topics
 
     settings = Settings()
@@ -40,10 +73,27 @@ def fold_cmd(
     file: Annotated[Path, typer.Argument(help="JSON lines of CloudEvents")],
     rejects: Annotated[Path | None, typer.Option(help="write rejections here as JSON lines")] = None,
 ) -> None:
-    """Fold a file of events offline (no services) and print the final logs as JSON lines."""
+    """Fold a file of events offline (no services) and print the final logs as JSON lines.
+
+    Exits 0 when the file was read, also when events were rejected (they are data: see --rejects);
+    `ilog validate` is the check that fails on a rejected line.
+    """
     from worker.ops.offline import fold_file_command
 
     raise typer.Exit(fold_file_command(file, rejects, Settings()))
+
+
+@app.command("validate")
+def validate_cmd(
+    files: Annotated[list[Path], typer.Argument(help="JSON-lines files of CloudEvents")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per rejected line")] = False,
+) -> None:
+    """Check events against the contract offline (no services): each rejected line with its number,
+    field and reason; exit 1 when any line is rejected, 0 when none is."""
+    from worker.ops.validate import validate_command
+
+    Settings()  # the environment is checked like every command's (a bad setting: exit 2)
+    raise typer.Exit(validate_command(files, as_json=as_json))
 
 
 @schema_app.command("export")
@@ -51,6 +101,7 @@ def schema_export(directory: Annotated[Path, typer.Argument(help="output folder"
     """Write one JSON Schema per event type plus the envelope and the snapshot."""
     from schemas.export import export_json_schemas
 
+    Settings()  # the environment is checked like every command's (a bad setting: exit 2)
     for path in export_json_schemas(directory):
         typer.echo(str(path))
 
@@ -219,8 +270,35 @@ def demo_cmd(
         code = 1
     raise typer.Exit(code)
 
+
+def command_name(argv: list[str]) -> str:
+    """`ilog dlq list` from the arguments: the words that name (sub)commands."""
+    command: object = typer.main.get_command(app)
+    words = ["ilog"]
+    for arg in argv:
+        if arg.startswith("-"):
+            continue
+        sub = getattr(command, "commands", {}).get(arg)
+        if sub is None:
+            break
+        words.append(arg)
+        command = sub
+    return " ".join(words)
+
+
 def main() -> None:
-    app()
+    """Run `ilog`; a failure is one line on stderr (the traceback too with --debug), exit 2 or 1."""
+    argv = sys.argv[1:]
+    try:
+        app()
+    except Exception as exc:
+        from worker.ops.failures import describe_failure, traceback_text
+
+        if "--debug" in argv:
+            sys.stderr.write(traceback_text(exc))
+        failure = describe_failure(command_name(argv), exc)
+        print(failure.line, file=sys.stderr)
+        sys.exit(failure.exit_code)
 
 
 if __name__ == "__main__":

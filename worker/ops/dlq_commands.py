@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from worker.errors import ConfigError, IlogError
+from worker.errors import ConfigError
 from worker.ops.dlq import (
     DeadLetter,
     Selection,
@@ -19,6 +19,7 @@ from worker.ops.dlq import (
     resend,
     select,
 )
+from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 
 _MESSAGE_CHARS = 90
@@ -67,12 +68,9 @@ def list_command(
     settings: Settings, *, topic: str | None, reason: str | None, limit: int | None, as_json: bool
 ) -> int:
     console = Console()
-    try:
-        letters = select(gather(settings, dlq_topics(settings, topic), explicit=topic is not None),
-                         Selection(reason=reason, include_replayed=True, limit=limit))
-    except IlogError as exc:
-        Console(stderr=True).print(f"[red]ilog dlq list:[/] {exc}")
-        return 2
+    bootstrap.require_kafka(settings)
+    letters = select(gather(settings, dlq_topics(settings, topic), explicit=topic is not None),
+                     Selection(reason=reason, include_replayed=True, limit=limit))
     if as_json:
         print(letters_as_json(letters))
         return 0
@@ -89,13 +87,10 @@ def replay_command(
 ) -> int:
     """Select, confirm (unless --yes), resend per DLQ topic; exit 1 when nothing matched."""
     err = Console(stderr=True)
-    try:
-        check_offsets(offsets)
-        topics = dlq_topics(settings, topic)
-        letters = gather(settings, topics, explicit=topic is not None)
-    except IlogError as exc:
-        err.print(f"[red]ilog dlq replay:[/] {exc}")
-        return 2
+    check_offsets(offsets)
+    bootstrap.require_kafka(settings)
+    topics = dlq_topics(settings, topic)
+    letters = gather(settings, topics, explicit=topic is not None)
     chosen = select(letters, Selection(reason=reason, offsets=tuple(offsets), include_replayed=force))
     refused = [d for d in select(letters, Selection(reason=reason, offsets=tuple(offsets), include_replayed=True))
                if d.replayed and not force]
@@ -113,12 +108,8 @@ def replay_command(
 def _resend_all(
     settings: Settings, err: Console, topics: Sequence[str], chosen: Sequence[DeadLetter], *, as_json: bool
 ) -> int:
-    try:
-        outcomes = [resend(settings, dlq_topic, batch) for dlq_topic in topics
-                    if (batch := [d for d in chosen if d.topic == dlq_topic])]
-    except IlogError as exc:
-        err.print(f"[red]ilog dlq replay:[/] {exc}")
-        return 2
+    outcomes = [resend(settings, dlq_topic, batch) for dlq_topic in topics
+                if (batch := [d for d in chosen if d.topic == dlq_topic])]
     for outcome in outcomes:
         if as_json:
             print(outcome_as_json(outcome))

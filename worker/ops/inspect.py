@@ -15,6 +15,7 @@ from worker.runtime.targets import TARGET_NAMES
 
 def inspect_interaction(interaction_id: str, settings: Settings) -> int:
     """Exit 0 with the log as JSON; 1 with a clear sentence when there is no log."""
+    bootstrap.require_redis(settings)
     store = bootstrap.log_store(settings)
     try:
         stored = store.load([interaction_id])[interaction_id]

@@ -100,6 +100,8 @@ def plan_replay(settings: Settings, request: ReplayRequest) -> ReplayPlan:
         raise ConfigError("--to must be later than --from")
     prefix = settings.key_prefix if request.live_keys else (
         request.prefix or f"{settings.key_prefix}-replay-{group}")
+    bootstrap.require_kafka(settings)
+    bootstrap.require_redis(settings)
     starts, stops = capture_offsets(settings, group, request.from_time, request.to_time)
     return ReplayPlan(
         group=group, key_prefix=prefix, upserts_topic=request.upserts_topic or settings.upserts_topic,
@@ -248,12 +250,8 @@ def replay_command(settings: Settings, request: ReplayRequest) -> int:
 
     from worker.runtime.logs import configure_logging
 
+    plan = plan_replay(settings, request)  # a bad request or an unreachable service: the CLI's one line
     configure_logging(settings)
-    try:
-        plan = plan_replay(settings, request)
-    except ConfigError as exc:
-        Console(stderr=True).print(f"[red]ilog replay:[/] {exc}")
-        return 2
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())

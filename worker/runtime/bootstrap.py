@@ -5,15 +5,18 @@ Stages, commands and tools receive clients from here; nothing else constructs on
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from worker.errors import ConfigError, UnreachableError
 from worker.fold.stage import FoldOptions, FoldStage
-from worker.kafka.clients import consumer_config, producer_config, record_lag
+from worker.kafka.clients import consumer_config, log_kafka_error, producer_config, record_lag
 from worker.runtime.settings import Settings
 from worker.runtime.targets import build_targets
 from worker.store.budget import ApiBudget
@@ -24,11 +27,54 @@ from worker.sync.stage import SyncStage
 REDIS_TIMEOUT_S = 10.0
 REDIS_PROBE_TIMEOUT_S = 2.0
 REDIS_HEALTH_CHECK_S = 30
+# librdkafka's own log lines arrive here (served by poll/consume/flush) instead of raw on stderr;
+# worker.runtime.logs renders them like every other line.
+KAFKA_LOGGER = logging.getLogger("librdkafka")
+_KAFKA_HINT = "check ILOG_KAFKA_BOOTSTRAP (and any ILOG_KAFKA__ TLS/SASL options) and that the brokers are up"
+_REDIS_HINT = "check ILOG_REDIS_URL and that Redis is up"
+
+
+def kafka_hooks() -> dict[str, Any]:
+    """Every Kafka client logs and reports errors through the worker's logging."""
+    return {"logger": KAFKA_LOGGER, "error_cb": log_kafka_error}
 
 
 def redis_client(settings: Settings, *, timeout_s: float = REDIS_TIMEOUT_S) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s,
-                                health_check_interval=REDIS_HEALTH_CHECK_S)
+    try:
+        return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s,
+                                    health_check_interval=REDIS_HEALTH_CHECK_S)
+    except ValueError as exc:
+        raise ConfigError(f"ILOG_REDIS_URL={redacted_url(settings.redis_url)!r} is not a Redis URL ({exc})") from exc
+
+
+def redacted_url(url: str) -> str:
+    """The URL without its password, fit for a message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def require_redis(settings: Settings) -> None:
+    """Commands: one sentence instead of a traceback when Redis does not answer (the stages wait instead)."""
+    client = redis_client(settings, timeout_s=settings.kafka_connect_timeout_seconds)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise UnreachableError("Redis", redacted_url(settings.redis_url), str(exc), _REDIS_HINT) from exc
+    finally:
+        client.close()
+
+
+def require_kafka(settings: Settings) -> None:
+    """Commands: wait `kafka_connect_timeout_seconds` for a broker's answer, then say so in one sentence."""
+    try:
+        admin_client(settings).list_topics(timeout=settings.kafka_connect_timeout_seconds)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else exc
+        detail = error.str() if hasattr(error, "str") else str(error)
+        raise UnreachableError("Kafka", settings.kafka_bootstrap, detail, _KAFKA_HINT) from exc
 
 
 def log_store(settings: Settings, prefix: str | None = None) -> RedisStore:
@@ -37,24 +83,24 @@ def log_store(settings: Settings, prefix: str | None = None) -> RedisStore:
 
 def stage_consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
     """A stage's consumer: offsets stored by the stage after its effects are durable; lag reported."""
-    return Consumer(consumer_config(settings, group, stats_cb=partial(record_lag, group), **extra))
+    return Consumer(consumer_config(settings, group, stats_cb=partial(record_lag, group), **kafka_hooks(), **extra))
 
 
 def stage_producer(settings: Settings, **extra: Any) -> Producer:
-    return Producer(producer_config(settings, **extra))
+    return Producer(producer_config(settings, **kafka_hooks(), **extra))
 
 
 def plain_consumer(settings: Settings, **config: Any) -> Consumer:
     """A tool's consumer (replay planning, DLQ reading): the settings' Kafka options plus `config`."""
-    return Consumer(settings.kafka_config(**config))
+    return Consumer(settings.kafka_config(**kafka_hooks(), **config))
 
 
 def plain_producer(settings: Settings, **config: Any) -> Producer:
-    return Producer(settings.kafka_config(**config))
+    return Producer(settings.kafka_config(**kafka_hooks(), **config))
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(dict(settings.kafka_config()))
+    return AdminClient(settings.kafka_config(**kafka_hooks()))
 
 
 def fold_stage(settings: Settings, options: FoldOptions | None = None, *, prefix: str | None = None) -> FoldStage:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_CONSUMED = Counter("ilog_events_consumed_total", "Events read from the events topic")
@@ -16,7 +19,7 @@ WINDOWS_CLOSED = Counter("ilog_windows_closed_total", "Edit windows closed (fina
 WINDOWS_CLOSED_LATE = Counter(
     "ilog_windows_closed_late_total", "Windows closed more than grace + 1 s after their deadline (wall-clock)"
 )
-BATCH_SECONDS = Histogram("ilog_fold_batch_seconds", "Time to fold and persist one batch", ["stage"])
+BATCH_SECONDS = Histogram("ilog_fold_batch_seconds", "Time to fold and persist one batch")
 UPSERTS = Counter("ilog_upserts_total", "Snapshots synced to a target", ["target", "outcome"])
 API_BUDGET_LEFT = Gauge("ilog_api_budget_left", "Requests left in the shared API budget", ["target", "window"])
 SYNC_LATENCY = Histogram(
@@ -25,3 +28,34 @@ SYNC_LATENCY = Histogram(
     ["target"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
+SYNC_QUEUE_DEPTH = Gauge(
+    "ilog_sync_queue_depth", "Interactions queued for a target (waiting or in a call)", ["target"]
+)
+BUILD_INFO = Gauge(
+    "ilog_build_info", "Always 1: what is running", ["version", "revision", "python", "librdkafka"]
+)
+
+
+def forget_partitions(group: str, partitions: Iterable[int]) -> None:
+    """A partition that left this consumer takes its series along (the new owner reports them)."""
+    for partition in partitions:
+        _remove(CONSUMER_LAG, group, str(partition))
+        _remove(OPEN_WINDOWS, str(partition))
+
+
+def keep_lag_series(group: str, reported: Iterable[int]) -> None:
+    """Remove the group's lag series of partitions the latest statistics no longer report."""
+    wanted = {str(partition) for partition in reported}
+    for labels in _label_sets(CONSUMER_LAG):
+        if labels[0] == group and labels[1] not in wanted:
+            _remove(CONSUMER_LAG, *labels)
+
+
+def _label_sets(gauge: Gauge) -> list[tuple[str, ...]]:
+    return [tuple(sample.labels[name] for name in gauge._labelnames)
+            for metric in gauge.collect() for sample in metric.samples]
+
+
+def _remove(gauge: Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never reported on this process
+        gauge.remove(*labels)

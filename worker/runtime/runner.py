@@ -18,10 +18,11 @@ from types import FrameType
 import redis
 import structlog
 
-from worker.runtime import bootstrap
+from worker.runtime import bootstrap, metrics
+from worker.runtime.build import build_info
 from worker.runtime.health import HealthServer
 from worker.runtime.logs import configure_logging
-from worker.runtime.settings import Settings
+from worker.runtime.settings import Settings, unknown_variables
 
 log = structlog.get_logger("ilog.runner")
 
@@ -76,8 +77,18 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
+def announce(stage: StageName) -> None:
+    """What runs (a log line and `ilog_build_info`) and which `ILOG_*` variables nothing reads."""
+    info = build_info()
+    metrics.BUILD_INFO.labels(*info).set(1)
+    log.info("worker starting", stage=stage.value, **info._asdict())
+    for warning in unknown_variables(os.environ):
+        log.warning("unknown setting", detail=warning)
+
+
 def run_worker(stage: StageName, settings: Settings, stop: threading.Event | None = None) -> None:
     configure_logging(settings)
+    announce(stage)
     stop = stop or threading.Event()
     install_stop_handlers(stop, settings.drain_timeout_seconds)
     runners: list[tuple[str, Callable[[threading.Event], None], Callable[[], bool]]] = []

@@ -6,6 +6,8 @@ librdkafka key `security.protocol` (double underscore, then `_` → `.`).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
@@ -28,9 +30,21 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = Field("ilog", description="Redis key prefix; replays may use their own")
 
-    # Topic bootstrap (`ilog topics create`).
-    partitions: int = 6
-    replication_factor: int = 1
+    kafka_connect_timeout_seconds: float = Field(
+        5.0, gt=0, description="commands: how long to wait for a broker's first answer before giving up"
+    )
+
+    # Topic bootstrap (`ilog topics create`); docs/deploy.md explains the choices.
+    partitions: int = Field(6, ge=1)
+    replication_factor: int = Field(1, ge=1, description="3 on a production cluster")
+    min_insync_replicas: int = Field(1, ge=1, description="2 with replication factor 3: acks=all survives a broker")
+    events_retention_seconds: float = Field(
+        14 * 86_400.0, gt=0, description="the backfill horizon: `ilog replay --from` reaches back this far"
+    )
+    upserts_retention_seconds: float = Field(
+        7 * 86_400.0, gt=0, description="upserts topic (compacted, then deleted after this long)"
+    )
+    dlq_retention_seconds: float = Field(30 * 86_400.0, gt=0, description="dead letters kept this long")
 
     # Edit window and finalization.
     edit_window_seconds: float = 120.0
@@ -126,3 +140,29 @@ class Settings(BaseSettings):
     @property
     def upserts_dlq_topic(self) -> str:
         return f"{self.upserts_topic}.dlq"
+
+
+# Variables with the prefix that the local tools (or the build info) read, not the settings.
+TOOL_VARIABLES = frozenset({"ILOG_STACK_DIR", "ILOG_CACHE_DIR", "ILOG_BUILD_REVISION"})
+_TOOL_PREFIXES = ("ILOG_EMULATOR_", "ILOG_BENCH_", "ILOG_TEST_")
+
+
+def setting_variables() -> list[str]:
+    """Every environment variable the settings read (a dict setting also reads `<NAME>__<key>`)."""
+    return [f"ILOG_{name.upper()}" for name in Settings.model_fields]
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One warning per `ILOG_*` variable that no setting reads, with the closest setting's name."""
+    known = setting_variables()
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("ILOG_") or upper in TOOL_VARIABLES or upper.startswith(_TOOL_PREFIXES):
+            continue
+        if upper in known or (upper.split("__", 1)[0] in known and "__" in upper):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{name} is not a setting and is ignored{hint}")
+    return warnings

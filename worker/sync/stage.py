@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from adapters.base import Failed, Target
 from worker.kafka.clients import DeliveryTracker, commit_quietly
+from worker.runtime import metrics
 from worker.runtime.settings import Settings
 from worker.store.budget import ApiBudget
 from worker.store.sync_state import SyncStateStore
@@ -111,6 +112,7 @@ class SyncStage:
         self.store_done(self.settings.drain_timeout_seconds)
         commit_quietly(self.consumer)
         self.ledger.forget(keys)
+        metrics.forget_partitions(self.group, [tp.partition for tp in partitions])
         log.info("partitions revoked", partitions=[tp.partition for tp in partitions], group=self.group)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -118,6 +120,7 @@ class SyncStage:
         self.ledger.forget(keys)
         for runner in self.runners:
             runner.queue.drop(keys, in_flight=True)
+        metrics.forget_partitions(self.group, [tp.partition for tp in partitions])
         log.warning("partitions lost; nothing committed", partitions=[tp.partition for tp in partitions])
 
     # -- the loop -----------------------------------------------------------------------------
@@ -148,6 +151,8 @@ class SyncStage:
         if records:
             self.dispatch(records)
         self.store_done(self.settings.drain_timeout_seconds)
+        for runner in self.runners:
+            metrics.SYNC_QUEUE_DEPTH.labels(runner.name).set(len(runner.queue))
 
     def dispatch(self, records: Sequence[SyncRecord]) -> None:
         """Dead-letter what did not decode; queue the rest per target (or mark it done for the target)."""

@@ -1,0 +1,107 @@
+"""Every `ilog` command: a bad setting or an unreachable Kafka/Redis is one line on stderr and exit 2.
+
+The services are loopback ports nothing listens on, so no stack is needed; the command runs as the
+operator runs it (a subprocess), with the environment scrubbed of the caller's `ILOG_*` variables.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ILOG = Path(sys.executable).parent / "ilog"
+SAMPLE = REPO / "tests" / "data" / "sample-events.jsonl"
+# The commands that talk to Kafka, to Redis, and the offline ones (settings only).
+# (the name a message starts with, the arguments)
+KAFKA_COMMANDS = [
+    ("ilog dlq list", ["dlq", "list"]), ("ilog dlq replay", ["dlq", "replay", "--yes"]),
+    ("ilog replay", ["replay", "--from", "earliest"]), ("ilog topics create", ["topics", "create"]),
+    ("ilog produce", ["produce", "--interactions", "1"]),
+]
+REDIS_COMMANDS = [("ilog inspect", ["inspect", "conv-1"])]
+OFFLINE_COMMANDS = [("ilog fold", ["fold", str(SAMPLE)]), ("ilog validate", ["validate", str(SAMPLE)]),
+                    ("ilog schema export", ["schema", "export", "out"])]
+WORKER_COMMANDS = [("ilog worker fold", ["worker", "fold"]), ("ilog worker sync", ["worker", "sync"]),
+                   ("ilog worker all", ["worker", "all"])]
+ALL_COMMANDS = KAFKA_COMMANDS + REDIS_COMMANDS + OFFLINE_COMMANDS + WORKER_COMMANDS
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def ilog(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {name: value for name, value in os.environ.items() if not name.upper().startswith("ILOG_")}
+    down = closed_port()
+    clean.update({"ILOG_KAFKA_BOOTSTRAP": f"127.0.0.1:{down}", "ILOG_REDIS_URL": f"redis://127.0.0.1:{down}/0",
+                  "ILOG_KAFKA_CONNECT_TIMEOUT_SECONDS": "1", "ILOG_HTTP_PORT": "0", **env})
+    return subprocess.run([str(ILOG), *args], capture_output=True, text=True, check=False, cwd=cwd, env=clean,
+                          timeout=60)
+
+
+@pytest.mark.parametrize(("command", "args"), ALL_COMMANDS, ids=[c for c, _ in ALL_COMMANDS])
+def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_2(command: str, args: list[str],
+                                                                  tmp_path: Path) -> None:
+    done = ilog(args, tmp_path, ILOG_EDIT_WINDOW_SECONDS="abc")
+    assert (2, "", [f"{command}: bad setting ILOG_EDIT_WINDOW_SECONDS='abc': Input should be "
+                    "a valid number, unable to parse string as a number (fix the environment variable or .env; "
+                    "docs: README 'Settings')"]) == (done.returncode, done.stdout, done.stderr.splitlines())
+
+
+@pytest.mark.parametrize(("command", "args"), KAFKA_COMMANDS, ids=[c for c, _ in KAFKA_COMMANDS])
+def test_an_unreachable_kafka_is_one_line_and_exit_2(command: str, args: list[str], tmp_path: Path) -> None:
+    done = ilog(args, tmp_path)
+    lines = done.stderr.splitlines()
+    assert (2, "", 1) == (done.returncode, done.stdout, len(lines)), done.stderr
+    assert lines[0].startswith(f"{command}: cannot reach Kafka at 127.0.0.1:")
+    assert lines[0].endswith("check ILOG_KAFKA_BOOTSTRAP (and any ILOG_KAFKA__ TLS/SASL options) and that the "
+                             "brokers are up")
+
+
+@pytest.mark.parametrize(("command", "args"), REDIS_COMMANDS, ids=[c for c, _ in REDIS_COMMANDS])
+def test_an_unreachable_redis_is_one_line_and_exit_2(command: str, args: list[str], tmp_path: Path) -> None:
+    done = ilog(args, tmp_path)
+    lines = done.stderr.splitlines()
+    assert (2, "", 1) == (done.returncode, done.stdout, len(lines)), done.stderr
+    assert lines[0].startswith(f"{command}: cannot reach Redis at redis://127.0.0.1:")
+    assert lines[0].endswith("; check ILOG_REDIS_URL and that Redis is up")
+
+
+def test_a_redis_password_is_not_shown(tmp_path: Path) -> None:
+    done = ilog(["inspect", "conv-1"], tmp_path, ILOG_REDIS_URL=f"redis://user:hunter2@127.0.0.1:{closed_port()}/0")
+    assert 2 == done.returncode
+    assert "hunter2" not in done.stderr
+    assert "redis://user:***@127.0.0.1:" in done.stderr
+
+
+def test_debug_adds_the_traceback(tmp_path: Path) -> None:
+    done = ilog(["--debug", "inspect", "conv-1"], tmp_path, ILOG_EDIT_WINDOW_SECONDS="abc")
+    assert 2 == done.returncode
+    assert done.stderr.startswith("Traceback (most recent call last):")
+    assert done.stderr.splitlines()[-1].startswith("ilog inspect: bad setting ILOG_EDIT_WINDOW_SECONDS='abc'")
+
+
+def test_an_unknown_variable_is_warned_about_by_name_with_the_closest_setting(tmp_path: Path) -> None:
+    done = ilog(["validate", str(SAMPLE)], tmp_path, ILOG_EDIT_WINDOW_SECOND="60", ILOG_NOTHING_LIKE_IT="1")
+    assert [
+        "ilog: warning: ILOG_EDIT_WINDOW_SECOND is not a setting and is ignored; did you mean "
+        "ILOG_EDIT_WINDOW_SECONDS?",
+        "ilog: warning: ILOG_NOTHING_LIKE_IT is not a setting and is ignored",
+    ] == done.stderr.splitlines()[:2]
+
+
+def test_version_names_the_package_version_and_the_build(tmp_path: Path) -> None:
+    from worker.runtime.build import build_info
+
+    done = ilog(["--version"], tmp_path)
+    assert (0, f"{build_info().describe()}\n", "") == (done.returncode, done.stdout, done.stderr)
+    assert done.stdout.startswith("ilog 0.1.0 (revision ")

@@ -1,0 +1,86 @@
+"""`ilog validate FILE…`: check JSON-lines files of events against the contract, offline.
+
+Each line goes through the worker's own decode (the same one the fold stage uses), so what this
+command accepts the worker accepts. Rules that need the stream (late edits, closed windows,
+duplicates) are the fold's business: `ilog fold --rejects` reports those.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from schemas.decode import decode_event
+from schemas.events import Rejection
+from worker.errors import IlogError
+from worker.ops.offline import numbered_lines
+
+EXIT_VALID = 0
+EXIT_REJECTED = 1
+EXIT_UNREADABLE = 2
+_FIELD = re.compile(r"^([A-Za-z_][\w.\-]*):\s")
+
+
+@dataclass(frozen=True)
+class LineRejection:
+    file: str
+    line: int
+    rejection: Rejection
+
+    @property
+    def field(self) -> str:
+        """The field the message starts with (`data.media`), or `event` when it is about the whole line."""
+        found = _FIELD.match(self.rejection.message)
+        return found.group(1) if found else "event"
+
+    def as_json(self) -> dict[str, object]:
+        return {"file": self.file, "line": self.line, "field": self.field, **self.rejection.to_dict()}
+
+    def as_text(self) -> str:
+        return f"{self.file}:{self.line}: {self.rejection.reason} ({self.field}): {self.rejection.message}"
+
+
+def rejections_in(name: str, raw: bytes) -> tuple[int, list[LineRejection]]:
+    """(non-blank lines read, the rejected ones) of one file's bytes."""
+    count = 0
+    found = []
+    for line_number, line in numbered_lines(raw):
+        count += 1
+        decoded = decode_event(line)
+        if isinstance(decoded, Rejection):
+            found.append(LineRejection(name, line_number, decoded))
+    return count, found
+
+
+def validate_command(files: Sequence[Path], *, as_json: bool, out: TextIO | None = None) -> int:
+    """Print every rejection (text or JSON lines) and a summary on stderr; 0 all valid, 1 any rejected."""
+    stdout = out if out is not None else sys.stdout
+    total = 0
+    rejected = 0
+    for path, raw in _read_all(files):
+        count, found = rejections_in(str(path), raw)
+        total += count
+        rejected += len(found)
+        for item in found:
+            stdout.write((json.dumps(item.as_json(), ensure_ascii=False) if as_json else item.as_text()) + "\n")
+    print(f"ilog validate: {rejected} of {total} event(s) rejected in {len(files)} file(s)", file=sys.stderr)
+    return EXIT_REJECTED if rejected else EXIT_VALID
+
+
+class UnreadableFileError(IlogError):
+    """A file named on the command line cannot be read."""
+
+
+def _read_all(files: Sequence[Path]) -> Iterator[tuple[Path, bytes]]:
+    contents = []
+    for path in files:
+        try:
+            contents.append((path, path.read_bytes()))
+        except OSError as error:
+            raise UnreadableFileError(f"cannot read {path}: {error.strerror or error}") from error
+    yield from contents
