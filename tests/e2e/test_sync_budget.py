@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import redis
 
-from adapters.base import TargetState
+from adapters.base import BudgetLimits, TargetState
 from worker.runtime.settings import Settings
 from worker.store import keys
-from adapters.base import BudgetLimits
 from worker.store.budget import ApiBudget, Grant
 from worker.store.sync_state import RedisSyncStateStore, StateUpdate
 

@@ -47,7 +47,7 @@ def test_a_worker_against_an_unreachable_broker_writes_only_json_lines(tmp_path:
     env = {name: value for name, value in os.environ.items() if not name.upper().startswith("ILOG_")}
     env.update({"ILOG_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}", "ILOG_REDIS_URL": f"redis://127.0.0.1:{port}/0",
                 "ILOG_HTTP_PORT": "0", "ILOG_LOG_FORMAT": "json", "ILOG_EDIT_WINDOW_SECOND": "5"})
-    worker = subprocess.Popen([str(ILOG), "worker", "all"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    worker = subprocess.Popen([str(ILOG), "worker", "fold"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, env=env, cwd=tmp_path)
     try:
         output, _ = worker.communicate(timeout=RUN_S)
