@@ -1,12 +1,18 @@
 """Webhook target: the snapshot POSTed as signed JSON to the customer's own system.
 
 Body: `{"event": <name>, "id": <stored receiver id or null>, "log": <snapshot>}`.
-Headers: `X-Signature: sha256=<hex HMAC-SHA256(secret, body)>` over the exact body bytes, and
-`Idempotency-Key: <interaction id>:v<version>` so a receiver can drop a redelivery (a POST whose
-answer was lost is sent again). A receiver answering `{"id": "..."}` gets that id back on every
-later call for the interaction. Coalescing in the sync loop sends only the latest version per
-interaction, so a receiver may see `interactionChangedAfterDisconnect` without the
+Signed as Standard Webhooks (`adapters.webhook_signature`): `webhook-id` (deterministic per
+interaction version: the receiver's idempotency key, the same on every attempt),
+`webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
+Deprecated, sent for one more version: `X-Signature: sha256=<hex HMAC-SHA256(secret, body)>`,
+which covers the body only (a delivery replayed later still verifies). `Idempotency-Key:
+<interaction id>:v<version>` stays. A receiver answering `{"id": "..."}` gets that id back on
+every later call for the interaction. Coalescing in the sync loop sends only the latest version
+per interaction, so a receiver may see `interactionChangedAfterDisconnect` without the
 `interactionDisconnected` before it when both were due at once.
+
+With no stored state the receiver is not asked anything first: the `webhook-id` is its look-up
+(a receiver that already processed that id answers 2xx without processing it again).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,10 +40,11 @@ from adapters.base import (
     parse_retry_after,
 )
 from adapters.http_session import RecordingSession, transport_error
+from adapters.webhook_signature import signed_headers, signing_key, webhook_id
 from schemas.common import State, Trigger
 from schemas.snapshot import LogSnapshot
 
-SIGNATURE_HEADER = "X-Signature"
+SIGNATURE_HEADER = "X-Signature"  # deprecated: the body only, no timestamp
 
 
 def event_name(snapshot: LogSnapshot) -> str:
@@ -51,6 +59,7 @@ def event_name(snapshot: LogSnapshot) -> str:
 
 
 def sign(secret: bytes, body: bytes) -> str:
+    """The deprecated `X-Signature` value."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
@@ -77,9 +86,10 @@ class WebhookTarget:
     name = "webhook"
     traits = TargetTraits()
 
-    def __init__(self, *, url: str, secret: bytes, session: RecordingSession, concurrency: int = 8) -> None:
+    def __init__(self, *, url: str, secret: str, session: RecordingSession, concurrency: int = 8) -> None:
         self._url = url
-        self._secret = secret
+        self._secret = secret.encode()  # the deprecated X-Signature's key, as it always was
+        self._signing_key = signing_key(secret)
         self._session = session
         # Below requests' default connection pool of 10, so no connection is thrown away.
         self._concurrency = max(1, min(concurrency, 10))
@@ -120,8 +130,10 @@ class WebhookTarget:
     def _post(self, item: SyncItem) -> SyncOutcome:
         snapshot = item.snapshot
         body = request_body(snapshot, item.target_state.remote_id)
+        message_id = webhook_id(snapshot.interaction_id, snapshot.version)
         headers = {
             "Content-Type": "application/json",
+            **signed_headers(self._signing_key, message_id, int(time.time()), body),
             SIGNATURE_HEADER: sign(self._secret, body),
             "Idempotency-Key": f"{snapshot.interaction_id}:v{snapshot.version}",
         }

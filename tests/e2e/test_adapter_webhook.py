@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +12,7 @@ from pydantic import SecretStr
 
 from adapters.base import Failed, Retry, Synced, SyncItem, TargetState, next_target_state
 from adapters.webhook import WebhookTarget
+from adapters.webhook_signature import signing_key, verify, webhook_id
 from schemas.snapshot import LogSnapshot
 from tests.e2e.conftest import Emulators
 from tests.emulators.webhook import receiver_id as emulated_receiver_id
@@ -123,5 +126,26 @@ def test_a_delivery_whose_answer_was_lost_is_uncertain_and_keeps_its_idempotency
     assert lost.uncertain
     [retried] = target.sync([SyncItem(item.snapshot, next_target_state(item.target_state, lost))])
     assert isinstance(retried, Synced)
-    keys = [delivery["headers"]["idempotency-key"] for delivery in deliveries(fresh_emulators)]
+    received = deliveries(fresh_emulators)
+    keys = [delivery["headers"]["idempotency-key"] for delivery in received]
     assert keys == ["conv-42:v1", "conv-42:v1"]
+    assert [webhook_id("conv-42", 1)] * 2 == [delivery["headers"]["webhook-id"] for delivery in received]
+    # the receiver dedupes by webhook-id: the redelivery is answered, not processed again
+    assert [(True, False), (True, True)] == [(d["signature_valid"], d["duplicate"]) for d in received]
+    assert retried == Synced(emulated_receiver_id("conv-42"), 1)
+
+
+def test_every_delivery_carries_standard_webhooks_headers_that_verify(
+    target: WebhookTarget, fresh_emulators: Emulators
+) -> None:
+    before_s = time.time()
+    target.sync([SyncItem(log(1, "created", "connected"))])
+    [delivery] = deliveries(fresh_emulators)
+    headers = delivery["headers"]
+    key = signing_key(fresh_emulators.env["ILOG_WEBHOOK_SECRET"])
+    body = json.dumps(delivery["body"], separators=(",", ":"), ensure_ascii=False).encode()
+    assert webhook_id("conv-42", 1) == headers["webhook-id"]
+    assert before_s - 1 <= int(headers["webhook-timestamp"]) <= time.time()
+    assert verify(key, headers, body, now_s=time.time())
+    assert not verify(key, headers, body, now_s=time.time() + 301)  # replayed after the tolerance
+    assert headers["x-signature"].startswith("sha256=")  # deprecated, still sent

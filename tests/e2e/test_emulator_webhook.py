@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -12,14 +13,20 @@ import requests
 
 from tests.conftest import REPO, parse_env_lines
 from tests.e2e.conftest import Emulators
-from tests.emulators.webhook import receiver_id, sign
+from tests.emulators.server import Request
+from tests.emulators.webhook import WebhookApp, receiver_id, sign, standard_headers
+
+_ids = iter(range(1, 1_000_000))
 
 
-def _post(emulators: Emulators, payload: dict[str, object], secret: str | None = None) -> requests.Response:
-    body = json.dumps(payload).encode()
-    signature = sign(secret or emulators.env["ILOG_WEBHOOK_SECRET"], body)
-    return requests.post(emulators.env["ILOG_WEBHOOK_URL"], data=body, timeout=5,
-                         headers={"Content-Type": "application/json", "X-Signature": signature})
+def _post(emulators: Emulators, payload: dict[str, object], secret: str | None = None, *,
+          message_id: str | None = None, timestamp_s: float | None = None,
+          body: bytes | None = None) -> requests.Response:
+    secret = secret or emulators.env["ILOG_WEBHOOK_SECRET"]
+    body = body or json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "X-Signature": sign(secret, body),
+               **standard_headers(secret, message_id or f"msg_{next(_ids)}", body, timestamp_s)}
+    return requests.post(emulators.env["ILOG_WEBHOOK_URL"], data=body, timeout=5, headers=headers)
 
 
 def test_first_delivery_gets_a_stable_receiver_id_later_ones_do_not(fresh_emulators: Emulators) -> None:
@@ -34,8 +41,44 @@ def test_first_delivery_gets_a_stable_receiver_id_later_ones_do_not(fresh_emulat
 def test_wrong_signature_is_401_and_recorded(fresh_emulators: Emulators) -> None:
     response = _post(fresh_emulators, {"interaction_id": "conv-2"}, secret="other")
     assert response.status_code == 401
-    assert [(d["status"], d["signature_valid"]) for d in fresh_emulators.webhook.state()["deliveries"]] == [
-        (401, False)]
+    assert [(d["status"], d["signature_valid"], d["legacy_signature_valid"], d["rejected"])
+            for d in fresh_emulators.webhook.state()["deliveries"]] == [(401, False, False, "invalid signature")]
+
+
+def test_a_delivery_older_or_newer_than_five_minutes_is_rejected(fresh_emulators: Emulators) -> None:
+    stale = _post(fresh_emulators, {"interaction_id": "conv-s"}, timestamp_s=time.time() - 301)
+    early = _post(fresh_emulators, {"interaction_id": "conv-s"}, timestamp_s=time.time() + 301)
+    fresh = _post(fresh_emulators, {"interaction_id": "conv-s"}, timestamp_s=time.time() - 240)
+    assert [401, 401, 200] == [stale.status_code, early.status_code, fresh.status_code]
+    assert [("timestamp outside the tolerance", False), ("timestamp outside the tolerance", False), (None, True)] == [
+        (d["rejected"], d["signature_valid"]) for d in fresh_emulators.webhook.state()["deliveries"]]
+
+
+def test_a_body_signed_for_another_id_or_time_does_not_verify(fresh_emulators: Emulators) -> None:
+    secret, body = fresh_emulators.env["ILOG_WEBHOOK_SECRET"], b'{"interaction_id": "conv-t"}'
+    headers = standard_headers(secret, "msg_a", body)
+    forged = {**headers, "webhook-id": "msg_b", "Content-Type": "application/json"}
+    response = requests.post(fresh_emulators.env["ILOG_WEBHOOK_URL"], data=body, headers=forged, timeout=5)
+    assert (401, {"error": "invalid signature"}) == (response.status_code, response.json())
+
+
+def test_a_replayed_delivery_is_answered_as_before_and_not_processed_again(fresh_emulators: Emulators) -> None:
+    payload = {"event": "interactionChanged", "log": {"interaction_id": "conv-r", "version": 1}}
+    first = _post(fresh_emulators, payload, message_id="msg_r1")
+    again = _post(fresh_emulators, payload, message_id="msg_r1")
+    later = _post(fresh_emulators, payload, message_id="msg_r2")
+    assert [{"id": receiver_id("conv-r")}, {"id": receiver_id("conv-r")}, {}] == [
+        r.json() for r in (first, again, later)]
+    assert [False, True, False] == [d["duplicate"] for d in fresh_emulators.webhook.state()["deliveries"]]
+
+
+def test_a_whsec_secret_signs_with_its_base64_decoded_key() -> None:
+    app = WebhookApp("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    body = b'{"interaction_id": "conv-w"}'
+    signed = standard_headers("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_w", body)
+    assert app.rejection(Request("POST", "/", {}, signed, body)) is None
+    plain = standard_headers("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_w", body)
+    assert app.rejection(Request("POST", "/", {}, plain, body)) == "invalid signature"
 
 
 def test_drop_after_apply_keeps_the_delivery(fresh_emulators: Emulators) -> None:

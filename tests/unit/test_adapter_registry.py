@@ -83,3 +83,8 @@ def test_settings_reach_each_target_as_the_traits_it_declares() -> None:
     finally:
         for target in targets:
             target.close()
+
+
+def test_a_whsec_webhook_secret_that_is_not_base64_fails_at_start() -> None:
+    with pytest.raises(TargetConfigError, match="ILOG_WEBHOOK_SECRET"):
+        build_targets(settings(webhook_url="https://hooks.acme.example/ilog", webhook_secret=SecretStr("whsec_%%")))

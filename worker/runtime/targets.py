@@ -13,6 +13,7 @@ from adapters.http_session import RecordingSession
 from adapters.salesforce import SalesforceTarget
 from adapters.salesforce_auth import SalesforceCredentials
 from adapters.webhook import WebhookTarget
+from adapters.webhook_signature import signing_key
 from adapters.zendesk import ZendeskOptions, ZendeskTarget
 from worker.runtime.settings import Settings
 
@@ -79,9 +80,13 @@ def build_zendesk(settings: Settings) -> ZendeskTarget:
 
 def build_webhook(settings: Settings) -> WebhookTarget:
     secret = _require(_secret(settings.webhook_secret), "webhook_secret")
+    try:
+        signing_key(secret)
+    except ValueError as exc:
+        raise TargetConfigError(f"ILOG_WEBHOOK_SECRET: {exc}") from exc
     return WebhookTarget(
         url=_require(settings.webhook_url, "webhook_url"),
-        secret=secret.encode(),
+        secret=secret,
         session=RecordingSession(settings.webhook_ca_bundle, settings.webhook_timeout_seconds),
         concurrency=settings.webhook_concurrency,
     )

@@ -1,0 +1,61 @@
+"""Standard Webhooks signing (pure): the key of a secret, the deterministic id, signature and verification."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.webhook_signature import signature, signed_headers, signing_key, verify, webhook_id
+
+SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SPEC_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+SPEC_TIMESTAMP = 1614265330
+SPEC_BODY = b'{"test": 2432232314}'
+
+
+def test_signature_matches_the_reference_vector_of_the_standard_webhooks_libraries() -> None:
+    expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    assert expected == signature(signing_key(SPEC_SECRET), SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
+
+
+@pytest.mark.parametrize(
+    ("secret", "key"),
+    [
+        ("whsec_c2VjcmV0", b"secret"),  # base64 of "secret"
+        ("secret", b"secret"),
+        ("Grüße", "Grüße".encode()),
+    ],
+)
+def test_a_whsec_secret_is_base64_and_any_other_is_its_utf8_bytes(secret: str, key: bytes) -> None:
+    assert key == signing_key(secret)
+
+
+@pytest.mark.parametrize("secret", ["whsec_not base64!", "whsec_"])
+def test_a_whsec_secret_that_is_not_base64_is_refused(secret: str) -> None:
+    with pytest.raises(ValueError, match="whsec_"):
+        signing_key(secret)
+
+
+def test_the_webhook_id_is_the_same_for_one_version_and_differs_between_versions() -> None:
+    assert webhook_id("conv-42", 7) == webhook_id("conv-42", 7)
+    assert len({webhook_id("conv-42", 7), webhook_id("conv-42", 8), webhook_id("conv-43", 7)}) == 3
+    assert webhook_id("conv-42", 7).startswith("msg_") and len(webhook_id("conv-42", 7)) == 36
+    assert webhook_id("ünïcode id", 1).isascii()
+
+
+@pytest.mark.parametrize(
+    ("now_s", "valid"),
+    [(SPEC_TIMESTAMP, True), (SPEC_TIMESTAMP + 300, True), (SPEC_TIMESTAMP - 300, True),
+     (SPEC_TIMESTAMP + 301, False), (SPEC_TIMESTAMP - 301, False)],
+)
+def test_verification_has_a_five_minute_tolerance(now_s: float, valid: bool) -> None:
+    key = signing_key(SPEC_SECRET)
+    assert valid is verify(key, signed_headers(key, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY), SPEC_BODY, now_s)
+
+
+def test_one_matching_signature_among_several_verifies() -> None:
+    key = signing_key(SPEC_SECRET)
+    headers = signed_headers(key, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
+    rotated = {**headers, "webhook-signature": "v1,b2xkIGtleQ== " + headers["webhook-signature"]}
+    assert verify(key, rotated, SPEC_BODY, SPEC_TIMESTAMP)
+    assert not verify(key, {**headers, "webhook-signature": "v1,b2xkIGtleQ=="}, SPEC_BODY, SPEC_TIMESTAMP)
+    assert not verify(key, {**headers, "webhook-id": "msg_other"}, SPEC_BODY, SPEC_TIMESTAMP)
