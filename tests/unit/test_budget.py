@@ -69,7 +69,7 @@ def test_zendesk_costs_what_its_writer_estimates_writes_in_jobs_included(zendesk
 
 
 def test_a_webhook_post_is_one_request_per_snapshot() -> None:
-    target = WebhookTarget(url="https://hooks.example", secret=b"k", session=RecordingSession(None, 5.0))
+    target = WebhookTarget(url="https://hooks.example", secret="k", session=RecordingSession(None, 5.0))
     try:
         assert 3 == target.estimate_requests([item("a"), item("b"), item("c")])
     finally:
