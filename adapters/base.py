@@ -119,8 +119,12 @@ class Target(Protocol):
     def close(self) -> None: ...
 
 
-class SyncError(Exception):
-    """Root of the adapters' errors."""
+class IlogError(Exception):
+    """Root of every error this software raises on purpose; the worker's leaves are in `worker.errors`."""
+
+
+class SyncError(IlogError):
+    """A target call failed."""
 
 
 class RetryableSyncError(SyncError):

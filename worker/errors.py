@@ -1,10 +1,17 @@
-"""The worker's error tree: one root, one-line subclasses."""
+"""The worker's error tree: one root, one-line leaves.
+
+The root lives in `adapters.base` (the adapters import nothing of the worker, and `schemas` is the
+contract producers read, not a home for the software's internals): every error raised on purpose,
+a target's `SyncError` included, is an `IlogError`. Driver errors are translated where the driver
+is called: `redis.RedisError` into `StoreError` in `worker.store`, `KafkaException` into
+`KafkaClientError` or `DeliveryError` in `worker.kafka`.
+"""
 
 from __future__ import annotations
 
+from adapters.base import IlogError
 
-class IlogError(Exception):
-    """Root of every error the worker raises on purpose."""
+__all__ = ["ConfigError", "DeliveryError", "IlogError", "KafkaClientError", "StoreError"]
 
 
 class StoreError(IlogError):
@@ -13,6 +20,10 @@ class StoreError(IlogError):
 
 class DeliveryError(IlogError):
     """Kafka did not acknowledge produced messages; offsets are not stored."""
+
+
+class KafkaClientError(IlogError):
+    """A Kafka client call failed (librdkafka's error, translated where the call is made)."""
 
 
 class ConfigError(IlogError):

@@ -32,6 +32,7 @@ from worker.kafka.clients import (
     decode_message,
     dlq_headers,
     highest_offsets,
+    store_offsets,
 )
 from worker.runtime import metrics
 from worker.runtime.settings import Settings
@@ -175,9 +176,7 @@ class FoldStage:
         self._dead_letter(plan)
         self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
         stored = highest_offsets(records)
-        self.consumer.store_offsets(
-            offsets=[TopicPartition(topic, partition, offset) for (topic, partition), offset in stored.items()]
-        )
+        store_offsets(self.consumer, stored)
         self.positions.update({partition: offset for (_topic, partition), offset in stored.items()})
         for trigger, count in plan.accepted.items():
             metrics.EVENTS_FOLDED.labels(trigger.value).inc(count)

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from schemas.decode import Rejection, decode_event
 from worker.core.batch import Record
-from worker.errors import DeliveryError
+from worker.errors import DeliveryError, KafkaClientError
 from worker.runtime import metrics
 from worker.runtime.logs import RepeatThrottle
 from worker.runtime.settings import Settings
@@ -98,7 +98,10 @@ class DeliveryTracker:
 
     def flush(self, producer: Producer, timeout_s: float) -> None:
         """Wait for every report; raise DeliveryError when one failed or did not arrive in time."""
-        remaining = producer.flush(timeout_s)
+        try:
+            remaining = producer.flush(timeout_s)
+        except KafkaException as exc:
+            raise DeliveryError(f"flushing the producer failed: {exc}") from exc
         with self._lock:
             failures, self.failures = self.failures, []
         if remaining:
@@ -141,6 +144,15 @@ def log_kafka_error(error: KafkaError) -> None:
     held = _ERROR_REPEATS.admit(f"{error.name()} {error.str()}")
     if held is not None:
         log.warning("kafka client error", code=error.name(), error=error.str(), fatal=error.fatal(), repeated=held)
+
+
+def store_offsets(consumer: Consumer, positions: dict[tuple[str, int], int]) -> None:
+    """Store (topic, partition) → next offset for librdkafka to commit; its error leaves as KafkaClientError."""
+    try:
+        consumer.store_offsets(offsets=[TopicPartition(topic, partition, offset)
+                                        for (topic, partition), offset in positions.items()])
+    except KafkaException as exc:
+        raise KafkaClientError(f"storing offsets of {len(positions)} partitions failed: {exc}") from exc
 
 
 def commit_quietly(consumer: Consumer) -> None:

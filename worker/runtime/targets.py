@@ -15,13 +15,14 @@ from adapters.salesforce_auth import SalesforceCredentials
 from adapters.webhook import WebhookTarget
 from adapters.webhook_signature import signing_key
 from adapters.zendesk import ZendeskOptions, ZendeskTarget
+from worker.errors import ConfigError
 from worker.runtime.settings import Settings
 
 TARGET_NAMES = (SalesforceTarget.name, ZendeskTarget.name, WebhookTarget.name)
 """Every target this build knows, enabled or not (what `ilog inspect` looks up)."""
 
 
-class TargetConfigError(ValueError):
+class TargetConfigError(ConfigError):
     """A target is on (its URL is set) but a setting it needs is missing."""
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from typing import Any
 
@@ -30,6 +31,15 @@ def decode_state(document: bytes | None, kind: bytes | str | None) -> State | No
     if kind_text == keys.KIND_TOMBSTONE:
         return Tombstone.from_bytes(document)
     return InteractionLog.from_bytes(document)
+
+
+@contextmanager
+def store_errors(action: str) -> Iterator[None]:
+    """The store boundary: a driver error leaves it as `StoreError`, saying what failed."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StoreError(f"{action} failed: {exc}") from exc
 
 
 class RedisStore:
@@ -114,13 +124,15 @@ class RedisStore:
         return ["EVALSHA", self._sha, len(state_keys) + len(set_keys), *state_keys, *set_keys, *args]
 
     def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]:
-        rows: list[tuple[bytes, float]] = self._client.zrangebyscore(  # type: ignore[assignment]
-            keys.deadlines_key(self._prefix, partition), "-inf", until_ms, start=0, num=limit, withscores=True
-        )
+        with store_errors(f"reading the due windows of partition {partition}"):
+            rows: list[tuple[bytes, float]] = self._client.zrangebyscore(  # type: ignore[assignment]
+                keys.deadlines_key(self._prefix, partition), "-inf", until_ms, start=0, num=limit, withscores=True
+            )
         return [(member.decode(), int(score)) for member, score in rows]
 
     def open_windows(self, partition: int) -> int:
-        return int(self._client.zcard(keys.deadlines_key(self._prefix, partition)))
+        with store_errors(f"counting the open windows of partition {partition}"):
+            return int(self._client.zcard(keys.deadlines_key(self._prefix, partition)))
 
     def due_many(self, until_ms: dict[int, int], limit: int) -> dict[int, list[tuple[str, int]]]:
         """`due` of several partitions (partition → until_ms) in one round trip."""
@@ -128,7 +140,8 @@ class RedisStore:
         for partition, until in until_ms.items():
             pipe.zrangebyscore(keys.deadlines_key(self._prefix, partition), "-inf", until, start=0, num=limit,
                                withscores=True)
-        rows: list[list[tuple[bytes, float]]] = pipe.execute()
+        with store_errors(f"reading the due windows of {len(until_ms)} partitions"):
+            rows: list[list[tuple[bytes, float]]] = pipe.execute()
         return {partition: [(member.decode(), int(score)) for member, score in found]
                 for partition, found in zip(until_ms, rows, strict=True)}
 
@@ -136,14 +149,18 @@ class RedisStore:
         pipe = self._client.pipeline(transaction=False)
         for partition in partitions:
             pipe.zcard(keys.deadlines_key(self._prefix, partition))
-        return {partition: int(count) for partition, count in zip(partitions, pipe.execute(), strict=True)}
+        with store_errors(f"counting the open windows of {len(partitions)} partitions"):
+            counts = pipe.execute()
+        return {partition: int(count) for partition, count in zip(partitions, counts, strict=True)}
 
     def unschedule(self, partition: int, interaction_ids: Sequence[str]) -> None:
         if interaction_ids:
-            self._client.zrem(keys.deadlines_key(self._prefix, partition), *interaction_ids)
+            with store_errors(f"unscheduling {len(interaction_ids)} windows of partition {partition}"):
+                self._client.zrem(keys.deadlines_key(self._prefix, partition), *interaction_ids)
 
     def sync_state(self, interaction_id: str, target: str) -> bytes | None:
-        value = self._client.hget(keys.state_key(self._prefix, interaction_id), keys.sync_field(target))
+        with store_errors(f"reading the {target} sync state of {interaction_id}"):
+            value = self._client.hget(keys.state_key(self._prefix, interaction_id), keys.sync_field(target))
         return value if isinstance(value, bytes) else None
 
     def close(self) -> None:

@@ -30,7 +30,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from adapters.base import Failed, Target
-from worker.kafka.clients import DeliveryTracker, commit_quietly
+from worker.kafka.clients import DeliveryTracker, commit_quietly, store_offsets
 from worker.runtime import metrics
 from worker.runtime.settings import Settings
 from worker.store.budget import ApiBudget
@@ -176,9 +176,7 @@ class SyncStage:
         if not moved:
             return
         self.deliveries.flush(self.producer, flush_timeout_s)
-        self.consumer.store_offsets(
-            offsets=[TopicPartition(topic, partition, offset) for (topic, partition), offset in moved.items()]
-        )
+        store_offsets(self.consumer, moved)
 
     def _hold_back(self) -> None:
         """Pause consuming while a target's queue is too long; resume at half of the limit."""
