@@ -21,7 +21,7 @@ from worker.runtime.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 KUSTOMIZE_ROOT = REPO / "deploy" / "kubernetes"
 KUBECTL = Path(sys.executable).parent / "kubectl"
-RENDERINGS = ["base", "overlays/keda", "overlays/backfill"]
+RENDERINGS = ["base", "overlays/keda", "overlays/backfill", "overlays/topics", "monitoring"]
 # The oldest Kubernetes release the manifests target, and the newest schema the validator ships.
 KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 STANDARD_GROUPS = {"v1", "apps/v1", "batch/v1", "policy/v1", "autoscaling/v2"}
@@ -75,7 +75,7 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 def test_every_standard_object_validates_strictly(overlay: str, k8s_version: str) -> None:
     standard = [doc for doc in rendered(overlay) if doc["apiVersion"] in STANDARD_GROUPS]
     others = {doc["apiVersion"] for doc in rendered(overlay)} - STANDARD_GROUPS
-    assert others <= {"keda.sh/v1alpha1"}
+    assert others <= {"keda.sh/v1alpha1", "monitoring.coreos.com/v1"}
     for doc in standard:
         kubernetes_validate.validate(doc, k8s_version, strict=True)
 
@@ -236,6 +236,8 @@ def test_keda_overlay_replaces_hpas_with_lag_scaled_objects() -> None:
         assert meta["bootstrapServers"] == data["ILOG_KAFKA_BOOTSTRAP"]
         assert int(meta["lagThreshold"]) > 0
         assert meta["allowIdleConsumers"] == "false"
+    # a paused sync target holds its offsets by design: that lag must not scale the sync stage out
+    assert "true" == scaled["ilog-sync"]["spec"]["triggers"][0]["metadata"]["excludePersistentLag"]
 
 
 def test_backfill_job_replays_into_its_own_group_with_the_live_config() -> None:
@@ -273,3 +275,25 @@ def test_example_secret_holds_placeholders_only_and_is_in_no_kustomization() -> 
         assert key.startswith("ILOG_KAFKA__") or key.removeprefix("ILOG_").lower() in Settings.model_fields
     for kustomization in KUSTOMIZE_ROOT.rglob("kustomization.yaml"):
         assert "examples" not in kustomization.read_text()
+
+
+def test_topics_job_creates_the_topics_with_the_live_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = rendered("overlays/topics")
+    assert ["Job"] == [doc["kind"] for doc in docs]
+    [job] = of_kind(docs, "Job").values()
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert (["topics", "create"], "Never") == (container["args"], job["spec"]["template"]["spec"]["restartPolicy"])
+    assert [{"configMapRef": {"name": "ilog-config"}}, {"secretRef": {"name": "ilog-secrets"}}] == container["envFrom"]
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0  # frees the name for the next run
+
+
+def test_config_map_sets_production_topic_durability_and_a_backfill_horizon(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.kafka.topics import topic_configs
+
+    settings = settings_from(config_data(), monkeypatch)
+    assert (3, 2) == (settings.replication_factor, settings.min_insync_replicas)
+    assert settings.events_retention_seconds >= settings.open_log_ttl_seconds
+    configs = topic_configs(settings)
+    assert {"1209600000"} == {configs[settings.events_topic]["retention.ms"]}
+    assert "compact,delete" == configs[settings.upserts_topic]["cleanup.policy"]
+    assert {"2"} == {config["min.insync.replicas"] for config in configs.values()}

@@ -120,6 +120,7 @@ class FoldStage:
         try:
             while not stop.is_set():
                 self.step()
+                metrics.LOOP_HEARTBEAT.labels("fold").set_to_current_time()
                 if after_step is not None:
                     after_step()
                 if self.options.burst and self._drained():

@@ -31,6 +31,11 @@ SYNC_LATENCY = Histogram(
 SYNC_QUEUE_DEPTH = Gauge(
     "ilog_sync_queue_depth", "Interactions queued for a target (waiting or in a call)", ["target"]
 )
+LOOP_HEARTBEAT = Gauge(
+    "ilog_loop_heartbeat_timestamp_seconds",
+    "Unix time the stage's loop last finished a step (it steps at least every batch timeout, idle or not)",
+    ["stage"],
+)
 BUILD_INFO = Gauge(
     "ilog_build_info", "Always 1: what is running", ["version", "revision", "python", "librdkafka"]
 )

@@ -134,6 +134,7 @@ class SyncStage:
         try:
             while not stop.is_set():
                 self.step()
+                metrics.LOOP_HEARTBEAT.labels("sync").set_to_current_time()
         finally:
             self.shutdown()
 
