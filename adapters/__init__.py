@@ -17,6 +17,7 @@ from adapters.base import (
     SyncOutcome,
     Target,
     TargetState,
+    TargetUnavailableError,
     compute_backoff,
     next_target_state,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "Synced",
     "Target",
     "TargetState",
+    "TargetUnavailableError",
     "compute_backoff",
     "next_target_state",
 ]

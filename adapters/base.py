@@ -60,7 +60,9 @@ class Retry:
     """Transient: try again after `retry_after_s` (None: the loop's own back-off).
 
     `uncertain` means the write may have been applied; `remote_id` is set when part of the work
-    is known to have landed (a ticket created before its comment failed).
+    is known to have landed (a ticket created before its comment failed). `target_unavailable`
+    (an error code) says the target as a whole refused or could not be reached: the loop pauses
+    the target instead of retrying or dead-lettering the record.
     """
 
     retry_after_s: float | None
@@ -68,6 +70,7 @@ class Retry:
     uncertain: bool = False
     budget_exhausted: bool = False
     remote_id: str | None = None
+    target_unavailable: str | None = None  # the target's error code when the whole target refused us
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,21 @@ class BudgetExhausted(RetryableSyncError):  # noqa: N818 - the name the sync loo
     """The target's API budget is spent (Salesforce REQUEST_LIMIT_EXCEEDED): pause, then retry."""
 
 
+class TargetUnavailableError(SyncError):
+    """The target as a whole refused us or cannot be reached; says nothing about the records.
+
+    Credentials refused (Salesforce `invalid_client`/`invalid_grant`, a 401 right after a new login,
+    a Zendesk 401), permission missing on every call (a 403 the API root repeats), the instance
+    unknown (a 404 the API root repeats), DNS or TLS failing. `code` is the target's own code.
+    """
+
+    def __init__(self, code: str, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
 class PermanentSyncError(SyncError):
     """Retrying cannot help; `code` is the target's own error code."""
 
@@ -151,6 +169,9 @@ class PermanentSyncError(SyncError):
 
 def outcome_for_error(exc: SyncError, remote_id: str | None = None) -> SyncOutcome:
     """The outcome every item of a failed request gets."""
+    if isinstance(exc, TargetUnavailableError):
+        return Retry(retry_after_s=exc.retry_after_s, error=str(exc), remote_id=remote_id,
+                     target_unavailable=exc.code)
     if isinstance(exc, RetryableSyncError):
         return Retry(
             retry_after_s=exc.retry_after_s,

@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.utils import get_environ_proxies
+from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
-from adapters.base import RetryableSyncError, parse_retry_after
+from adapters.base import RetryableSyncError, TargetUnavailableError, parse_retry_after
 
 
 class RecordingSession(requests.Session):
@@ -70,8 +71,32 @@ class RecordingSession(requests.Session):
         return parse_retry_after(self.last_header("Retry-After"))
 
 
-def transport_error(exc: requests.RequestException) -> RetryableSyncError:
-    """A request that got no answer: it may have been applied unless it never connected."""
+def transport_error(exc: requests.RequestException) -> RetryableSyncError | TargetUnavailableError:
+    """A request that got no answer: it may have been applied unless it never connected.
+
+    A name that does not resolve, a refused connection or a failed TLS handshake says the target
+    cannot be reached at all (nothing was sent): the target pauses. A timeout or a connection
+    dropped mid-request is transient and may have been applied.
+    """
+    unreachable = never_connected(exc)
+    if unreachable is not None:
+        return TargetUnavailableError(unreachable, f"{type(exc).__name__} (nothing sent)")
     sent = not isinstance(exc, requests.ConnectTimeout)
     kind = "timeout" if isinstance(exc, requests.Timeout) else "connection error"
     return RetryableSyncError(f"{kind}: {type(exc).__name__}", uncertain=sent)
+
+
+def never_connected(exc: requests.RequestException) -> str | None:
+    """`TLS`, `DNS` or `CONNECT` when the request failed before anything was sent; None otherwise."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS"
+    if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.Timeout):
+        return None
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    if isinstance(reason, NameResolutionError):
+        return "DNS"
+    if isinstance(reason, NewConnectionError):
+        return "CONNECT"
+    return None

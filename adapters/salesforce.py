@@ -8,7 +8,9 @@ through sObject Collections (`composite/sobjects`, ≤ 200 records a request, al
 every record's result is handled on its own.
 
 The client is built from a fetched token (`session_id`), so simple-salesforce never re-logs in by
-itself; this adapter re-logs in once on INVALID_SESSION_ID and then reports a retryable error.
+itself; this adapter re-logs in once on INVALID_SESSION_ID. Target-level errors pause the target
+(`TargetUnavailableError`): a refused login, a 401 right after a new login, a 403 or 404 that the
+API root repeats; the next attempt logs in again (reading the secret file again).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from adapters.base import (
     SyncItem,
     SyncOutcome,
     TargetTraits,
+    TargetUnavailableError,
     outcome_for_error,
 )
 from adapters.http_session import RecordingSession, transport_error
@@ -242,13 +245,25 @@ class SalesforceTarget:
             except SalesforceExpiredSession as exc:
                 self._client = None
                 if attempt == 2:
-                    raise RetryableSyncError("INVALID_SESSION_ID right after re-login") from exc
+                    raise TargetUnavailableError("INVALID_SESSION_ID", "refused right after a new login") from exc
                 log.info("salesforce.relogin", reason="INVALID_SESSION_ID")
             except SalesforceError as exc:
-                raise self._translate(exc) from exc
+                raise self._translate(exc, client) from exc
             except requests.RequestException as exc:
                 raise transport_error(exc) from exc
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _api_root_refused(client: Salesforce) -> bool:
+        """A 403 or 404 the API root repeats is about the org, the user or the instance, not a record
+        (API disabled, insufficient access, an unknown instance): probe `GET /services/data/vNN.N/`."""
+        try:
+            client.restful("", method="GET")
+        except SalesforceError as exc:
+            return exc.status in (401, 403, 404)
+        except requests.RequestException:
+            return False
+        return False
 
     def _connected(self) -> Salesforce:
         if self._client is None:
@@ -261,13 +276,15 @@ class SalesforceTarget:
             )
         return self._client
 
-    def _translate(self, exc: SalesforceError) -> SyncError:
+    def _translate(self, exc: SalesforceError, client: Salesforce) -> SyncError:
         code, message = error_code(exc.content)
         retry_after_s = self._session.last_retry_after_s()
         if exc.status == 429 or exc.status >= 500:
             return RetryableSyncError(f"HTTP {exc.status} {code}", retry_after_s)
         if code == "REQUEST_LIMIT_EXCEEDED":
             return BudgetExhausted(f"{code}: {message}", retry_after_s or self._budget_pause_s)
+        if exc.status in (403, 404) and self._api_root_refused(client):
+            return TargetUnavailableError(code if code != "UNKNOWN" else f"HTTP_{exc.status}", message[:200])
         if exc.status in (400, 403, 404):
             return PermanentSyncError(code, message)
         return RetryableSyncError(f"HTTP {exc.status} {code}", retry_after_s)

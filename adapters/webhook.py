@@ -36,6 +36,7 @@ from adapters.base import (
     SyncItem,
     SyncOutcome,
     TargetTraits,
+    TargetUnavailableError,
     outcome_for_error,
     parse_retry_after,
 )
@@ -45,6 +46,9 @@ from schemas.common import State, Trigger
 from schemas.snapshot import LogSnapshot
 
 SIGNATURE_HEADER = "X-Signature"  # deprecated: the body only, no timestamp
+# Answers about the receiver, not the record: our signature or credentials refused, nothing at that
+# URL. The target pauses on these; every other 4xx dead-letters the record.
+TARGET_LEVEL_STATUSES = frozenset({401, 403, 404, 407, 410})
 
 
 def event_name(snapshot: LogSnapshot) -> str:
@@ -145,6 +149,8 @@ class WebhookTarget:
         if status == 429 or status >= 500:
             retry_after_s = parse_retry_after(response.headers.get("Retry-After"))
             raise RetryableSyncError(f"HTTP {status}", retry_after_s)
+        if status in TARGET_LEVEL_STATUSES:
+            raise TargetUnavailableError(f"HTTP_{status}", response.text[:200])
         if status >= 400:
             return Failed(code=f"HTTP_{status}", message=response.text[:200])
         if status >= 300:

@@ -8,6 +8,8 @@ sent and needs no look-up; after an uncertain call the ticket is looked up by `e
 before creating again. A comment is not idempotent: after an uncertain call, or when an earlier
 version was synced, the ticket's comments are searched for this version's marker before posting.
 Writes go out batched (`adapters.zendesk_writes`): `update_many` and `create_many` jobs.
+A 401, or a 403/404 that a read of the ticket fields repeats, is target-level: the target pauses
+(`TargetUnavailableError`); the token file, when set, is read again before every batch.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -36,6 +39,7 @@ from adapters.base import (
     SyncItem,
     SyncOutcome,
     TargetTraits,
+    TargetUnavailableError,
     outcome_for_error,
 )
 from adapters.http_session import RecordingSession, transport_error
@@ -81,6 +85,8 @@ def translate_zenpy_error(exc: Exception) -> SyncError:
     """zenpy / requests exceptions → the adapters' error tree."""
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
+    if status == 401:
+        return TargetUnavailableError("HTTP_401", _api_error_code(response))
     if isinstance(exc, RecordNotFoundException):
         return PermanentSyncError("RecordNotFound", "ticket not found")
     if status is not None and (status == 429 or status >= 500):
@@ -106,7 +112,8 @@ class ZendeskTarget:
     name = "zendesk"
 
     def __init__(
-        self, *, url: str, email: str, token: str, session: RecordingSession, options: ZendeskOptions
+        self, *, url: str, email: str, token: str, session: RecordingSession, options: ZendeskOptions,
+        token_file: str | None = None,
     ) -> None:
         subdomain, domain, forced_netloc = zenpy_location(url)
         if forced_netloc is not None:
@@ -118,6 +125,9 @@ class ZendeskTarget:
         # A job applies in the background and can outlive a lost answer or a crash: settle that long.
         self.traits = TargetTraits(budget=options.budget, linger_s=options.linger_s,
                                    linger_items=MAX_JOB_TICKETS, settle_s=options.job_timeout_s)
+        self._url = url.rstrip("/")
+        self._email = email
+        self._token_file = token_file
         self._client = Zenpy(
             subdomain=subdomain,
             domain=domain,
@@ -142,6 +152,10 @@ class ZendeskTarget:
         self._session.close()
 
     def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
+        try:
+            self._reload_token()
+        except TargetUnavailableError as exc:
+            return [outcome_for_error(exc) for _ in batch]
         outcomes: list[SyncOutcome | None] = [None] * len(batch)
         writes: list[Write] = []
         for index, item in enumerate(batch):
@@ -184,13 +198,36 @@ class ZendeskTarget:
             return Synced(remote_id=str(ticket_id), version=snapshot.version)
         return Write(index, self._ticket_update(ticket_id, snapshot), snapshot.version, create=False)
 
+    def _reload_token(self) -> None:
+        """The token file is read before every batch: a rotated secret is picked up without a restart."""
+        if self._token_file is None:
+            return
+        try:
+            token = Path(self._token_file).read_text().strip()
+        except OSError as exc:
+            raise TargetUnavailableError("TOKEN_FILE", f"cannot read the API token file: {exc.strerror}") from exc
+        self._session.auth = (f"{self._email}/token", token)
+
     def _call(self, operation: Any, *args: Any) -> Any:
         try:
             return operation(*args)
         except SyncError:
             raise
         except (APIException, ZenpyException, requests.RequestException) as exc:
-            raise translate_zenpy_error(exc) from exc
+            error = translate_zenpy_error(exc)
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status in (403, 404) and self._refused_everywhere():
+                error = TargetUnavailableError(f"HTTP_{status}", str(error))
+            raise error from exc
+
+    def _refused_everywhere(self) -> bool:
+        """A 403 or 404 that a plain read of the ticket fields repeats is about the account, the user
+        or the subdomain (API access off, an unknown subdomain), not about a ticket."""
+        try:
+            probe = self._session.get(f"{self._url}/api/v2/ticket_fields.json")
+        except requests.RequestException:
+            return False
+        return probe.status_code in (401, 403, 404)
 
     def _find_ticket(self, item: SyncItem) -> int | None:
         """Related to, else the stored ticket, else (only when an earlier write may have landed) by external_id."""

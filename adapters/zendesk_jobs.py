@@ -17,7 +17,15 @@ from typing import Any
 
 from zenpy import Zenpy
 
-from adapters.base import Failed, PermanentSyncError, Retry, RetryableSyncError, Synced, SyncOutcome
+from adapters.base import (
+    Failed,
+    PermanentSyncError,
+    Retry,
+    RetryableSyncError,
+    Synced,
+    SyncOutcome,
+    TargetUnavailableError,
+)
 
 _FINISHED = frozenset({"completed", "failed", "killed"})
 # Per-ticket update limits report as job results, not as HTTP 429.
@@ -123,8 +131,8 @@ class JobWatch:
             except RetryableSyncError as exc:
                 delay_s = max(self.pacing.min_poll_s, exc.retry_after_s or delay_s)
                 continue
-            except PermanentSyncError:
-                break  # e.g. the job is unknown: its writes stay uncertain
+            except (PermanentSyncError, TargetUnavailableError):
+                break  # e.g. the job is unknown or the token refused: its writes stay uncertain
             elapsed_s = time.monotonic() - started_s
             for job_id in running:
                 job = seen[job_id]

@@ -21,7 +21,15 @@ from typing import Any
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Ticket
 
-from adapters.base import RetryableSyncError, Synced, SyncError, SyncItem, SyncOutcome, outcome_for_error
+from adapters.base import (
+    RetryableSyncError,
+    Synced,
+    SyncError,
+    SyncItem,
+    SyncOutcome,
+    TargetUnavailableError,
+    outcome_for_error,
+)
 from adapters.http_session import RecordingSession
 from adapters.zendesk_jobs import JobResults, JobWatch, job_failure
 from adapters.zendesk_render import linked_ticket_id
@@ -114,7 +122,7 @@ class TicketWriter:
                 self._start(unit, outcomes)
             except SyncError as exc:
                 self._fail(unit, exc, outcomes)
-                if isinstance(exc, RetryableSyncError):
+                if isinstance(exc, RetryableSyncError | TargetUnavailableError):
                     for later in ordered[position + 1:]:
                         self._fail(later, RetryableSyncError(f"not sent: {exc}", exc.retry_after_s), outcomes)
                     break

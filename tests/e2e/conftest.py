@@ -48,6 +48,9 @@ class EmulatorHandle:
     def inject(self, fault: str, count: int = 1, **params: Any) -> None:
         self._call("POST", "faults", {"fault": fault, "count": count, **params})
 
+    def clear_faults(self) -> None:
+        self._call("POST", "faults/clear")
+
     def seed(self, payload: dict[str, Any]) -> None:
         self._call("POST", "seed", payload)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from adapters.base import Failed, Retry, Synced, SyncItem, TargetState, next_target_state
+from adapters.base import Retry, Synced, SyncItem, TargetState, next_target_state
 from adapters.webhook import WebhookTarget
 from adapters.webhook_signature import signing_key, verify, webhook_id
 from schemas.snapshot import LogSnapshot
@@ -86,14 +86,14 @@ def test_deliveries_are_signed_named_and_echo_the_receiver_id(
     assert received[-1]["headers"]["idempotency-key"] == "conv-42:v4"
 
 
-def test_a_wrong_secret_is_rejected_by_the_receiver_as_a_permanent_failure(fresh_emulators: Emulators) -> None:
+def test_a_wrong_secret_refused_by_the_receiver_pauses_the_target(fresh_emulators: Emulators) -> None:
     target = build_webhook(settings_for(fresh_emulators, webhook_secret=SecretStr("not-the-secret")))
     try:
         [outcome] = target.sync([SyncItem(log(1, "created", "connected"))])
     finally:
         target.close()
-    assert isinstance(outcome, Failed)
-    assert outcome.code == "HTTP_401"
+    assert isinstance(outcome, Retry)
+    assert outcome.target_unavailable == "HTTP_401"
     assert [delivery["signature_valid"] for delivery in deliveries(fresh_emulators)] == [False]
 
 

@@ -83,8 +83,9 @@ def test_replaying_the_topic_twice_from_its_first_timestamp_leaves_the_crm_state
 def test_dlq_replay_after_fixing_the_webhook_secret_delivers_what_the_receiver_had_refused(
     settings: Settings, fresh_emulators: Emulators, tmp_path: Path
 ) -> None:
-    """A deployment ran with a wrong ILOG_WEBHOOK_SECRET: the receiver answered 401 and the sync stage
-    dead-lettered every webhook delivery (a permanent failure). Salesforce and Zendesk were synced.
+    """A deployment ran with a wrong ILOG_WEBHOOK_SECRET: the receiver answered 401, the webhook target
+    paused, and after ILOG_WEBHOOK_MAX_PAUSE_SECONDS the sync stage dead-lettered the waiting webhook
+    deliveries with the reason. Salesforce and Zendesk were synced.
     Once the secret is fixed, `ilog dlq replay` resends the letters; the sync stage delivers them to
     the webhook only (the other targets already hold those versions) and nothing is duplicated."""
     run = _settings(settings)
@@ -93,7 +94,8 @@ def test_dlq_replay_after_fixing_the_webhook_secret_delivers_what_the_receiver_h
     seed_zendesk_tickets(fresh_emulators.zendesk.base_url, list(stream))
     produce(run, run.events_topic, stream)
     wrong = WorkerProcess("all", run, tmp_path / "wrong.log",
-                          **{**fresh_emulators.env, "ILOG_WEBHOOK_SECRET": "not-the-receivers-secret"})
+                          **{**fresh_emulators.env, "ILOG_WEBHOOK_SECRET": "not-the-receivers-secret",
+                             "ILOG_WEBHOOK_MAX_PAUSE_SECONDS": "2", "ILOG_TARGET_PAUSE_CEILING_SECONDS": "1"})
     try:
         assert wait_settled(run, sorted(ids), timeout_s=120), wrong.log_text()[-3000:]
     finally:

@@ -1,8 +1,15 @@
 """Injected faults and the request log shared by every emulator.
 
 A fault is armed with `POST /__emulator/faults` and fires on the next `count` requests that
-match its optional `method` and `path` (substring) filters. Control requests under
-`/__emulator/` never match and are never logged.
+match its optional `method` and `path` (substring) filters, or, with `for_s`, on every matching
+request for that many seconds (a refused secret, API access turned off for a while).
+`POST /__emulator/faults/clear` disarms every fault. Control requests under `/__emulator/` never
+match and are never logged.
+
+Refusals, shaped as the real services answer them: `invalid_client` (Salesforce token endpoint:
+400 `{"error": "invalid_client", ...}`; Zendesk: 401), `unauthorized` (Zendesk 401
+`{"error": "Couldn't authenticate you"}`; Salesforce 401 INVALID_SESSION_ID), `api_disabled`
+(Salesforce 403 API_DISABLED_FOR_ORG; Zendesk 403 Forbidden).
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-FAULT_NAMES = frozenset({"429", "503", "invalid_session", "request_limit", "timeout", "drop_after_apply"})
+FAULT_NAMES = frozenset({"429", "503", "invalid_session", "request_limit", "timeout", "drop_after_apply",
+                         "invalid_client", "unauthorized", "api_disabled"})
 # Faults that let the request reach the emulator's records before they misbehave.
 APPLYING_FAULTS = frozenset({"timeout", "drop_after_apply"})
 
@@ -29,6 +37,7 @@ class Fault:
     path: str | None = None
     retry_after_s: int = 1
     delay_s: float = 5.0
+    until_s: float | None = None  # monotonic; set: fires on every match until then, `remaining` unused
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method.upper():
@@ -44,6 +53,7 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
     if count < 1:
         raise FaultSpecError("count must be >= 1")
     retry_after = spec.get("retry_after", spec.get("retry_after_s", 1))
+    for_s = spec.get("for_s")
     return Fault(
         name=name,
         remaining=count,
@@ -51,6 +61,7 @@ def parse_fault(spec: dict[str, Any]) -> Fault:
         path=spec.get("path"),
         retry_after_s=int(retry_after),
         delay_s=float(spec.get("delay_s", 5.0)),
+        until_s=None if for_s is None else time.monotonic() + float(for_s),
     )
 
 
@@ -67,7 +78,11 @@ class FaultBook:
 
     def take(self, method: str, path: str) -> Fault | None:
         with self._lock:
+            now_s = time.monotonic()
+            self._faults = [f for f in self._faults if f.until_s is None or f.until_s > now_s]
             for fault in self._faults:
+                if fault.matches(method, path) and fault.until_s is not None:
+                    return fault
                 if fault.matches(method, path):
                     fault.remaining -= 1
                     if fault.remaining <= 0:

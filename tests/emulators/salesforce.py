@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.emulators.faults import Fault
-from tests.emulators.salesforce_auth import USER_ID, TokenIssuer
+from tests.emulators.salesforce_auth import INVALID_CLIENT, USER_ID, TokenIssuer
 from tests.emulators.salesforce_query import SoqlError, parse_soql
 from tests.emulators.salesforce_schema import (
     JsonParserError,
@@ -84,6 +84,13 @@ class SalesforceApp(EmulatorApp):
         return None
 
     def fault_response(self, fault: Fault, request: Request) -> Response:
+        if fault.name == "invalid_client":
+            return Response(400, INVALID_CLIENT)
+        if fault.name == "unauthorized":
+            return Response(401, sf_error("INVALID_SESSION_ID", "Session expired or invalid"))
+        if fault.name == "api_disabled":
+            return Response(403, sf_error("API_DISABLED_FOR_ORG",
+                                          "API is not enabled for this Organization or Partner"))
         if fault.name == "invalid_session":
             self.auth.expire_all()
             return Response(401, sf_error("INVALID_SESSION_ID", "Session expired or invalid"))
@@ -119,6 +126,9 @@ class SalesforceApp(EmulatorApp):
 
     def _route(self, request: Request, version: str, rest: str) -> Response:
         method, parts = request.method, rest.split("/")
+        if rest == "" and method == "GET":  # the API root: the resources of this version
+            return Response(200, {name: f"/services/data/v{version}/{name}"
+                                  for name in ("sobjects", "query", "limits", "composite")})
         if rest == "limits" and method == "GET":
             return Response(200, {"DailyApiRequests": {"Max": self.api_limit,
                                                        "Remaining": self.api_limit - self.api_used}})

@@ -22,7 +22,7 @@ from tests.emulators.server import Request, Response
 ORG_ID = "00D5g000004ILOGEAA"
 USER_ID = "0055g00000ILOGuAAA"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-_INVALID_CLIENT = {"error": "invalid_client", "error_description": "invalid client credentials"}
+INVALID_CLIENT = {"error": "invalid_client", "error_description": "invalid client credentials"}
 
 
 @dataclass
@@ -37,7 +37,7 @@ class TokenIssuer:
         grant = form.get("grant_type")
         if grant == "client_credentials":
             if not self._client_ok(form, request.headers.get("authorization", "")):
-                return Response(400, _INVALID_CLIENT)
+                return Response(400, INVALID_CLIENT)
         elif grant == JWT_GRANT:
             if not _jwt_well_formed(form.get("assertion", "")):
                 return Response(400, {"error": "invalid_grant", "error_description": "invalid assertion"})

@@ -4,7 +4,8 @@ Control endpoints (never logged, never faulted):
   GET  /__emulator/state      every record the emulator holds, as JSON
   GET  /__emulator/requests   the request log
   POST /__emulator/reset      forget records, faults, log and counters
-  POST /__emulator/faults     {"fault", "count", "method"?, "path"?, "retry_after"?, "delay_s"?}
+  POST /__emulator/faults     {"fault", "count", "method"?, "path"?, "retry_after"?, "delay_s"?, "for_s"?}
+  POST /__emulator/faults/clear  disarm every fault
   POST /__emulator/seed       app-specific seed data
   POST /__emulator/<other>    app-specific actions (e.g. expire_sessions)
 """
@@ -202,6 +203,9 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
             if action == "faults" and request.method == "POST":
                 self.faults.arm(parse_fault(request.json()))
                 return Response(200, {"armed": self.faults.pending()})
+            if action == "faults/clear" and request.method == "POST":
+                self.faults.clear()
+                return Response(200, {"faults": []})
             if action == "reset" and request.method == "POST":
                 self.faults.clear()
                 self.log.clear()

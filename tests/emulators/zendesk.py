@@ -78,8 +78,11 @@ class ZendeskApp(EmulatorApp):
         return Response(200, {"tickets": created})
 
     def fault_response(self, fault: Fault, request: Request) -> Response:
-        if fault.name == "invalid_session":
+        if fault.name in ("invalid_session", "unauthorized", "invalid_client"):
             return Response(401, {"error": "Couldn't authenticate you"})
+        if fault.name == "api_disabled":
+            return Response(403, {"error": "Forbidden", "description": "You do not have access to this page. "
+                                  "Please contact the account owner of this help desk for further help."})
         if fault.name in ("429", "request_limit"):
             return _too_many(fault.retry_after_s, "Number of allowed API requests per minute exceeded")
         return Response(503, {"error": "ServiceUnavailable", "description": "Service temporarily unavailable"})

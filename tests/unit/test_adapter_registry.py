@@ -49,7 +49,9 @@ def test_targets_are_on_when_their_url_is_set(values: dict[str, Any], names: lis
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({**SALESFORCE, "salesforce_client_secret": None}, "CLIENT_SECRET or the JWT bearer settings"),
+        ({**SALESFORCE, "salesforce_client_secret": None}, r"CLIENT_SECRET\(_FILE\) or the JWT bearer settings"),
+        ({**SALESFORCE, "salesforce_client_secret_file": "/run/secret"}, "CLIENT_SECRET_FILE, not both"),
+        ({**ZENDESK, "zendesk_token_file": "/run/token"}, "ILOG_ZENDESK_TOKEN_FILE, not both"),
         ({**SALESFORCE, "salesforce_client_id": None}, "ILOG_SALESFORCE_CLIENT_ID is required"),
         ({**ZENDESK, "zendesk_token": None}, "ILOG_ZENDESK_TOKEN is required"),
         ({**ZENDESK, "zendesk_mode": "field"}, "needs ILOG_ZENDESK_LOG_FIELD_ID"),

@@ -21,6 +21,9 @@ WINDOWS_CLOSED_LATE = Counter(
 )
 BATCH_SECONDS = Histogram("ilog_fold_batch_seconds", "Time to fold and persist one batch")
 UPSERTS = Counter("ilog_upserts_total", "Snapshots synced to a target", ["target", "outcome"])
+TARGET_PAUSED = Gauge(
+    "ilog_target_paused", "1 while a target is paused (credentials refused, unreachable), else 0", ["target"]
+)
 API_BUDGET_LEFT = Gauge("ilog_api_budget_left", "Requests left in the shared API budget", ["target", "window"])
 SYNC_LATENCY = Histogram(
     "ilog_sync_latency_seconds",

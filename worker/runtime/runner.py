@@ -52,7 +52,16 @@ def _drain_overrun(drain_timeout_s: float) -> None:
     os._exit(1)
 
 
-def readiness(settings: Settings, joined: Callable[[], bool]) -> Callable[[], tuple[bool, str]]:
+def _no_notes() -> list[str]:
+    return []
+
+
+def readiness(
+    settings: Settings, joined: Callable[[], bool], notes: Callable[[], list[str]] = _no_notes
+) -> Callable[[], tuple[bool, str]]:
+    """Ready when Redis answers and the groups are joined. A paused target (credentials refused,
+    unreachable) is named in the body but keeps the pod ready: a restart cannot fix the target, and
+    a not-ready pod would stall rollouts (e.g. the one that ships new credentials)."""
     client = bootstrap.redis_client(settings, timeout_s=bootstrap.REDIS_PROBE_TIMEOUT_S)
 
     def check() -> tuple[bool, str]:
@@ -62,7 +71,7 @@ def readiness(settings: Settings, joined: Callable[[], bool]) -> Callable[[], tu
             return False, f"redis unreachable: {exc}"
         if not joined():
             return False, "consumer group not joined yet"
-        return True, "ready"
+        return True, "\n".join(["ready", *notes()])
 
     return check
 
@@ -92,6 +101,7 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
     stop = stop or threading.Event()
     install_stop_handlers(stop, settings.drain_timeout_seconds)
     runners: list[tuple[str, Callable[[threading.Event], None], Callable[[], bool]]] = []
+    notes: Callable[[], list[str]] = _no_notes
     if stage in (StageName.FOLD, StageName.ALL):
         fold = bootstrap.fold_stage(settings)
         runners.append(("fold", fold.run, fold.assigned_once.is_set))
@@ -99,9 +109,11 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
         sync = bootstrap.sync_stage(settings)
         log.info("sync targets on", targets=[target.name for target in sync.targets])
         runners.append(("sync", sync.run, sync.assigned_once.is_set))
+        notes = sync.paused_targets
     tune_gc()
     health = HealthServer(
-        settings.http_host, settings.http_port, readiness(settings, lambda: all(j() for _, _, j in runners))
+        settings.http_host, settings.http_port,
+        readiness(settings, lambda: all(j() for _, _, j in runners), notes),
     ).start()
     log.info("worker started", stage=stage.value, http_port=health.port)
     try:

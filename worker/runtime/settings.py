@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     sync_max_queued: int = Field(
         10_000, ge=2, description="sync: pause consuming while a target has this many interactions queued"
     )
+    target_pause_base_seconds: float = Field(
+        1.0, gt=0, description="a paused target (credentials refused, unreachable): first wait before trying again"
+    )
+    target_pause_ceiling_seconds: float = Field(
+        300.0, gt=0, description="a paused target: the longest wait between two tries (exponential, jittered)"
+    )
 
     # Health and metrics.
     http_host: str = Field("127.0.0.1", description="0.0.0.0 in a pod, so probes and scrapes reach it")
@@ -81,6 +87,9 @@ class Settings(BaseSettings):
     salesforce_login_url: str = "https://login.salesforce.com"
     salesforce_client_id: str | None = None
     salesforce_client_secret: SecretStr | None = None
+    salesforce_client_secret_file: str | None = Field(
+        None, description="file holding the client secret, read again on every login (a mounted secret)"
+    )
     salesforce_username: str | None = Field(None, description="JWT bearer: the user to act as")
     salesforce_private_key_file: str | None = Field(None, description="JWT bearer: PEM key file")
     salesforce_api_version: str = "62.0"
@@ -94,11 +103,17 @@ class Settings(BaseSettings):
     salesforce_budget_pause_seconds: float = Field(
         60.0, description="pause after REQUEST_LIMIT_EXCEEDED when Salesforce sends no Retry-After"
     )
+    salesforce_max_pause_seconds: float | None = Field(
+        None, gt=0, description="dead-letter waiting records once the target was paused this long (unset: wait)"
+    )
 
     # Zendesk (on when the URL is set).
     zendesk_url: str | None = None
     zendesk_email: str | None = None
     zendesk_token: SecretStr | None = None
+    zendesk_token_file: str | None = Field(
+        None, description="file holding the API token, read again before every batch (a mounted secret)"
+    )
     zendesk_mode: Literal["comment", "field"] = "comment"
     zendesk_log_field_id: int | None = None
     zendesk_attribute_fields: dict[str, int] = Field(
@@ -111,6 +126,9 @@ class Settings(BaseSettings):
     zendesk_timeout_seconds: float = 30.0
     zendesk_job_poll_seconds: float = 0.5
     zendesk_job_timeout_seconds: float = Field(60.0, description="update_many job: give up polling after")
+    zendesk_max_pause_seconds: float | None = Field(
+        None, gt=0, description="dead-letter waiting records once the target was paused this long (unset: wait)"
+    )
     zendesk_linger_seconds: float = Field(
         3.0, ge=0, description="hold due final logs up to this long to fill update_many jobs (100 tickets)"
     )
@@ -121,6 +139,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 10.0
     webhook_concurrency: int = Field(8, ge=1, le=10, description="posts in flight at once (distinct interactions)")
     webhook_ca_bundle: str | None = None
+    webhook_max_pause_seconds: float | None = Field(
+        None, gt=0, description="dead-letter waiting records once the target was paused this long (unset: wait)"
+    )
 
     # Logging.
     log_level: str = "INFO"
@@ -132,6 +153,11 @@ class Settings(BaseSettings):
         config.update({key.replace("_", ".").lower(): value for key, value in self.kafka.items()})
         config.update(extra)
         return config
+
+    def max_pause_seconds(self, target: str) -> float | None:
+        """`ILOG_<TARGET>_MAX_PAUSE_SECONDS`: None means a paused target waits as long as it takes."""
+        value = getattr(self, f"{target}_max_pause_seconds", None)
+        return None if value is None else float(value)
 
     @property
     def events_dlq_topic(self) -> str:

@@ -36,16 +36,25 @@ def _require(value: str | None, setting: str) -> str:
     return value
 
 
+def _one_of(value: str | None, file: str | None, setting: str) -> None:
+    if value and file:
+        raise TargetConfigError(f"set ILOG_{setting.upper()} or ILOG_{setting.upper()}_FILE, not both")
+
+
 def build_salesforce(settings: Settings) -> SalesforceTarget:
+    secret_file = settings.salesforce_client_secret_file
     credentials = SalesforceCredentials(
         login_url=settings.salesforce_login_url,
         client_id=_require(settings.salesforce_client_id, "salesforce_client_id"),
         client_secret=_secret(settings.salesforce_client_secret),
         username=settings.salesforce_username,
         private_key_file=settings.salesforce_private_key_file,
+        client_secret_file=secret_file,
     )
-    if credentials.client_secret is None and not (credentials.username and credentials.private_key_file):
-        raise TargetConfigError("Salesforce needs ILOG_SALESFORCE_CLIENT_SECRET or the JWT bearer settings")
+    _one_of(credentials.client_secret, secret_file, "salesforce_client_secret")
+    has_secret = credentials.client_secret is not None or bool(secret_file)
+    if not has_secret and not (credentials.username and credentials.private_key_file):
+        raise TargetConfigError("Salesforce needs ILOG_SALESFORCE_CLIENT_SECRET(_FILE) or the JWT bearer settings")
     return SalesforceTarget(
         instance_url=_require(settings.salesforce_instance_url, "salesforce_instance_url"),
         credentials=credentials,
@@ -70,12 +79,17 @@ def build_zendesk(settings: Settings) -> ZendeskTarget:
         linger_s=settings.zendesk_linger_seconds,
         budget=BudgetLimits(settings.zendesk_budget_per_minute, settings.zendesk_budget_per_day),
     )
+    token_file = settings.zendesk_token_file
+    _one_of(_secret(settings.zendesk_token), token_file, "zendesk_token")
+    # With a token file the token is read before every batch; zenpy only needs a placeholder to start.
+    token = "from-file" if token_file else _require(_secret(settings.zendesk_token), "zendesk_token")
     return ZendeskTarget(
         url=_require(settings.zendesk_url, "zendesk_url"),
         email=_require(settings.zendesk_email, "zendesk_email"),
-        token=_require(_secret(settings.zendesk_token), "zendesk_token"),
+        token=token,
         session=RecordingSession(settings.zendesk_ca_bundle, settings.zendesk_timeout_seconds, raise_on_429=True),
         options=options,
+        token_file=token_file,
     )
 
 

@@ -88,9 +88,16 @@ class SyncStage:
                 target, states, budget, self._dead_letter, on_done=self.ledger.done,
                 settle_s=target.traits.settle_s, linger_s=target.traits.linger_s,
                 linger_items=target.traits.linger_items, max_call_items=settings.batch_size,
+                pause_base_s=settings.target_pause_base_seconds,
+                pause_ceiling_s=settings.target_pause_ceiling_seconds,
+                max_pause_s=settings.max_pause_seconds(target.name),
             )
             for target in self.targets
         ]
+
+    def paused_targets(self) -> list[str]:
+        """One line per paused target, for /readyz's body."""
+        return [status for runner in self.runners if (status := runner.pause_status()) is not None]
 
     # -- group membership ---------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -6,7 +6,12 @@ is Synced or Skipped (or already synced: the stored version is read again right 
 so re-consumed or replayed snapshots make no call), or Failed and dead-lettered; only then are its
 records reported done. Retry outcomes go back to the queue and the target waits
 `compute_backoff` (a Retry-After is a floor) before its next call; a target that said its budget
-is exhausted pauses. On shutdown the queue is worked off until the drain deadline; what is left
+is exhausted pauses. A target that refused us as a whole (`Retry.target_unavailable`: credentials
+refused, unreachable) is paused (`worker.sync.pause`): its records go back to the queue, nothing
+is dead-lettered, one log line per wait, `ilog_target_paused{target}` is 1, and the next batch
+after the wait is the probe; the first call the target answers resumes it. Past `max_pause_s`
+(when set) the waiting records are dead-lettered with the reason, one probe per wait continuing.
+On shutdown the queue is worked off until the drain deadline; what is left
 is not reported done, so its offsets are not stored and the next owner reads it again.
 """
 
@@ -28,6 +33,7 @@ from adapters.base import (
     SyncOutcome,
     Target,
     TargetState,
+    TargetUnavailableError,
     compute_backoff,
     next_target_state,
 )
@@ -36,6 +42,7 @@ from worker.store.budget import ApiBudget, Grant, admit
 from worker.store.sync_state import StateUpdate, SyncStateStore
 from worker.sync.batch import Pending
 from worker.sync.offsets import Position
+from worker.sync.pause import TargetPause, answered, expired_letter, pause_wait_s, refusal
 from worker.sync.queue import Work, WorkQueue
 
 log = structlog.get_logger("ilog.sync")
@@ -66,6 +73,10 @@ class TargetRunner:
     linger_items: int = 100  # ... unless this many are waiting
     max_call_items: int = 1000
     paused_until: float = 0.0  # monotonic; budget exhausted, back-off after a retry, settling
+    pause_base_s: float = 1.0  # a paused target: first wait ...
+    pause_ceiling_s: float = 300.0  # ... doubling up to this
+    max_pause_s: float | None = None  # dead-letter the waiting records once paused this long
+    pause: TargetPause | None = field(default=None, init=False)
     failure: BaseException | None = field(default=None, init=False)
     queue: WorkQueue = field(init=False)
     _attempt: int = field(default=0, init=False)
@@ -75,6 +86,7 @@ class TargetRunner:
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self.target.wants)
+        metrics.TARGET_PAUSED.labels(self.target.name).set(0)
 
     @property
     def name(self) -> str:
@@ -99,6 +111,11 @@ class TargetRunner:
         self._thread.join(max(0.0, timeout_s))
         return not self._thread.is_alive()
 
+    def pause_status(self) -> str | None:
+        """For /readyz: why this target is paused and when it tries again; None when it is not."""
+        pause = self.pause
+        return None if pause is None else pause.describe(self.name, time.monotonic())
+
     def _serve(self) -> None:
         try:
             while (batch := self._next_batch()) is not None:
@@ -121,7 +138,7 @@ class TargetRunner:
                     return None
                 if self._hurry and self.queue.empty():
                     return None
-                wait_s = self.paused_until - now
+                wait_s = 0.0 if self._letting_go(now) else self.paused_until - now
                 if wait_s <= 0:
                     ready_in_s = self.queue.ready_in_s(self.linger_s, self.linger_items, self._hurry)
                     if ready_in_s == 0:
@@ -132,9 +149,13 @@ class TargetRunner:
                 changed.wait(max(wait_s, 0.001))
 
     # -- one call -------------------------------------------------------------------------------
+    def _letting_go(self, now_s: float) -> bool:
+        """Paused past `max_pause_s` and between two probes: waiting records are dead-lettered at once."""
+        return self.pause is not None and self.pause.over(self.max_pause_s, now_s) and now_s < self.paused_until
+
     def _sync(self, batch: list[Work]) -> None:
         due = self._still_due(batch)
-        if not due or self._settling(due):
+        if not due or self._let_go(due) or self._settling(due):
             return
         sent = self._admitted([item for _, item in due])
         sent_ids = {item.snapshot.interaction_id for item in sent}
@@ -158,6 +179,20 @@ class TargetRunner:
             else:
                 due.append((work, SyncItem(work.entry.snapshot, state)))
         return due
+
+    def _let_go(self, due: list[tuple[Work, SyncItem]]) -> bool:
+        """Dead-letter the batch without a call while the pause is over its limit (until the next probe)."""
+        now = time.monotonic()
+        if self.pause is None or self.max_pause_s is None or not self._letting_go(now):
+            return False
+        letter = expired_letter(self.name, self.pause, now, self.max_pause_s)
+        for work, _ in due:
+            metrics.UPSERTS.labels(self.name, "failed").inc()
+            self.dead_letter(work.entry, self.name, letter)
+            self.on_done(self.queue.finish(work, done=True))
+        log.error("target paused too long; waiting records dead-lettered", target=self.name,
+                  code=letter.code, records=len(due))
+        return True
 
     def _settling(self, due: list[tuple[Work, SyncItem]]) -> bool:
         """A write whose answer was lost (or a crash mid-call) may still land, e.g. a queued
@@ -203,6 +238,8 @@ class TargetRunner:
     def _call(self, items: Sequence[SyncItem]) -> list[SyncOutcome]:
         try:
             outcomes = self.target.sync(items)
+        except TargetUnavailableError as exc:  # not caught inside the adapter: what was sent is unknown
+            return [Retry(exc.retry_after_s, str(exc), uncertain=True, target_unavailable=exc.code) for _ in items]
         except Exception as exc:  # an adapter bug must not lose the work: count, log, retry
             log.exception("target raised", target=self.name, items=len(items))
             return [Retry(None, f"{type(exc).__name__}: {exc}") for _ in items]
@@ -211,8 +248,10 @@ class TargetRunner:
             return [Retry(None, "outcome count mismatch") for _ in items]
         return outcomes
 
-    def _apply(self, works: Sequence[Work], items: Sequence[SyncItem], outcomes: Sequence[SyncOutcome]) -> None:
+    def _apply(self, works: Sequence[Work], items: Sequence[SyncItem], answers: Sequence[SyncOutcome]) -> None:
         """Store states and dead-letter failures first; only then are the records reported done."""
+        refused = refusal(list(answers))
+        outcomes = self._expire(answers) if refused is not None else list(answers)
         updates: list[StateUpdate] = []
         strongest: Retry | None = None
         for work, item, outcome in zip(works, items, outcomes, strict=True):
@@ -229,12 +268,51 @@ class TargetRunner:
                 self.on_done(self.queue.finish(work, done=True))
         self.queue.give_back([work for work, outcome in zip(works, outcomes, strict=True)
                               if isinstance(outcome, Retry)])
+        if refused is not None:
+            self._pause_for(refused)
+        elif self.pause is not None and answered(outcomes):
+            self._resume()
         self._after(strongest, outcomes)
+
+    def _expire(self, outcomes: Sequence[SyncOutcome]) -> list[SyncOutcome]:
+        """Past `max_pause_s`, the records the target refused are dead-lettered with the reason."""
+        now = time.monotonic()
+        if self.pause is None or self.max_pause_s is None or not self.pause.over(self.max_pause_s, now):
+            return list(outcomes)
+        letter = expired_letter(self.name, self.pause, now, self.max_pause_s)
+        return [letter if isinstance(o, Retry) and o.target_unavailable is not None else o for o in outcomes]
+
+    def _pause_for(self, refused: Retry) -> None:
+        """Pause (or stay paused): wait the next step of the schedule; one log line per wait."""
+        now = time.monotonic()
+        code = refused.target_unavailable or "UNAVAILABLE"
+        if self.pause is None:
+            self.pause = TargetPause(code, refused.error, since_s=now, since_wall_s=time.time())
+        pause = self.pause
+        pause.code, pause.error = code, refused.error
+        pause.attempts += 1
+        wait_s = pause_wait_s(pause.attempts, refused.retry_after_s,
+                              base_s=self.pause_base_s, ceiling_s=self.pause_ceiling_s)
+        pause.next_try_s = now + wait_s
+        self.paused_until = max(self.paused_until, pause.next_try_s)
+        metrics.TARGET_PAUSED.labels(self.name).set(1)
+        log.warning("target paused", target=self.name, code=code, error=refused.error, attempt=pause.attempts,
+                    paused_for_s=round(pause.paused_for_s(now), 1), next_try_in_s=round(wait_s, 1),
+                    queued=len(self.queue))
+
+    def _resume(self) -> None:
+        pause, self.pause = self.pause, None
+        metrics.TARGET_PAUSED.labels(self.name).set(0)
+        if pause is not None:
+            log.info("target resumed", target=self.name, code=pause.code, attempts=pause.attempts,
+                     paused_for_s=round(pause.paused_for_s(time.monotonic()), 1))
 
     def _after(self, strongest: Retry | None, outcomes: Sequence[SyncOutcome]) -> None:
         """Back off after a retry (a Retry-After is a floor), pause when the budget is exhausted."""
         if any(isinstance(o, Retry) and o.uncertain for o in outcomes):
             self._settle()
+        if self.pause is not None:
+            return  # the pause schedule decides when to try again
         if strongest is None:
             self._attempt = 0
             return
@@ -250,7 +328,8 @@ class TargetRunner:
 
     def _count(self, work: Work, outcome: SyncOutcome) -> None:
         snap = work.entry.snapshot
-        kind = type(outcome).__name__.lower()
+        paused = isinstance(outcome, Retry) and outcome.target_unavailable is not None
+        kind = "paused" if paused else type(outcome).__name__.lower()
         metrics.UPSERTS.labels(self.name, kind).inc()
         fields: dict[str, object] = {
             "interaction_id": snap.interaction_id, "target": self.name, "version": snap.version,
@@ -263,6 +342,8 @@ class TargetRunner:
             log.info("synced", remote_id=outcome.remote_id, **fields)
         elif isinstance(outcome, Skipped):
             log.info("synced", reason=outcome.reason, **fields)
+        elif isinstance(outcome, Retry) and outcome.target_unavailable is not None:
+            return  # the target is paused: one line per wait (`_pause_for`), not one per record
         elif isinstance(outcome, Retry):
             log.warning("sync retry", error=outcome.error, uncertain=outcome.uncertain,
                         retry_after_s=outcome.retry_after_s, **fields)
