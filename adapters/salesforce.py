@@ -117,12 +117,6 @@ class SalesforceTarget:
         """Batched CallObject look-ups, then sObject Collections (`COLLECTION_LIMIT` records a request)."""
         return estimated_requests(items, COLLECTION_LIMIT)
 
-    @property
-    def api_budget_remaining(self) -> int | None:
-        """Requests left in the org's 24 h allowance, from the last Sforce-Limit-Info header."""
-        usage = getattr(self._client, "api_usage", {}).get("api-usage")
-        return None if usage is None else int(usage.total - usage.used)
-
     def close(self) -> None:
         self._session.close()
 

@@ -12,7 +12,7 @@ from schemas.events import RejectReason
 from worker.core.batch import Record, TtlPolicy, plan_batch, stronger
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import StateWrite
-from worker.fold.finalizer import PartitionClocks, plan_closes
+from worker.fold.finalizer import ClosePlan, PartitionClocks, plan_closes
 from worker.store.memory import MemoryStore
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -110,14 +110,20 @@ def test_partition_clock_follows_event_time_until_caught_up_then_wall_clock() ->
     assert [] == clocks.owned()
 
 
+def _closes(store: MemoryStore, clock_ms: int, grace_ms: int) -> ClosePlan:
+    """Partition 0's closes as the fold stage plans them: due entries read first, logs loaded after."""
+    due = store.due(0, clock_ms - grace_ms, 500)
+    return plan_closes(store, 0, clock_ms, due=due, load=store.load, grace_ms=grace_ms, ttl=TTL, now_ms=0)
+
+
 def test_windows_close_only_after_deadline_plus_grace_and_leave_a_tombstone() -> None:
     store = MemoryStore()
     _apply(store, _records(
         _event("interaction.connected", "c1", 1, 0, CONNECTED), _event("interaction.disconnected", "c1", 2, 60),
     ))
     deadline_ms = int((T0 + timedelta(seconds=180)).timestamp() * 1000)
-    assert [] == plan_closes(store, 0, deadline_ms + 999, grace_ms=1000, ttl=TTL, now_ms=0).writes
-    plan = plan_closes(store, 0, deadline_ms + 1000, grace_ms=1000, ttl=TTL, now_ms=0)
+    assert [] == _closes(store, deadline_ms + 999, grace_ms=1000).writes
+    plan = _closes(store, deadline_ms + 1000, grace_ms=1000)
     assert [("c1", 3, Trigger.FINALIZED, True)] == [
         (s.interaction_id, s.version, s.trigger, s.finalized) for _, s in plan.snapshots
     ]
@@ -131,7 +137,7 @@ def test_windows_close_only_after_deadline_plus_grace_and_leave_a_tombstone() ->
 def test_stale_deadline_entries_are_dropped() -> None:
     store = MemoryStore()
     store.write([StateWrite("gone", 0, Tombstone("gone", 4, T0), 1000, deadline=(0, 5))])
-    assert [] == plan_closes(store, 0, 10_000, grace_ms=0, ttl=TTL, now_ms=0).snapshots
+    assert [] == _closes(store, 10_000, grace_ms=0).snapshots
     assert {} == store.deadlines[0]
 
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from schemas.decode import decode_event
 from schemas.events import Event, Rejection
 from worker.core.fold import Accepted, fold, snapshot
-from worker.core.state import InteractionLog, Tombstone, state_from_bytes
+from worker.core.state import InteractionLog, Tombstone
+from worker.store.redis_store import decode_state, encode_state
 
 WINDOW_S = 120
 BASE_S = 1_790_000_000  # an epoch second in 2026
@@ -122,4 +123,4 @@ def test_versions_only_grow_and_grow_by_one_per_accepted_event(history: list[Eve
 def test_log_bytes_round_trip_to_an_equal_log(history: list[Event], data: st.DataObject) -> None:
     log = _fold_all(data.draw(st.permutations(history)))
     assert InteractionLog.from_bytes(log.to_bytes()) == log
-    assert state_from_bytes(log.to_bytes()) == log
+    assert decode_state(*encode_state(log)) == log

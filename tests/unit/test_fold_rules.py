@@ -346,7 +346,7 @@ def test_fold_carries_every_log_field_forward() -> None:
     sentinels = {field.name: f"<{field.name}>" for field in dataclasses.fields(InteractionLog)}
     fixed = {"interaction_id", "version", "trigger", "finalized", "applied_ids", "last_event_us"}
     changes = {name: value for name, value in sentinels.items() if name not in fixed}
-    evolved = fold_module._evolve(log, 9, Trigger.UPDATED, ("a",), 5, changes)
+    evolved = fold_module.evolve_log(log, 9, Trigger.UPDATED, ("a",), 5, changes)
     assert {name: getattr(evolved, name) for name in changes} == changes
     assert (evolved.version, evolved.trigger, evolved.applied_ids, evolved.last_event_us) == (
         9, Trigger.UPDATED, ("a",), 5)

@@ -15,7 +15,7 @@ from schemas.common import Trigger
 from schemas.decode import Rejection
 from schemas.events import Event
 from worker.core.bounds import future_time
-from worker.core.fold import Accepted, Duplicate, Rejected, fold
+from worker.core.fold import Accepted, Duplicate, Rejected, fold, trigger_for
 from worker.core.snapshot_json import EncodedSnapshot, encoded_snapshot
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import StateWrite, Stored
@@ -29,15 +29,6 @@ TRIGGER_RANK: dict[Trigger, int] = {
     Trigger.CREATED: 3,
     Trigger.FINALIZED: 4,
 }
-
-_TRIGGER_OF_TYPE: dict[str, Trigger] = {
-    "interaction.connected": Trigger.STATE_CHANGED,
-    "interaction.held": Trigger.STATE_CHANGED,
-    "interaction.resumed": Trigger.STATE_CHANGED,
-    "interaction.disconnected": Trigger.STATE_CHANGED,
-    "log.opened": Trigger.OPENED,
-}
-
 
 def stronger(a: Trigger | None, b: Trigger) -> Trigger:
     return b if a is None or TRIGGER_RANK[b] >= TRIGGER_RANK[a] else a
@@ -123,7 +114,7 @@ def plan_batch(
             entry = touched[event.subject] = _Touched(record.partition, 0 if stored is None else stored.version)
         if isinstance(outcome, Duplicate):
             plan.duplicates += 1
-            entry.trigger = stronger(entry.trigger, _TRIGGER_OF_TYPE.get(event.type, Trigger.UPDATED))
+            entry.trigger = stronger(entry.trigger, trigger_for(event.type))
             continue
         assert isinstance(outcome, Accepted)
         states[event.subject] = result.log

@@ -51,6 +51,7 @@ __all__ = [
     "fold",
     "snapshot",
     "tombstone_of",
+    "trigger_for",
 ]
 
 VIEWS_KEPT = 64
@@ -121,7 +122,8 @@ def fold(
         if event.type == "interaction.attributes" and (overflow := too_many_attributes(state, event)):
             return FoldResult(state, Rejected(overflow))
         log, ended_us = state, disconnected_us(state.transitions)
-        trigger = _trigger_for(event.type, time_us, ended_us)
+        trigger = trigger_for(event.type, ended_us is not None and (
+            time_us > ended_us or event.type == "interaction.disconnected"))
     arrival = log.version + 1
     sequence = event.sequence
     stamp = Stamp(-1 if sequence is None else sequence, time_us, arrival)
@@ -130,9 +132,6 @@ def fold(
     last_event_us = log.last_event_us if log.last_event_us > time_us else time_us
     new_log = evolve_log(log, arrival, trigger, (*ids, event.id), last_event_us, changes)
     return FoldResult(new_log, _ACCEPTED[trigger])
-
-
-_evolve = evolve_log
 
 
 def finalize(log: InteractionLog) -> InteractionLog:
@@ -163,11 +162,11 @@ def _iso(epoch_us: int) -> str:
     return from_us(epoch_us).isoformat().replace("+00:00", "Z")
 
 
-def _trigger_for(event_type: str, time_us: int, ended_us: int | None) -> Trigger:
+def trigger_for(event_type: str, after_end: bool = False) -> Trigger:
+    """The trigger an accepted event of this type sets; a transition after the disconnect only updates."""
     if event_type == "log.opened":
         return Trigger.OPENED
     if event_type in _TRANSITION_KIND:
-        after_end = ended_us is not None and (time_us > ended_us or event_type == "interaction.disconnected")
         return Trigger.UPDATED if after_end else Trigger.STATE_CHANGED
     return Trigger.UPDATED
 

@@ -173,11 +173,6 @@ def evolve_log(
     return cast(InteractionLog, twin)
 
 
-def state_from_bytes(raw: bytes) -> InteractionLog | Tombstone:
-    """Load whichever of the two a Redis value holds."""
-    return Tombstone.from_bytes(raw) if raw.startswith(b'{"k":"tomb"') else InteractionLog.from_bytes(raw)
-
-
 def _ref_out(ref: RecordRef | None) -> list[str] | None:
     return None if ref is None else [ref.system, ref.type, ref.id]  # a StrEnum: orjson writes its value
 

@@ -74,27 +74,24 @@ def plan_closes(
     partition: int,
     clock_ms: int,
     *,
+    due: list[tuple[str, int]],
+    load: Callable[[Iterable[str]], dict[str, Stored]],
     grace_ms: int,
     ttl: TtlPolicy,
     now_ms: int,
-    limit: int = 500,
-    load: Callable[[Iterable[str]], dict[str, Stored]] | None = None,
-    due: list[tuple[str, int]] | None = None,
 ) -> ClosePlan:
     """Finalize every window of `partition` whose deadline + grace the clock has passed.
 
     Stale entries (no log, already a tombstone) are dropped; an entry whose log now has a later
     deadline is rescheduled. The caller emits the snapshots, waits for Kafka's acknowledgement and
     only then persists the writes (tombstones), so a crash in between finalizes again, at the same
-    version. `load` reads the due logs (default `store.load`; the fold stage reads through its cache);
-    `due` is the partition's due entries when the caller read them already (`store.due_many`).
+    version. `due` is the partition's due entries (`store.due_many`), `load` reads their logs (the
+    fold stage reads through its cache); `store` drops the stale entries.
     """
     plan = ClosePlan()
-    if due is None:
-        due = store.due(partition, clock_ms - grace_ms, limit)
     if not due:
         return plan
-    loaded = (load or store.load)([interaction_id for interaction_id, _ in due])
+    loaded = load([interaction_id for interaction_id, _ in due])
     stale: list[str] = []
     for interaction_id, _score in due:
         stored = loaded[interaction_id]

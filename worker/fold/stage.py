@@ -309,11 +309,8 @@ class FoldStage:
             self.consumer.pause([TopicPartition(topic, p) for p in finished])
         return kept, finished
 
-    def drained(self) -> bool:
-        """Every owned partition is at its end (or stop offset) and no window is due."""
-        return self._drained()
-
     def _drained(self) -> bool:
+        """Every owned partition is at its end (or stop offset) and no window is due."""
         owned = self.clocks.owned()
         if not owned or not all(self.clocks.is_caught_up(p) for p in owned):
             return False

@@ -70,7 +70,3 @@ class OffsetLedger:
             for key in partitions:
                 self._partitions.pop(key, None)
 
-    def open_records(self) -> int:
-        with self._lock:
-            return sum(len(entry.open_shares) for entry in self._partitions.values())
-
