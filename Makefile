@@ -5,15 +5,26 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 export PYTHON := $(abspath $(PY))
 
-.PHONY: run test test-unit lint bench stack-up stack-down emulators-up emulators-down install schema clean
+.PHONY: run test test-unit lint bench stack-up stack-down emulators-up emulators-down install lock schema clean
 
-$(VENV)/.installed: pyproject.toml
+# The versions come from requirements-dev.lock (constraints: pyproject.toml still says what is needed,
+# the lock says which versions), so a fresh clone installs what CI and the image were tested with.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c requirements-dev.lock -e '.[dev]'
 	@touch $@
 
 install: $(VENV)/.installed
+
+# Renew both lock files from pyproject.toml (newest versions its bounds allow; Python 3.11, any platform).
+# requirements.lock (runtime, with hashes) is what the image installs; requirements-dev.lock adds the
+# dev tools (the runtime pins kept: tests run what the image runs) and constrains `make install`.
+# `make lock LOCK_UPGRADE=--upgrade` moves every pin to the newest allowed; review, `make test`, commit both.
+LOCK_ARGS := --universal --python-version 3.11 --custom-compile-command "make lock" --quiet $(LOCK_UPGRADE)
+lock: install
+	$(VENV)/bin/uv pip compile pyproject.toml $(LOCK_ARGS) --generate-hashes -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml $(LOCK_ARGS) --extra dev -c requirements.lock -o requirements-dev.lock
 
 lint: install
 	$(VENV)/bin/ruff check schemas worker adapters tests

@@ -97,7 +97,7 @@ def test_every_copy_source_exists_and_survives_dockerignore() -> None:
         if name == "COPY" and not args.startswith("--from")
         for source in args.split()[:-1]
     ]
-    assert sources == ["pyproject.toml", "README.m[d]", "schemas", "worker", "adapters"]
+    assert sources == ["requirements.lock", "pyproject.toml", "README.m[d]", "schemas", "worker", "adapters"]
     for source in sources:
         matches = [p.relative_to(REPO).as_posix() for p in REPO.glob(source)]
         assert matches or "[" in source, source  # a glob may match nothing (optional file)
@@ -108,6 +108,8 @@ def test_every_copy_source_exists_and_survives_dockerignore() -> None:
     ("path", "excluded"),
     [
         ("pyproject.toml", False),
+        ("requirements.lock", False),
+        ("requirements-dev.lock", True),
         ("README.md", False),
         ("worker/settings.py", False),
         ("schemas/jsonschema/snapshot.json", False),
@@ -124,3 +126,18 @@ def test_every_copy_source_exists_and_survives_dockerignore() -> None:
 )
 def test_dockerignore_keeps_the_sources_and_drops_the_rest(path: str, excluded: bool) -> None:
     assert dockerignore_excludes(path, dockerignore_patterns()) is excluded
+
+
+def test_the_builder_installs_the_locked_dependencies_by_hash_and_the_project_without_resolving() -> None:
+    runs = " ".join(args for name, args in instructions() if name == "RUN")
+    assert "pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements.lock" in runs
+    assert "pip install --no-cache-dir --no-deps ." in runs
+    lock = (REPO / "requirements.lock").read_text()
+    pins = dict(re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+)", lock, flags=re.M))
+    assert {"confluent-kafka", "redis", "hiredis", "pydantic", "structlog", "typer"} <= set(pins)
+    assert all(re.search(rf"^{re.escape(name)}==.*\\\n\s+--hash=sha256:", lock, flags=re.M) for name in pins)
+
+
+def test_the_image_reports_its_revision() -> None:
+    steps = dict(final_stage())
+    assert "ILOG_BUILD_REVISION=${REVISION}" in steps["ENV"]
