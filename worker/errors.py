@@ -37,3 +37,19 @@ class UnreachableError(IlogError):
         super().__init__(f"cannot reach {service} at {where} ({detail}); {hint}")
         self.service = service
         self.where = where
+
+
+class StoreUnavailableError(StoreError):
+    """Redis did not answer (connection refused or reset, timeout, still loading): wait and retry."""
+
+
+class StateLostError(StoreError):
+    """The store no longer holds the state of these partitions (restarted empty, flushed, failed over)."""
+
+    def __init__(self, partitions: list[int]) -> None:
+        super().__init__(f"the state store lost the state of partitions {partitions}")
+        self.partitions = partitions
+
+
+class DeliveryTimeoutError(DeliveryError):
+    """Kafka did not acknowledge in time (the producer is still resending): flush again."""

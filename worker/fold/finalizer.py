@@ -2,9 +2,10 @@
 
 Window-close rule (DESIGN.md): a window closes when its partition's clock passes deadline + grace.
 The clock is the newest event time consumed on that partition, advanced to wall-clock while the
-consumer is caught up on it (it has read to the end of the partition). So a lagging consumer never
-closes a window while an in-window edit still waits in Kafka, an idle partition still closes windows
-on time, and a replay closes windows by event time.
+consumer is caught up on it (it has read to the end of the partition, and knows so freshly: see
+`PartitionClocks`). So a lagging consumer never closes a window while an in-window edit still waits
+in Kafka, an idle partition still closes windows on time, a broker outage does not close windows
+by the wall clock while nothing can be read, and a replay closes windows by event time.
 """
 
 from __future__ import annotations
@@ -22,11 +23,23 @@ from worker.store.port import LogStore
 
 
 class PartitionClocks:
-    """Event-time clocks of the partitions this consumer owns."""
+    """Event-time clocks of the partitions this consumer owns.
 
-    def __init__(self) -> None:
+    A partition follows the wall clock only while the consumer knows, freshly, that it has read
+    everything there is: an end of partition (EOF) or a watermark check at most `fresh_ms` ago, no
+    broker trouble since, and, after broker trouble, `settle_ms` of fetching that works again
+    (producers send what they held back during the outage; their edits must be read before the
+    windows they belong to close). Otherwise the clock is the newest event time consumed.
+    """
+
+    def __init__(self, *, fresh_ms: int | None = None, settle_ms: int = 0) -> None:
         self._event_ms: dict[int, int] = {}
         self._caught_up: dict[int, bool] = {}
+        self._verified_ms: dict[int, int] = {}  # wall ms of the last evidence that the partition is at its end
+        self._fresh_ms = fresh_ms  # None: an EOF counts until the next event (replays, tests of the rule)
+        self._settle_ms = settle_ms
+        self._hold_until_ms = 0
+        self._suspended = False
 
     def assign(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
@@ -37,6 +50,7 @@ class PartitionClocks:
         for partition in partitions:
             self._event_ms.pop(partition, None)
             self._caught_up.pop(partition, None)
+            self._verified_ms.pop(partition, None)
 
     def owned(self) -> list[int]:
         return sorted(self._event_ms)
@@ -47,18 +61,40 @@ class PartitionClocks:
             self._event_ms[partition] = max(self._event_ms[partition], event_ms)
             self._caught_up[partition] = False
 
-    def reached_end(self, partition: int) -> None:
+    def reached_end(self, partition: int, now_ms: int = 0) -> None:
         if partition in self._caught_up:
             self._caught_up[partition] = True
+            self._verified_ms[partition] = now_ms
+
+    def suspend(self) -> None:
+        """The broker is unreachable or a fetch failed: nothing is known to be caught up any more."""
+        self._suspended = True
+        for partition in self._caught_up:
+            self._caught_up[partition] = False
+
+    def fetched(self, now_ms: int) -> None:
+        """Fetching works (again): after a suspension, wall-clock following waits `settle_ms` more."""
+        if self._suspended:
+            self._suspended = False
+            self._hold_until_ms = now_ms + self._settle_ms
 
     def is_caught_up(self, partition: int) -> bool:
         return self._caught_up.get(partition, False)
 
+    def to_verify(self, now_ms: int, older_than_ms: int) -> list[int]:
+        """Partitions whose evidence of being at the end is missing or older than `older_than_ms`."""
+        return [p for p in self._event_ms if now_ms - self._verified_ms.get(p, 0) > older_than_ms]
+
     def clock_ms(self, partition: int, wall_ms: int, *, follow_wall_clock: bool = True) -> int:
         event_ms = self._event_ms.get(partition, 0)
-        if follow_wall_clock and self._caught_up.get(partition, False):
+        if follow_wall_clock and self._follows_wall_clock(partition, wall_ms):
             return max(event_ms, wall_ms)
         return event_ms
+
+    def _follows_wall_clock(self, partition: int, wall_ms: int) -> bool:
+        if not self._caught_up.get(partition, False) or self._suspended or wall_ms < self._hold_until_ms:
+            return False
+        return self._fresh_ms is None or wall_ms - self._verified_ms.get(partition, 0) <= self._fresh_ms
 
 
 @dataclass

@@ -8,6 +8,14 @@ Commit order, per batch (written down here because correctness depends on it):
 A crash anywhere re-consumes the batch: the fold treats its events as duplicates and the same
 snapshots are produced again (they carry their version, so consumers stay idempotent).
 Finalization runs between batches: emit `finalized` snapshots, flush, then write tombstones.
+
+Every state written (and every state a batch touched) is also produced to the state changelog
+topic before the flush, so the changelog holds every state whose events' offsets are committed.
+Redis down, Redis that lost its state, a flush Kafka does not acknowledge in time: see
+`worker.fold.recovery` (the stage waits, restores from the changelog, retries; it does not exit).
+Partition clocks follow the wall clock only on fresh evidence that a partition is read to its end
+(`worker.fold.finalizer.PartitionClocks`): an EOF, or librdkafka's statistics (every second) showing
+the partition read to its high watermark by a consumer whose leader broker answered recently.
 """
 
 from __future__ import annotations
@@ -18,24 +26,34 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from schemas.decode import Rejection
 from worker.core.batch import BatchPlan, Record, TtlPolicy, plan_batch
 from worker.core.snapshot_json import EncodedSnapshot
 from worker.core.writes import StateWrite, Stored
-from worker.errors import StoreError
+from worker.errors import DeliveryError, KafkaClientError, StoreError
 from worker.fold.finalizer import ClosePlan, PartitionClocks, plan_closes
+from worker.fold.recovery import (
+    StateChangelog,
+    StateRestorer,
+    StoppingError,
+    StoreGuard,
+    Waiter,
+    flush_until_acknowledged,
+)
 from worker.kafka.clients import (
     DeliveryTracker,
     commit_quietly,
     decode_message,
     dlq_headers,
     highest_offsets,
+    partitions_at_end,
     store_offsets,
 )
 from worker.runtime import metrics
 from worker.runtime.settings import Settings
+from worker.runtime.status import StageStatus
 from worker.store.cache import StateCache
 from worker.store.port import LogStore
 
@@ -44,6 +62,7 @@ log = structlog.get_logger("ilog.fold")
 _FENCE_ATTEMPTS = 3
 _FINALIZE_EVERY_S = 0.2
 _CLOSES_PER_TICK = 500  # per partition
+_FRESH_MS = 5_000  # evidence older than this does not let the clock follow the wall clock
 
 
 def wall_ms() -> int:
@@ -66,12 +85,18 @@ class FoldOptions:
 class FoldStage:
     def __init__(
         self, settings: Settings, store: LogStore, consumer: Consumer, producer: Producer,
-        options: FoldOptions | None = None,
+        options: FoldOptions | None = None, *, status: StageStatus | None = None,
+        changelog_reader: Consumer | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.options = options or FoldOptions()
-        self.clocks = PartitionClocks()
+        # live: a group member that keeps the changelog and guards its writes; a replay does neither
+        self.live = self.options.start_offsets is None
+        self.clocks = (
+            PartitionClocks(fresh_ms=_FRESH_MS, settle_ms=int(settings.broker_settle_seconds * 1000))
+            if self.live and self.options.follow_wall_clock else PartitionClocks()
+        )
         self.ttl = TtlPolicy(
             retention_ms=int(settings.retention_seconds * 1000),
             open_log_ttl_ms=int(settings.open_log_ttl_seconds * 1000),
@@ -86,16 +111,28 @@ class FoldStage:
         self._last_finalize = 0.0
         # the states this consumer wrote last, so a batch loads from Redis only what it has not seen
         self.cache = StateCache()
+        self.status = status or StageStatus("fold")
+        self.waiter = Waiter(self.status, threading.Event(), settings.store_retry_max_seconds)
+        self.changelog = (StateChangelog(producer, settings.state_changelog_topic, self.deliveries, self.ttl)
+                          if self.live else None)
+        restorer = (StateRestorer(store, changelog_reader, settings.state_changelog_topic)
+                    if self.live and changelog_reader is not None else None)
+        self.guard = StoreGuard(store, restorer, consumer, settings.events_topic, self.waiter)
+        self.guard.on_restored = self.cache.drop_partitions
+        self._trouble_seen = 0.0
 
     # -- group membership -------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.clocks.assign(tp.partition for tp in partitions)
+        """Before anything is read: the store must hold these partitions' state (or restore it)."""
+        owned = [tp.partition for tp in partitions]
+        self.guard.call(lambda: self.guard.repair(owned), self.clocks.owned)
+        self.clocks.assign(owned)
         self.assigned_once.set()
         log.info("partitions assigned", partitions=[tp.partition for tp in partitions], group=self.group)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The batch in hand is done (callbacks run inside consume): flush, commit, hand over."""
-        self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+        self._flush()
         commit_quietly(self.consumer)
         self.clocks.revoke(tp.partition for tp in partitions)
         self.cache.drop_partitions(tp.partition for tp in partitions)
@@ -110,6 +147,7 @@ class FoldStage:
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop: threading.Event, after_step: Callable[[], None] | None = None) -> None:
+        self.waiter.stop = stop
         if self.options.start_offsets is not None:
             self._assign_explicitly(self.options.start_offsets)
         else:
@@ -125,6 +163,8 @@ class FoldStage:
                     after_step()
                 if self.options.burst and self._drained():
                     break
+        except StoppingError:
+            log.info("stopped while waiting; the batch in hand is read again by the next owner")
         finally:
             self.shutdown()
 
@@ -145,7 +185,28 @@ class FoldStage:
 
     def step(self) -> None:
         """One iteration: consume a batch, fold and persist it, close due windows."""
+        self.status.beat()
         messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_seconds)
+        records, at_end = self._read(messages)
+        finished: list[int] = []
+        if records:
+            records, finished = self._within_stop_offsets(records)
+        if records:
+            self.process(records)
+        now = wall_ms()
+        for partition in [*at_end, *finished]:  # after `process`, which marks the partitions it read as behind
+            self.clocks.reached_end(partition, now)
+        if self.live and self.options.follow_wall_clock:
+            self._note_stats()
+        if time.monotonic() - self._last_finalize >= _FINALIZE_EVERY_S or self.options.burst:
+            self.finalize_due()
+            self._last_finalize = time.monotonic()
+
+    def _read(self, messages: list[Message]) -> tuple[list[Record], list[int]]:
+        """Decoded records and partitions at their end; what the consume says about the broker goes to the clocks."""
+        if self.status.broker_trouble_at > self._trouble_seen:  # error_cb ran inside consume
+            self._trouble_seen = self.status.broker_trouble_at
+            self.clocks.suspend()
         records: list[Record] = []
         at_end: list[int] = []
         for message in messages:
@@ -155,30 +216,39 @@ class FoldStage:
             elif error.code() == KafkaError._PARTITION_EOF:
                 at_end.append(message.partition() or 0)
             else:
+                self.clocks.suspend()
                 log.error("consume error", error=error.str(), partition=message.partition())
-        finished: list[int] = []
-        if records:
-            records, finished = self._within_stop_offsets(records)
-        if records:
-            self.process(records)
-        for partition in [*at_end, *finished]:  # after `process`, which marks the partitions it read as behind
-            self.clocks.reached_end(partition)
-        if time.monotonic() - self._last_finalize >= _FINALIZE_EVERY_S or self.options.burst:
-            self.finalize_due()
-            self._last_finalize = time.monotonic()
+        if records or at_end:
+            self.status.kafka_fetched()
+            self.clocks.fetched(wall_ms())
+        return records, at_end
+
+    def _note_stats(self) -> None:
+        """librdkafka's statistics (every second): partitions read to their end while their leader answers
+        are caught up (fresh evidence for an idle partition, which gets no new EOF); a leader that does
+        not answer suspends wall-clock following (a broker that hangs sends no connection error)."""
+        stats = self.status.take_stats()
+        if stats is None:
+            return
+        now = wall_ms()
+        ends, silent = partitions_at_end(stats, self.settings.events_topic, self.clocks.owned())
+        if silent:
+            self.clocks.suspend()
+            return
+        self.clocks.fetched(now)
+        for partition in ends:
+            self.clocks.reached_end(partition, now)
 
     def process(self, records: Sequence[Record]) -> None:
         started = time.perf_counter()
         metrics.EVENTS_CONSUMED.inc(len(records))
-        plan = self._fold_and_persist(records)
+        plan = self.guard.call(lambda: self._fold_and_persist(records), self.clocks.owned)
         for partition, event_time in plan.max_event_time.items():
             self.clocks.observe(partition, int(event_time.timestamp() * 1000))
         self._emit(plan.snapshots)
         self._dead_letter(plan)
-        self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
-        stored = highest_offsets(records)
-        store_offsets(self.consumer, stored)
-        self.positions.update({partition: offset for (_topic, partition), offset in stored.items()})
+        self._flush()
+        self._store_offsets(records)
         for trigger, count in plan.accepted.items():
             metrics.EVENTS_FOLDED.labels(trigger.value).inc(count)
         metrics.EVENTS_DUPLICATE.inc(plan.duplicates)
@@ -192,19 +262,37 @@ class FoldStage:
             # an interaction's partition is the one its events arrive on
             partition_of = {r.item.subject: r.partition for r in pending if not isinstance(r.item, Rejection)}
             now_ms = wall_ms()
+            loaded = self._load(partition_of, now_ms)
             plan = plan_batch(
-                pending, self._load(partition_of, now_ms), edit_window_s=self.settings.edit_window_seconds,
+                pending, loaded, edit_window_s=self.settings.edit_window_seconds,
                 applied_ids_kept=self.settings.applied_ids_kept, ttl=self.ttl, now_ms=now_ms,
                 max_skew_ms=int(self.settings.max_clock_skew_seconds * 1000),
             )
             fenced = set(self._write_through(plan.writes, partition_of.__getitem__, now_ms))
             _merge_plan(combined, plan, fenced, first=attempt == 0)
+            self._record_unchanged(loaded, {w.interaction_id for w in plan.writes}, partition_of, now_ms)
             if not fenced:
                 return combined
             metrics.FENCED_WRITES.inc(len(fenced))
             log.warning("fenced out; re-reading", interactions=sorted(fenced)[:10], count=len(fenced))
             pending = [r for r in pending if not _is_rejection(r) and r.item.subject in fenced]
         raise StoreError(f"interactions kept moving under this consumer: {sorted(fenced)[:10]}")
+
+    def _store_offsets(self, records: Sequence[Record]) -> None:
+        stored = highest_offsets(records)
+        try:
+            store_offsets(self.consumer, stored)
+        except KafkaClientError as exc:  # the partitions moved on while the batch waited (for Redis, say)
+            log.warning("offsets not stored; the partitions' new owner reads the batch again", error=str(exc))
+            return
+        self.positions.update({partition: offset for (_topic, partition), offset in stored.items()})
+
+    def _flush(self) -> None:
+        flush_until_acknowledged(self.deliveries, self.producer, self.settings.drain_timeout_seconds, self.waiter)
+
+    def _guarded(self, partitions: Iterable[int]) -> list[int]:
+        """The partitions a write must find marked (a live stage's own); none for a replay."""
+        return sorted(set(partitions)) if self.live else []
 
     def _load(self, interaction_ids: Iterable[str], now_ms: int) -> dict[str, Stored]:
         return self.cache.load_through(self.store.load, interaction_ids, now_ms)
@@ -213,14 +301,34 @@ class FoldStage:
         self, writes: Sequence[StateWrite], partition_of: Callable[[str], int], now_ms: int,
     ) -> list[str]:
         """Write to the store and mirror the result in the cache; the ids fenced out."""
+        if not writes:
+            return []
+        guard = self._guarded(partition_of(item.interaction_id) for item in writes)
         try:
-            fenced = self.store.write(writes).fenced_out
+            fenced = self.store.write(writes, guard).fenced_out
         except BaseException:
             # some writes of the round trip may have landed: forget them all, Redis is the truth
             self.cache.evict(item.interaction_id for item in writes)
             raise
         self.cache.written(writes, fenced, partition_of, now_ms)
+        if self.changelog is not None:
+            skipped = set(fenced)
+            self.changelog.record(
+                ((partition_of(w.interaction_id), w.interaction_id, w.state, w.ttl_ms)
+                 for w in writes if w.interaction_id not in skipped), now_ms,
+            )
         return fenced
+
+    def _record_unchanged(
+        self, loaded: dict[str, Stored], written: set[str], partition_of: dict[str, int], now_ms: int,
+    ) -> None:
+        """States a batch touched without changing them go to the changelog again: a crash may have lost
+        their last changelog copy while Redis kept the write (the re-read events are duplicates now)."""
+        if self.changelog is not None:
+            self.changelog.record(
+                ((partition_of[i], i, stored.state, None) for i, stored in loaded.items()
+                 if stored.state is not None and i not in written and i in partition_of), now_ms,
+            )
 
     def _emit(self, snapshots: Sequence[tuple[int, EncodedSnapshot]]) -> None:
         emitted: dict[str, int] = {}  # per trigger: one metric update per batch, not per snapshot
@@ -253,7 +361,14 @@ class FoldStage:
         """Close every due window of every owned partition: emit, flush, then write the tombstones.
 
         All partitions together: one round trip finds what is due, one flush and one write round
-        trip close it (per partition these were paid every step, even with nothing to close)."""
+        trip close it (per partition these were paid every step, even with nothing to close).
+        A live stage first checks that the store still holds its partitions (an idle partition
+        notices a lost store here), and restores them if not."""
+        self.guard.call(self._finalize_due_once, self.clocks.owned)
+
+    def _finalize_due_once(self) -> None:
+        if self.live:
+            self.guard.check(self.clocks.owned())
         now = wall_ms()
         grace_ms = int(self.settings.finalize_grace_seconds * 1000)
         clocks = {p: self.clocks.clock_ms(p, now, follow_wall_clock=self.options.follow_wall_clock)
@@ -272,7 +387,7 @@ class FoldStage:
         if not writes:
             return
         self._emit([snap for plan in plans.values() for snap in plan.snapshots])
-        self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+        self._flush()
         on_partition = {item.interaction_id: p for p, plan in plans.items() for item in plan.writes}
         fenced = self._write_through(writes, on_partition.__getitem__, now)
         if fenced:
@@ -326,6 +441,9 @@ class FoldStage:
         """Finish: flush what was produced, commit stored offsets, leave the group."""
         try:
             self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
+            commit_quietly(self.consumer)
+        except DeliveryError as exc:  # not acknowledged: the stored offsets are older, the batch is read again
+            log.warning("closing with deliveries not acknowledged", error=str(exc))
             commit_quietly(self.consumer)
         finally:
             self.consumer.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from schemas.decode import Rejection, decode_event
 from worker.core.batch import Record
-from worker.errors import DeliveryError, KafkaClientError
+from worker.errors import DeliveryError, DeliveryTimeoutError, KafkaClientError
 from worker.runtime import metrics
 from worker.runtime.logs import RepeatThrottle
 from worker.runtime.settings import Settings
@@ -23,8 +23,13 @@ log = structlog.get_logger("ilog.kafka")
 _ERROR_REPEATS = RepeatThrottle()
 
 
-def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
-    """Offsets are stored by the stage only after its effects are durable; librdkafka commits them."""
+def consumer_config(settings: Settings, group: str, stage: str | None = None, **extra: Any) -> dict[str, Any]:
+    """Offsets are stored by the stage only after its effects are durable; librdkafka commits them.
+
+    Static membership (`group.instance.id`) when the settings give an id or the pod has a name
+    (`Settings.instance_id`), each stage with its own id: a restarted process rejoins under the same
+    id and gets its partitions back without a rebalance. Reconnects back off at most 2 s, so a
+    broker that comes back is used again within seconds."""
     config: dict[str, Any] = {
         "group.id": group,
         "enable.auto.commit": True,
@@ -33,10 +38,12 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "enable.partition.eof": True,
-        "statistics.interval.ms": 5000,
+        "statistics.interval.ms": 1000,  # lag metrics; the fold stage's partition clocks read them too
+        "reconnect.backoff.max.ms": 2000,
     }
-    if settings.group_instance_id:
-        config["group.instance.id"] = settings.group_instance_id
+    instance_id = settings.instance_id(stage or group)
+    if instance_id:
+        config["group.instance.id"] = instance_id
     config.update(extra)
     return settings.kafka_config(**config)
 
@@ -102,10 +109,10 @@ class DeliveryTracker:
             remaining = producer.flush(timeout_s)
         except KafkaException as exc:
             raise DeliveryError(f"flushing the producer failed: {exc}") from exc
+        if remaining:  # the failures reported so far stay for the flush that finishes
+            raise DeliveryTimeoutError(f"{remaining} messages not acknowledged within {timeout_s} s")
         with self._lock:
             failures, self.failures = self.failures, []
-        if remaining:
-            raise DeliveryError(f"{remaining} messages not acknowledged within {timeout_s} s")
         if failures:
             raise DeliveryError(f"{len(failures)} messages failed: {failures[:3]}")
 
@@ -130,12 +137,15 @@ def highest_offsets(records: Sequence[Positioned]) -> dict[tuple[str, int], int]
     return positions
 
 
-def record_lag(group: str, raw_stats: str) -> None:
-    """librdkafka's `stats_cb`: consumer lag per partition into the metrics."""
-    lags = stats_lag(json.loads(raw_stats))
+def record_lag(group: str, raw_stats: str, sink: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """librdkafka's `stats_cb`: consumer lag per partition into the metrics; the parsed statistics to `sink`."""
+    stats = json.loads(raw_stats)
+    lags = stats_lag(stats)
     for (_topic, partition), lag in lags.items():
         metrics.CONSUMER_LAG.labels(group, str(partition)).set(lag)
     metrics.keep_lag_series(group, (partition for _topic, partition in lags))
+    if sink is not None:
+        sink(stats)
 
 
 def log_kafka_error(error: KafkaError) -> None:
@@ -144,6 +154,33 @@ def log_kafka_error(error: KafkaError) -> None:
     held = _ERROR_REPEATS.admit(f"{error.name()} {error.str()}")
     if held is not None:
         log.warning("kafka client error", code=error.name(), error=error.str(), fatal=error.fatal(), repeated=held)
+_ANSWERED_WITHIN_US = 3_000_000  # a leader that sent nothing for this long is not answering
+
+
+def partitions_at_end(stats: dict[str, Any], topic: str, owned: Sequence[int]) -> tuple[list[int], bool]:
+    """(owned partitions read to their high watermark, whether an owned partition's leader is silent).
+
+    From librdkafka's statistics: a partition is at its end when it is fetched, the application has
+    read up to the high watermark of the last fetch response (or, nothing read since assignment, the
+    last EOF was at it), and its leader broker is UP and sent something within the last 3 s."""
+    answering = {
+        int(broker.get("nodeid", -1)) for broker in stats.get("brokers", {}).values()
+        if broker.get("state") == "UP" and 0 <= int(broker.get("rxidle", -1)) < _ANSWERED_WITHIN_US
+    }
+    partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
+    ends: list[int] = []
+    silent = False
+    for partition in owned:
+        entry = partitions.get(str(partition))
+        if entry is None:
+            continue
+        if int(entry.get("leader", -1)) not in answering:
+            silent = True
+            continue
+        high, read, eof = (int(entry.get(k, -1)) for k in ("hi_offset", "app_offset", "eof_offset"))
+        if entry.get("fetch_state") == "active" and high >= 0 and (read == high or (read < 0 and eof == high)):
+            ends.append(partition)
+    return ends, silent
 
 
 def store_offsets(consumer: Consumer, positions: dict[tuple[str, int], int]) -> None:

@@ -6,6 +6,9 @@
 - upserts: compacted, then deleted after `upserts_retention_seconds`: the sync stage only needs each
   interaction's latest snapshot; records younger than `min.compaction.lag.ms` (1 h) are never compacted
   away, so a sync stage less than an hour behind still sees every version (the webhook's events).
+- state changelog (`<events topic>.state`): the fold stage's copy of its Redis state (see
+  `worker.fold.recovery`), one partition per events partition; compacted, and deleted after the
+  longest a state lives in Redis (open-log TTL + retention).
 - DLQs: deleted after `dlq_retention_seconds` (default 30 days), time to look at them and replay.
 Every topic gets `min.insync.replicas`; with `acks=all` a write needs that many replicas.
 `ilog topics create` sets these on new topics and applies them to existing ones.
@@ -34,6 +37,7 @@ def project_topics(settings: Settings) -> list[str]:
         settings.events_dlq_topic,
         settings.upserts_topic,
         settings.upserts_dlq_topic,
+        settings.state_changelog_topic,
     ]
 
 
@@ -55,6 +59,10 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
                                  "retention.ms": _ms(settings.upserts_retention_seconds),
                                  "min.compaction.lag.ms": str(UPSERTS_MIN_COMPACTION_LAG_MS)},
         settings.upserts_dlq_topic: dlq,
+        settings.state_changelog_topic: {
+            **common, "cleanup.policy": "compact,delete",
+            "retention.ms": _ms(settings.open_log_ttl_seconds + settings.retention_seconds),
+        },
     }
 
 

@@ -6,18 +6,20 @@ Stages, commands and tools receive clients from here; nothing else constructs on
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from worker.errors import ConfigError, UnreachableError
 from worker.fold.stage import FoldOptions, FoldStage
 from worker.kafka.clients import consumer_config, log_kafka_error, producer_config, record_lag
 from worker.runtime.settings import Settings
+from worker.runtime.status import StageStatus
 from worker.runtime.targets import build_targets
 from worker.store.budget import ApiBudget
 from worker.store.redis_store import RedisStore
@@ -81,9 +83,21 @@ def log_store(settings: Settings, prefix: str | None = None) -> RedisStore:
     return RedisStore(redis_client(settings), prefix or settings.key_prefix)
 
 
-def stage_consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
-    """A stage's consumer: offsets stored by the stage after its effects are durable; lag reported."""
-    return Consumer(consumer_config(settings, group, stats_cb=partial(record_lag, group), **kafka_hooks(), **extra))
+def stage_consumer(settings: Settings, group: str, status: StageStatus | None = None, **extra: Any) -> Consumer:
+    """A stage's consumer: offsets stored by the stage after its effects are durable; lag reported;
+    connection errors logged and reported to the stage's status (readiness, partition clocks)."""
+    if status is None:
+        return Consumer(consumer_config(settings, group, stats_cb=partial(record_lag, group), **kafka_hooks(),
+                                        **extra))
+    hooks = kafka_hooks()
+    hooks["error_cb"] = partial(_report_kafka_error, status)
+    stats_cb = partial(record_lag, group, sink=status.stats)
+    return Consumer(consumer_config(settings, group, status.name, stats_cb=stats_cb, **hooks, **extra))
+
+
+def _report_kafka_error(status: StageStatus, error: KafkaError) -> None:
+    log_kafka_error(error)
+    status.kafka_error(error)
 
 
 def stage_producer(settings: Settings, **extra: Any) -> Producer:
@@ -103,10 +117,29 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(settings.kafka_config(**kafka_hooks()))
 
 
+def kafka_probe(settings: Settings, timeout_s: float = 2.0) -> Callable[[], str | None]:
+    """A cheap check that the brokers answer (a metadata request for the events topic): None, or why not."""
+    admin = admin_client(settings)
+
+    def probe() -> str | None:
+        try:
+            metadata = admin.list_topics(settings.events_topic, timeout=timeout_s)
+        except KafkaException as exc:
+            return f"kafka unreachable: {exc}"
+        return None if metadata.brokers else "kafka: no broker in the metadata"
+
+    return probe
+
+
 def fold_stage(settings: Settings, options: FoldOptions | None = None, *, prefix: str | None = None) -> FoldStage:
     group = (options.group if options else None) or settings.fold_group
-    return FoldStage(settings, log_store(settings, prefix), stage_consumer(settings, group),
-                     stage_producer(settings), options)
+    status = StageStatus("fold")
+    store = log_store(settings, prefix)
+    changelog_reader = plain_consumer(settings, **{
+        "group.id": f"{group}-restore", "enable.auto.commit": False, "enable.partition.eof": False,
+    })
+    return FoldStage(settings, store, stage_consumer(settings, group, status), stage_producer(settings), options,
+                     status=status, changelog_reader=changelog_reader)
 
 
 def sync_stage(settings: Settings) -> SyncStage:
@@ -116,5 +149,8 @@ def sync_stage(settings: Settings) -> SyncStage:
     targets = build_targets(settings)
     limits = {target.name: target.traits.budget for target in targets if target.traits.budget is not None}
     budget = ApiBudget(client, settings.key_prefix, limits)
-    return SyncStage(settings, targets, states, budget,
-                     stage_consumer(settings, settings.sync_group), stage_producer(settings))
+    status = StageStatus("sync")
+    stage = SyncStage(settings, targets, states, budget,
+                      stage_consumer(settings, settings.sync_group, status), stage_producer(settings))
+    stage.status = status
+    return stage

@@ -1,4 +1,4 @@
-"""One small HTTP port: `/metrics` (Prometheus), `/healthz` (alive), `/readyz` (dependencies up)."""
+"""One small HTTP port: `/metrics` (Prometheus), `/healthz` (the loops come round), `/readyz` (dependencies up)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ ReadinessCheck = Callable[[], tuple[bool, str]]
 class HealthServer:
     """Serves health and metrics on a daemon thread; `port` is the bound port (0 picks a free one)."""
 
-    def __init__(self, host: str, port: int, readiness: ReadinessCheck) -> None:
+    def __init__(self, host: str, port: int, readiness: ReadinessCheck, liveness: ReadinessCheck | None = None) -> None:
         self._readiness = readiness
+        self._liveness = liveness or (lambda: (True, "ok"))
         handler = self._handler_class()
         self._server = ThreadingHTTPServer((host, port), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
@@ -33,14 +34,15 @@ class HealthServer:
         self._server.server_close()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        readiness = self._readiness
+        readiness, liveness = self._readiness, self._liveness
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path == "/metrics":
                     self._reply(200, generate_latest(), CONTENT_TYPE_LATEST)
                 elif self.path == "/healthz":
-                    self._reply(200, b"ok\n", "text/plain")
+                    alive, detail = liveness()
+                    self._reply(200 if alive else 503, f"{detail}\n".encode(), "text/plain")
                 elif self.path == "/readyz":
                     ready, detail = readiness()
                     self._reply(200 if ready else 503, f"{detail}\n".encode(), "text/plain")

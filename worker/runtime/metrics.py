@@ -31,6 +31,11 @@ SYNC_LATENCY = Histogram(
     ["target"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
+STORE_UNAVAILABLE = Gauge("ilog_store_unavailable", "1 while the stage waits for Redis to answer", ["stage"])
+BROKER_ERRORS = Counter("ilog_broker_errors_total", "Connection errors the stage's Kafka consumer reported", ["stage"])
+STATE_RESTORES = Counter("ilog_state_restores_total", "Partitions whose state was restored from the changelog")
+STATE_RESTORED = Counter("ilog_state_restored_keys_total", "Interaction states written back from the changelog")
+FLUSH_RETRIES = Counter("ilog_flush_retries_total", "Producer flushes retried (Kafka did not acknowledge in time)")
 SYNC_QUEUE_DEPTH = Gauge(
     "ilog_sync_queue_depth", "Interactions queued for a target (waiting or in a call)", ["target"]
 )

@@ -11,7 +11,7 @@ import gc
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from types import FrameType
 
@@ -23,6 +23,8 @@ from worker.runtime.build import build_info
 from worker.runtime.health import HealthServer
 from worker.runtime.logs import configure_logging
 from worker.runtime.settings import Settings, unknown_variables
+from worker.runtime.status import StageStatus
+from worker.store.checks import check_redis
 
 log = structlog.get_logger("ilog.runner")
 
@@ -57,11 +59,13 @@ def _no_notes() -> list[str]:
 
 
 def readiness(
-    settings: Settings, joined: Callable[[], bool], notes: Callable[[], list[str]] = _no_notes
+    settings: Settings, joined: Callable[[], bool], notes: Callable[[], list[str]] = _no_notes,
+    statuses: Sequence[StageStatus] = (), kafka: Callable[[], str | None] | None = None,
 ) -> Callable[[], tuple[bool, str]]:
-    """Ready when Redis answers and the groups are joined. A paused target (credentials refused,
-    unreachable) is named in the body but keeps the pod ready: a restart cannot fix the target, and
-    a not-ready pod would stall rollouts (e.g. the one that ships new credentials)."""
+    """Ready: Redis answers a PING, Kafka answers a metadata request, every stage joined its group and
+    none is waiting (for Redis, on a restore, with every broker down). A paused target (credentials
+    refused, unreachable) is named in the body but keeps the pod ready: a restart cannot fix the
+    target, and a not-ready pod would stall rollouts (e.g. the one that ships new credentials)."""
     client = bootstrap.redis_client(settings, timeout_s=bootstrap.REDIS_PROBE_TIMEOUT_S)
 
     def check() -> tuple[bool, str]:
@@ -69,9 +73,28 @@ def readiness(
             client.ping()
         except redis.RedisError as exc:
             return False, f"redis unreachable: {exc}"
+        for status in statuses:
+            reason = status.not_ready_reason()
+            if reason is not None:
+                return False, reason
+        kafka_problem = kafka() if kafka is not None else None
+        if kafka_problem is not None:
+            return False, kafka_problem
         if not joined():
             return False, "consumer group not joined yet"
         return True, "\n".join(["ready", *notes()])
+
+    return check
+
+
+def liveness(statuses: Sequence[StageStatus], stall_s: float) -> Callable[[], tuple[bool, str]]:
+    """Alive while every stage's loop comes round (it beats while it waits on purpose, too)."""
+
+    def check() -> tuple[bool, str]:
+        for status in statuses:
+            if status.stalled_s() > stall_s:
+                return False, f"{status.name}: loop stalled for {status.stalled_s():.0f} s"
+        return True, "ok"
 
     return check
 
@@ -102,18 +125,24 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
     install_stop_handlers(stop, settings.drain_timeout_seconds)
     runners: list[tuple[str, Callable[[threading.Event], None], Callable[[], bool]]] = []
     notes: Callable[[], list[str]] = _no_notes
+    statuses: list[StageStatus] = []
     if stage in (StageName.FOLD, StageName.ALL):
+        check_redis(bootstrap.redis_client(settings, timeout_s=bootstrap.REDIS_PROBE_TIMEOUT_S), settings)
         fold = bootstrap.fold_stage(settings)
         runners.append(("fold", fold.run, fold.assigned_once.is_set))
+        statuses.append(fold.status)
     if stage in (StageName.SYNC, StageName.ALL):
         sync = bootstrap.sync_stage(settings)
         log.info("sync targets on", targets=[target.name for target in sync.targets])
         runners.append(("sync", sync.run, sync.assigned_once.is_set))
         notes = sync.paused_targets
+        statuses.append(sync.status)
     tune_gc()
     health = HealthServer(
         settings.http_host, settings.http_port,
-        readiness(settings, lambda: all(j() for _, _, j in runners), notes),
+        readiness(settings, lambda: all(j() for _, _, j in runners), notes, statuses,
+                  bootstrap.kafka_probe(settings)),
+        liveness(statuses, settings.health_stall_seconds),
     ).start()
     log.info("worker started", stage=stage.value, http_port=health.port)
     try:

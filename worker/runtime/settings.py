@@ -7,6 +7,7 @@ librdkafka key `security.protocol` (double underscore, then `_` → `.`).
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -66,7 +67,9 @@ class Settings(BaseSettings):
     batch_size: int = 1000
     batch_timeout_seconds: float = 0.2
     drain_timeout_seconds: float = 20.0
-    group_instance_id: str | None = Field(None, description="static membership, e.g. the pod name")
+    group_instance_id: str | None = Field(
+        None, description="static membership id (each stage appends -fold / -sync); default: env POD_NAME"
+    )
     applied_ids_kept: int = Field(256, description="event ids remembered per interaction for dedupe")
     sync_max_queued: int = Field(
         10_000, ge=2, description="sync: pause consuming while a target has this many interactions queued"
@@ -76,6 +79,19 @@ class Settings(BaseSettings):
     )
     target_pause_ceiling_seconds: float = Field(
         300.0, gt=0, description="a paused target: the longest wait between two tries (exponential, jittered)"
+    )
+
+    # Outages and state loss.
+    broker_settle_seconds: float = Field(
+        10.0, ge=0, description="after a broker outage, clocks follow the wall clock again only this long "
+        "after fetching works (producers need time to send what they held back)"
+    )
+    store_retry_max_seconds: float = Field(10.0, gt=0, description="longest wait between Redis retries")
+    redis_allow_eviction: bool = Field(
+        False, description="start even when Redis may evict keys (maxmemory-policy other than noeviction)"
+    )
+    health_stall_seconds: float = Field(
+        120.0, gt=0, description="/healthz fails when a stage's loop has not come round for this long"
     )
 
     # Health and metrics.
@@ -158,6 +174,16 @@ class Settings(BaseSettings):
         """`ILOG_<TARGET>_MAX_PAUSE_SECONDS`: None means a paused target waits as long as it takes."""
         value = getattr(self, f"{target}_max_pause_seconds", None)
         return None if value is None else float(value)
+
+    @property
+    def state_changelog_topic(self) -> str:
+        """The fold stage's state changelog (compacted; partitioned like the events topic)."""
+        return f"{self.events_topic}.state"
+
+    def instance_id(self, stage: str) -> str | None:
+        """The stage's static-membership id: the configured id, else the pod name, with the stage appended."""
+        base = self.group_instance_id or os.environ.get("POD_NAME") or None
+        return f"{base}-{stage}" if base else None
 
     @property
     def events_dlq_topic(self) -> str:

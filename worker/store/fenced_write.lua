@@ -5,14 +5,27 @@
 --
 -- KEYS[1..n]      <prefix>:{<interaction_id>}  hash: v (version), d (document), k (kind: l log | t tombstone)
 -- KEYS[n+1..]     <prefix>:deadlines:<partition>  the deadline sets the writes touch
+-- KEYS[last]      <prefix>:{marks}  the state marks (only when the call is guarded, see below)
 -- ARGV[1]         n, the number of state keys
 -- then 9 values per state key i, in KEYS order:
 --   expected version ("0" when the writer saw no state), new version, document bytes, kind,
 --   TTL in ms (> 0), interaction id (the deadline-set member), deadline op ("a" add | "r" remove |
 --   "" none), deadline-set KEYS index, deadline in ms (the score)
+-- then g, the number of guarded partitions, and the g partitions.
+-- Guard: when g > 0, every guarded partition must have its field in the marks hash (the store
+-- holds that partition's state); if one is missing, the store lost its state and NOTHING is
+-- written: the call fails with "ILOGLOST <partition>" and the fold stage restores the partition.
 -- A write that is fenced out changes nothing, its deadline entry included.
 -- Returns the 1-based indexes of the fenced-out writes (empty when every write was stored).
 local n = tonumber(ARGV[1])
+local guard_at = 2 + n * 9
+local g = tonumber(ARGV[guard_at] or '0')
+for j = 1, g do
+  local partition = ARGV[guard_at + j]
+  if redis.call('HEXISTS', KEYS[#KEYS], partition) == 0 then
+    return redis.error_reply('ILOGLOST ' .. partition)
+  end
+end
 local fenced = {}
 for i = 1, n do
   local base = 1 + (i - 1) * 9

@@ -9,8 +9,19 @@
 | `<prefix>:deadlines:<partition>`     | zset   | none (members removed on finalize)    | fold stage, finalizer|
 |   member = interaction id, score = edit deadline in ms since the epoch      |          |                     |
 | `<prefix>:budget:<target>:<window>`  | string | the window's length                   | sync stage          |
+| `<prefix>:{marks}`                   | hash   | none                                  | fold stage          |
+|   field = partition, value = ms since the epoch when the partition's state was marked complete |   |
 
 The `{…}` hash tag keeps all of an interaction's fields on one Redis Cluster shard.
+
+The marks hash says "this store holds the state of partition p": a partition is marked when a
+fold consumer first owns it with no committed offset (nothing to hold yet), or when it has
+restored the partition from the state changelog topic. Every guarded fenced write checks its
+partitions' marks in the same script call; a missing mark with committed offsets means the store
+lost its state (restarted empty, FLUSHALL, failover to an empty replica), never "nothing there".
+Its own hash tag `{marks}` puts it in one slot. Redis Cluster: one shard can restart empty alone,
+so a cluster store must keep one marks hash per shard (a hash tag that maps to a slot of that shard)
+and check each script call against the marks of the shard it runs on.
 """
 
 from __future__ import annotations
@@ -37,3 +48,10 @@ def sync_field(target: str) -> str:
 
 def budget_key(prefix: str, target: str, window: str) -> str:
     return f"{prefix}:budget:{target}:{window}"
+
+
+MARKS_TAG = "marks"
+
+
+def marks_key(prefix: str, tag: str = MARKS_TAG) -> str:
+    return f"{prefix}:{{{tag}}}"

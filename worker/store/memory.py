@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from worker.core.writes import State, StateWrite, Stored
+from worker.errors import StateLostError
 from worker.store.port import WriteResult
 
 
@@ -16,6 +17,21 @@ class MemoryStore:
         self.ttl_ms: dict[str, int] = {}
         self.deadlines: dict[int, dict[str, int]] = {}
         self.sync: dict[tuple[str, str], bytes] = {}
+        self.marks: set[int] = set()
+
+    def flush(self) -> None:
+        """Lose everything, as FLUSHALL or a restart without persistence would."""
+        self.states.clear()
+        self.ttl_ms.clear()
+        self.deadlines.clear()
+        self.sync.clear()
+        self.marks.clear()
+
+    def marked(self, partitions: Sequence[int]) -> set[int]:
+        return self.marks & set(partitions)
+
+    def mark(self, partitions: Sequence[int]) -> None:
+        self.marks.update(partitions)
 
     def load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
         loaded: dict[str, Stored] = {}
@@ -24,7 +40,10 @@ class MemoryStore:
             loaded[interaction_id] = Stored(version, state)
         return loaded
 
-    def write(self, writes: Sequence[StateWrite]) -> WriteResult:
+    def write(self, writes: Sequence[StateWrite], guard: Sequence[int] = ()) -> WriteResult:
+        unmarked = sorted(set(guard) - self.marks)
+        if writes and unmarked:
+            raise StateLostError(unmarked[:1])
         fenced: list[str] = []
         for item in writes:
             stored_version = self.states.get(item.interaction_id, (0, None))[0]

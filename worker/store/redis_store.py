@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -11,11 +12,29 @@ import redis
 
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import State, StateWrite, Stored
-from worker.errors import StoreError
+from worker.errors import StateLostError, StoreError, StoreUnavailableError
 from worker.store import keys
 from worker.store.port import WriteResult
 
 _WRITES_PER_CALL = 1_000  # a script call blocks Redis while it runs: bound its length
+_LOST_REPLY = "ILOGLOST"
+
+
+@contextmanager
+def store_errors(action: str) -> Iterator[None]:
+    """The store boundary: a driver error leaves it as the store's own, saying what failed: unreachable
+    (`StoreUnavailableError`: wait and retry), state lost (`StateLostError`), anything else (`StoreError`)."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:  # BusyLoadingError is a ConnectionError
+        raise StoreUnavailableError(f"{action} failed: {exc}") from exc
+    except redis.ResponseError as exc:
+        text = str(exc)
+        if text.startswith(_LOST_REPLY):
+            raise StateLostError([int(text.split()[1])]) from exc
+        raise StoreError(f"{action} failed: {exc}") from exc
+    except redis.RedisError as exc:
+        raise StoreError(f"{action} failed: {exc}") from exc
 
 
 def encode_state(state: State) -> tuple[bytes, str]:
@@ -31,15 +50,6 @@ def decode_state(document: bytes | None, kind: bytes | str | None) -> State | No
     if kind_text == keys.KIND_TOMBSTONE:
         return Tombstone.from_bytes(document)
     return InteractionLog.from_bytes(document)
-
-
-@contextmanager
-def store_errors(action: str) -> Iterator[None]:
-    """The store boundary: a driver error leaves it as `StoreError`, saying what failed."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StoreError(f"{action} failed: {exc}") from exc
 
 
 class RedisStore:
@@ -66,21 +76,20 @@ class RedisStore:
                 keys.state_key(self._prefix, interaction_id),
                 [keys.FIELD_VERSION, keys.FIELD_DOCUMENT, keys.FIELD_KIND],
             )
-        try:
+        with store_errors(f"loading {len(ids)} interactions"):
             rows: list[list[Any]] = pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreError(f"loading {len(ids)} interactions failed: {exc}") from exc
         return {
             interaction_id: Stored(int(version or 0), decode_state(document, kind))
             for interaction_id, (version, document, kind) in zip(ids, rows, strict=True)
         }
 
-    def write(self, writes: Sequence[StateWrite]) -> WriteResult:
+    def write(self, writes: Sequence[StateWrite], guard: Sequence[int] = ()) -> WriteResult:
+        """Fenced writes; with `guard`, refused as a whole (StateLostError) when one of them is unmarked."""
         if not writes:
             return WriteResult()
-        commands = [self._fenced_write_command(writes[i:i + _WRITES_PER_CALL])
+        commands = [self._fenced_write_command(writes[i:i + _WRITES_PER_CALL], guard)
                     for i in range(0, len(writes), _WRITES_PER_CALL)]
-        try:
+        with store_errors(f"writing {len(writes)} interactions"):
             try:
                 replies = self._execute(commands)
             except redis.exceptions.NoScriptError:
@@ -88,8 +97,6 @@ class RedisStore:
                 # all-or-nothing), so sending the whole batch again is safe.
                 self._client.script_load(self._script)
                 replies = self._execute(commands)
-        except redis.RedisError as exc:
-            raise StoreError(f"writing {len(writes)} interactions failed: {exc}") from exc
         fenced: list[str] = []
         for offset, reply in zip(range(0, len(writes), _WRITES_PER_CALL), replies, strict=True):
             fenced.extend(writes[offset + index - 1].interaction_id for index in reply)
@@ -104,7 +111,7 @@ class RedisStore:
             pipe.execute_command(*command)  # type: ignore[no-untyped-call]
         return list(pipe.execute())
 
-    def _fenced_write_command(self, writes: Sequence[StateWrite]) -> list[Any]:
+    def _fenced_write_command(self, writes: Sequence[StateWrite], guard: Sequence[int]) -> list[Any]:
         """One EVALSHA of the fenced-write script for these writes (`fenced_write.lua` has the layout).
 
         One call for many writes: packing and parsing a command per write cost the client as much as
@@ -121,7 +128,26 @@ class RedisStore:
             args += (item.expected_version, item.state.version, document, kind, max(item.ttl_ms, 1),
                      item.interaction_id, op, index, score)
         set_keys = [keys.deadlines_key(prefix, partition) for partition in deadline_sets]
+        guarded = sorted(set(guard))
+        args += (len(guarded), *guarded)
+        if guarded:
+            set_keys.append(keys.marks_key(prefix))
         return ["EVALSHA", self._sha, len(state_keys) + len(set_keys), *state_keys, *set_keys, *args]
+
+    def marked(self, partitions: Sequence[int]) -> set[int]:
+        """The partitions whose state this store holds (see `keys.marks_key`)."""
+        if not partitions:
+            return set()
+        with store_errors("reading the state marks"):
+            found: list[Any] = self._client.hmget(keys.marks_key(self._prefix), [str(p) for p in partitions])
+        return {p for p, value in zip(partitions, found, strict=True) if value is not None}
+
+    def mark(self, partitions: Sequence[int]) -> None:
+        """Say that this store holds these partitions' state (fresh, or restored)."""
+        if partitions:
+            now_ms = str(int(time.time() * 1000))
+            with store_errors("writing the state marks"):
+                self._client.hset(keys.marks_key(self._prefix), mapping={str(p): now_ms for p in partitions})
 
     def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]:
         with store_errors(f"reading the due windows of partition {partition}"):

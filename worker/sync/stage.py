@@ -33,6 +33,7 @@ from adapters.base import Failed, Target
 from worker.kafka.clients import DeliveryTracker, commit_quietly, store_offsets
 from worker.runtime import metrics
 from worker.runtime.settings import Settings
+from worker.runtime.status import StageStatus
 from worker.store.budget import ApiBudget
 from worker.store.sync_state import SyncStateStore
 from worker.sync.batch import Headers, Pending, SyncRecord, coalesce, decode_snapshot, failure_headers, invalid_headers
@@ -81,6 +82,7 @@ class SyncStage:
         self.deliveries = DeliveryTracker()
         self.ledger = OffsetLedger()
         self.assigned_once = threading.Event()
+        self.status = StageStatus("sync")  # heartbeat for /healthz; the composition root shares it with error_cb
         self.paused = False
         self.closing = False
         self.runners = [
@@ -146,6 +148,7 @@ class SyncStage:
             self.shutdown()
 
     def step(self) -> None:
+        self.status.beat()
         self._check_runners()
         self._hold_back()
         messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_seconds)

@@ -1,0 +1,235 @@
+"""The fold stage when Redis loses its state or the broker goes away, against the real stack.
+
+"Closes once" under at-least-once: every finalized snapshot of an interaction on the upserts topic is
+the same message content (same version, same log); a window closed again after a crash or a retried
+flush re-sends that identical snapshot, never a different one. The tests assert exactly that, plus:
+every log equals `ilog fold` of the same events, nothing valid is dead-lettered, the process never
+restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from confluent_kafka import Producer
+
+from tests.conftest import STACK
+from tests.support import (
+    TopicReader,
+    WorkerProcess,
+    finalized_ids,
+    offline_fold,
+    produce,
+    snapshots_by_id,
+    wait_for,
+    without,
+)
+from worker.core.state import Tombstone
+from worker.dev.generator import GeneratorMix, generate_histories
+from worker.runtime import bootstrap
+from worker.runtime.settings import Settings
+
+WINDOW_S = 4.0  # broker outages: short windows, so many close during and right after the outage
+LOSS_WINDOW_S = 15.0  # state loss: every log of the middle group is still open when the state goes
+FAST_GROUP = {"ILOG_KAFKA__SESSION_TIMEOUT_MS": "6000", "ILOG_KAFKA__HEARTBEAT_INTERVAL_MS": "500"}
+
+
+def _settings(settings: Settings, window_s: float = WINDOW_S) -> Settings:
+    return settings.model_copy(update={
+        "edit_window_seconds": window_s, "finalize_grace_seconds": 1.0, "broker_settle_seconds": 3.0,
+        "store_retry_max_seconds": 1.0,
+    })
+
+
+def _events(n: int, seed: int, start: datetime, window_s: float, time_scale: float = 0.01) -> list[dict[str, Any]]:
+    """Calls of at most 600 s times time_scale with edits shortly after: a partition's clock runs at most
+    that far ahead of a newer call's start, less than a window, so no window closes under its edits."""
+    histories = generate_histories(
+        n, seed=seed, start=start, rate_per_s=200, edit_window_s=window_s, time_scale=time_scale,
+        mix=GeneratorMix(duplicate_ratio=0.05, shuffle_within_interaction=True),
+    )
+    return [event for history in histories for event in history]
+
+
+def _stack(command: str) -> None:
+    done = subprocess.run([str(STACK), command], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def _assert_final_logs(messages: list[Any], offline: dict[str, dict[str, Any]]) -> None:
+    """Every interaction finalized, each finalized copy identical, and equal to the offline fold."""
+    finals = {i: [s for s in snaps if s["finalized"]] for i, snaps in snapshots_by_id(messages).items()}
+    assert set(offline) == {i for i, found in finals.items() if found}
+    for interaction_id, expected in offline.items():
+        first, *again = finals[interaction_id]
+        assert [first] * len(again) == again, interaction_id
+        assert expected["version"] + 1 == first["version"], interaction_id
+        assert without(expected, "version", "trigger", "finalized") == without(
+            first, "version", "trigger", "finalized"
+        ), interaction_id
+
+
+def _all_finalized(settings: Settings, offline: dict[str, dict[str, Any]], timeout_s: float) -> list[Any]:
+    reader = TopicReader(settings, settings.upserts_topic)
+    try:
+        return reader.read_until(lambda m: len(finalized_ids(m)) >= len(offline), timeout_s=timeout_s)
+    finally:
+        reader.close()
+
+
+def _dead_letters(settings: Settings) -> list[Any]:
+    reader = TopicReader(settings, settings.events_dlq_topic)
+    try:
+        return reader.read_until(lambda _m: False, timeout_s=3)
+    finally:
+        reader.close()
+
+
+def _tombstone_versions(settings: Settings, ids: list[str]) -> dict[str, int]:
+    store = bootstrap.log_store(settings)
+    try:
+        return {i: s.state.version for i, s in store.load(ids).items() if isinstance(s.state, Tombstone)}
+    finally:
+        store.close()
+
+
+def _open_logs(settings: Settings, ids: list[str]) -> int:
+    store = bootstrap.log_store(settings)
+    try:
+        return sum(1 for s in store.load(ids).values() if s.state is not None and not isinstance(s.state, Tombstone))
+    finally:
+        store.close()
+
+
+def _state_loss_run(settings: Settings, tmp_path: Path, lose_state: Callable[[], object]) -> str:
+    """Finalized logs (A), open logs (B), state lost, then new logs (C): all end like `ilog fold`."""
+    fold_settings = _settings(settings, LOSS_WINDOW_S)
+    now = datetime.now(UTC)
+    early = _events(60, seed=31, start=now - timedelta(seconds=60), window_s=LOSS_WINDOW_S)  # tombstones by now
+    open_now = _events(120, seed=32, start=now, window_s=LOSS_WINDOW_S)  # open when the state goes
+    produce(fold_settings, fold_settings.events_topic, early + open_now)
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **FAST_GROUP)
+    try:
+        early_ids = sorted({e["subject"] for e in early})
+        open_ids = sorted({e["subject"] for e in open_now})
+        assert wait_for(lambda: len(_tombstone_versions(fold_settings, early_ids)) == len(early_ids)
+                        and _open_logs(fold_settings, open_ids) == len(open_ids), timeout_s=60), \
+            worker.log_text()[-3000:]
+        time.sleep(1.5)  # the batch's offsets get committed (auto-commit every second)
+        lose_state()
+        later = _events(60, seed=33, start=datetime.now(UTC), window_s=LOSS_WINDOW_S)
+        produce(fold_settings, fold_settings.events_topic, later)
+        offline = offline_fold(early + open_now + later, tmp_path, fold_settings)
+        messages = _all_finalized(fold_settings, offline, timeout_s=90)
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        _assert_final_logs(messages, offline)
+        assert [] == _dead_letters(fold_settings)
+        assert {i: e["version"] + 1 for i, e in offline.items()} == _tombstone_versions(fold_settings, sorted(offline))
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+    return worker.log_text()
+
+
+def test_flushall_while_logs_are_open_restores_from_the_changelog_and_every_log_ends_like_ilog_fold(
+    settings: Settings, tmp_path: Path, redis_client: redis.Redis,
+) -> None:
+    log_text = _state_loss_run(settings, tmp_path, redis_client.flushall)
+    assert "state restored from the changelog" in log_text
+
+
+def test_redis_restarted_empty_mid_stream_the_worker_waits_restores_and_loses_nothing(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    log_text = _state_loss_run(settings, tmp_path, lambda: _stack("redis-restart"))
+    assert "state restored from the changelog" in log_text
+
+
+class LiveProducer:
+    """Produces fresh interactions (event time = now) in small chunks until stopped; keeps what it sent."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self._settings = settings
+        self._producer = Producer(settings.kafka_config(**{
+            "enable.idempotence": True, "linger.ms": 5, "reconnect.backoff.max.ms": 500,
+            "message.timeout.ms": 180_000,
+        }))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> LiveProducer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        chunk = 0
+        while not self._stop.is_set():
+            topic = self._settings.events_topic
+            for item in _events(4, seed=1000 + chunk, start=datetime.now(UTC), window_s=WINDOW_S, time_scale=0.003):
+                self._producer.produce(topic, key=item["subject"], value=json.dumps(item).encode())
+                self.sent.append(item)
+            self._producer.poll(0)
+            chunk += 1
+            self._stop.wait(0.25)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        assert self._producer.flush(180) == 0
+
+
+def _http_port(worker: WorkerProcess) -> int:
+    found = re.search(r'"http_port": ?(\d+)', worker.log_text())
+    assert found is not None, worker.log_text()[-2000:]
+    return int(found.group(1))
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, TimeoutError):
+        return False
+
+
+@pytest.mark.parametrize("outage_s", [10, 60])
+def test_broker_stopped_mid_stream_the_worker_survives_keeps_every_in_window_edit_and_closes_each_window_once(
+    settings: Settings, tmp_path: Path, outage_s: int,
+) -> None:
+    fold_settings = _settings(settings)
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **FAST_GROUP)
+    producer = LiveProducer(fold_settings)
+    try:
+        assert wait_for(lambda: "partitions assigned" in worker.log_text(), timeout_s=30), worker.log_text()[-2000:]
+        port = _http_port(worker)
+        assert wait_for(lambda: _ready(port), timeout_s=20)
+        producer.start()
+        time.sleep(5)
+        _stack("kafka-stop")
+        try:
+            assert wait_for(lambda: not _ready(port), timeout_s=10)
+            time.sleep(outage_s)
+        finally:
+            _stack("kafka-start")
+        assert wait_for(lambda: _ready(port), timeout_s=60), worker.log_text()[-3000:]
+        time.sleep(5)
+        producer.stop()
+        offline = offline_fold(producer.sent, tmp_path, fold_settings)
+        messages = _all_finalized(fold_settings, offline, timeout_s=90)
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        _assert_final_logs(messages, offline)
+        assert [] == _dead_letters(fold_settings)
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]

@@ -1,0 +1,180 @@
+"""Outages and state loss without services: partition clocks, the store guard, the start-up checks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from worker.core.state import InteractionLog
+from worker.core.writes import StateWrite
+from worker.errors import ConfigError, StateLostError, StoreError, StoreUnavailableError
+from worker.fold.finalizer import PartitionClocks
+from worker.fold.recovery import StoppingError, StoreGuard, Waiter
+from worker.kafka.clients import consumer_config, partitions_at_end
+from worker.runtime.settings import Settings
+from worker.runtime.status import StageStatus
+from worker.store.checks import _check_eviction
+from worker.store.memory import MemoryStore
+from worker.store.port import WriteResult
+
+WALL_MS = 1_800_000_000_000
+
+
+def _clocks() -> PartitionClocks:
+    clocks = PartitionClocks(fresh_ms=5_000, settle_ms=10_000)
+    clocks.assign([0, 1])
+    clocks.observe(0, WALL_MS - 60_000)
+    clocks.reached_end(0, WALL_MS)
+    clocks.reached_end(1, WALL_MS)
+    return clocks
+
+
+def test_a_partition_read_to_its_end_follows_the_wall_clock_only_while_the_evidence_is_fresh() -> None:
+    clocks = _clocks()
+    assert WALL_MS + 5_000 == clocks.clock_ms(0, WALL_MS + 5_000)
+    assert WALL_MS - 60_000 == clocks.clock_ms(0, WALL_MS + 5_001)  # no fresh EOF or statistics
+    clocks.reached_end(0, WALL_MS + 6_000)
+    assert WALL_MS + 6_000 == clocks.clock_ms(0, WALL_MS + 6_000)
+
+
+def test_broker_trouble_freezes_the_clocks_until_fetching_works_and_the_settle_time_passed() -> None:
+    clocks = _clocks()
+    clocks.suspend()
+    assert (WALL_MS - 60_000, 0) == (clocks.clock_ms(0, WALL_MS + 1_000), clocks.clock_ms(1, WALL_MS + 1_000))
+    clocks.fetched(WALL_MS + 20_000)  # the broker is back: settle 10 s
+    clocks.reached_end(0, WALL_MS + 20_000)
+    assert WALL_MS - 60_000 == clocks.clock_ms(0, WALL_MS + 20_000)
+    clocks.reached_end(0, WALL_MS + 30_000)
+    assert WALL_MS + 30_000 == clocks.clock_ms(0, WALL_MS + 30_000)
+    assert 0 == clocks.clock_ms(1, WALL_MS + 30_000)  # partition 1 has not shown its end since
+
+
+def test_a_replay_clock_needs_no_fresh_evidence() -> None:
+    clocks = PartitionClocks()
+    clocks.assign([0])
+    clocks.reached_end(0)
+    assert WALL_MS == clocks.clock_ms(0, WALL_MS)
+    assert 0 == clocks.clock_ms(0, WALL_MS, follow_wall_clock=False)
+
+
+def _stats(rxidle_us: int, state: str = "UP", app_offset: int = 7, eof_offset: int = -1001) -> dict[str, Any]:
+    partition = {"leader": 1, "fetch_state": "active", "hi_offset": 7, "app_offset": app_offset,
+                 "eof_offset": eof_offset}
+    return {
+        "brokers": {"b/1": {"nodeid": 1, "state": state, "rxidle": rxidle_us}},
+        "topics": {"events": {"partitions": {"0": partition, "1": {**partition, "app_offset": 3}, "-1": {}}}},
+    }
+
+
+def test_statistics_say_which_partitions_are_at_their_end_and_whether_a_leader_is_silent() -> None:
+    assert ([0], False) == partitions_at_end(_stats(300_000), "events", [0, 1])
+    assert ([0], False) == partitions_at_end(_stats(300_000, app_offset=-1001, eof_offset=7), "events", [0, 1])
+    assert ([], True) == partitions_at_end(_stats(4_000_000), "events", [0, 1])
+    assert ([], True) == partitions_at_end(_stats(100, state="DOWN"), "events", [0, 1])
+    assert ([], False) == partitions_at_end(_stats(100), "other", [0, 1])
+
+
+class FakeConsumer:
+    """Only `committed`: which partitions the group has committed offsets for."""
+
+    def __init__(self, committed: dict[int, int]) -> None:
+        self._committed = committed
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self._committed.get(tp.partition, -1001)) for tp in partitions]
+
+
+class FlakyStore(MemoryStore):
+    """Unreachable for the first `down` calls of `write`."""
+
+    def __init__(self, down: int) -> None:
+        super().__init__()
+        self.down = down
+
+    def write(self, writes: Sequence[StateWrite], guard: Sequence[int] = ()) -> WriteResult:
+        if self.down > 0:
+            self.down -= 1
+            raise StoreUnavailableError("connection refused")
+        return super().write(writes, guard)
+
+
+def _guard(store: MemoryStore, committed: dict[int, int], stop: threading.Event | None = None) -> StoreGuard:
+    waiter = Waiter(StageStatus("fold"), stop or threading.Event(), max_delay_s=0.01)
+    return StoreGuard(store, None, FakeConsumer(committed), "events", waiter)  # type: ignore[arg-type]
+
+
+def _log_write(interaction_id: str) -> list[StateWrite]:
+    return [StateWrite(interaction_id, 0, InteractionLog(interaction_id, version=1), ttl_ms=60_000)]
+
+
+def test_the_guard_retries_while_redis_is_unreachable_and_reports_it_meanwhile() -> None:
+    store = FlakyStore(down=3)
+    store.mark([0])
+    guard = _guard(store, {})
+    seen_down: list[bool] = []
+
+    def work() -> list[str]:
+        seen_down.append(guard.waiter.status.store_down_since is not None)
+        return store.write(_log_write("a"), [0]).fenced_out
+
+    assert [] == guard.call(work, lambda: [0])
+    assert [False, True, True, True] == seen_down
+    assert guard.waiter.status.not_ready_reason() is None
+    assert {"a"} == set(store.states)
+
+
+def test_a_guarded_write_to_a_store_without_marks_is_refused_whole() -> None:
+    store = MemoryStore()
+    store.mark([1])
+    with pytest.raises(StateLostError) as raised:
+        store.write(_log_write("a"), [0, 1])
+    assert ([0], {}) == (raised.value.partitions, store.states)
+
+
+def test_partitions_the_group_never_committed_are_marked_and_the_work_runs_again() -> None:
+    store = MemoryStore()
+    guard = _guard(store, committed={})
+    assert [] == guard.call(lambda: store.write(_log_write("a"), [0, 1]).fenced_out, lambda: [0, 1])
+    assert ({0, 1}, {"a"}) == (store.marks, set(store.states))
+
+
+def test_a_lost_partition_with_committed_offsets_is_never_folded_over_without_a_changelog() -> None:
+    store = MemoryStore()
+    store.mark([1])
+    guard = _guard(store, committed={0: 42})
+    with pytest.raises(StoreError, match="no changelog"):
+        guard.call(lambda: store.write(_log_write("a"), [0]).fenced_out, lambda: [0, 1])
+    assert {} == store.states
+
+
+def test_stopping_while_waiting_for_redis_leaves_the_batch_unwritten() -> None:
+    stop = threading.Event()
+    stop.set()
+    store = FlakyStore(down=100)
+    with pytest.raises(StoppingError):
+        _guard(store, {}, stop).call(lambda: store.write(_log_write("a")), lambda: [])
+    assert {} == store.states
+
+
+def test_eviction_is_refused_unless_allowed_and_a_redis_without_maxmemory_is_fine() -> None:
+    _check_eviction("noeviction", "1000000", allowed=False)
+    _check_eviction("allkeys-lru", "0", allowed=False)
+    _check_eviction("allkeys-lru", "1000000", allowed=True)
+    with pytest.raises(ConfigError, match="maxmemory-policy allkeys-lru"):
+        _check_eviction("allkeys-lru", "1000000", allowed=False)
+
+
+def test_each_stage_has_its_own_static_member_id_from_the_settings_or_the_pod_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("POD_NAME", raising=False)
+    settings = Settings(_env_file=None)
+    assert "group.instance.id" not in consumer_config(settings, "ilog-fold", "fold")
+    monkeypatch.setenv("POD_NAME", "ilog-fold-7d9c-x2")
+    assert "ilog-fold-7d9c-x2-fold" == consumer_config(settings, "ilog-fold", "fold")["group.instance.id"]
+    pinned = Settings(_env_file=None, group_instance_id="worker-1")
+    assert ("worker-1-fold", "worker-1-sync") == (pinned.instance_id("fold"), pinned.instance_id("sync"))

@@ -1,0 +1,80 @@
+"""What a stage reports about itself to `/healthz` and `/readyz`: its heartbeat and what it waits for.
+
+A stage beats once per loop iteration and while it waits on purpose (Redis down, a flush retried),
+so `/healthz` fails only when the loop is stuck. `/readyz` is false while the stage waits for Redis,
+restores state, or its consumer reports every broker down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import KafkaError
+
+from worker.runtime import metrics
+
+_BROKERS_DOWN = {KafkaError._ALL_BROKERS_DOWN}
+_BROKER_TROUBLE = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE,
+                   KafkaError._TIMED_OUT, KafkaError.NETWORK_EXCEPTION}
+
+
+class StageStatus:
+    """Thread-safe enough for probes: single assignments of immutable values, read from another thread."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.beat_at = time.monotonic()
+        self.store_down_since: float | None = None
+        self.restoring: list[int] = []
+        self.brokers_down = False
+        self.broker_trouble_at = 0.0  # monotonic time of the last connection error the consumer reported
+        self._lock = threading.Lock()
+        self._stats: dict[str, Any] | None = None
+
+    def stats(self, stats: dict[str, Any]) -> None:
+        """The consumer's latest statistics (librdkafka's `stats_cb`, parsed)."""
+        self._stats = stats
+
+    def take_stats(self) -> dict[str, Any] | None:
+        stats, self._stats = self._stats, None
+        return stats
+
+    def beat(self) -> None:
+        self.beat_at = time.monotonic()
+
+    def stalled_s(self) -> float:
+        return time.monotonic() - self.beat_at
+
+    def store_down(self) -> None:
+        if self.store_down_since is None:
+            self.store_down_since = time.monotonic()
+            metrics.STORE_UNAVAILABLE.labels(self.name).set(1)
+
+    def store_up(self) -> None:
+        if self.store_down_since is not None:
+            self.store_down_since = None
+            metrics.STORE_UNAVAILABLE.labels(self.name).set(0)
+
+    def kafka_error(self, error: KafkaError) -> None:
+        """librdkafka's `error_cb` (served from consume/poll on the stage's thread)."""
+        code = error.code()
+        if code in _BROKER_TROUBLE:
+            with self._lock:
+                self.broker_trouble_at = time.monotonic()
+                self.brokers_down = self.brokers_down or code in _BROKERS_DOWN
+            metrics.BROKER_ERRORS.labels(self.name).inc()
+
+    def kafka_fetched(self) -> None:
+        """The consumer fetched (a message, or the end of a partition): the brokers answer."""
+        self.brokers_down = False
+
+    def not_ready_reason(self) -> str | None:
+        if self.store_down_since is not None:
+            return f"{self.name}: redis unavailable for {time.monotonic() - self.store_down_since:.0f} s"
+        if self.restoring:
+            return f"{self.name}: restoring the state of partitions {self.restoring}"
+        if self.brokers_down:
+            return f"{self.name}: all brokers down"
+        return None

@@ -1,0 +1,58 @@
+"""Start-up checks of the Redis the fold stage keeps its state in.
+
+Eviction: a Redis that may evict keys (`maxmemory` set and a `maxmemory-policy` other than
+`noeviction`) drops single interactions' states without a trace; the state marks cannot see that
+(they detect a store that lost everything, not one key). The worker refuses to start against it
+unless `ILOG_REDIS_ALLOW_EVICTION=true`. Persistence: without AOF and without RDB saves a restart
+loses everything; the worker restores from its changelog then, but warns at start. Managed Redis
+often forbids CONFIG: then the worker says it could not check, and starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import structlog
+
+from worker.errors import ConfigError
+from worker.runtime.settings import Settings
+
+log = structlog.get_logger("ilog.store")
+
+
+def _config(client: redis.Redis, name: str) -> str | None:
+    reply: Any = client.config_get(name)
+    value = reply.get(name) if isinstance(reply, dict) else None
+    if isinstance(value, bytes):
+        return value.decode()
+    return None if value is None else str(value)
+
+
+def check_redis(client: redis.Redis, settings: Settings) -> None:
+    try:
+        policy = _config(client, "maxmemory-policy")
+        maxmemory = _config(client, "maxmemory")
+        appendonly = _config(client, "appendonly")
+        save = _config(client, "save")
+    except redis.ResponseError as exc:  # CONFIG renamed or not permitted (managed Redis)
+        log.warning("could not check Redis eviction and persistence settings; make sure of noeviction and AOF",
+                    error=str(exc))
+        return
+    except redis.RedisError as exc:
+        log.warning("Redis not reachable at start; eviction and persistence not checked", error=str(exc))
+        return
+    _check_eviction(policy, maxmemory, settings.redis_allow_eviction)
+    if appendonly != "yes" and not save:
+        log.warning("Redis keeps no data across a restart (no AOF, no RDB saves): every restart means a "
+                    "restore from the state changelog; run it with appendonly yes (appendfsync everysec)")
+
+
+def _check_eviction(policy: str | None, maxmemory: str | None, allowed: bool) -> None:
+    if policy is None or policy == "noeviction" or maxmemory in (None, "0"):
+        return
+    message = (f"Redis may evict keys (maxmemory {maxmemory}, maxmemory-policy {policy}): interaction states "
+               "would vanish without a trace; set maxmemory-policy noeviction")
+    if not allowed:
+        raise ConfigError(message + " (or ILOG_REDIS_ALLOW_EVICTION=true to start anyway)")
+    log.error(message)
