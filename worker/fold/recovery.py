@@ -79,10 +79,10 @@ class Waiter:
             self._logged_at[what] = now
             log.warning("waiting", waiting_for=what, detail=detail, attempt=attempt)
         delay_s = min(_FIRST_DELAY_S * 2 ** min(attempt, 20), self.max_delay_s)
-        self.status.beat()
+        self.status.waiting()
         if self.stop.wait(delay_s):
             raise StoppingError(f"stopped while waiting for {what}")
-        self.status.beat()
+        self.status.waiting()
 
     def done(self, what: str) -> None:
         if self._logged_at.pop(what, None) is not None:
@@ -253,7 +253,7 @@ class StoreGuard:
                 started = time.monotonic()
                 if self.restorer is None:
                     raise StoreError(f"state of partition {partition} lost and no changelog to restore it from")
-                count = self.restorer.restore(partition, status.beat)
+                count = self.restorer.restore(partition, status.waiting)
                 log.warning("state restored from the changelog", partition=partition, states=count,
                             seconds=round(time.monotonic() - started, 3))
         finally:

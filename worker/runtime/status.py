@@ -42,7 +42,13 @@ class StageStatus:
         return stats
 
     def beat(self) -> None:
+        """The loop came round, or waits on purpose (then `ilog_loop_heartbeat_timestamp_seconds` moves too)."""
         self.beat_at = time.monotonic()
+
+    def waiting(self) -> None:
+        """A beat from inside a deliberate wait (Redis down, a flush retried, a restore)."""
+        self.beat()
+        metrics.LOOP_HEARTBEAT.labels(self.name).set_to_current_time()
 
     def stalled_s(self) -> float:
         return time.monotonic() - self.beat_at
