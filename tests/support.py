@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer
 
+from worker.dev.local_tools import parse_env_lines as parse_env_lines  # the tiers read the scripts as the demo does
 from worker.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,12 +37,6 @@ def isolated_settings(env: dict[str, str], run_id: str, **overrides: Any) -> Set
         http_port=0,
         **overrides,
     )
-
-
-def parse_env_lines(text: str) -> dict[str, str]:
-    """`KEY=value` lines, as `deploy/local/stack up|env` prints them."""
-    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:

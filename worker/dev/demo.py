@@ -27,13 +27,11 @@ from rich.console import Console
 
 from worker.core.state import Tombstone
 from worker.dev.generator import GeneratorMix, StreamItem, generate_stream, malformed_payload
+from worker.dev.local_tools import LOCAL_TOOLS, parse_env_lines, repository_root
 from worker.errors import IlogError
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
-STACK = REPO / "deploy" / "local" / "stack"
-EMULATORS = REPO / "deploy" / "local" / "emulators"
 _SCRIPT_TIMEOUT_S = 900.0  # the first `stack up` resolves Kafka from Maven Central
 _READY_TIMEOUT_S = 90.0
 _SETTLE_EXTRA_S = 90.0
@@ -58,6 +56,7 @@ class DemoOptions:
 class Started:
     """What this run started and must stop (nothing else is ever stopped)."""
 
+    repo: Path = Path()
     stack: bool = False
     emulators: bool = False
     worker: subprocess.Popen[bytes] | None = None
@@ -80,11 +79,6 @@ def script_env(script: Path, console: Console) -> tuple[dict[str, str], bool]:
     if started.returncode != 0:
         raise DemoError(f"{script} up failed:\n{started.stderr[-2000:]}")
     return parse_env_lines(started.stdout), True
-
-
-def parse_env_lines(text: str) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
-    return {key.strip().removeprefix("export "): value.strip().strip("'\"") for key, value in pairs}
 
 
 def free_port() -> int:
@@ -115,11 +109,11 @@ def settings_from(env: dict[str, str]) -> Settings:
         os.environ.update(saved)
 
 
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_worker(env: dict[str, str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("ILOG_")} | env
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
-        return subprocess.Popen([sys.executable, "-m", "worker.ops.cli", "worker", "all"], cwd=REPO, env=child_env,
+        return subprocess.Popen([sys.executable, "-m", "worker.ops.cli", "worker", "all"], cwd=cwd, env=child_env,
                                 stdout=log_file, stderr=log_file, start_new_session=True)
 
 
@@ -212,10 +206,20 @@ def stop_started(started: Started, console: Console) -> None:
             started.worker.kill()
             started.worker.wait(10)
         console.print(f"[dim]worker stopped (pid {started.worker.pid})[/]")
-    for script, ours in ((EMULATORS, started.emulators), (STACK, started.stack)):
+    for name, ours in (("emulators", started.emulators), ("stack", started.stack)):
         if ours:
+            script = started.repo / LOCAL_TOOLS / name
             subprocess.run([str(script), "down"], capture_output=True, check=False, timeout=120)
             console.print(f"[dim]{script.name} stopped[/]")
+
+
+def local_repository() -> Path:
+    """The checkout the demo runs in: its `deploy/local` scripts start the stack and the emulators."""
+    repo = repository_root()
+    if repo is None:
+        raise DemoError(f"ilog demo runs from a checkout of the repository (make run): no {LOCAL_TOOLS}/stack "
+                        f"in {Path.cwd()} or above")
+    return repo
 
 
 def run_demo(options: DemoOptions, console: Console) -> int:
@@ -240,14 +244,15 @@ def _demo(options: DemoOptions, console: Console, started: Started) -> int:
 
     run_id = "demo-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     seed = options.seed if options.seed is not None else int(time.time())
-    stack_env, started.stack = script_env(STACK, console)
-    emulator_env, started.emulators = script_env(EMULATORS, console)
+    started.repo = local_repository()
+    stack_env, started.stack = script_env(started.repo / LOCAL_TOOLS / "stack", console)
+    emulator_env, started.emulators = script_env(started.repo / LOCAL_TOOLS / "emulators", console)
     http_port = free_port()
     started.env = demo_settings({**stack_env, **emulator_env}, run_id, options, http_port)
     settings = settings_from(started.env)
     create_topics(settings)
-    started.worker_log = REPO / ".stack" / "demo" / f"{run_id}.log"
-    started.worker = start_worker(started.env, started.worker_log)
+    started.worker_log = started.repo / ".stack" / "demo" / f"{run_id}.log"
+    started.worker = start_worker(started.env, started.worker_log, started.repo)
     wait_ready(started.worker, http_port, started.worker_log)
     console.print(f"run [bold]{run_id}[/] · seed {seed} · worker pid {started.worker.pid} · "
                   f"edit window [bold]{options.edit_window_s:g} s[/] (demo setting; production default 120 s)")
