@@ -9,12 +9,12 @@ import pytest
 from adapters.base import Failed
 from schemas.common import Trigger
 from schemas.snapshot import LogSnapshot
+from worker.kafka.dead_letters import sync_failure_headers
 from worker.sync.batch import (
     Pending,
     SyncRecord,
     coalesce,
     decode_snapshot,
-    failure_headers,
     redact,
 )
 
@@ -74,7 +74,8 @@ def test_dead_letter_headers_name_target_code_and_origin_and_cut_note_text() -> 
     snapshot = snap("a", 4, "finalized", notes="The customer's card number is 4111 1111")
     entry = Pending(snapshot, record(snapshot, 42, partition=3))
     failed = Failed("STRING_TOO_LONG", "Description: data value too large: The customer's card number is 4111")
-    headers = dict(failure_headers(entry, "salesforce", failed))
+    headers = dict(sync_failure_headers(entry.snapshot, entry.record, "salesforce", failed.code,
+                                        redact(failed.message, entry.snapshot)))
     assert {
         "target": b"salesforce", "code": b"STRING_TOO_LONG",
         "message": b"Description: data value too large: [redacted]", "interaction_id": b"a", "version": b"4",

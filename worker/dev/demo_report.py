@@ -21,7 +21,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from worker.dev.produce import ProduceCounts
-from worker.ops.dlq import DeadLetter, read_dead_letters
+from worker.kafka.dead_letters import DeadLetter
+from worker.ops.dlq import read_dead_letters
 from worker.ops.dlq_commands import letters_table
 from worker.runtime.settings import Settings
 

@@ -46,11 +46,11 @@ from worker.kafka.clients import (
     DeliveryTracker,
     commit_quietly,
     decode_message,
-    dlq_headers,
     highest_offsets,
     partitions_at_end,
     store_offsets,
 )
+from worker.kafka.dead_letters import rejection_headers
 from worker.runtime import metrics
 from worker.runtime.settings import Settings
 from worker.runtime.status import StageStatus
@@ -348,7 +348,7 @@ class FoldStage:
         for record, rejection in plan.rejections:
             self.producer.produce(
                 self.dlq_topic, key=rejection.subject, value=record.value,
-                headers=list(dlq_headers(record, rejection)), on_delivery=self.deliveries.callback,
+                headers=list(rejection_headers(record, rejection)), on_delivery=self.deliveries.callback,
             )
             metrics.EVENTS_REJECTED.labels(rejection.reason.value).inc()
             log.warning(

@@ -1,4 +1,4 @@
-"""Kafka edges shared by the stages: client configuration, decoding records, producing, DLQ headers."""
+"""Kafka edges shared by the stages: client configuration, decoding records, delivery reports, offsets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from schemas.decode import Rejection, decode_event
+from schemas.decode import decode_event
 from worker.core.batch import Record
 from worker.errors import DeliveryError, DeliveryTimeoutError, KafkaClientError
 from worker.runtime import metrics
@@ -72,23 +72,6 @@ def _header_bytes(value: object) -> bytes | None:
     if value is None or isinstance(value, bytes):
         return value
     return str(value).encode()
-
-
-def dlq_headers(record: Record, rejection: Rejection) -> Headers:
-    """The original headers (binary-mode events need them to be replayed) plus why and from where."""
-    ours: Headers = [
-        ("reason", rejection.reason.value.encode()),
-        ("message", rejection.message.encode()),
-        ("original_topic", record.topic.encode()),
-        ("original_partition", str(record.partition).encode()),
-        ("original_offset", str(record.offset).encode()),
-    ]
-    if rejection.event_id is not None:
-        ours.append(("event_id", rejection.event_id.encode()))
-    if rejection.subject is not None:
-        ours.append(("subject", rejection.subject.encode()))
-    kept = [(name, value) for name, value in record.headers if name not in {n for n, _ in ours}]
-    return kept + ours
 
 
 @dataclass

@@ -1,8 +1,6 @@
 """`ilog dlq list|replay`: look at dead letters and send them back to where they came from.
 
-Both DLQs are understood: `<events>.dlq` (fold rejections: `reason`, `message`, `event_id`,
-`subject`, `original_*` headers, see `worker.kafka.clients.dlq_headers`) and `<upserts>.dlq` (sync
-failures: `target`, `code`, `message`, `interaction_id`, `version`, `original_*`, or `reason=invalid`).
+Both DLQs are understood: their headers are written and read in `worker.kafka.dead_letters`.
 
 Replay records what it did in two places, by design:
 - the re-published message carries `replayed_from=<dlq topic>:<partition>:<offset>`, so whoever
@@ -26,73 +24,13 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from worker.errors import ConfigError, DeliveryError
 from worker.kafka.clients import DeliveryTracker, Headers
+from worker.kafka.dead_letters import OUR_HEADERS, DeadLetter
 from worker.ops.replay import ensure_topic
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 
-OUR_HEADERS = frozenset({
-    "reason", "message", "original_topic", "original_partition", "original_offset", "event_id", "subject",
-    "target", "code", "interaction_id", "replayed_from",
-})
 _METADATA_TIMEOUT_S = 15.0
 _READ_IDLE_S = 5.0
-
-
-@dataclass
-class DeadLetter:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-    replayed: bool = False
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return None if value is None else value.decode("utf-8", errors="replace")
-        return None
-
-    @property
-    def position(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.offset}"
-
-    @property
-    def reason(self) -> str:
-        """The fold's reason, or `<target>:<code>` for a sync failure."""
-        reason = self.header("reason")
-        if reason is not None:
-            return reason
-        target, code = self.header("target"), self.header("code")
-        return f"{target}:{code}" if target or code else "unknown"
-
-    @property
-    def interaction(self) -> str:
-        return self.header("subject") or self.header("interaction_id") or (
-            self.key.decode("utf-8", errors="replace") if self.key else "")
-
-    @property
-    def original(self) -> str:
-        topic = self.header("original_topic") or "?"
-        return f"{topic}[{self.header('original_partition')}]@{self.header('original_offset')}"
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "dlq": self.position, "reason": self.reason, "message": self.header("message"),
-            "interaction": self.interaction, "event_id": self.header("event_id"),
-            "version": self.header("version"), "original_topic": self.header("original_topic"),
-            "original_partition": _int_or_none(self.header("original_partition")),
-            "original_offset": _int_or_none(self.header("original_offset")),
-            "replayed": self.replayed,
-            "timestamp": None if self.timestamp_ms is None else datetime.fromtimestamp(
-                self.timestamp_ms / 1000, UTC).isoformat(),
-        }
-
-
-def _int_or_none(text: str | None) -> int | None:
-    return int(text) if text is not None and text.lstrip("-").isdigit() else None
 
 
 def read_topic(settings: Settings, topic: str) -> list[Message]:

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.errors import ConfigError
+from worker.kafka.dead_letters import DeadLetter
 from worker.ops.dlq import (
-    DeadLetter,
     Selection,
     check_offsets,
     letters_as_json,

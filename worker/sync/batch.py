@@ -12,12 +12,10 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from adapters.base import Failed
 from schemas.common import Trigger
 from schemas.snapshot import LogSnapshot
 from worker.core.batch import stronger
 
-Headers = list[tuple[str, str | bytes | None]]
 _MESSAGE_CHARS = 500
 
 
@@ -87,32 +85,3 @@ def redact(message: str, snapshot: LogSnapshot | None) -> str:
             if probe and probe in message:
                 message = message[: message.index(probe)] + "[redacted]"
     return message[:_MESSAGE_CHARS]
-
-
-def origin_headers(record: SyncRecord) -> Headers:
-    return [
-        ("original_topic", record.topic.encode()),
-        ("original_partition", str(record.partition).encode()),
-        ("original_offset", str(record.offset).encode()),
-    ]
-
-
-def failure_headers(entry: Pending, target: str, failed: Failed) -> Headers:
-    snap = entry.snapshot
-    return [
-        ("target", target.encode()),
-        ("code", failed.code.encode()),
-        ("message", redact(failed.message, snap).encode()),
-        ("interaction_id", snap.interaction_id.encode()),
-        ("version", str(snap.version).encode()),
-        *origin_headers(entry.record),
-    ]
-
-
-def invalid_headers(record: SyncRecord) -> Headers:
-    return [
-        ("reason", b"invalid"),
-        ("code", b"INVALID_SNAPSHOT"),
-        ("message", (record.error or "invalid").encode()),
-        *origin_headers(record),
-    ]

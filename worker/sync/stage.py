@@ -30,13 +30,14 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from adapters.base import Failed, Target
-from worker.kafka.clients import DeliveryTracker, commit_quietly, store_offsets
+from worker.kafka.clients import DeliveryTracker, Headers, commit_quietly, store_offsets
+from worker.kafka.dead_letters import invalid_snapshot_headers, sync_failure_headers
 from worker.runtime import metrics
 from worker.runtime.settings import Settings
 from worker.runtime.status import StageStatus
 from worker.store.budget import ApiBudget
 from worker.store.sync_state import SyncStateStore
-from worker.sync.batch import Headers, Pending, SyncRecord, coalesce, decode_snapshot, failure_headers, invalid_headers
+from worker.sync.batch import Pending, SyncRecord, coalesce, decode_snapshot, redact
 from worker.sync.offsets import OffsetLedger, Position
 from worker.sync.queue import Work
 from worker.sync.target_runner import TargetRunner
@@ -171,7 +172,7 @@ class SyncStage:
             decoded = record.snapshot is not None
             self.ledger.add((record.topic, record.partition, record.offset), len(self.runners) if decoded else 0)
             if not decoded:
-                self._produce_dlq(record.value, None, invalid_headers(record))
+                self._produce_dlq(record.value, None, invalid_snapshot_headers(record, record.error))
                 log.error("undecodable snapshot; dead-lettered", partition=record.partition,
                           offset=record.offset, error=record.error)
         positions = positions_by_interaction(records)
@@ -213,7 +214,8 @@ class SyncStage:
 
     def _dead_letter(self, entry: Pending, target: str, failed: Failed) -> None:
         self._produce_dlq(entry.snapshot.to_json_bytes(), entry.snapshot.interaction_id,
-                          failure_headers(entry, target, failed))
+                          sync_failure_headers(entry.snapshot, entry.record, target, failed.code,
+                                               redact(failed.message, entry.snapshot)))
 
     def _produce_dlq(self, value: bytes | None, key: str | None, headers: Headers) -> None:
         self.producer.produce(
