@@ -111,7 +111,10 @@ def test_every_copy_source_exists_and_survives_dockerignore() -> None:
         ("requirements.lock", False),
         ("requirements-dev.lock", True),
         ("README.md", False),
-        ("worker/settings.py", False),
+        ("worker/runtime/settings.py", False),
+        ("worker/ops/cli.py", False),
+        ("worker/dev/demo.py", True),
+        ("worker/dev/__init__.py", True),
         ("schemas/jsonschema/snapshot.json", False),
         ("adapters/py.typed", False),
         ("worker/__pycache__/cli.cpython-311.pyc", True),
@@ -141,3 +144,10 @@ def test_the_builder_installs_the_locked_dependencies_by_hash_and_the_project_wi
 def test_the_image_reports_its_revision() -> None:
     steps = dict(final_stage())
     assert "ILOG_BUILD_REVISION=${REVISION}" in steps["ENV"]
+
+
+def test_the_builder_drops_the_development_tools_before_installing_the_project() -> None:
+    steps = instructions()
+    copied_worker = steps.index(("COPY", "worker ./worker"))
+    install = next(i for i, (name, args) in enumerate(steps) if name == "RUN" and "--no-deps ." in args)
+    assert ("RUN", "rm -rf worker/dev") in steps[copied_worker:install]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -172,9 +173,10 @@ def produce_cmd(
     malformed: Annotated[float, typer.Option(help="ratio of extra malformed payloads")] = 0.0,
     time_scale: Annotated[float, typer.Option(help="call duration scale, e.g. 0.05: 1 min demo")] = 1.0,
 ) -> None:
-    """Generate demo/load events and send them to the events topic (or a file)."""
+    """Generate demo/load events and send them to the events topic (or a file). Development install only."""
     import json
 
+    require_dev_tools("produce")
     from worker.dev.generator import GeneratorMix
     from worker.dev.produce import produce_command
 
@@ -254,7 +256,9 @@ def demo_cmd(
     keep: Annotated[bool, typer.Option(help="leave the worker, emulators and stack running")] = False,
     summary_json: Annotated[Path | None, typer.Option(help="also write the summary here as JSON")] = None,
 ) -> None:
-    """The local demo (`make run`): stack, emulators, worker, a demo stream, and what the CRMs now hold."""
+    """The local demo (`make run`): stack, emulators, worker, a demo stream, and what the CRMs now hold.
+    Development install only."""
+    require_dev_tools("demo")
     from rich.console import Console
 
     from worker.dev.demo import DemoError, DemoOptions, run_demo
@@ -269,6 +273,14 @@ def demo_cmd(
         console.print(f"[red]ilog demo:[/] {exc}")
         code = 1
     raise typer.Exit(code)
+
+
+def require_dev_tools(command: str) -> None:
+    """`demo` and `produce` live in `worker.dev`, which the production image leaves out: say so, exit 2."""
+    if importlib.util.find_spec("worker.dev") is None:
+        typer.echo(f"ilog {command}: a development tool, not part of this installation (the production image "
+                   "leaves worker/dev out); install from a checkout: make install (pip install -e '.[dev]')", err=True)
+        raise typer.Exit(2)
 
 
 def command_name(argv: list[str]) -> str:
