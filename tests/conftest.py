@@ -22,7 +22,8 @@ _TIERS = ("unit", "integration", "e2e", "fault", "bench")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
-        if parts and parts[0] in _TIERS:
+        # a parametrised behaviour suite marks its in-memory half `unit` itself: no service needed
+        if parts and parts[0] in _TIERS and not any(item.get_closest_marker(tier) for tier in _TIERS):
             item.add_marker(getattr(pytest.mark, parts[0]))
 
 

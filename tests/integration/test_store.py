@@ -1,7 +1,11 @@
-"""The Redis store against the real redis-server: fenced writes, TTLs, deadlines."""
+"""The state store's behaviour suite, run against every implementation of `LogStore`: the in-memory twin
+(unit tier, no service) and `RedisStore` against the real redis-server (integration tier)."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -9,26 +13,53 @@ import redis
 
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import StateWrite, Stored
-from worker.runtime.settings import Settings
+from worker.errors import StateLostError
 from worker.store import keys
+from worker.store.memory import MemoryStore
+from worker.store.port import LogStore
 from worker.store.redis_store import RedisStore
 
 
-def test_fenced_write_stores_only_over_the_version_read(settings: Settings, redis_client: redis.Redis) -> None:
-    store = RedisStore(redis_client, settings.key_prefix)
+@dataclass
+class Backend:
+    store: LogStore
+    ttl_ms: Callable[[str], int]  # what is left of an interaction's TTL (the memory twin records it)
+
+
+def _memory() -> Backend:
+    store = MemoryStore()
+    return Backend(store, store.ttl_ms.__getitem__)
+
+
+def _redis(request: pytest.FixtureRequest) -> Backend:
+    client: redis.Redis = request.getfixturevalue("redis_client")
+    prefix = f"t-{uuid.uuid4().hex[:10]}"
+    return Backend(RedisStore(client, prefix), lambda i: int(client.pttl(keys.state_key(prefix, i))))
+
+
+@pytest.fixture(params=[pytest.param("memory", marks=pytest.mark.unit),
+                        pytest.param("redis", marks=pytest.mark.integration)])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return _memory() if request.param == "memory" else _redis(request)
+
+
+def test_fenced_write_stores_only_over_the_version_read(backend: Backend) -> None:
+    store = backend.store
     first = InteractionLog("c1", version=3, edit_deadline_us=1_000)
     assert [] == store.write([StateWrite("c1", 0, first, 60_000, deadline=(2, 1))]).fenced_out
     zombie = InteractionLog("c1", version=2)
     assert ["c1"] == store.write([StateWrite("c1", 0, zombie, 60_000)]).fenced_out
     assert Stored(3, first) == store.load(["c1"])["c1"]
-    assert 0 < redis_client.pttl(keys.state_key(settings.key_prefix, "c1")) <= 60_000
+    assert 0 < backend.ttl_ms("c1") <= 60_000
     assert [("c1", 1)] == store.due(2, 10, 100)
 
 
-def test_tombstone_replaces_the_log_and_unschedules_its_deadline(
-    settings: Settings, redis_client: redis.Redis
-) -> None:
-    store = RedisStore(redis_client, settings.key_prefix)
+def test_an_unknown_interaction_loads_as_nothing_stored(backend: Backend) -> None:
+    assert {"never": Stored(0, None)} == backend.store.load(["never", "never"])
+
+
+def test_tombstone_replaces_the_log_and_unschedules_its_deadline(backend: Backend) -> None:
+    store = backend.store
     store.write([StateWrite("c2", 0, InteractionLog("c2", version=1), 60_000, deadline=(0, 5))])
     tomb = Tombstone("c2", 2, datetime(2026, 11, 27, tzinfo=UTC))
     assert [] == store.write([StateWrite("c2", 1, tomb, 60_000, unschedule_partition=0)]).fenced_out
@@ -36,11 +67,8 @@ def test_tombstone_replaces_the_log_and_unschedules_its_deadline(
     assert 0 == store.open_windows(0)
 
 
-
-def test_one_write_call_fences_each_interaction_alone_and_leaves_a_fenced_ones_deadline(
-    settings: Settings, redis_client: redis.Redis
-) -> None:
-    store = RedisStore(redis_client, settings.key_prefix)
+def test_one_write_call_fences_each_interaction_alone_and_leaves_a_fenced_ones_deadline(backend: Backend) -> None:
+    store = backend.store
     store.write([StateWrite("b", 0, InteractionLog("b", version=5), 60_000)])
     writes = [
         StateWrite("a", 0, InteractionLog("a", version=1), 60_000, deadline=(1, 100)),
@@ -51,13 +79,11 @@ def test_one_write_call_fences_each_interaction_alone_and_leaves_a_fenced_ones_d
     assert {"a": 1, "b": 5, "c": 2} == {i: s.version for i, s in store.load(["a", "b", "c"]).items()}
     assert [("a", 100)] == store.due(1, 1_000, 10)
     assert [("c", 300)] == store.due(3, 1_000, 10)
-    assert 0 < redis_client.pttl(keys.state_key(settings.key_prefix, "c")) <= 30_000
+    assert 0 < backend.ttl_ms("c") <= 30_000
 
 
-def test_a_batch_larger_than_one_script_call_keeps_every_fence_and_deadline(
-    settings: Settings, redis_client: redis.Redis
-) -> None:
-    store = RedisStore(redis_client, settings.key_prefix)
+def test_a_batch_larger_than_one_script_call_keeps_every_fence_and_deadline(backend: Backend) -> None:
+    store = backend.store
     ids = [f"i{n}" for n in range(2_500)]
     store.write([StateWrite(i, 0, InteractionLog(i, version=1), 60_000) for i in ids[::2]])
     writes = [StateWrite(i, 0, InteractionLog(i, version=1), 60_000, deadline=(0, n)) for n, i in enumerate(ids)]
@@ -66,18 +92,34 @@ def test_a_batch_larger_than_one_script_call_keeps_every_fence_and_deadline(
     assert 1_250 == store.open_windows(0)
 
 
-def test_a_write_that_both_schedules_and_unschedules_is_refused(settings: Settings, redis_client: redis.Redis) -> None:
-    store = RedisStore(redis_client, settings.key_prefix)
+def test_a_write_that_both_schedules_and_unschedules_is_refused(backend: Backend) -> None:
     both = StateWrite("d", 0, InteractionLog("d", version=1), 60_000, deadline=(0, 1), unschedule_partition=0)
     with pytest.raises(ValueError, match="not both"):
-        store.write([both])
+        backend.store.write([both])
+    assert {"d": Stored(0, None)} == backend.store.load(["d"])
 
 
-def test_due_and_open_windows_of_several_partitions_come_back_per_partition(
-    settings: Settings, redis_client: redis.Redis
-) -> None:
-    store = RedisStore(redis_client, settings.key_prefix)
+def test_due_and_open_windows_of_several_partitions_come_back_per_partition(backend: Backend) -> None:
+    store = backend.store
     store.write([StateWrite(i, 0, InteractionLog(i, version=1), 60_000, deadline=(p, d))
                  for i, p, d in [("x", 0, 10), ("y", 0, 50), ("z", 4, 20)]])
     assert {0: [("x", 10)], 4: [("z", 20)], 5: []} == store.due_many({0: 30, 4: 30, 5: 30}, 10)
     assert {0: 2, 4: 1, 5: 0} == store.open_windows_many([0, 4, 5])
+
+
+def test_unscheduled_windows_are_no_longer_due(backend: Backend) -> None:
+    store = backend.store
+    store.write([StateWrite(i, 0, InteractionLog(i, version=1), 60_000, deadline=(2, 10)) for i in ("p", "q")])
+    store.unschedule(2, ["p", "gone"])
+    assert [("q", 10)] == store.due(2, 100, 10)
+
+
+def test_a_guarded_write_is_refused_whole_on_a_partition_the_store_has_not_marked(backend: Backend) -> None:
+    store = backend.store
+    store.mark([1])
+    assert {1} == store.marked([1, 2])
+    with pytest.raises(StateLostError):
+        store.write([StateWrite("g", 0, InteractionLog("g", version=1), 60_000)], guard=[1, 2])
+    assert {"g": Stored(0, None)} == store.load(["g"])
+    assert [] == store.write([StateWrite("g", 0, InteractionLog("g", version=1), 60_000)], guard=[1]).fenced_out
+    assert 1 == store.load(["g"])["g"].version

@@ -56,9 +56,8 @@ def _unreachable_store() -> RedisStore:
         lambda store: store.due_many({0: 1}, 10),
         lambda store: store.open_windows_many([0]),
         lambda store: store.unschedule(0, ["a"]),
-        lambda store: store.sync_state("a", "crm"),
     ],
-    ids=["load", "due", "open_windows", "due_many", "open_windows_many", "unschedule", "sync_state"],
+    ids=["load", "due", "open_windows", "due_many", "open_windows_many", "unschedule"],
 )
 def test_a_redis_failure_leaves_the_store_as_store_error(call: Callable[[RedisStore], Any]) -> None:
     store = _unreachable_store()

@@ -6,11 +6,9 @@ import threading
 import time
 from collections.abc import Sequence
 
-import redis
-
 from adapters.base import Failed, Retry, Skipped, Synced, SyncItem, SyncOutcome, TargetState, TargetTraits
 from schemas.snapshot import LogSnapshot
-from worker.store.budget import ApiBudget
+from worker.store.budget import MemoryBudget
 from worker.store.sync_state import MemorySyncStateStore, StateUpdate
 from worker.sync.batch import Pending, SyncRecord
 from worker.sync.offsets import Position
@@ -53,7 +51,7 @@ class Harness:
         self.store = store or MemorySyncStateStore()
         self.dead: list[tuple[str, str, Failed]] = []
         self.done: list[Position] = []
-        budget = ApiBudget(redis.Redis(), "unit", {})  # no limits for this target: Redis is never called
+        budget = MemoryBudget({})  # no limits for this target
         self.runner = TargetRunner(
             target, self.store, budget, lambda entry, name, failed: self.dead.append(
                 (entry.snapshot.interaction_id, name, failed)),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import typer
 
+from adapters.base import TargetState
 from worker.core.fold import snapshot
 from worker.core.state import InteractionLog, Tombstone
 from worker.runtime import bootstrap
@@ -19,11 +21,8 @@ def inspect_interaction(interaction_id: str, settings: Settings) -> int:
     store = bootstrap.log_store(settings)
     try:
         stored = store.load([interaction_id])[interaction_id]
-        synced = {
-            target: json.loads(raw)
-            for target in TARGET_NAMES
-            if (raw := store.sync_state(interaction_id, target)) is not None
-        }
+        states = bootstrap.sync_state_store(settings, store.client).load([interaction_id], TARGET_NAMES)
+        synced = {target: asdict(state) for (_id, target), state in states.items() if state != TargetState()}
     finally:
         store.close()
     state = stored.state

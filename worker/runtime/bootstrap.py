@@ -142,10 +142,14 @@ def fold_stage(settings: Settings, options: FoldOptions | None = None, *, prefix
                      status=status, changelog_reader=changelog_reader)
 
 
+def sync_state_store(settings: Settings, client: redis.Redis) -> RedisSyncStateStore:
+    return RedisSyncStateStore(client, settings.key_prefix, settings.retention_seconds)
+
+
 def sync_stage(settings: Settings) -> SyncStage:
     """The real clients, built once: targets from settings, Redis for states and the budget."""
     client = redis_client(settings)
-    states = RedisSyncStateStore(client, settings.key_prefix, settings.retention_seconds)
+    states = sync_state_store(settings, client)
     targets = build_targets(settings)
     limits = {target.name: target.traits.budget for target in targets if target.traits.budget is not None}
     budget = ApiBudget(client, settings.key_prefix, limits)

@@ -9,8 +9,10 @@ report need, intermediate states can wait for the next window.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import redis
 
@@ -70,6 +72,15 @@ class Grant:
 UNLIMITED = Grant(granted=True, left_minute=1 << 30, left_day=1 << 30, wait_s=0.0)
 
 
+class Budget(Protocol):
+    """The budget port: `ApiBudget` (Redis, shared by every replica) and `MemoryBudget` (one process)."""
+
+    limits: dict[str, BudgetLimits]
+
+    def take(self, target: str, tokens: int) -> Grant: ...
+    def peek(self, target: str) -> Grant: ...
+
+
 class ApiBudget:
     """Token counters per target; a target without limits is never refused."""
 
@@ -94,6 +105,43 @@ class ApiBudget:
 
     def peek(self, target: str) -> Grant:
         return self.take(target, 0)
+
+
+def _monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class MemoryBudget:
+    """The in-memory twin of `ApiBudget`: the same fixed windows, counted in this process on `clock_ms`."""
+
+    def __init__(self, limits: dict[str, BudgetLimits], clock_ms: Callable[[], int] = _monotonic_ms) -> None:
+        self.limits = dict(limits)
+        self._clock_ms = clock_ms
+        self._windows: dict[tuple[str, int], tuple[int, int]] = {}  # (target, window ms) → (used, ends at ms)
+
+    def take(self, target: str, tokens: int) -> Grant:
+        limits = self.limits.get(target)
+        if limits is None:
+            return UNLIMITED
+        now_ms, tokens = self._clock_ms(), max(0, tokens)
+        spans = ((MINUTE_MS, limits.per_minute), (DAY_MS, limits.per_day))
+        used = [self._window(target, span_ms, now_ms) for span_ms, _ in spans]
+        refused = [ends_ms - now_ms for (count, ends_ms), (_, limit) in zip(used, spans, strict=True)
+                   if tokens > 0 and count + tokens > limit]
+        if tokens > 0 and not refused:
+            used = [(count + tokens, ends_ms) for count, ends_ms in used]
+            for (span_ms, _), window in zip(spans, used, strict=True):
+                self._windows[(target, span_ms)] = window
+        return Grant(not refused, limits.per_minute - used[0][0], limits.per_day - used[1][0],
+                     max(refused, default=0) / 1000)
+
+    def peek(self, target: str) -> Grant:
+        return self.take(target, 0)
+
+    def _window(self, target: str, span_ms: int, now_ms: int) -> tuple[int, int]:
+        """(used, ends at ms); a window starts with its first grant, as the Redis key's TTL does."""
+        count, ends_ms = self._windows.get((target, span_ms), (0, now_ms + span_ms))
+        return (0, now_ms + span_ms) if ends_ms <= now_ms else (count, ends_ms)
 
 
 Estimate = Callable[[Sequence[SyncItem]], int]

@@ -16,7 +16,6 @@ class MemoryStore:
         self.states: dict[str, tuple[int, State]] = {}
         self.ttl_ms: dict[str, int] = {}
         self.deadlines: dict[int, dict[str, int]] = {}
-        self.sync: dict[tuple[str, str], bytes] = {}
         self.marks: set[int] = set()
 
     def flush(self) -> None:
@@ -24,7 +23,6 @@ class MemoryStore:
         self.states.clear()
         self.ttl_ms.clear()
         self.deadlines.clear()
-        self.sync.clear()
         self.marks.clear()
 
     def marked(self, partitions: Sequence[int]) -> set[int]:
@@ -41,6 +39,8 @@ class MemoryStore:
         return loaded
 
     def write(self, writes: Sequence[StateWrite], guard: Sequence[int] = ()) -> WriteResult:
+        if any(item.deadline is not None and item.unschedule_partition is not None for item in writes):
+            raise ValueError("a write either schedules or unschedules a deadline, not both")
         unmarked = sorted(set(guard) - self.marks)
         if writes and unmarked:
             raise StateLostError(unmarked[:1])
@@ -75,9 +75,6 @@ class MemoryStore:
     def unschedule(self, partition: int, interaction_ids: Sequence[str]) -> None:
         for interaction_id in interaction_ids:
             self.deadlines.get(partition, {}).pop(interaction_id, None)
-
-    def sync_state(self, interaction_id: str, target: str) -> bytes | None:
-        return self.sync.get((interaction_id, target))
 
     def close(self) -> None:
         return None

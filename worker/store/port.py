@@ -1,7 +1,9 @@
 """The state store port: interaction logs by id, fenced writes, per-partition deadline sets.
 
 `RedisStore` (`worker.store.redis_store`) is the real one; `MemoryStore` (`worker.store.memory`) is its
-in-memory twin. Both run through one behaviour suite. Keys are documented in `worker.store.keys`.
+in-memory twin. Both run through one behaviour suite (tests/integration/test_store.py). What the sync
+stage remembers per target is another port, `worker.store.sync_state.SyncStateStore`. Keys are
+documented in `worker.store.keys`.
 
 Marks: a store says which partitions' state it holds (`marked`, `mark`); a guarded `write` refuses
 the whole call with `StateLostError` when one of its guarded partitions is not marked (the store lost
@@ -32,5 +34,4 @@ class LogStore(Protocol):
     def due_many(self, until_ms: dict[int, int], limit: int) -> dict[int, list[tuple[str, int]]]: ...
     def open_windows_many(self, partitions: Sequence[int]) -> dict[int, int]: ...
     def unschedule(self, partition: int, interaction_ids: Sequence[str]) -> None: ...
-    def sync_state(self, interaction_id: str, target: str) -> bytes | None: ...
     def close(self) -> None: ...

@@ -184,11 +184,6 @@ class RedisStore:
             with store_errors(f"unscheduling {len(interaction_ids)} windows of partition {partition}"):
                 self._client.zrem(keys.deadlines_key(self._prefix, partition), *interaction_ids)
 
-    def sync_state(self, interaction_id: str, target: str) -> bytes | None:
-        with store_errors(f"reading the {target} sync state of {interaction_id}"):
-            value = self._client.hget(keys.state_key(self._prefix, interaction_id), keys.sync_field(target))
-        return value if isinstance(value, bytes) else None
-
     def close(self) -> None:
         self._client.close()
 

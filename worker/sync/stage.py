@@ -35,7 +35,7 @@ from worker.kafka.dead_letters import invalid_snapshot_headers, sync_failure_hea
 from worker.runtime import metrics
 from worker.runtime.settings import Settings
 from worker.runtime.status import StageStatus
-from worker.store.budget import ApiBudget
+from worker.store.budget import Budget
 from worker.store.sync_state import SyncStateStore
 from worker.sync.batch import Pending, SyncRecord, coalesce, decode_snapshot, redact
 from worker.sync.offsets import OffsetLedger, Position
@@ -71,7 +71,7 @@ def positions_by_interaction(records: Sequence[SyncRecord]) -> dict[str, list[Po
 
 class SyncStage:
     def __init__(
-        self, settings: Settings, targets: Sequence[Target], states: SyncStateStore, budget: ApiBudget,
+        self, settings: Settings, targets: Sequence[Target], states: SyncStateStore, budget: Budget,
         consumer: Consumer, producer: Producer,
     ) -> None:
         self.settings = settings

@@ -38,7 +38,7 @@ from adapters.base import (
     next_target_state,
 )
 from worker.runtime import metrics
-from worker.store.budget import ApiBudget, Grant, admit
+from worker.store.budget import Budget, Grant, admit
 from worker.store.sync_state import StateUpdate, SyncStateStore
 from worker.sync.batch import Pending
 from worker.sync.offsets import Position
@@ -62,7 +62,7 @@ def _nothing_done(_positions: Sequence[Position]) -> None:
 class TargetRunner:
     target: Target
     states: SyncStateStore
-    budget: ApiBudget
+    budget: Budget
     dead_letter: DeadLetter
     on_done: Done = _nothing_done
     reserve_fraction: float = 0.1
