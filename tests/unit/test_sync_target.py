@@ -6,38 +6,15 @@ import threading
 import time
 from collections.abc import Sequence
 
-from adapters.base import Failed, Retry, Skipped, Synced, SyncItem, SyncOutcome, TargetState, TargetTraits
+from adapters.base import Failed, Retry, Skipped, Synced, SyncItem, SyncOutcome, TargetState
 from schemas.snapshot import LogSnapshot
+from tests.fakes import ScriptedTarget
 from worker.store.budget import MemoryBudget
 from worker.store.sync_state import MemorySyncStateStore, StateUpdate
 from worker.sync.batch import Pending, SyncRecord
 from worker.sync.offsets import Position
 from worker.sync.queue import Work
 from worker.sync.target_runner import TargetRunner
-
-
-class ScriptedTarget:
-    """Answers each call from a script of per-interaction outcomes; records what it was sent."""
-
-    name = "crm"
-    traits = TargetTraits()
-
-    def __init__(self, script: dict[str, list[SyncOutcome]]) -> None:
-        self.script = script
-        self.calls: list[list[tuple[str, TargetState]]] = []
-
-    def wants(self, snapshot: LogSnapshot) -> bool:
-        return True
-
-    def estimate_requests(self, items: Sequence[SyncItem]) -> int:
-        return len(items)
-
-    def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
-        self.calls.append([(item.snapshot.interaction_id, item.target_state) for item in batch])
-        return [self.script[item.snapshot.interaction_id].pop(0) for item in batch]
-
-    def close(self) -> None:
-        return None
 
 
 def _work(interaction_id: str, offset: int, version: int = 3) -> Work:
