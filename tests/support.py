@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer
 
+from schemas.snapshot import LogSnapshot
 from worker.dev.local_tools import parse_env_lines as parse_env_lines  # the tiers read the scripts as the demo does
 from worker.runtime.settings import Settings
 
@@ -37,6 +38,26 @@ def isolated_settings(env: dict[str, str], run_id: str, **overrides: Any) -> Set
         http_port=0,
         **overrides,
     )
+
+
+def emulator_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
+    """Settings pointing at the CRM emulators (`deploy/local/emulators env`), plus `overrides`."""
+    values: dict[str, Any] = {key.removeprefix("ILOG_").lower(): value for key, value in env.items()
+                              if key.startswith("ILOG_")}
+    return Settings(_env_file=None, **{**values, **overrides})  # type: ignore[call-arg]
+
+
+INBOUND_CALL: dict[str, Any] = {
+    "media": "voice", "direction": "inbound", "queue": "Support", "agent_id": "agent-7",
+    "customer": {"address": "+4930123456", "name": "Ada Example"}, "subject": "Inbound call from Ada Example",
+    "notes": "Customer asked for a refund.", "connected_at": "2026-11-27T10:00:00Z", "attributes": {"tier": "gold"},
+}
+"""The snapshot fields of the typical call the adapter tests sync (ids, trigger and state are theirs)."""
+
+
+def snapshot_from(base: Mapping[str, Any], **overrides: Any) -> LogSnapshot:
+    """A snapshot of CONTRACT.md: a test module's typical one (`base`) with `overrides`."""
+    return LogSnapshot.model_validate({**base, **overrides})
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:

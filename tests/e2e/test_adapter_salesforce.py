@@ -14,6 +14,7 @@ from adapters.base import Failed, Retry, Synced, SyncItem, TargetState, next_tar
 from adapters.salesforce import SalesforceTarget
 from schemas.snapshot import LogSnapshot
 from tests.e2e.conftest import Emulators
+from tests.support import INBOUND_CALL, emulator_settings, snapshot_from
 from worker.runtime.settings import Settings
 from worker.runtime.targets import build_salesforce
 
@@ -22,11 +23,7 @@ CASE_ID = "5005g00000XyZabAAB"
 
 
 def settings_for(emulators: Emulators, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        key.removeprefix("ILOG_").lower(): value for key, value in emulators.env.items() if key.startswith("ILOG_")
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
+    return emulator_settings(emulators.env, **overrides)
 
 
 @pytest.fixture
@@ -46,24 +43,11 @@ def target(fresh_emulators: Emulators) -> Iterator[SalesforceTarget]:
 
 def snapshot(interaction_id: str = "conv-42", version: int = 1, **overrides: Any) -> LogSnapshot:
     base: dict[str, Any] = {
-        "interaction_id": interaction_id,
-        "version": version,
-        "trigger": "created",
-        "state": "connected",
-        "media": "voice",
-        "direction": "inbound",
-        "queue": "Support",
-        "agent_id": "agent-7",
-        "customer": {"address": "+4930123456", "name": "Ada Example"},
-        "subject": "Inbound call from Ada Example",
-        "notes": "Customer asked for a refund.",
+        **INBOUND_CALL, "trigger": "created", "state": "connected",
         "name": {"system": "salesforce", "type": "Contact", "id": CONTACT_ID},
         "related_to": {"system": "salesforce", "type": "Case", "id": CASE_ID},
-        "connected_at": "2026-11-27T10:00:00Z",
-        "attributes": {"tier": "gold"},
     }
-    base.update(overrides)
-    return LogSnapshot.model_validate(base)
+    return snapshot_from(base, interaction_id=interaction_id, version=version, **overrides)
 
 
 def finalized(interaction_id: str = "conv-42", version: int = 5, **overrides: Any) -> LogSnapshot:

@@ -16,16 +16,13 @@ from adapters.webhook_signature import signing_key, verify, webhook_id
 from schemas.snapshot import LogSnapshot
 from tests.e2e.conftest import Emulators
 from tests.emulators.webhook import receiver_id as emulated_receiver_id
+from tests.support import emulator_settings
 from worker.runtime.settings import Settings
 from worker.runtime.targets import build_webhook
 
 
 def settings_for(emulators: Emulators, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        key.removeprefix("ILOG_").lower(): value for key, value in emulators.env.items() if key.startswith("ILOG_")
-    }
-    values.update({"webhook_timeout_seconds": 2.0, **overrides})
-    return Settings(_env_file=None, **values)
+    return emulator_settings(emulators.env, **{"webhook_timeout_seconds": 2.0, **overrides})
 
 
 @pytest.fixture

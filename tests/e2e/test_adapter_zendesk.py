@@ -12,7 +12,7 @@ from adapters.zendesk import ZendeskTarget
 from adapters.zendesk_render import marker
 from schemas.snapshot import LogSnapshot
 from tests.e2e.conftest import Emulators
-from tests.support import wait_for
+from tests.support import emulator_settings, wait_for
 from worker.runtime.settings import Settings
 from worker.runtime.targets import build_zendesk
 
@@ -21,11 +21,8 @@ TargetFactory = Callable[..., ZendeskTarget]
 
 
 def settings_for(emulators: Emulators, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        key.removeprefix("ILOG_").lower(): value for key, value in emulators.env.items() if key.startswith("ILOG_")
-    }
-    values.update({"zendesk_timeout_seconds": 2.0, "zendesk_job_poll_seconds": 0.1, **overrides})
-    return Settings(_env_file=None, **values)
+    quick = {"zendesk_timeout_seconds": 2.0, "zendesk_job_poll_seconds": 0.1}
+    return emulator_settings(emulators.env, **{**quick, **overrides})
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from adapters.salesforce_fields import (
 )
 from adapters.salesforce_lookup import soql_quote
 from schemas.snapshot import LogSnapshot
+from tests.support import INBOUND_CALL, snapshot_from
 
 SPECS = parse_describe(
     {
@@ -36,32 +37,25 @@ SPECS = parse_describe(
 ATTRIBUTE_MAP = {"tier": "Tier__c", "score": "Score__c", "queue": "Queue__c"}
 
 
+SNAPSHOT: dict[str, Any] = {
+    **INBOUND_CALL,
+    "interaction_id": "conv-42",
+    "version": 7,
+    "trigger": "state_changed",
+    "state": "disconnected",
+    "name": {"system": "salesforce", "type": "Contact", "id": "0035g00000AbCdE"},
+    "related_to": {"system": "salesforce", "type": "Case", "id": "5005g00000XyZ"},
+    "disconnected_at": "2026-11-27T10:05:00Z",
+    "duration_seconds": 300,
+    "hold_seconds": 40,
+    "hold_count": 1,
+    "talk_seconds": 260,
+    "wrapup_code": "Resolved",
+}
+
+
 def snapshot(**overrides: Any) -> LogSnapshot:
-    base: dict[str, Any] = {
-        "interaction_id": "conv-42",
-        "version": 7,
-        "trigger": "state_changed",
-        "state": "disconnected",
-        "media": "voice",
-        "direction": "inbound",
-        "queue": "Support",
-        "agent_id": "agent-7",
-        "customer": {"address": "+4930123456", "name": "Ada Example"},
-        "subject": "Inbound call from Ada Example",
-        "notes": "Customer asked for a refund.",
-        "name": {"system": "salesforce", "type": "Contact", "id": "0035g00000AbCdE"},
-        "related_to": {"system": "salesforce", "type": "Case", "id": "5005g00000XyZ"},
-        "connected_at": "2026-11-27T10:00:00Z",
-        "disconnected_at": "2026-11-27T10:05:00Z",
-        "duration_seconds": 300,
-        "hold_seconds": 40,
-        "hold_count": 1,
-        "talk_seconds": 260,
-        "wrapup_code": "Resolved",
-        "attributes": {"tier": "gold"},
-    }
-    base.update(overrides)
-    return LogSnapshot.model_validate(base)
+    return snapshot_from(SNAPSHOT, **overrides)
 
 
 def test_a_voice_log_maps_to_a_call_task() -> None:

@@ -10,12 +10,13 @@ import requests
 
 from adapters.webhook import event_name, receiver_id_from, request_body, sign, verify_signature
 from schemas.snapshot import LogSnapshot
+from tests.support import snapshot_from
+
+SNAPSHOT: dict[str, Any] = {"interaction_id": "conv-42", "version": 3, "trigger": "created", "state": "connected"}
 
 
 def snapshot(**overrides: Any) -> LogSnapshot:
-    base: dict[str, Any] = {"interaction_id": "conv-42", "version": 3, "trigger": "created", "state": "connected"}
-    base.update(overrides)
-    return LogSnapshot.model_validate(base)
+    return snapshot_from(SNAPSHOT, **overrides)
 
 
 @pytest.mark.parametrize(

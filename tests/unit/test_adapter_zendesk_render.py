@@ -23,6 +23,7 @@ from adapters.zendesk_render import (
     render_comment,
 )
 from schemas.snapshot import LogSnapshot
+from tests.support import snapshot_from
 
 FIELD_TYPES = parse_ticket_fields(
     [
@@ -35,28 +36,29 @@ FIELD_TYPES = parse_ticket_fields(
 )
 
 
+SNAPSHOT: dict[str, Any] = {
+    "interaction_id": "conv-42",
+    "version": 9,
+    "trigger": "finalized",
+    "finalized": True,
+    "state": "disconnected",
+    "media": "chat",
+    "direction": "inbound",
+    "customer": {"address": "ada@example.com", "name": "Ada Example"},
+    "notes": "Refund approved.",
+    "related_to": {"system": "zendesk", "type": "ticket", "id": "1001"},
+    "connected_at": "2026-11-27T10:00:00Z",
+    "disconnected_at": "2026-11-27T10:04:05Z",
+    "duration_seconds": 245,
+    "talk_seconds": 245,
+    "wrapup_code": "Resolved",
+    "wrapup_note": "Refund approved.",
+    "attributes": {"seats": "12", "score": "high", "plan": "gold"},
+}
+
+
 def snapshot(**overrides: Any) -> LogSnapshot:
-    base: dict[str, Any] = {
-        "interaction_id": "conv-42",
-        "version": 9,
-        "trigger": "finalized",
-        "finalized": True,
-        "state": "disconnected",
-        "media": "chat",
-        "direction": "inbound",
-        "customer": {"address": "ada@example.com", "name": "Ada Example"},
-        "notes": "Refund approved.",
-        "related_to": {"system": "zendesk", "type": "ticket", "id": "1001"},
-        "connected_at": "2026-11-27T10:00:00Z",
-        "disconnected_at": "2026-11-27T10:04:05Z",
-        "duration_seconds": 245,
-        "talk_seconds": 245,
-        "wrapup_code": "Resolved",
-        "wrapup_note": "Refund approved.",
-        "attributes": {"seats": "12", "score": "high", "plan": "gold"},
-    }
-    base.update(overrides)
-    return LogSnapshot.model_validate(base)
+    return snapshot_from(SNAPSHOT, **overrides)
 
 
 def test_the_comment_renders_the_log_and_ends_with_the_version_marker() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from schemas.decode import Rejection, decode_event
 from worker.dev.generator import (
     SOURCE,
     GeneratorMix,
@@ -102,18 +103,16 @@ def test_histories_are_numbered_in_event_time_order_with_unique_ids() -> None:
 
 
 def test_every_generated_dict_decodes_to_an_event() -> None:
-    decode = pytest.importorskip("schemas.decode")
     stream = generate_stream(300, seed=5, start=START, rate_per_s=3.0,
                              mix=GeneratorMix(duplicate_ratio=0.1, late_edit_ratio=0.2))
-    rejected = [(item, decode.decode_event(json.dumps(item).encode())) for item in stream]
-    assert [(item, result) for item, result in rejected if isinstance(result, decode.Rejection)] == []
+    rejected = [(item, decode_event(json.dumps(item).encode())) for item in stream]
+    assert [(item, result) for item, result in rejected if isinstance(result, Rejection)] == []
 
 
 def test_every_malformed_item_decodes_to_an_invalid_or_unknown_type_rejection() -> None:
-    decode = pytest.importorskip("schemas.decode")
     stream = generate_stream(200, seed=5, start=START, rate_per_s=3.0, mix=GeneratorMix(malformed_ratio=0.2))
     malformed = [item for item in stream if isinstance(item, bytes)]
-    reasons = Counter(str(decode.decode_event(item).reason) for item in malformed)
+    reasons = Counter(str(decode_event(item).reason) for item in malformed)
     assert set(reasons) == {"invalid", "unknown_type"}
     assert sum(reasons.values()) == len(malformed) > 100
 

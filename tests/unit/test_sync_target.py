@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from adapters.base import Failed, Retry, Skipped, Synced, SyncItem, SyncOutcome, TargetState
 from schemas.snapshot import LogSnapshot
 from tests.fakes import ScriptedTarget
+from tests.support import wait_for
 from worker.store.budget import MemoryBudget
 from worker.store.sync_state import MemorySyncStateStore, StateUpdate
 from worker.sync.batch import Pending, SyncRecord
@@ -120,7 +121,7 @@ def test_newer_versions_wait_while_their_interaction_is_in_flight_merge_and_get_
     harness = Harness(target)
     harness.runner.queue.put(_work("a", 0, version=3))
     harness.runner.start()
-    assert _eventually(lambda: harness.runner.queue.in_flight_of({("up", 0)}) == 1)
+    assert wait_for(lambda: harness.runner.queue.in_flight_of({("up", 0)}) == 1, 5.0, 0.01)
     harness.runner.queue.put(_work("a", 1, version=4))
     harness.runner.queue.put(_work("a", 2, version=5))
     release.set()
@@ -138,18 +139,8 @@ def test_lingering_holds_work_until_the_linger_passes_or_enough_is_waiting() -> 
     time.sleep(0.3)
     assert [] == target.calls
     harness.runner.queue.put(_work("c", 2))
-    assert _eventually(lambda: len(target.calls) == 1)
+    assert wait_for(lambda: len(target.calls) == 1, 5.0, 0.01)
     harness.runner.queue.put(_work("d", 3))  # alone, but a shutdown does not linger
     harness.runner.close_by(time.monotonic() + 5)
     assert harness.runner.join(10)
     assert [["a", "b", "c"], ["d"]] == [[i for i, _ in call] for call in target.calls]
-
-
-def _eventually(check: object, timeout_s: float = 5.0) -> bool:
-    assert callable(check)
-    until_s = time.monotonic() + timeout_s
-    while time.monotonic() < until_s:
-        if check():
-            return True
-        time.sleep(0.01)
-    return False

@@ -28,7 +28,8 @@ from adapters.http_session import transport_error
 from adapters.salesforce_auth import SalesforceCredentials, fetch_access_token
 from adapters.webhook import TARGET_LEVEL_STATUSES
 from adapters.zendesk import translate_zenpy_error
-from tests.unit.test_sync_target import Harness, ScriptedTarget, _work
+from tests.fakes import ScriptedTarget
+from tests.unit.test_sync_target import Harness, _work
 from worker.sync.pause import TargetPause, pause_wait_s
 
 
