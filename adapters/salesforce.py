@@ -44,11 +44,12 @@ from adapters.http_session import RecordingSession, transport_error
 from adapters.salesforce_auth import SalesforceCredentials, fetch_access_token
 from adapters.salesforce_fields import FieldSpec, parse_describe, task_fields
 from adapters.salesforce_lookup import (
+    FoundTask,
     chunk_ids,
     estimated_requests,
     ids_to_look_up,
     lookup_soql,
-    task_ids_by_call_object,
+    tasks_by_call_object,
 )
 from schemas.common import Trigger
 from schemas.snapshot import LogSnapshot
@@ -128,9 +129,10 @@ class SalesforceTarget:
         due = [index for index, outcome in enumerate(outcomes) if outcome is None]
         try:
             specs = self._task_specs()
-            remote_ids = self._known_task_ids(batch, due)
+            remote_ids = self._known_task_ids(batch, due, outcomes)
         except SyncError as exc:
             return [outcome or outcome_for_error(exc) for outcome in outcomes]
+        due = [index for index in due if outcomes[index] is None]
         records = [task_fields(item.snapshot, self._attribute_fields, specs) for item in batch]
         updates = [index for index in due if remote_ids[index] is not None]
         creates = [index for index in due if remote_ids[index] is None]
@@ -144,20 +146,29 @@ class SalesforceTarget:
                 break
         return [outcome or Retry(None, "not attempted") for outcome in outcomes]
 
-    def _known_task_ids(self, batch: Sequence[SyncItem], due: Sequence[int]) -> list[str | None]:
-        """The stored Task Id, else the one found by `CallObject` (batched look-ups), else None."""
-        found: dict[str, str] = {}
+    def _known_task_ids(
+        self, batch: Sequence[SyncItem], due: Sequence[int], outcomes: list[SyncOutcome | None]
+    ) -> list[str | None]:
+        """The stored Task Id, else the one found by `CallObject` (batched look-ups), else None.
+
+        A found Task that is closed already holds a final log: a snapshot that is not final (an
+        older version, replayed without sync state) is Synced without a write instead of reopening it.
+        """
+        found: dict[str, FoundTask] = {}
         for chunk in chunk_ids(ids_to_look_up(batch, due)):
             found.update(self._find_tasks(chunk))
-        due_set = set(due)
-        return [
-            (item.target_state.remote_id or found.get(item.snapshot.interaction_id)) if index in due_set else None
-            for index, item in enumerate(batch)
-        ]
+        remote_ids: list[str | None] = [None] * len(batch)
+        for index in due:
+            snapshot, state = batch[index].snapshot, batch[index].target_state
+            task = None if state.remote_id is not None else found.get(snapshot.interaction_id)
+            remote_ids[index] = state.remote_id or (task.task_id if task else None)
+            if task is not None and task.closed and not snapshot.finalized:
+                outcomes[index] = Synced(remote_id=task.task_id, version=snapshot.version)
+        return remote_ids
 
-    def _find_tasks(self, interaction_ids: Sequence[str]) -> dict[str, str]:
+    def _find_tasks(self, interaction_ids: Sequence[str]) -> dict[str, FoundTask]:
         records = self._query_all(lookup_soql(interaction_ids))
-        chosen, duplicates = task_ids_by_call_object(records)
+        chosen, duplicates = tasks_by_call_object(records)
         for interaction_id, count in duplicates.items():
             log.warning("salesforce.duplicate_tasks", interaction_id=interaction_id, count=count)
         return chosen

@@ -2,14 +2,16 @@
 
 A missing sync state means "unknown", never "not created" (the state may be lost, expired, or
 belong to another replay): every item without a stored Task Id is looked up by `CallObject`
-before anything is created, with `SELECT Id, CallObject FROM Task WHERE CallObject IN (...)`,
-at most `LOOKUP_IDS_PER_QUERY` ids and `LOOKUP_LIST_CHARS` characters of list a query (the query
-travels in a GET URL, which Salesforce caps at 16,384 bytes).
+before anything is created, with `SELECT Id, CallObject, IsClosed FROM Task WHERE CallObject IN
+(...)`, at most `LOOKUP_IDS_PER_QUERY` ids and `LOOKUP_LIST_CHARS` characters of list a query (the query
+travels in a GET URL, which Salesforce caps at 16,384 bytes). A Task found closed holds a final
+log: a snapshot that is not final (a replay of older versions) does not reopen it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from adapters.base import SyncItem
@@ -54,19 +56,28 @@ def chunk_ids(
 
 def lookup_soql(interaction_ids: Sequence[str]) -> str:
     quoted = ", ".join(soql_quote(interaction_id) for interaction_id in interaction_ids)
-    return f"SELECT Id, CallObject FROM Task WHERE CallObject IN ({quoted})"
+    return f"SELECT Id, CallObject, IsClosed FROM Task WHERE CallObject IN ({quoted})"
 
 
-def task_ids_by_call_object(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, int]]:
-    """CallObject → Task Id (the smallest Id when several Tasks carry one), and how many carried each
-    id more than once (duplicates made before look-ups existed; reported, never multiplied)."""
-    found: dict[str, list[str]] = {}
+@dataclass(frozen=True)
+class FoundTask:
+    """A Task that already carries an interaction id; `closed` when it holds a final log."""
+
+    task_id: str
+    closed: bool
+
+
+def tasks_by_call_object(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, FoundTask], dict[str, int]]:
+    """CallObject → its Task (the smallest Id when several carry one), and how many carried each id
+    more than once (duplicates made before look-ups existed; reported, never multiplied)."""
+    found: dict[str, list[FoundTask]] = {}
     for record in records:
         call_object, task_id = record.get("CallObject"), record.get("Id")
         if call_object is not None and task_id is not None:
-            found.setdefault(str(call_object), []).append(str(task_id))
-    chosen = {call_object: min(task_ids) for call_object, task_ids in found.items()}
-    duplicates = {call_object: len(task_ids) for call_object, task_ids in found.items() if len(task_ids) > 1}
+            task = FoundTask(str(task_id), bool(record.get("IsClosed")))
+            found.setdefault(str(call_object), []).append(task)
+    chosen = {call_object: min(tasks, key=lambda t: t.task_id) for call_object, tasks in found.items()}
+    duplicates = {call_object: len(tasks) for call_object, tasks in found.items() if len(tasks) > 1}
     return chosen, duplicates
 
 

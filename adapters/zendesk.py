@@ -2,11 +2,11 @@
 
 The ticket is Related to (a Zendesk ticket), else the one stored for the interaction, else
 (setting `zendesk_missing_ticket=create`) a new ticket for the requester with `external_id` =
-interaction id, created already carrying the log. The stored state is the record of intent: the
-sync loop marks an item in flight before every call, so an item with a clean state was never
-sent and needs no look-up; after an uncertain call the ticket is looked up by `external_id`
-before creating again. A comment is not idempotent: after an uncertain call, or when an earlier
-version was synced, the ticket's comments are searched for this version's marker before posting.
+interaction id, created already carrying the log. A missing sync state means "unknown", never
+"not created" (`adapters.zendesk_lookup`): an item without a known ticket is looked up by
+`external_id` first (batched search), and in comment mode the comments of every ticket that may
+carry the log already are read once per batch; a comment whose marker names this interaction with
+this version or a newer one means the log is there, and it is not posted again.
 Writes go out batched (`adapters.zendesk_writes`): `update_many` and `create_many` jobs.
 A 401, or a 403/404 that a read of the ticket fields repeats, is target-level: the target pauses
 (`TargetUnavailableError`); the token file, when set, is read again before every batch.
@@ -44,10 +44,17 @@ from adapters.base import (
 )
 from adapters.http_session import RecordingSession, transport_error
 from adapters.zendesk_jobs import JobPacing, JobWatch
+from adapters.zendesk_lookup import (
+    already_posted,
+    estimated_lookup_requests,
+    needs_marker_check,
+    plan_external_ids,
+    posted_versions,
+    search_chunks,
+)
 from adapters.zendesk_render import (
     TicketField,
     attribute_custom_fields,
-    has_marker,
     linked_ticket_id,
     parse_ticket_fields,
     render_comment,
@@ -56,6 +63,8 @@ from adapters.zendesk_writes import MAX_JOB_TICKETS, TicketWriter, Write, estima
 from schemas.snapshot import LogSnapshot
 
 log = structlog.get_logger(__name__)
+
+_Posted = dict[int, dict[str, int] | PermanentSyncError]
 
 
 @dataclass(frozen=True)
@@ -146,7 +155,8 @@ class ZendeskTarget:
         return snapshot.finalized
 
     def estimate_requests(self, items: Sequence[SyncItem]) -> int:
-        return estimated_requests(items)  # the writer knows which writes share a job
+        """Look-ups (searches, comment reads), then writes as the writer groups them into jobs."""
+        return estimated_requests(items) + estimated_lookup_requests(items, self._options.mode == "comment")
 
     def close(self) -> None:
         self._session.close()
@@ -157,10 +167,16 @@ class ZendeskTarget:
         except TargetUnavailableError as exc:
             return [outcome_for_error(exc) for _ in batch]
         outcomes: list[SyncOutcome | None] = [None] * len(batch)
+        try:
+            found = self._find_tickets(batch)
+            posted = self._posted_on(self._tickets_to_check(batch, found))
+        except SyncError as exc:
+            return [outcome_for_error(exc) if self.wants(item.snapshot) else Skipped("not finalized")
+                    for item in batch]
         writes: list[Write] = []
         for index, item in enumerate(batch):
             try:
-                prepared = self._prepare(index, item)
+                prepared = self._prepare(index, item, found, posted)
             except PermanentSyncError as exc:
                 outcomes[index] = outcome_for_error(exc)
                 continue
@@ -182,19 +198,20 @@ class ZendeskTarget:
         for later in range(index + 1, len(outcomes)):
             outcomes[later] = Retry(getattr(exc, "retry_after_s", None), f"not sent: {exc}")
 
-    def _prepare(self, index: int, item: SyncItem) -> SyncOutcome | Write:
+    def _prepare(self, index: int, item: SyncItem, found: dict[str, int], posted: _Posted) -> SyncOutcome | Write:
         """The outcome when nothing (more) is to be written, else the write to send."""
         snapshot = item.snapshot
         if not self.wants(snapshot):
             return Skipped("not finalized")
-        ticket_id = self._find_ticket(item)
+        ticket_id = self._ticket_of(item, found)
         if ticket_id is None:
             if self._options.missing_ticket == "skip":
                 return Skipped("no linked ticket")
             return self._new_ticket(index, snapshot)
-        state = item.target_state
-        checks_marker = state.uncertain or state.synced_version > 0
-        if self._options.mode == "comment" and checks_marker and self._has_version(ticket_id, snapshot):
+        on_ticket = posted.get(ticket_id)
+        if isinstance(on_ticket, PermanentSyncError):
+            raise on_ticket
+        if on_ticket is not None and already_posted(on_ticket, snapshot.interaction_id, snapshot.version):
             return Synced(remote_id=str(ticket_id), version=snapshot.version)
         return Write(index, self._ticket_update(ticket_id, snapshot), snapshot.version, create=False)
 
@@ -229,23 +246,58 @@ class ZendeskTarget:
             return False
         return probe.status_code in (401, 403, 404)
 
-    def _find_ticket(self, item: SyncItem) -> int | None:
-        """Related to, else the stored ticket, else (only when an earlier write may have landed) by external_id."""
+    @staticmethod
+    def _ticket_of(item: SyncItem, found: dict[str, int]) -> int | None:
+        """Related to, else the stored ticket, else the one found by `external_id`."""
         linked = linked_ticket_id(item.snapshot)
         if linked is not None:
             return linked
-        state = item.target_state
-        if state.remote_id is not None:
-            return int(state.remote_id)
-        if not (state.uncertain or (state.remote_id is None and state.synced_version > 0)):
-            return None
-        found = self._call(lambda: list(self._client.tickets(external_id=item.snapshot.interaction_id)))
-        return int(found[0].id) if found else None
+        if item.target_state.remote_id is not None:
+            return int(item.target_state.remote_id)
+        return found.get(item.snapshot.interaction_id)
 
-    def _has_version(self, ticket_id: int, snapshot: LogSnapshot) -> bool:
-        comments = self._call(lambda: list(self._client.tickets.comments(ticket=ticket_id)))
-        bodies = (str(getattr(comment, "body", "") or "") for comment in comments)
-        return any(has_marker(body, snapshot.interaction_id, snapshot.version) for body in bodies)
+    def _find_tickets(self, batch: Sequence[SyncItem]) -> dict[str, int]:
+        """Interaction id → its ticket, for the items without one known (`adapters.zendesk_lookup`)."""
+        plan = plan_external_ids(batch)
+        tickets: list[Any] = []
+        for chunk in search_chunks(plan.searched):
+            tickets += self._call(lambda ids=chunk: list(self._client.search(type="ticket", external_id=ids)))
+        for interaction_id in plan.direct:
+            tickets += self._call(lambda key=interaction_id: list(self._client.tickets(external_id=key)))
+        wanted = set(plan.searched) | set(plan.direct)
+        found: dict[str, int] = {}
+        for ticket in tickets:
+            external_id = getattr(ticket, "external_id", None)
+            if external_id in wanted:
+                if external_id in found:
+                    log.warning("zendesk.duplicate_tickets", interaction_id=external_id)
+                found[external_id] = min(int(ticket.id), found.get(external_id, int(ticket.id)))
+        return found
+
+    def _tickets_to_check(self, batch: Sequence[SyncItem], found: dict[str, int]) -> list[int]:
+        """Tickets that may carry the log of one of the items already (comment mode only)."""
+        if self._options.mode != "comment":
+            return []
+        tickets = {
+            ticket_id
+            for item in batch
+            if self.wants(item.snapshot) and needs_marker_check(item.target_state)
+            and (ticket_id := self._ticket_of(item, found)) is not None
+        }
+        return sorted(tickets)
+
+    def _posted_on(self, ticket_ids: Sequence[int]) -> _Posted:
+        """Per ticket: interaction id → the newest log version its comments carry a marker for
+        (or the permanent error reading them, e.g. a deleted ticket, for its items alone)."""
+        posted: _Posted = {}
+        for ticket_id in ticket_ids:
+            try:
+                comments = self._call(lambda tid=ticket_id: list(self._client.tickets.comments(ticket=tid)))
+            except PermanentSyncError as exc:
+                posted[ticket_id] = exc
+                continue
+            posted[ticket_id] = posted_versions(str(getattr(comment, "body", "") or "") for comment in comments)
+        return posted
 
     def _log_payload(self, snapshot: LogSnapshot) -> tuple[Comment | None, list[dict[str, FieldValue]]]:
         mapping = self._options.attribute_fields or {}

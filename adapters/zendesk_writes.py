@@ -83,19 +83,17 @@ def plan_units(writes: Sequence[Write]) -> tuple[list[_Unit], list[Write]]:
 
 
 def estimated_requests(items: Sequence[SyncItem]) -> int:
-    """Requests `ZendeskTarget.sync` makes for these items, for an API budget to charge (at most
-    this many in the usual case: look-ups, marker checks, submits or direct calls, one poll)."""
-    updates = creates = checks = 0
+    """Write requests `TicketWriter.write` makes for these items (submits or direct calls, one
+    poll), counting every item without a known ticket as a create; look-ups are counted by
+    `adapters.zendesk_lookup.estimated_lookup_requests`."""
+    updates = creates = 0
     for item in items:
-        state = item.target_state
-        known = linked_ticket_id(item.snapshot) is not None or state.remote_id is not None
-        lookup = not known and (state.uncertain or (state.remote_id is None and state.synced_version > 0))
-        checks += lookup + ((known or lookup) and (state.uncertain or state.synced_version > 0))
+        known = linked_ticket_id(item.snapshot) is not None or item.target_state.remote_id is not None
         updates += known
         creates += not known
     if sum(n - 1 for n in (updates, creates) if n > 1) < 2:
-        return checks + updates + creates  # direct calls, as plan_units decides
-    return checks + math.ceil(updates / MAX_JOB_TICKETS) + math.ceil(creates / MAX_JOB_TICKETS) + 1
+        return updates + creates  # direct calls, as plan_units decides
+    return math.ceil(updates / MAX_JOB_TICKETS) + math.ceil(creates / MAX_JOB_TICKETS) + 1
 
 
 def _chunks(writes: list[Write], as_job: bool) -> list[list[Write]]:

@@ -236,6 +236,8 @@ def _classify(target: str, entry: dict[str, Any]) -> str:
         return "create_many"
     if path.endswith("ticket_fields.json"):
         return "ticket_fields"
+    if path.endswith("search.json"):
+        return "external_id_search"
     if path.endswith("tickets.json"):
         return "external_id_lookup" if method == "GET" else "ticket_create"
     if "/comments" in path:

@@ -301,3 +301,14 @@ def test_look_ups_of_a_large_batch_go_200_ids_a_query(target: SalesforceTarget, 
     outcomes = target.sync([SyncItem(snapshot(f"conv-{n}")) for n in range(450)])
     assert all(isinstance(outcome, Synced) for outcome in outcomes)
     assert (3, 450) == (len(api_queries(fresh_emulators)), len(tasks(fresh_emulators)))
+
+
+def test_without_a_sync_state_a_closed_task_is_not_reopened_by_an_older_snapshot(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    [final] = target.sync([SyncItem(finalized())])
+    writes_before = len(api_writes(fresh_emulators))
+    [older] = target.sync([SyncItem(snapshot(version=2, trigger="state_changed"))])  # replayed, no state
+    [task] = tasks(fresh_emulators)
+    assert isinstance(final, Synced) and Synced(final.remote_id, 2) == older
+    assert ("Completed", writes_before) == (task["Status"], len(api_writes(fresh_emulators)))

@@ -100,6 +100,10 @@ def request_kinds(emulators: Emulators) -> list[str]:
             kinds.append(path.rsplit("/", 1)[-1].removesuffix(".json"))
         elif path.endswith("/tickets.json"):
             kinds.append("create" if method == "POST" else "external_id_lookup")
+        elif path.endswith("/search.json"):
+            kinds.append("search")
+        elif path.endswith("/comments.json"):
+            kinds.append("comments")
         else:
             kinds.append(f"{method} {path}")
     return kinds
@@ -250,7 +254,8 @@ def test_several_due_tickets_go_out_in_one_update_many_job(
     for n, ticket_id in enumerate(ticket_ids):
         endings = [body.splitlines()[-1] for body in worker_comments(ticket(fresh_emulators, ticket_id))]
         assert [marker(f"conv-{n}", 9)] == endings
-    assert ["update_many", "job_status"] == request_kinds(fresh_emulators)
+    # No sync state: each linked ticket's comments are read for the marker first.
+    assert ["comments"] * 3 + ["update_many", "job_status"] == request_kinds(fresh_emulators)
 
 
 def test_a_ticket_create_whose_answer_was_lost_is_not_created_twice(
@@ -280,8 +285,8 @@ def test_tickets_for_interactions_without_one_are_created_in_one_job_carrying_lo
         [comment] = [c for c in found["comments"] if "[interaction " in c["body"]]
         assert (comment["public"], comment["body"].splitlines()[-1]) == (False, marker(f"conv-{n}", 9))
         assert {360002: 1, 360003: 3.5, 360004: "gold"} == custom_values(found)
-    # No look-up by external_id: a clean state means nothing was ever sent for these interactions.
-    assert ["create_many", "job_status"] == request_kinds(fresh_emulators)
+    # No sync state means unknown: one search by external_id for all three first.
+    assert ["search", "create_many", "job_status"] == request_kinds(fresh_emulators)
 
 
 def test_linked_and_new_tickets_go_out_as_two_jobs_polled_with_one_request(
@@ -296,7 +301,8 @@ def test_linked_and_new_tickets_go_out_as_two_jobs_polled_with_one_request(
     state = fresh_emulators.zendesk.state()["tickets"]
     commented = sorted(body.splitlines()[-1] for t in state for body in worker_comments(t))
     assert sorted(marker(item.snapshot.interaction_id, 9) for item in batch) == commented
-    assert ["update_many", "create_many", "job_statuses"] == request_kinds(fresh_emulators)
+    assert ["search", "comments", "comments", "update_many", "create_many", "job_statuses"] == request_kinds(
+        fresh_emulators)
 
 
 def test_a_single_new_ticket_is_one_create_with_an_idempotency_key_and_no_poll(
@@ -305,7 +311,7 @@ def test_a_single_new_ticket_is_one_create_with_an_idempotency_key_and_no_poll(
     [outcome] = make_target().sync([SyncItem(final_log())])
     [found] = fresh_emulators.zendesk.state()["tickets"]
     assert Synced(str(found["id"]), 9) == outcome
-    assert ["create"] == request_kinds(fresh_emulators)
+    assert ["search", "create"] == request_kinds(fresh_emulators)
 
 
 @pytest.mark.parametrize("fault", ["drop_after_apply", "timeout"])
@@ -323,10 +329,10 @@ def test_a_create_many_whose_answer_was_lost_creates_no_second_ticket(
     tickets = {t["external_id"]: t for t in fresh_emulators.zendesk.state()["tickets"]}
     assert [Synced(str(tickets[f"conv-{n}"]["id"]), 9) for n in range(3)] == retried
     assert {f"conv-{n}": 1 for n in range(3)} == {k: len(worker_comments(t)) for k, t in tickets.items()}
-    # One create_many (the lost one; the timeout fault logs it only when its delay is over), then a
-    # look-up by external_id and a marker check per ticket.
+    # A search, one create_many (the lost one; the timeout fault logs it only when its delay is
+    # over), then a direct look-up by external_id and a marker check per ticket.
     answered = [r for r in fresh_emulators.zendesk.requests() if r["fault"] is None]
-    assert ([], 6) == ([r for r in answered if r["method"] == "POST"], len(answered))
+    assert ([], 7) == ([r for r in answered if r["method"] == "POST"], len(answered))
     assert 3 == sum(1 for r in answered if "external_id=" in str(r["path"]))
 
 
@@ -362,4 +368,38 @@ def test_two_writes_of_one_kind_go_out_directly_rather_than_as_a_job_and_its_pol
 ) -> None:
     outcomes = make_target().sync([SyncItem(final_log(f"conv-{n}")) for n in range(2)])
     assert all(isinstance(outcome, Synced) for outcome in outcomes)
-    assert ["create", "create"] == request_kinds(fresh_emulators)
+    assert ["search", "create", "create"] == request_kinds(fresh_emulators)
+
+
+def test_without_a_sync_state_found_tickets_and_posted_markers_are_not_written_again(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    """The state of a first sync is lost: the second finds the created tickets by external_id (one
+    search) and the markers on the linked ones (their comments), and writes nothing."""
+    ticket_ids = seed_tickets(fresh_emulators, 2)
+    batch = [SyncItem(final_log(f"conv-linked-{n}", related_to=on_ticket(t))) for n, t in enumerate(ticket_ids)]
+    batch += [SyncItem(final_log(f"conv-new-{n}")) for n in range(3)]
+    first = make_target().sync(batch)
+    assert all(isinstance(outcome, Synced) for outcome in first)
+    before = len(fresh_emulators.zendesk.requests())
+    again = make_target().sync(batch)  # the same items, with no state
+    assert first == again
+    kinds = request_kinds(fresh_emulators)[before:]
+    assert ["search"] + ["comments"] * 5 == kinds  # 2 linked + 3 found tickets, nothing written
+    tickets = fresh_emulators.zendesk.state()["tickets"]
+    assert sorted(marker(item.snapshot.interaction_id, 9) for item in batch) == sorted(
+        body.splitlines()[-1] for t in tickets for body in worker_comments(t))
+    assert 5 == len(tickets)  # the two seeded ones and the three created, none twice
+
+
+def test_a_newer_version_is_posted_once_an_older_or_equal_one_never(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    [ticket_id] = seed_tickets(fresh_emulators, 1)
+    on = on_ticket(ticket_id)
+    make_target().sync([SyncItem(final_log("conv-v", version=9, related_to=on))])
+    outcomes = make_target().sync([SyncItem(final_log("conv-v", version=8, related_to=on))])  # older, no state
+    newer = make_target().sync([SyncItem(final_log("conv-v", version=10, related_to=on))])
+    assert [Synced(str(ticket_id), 8), Synced(str(ticket_id), 10)] == outcomes + newer
+    endings = [body.splitlines()[-1] for body in worker_comments(ticket(fresh_emulators, ticket_id))]
+    assert [marker("conv-v", 9), marker("conv-v", 10)] == endings

@@ -1,4 +1,4 @@
-"""Zendesk Support API emulator: tickets, comments, audits, ticket fields, bulk jobs, limits.
+"""Zendesk Support API emulator: tickets, comments, audits, ticket fields, bulk jobs, search, limits.
 
 Job statuses follow zenpy's recorded `TestTicketCreateUpdateDelete.test_multiple_update_full_objects-
 update-many.json` (queued → working → completed, per-ticket `results`; pace in `zendesk_jobs`), and
@@ -23,6 +23,7 @@ from typing import Any
 from tests.emulators.faults import Fault
 from tests.emulators.server import EmulatorApp, Request, Response
 from tests.emulators.zendesk_jobs import Job
+from tests.emulators.zendesk_search import SearchQueryError, matching_tickets, parse_query, search_page
 from tests.emulators.zendesk_tickets import AGENT_ID, RecordInvalidError, TicketStore, full_field
 
 DEFAULT_EMAIL = "agent@example.com"
@@ -111,6 +112,8 @@ class ZendeskApp(EmulatorApp):
         path, method = request.path, request.method
         if path == "/api/v2/tickets.json":
             return self._create(request) if method == "POST" else self._list_tickets(request)
+        if path == "/api/v2/search.json" and method == "GET":
+            return self._search(request)
         if path == "/api/v2/tickets/show_many.json" and method == "GET":
             ids = [int(i) for i in (request.param("ids") or "").split(",") if i]
             return self._page(request, "tickets", [t for i in ids if (t := self.store.find(i))])
@@ -175,6 +178,16 @@ class ZendeskApp(EmulatorApp):
         if external_id is not None:
             tickets = [t for t in tickets if t.get("external_id") == external_id]
         return self._page(request, "tickets", tickets)
+
+    def _search(self, request: Request) -> Response:
+        try:
+            terms = parse_query(request.param("query") or "")
+        except SearchQueryError as exc:
+            return Response(400, {"error": "InvalidSearchQuery", "description": str(exc)})
+        found = matching_tickets(self.store.tickets.values(), terms)
+        link = f"{self.base_url}{request.path}?query={request.param('query')}&page={{}}&per_page={{}}"
+        page, per_page = int(request.param("page") or 1), int(request.param("per_page") or 100)
+        return Response(200, search_page(found, page, per_page, link))
 
     def _bulk(self, request: Request, action: str) -> Response:
         body = request.json() or {}

@@ -9,6 +9,7 @@ from zenpy.lib.api_objects import Ticket
 
 from adapters.base import Failed, Retry, Synced, SyncItem, TargetState
 from adapters.zendesk_jobs import JobPacing, JobResults
+from adapters.zendesk_lookup import estimated_lookup_requests
 from adapters.zendesk_writes import Write, estimated_requests, plan_units
 from schemas.snapshot import LogSnapshot
 
@@ -109,11 +110,16 @@ def _item(n: int, *, linked: bool = False, state: TargetState | None = None) -> 
 
 @pytest.mark.parametrize(("items", "expected"), [
     ([], 0),
-    ([_item(0)], 1),  # one direct create
-    ([_item(n) for n in range(150)], 3),  # two create_many jobs, one poll
-    ([_item(n) for n in range(80)] + [_item(n, linked=True) for n in range(80, 100)], 3),
-    ([_item(0, state=TargetState(uncertain=True))], 3),  # look-up by external_id, marker check, a write
-    ([_item(0, linked=True, state=TargetState(remote_id="500", synced_version=2))], 2),  # marker check
+    ([_item(0)], 1 + 1),  # no state: one search by external_id, one direct create
+    ([_item(n) for n in range(150)], 2 + 3),  # two searches; two create_many jobs, one poll
+    # one search for the 80; the comments of each of the 20 linked tickets; two jobs, one poll
+    ([_item(n) for n in range(80)] + [_item(n, linked=True) for n in range(80, 100)], 1 + 20 + 3),
+    ([_item(0, state=TargetState(uncertain=True))], 1 + 1),  # a direct external_id read, a write
+    ([_item(0, linked=True, state=TargetState(remote_id="500", synced_version=2))], 1 + 1),  # marker check
+    ([_item(0, linked=True, state=TargetState(remote_id="500", synced_version=3))], 1 + 1),
+    ([_item(0, linked=True, state=TargetState(remote_id="500"))], 0 + 1),  # stored, never synced: no check
 ])
-def test_the_budget_estimate_counts_submits_and_one_poll_not_tickets(items: list[SyncItem], expected: int) -> None:
-    assert expected == estimated_requests(items)
+def test_the_budget_estimate_counts_look_ups_submits_and_one_poll_not_tickets(
+    items: list[SyncItem], expected: int
+) -> None:
+    assert expected == estimated_requests(items) + estimated_lookup_requests(items)

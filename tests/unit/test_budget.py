@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from adapters import zendesk_writes
+from adapters import zendesk_lookup, zendesk_writes
 from adapters.base import BudgetLimits, SyncItem, TargetState
 from adapters.http_session import RecordingSession
 from adapters.salesforce import SalesforceTarget
@@ -61,11 +61,15 @@ def test_salesforce_costs_its_look_up_queries_and_one_collection_request_per_200
     assert 0 == salesforce.estimate_requests([])
 
 
-def test_zendesk_costs_what_its_writer_estimates_writes_in_jobs_included(zendesk: ZendeskTarget) -> None:
+def test_zendesk_costs_its_look_ups_and_what_its_writer_estimates_writes_in_jobs_included(
+    zendesk: ZendeskTarget,
+) -> None:
     items = [item("a", final=True), item("b", final=True, state=TargetState("7", 3))]
-    assert zendesk_writes.estimated_requests(items) == zendesk.estimate_requests(items)
+    lookups = zendesk_lookup.estimated_lookup_requests(items)
+    assert (2, 2) == (lookups, zendesk_writes.estimated_requests(items))  # a search; ticket 7's comments
+    assert lookups + zendesk_writes.estimated_requests(items) == zendesk.estimate_requests(items)
     many = [item(f"n{n}", final=True) for n in range(150)]
-    assert 2 + 1 == zendesk.estimate_requests(many)  # two create jobs and one poll
+    assert 2 + 2 + 1 == zendesk.estimate_requests(many)  # two searches, two create jobs and one poll
 
 
 def test_a_webhook_post_is_one_request_per_snapshot() -> None:

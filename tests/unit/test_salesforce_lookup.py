@@ -7,11 +7,12 @@ import pytest
 from adapters.base import SyncItem, TargetState
 from adapters.salesforce_lookup import (
     LOOKUP_IDS_PER_QUERY,
+    FoundTask,
     chunk_ids,
     estimated_requests,
     ids_to_look_up,
     lookup_soql,
-    task_ids_by_call_object,
+    tasks_by_call_object,
 )
 from schemas.snapshot import LogSnapshot
 
@@ -60,18 +61,19 @@ def test_no_ids_no_query() -> None:
 
 
 def test_the_look_up_query_quotes_every_id() -> None:
-    assert ("SELECT Id, CallObject FROM Task WHERE CallObject IN ('conv-1', 'it\\'s', 'back\\\\slash')"
+    assert ("SELECT Id, CallObject, IsClosed FROM Task WHERE CallObject IN ('conv-1', 'it\\'s', 'back\\\\slash')"
             == lookup_soql(["conv-1", "it's", "back\\slash"]))
 
 
 def test_found_tasks_map_to_their_interaction_and_duplicates_are_reported() -> None:
     records = [
-        {"attributes": {"type": "Task"}, "Id": "00T3", "CallObject": "conv-1"},
-        {"attributes": {"type": "Task"}, "Id": "00T2", "CallObject": "conv-1"},
-        {"attributes": {"type": "Task"}, "Id": "00T5", "CallObject": "conv-2"},
-        {"attributes": {"type": "Task"}, "Id": "00T6", "CallObject": None},
+        {"attributes": {"type": "Task"}, "Id": "00T3", "CallObject": "conv-1", "IsClosed": False},
+        {"attributes": {"type": "Task"}, "Id": "00T2", "CallObject": "conv-1", "IsClosed": True},
+        {"attributes": {"type": "Task"}, "Id": "00T5", "CallObject": "conv-2", "IsClosed": False},
+        {"attributes": {"type": "Task"}, "Id": "00T6", "CallObject": None, "IsClosed": False},
     ]
-    assert ({"conv-1": "00T2", "conv-2": "00T5"}, {"conv-1": 2}) == task_ids_by_call_object(records)
+    expected = {"conv-1": FoundTask("00T2", closed=True), "conv-2": FoundTask("00T5", closed=False)}
+    assert (expected, {"conv-1": 2}) == tasks_by_call_object(records)
 
 
 def test_the_estimate_counts_look_ups_updates_and_creates() -> None:

@@ -1,0 +1,108 @@
+"""A missing sync state means "unknown": replays after the sync state is lost duplicate nothing.
+
+`ilog worker all` (real Kafka and Redis) against the emulators with the real simple-salesforce and
+zenpy clients over HTTP; the sync state of every interaction (the `s:<target>` fields of its Redis
+hash) is deleted, then the events topic is replayed (`ilog replay`, each time into a group and key
+prefix of its own, snapshots to the live upserts topic the running worker syncs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.e2e.conftest import Emulators
+from tests.e2e.test_replay_e2e import _ilog, _settings, _stream
+from tests.support import WorkerProcess, produce
+from worker.dev.demo import seed_zendesk_tickets, wait_settled
+from worker.runtime.settings import Settings
+from worker.store import keys
+
+_MARKER_RE = re.compile(r"^\[interaction (.+) · log v(\d+)\]$", re.MULTILINE)
+_MOVING = ("LastModifiedDate", "SystemModstamp")  # a look-up finds the Task and updates it again
+TARGETS = ("salesforce", "zendesk", "webhook")
+
+
+def crm_records(emulators: Emulators, ids: set[str]) -> dict[str, Any]:
+    """Per interaction: its Tasks (minus the modification stamps), its tickets by external_id, the
+    worker comments naming it (ticket id, version)."""
+    tasks: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    for task in emulators.salesforce.state()["tasks"]:
+        if task.get("CallObject") in ids:
+            tasks[task["CallObject"]].append({k: v for k, v in task.items() if k not in _MOVING})
+    tickets: dict[str, list[int]] = {i: [] for i in ids}
+    comments: dict[str, list[tuple[int, int]]] = {i: [] for i in ids}
+    for ticket in emulators.zendesk.state()["tickets"]:
+        if ticket.get("external_id") in ids:
+            tickets[ticket["external_id"]].append(ticket["id"])
+        for comment in ticket["comments"]:
+            for interaction_id, version in _MARKER_RE.findall(str(comment["body"])):
+                if interaction_id in ids:
+                    comments[interaction_id].append((ticket["id"], int(version)))
+    return {"tasks": tasks, "tickets": tickets, "comments": comments}
+
+
+def webhook_ids_processed_twice(emulators: Emulators) -> list[str]:
+    """The receiver processes a webhook-id once; a redelivery is answered as a duplicate."""
+    processed = [d["headers"]["webhook-id"] for d in emulators.webhook.state()["deliveries"]
+                 if d["status"] == 200 and not d["duplicate"]]
+    return sorted({i for i in processed if processed.count(i) > 1})
+
+
+def delete_sync_state(client: redis.Redis, settings: Settings, ids: set[str]) -> list[Any]:
+    """HDEL every target's field of every interaction; what is left of them afterwards (all None)."""
+    fields = [keys.sync_field(target) for target in TARGETS]
+    for interaction_id in sorted(ids):
+        client.hdel(keys.state_key(settings.key_prefix, interaction_id), *fields)
+    return [value for i in sorted(ids) for value in client.hmget(keys.state_key(settings.key_prefix, i), fields)]
+
+
+@pytest.fixture
+def synced(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> Iterator[tuple[Settings, WorkerProcess, set[str]]]:
+    run = _settings(settings)
+    stream = _stream(40, seed=43)
+    seed_zendesk_tickets(fresh_emulators.zendesk.base_url, list(stream))
+    produce(run, run.events_topic, stream)
+    worker = WorkerProcess("all", run, tmp_path / "worker.log", **fresh_emulators.env)
+    ids = {e["subject"] for e in stream}
+    try:
+        assert wait_settled(run, sorted(ids), timeout_s=120), worker.log_text()[-3000:]
+        yield run, worker, ids
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_with_the_sync_state_deleted_two_replays_leave_one_task_ticket_and_comment_per_interaction(
+    synced: tuple[Settings, WorkerProcess, set[str]], fresh_emulators: Emulators, redis_client: redis.Redis,
+) -> None:
+    run, worker, ids = synced
+    fields = [keys.sync_field(target) for target in TARGETS]
+    stored = [redis_client.hmget(keys.state_key(run.key_prefix, i), fields) for i in sorted(ids)]
+    assert all(None not in row for row in stored)  # every target synced every interaction first
+    before = crm_records(fresh_emulators, ids)
+    # Every interaction: one Completed Task, one worker comment (on its linked ticket or on the one
+    # created for it with external_id = interaction id), and the webhook.
+    assert all(len(tasks) == 1 and tasks[0]["Status"] == "Completed" for tasks in before["tasks"].values())
+    assert all(len(found) == 1 for found in before["comments"].values()), before["comments"]
+    assert all(len(found) <= 1 for found in before["tickets"].values())
+    assert any(before["tickets"].values()) and not all(before["tickets"].values())  # both kinds present
+
+    for attempt in (1, 2):
+        assert [None] * len(ids) * len(TARGETS) == delete_sync_state(redis_client, run, ids)
+        result = _ilog(run, "replay", "--from", "earliest", "--group", f"e2e-lost-state-{attempt}")
+        assert 0 == result.returncode, result.stderr[-3000:]
+        assert 0 == json.loads(result.stdout.strip().splitlines()[-1])["remaining_lag"]
+        assert wait_settled(run, sorted(ids), timeout_s=180), worker.log_text()[-3000:]
+        after = crm_records(fresh_emulators, ids)
+        # The same records, with the final values: nothing created or posted again.
+        assert before == after, f"replay {attempt} without sync state changed the CRM records"
+    assert [] == webhook_ids_processed_twice(fresh_emulators)
+    assert "dead-lettered" not in worker.log_text()
