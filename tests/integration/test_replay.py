@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
 
-from tests.support import ILOG, REPO, TopicReader, header, offline_fold, produce, settings_env
+from tests.support import (
+    ILOG,
+    REPO,
+    TopicReader,
+    WorkerProcess,
+    header,
+    offline_fold,
+    produce,
+    settings_env,
+    wait_for,
+)
+from tests.support import event as cloud_event
 from worker.core.fold import snapshot
 from worker.core.state import InteractionLog, Tombstone
 from worker.dev.generator import GeneratorMix, generate_stream
@@ -46,29 +58,17 @@ def _states(settings: Settings, prefix: str, ids: list[str]) -> dict[str, Intera
         store.close()
 
 
-def _expected_finalized(settings: Settings, offline: dict[str, dict[str, Any]]) -> set[str]:
-    """Windows a replay closes by event time: deadline + grace <= newest event time on the partition."""
-    reader = TopicReader(settings, settings.events_topic)
-    total = sum(1 for _ in reader.read_until(lambda m: False, timeout_s=3))
-    reader.close()
-    assert total > 0
-    newest: dict[int, datetime] = {}
-    partition_of: dict[str, int] = {}
-    for message in reader.messages:
-        try:
-            event = json.loads(message.value() or b"")
-            moment = datetime.fromisoformat(event["time"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        if str(event.get("id", "-bad")).endswith("-bad"):  # malformed copies never reach the fold's clock
-            continue
-        partition = message.partition() or 0
-        partition_of[event["subject"]] = partition
-        newest[partition] = max(newest.get(partition, moment), moment)
+def _closable_before(offline: dict[str, dict[str, Any]], moment: datetime) -> set[str]:
+    """The windows a replay started at `moment` closes: deadline + grace before it (those logs can get
+    no more edits); logs that never disconnected have no deadline and stay open."""
     return {
         i for i, log in offline.items()
-        if datetime.fromisoformat(log["edit_deadline"]) + timedelta(seconds=GRACE_S) <= newest[partition_of[i]]
+        if log["edit_deadline"] and datetime.fromisoformat(log["edit_deadline"]) + timedelta(seconds=GRACE_S) < moment
     }
+
+
+def _deadline(log: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(log["edit_deadline"])
 
 
 def _upserts(settings: Settings, count: int) -> list[tuple[str, int, str]]:
@@ -79,7 +79,7 @@ def _upserts(settings: Settings, count: int) -> list[tuple[str, int, str]]:
                    (m.value() or b"").decode()) for m in messages)
 
 
-def test_replay_from_earliest_folds_by_event_time_and_a_second_run_gives_the_same_logs_and_snapshots(
+def test_a_replay_of_a_past_range_finalizes_every_interaction_the_last_ones_included_and_twice_is_the_same(
     settings: Settings, tmp_path: Path
 ) -> None:
     run = _settings(settings)
@@ -87,8 +87,12 @@ def test_replay_from_earliest_folds_by_event_time_and_a_second_run_gives_the_sam
     offline = offline_fold(stream, tmp_path, run)
     produce(run, run.events_topic, stream)
     ids = sorted(offline)
-    finalized = _expected_finalized(run, offline)
-    assert 0 < len(finalized) < len(ids)
+    finalized = _closable_before(offline, datetime.now(UTC))
+    disconnected = {i for i, log in offline.items() if log["edit_deadline"]}
+    assert disconnected == finalized and len(finalized) > 10
+    last = max(finalized, key=lambda i: _deadline(offline[i]))  # its deadline lies after every event time
+    newest_event = max(datetime.fromisoformat(e["time"]) for e in stream if isinstance(e, dict))
+    assert _deadline(offline[last]) > newest_event
 
     first = _replay(run, "--from", "earliest", "--group", "backfill-a")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -105,6 +109,7 @@ def test_replay_from_earliest_folds_by_event_time_and_a_second_run_gives_the_sam
         for i, s in _states(run, summary["key_prefix"], ids).items()
     }
     assert expected == got
+    assert isinstance(_states(run, summary["key_prefix"], [last])[last], Tombstone)
     assert {i: None for i in ids} == _states(run, run.key_prefix, ids)  # the live keys are untouched
 
     snapshots_first = _upserts(run, 1)
@@ -144,7 +149,8 @@ def test_replay_dead_letters_go_to_the_replay_dlq_not_the_live_one(settings: Set
 def test_replay_to_a_time_stops_at_the_offsets_for_that_time(settings: Settings) -> None:
     """Broker timestamps decide the range: events stamped before --to are read, later ones are not."""
     run = _settings(settings)
-    base = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    # within the topic's retention (ILOG_EVENTS_RETENTION_SECONDS): older records may be deleted mid-test
+    base = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0)
     early = [e for e in _stream(10, seed=33, start=base) if isinstance(e, dict)]
     late = [e for e in _stream(10, seed=34, start=base + timedelta(hours=1)) if isinstance(e, dict)]
     cut = base + timedelta(minutes=30)
@@ -188,3 +194,62 @@ def _write(stream: list[dict[str, Any] | bytes], tmp_path: Path) -> Path:
         for item in stream:
             out.write((item if isinstance(item, bytes) else json.dumps(item).encode()) + b"\n")
     return path
+
+
+def _recent_and_old(now: datetime) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Calls that ended an hour ago (windows long over) and calls that ended a second ago (still open)."""
+    events: list[dict[str, Any]] = []
+    old = [f"conv-old-{n}" for n in range(4)]
+    recent = [f"conv-recent-{n}" for n in range(4)]
+    ends = {**{c: now - timedelta(hours=1) for c in old}, **{c: now - timedelta(seconds=1) for c in recent}}
+    for call, end in ends.items():
+        events += [
+            cloud_event("interaction.connected", call, 1, end - timedelta(seconds=30), {
+                "media": "voice", "direction": "inbound", "queue": None, "agent_id": "agent-7",
+                "customer": {"address": "+4930123456", "name": "Ada Example"}}),
+            cloud_event("log.updated", call, 2, end - timedelta(seconds=10), {"notes": f"Notes of {call}."}),
+            cloud_event("interaction.disconnected", call, 3, end),
+        ]
+    return events, old, recent
+
+
+def _finalized_snapshots(settings: Settings, ids: list[str], wait_s: float) -> dict[str, int]:
+    reader = TopicReader(settings, settings.upserts_topic)
+    messages = reader.read_until(lambda m: False, timeout_s=wait_s)
+    reader.close()
+    counts = {i: 0 for i in ids}
+    for message in messages:
+        snap = json.loads(message.value() or b"")
+        if snap["interaction_id"] in counts and snap["trigger"] == "finalized":
+            counts[snap["interaction_id"]] += 1
+    return counts
+
+
+def test_a_replay_whose_range_ends_now_leaves_the_open_windows_to_the_live_worker(settings: Settings) -> None:
+    """Into the live keys: windows that can still get edits stay open with their deadlines in the live
+    deadline set, and the live worker's finalizer closes them when they are due, once."""
+    run = settings.model_copy(update={"edit_window_seconds": 15.0, "finalize_grace_seconds": GRACE_S})
+    events, old, recent = _recent_and_old(datetime.now(UTC))
+    produce(run, run.events_topic, events)
+    result = _replay(run, "--from", "earliest", "--group", "backfill-now", "--live-keys")
+    assert result.returncode == 0, result.stderr[-3000:]
+    states = _states(run, run.key_prefix, old + recent)
+    assert {i: "closed" for i in old} | {i: "open" for i in recent} == {
+        i: "closed" if isinstance(s, Tombstone) else "open" if isinstance(s, InteractionLog) else None
+        for i, s in states.items()}
+    store = bootstrap.log_store(run)
+    try:
+        far_ms = int((datetime.now(UTC) + timedelta(days=1)).timestamp() * 1000)
+        scheduled = {i for p in range(run.partitions) for i, _ in store.due(p, far_ms, 1000)}
+    finally:
+        store.close()
+    assert set(recent) == scheduled  # in the live deadline set; the closed ones left it
+
+    live = WorkerProcess("fold", run, Path(tempfile.mkdtemp()) / "fold.log")
+    try:
+        closed = wait_for(lambda: all(isinstance(s, Tombstone) for s in _states(run, run.key_prefix, recent).values()),
+                          40)
+        assert closed, live.log_text()[-3000:]
+    finally:
+        assert live.stop() == 0, live.log_text()[-3000:]
+    assert {i: 1 for i in old + recent} == _finalized_snapshots(run, old + recent, 3.0)

@@ -80,6 +80,9 @@ class FoldOptions:
     # replay: assign these partitions at these offsets instead of joining the group by subscribing
     start_offsets: dict[int, int] | None = None
     dlq_topic: str | None = None  # where rejections go (default: `<events topic>.dlq`)
+    # replay: once a partition reached its stop offset, its clock jumps to this wall-clock time (the
+    # replay's start), closing every window whose deadline + grace lies before it; later ones stay open
+    end_clock_ms: int | None = None
 
 
 class FoldStage:
@@ -371,8 +374,7 @@ class FoldStage:
             self.guard.check(self.clocks.owned())
         now = wall_ms()
         grace_ms = int(self.settings.finalize_grace_seconds * 1000)
-        clocks = {p: self.clocks.clock_ms(p, now, follow_wall_clock=self.options.follow_wall_clock)
-                  for p in self.clocks.owned()}
+        clocks = {p: self._clock_ms(p, now) for p in self.clocks.owned()}
         if not clocks:
             return
         due = self.store.due_many({p: clock - grace_ms for p, clock in clocks.items()}, _CLOSES_PER_TICK)
@@ -431,11 +433,17 @@ class FoldStage:
             return False
         now = wall_ms()
         grace_ms = int(self.settings.finalize_grace_seconds * 1000)
-        due = self.store.due_many(
-            {p: self.clocks.clock_ms(p, now, follow_wall_clock=self.options.follow_wall_clock) - grace_ms
-             for p in owned}, 1,
-        )
+        due = self.store.due_many({p: self._clock_ms(p, now) - grace_ms for p in owned}, 1)
         return not any(due.values())
+
+    def _clock_ms(self, partition: int, now_ms: int) -> int:
+        """The partition's clock: event time, or wall-clock once caught up (live); a replay's partition
+        that reached its stop offset moves to the replay's start (`end_clock_ms`), never further."""
+        clock = self.clocks.clock_ms(partition, now_ms, follow_wall_clock=self.options.follow_wall_clock)
+        end_ms = self.options.end_clock_ms
+        if end_ms is not None and self.clocks.is_caught_up(partition):
+            return max(clock, end_ms)
+        return clock
 
     def shutdown(self) -> None:
         """Finish: flush what was produced, commit stored offsets, leave the group."""

@@ -6,6 +6,12 @@ How a replay runs (DESIGN.md "Replay and backfill"):
 - stop offsets captured at start: the partition ends, or `offsets_for_times(--to)`;
 - fold by event time and close windows by event time (no wall clock), burst mode: it ends when
   every partition reached its stop offset and no window is due;
+- the end of the range: once a partition reached its stop offset, every window whose deadline +
+  grace lies before the wall clock at the replay's start (`ReplayPlan.started_ms`) is closed — no
+  edit can come for those any more — and only those. The later ones stay open with their deadlines
+  in the deadline set of the replay's key prefix: with `--live-keys` that is the live set, and the
+  live worker's finalizer closes them when they are due; in the replay's own prefix nobody closes
+  them (the live worker closes its own copies of those interactions, folded from the same events);
 - its own Redis key prefix `<key_prefix>-replay-<group>` (cleared at start, so a replay always
   recomputes from scratch), or the live keys with `--live-keys`;
 - snapshots go to the upserts topic: they carry their version and the sync stage skips versions it
@@ -58,6 +64,7 @@ class ReplayPlan:
     dlq_topic: str
     start_offsets: dict[int, int]
     stop_offsets: dict[int, int]
+    started_ms: int = field(default_factory=lambda: int(time.time() * 1000))  # wall clock at the start
 
     @property
     def total_events(self) -> int:
@@ -102,11 +109,12 @@ def plan_replay(settings: Settings, request: ReplayRequest) -> ReplayPlan:
         request.prefix or f"{settings.key_prefix}-replay-{group}")
     bootstrap.require_kafka(settings)
     bootstrap.require_redis(settings)
+    started_ms = int(time.time() * 1000)  # before the stop offsets: everything produced by now is read
     starts, stops = capture_offsets(settings, group, request.from_time, request.to_time)
     return ReplayPlan(
         group=group, key_prefix=prefix, upserts_topic=request.upserts_topic or settings.upserts_topic,
         dlq_topic=request.dlq_topic or f"{settings.events_topic}.replay.dlq",
-        start_offsets=starts, stop_offsets=stops,
+        start_offsets=starts, stop_offsets=stops, started_ms=started_ms,
     )
 
 
@@ -191,7 +199,7 @@ def run_replay(
     run_settings = replay_settings(settings, plan)
     options = FoldOptions(group=plan.group, burst=True, follow_wall_clock=False,
                           stop_offsets=dict(plan.stop_offsets), start_offsets=dict(plan.start_offsets),
-                          dlq_topic=plan.dlq_topic)
+                          dlq_topic=plan.dlq_topic, end_clock_ms=plan.started_ms)
     stage = bootstrap.fold_stage(run_settings, options, prefix=plan.key_prefix)
     started_s = time.monotonic()
     with ReplayProgress(plan, stage.positions, progress) as report:
