@@ -23,9 +23,6 @@ MONITORING = KUSTOMIZE_ROOT / "monitoring"
 DASHBOARD = MONITORING / "grafana-dashboard.json"
 RUNBOOK = REPO / "docs" / "runbook.md"
 METRIC = re.compile(r"\b(ilog_[a-z_]+)")
-# Defined by the sync stage's target pause (a target whose credentials are refused or that cannot be
-# reached); the alert rules may use it before this checkout's metrics module has it.
-PENDING_METRICS = frozenset({"ilog_target_paused"})
 
 
 @cache
@@ -98,7 +95,7 @@ def test_every_alert_has_its_runbook_section() -> None:
 
 def test_the_alerts_use_only_exported_metrics() -> None:
     used = {name for alert in alerts() for name in METRIC.findall(alert["expr"])}
-    assert set() == used - exported_names() - PENDING_METRICS
+    assert set() == used - exported_names()
 
 
 def test_the_dashboard_loads_and_every_panel_asks_for_exported_metrics() -> None:
