@@ -10,7 +10,10 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as error:  # 0001-01-01T00:00:00+01:00 has no UTC time
+        raise ValueError("is outside the years 1 to 9999 in UTC") from error
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
@@ -65,9 +68,11 @@ class RecordRef(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    system: RecordSystem
-    type: str = Field(min_length=1, max_length=80)
-    id: str = Field(min_length=1, max_length=MAX_FIELD_CHARS)
+    system: RecordSystem = Field(description="salesforce, zendesk or custom")
+    type: str = Field(min_length=1, max_length=80, description=(
+        "Contact, Lead, Account, Case, Opportunity, ticket, user…; Contact, Lead and user are Name, the rest "
+        "Related to"))
+    id: str = Field(min_length=1, max_length=MAX_FIELD_CHARS, description="the record's id in that system")
 
     @property
     def is_name(self) -> bool:
@@ -76,7 +81,9 @@ class RecordRef(BaseModel):
 
 
 class Customer(BaseModel):
+    """The customer as the platform knows them."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    address: BoundedText | None = None
-    name: BoundedText | None = None
+    address: BoundedText | None = Field(None, description="phone number, email address or handle")
+    name: BoundedText | None = Field(None, description="display name")

@@ -82,6 +82,9 @@ def _decode_binary(value: bytes | None, headers: Sequence[tuple[str, bytes | Non
     for key, raw in headers:
         if key.startswith("ce_") and raw is not None:
             envelope[key[3:]] = raw.decode("utf-8", errors="replace")
+    sequence = envelope.get("sequence")
+    if isinstance(sequence, str) and sequence.isascii() and sequence.isdigit():
+        envelope["sequence"] = int(sequence)  # a header is text; in structured mode a sequence is a number
     event_id, subject = _string_or_none(envelope.get("id")), _string_or_none(envelope.get("subject"))
     if value:
         try:

@@ -13,9 +13,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.events import EVENT_MODELS, MAX_ATTRIBUTES, MAX_EVENT_BYTES, CloudEventEnvelope
+from schemas.examples import EXAMPLE_EVENTS
 from schemas.snapshot import LogSnapshot
 
-SCHEMA_ID_BASE = "https://schemas.interaction-log-sync.invalid/"
+SCHEMA_ID_BASE = "https://interaction-log-sync.github.io/schemas/v1/"
+"""Under the project's name; `v1` changes only with a breaking change of the contract (CONTRACT.md)."""
 MAX_BYTES_KEYWORD = "x-maxBytes"
 """JSON Schema has no keyword for a document's size: the event bound travels as this annotation."""
 _EVENT_BOUND_COMMENT = (
@@ -40,6 +42,9 @@ def schema_documents() -> dict[str, dict[str, Any]]:
         if model is not LogSnapshot:
             document["$comment"] = _EVENT_BOUND_COMMENT
             document[MAX_BYTES_KEYWORD] = MAX_EVENT_BYTES
+            event_type = file_name.removeprefix("event.").removesuffix(".json")
+            document["examples"] = ([EXAMPLE_EVENTS[event_type]] if event_type in EXAMPLE_EVENTS
+                                    else list(EXAMPLE_EVENTS.values()))
         documents[file_name] = document
     return documents
 

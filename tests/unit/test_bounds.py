@@ -75,10 +75,9 @@ def test_a_field_at_its_bound_decodes_and_one_over_is_too_large_naming_the_field
 
 
 @pytest.mark.parametrize(("sequence", "accepted"), [
-    (0, True), (2**63 - 1, True), (str(2**63 - 1), True), (-1, False), (2**63, False), (2**64, False),
-    (str(2**64), False),
+    (0, True), (2**63 - 1, True), (-1, False), (2**63, False), (2**64, False),
 ])
-def test_sequence_is_a_signed_64_bit_integer(sequence: int | str, accepted: bool) -> None:
+def test_sequence_is_a_signed_64_bit_integer(sequence: int, accepted: bool) -> None:
     decoded = decode_event(event("log.opened", {}, sequence=sequence))
     if accepted:
         assert not isinstance(decoded, Rejection) and decoded.sequence == int(sequence)

@@ -42,9 +42,19 @@ def test_time_with_an_offset_is_normalized_to_utc() -> None:
     assert event.time.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
 
 
-def test_sequence_as_a_numeric_string_is_accepted() -> None:
-    event = decode_event(encode(CONNECTED, sequence="17"))
+def test_sequence_is_a_number_in_structured_mode() -> None:
+    """A JSON string is not a sequence (the schema says integer); 17.0 is (JSON Schema counts it an integer)."""
+    assert Rejection("evt-0001", "conv-42", RejectReason.INVALID, "sequence: Input should be a valid integer") == (
+        decode_event(encode(CONNECTED, sequence="17")))
+    event = decode_event(encode(CONNECTED, sequence=17.0))
     assert isinstance(event, ConnectedEvent) and event.sequence == 17
+
+
+def test_binary_mode_reads_the_sequence_header_as_a_number() -> None:
+    headers = [("ce_specversion", b"1.0"), ("ce_id", b"evt-9"), ("ce_source", b"/p"), ("ce_subject", b"conv-9"),
+               ("ce_time", b"2026-11-27T10:00:00Z"), ("ce_type", b"interaction.held"), ("ce_sequence", b"17")]
+    event = decode_event(b"{}", headers)
+    assert isinstance(event, HeldEvent) and event.sequence == 17
 
 
 def test_extra_fields_are_ignored() -> None:
@@ -95,7 +105,8 @@ def test_binary_mode_with_bad_data_names_the_problem() -> None:
         "evt-0001", "conv-42", RejectReason.INVALID,
         "data.media: Input should be 'voice', 'callback', 'chat', 'email' or 'message'")),
     (encode(CONNECTED, time="2026-11-27T10:00:00"),
-     Rejection("evt-0001", "conv-42", RejectReason.INVALID, "time: Input should have timezone info")),
+     Rejection("evt-0001", "conv-42", RejectReason.INVALID,
+               "time: Value error, must be an RFC 3339 date-time with a time zone, e.g. 2026-11-27T10:00:00Z")),
     (encode(CONNECTED, time=1764237600),
      Rejection("evt-0001", "conv-42", RejectReason.INVALID, "time: Input should be a valid datetime")),
     (encode(CONNECTED, specversion="0.3"),
