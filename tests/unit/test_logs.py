@@ -10,6 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 import structlog
 
+from tests.support import wait_for
 from worker.runtime.logs import RepeatThrottle, configure_logging
 from worker.runtime.settings import Settings
 
@@ -49,11 +52,18 @@ def test_a_worker_against_an_unreachable_broker_writes_only_json_lines(tmp_path:
                 "ILOG_HTTP_PORT": "0", "ILOG_LOG_FORMAT": "json", "ILOG_EDIT_WINDOW_SECOND": "5"})
     worker = subprocess.Popen([str(ILOG), "worker", "fold"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, env=env, cwd=tmp_path)
-    try:
-        output, _ = worker.communicate(timeout=RUN_S)
-    except subprocess.TimeoutExpired:
-        worker.send_signal(signal.SIGTERM)
-        output, _ = worker.communicate(timeout=60)
+    assert worker.stdout is not None
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(worker.stdout or []), daemon=True)
+    reader.start()
+    # until both librdkafka's own line and the client error arrived (a loaded machine starts slowly)
+    wait_for(lambda: any('"librdkafka"' in line for line in seen) and any("kafka client error" in line
+                                                                         for line in seen), timeout_s=60)
+    time.sleep(RUN_S)  # let reconnects repeat: they must be held back
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)
+    reader.join(timeout=10)
+    output = "".join(seen)
     records = lines_of(output)  # raises on any line that is not JSON
     loggers = {record["logger"] for record in records}
     assert {"ilog.runner", "ilog.kafka", "librdkafka"} <= loggers
