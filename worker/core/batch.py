@@ -14,7 +14,7 @@ from datetime import datetime
 from schemas.common import Trigger
 from schemas.decode import Rejection
 from schemas.events import Event
-from worker.core.bounds import future_time
+from worker.core.bounds import ENCODE_ERRORS, SNAPSHOT_SLACK_BYTES, encoding_problem, future_time
 from worker.core.fold import Accepted, Duplicate, Rejected, fold, trigger_for
 from worker.core.snapshot_json import EncodedSnapshot, encoded_snapshot
 from worker.core.state import InteractionLog, Tombstone
@@ -77,6 +77,15 @@ class TtlPolicy:
         return max(deadline_ms + self.retention_ms - now_ms, self.retention_ms)
 
 
+@dataclass(frozen=True)
+class _Limits:
+    edit_window_s: float
+    applied_ids_kept: int
+    now_ms: int
+    max_skew_ms: int | None
+    max_snapshot_bytes: int | None
+
+
 def plan_batch(
     records: Sequence[Record],
     loaded: dict[str, Stored],
@@ -86,11 +95,29 @@ def plan_batch(
     ttl: TtlPolicy,
     now_ms: int,
     max_skew_ms: int | None = None,
+    max_snapshot_bytes: int | None = None,
 ) -> BatchPlan:
     """Fold every record in arrival order into the loaded states and say what to persist and emit.
 
     With `max_skew_ms`, an event whose time is further than that ahead of `now_ms` (the wall clock)
-    is rejected `future_time` before the fold and does not count for the partition clock."""
+    is rejected `future_time` before the fold and does not count for the partition clock.
+
+    Every changed state must encode, and it and its snapshot fit `max_snapshot_bytes` (both go to
+    Kafka: the snapshot to the upserts topic, the state to the changelog). When one does not, the
+    batch is planned again with those interactions checked after each event: the event that
+    breaks the encoding is rejected (`too_large`, or `invalid` when it cannot be encoded at all) and
+    the rest applies, so nothing is half-written. The common case pays one encoding per change.
+    """
+    limits = _Limits(edit_window_s, applied_ids_kept, now_ms, max_skew_ms, max_snapshot_bytes)
+    plan, unencodable = _plan(records, loaded, limits, ttl, frozenset())
+    if unencodable:
+        plan, _ = _plan(records, loaded, limits, ttl, frozenset(unencodable))
+    return plan
+
+
+def _plan(
+    records: Sequence[Record], loaded: dict[str, Stored], limits: _Limits, ttl: TtlPolicy, guarded: frozenset[str],
+) -> tuple[BatchPlan, list[str]]:
     plan = BatchPlan()
     states = {interaction_id: stored.state for interaction_id, stored in loaded.items()}
     touched: dict[str, _Touched] = {}
@@ -99,12 +126,15 @@ def plan_batch(
             plan.rejections.append((record, record.item))
             continue
         event = record.item
-        if max_skew_ms is not None and (ahead := future_time(event, now_ms, max_skew_ms)):
+        if limits.max_skew_ms is not None and (ahead := future_time(event, limits.now_ms, limits.max_skew_ms)):
             plan.rejections.append((record, ahead))
             continue
         _note_event_time(plan, record.partition, event.time)
-        result = fold(states.get(event.subject), event, edit_window_s=edit_window_s, applied_ids_kept=applied_ids_kept)
+        result = fold(states.get(event.subject), event, edit_window_s=limits.edit_window_s,
+                      applied_ids_kept=limits.applied_ids_kept)
         outcome = result.outcome
+        if isinstance(outcome, Accepted) and event.subject in guarded:
+            outcome = _encodable(result.log, event, outcome, limits.max_snapshot_bytes)
         if isinstance(outcome, Rejected):
             plan.rejections.append((record, outcome.rejection))
             continue
@@ -116,13 +146,18 @@ def plan_batch(
             plan.duplicates += 1
             entry.trigger = stronger(entry.trigger, trigger_for(event.type))
             continue
-        assert isinstance(outcome, Accepted)
         states[event.subject] = result.log
         entry.changed = True
         entry.trigger = stronger(entry.trigger, outcome.trigger)
         plan.accepted[outcome.trigger] = plan.accepted.get(outcome.trigger, 0) + 1
-    _plan_writes(plan, states, touched, ttl, now_ms)
-    return plan
+    return plan, _plan_writes(plan, states, touched, ttl, limits)
+
+
+def _encodable(log: InteractionLog | Tombstone | None, event: Event, outcome: Accepted,
+               max_snapshot_bytes: int | None) -> Accepted | Rejected:
+    assert isinstance(log, InteractionLog)
+    refused = encoding_problem(log, event, outcome.trigger, max_snapshot_bytes)
+    return outcome if refused is None else Rejected(refused)
 
 
 def _note_event_time(plan: BatchPlan, partition: int, time: datetime) -> None:
@@ -136,17 +171,39 @@ def _plan_writes(
     states: dict[str, InteractionLog | Tombstone | None],
     touched: dict[str, _Touched],
     ttl: TtlPolicy,
-    now_ms: int,
-) -> None:
+    limits: _Limits,
+) -> list[str]:
+    """Writes and snapshots of the touched interactions; returns those whose state or snapshot cannot go out."""
+    unencodable: list[str] = []
     for interaction_id, entry in touched.items():
         log = states.get(interaction_id)
         if not isinstance(log, InteractionLog) or entry.trigger is None:
             continue  # a duplicate against a tombstone changes and emits nothing
+        encoded = _encode(log, entry, limits.max_snapshot_bytes)
+        if encoded is None:
+            unencodable.append(interaction_id)
+            continue
+        document, snap = encoded
         if entry.changed:
             deadline = None
             if log.edit_deadline is not None and not log.finalized:
                 deadline = (entry.partition, int(log.edit_deadline.timestamp() * 1000))
-            plan.writes.append(
-                StateWrite(interaction_id, entry.stored_version, log, ttl.ttl_ms(log, now_ms), deadline)
-            )
-        plan.snapshots.append((entry.partition, encoded_snapshot(log, entry.trigger)))
+            plan.writes.append(StateWrite(interaction_id, entry.stored_version, log,
+                                          ttl.ttl_ms(log, limits.now_ms), deadline, document=document))
+        plan.snapshots.append((entry.partition, snap))
+    return unencodable
+
+
+def _encode(log: InteractionLog, entry: _Touched, max_snapshot_bytes: int | None,
+            ) -> tuple[bytes | None, EncodedSnapshot] | None:
+    """(the state's bytes when it changed, the snapshot), or None when either cannot go out."""
+    try:
+        document = log.to_bytes() if entry.changed else None
+        snap = encoded_snapshot(log, entry.trigger)
+    except ENCODE_ERRORS:
+        return None
+    if max_snapshot_bytes is not None:
+        largest = max(len(snap.payload), len(document) if document is not None else 0)
+        if largest + SNAPSHOT_SLACK_BYTES > max_snapshot_bytes:
+            return None
+    return document, snap

@@ -1,4 +1,5 @@
-"""Bounds the fold applies beyond decode: event time against the wall clock, attributes per interaction.
+"""Bounds the fold applies beyond decode: event time against the wall clock, attributes per interaction,
+and whether a folded log can still be encoded and produced as a snapshot.
 
 Pure: the wall clock is a parameter (`now_ms`), read by the caller.
 """
@@ -7,8 +8,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from schemas.common import Trigger
 from schemas.events import MAX_ATTRIBUTES, AttributesEvent, Event, Rejection, RejectReason
+from worker.core.snapshot_json import snapshot_json
 from worker.core.state import InteractionLog, to_us
+
+ENCODE_ERRORS = (TypeError, ValueError, OverflowError)
+"""What encoding a state or snapshot can raise (orjson's JSONEncodeError is a TypeError; pydantic's
+ValidationError a ValueError)."""
+SNAPSHOT_SLACK_BYTES = 64
+"""Room kept under the snapshot bound: the same log finalized, or at a longer version, is a few bytes longer."""
 
 
 def future_time(event: Event, now_ms: int, max_skew_ms: int) -> Rejection | None:
@@ -37,3 +46,22 @@ def too_many_attributes(log: InteractionLog | None, event: Event) -> Rejection |
     return Rejection(event.id, event.subject, RejectReason.TOO_LARGE,
                      f"data.attributes: the interaction would hold {total} attribute keys, "
                      f"at most {MAX_ATTRIBUTES} allowed")
+
+
+def encoding_problem(log: InteractionLog, event: Event, trigger: Trigger, max_snapshot_bytes: int | None,
+                     ) -> Rejection | None:
+    """Why `event`, folded into `log`, cannot be kept: its state or snapshot does not encode (`invalid`),
+    or either would be over `max_snapshot_bytes` (`too_large`: both are produced to Kafka, the snapshot
+    to the upserts topic, the state to the changelog); None when it can."""
+    try:
+        state_bytes = len(log.to_bytes())
+        snapshot_bytes = len(snapshot_json(log, trigger))
+    except ENCODE_ERRORS as error:
+        return Rejection(event.id, event.subject, RejectReason.INVALID,
+                         f"{event.type}: the log cannot be encoded with this event: {type(error).__name__}: {error}")
+    if max_snapshot_bytes is None or max(state_bytes, snapshot_bytes) + SNAPSHOT_SLACK_BYTES <= max_snapshot_bytes:
+        return None
+    what, size_bytes = ("snapshot", snapshot_bytes) if snapshot_bytes >= state_bytes else ("state", state_bytes)
+    return Rejection(event.id, event.subject, RejectReason.TOO_LARGE,
+                     f"{what}: the log would be {size_bytes} bytes with this event, over the bound of "
+                     f"{max_snapshot_bytes - SNAPSHOT_SLACK_BYTES} bytes")

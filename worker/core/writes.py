@@ -25,3 +25,4 @@ class StateWrite:
     ttl_ms: int
     deadline: tuple[int, int] | None = None  # (partition, deadline_ms): schedule the window close
     unschedule_partition: int | None = None  # remove the id from this partition's deadline set
+    document: bytes | None = None  # `state.to_bytes()` when the planner encoded it already

@@ -50,7 +50,7 @@ from worker.kafka.clients import (
     partitions_at_end,
     store_offsets,
 )
-from worker.kafka.dead_letters import rejection_headers
+from worker.kafka.dead_letters import rejection_message
 from worker.runtime import metrics
 from worker.runtime.settings import Settings
 from worker.runtime.status import StageStatus
@@ -107,7 +107,7 @@ class FoldStage:
         self.group = self.options.group or settings.fold_group
         self.consumer = consumer
         self.producer = producer
-        self.deliveries = DeliveryTracker()
+        self.deliveries = DeliveryTracker(dead_letter_refused=True)  # one oversized message stops nothing
         self.assigned_once = threading.Event()
         self.dlq_topic = self.options.dlq_topic or settings.events_dlq_topic
         self.positions: dict[int, int] = {}  # next offset to read, per partition (progress reports)
@@ -270,6 +270,7 @@ class FoldStage:
                 pending, loaded, edit_window_s=self.settings.edit_window_seconds,
                 applied_ids_kept=self.settings.applied_ids_kept, ttl=self.ttl, now_ms=now_ms,
                 max_skew_ms=int(self.settings.max_clock_skew_seconds * 1000),
+                max_snapshot_bytes=self.settings.max_snapshot_bytes,
             )
             fenced = set(self._write_through(plan.writes, partition_of.__getitem__, now_ms))
             _merge_plan(combined, plan, fenced, first=attempt == 0)
@@ -335,12 +336,11 @@ class FoldStage:
 
     def _emit(self, snapshots: Sequence[tuple[int, EncodedSnapshot]]) -> None:
         emitted: dict[str, int] = {}  # per trigger: one metric update per batch, not per snapshot
-        produce, topic, callback = self.producer.produce, self.settings.upserts_topic, self.deliveries.callback
+        produce, topic, producer = self.deliveries.produce, self.settings.upserts_topic, self.producer
         for _partition, snap in snapshots:
             trigger = snap.trigger.value
-            produce(topic, key=snap.interaction_id, value=snap.payload,
-                    headers=[("trigger", trigger.encode()), ("version", b"%d" % snap.version)],
-                    on_delivery=callback)
+            produce(producer, topic, snap.interaction_id, snap.payload,
+                    [("trigger", trigger.encode()), ("version", b"%d" % snap.version)])
             emitted[trigger] = emitted.get(trigger, 0) + 1
         # delivery reports are served once per batch (the caller flushes next), not once per message
         self.producer.poll(0)
@@ -349,10 +349,8 @@ class FoldStage:
 
     def _dead_letter(self, plan: BatchPlan) -> None:
         for record, rejection in plan.rejections:
-            self.producer.produce(
-                self.dlq_topic, key=rejection.subject, value=record.value,
-                headers=list(rejection_headers(record, rejection)), on_delivery=self.deliveries.callback,
-            )
+            value, headers = rejection_message(record, rejection, self.settings.dlq_max_value_bytes)
+            self.deliveries.produce(self.producer, self.dlq_topic, rejection.subject, value, headers)
             metrics.EVENTS_REJECTED.labels(rejection.reason.value).inc()
             log.warning(
                 "event rejected", reason=rejection.reason.value, detail=rejection.message,

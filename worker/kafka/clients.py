@@ -19,6 +19,10 @@ from worker.runtime.logs import RepeatThrottle
 from worker.runtime.settings import Settings
 
 Headers = list[tuple[str, bytes | None]]
+_CUT_HEADER_BYTES = 1024
+_REFUSED_COPY_BYTES = 64 * 1024
+"""A message the broker or the client refused as too large goes to its DLQ cut to this many bytes."""
+_TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 log = structlog.get_logger("ilog.kafka")
 _ERROR_REPEATS = RepeatThrottle()
 
@@ -74,17 +78,57 @@ def _header_bytes(value: object) -> bytes | None:
     return str(value).encode()
 
 
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A message Kafka would not take because of its size (client check or broker)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    error: str
+
+
 @dataclass
 class DeliveryTracker:
-    """Collects delivery reports so a stage can tell whether everything it produced was acknowledged."""
+    """Collects delivery reports so a stage can tell whether everything it produced was acknowledged.
 
+    With `dead_letter_refused`, a message refused for its size is not a failure of the stage: it goes
+    to the DLQ of its topic (a DLQ message: to the same DLQ) as a cut copy with `reason: too_large`,
+    and the flush goes on. Without it (tools), such a refusal fails the flush like any other.
+    """
+
+    dead_letter_refused: bool = False
     failures: list[str] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def callback(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            with self._lock:
+        if error is None:
+            return
+        with self._lock:
+            if self.dead_letter_refused and error.code() in _TOO_LARGE:
+                self.refused.append(_refused(message.topic() or "", message.key(), message.value(),
+                                             _headers_of(message), error.str()))
+            else:
                 self.failures.append(f"{message.topic()}[{message.partition()}]: {error.str()}")
+
+    def produce(self, producer: Producer, topic: str, key: str | bytes | None, value: bytes | None,
+                headers: Headers) -> None:
+        """`producer.produce` with this tracker's callback; a refusal for size is kept, not raised."""
+        sent: list[tuple[str, str | bytes | None]] = list(headers)
+        try:
+            producer.produce(topic, key=key, value=value, headers=sent, on_delivery=self.callback)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not self.dead_letter_refused or not isinstance(error, KafkaError) or error.code() not in _TOO_LARGE:
+                raise
+            with self._lock:
+                self.refused.append(_refused(topic, key, value, headers, error.str()))
 
     def flush(self, producer: Producer, timeout_s: float) -> None:
         """Wait for every report; raise DeliveryError when one failed or did not arrive in time."""
@@ -96,8 +140,51 @@ class DeliveryTracker:
             raise DeliveryTimeoutError(f"{remaining} messages not acknowledged within {timeout_s} s")
         with self._lock:
             failures, self.failures = self.failures, []
-        if failures:
-            raise DeliveryError(f"{len(failures)} messages failed: {failures[:3]}")
+            if failures:  # refused messages stay for the flush that succeeds
+                raise DeliveryError(f"{len(failures)} messages failed: {failures[:3]}")
+            refused, self.refused = self.refused, []
+        if refused:
+            _dead_letter_refused(producer, refused, timeout_s)
+
+
+def _refused(topic: str, key: str | bytes | None, value: bytes | None, headers: Headers, error: str) -> Refused:
+    raw_key = key.encode() if isinstance(key, str) else key
+    return Refused(topic, raw_key, value, headers, error)
+
+
+def _headers_of(message: Message) -> Headers:
+    raw_headers: list[tuple[str, Any]] = list(message.headers() or [])  # type: ignore[arg-type]
+    return [(name, _header_bytes(value)) for name, value in raw_headers]
+
+
+def _dead_letter_refused(producer: Producer, refused: list[Refused], timeout_s: float) -> None:
+    """Cut copies of refused messages to their DLQ; one attempt, what fails again is logged and counted."""
+    lost: list[str] = []
+
+    def report(error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            lost.append(f"{message.topic()}: {error.str()}")
+
+    for item in refused:
+        dlq_topic = item.topic if item.topic.endswith(".dlq") else f"{item.topic}.dlq"
+        headers = [(name, raw[:_CUT_HEADER_BYTES] if raw else raw) for name, raw in item.headers
+                   if name not in {"reason", "message", "truncated", "original_size"}]
+        headers += [("reason", b"too_large"), ("message", _utf8(f"refused by Kafka: {item.error}")),
+                    ("truncated", b"true"), ("original_size", str(len(item.value or b"")).encode())]
+        if not any(name == "original_topic" for name, _ in headers):
+            headers.append(("original_topic", item.topic.encode()))
+        value = item.value[:_REFUSED_COPY_BYTES] if item.value is not None else None
+        sent: list[tuple[str, str | bytes | None]] = list(headers)
+        log.error("message refused for its size; a cut copy goes to the DLQ", topic=item.topic,
+                  dlq_topic=dlq_topic, size=len(item.value or b""), error=item.error)
+        metrics.MESSAGES_REFUSED.labels(item.topic).inc()
+        try:
+            producer.produce(dlq_topic, key=item.key, value=value, headers=sent, on_delivery=report)
+        except KafkaException as exc:
+            lost.append(f"{dlq_topic}: {exc}")
+    producer.flush(timeout_s)
+    if lost:
+        log.error("cut copies of refused messages were lost too", count=len(lost), errors=lost[:3])
 
 
 class Positioned(Protocol):

@@ -1,7 +1,8 @@
 """Dead letters: every header the stages write on a DLQ record, and the reading of them, in one place.
 
 `<events>.dlq` (fold rejections): `reason`, `message`, `event_id`, `subject`, `original_*`, plus the
-original headers (a binary-mode event needs them to be replayed). `<upserts>.dlq` (sync failures):
+original headers (a binary-mode event needs them to be replayed); a copy cut to fit the DLQ topic adds
+`truncated: true` and `original_size`. `<upserts>.dlq` (sync failures):
 `target`, `code`, `message`, `interaction_id`, `version`, `original_*`; or `reason=invalid` and
 `code=INVALID_SNAPSHOT` for a snapshot that did not decode. A replayed letter's message carries
 `replayed_from`.
@@ -19,8 +20,9 @@ from worker.kafka.clients import Headers, Positioned
 
 OUR_HEADERS = frozenset({  # what replay strips before resending
     "reason", "message", "original_topic", "original_partition", "original_offset", "event_id", "subject",
-    "target", "code", "interaction_id", "replayed_from",
+    "target", "code", "interaction_id", "replayed_from", "truncated", "original_size",
 })
+_CUT_HEADER_BYTES = 1024
 
 
 def origin_headers(record: Positioned) -> Headers:
@@ -36,15 +38,40 @@ def rejection_headers(record: Record, rejection: Rejection) -> Headers:
     """The original headers (binary-mode events need them to be replayed) plus why and from where."""
     ours: Headers = [
         ("reason", rejection.reason.value.encode()),
-        ("message", rejection.message.encode()),
+        ("message", _utf8(rejection.message)),
         *origin_headers(record),
     ]
     if rejection.event_id is not None:
-        ours.append(("event_id", rejection.event_id.encode()))
+        ours.append(("event_id", _utf8(rejection.event_id)))
     if rejection.subject is not None:
-        ours.append(("subject", rejection.subject.encode()))
+        ours.append(("subject", _utf8(rejection.subject)))
     kept = [(name, value) for name, value in record.headers if name not in {n for n, _ in ours}]
     return kept + ours
+
+
+def rejection_message(record: Record, rejection: Rejection, max_value_bytes: int) -> tuple[bytes | None, Headers]:
+    """The DLQ copy of a rejected record: value and headers, cut to fit the DLQ topic when they are too large.
+
+    A value over `max_value_bytes` is cut to that many bytes; original headers over it together are
+    cut to `_CUT_HEADER_BYTES` each. A cut copy says so: `truncated: true` and `original_size` (bytes
+    of the value). The `original_topic`/`_partition`/`_offset` headers always point at the whole one.
+    """
+    headers = rejection_headers(record, rejection)
+    value = record.value
+    value_over = value is not None and len(value) > max_value_bytes
+    headers_over = sum(len(name) + len(raw or b"") for name, raw in record.headers) > max_value_bytes
+    if not value_over and not headers_over:
+        return value, headers
+    if headers_over:
+        headers = [(name, raw[:_CUT_HEADER_BYTES] if raw else raw) for name, raw in headers]
+    original_size = len(value) if value is not None else 0
+    cut = value[:max_value_bytes] if value is not None else None
+    return cut, [*headers, ("truncated", b"true"), ("original_size", str(original_size).encode())]
+
+
+def _utf8(text: str) -> bytes:
+    """Header text; a lone surrogate (possible in what a rejection quotes) becomes `?`."""
+    return text.encode("utf-8", errors="replace")
 
 
 def sync_failure_headers(snapshot: LogSnapshot, record: Positioned, target: str, code: str, message: str) -> Headers:

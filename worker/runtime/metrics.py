@@ -11,6 +11,9 @@ EVENTS_CONSUMED = Counter("ilog_events_consumed_total", "Events read from the ev
 EVENTS_FOLDED = Counter("ilog_events_folded_total", "Events accepted by the fold", ["trigger"])
 EVENTS_DUPLICATE = Counter("ilog_events_duplicate_total", "Events already applied (no-ops)")
 EVENTS_REJECTED = Counter("ilog_events_rejected_total", "Events sent to the DLQ", ["reason"])
+MESSAGES_REFUSED = Counter(
+    "ilog_messages_refused_total", "Messages Kafka refused for their size; a cut copy went to the DLQ", ["topic"]
+)
 SNAPSHOTS_EMITTED = Counter("ilog_snapshots_emitted_total", "Snapshots produced to the upserts topic", ["trigger"])
 FENCED_WRITES = Counter("ilog_fenced_writes_total", "Writes refused because a newer version was stored")
 CONSUMER_LAG = Gauge("ilog_consumer_lag", "Messages behind the end of the partition", ["group", "partition"])

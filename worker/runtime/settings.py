@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     max_clock_skew_seconds: float = Field(
         300.0, ge=0, description="events timed further than this ahead of the wall clock are rejected future_time"
     )
+    max_snapshot_bytes: int = Field(
+        900_000, ge=1024, description="a snapshot over this is refused: the event that makes it so is rejected "
+        "too_large; keep it under the upserts topic's max.message.bytes and the producer's message.max.bytes",
+    )
+    dlq_max_value_bytes: int = Field(
+        262_144, ge=1024, description="DLQ copies of events are cut to this many bytes (headers say so)"
+    )
     caught_up_idle_seconds: float = Field(
         1.0, description="a partition with nothing to read for this long advances its clock to wall-clock"
     )

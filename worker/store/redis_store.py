@@ -37,10 +37,10 @@ def store_errors(action: str) -> Iterator[None]:
         raise StoreError(f"{action} failed: {exc}") from exc
 
 
-def encode_state(state: State) -> tuple[bytes, str]:
-    if isinstance(state, Tombstone):
-        return state.to_bytes(), keys.KIND_TOMBSTONE
-    return state.to_bytes(), keys.KIND_LOG
+def encode_state(state: State, document: bytes | None = None) -> tuple[bytes, str]:
+    """The stored bytes and kind; `document` is the state's bytes when the caller encoded them already."""
+    encoded = document if document is not None else state.to_bytes()
+    return encoded, keys.KIND_TOMBSTONE if isinstance(state, Tombstone) else keys.KIND_LOG
 
 
 def decode_state(document: bytes | None, kind: bytes | str | None) -> State | None:
@@ -122,7 +122,7 @@ class RedisStore:
         deadline_sets: dict[int, int] = {}  # partition → its KEYS index, after the state keys
         for item in writes:
             state_keys.append(keys.state_key(prefix, item.interaction_id))
-            document, kind = encode_state(item.state)
+            document, kind = encode_state(item.state, item.document)
             op, partition, score = _deadline_op(item)
             index = deadline_sets.setdefault(partition, len(writes) + len(deadline_sets) + 1) if op else 0
             args += (item.expected_version, item.state.version, document, kind, max(item.ttl_ms, 1),
