@@ -169,13 +169,14 @@ def test_a_refusing_target_pauses_keeps_its_records_and_resumes_on_the_first_ans
     target = ScriptedTarget({"a": [refused] * 4 + [Synced("T-a", 3)], "b": [refused] * 4 + [Synced("T-b", 3)]})
     harness = Harness(target, pause_base_s=0.05, pause_ceiling_s=0.1)
     gauge_while_paused: list[float | None] = []
-    original = harness.runner._pause_for
+    original = harness.runner.pauses.refused
 
-    def spy(refusal: Retry) -> None:
-        original(refusal)
+    def spy(refusal: Retry, now_s: float, queued: int) -> float:
+        next_try_s = original(refusal, now_s, queued)
         gauge_while_paused.append(_paused_gauge("crm"))
+        return next_try_s
 
-    harness.runner._pause_for = spy  # type: ignore[method-assign]
+    harness.runner.pauses.refused = spy  # type: ignore[method-assign]
     with structlog.testing.capture_logs() as logs:
         assert harness.run(_work("a", 0), _work("b", 1))
     assert [] == harness.dead

@@ -8,9 +8,15 @@ records are dead-lettered with the reason instead of waiting longer.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+import structlog
+
 from adapters.base import Failed, Retry, Synced, SyncOutcome, compute_backoff
+from worker.runtime import metrics
+
+log = structlog.get_logger("ilog.sync")
 
 
 @dataclass
@@ -67,3 +73,62 @@ def expired_letter(target: str, pause: TargetPause, now_s: float, max_pause_s: f
         message=(f"target {target} paused for {pause.paused_for_s(now_s):.0f} s, longer than "
                  f"ILOG_{target.upper()}_MAX_PAUSE_SECONDS={max_pause_s:g}: {pause.error}"),
     )
+
+
+@dataclass
+class PauseControl:
+    """One target's pause: entered on a refusal, one log line and one schedule step per wait, left on
+    the first answer; past `max_pause_s` the refused records are dead-lettered instead of waiting."""
+
+    target: str
+    base_s: float = 1.0
+    ceiling_s: float = 300.0
+    max_pause_s: float | None = None
+    pause: TargetPause | None = None
+
+    def __post_init__(self) -> None:
+        metrics.TARGET_PAUSED.labels(self.target).set(0)
+
+    def status(self, now_s: float) -> str | None:
+        pause = self.pause
+        return None if pause is None else pause.describe(self.target, now_s)
+
+    def expired(self, now_s: float) -> Failed | None:
+        """The dead letter for a waiting record once the pause is over its limit; None before."""
+        pause, limit = self.pause, self.max_pause_s
+        if pause is None or limit is None or not pause.over(limit, now_s):
+            return None
+        return expired_letter(self.target, pause, now_s, limit)
+
+    def expire(self, outcomes: list[SyncOutcome], now_s: float) -> list[SyncOutcome]:
+        """Past the limit, the records the target refused are dead-lettered with the reason."""
+        letter = self.expired(now_s)
+        if letter is None:
+            return outcomes
+        return [letter if isinstance(o, Retry) and o.target_unavailable is not None else o for o in outcomes]
+
+    def refused(self, refused: Retry, now_s: float, queued: int) -> float:
+        """Pause (or stay paused); the monotonic time of the next try. One log line per wait."""
+        code = refused.target_unavailable or "UNAVAILABLE"
+        if self.pause is None:
+            self.pause = TargetPause(code, refused.error, since_s=now_s, since_wall_s=time.time())
+        pause = self.pause
+        pause.code, pause.error = code, refused.error
+        pause.attempts += 1
+        wait_s = pause_wait_s(pause.attempts, refused.retry_after_s, base_s=self.base_s, ceiling_s=self.ceiling_s)
+        pause.next_try_s = now_s + wait_s
+        metrics.TARGET_PAUSED.labels(self.target).set(1)
+        log.warning("target paused", target=self.target, code=code, error=refused.error, attempt=pause.attempts,
+                    paused_for_s=round(pause.paused_for_s(now_s), 1), next_try_in_s=round(wait_s, 1),
+                    queued=queued)
+        return pause.next_try_s
+
+    def answered(self, outcomes: list[SyncOutcome], now_s: float) -> None:
+        """The target answered about records: a pause ends here."""
+        pause = self.pause
+        if pause is None or not answered(outcomes):
+            return
+        self.pause = None
+        metrics.TARGET_PAUSED.labels(self.target).set(0)
+        log.info("target resumed", target=self.target, code=pause.code, attempts=pause.attempts,
+                 paused_for_s=round(pause.paused_for_s(now_s), 1))

@@ -42,7 +42,7 @@ from worker.store.budget import Budget, Grant, admit
 from worker.store.sync_state import StateUpdate, SyncStateStore
 from worker.sync.batch import Pending
 from worker.sync.offsets import Position
-from worker.sync.pause import TargetPause, answered, expired_letter, pause_wait_s, refusal
+from worker.sync.pause import PauseControl, TargetPause, refusal
 from worker.sync.queue import Work, WorkQueue
 
 log = structlog.get_logger("ilog.sync")
@@ -76,7 +76,7 @@ class TargetRunner:
     pause_base_s: float = 1.0  # a paused target: first wait ...
     pause_ceiling_s: float = 300.0  # ... doubling up to this
     max_pause_s: float | None = None  # dead-letter the waiting records once paused this long
-    pause: TargetPause | None = field(default=None, init=False)
+    pauses: PauseControl = field(init=False)
     failure: BaseException | None = field(default=None, init=False)
     queue: WorkQueue = field(init=False)
     _attempt: int = field(default=0, init=False)
@@ -86,7 +86,7 @@ class TargetRunner:
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self.target.wants)
-        metrics.TARGET_PAUSED.labels(self.target.name).set(0)
+        self.pauses = PauseControl(self.target.name, self.pause_base_s, self.pause_ceiling_s, self.max_pause_s)
 
     @property
     def name(self) -> str:
@@ -111,10 +111,13 @@ class TargetRunner:
         self._thread.join(max(0.0, timeout_s))
         return not self._thread.is_alive()
 
+    @property
+    def pause(self) -> TargetPause | None:
+        return self.pauses.pause
+
     def pause_status(self) -> str | None:
         """For /readyz: why this target is paused and when it tries again; None when it is not."""
-        pause = self.pause
-        return None if pause is None else pause.describe(self.name, time.monotonic())
+        return self.pauses.status(time.monotonic())
 
     def _serve(self) -> None:
         try:
@@ -151,7 +154,7 @@ class TargetRunner:
     # -- one call -------------------------------------------------------------------------------
     def _letting_go(self, now_s: float) -> bool:
         """Paused past `max_pause_s` and between two probes: waiting records are dead-lettered at once."""
-        return self.pause is not None and self.pause.over(self.max_pause_s, now_s) and now_s < self.paused_until
+        return now_s < self.paused_until and self.pauses.expired(now_s) is not None
 
     def _sync(self, batch: list[Work]) -> None:
         due = self._still_due(batch)
@@ -183,9 +186,9 @@ class TargetRunner:
     def _let_go(self, due: list[tuple[Work, SyncItem]]) -> bool:
         """Dead-letter the batch without a call while the pause is over its limit (until the next probe)."""
         now = time.monotonic()
-        if self.pause is None or self.max_pause_s is None or not self._letting_go(now):
+        letter = self.pauses.expired(now)
+        if letter is None or now >= self.paused_until:
             return False
-        letter = expired_letter(self.name, self.pause, now, self.max_pause_s)
         for work, _ in due:
             metrics.UPSERTS.labels(self.name, "failed").inc()
             self.dead_letter(work.entry, self.name, letter)
@@ -251,7 +254,7 @@ class TargetRunner:
     def _apply(self, works: Sequence[Work], items: Sequence[SyncItem], answers: Sequence[SyncOutcome]) -> None:
         """Store states and dead-letter failures first; only then are the records reported done."""
         refused = refusal(list(answers))
-        outcomes = self._expire(answers) if refused is not None else list(answers)
+        outcomes = self.pauses.expire(list(answers), time.monotonic()) if refused is not None else list(answers)
         updates: list[StateUpdate] = []
         strongest: Retry | None = None
         for work, item, outcome in zip(works, items, outcomes, strict=True):
@@ -269,43 +272,11 @@ class TargetRunner:
         self.queue.give_back([work for work, outcome in zip(works, outcomes, strict=True)
                               if isinstance(outcome, Retry)])
         if refused is not None:
-            self._pause_for(refused)
-        elif self.pause is not None and answered(outcomes):
-            self._resume()
+            next_try_s = self.pauses.refused(refused, time.monotonic(), len(self.queue))
+            self.paused_until = max(self.paused_until, next_try_s)
+        else:
+            self.pauses.answered(outcomes, time.monotonic())
         self._after(strongest, outcomes)
-
-    def _expire(self, outcomes: Sequence[SyncOutcome]) -> list[SyncOutcome]:
-        """Past `max_pause_s`, the records the target refused are dead-lettered with the reason."""
-        now = time.monotonic()
-        if self.pause is None or self.max_pause_s is None or not self.pause.over(self.max_pause_s, now):
-            return list(outcomes)
-        letter = expired_letter(self.name, self.pause, now, self.max_pause_s)
-        return [letter if isinstance(o, Retry) and o.target_unavailable is not None else o for o in outcomes]
-
-    def _pause_for(self, refused: Retry) -> None:
-        """Pause (or stay paused): wait the next step of the schedule; one log line per wait."""
-        now = time.monotonic()
-        code = refused.target_unavailable or "UNAVAILABLE"
-        if self.pause is None:
-            self.pause = TargetPause(code, refused.error, since_s=now, since_wall_s=time.time())
-        pause = self.pause
-        pause.code, pause.error = code, refused.error
-        pause.attempts += 1
-        wait_s = pause_wait_s(pause.attempts, refused.retry_after_s,
-                              base_s=self.pause_base_s, ceiling_s=self.pause_ceiling_s)
-        pause.next_try_s = now + wait_s
-        self.paused_until = max(self.paused_until, pause.next_try_s)
-        metrics.TARGET_PAUSED.labels(self.name).set(1)
-        log.warning("target paused", target=self.name, code=code, error=refused.error, attempt=pause.attempts,
-                    paused_for_s=round(pause.paused_for_s(now), 1), next_try_in_s=round(wait_s, 1),
-                    queued=len(self.queue))
-
-    def _resume(self) -> None:
-        pause, self.pause = self.pause, None
-        metrics.TARGET_PAUSED.labels(self.name).set(0)
-        if pause is not None:
-            log.info("target resumed", target=self.name, code=pause.code, attempts=pause.attempts,
-                     paused_for_s=round(pause.paused_for_s(time.monotonic()), 1))
 
     def _after(self, strongest: Retry | None, outcomes: Sequence[SyncOutcome]) -> None:
         """Back off after a retry (a Retry-After is a floor), pause when the budget is exhausted."""
@@ -343,7 +314,7 @@ class TargetRunner:
         elif isinstance(outcome, Skipped):
             log.info("synced", reason=outcome.reason, **fields)
         elif isinstance(outcome, Retry) and outcome.target_unavailable is not None:
-            return  # the target is paused: one line per wait (`_pause_for`), not one per record
+            return  # the target is paused: one line per wait (`PauseControl.refused`), not one per record
         elif isinstance(outcome, Retry):
             log.warning("sync retry", error=outcome.error, uncertain=outcome.uncertain,
                         retry_after_s=outcome.retry_after_s, **fields)
