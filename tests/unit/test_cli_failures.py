@@ -43,7 +43,7 @@ def ilog(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
     clean = {name: value for name, value in os.environ.items() if not name.upper().startswith("ILOG_")}
     down = closed_port()
     clean.update({"ILOG_KAFKA_BOOTSTRAP": f"127.0.0.1:{down}", "ILOG_REDIS_URL": f"redis://127.0.0.1:{down}/0",
-                  "ILOG_KAFKA_CONNECT_TIMEOUT_SECONDS": "1", "ILOG_HTTP_PORT": "0", **env})
+                  "ILOG_CONNECT_TIMEOUT_SECONDS": "1", "ILOG_HTTP_PORT": "0", **env})
     return subprocess.run([str(ILOG), *args], capture_output=True, text=True, check=False, cwd=cwd, env=clean,
                           timeout=60)
 

@@ -72,7 +72,7 @@ def _ms(seconds: float) -> str:
 
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]:
     """Create the project's topics; returns topic → "created" | "exists, configs applied". Raises on other
-    errors (an unreachable cluster within `kafka_connect_timeout_seconds`)."""
+    errors (an unreachable cluster within `connect_timeout_seconds`)."""
     configs = topic_configs(settings)
     if settings.min_insync_replicas > settings.replication_factor:
         raise ConfigError(f"ILOG_MIN_INSYNC_REPLICAS ({settings.min_insync_replicas}) is above "

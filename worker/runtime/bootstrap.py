@@ -60,7 +60,7 @@ def redacted_url(url: str) -> str:
 
 def require_redis(settings: Settings) -> None:
     """Commands: one sentence instead of a traceback when Redis does not answer (the stages wait instead)."""
-    client = redis_client(settings, timeout_s=settings.kafka_connect_timeout_seconds)
+    client = redis_client(settings, timeout_s=settings.connect_timeout_seconds)
     try:
         client.ping()
     except redis.RedisError as exc:
@@ -70,9 +70,9 @@ def require_redis(settings: Settings) -> None:
 
 
 def require_kafka(settings: Settings) -> None:
-    """Commands: wait `kafka_connect_timeout_seconds` for a broker's answer, then say so in one sentence."""
+    """Commands: wait `connect_timeout_seconds` for a broker's answer, then say so in one sentence."""
     try:
-        admin_client(settings).list_topics(timeout=settings.kafka_connect_timeout_seconds)
+        admin_client(settings).list_topics(timeout=settings.connect_timeout_seconds)
     except KafkaException as exc:
         error = exc.args[0] if exc.args else exc
         detail = error.str() if hasattr(error, "str") else str(error)

@@ -31,8 +31,8 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = Field("ilog", description="Redis key prefix; replays may use their own")
 
-    kafka_connect_timeout_seconds: float = Field(
-        5.0, gt=0, description="commands: how long to wait for a broker's first answer before giving up"
+    connect_timeout_seconds: float = Field(
+        3.0, gt=0, description="commands: how long to wait for Kafka's or Redis' first answer before giving up"
     )
 
     # Topic bootstrap (`ilog topics create`); docs/deploy.md explains the choices.
