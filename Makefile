@@ -28,7 +28,7 @@ lock: install
 
 lint: install
 	$(VENV)/bin/ruff check schemas worker adapters tests
-	$(VENV)/bin/mypy --strict schemas worker adapters
+	$(VENV)/bin/mypy --strict schemas worker adapters tests
 
 # The whole suite. Session fixtures start deploy/local/stack (Kafka + Redis) and the CRM
 # emulators when a test needs them, and stop what they started. Exit code 5 (no tests) fails.

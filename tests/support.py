@@ -26,7 +26,7 @@ ILOG = [sys.executable, "-m", "worker.ops.cli"]
 def isolated_settings(env: dict[str, str], run_id: str, **overrides: Any) -> Settings:
     """Settings against a running stack with topics, groups and a Redis key prefix of `run_id`'s own."""
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         kafka_bootstrap=env["ILOG_KAFKA_BOOTSTRAP"],
         redis_url=env["ILOG_REDIS_URL"],
         events_topic=f"{run_id}.events",
@@ -44,7 +44,7 @@ def emulator_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
     """Settings pointing at the CRM emulators (`deploy/local/emulators env`), plus `overrides`."""
     values: dict[str, Any] = {key.removeprefix("ILOG_").lower(): value for key, value in env.items()
                               if key.startswith("ILOG_")}
-    return Settings(_env_file=None, **{**values, **overrides})  # type: ignore[call-arg]
+    return Settings(_env_file=None, **{**values, **overrides})
 
 
 INBOUND_CALL: dict[str, Any] = {
@@ -164,10 +164,15 @@ def finalized_ids(messages: Iterable[Message]) -> set[str]:
     return {sid for sid, snaps in snapshots_by_id(messages).items() if any(s["finalized"] for s in snaps)}
 
 
+def headers_of(message: Message) -> list[tuple[str, object]]:
+    """A message's headers as (name, value) pairs (confluent-kafka types them loosely)."""
+    return list(message.headers() or [])  # type: ignore[arg-type]
+
+
 def header(message: Message, name: str) -> str | None:
-    for key, value in message.headers() or []:
+    for key, value in headers_of(message):
         if key == name:
-            return None if value is None else bytes(value).decode()  # type: ignore[arg-type]
+            return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
     return None
 
 

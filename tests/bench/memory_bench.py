@@ -47,7 +47,7 @@ def redis_memory_per_open_interaction(quick: bool) -> dict[str, Any]:
 
 
 def _used_memory(client: redis.Redis) -> int:
-    info: dict[str, Any] = client.info("memory")  # type: ignore[assignment]
+    info: dict[str, Any] = client.info("memory")
     return int(info["used_memory"])
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from tests.support import isolated_settings, parse_env_lines
 from worker.dev.generator import generate_histories, rfc3339_ms

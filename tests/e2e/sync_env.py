@@ -8,8 +8,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from tests.e2e.conftest import Emulators
-from tests.support import WorkerProcess, wait_for
+from tests.support import WorkerProcess
 from tests.support import event as event  # re-exported for the sync tests
+from tests.support import wait_for as wait_for  # re-exported for the sync tests
 from worker.runtime.settings import Settings
 
 CONTACT_ID = "0035g00000AbCdEAAZ"

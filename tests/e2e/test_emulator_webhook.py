@@ -6,20 +6,22 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import REPO, parse_env_lines
+from tests.conftest import REPO
 from tests.e2e.conftest import Emulators
 from tests.emulators.server import Request
 from tests.emulators.webhook import WebhookApp, receiver_id, sign, standard_headers
+from tests.support import parse_env_lines
 
 _ids = iter(range(1, 1_000_000))
 
 
-def _post(emulators: Emulators, payload: dict[str, object], secret: str | None = None, *,
+def _post(emulators: Emulators, payload: Mapping[str, object], secret: str | None = None, *,
           message_id: str | None = None, timestamp_s: float | None = None,
           body: bytes | None = None) -> requests.Response:
     secret = secret or emulators.env["ILOG_WEBHOOK_SECRET"]

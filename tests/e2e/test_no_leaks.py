@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.conftest import Emulators
 from tests.e2e.sync_env import (
@@ -35,7 +36,7 @@ def test_full_run_logs_no_note_text_and_no_secret(
     ticket_id = seed_ticket(fresh_emulators, "Refund request")
     now = datetime.now(UTC)
     conv = "conv-leak"
-    history = [
+    history: list[dict[str, Any] | bytes] = [
         event("interaction.connected", conv, 1, now, connected(queue="Billing", name=sf_ref("Contact", CONTACT_ID))),
         event("record.viewed", conv, 2, now + timedelta(milliseconds=200), {"record": sf_ref("Case", CASE_ID)}),
         event("log.updated", conv, 3, now + timedelta(milliseconds=400),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,10 @@ from worker.runtime.settings import Settings
 
 def _deliveries(emulators: Emulators, interaction_id: str) -> list[dict[str, Any]]:
     return [d for d in emulators.webhook.state()["deliveries"] if d["interaction_id"] == interaction_id]
+
+
+def _delivered_at_least(emulators: Emulators, calls: list[str], count: int) -> bool:
+    return all(len(_deliveries(emulators, call)) >= count for call in calls)
 
 
 def test_signed_payloads_arrive_in_version_order_and_the_receiver_id_comes_back(
@@ -35,7 +40,7 @@ def test_signed_payloads_arrive_in_version_order_and_the_receiver_id_comes_back(
         for n, (kind, data) in enumerate(steps, start=1):
             produce(run, run.events_topic, [event(kind, call, n, start + timedelta(seconds=5 * n), data)
                                             for call in calls])
-            assert wait_for(lambda n=n: all(len(_deliveries(fresh_emulators, c)) >= n for c in calls), 20), \
+            assert wait_for(partial(_delivered_at_least, fresh_emulators, calls, n), 20), \
                 worker.log_text()[-3000:]
         assert wait_for(
             lambda: all(_deliveries(fresh_emulators, c)[-1]["body"]["event"] == "interactionRemoved" for c in calls), 30

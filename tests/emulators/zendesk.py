@@ -125,8 +125,8 @@ class ZendeskApp(EmulatorApp):
             field = self.store.fields.get(int(match.group(1)))
             return Response(200, {"ticket_field": field}) if field else Response(404, _NOT_FOUND)
         if path == "/api/v2/job_statuses/show_many.json" and method == "GET":
-            ids = [i for i in (request.param("ids") or "").split(",") if i]
-            found = [job.view(self.base_url) for i in ids if (job := self.jobs.get(i))]
+            job_ids = [i for i in (request.param("ids") or "").split(",") if i]
+            found = [job.view(self.base_url) for i in job_ids if (job := self.jobs.get(i))]
             return Response(200, {"job_statuses": found})
         if (match := _JOB_RE.match(path)) and method == "GET":
             job = self.jobs.get(match.group(1))

@@ -44,7 +44,7 @@ REFUSED_S = 30.0
 PAUSE = {"target_pause_base_seconds": 1.0, "target_pause_ceiling_seconds": 4.0}
 
 
-def _history(call: str, n: int, t0: datetime, related: dict[str, str]) -> list[dict[str, Any]]:
+def _history(call: str, n: int, t0: datetime, related: dict[str, str] | None) -> list[dict[str, Any]]:
     at = t0 + timedelta(seconds=n)
     return [
         event("interaction.connected", call, 1, at, connected(name=sf_ref("Contact", CONTACT_ID), related_to=related)),

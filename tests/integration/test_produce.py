@@ -36,7 +36,7 @@ def read_back(settings: Settings, expected: int, deadline_polls: int = 120) -> l
             for message in consumer.consume(500, timeout=0.5):
                 assert message.error() is None, message.error()
                 key = message.key()
-                received.append((key.decode() if key is not None else None, message.value()))
+                received.append((key.decode() if key is not None else None, message.value() or b""))
             if len(received) >= expected:
                 break
     finally:

@@ -10,8 +10,8 @@ import redis
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-from tests.conftest import STACK, parse_env_lines
-from tests.support import wait_for
+from tests.conftest import STACK
+from tests.support import parse_env_lines, wait_for
 from worker.kafka.topics import create_topics, topic_configs
 from worker.runtime.settings import Settings
 
@@ -32,7 +32,7 @@ def test_thousand_keyed_messages_round_trip_with_committed_offsets(settings: Set
     for _ in range(200):
         for message in consumer.consume(500, timeout=0.5):
             assert message.error() is None
-            received[message.value().decode()] = message.key().decode()
+            received[(message.value() or b"").decode()] = (message.key() or b"").decode()
         if len(received) == len(sent):
             break
     consumer.commit(asynchronous=False)

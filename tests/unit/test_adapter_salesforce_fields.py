@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from adapters.attributes import FieldValue
 from adapters.base import Failed, Retry, Synced, SyncOutcome
 from adapters.salesforce import error_code, record_outcome
 from adapters.salesforce_fields import (
     DESCRIPTION_LIMIT,
     FieldSpec,
-    FieldValue,
     coerce_attribute,
     parse_describe,
     task_fields,

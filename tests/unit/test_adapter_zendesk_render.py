@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from adapters.attributes import FieldValue
 from adapters.base import Failed, Retry, Synced, SyncOutcome
 from adapters.log_text import format_duration
 from adapters.zendesk import zenpy_location
 from adapters.zendesk_jobs import JobResults
 from adapters.zendesk_render import (
-    FieldValue,
     TicketField,
     attribute_custom_fields,
     coerce_ticket_value,

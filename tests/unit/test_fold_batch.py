@@ -8,7 +8,7 @@ from typing import Any
 
 from schemas.common import Trigger
 from schemas.decode import decode_event
-from schemas.events import RejectReason
+from schemas.events import Rejection, RejectReason
 from worker.core.batch import Record, TtlPolicy, plan_batch, stronger
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import StateWrite
@@ -33,7 +33,7 @@ def _records(*values: bytes, partition: int = 0) -> list[Record]:
 
 
 def _apply(store: MemoryStore, records: list[Record], now_ms: int = 0) -> Any:
-    loaded = store.load({r.item.subject for r in records if hasattr(r.item, "type")})
+    loaded = store.load({r.item.subject for r in records if not isinstance(r.item, Rejection)})
     plan = plan_batch(records, loaded, edit_window_s=120, applied_ids_kept=256, ttl=TTL, now_ms=now_ms)
     assert [] == store.write(plan.writes).fenced_out
     return plan

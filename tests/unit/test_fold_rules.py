@@ -340,13 +340,13 @@ def test_snapshot_of_a_full_voice_call() -> None:
 
 def test_fold_carries_every_log_field_forward() -> None:
     """The hot path builds the next log positionally; a new field must not be dropped silently."""
-    from worker.core import fold as fold_module
+    from worker.core import state as state_module
 
     log = InteractionLog("conv-1")
     sentinels = {field.name: f"<{field.name}>" for field in dataclasses.fields(InteractionLog)}
     fixed = {"interaction_id", "version", "trigger", "finalized", "applied_ids", "last_event_us"}
     changes = {name: value for name, value in sentinels.items() if name not in fixed}
-    evolved = fold_module.evolve_log(log, 9, Trigger.UPDATED, ("a",), 5, changes)
+    evolved = state_module.evolve_log(log, 9, Trigger.UPDATED, ("a",), 5, changes)
     assert {name: getattr(evolved, name) for name in changes} == changes
     assert (evolved.version, evolved.trigger, evolved.applied_ids, evolved.last_event_us) == (
         9, Trigger.UPDATED, ("a",), 5)

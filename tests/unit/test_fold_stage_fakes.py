@@ -17,7 +17,7 @@ from worker.store.memory import MemoryStore
 from worker.store.port import WriteResult
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
+SETTINGS = Settings(_env_file=None)
 EVENTS = SETTINGS.events_topic
 CONNECTED = {"media": "voice", "direction": "inbound"}
 

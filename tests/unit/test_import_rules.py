@@ -16,7 +16,7 @@ CLOCK_CALLS = {"now", "utcnow", "today", "time", "time_ns", "monotonic", "monoto
 
 
 def _imported_modules(tree: ast.Module) -> list[str]:
-    names = []
+    names: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.extend(alias.name for alias in node.names)

@@ -81,7 +81,7 @@ def test_a_worker_against_an_unreachable_broker_writes_only_json_lines(tmp_path:
 def test_standard_library_logging_goes_through_the_same_chain(
     json_logging: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    configure_logging(Settings(_env_file=None, log_format="json", log_level="INFO"))  # type: ignore[call-arg]
+    configure_logging(Settings(_env_file=None, log_format="json", log_level="INFO"))
     logging.getLogger("some.library").warning("pool is full, discarding connection: %s", "redis:6379")
     [record] = lines_of(capsys.readouterr().err)
     assert {"event": "pool is full, discarding connection: redis:6379", "level": "warning",
@@ -91,7 +91,7 @@ def test_standard_library_logging_goes_through_the_same_chain(
 def test_a_traceback_is_a_structured_field_on_one_line(
     json_logging: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    configure_logging(Settings(_env_file=None, log_format="json", log_level="INFO"))  # type: ignore[call-arg]
+    configure_logging(Settings(_env_file=None, log_format="json", log_level="INFO"))
     log = structlog.get_logger("ilog.test")
     try:
         raise ValueError("bad value")
@@ -110,7 +110,7 @@ def test_a_traceback_is_a_structured_field_on_one_line(
 
 
 def test_note_text_and_credentials_are_redacted(json_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging(Settings(_env_file=None, log_format="json", log_level="INFO"))  # type: ignore[call-arg]
+    configure_logging(Settings(_env_file=None, log_format="json", log_level="INFO"))
     structlog.get_logger("ilog.test").info("synced", notes="Customer asked for a refund.", token="s3cret")
     [record] = lines_of(capsys.readouterr().err)
     assert ("[redacted]", "[redacted]") == (record["notes"], record["token"])

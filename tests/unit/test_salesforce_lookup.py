@@ -66,7 +66,7 @@ def test_the_look_up_query_quotes_every_id() -> None:
 
 
 def test_found_tasks_map_to_their_interaction_and_duplicates_are_reported() -> None:
-    records = [
+    records: list[dict[str, object]] = [
         {"attributes": {"type": "Task"}, "Id": "00T3", "CallObject": "conv-1", "IsClosed": False},
         {"attributes": {"type": "Task"}, "Id": "00T2", "CallObject": "conv-1", "IsClosed": True},
         {"attributes": {"type": "Task"}, "Id": "00T5", "CallObject": "conv-2", "IsClosed": False},

@@ -13,7 +13,7 @@ from schemas.decode import Rejection, decode_event
 from schemas.events import ConnectedData
 from worker.core.fold import Accepted, finalize, fold, snapshot
 from worker.core.snapshot_json import EncodedSnapshot, encoded_snapshot, snapshot_json
-from worker.core.state import InteractionLog
+from worker.core.state import InteractionLog, Stamp, Transition
 from worker.dev.generator import GeneratorMix, generate_histories
 
 WINDOW_S = 120
@@ -75,9 +75,10 @@ def test_edge_values_serialize_to_the_models_bytes() -> None:
     text = 'a\x00\x1f\x7f\u2028é"\\/ 😀'
     logs = [
         InteractionLog("plain", version=1),
-        InteractionLog("edge", version=7, connect=((1, -1, 1), data), notes=((1, 2, 3), text),
-                       subject=((1, 2, 3), None), edit_deadline_us=1_790_000_000_000_001,
-                       transitions=((1_790_000_000_000_000, -1, 1, "C"), (1_790_000_000_500_000, -1, 2, "D")),
-                       attributes=(("k", (1, 2, 3), text), ("k", (1, 2, 4), "later"))),
+        InteractionLog("edge", version=7, connect=((1, -1, 1), data), notes=(Stamp(1, 2, 3), text),
+                       subject=(Stamp(1, 2, 3), None), edit_deadline_us=1_790_000_000_000_001,
+                       transitions=(Transition(1_790_000_000_000_000, -1, 1, "C"),
+                                    Transition(1_790_000_000_500_000, -1, 2, "D")),
+                       attributes=(("k", Stamp(1, 2, 3), text), ("k", Stamp(1, 2, 4), "later"))),
     ]
     assert [snapshot(log).to_json_bytes() for log in logs] == [snapshot_json(log) for log in logs]

@@ -16,7 +16,7 @@ from worker.store.budget import MemoryBudget
 from worker.store.sync_state import MemorySyncStateStore
 from worker.sync.stage import SyncStage
 
-SETTINGS = Settings(_env_file=None, batch_timeout_seconds=0.05, drain_timeout_seconds=5.0)  # type: ignore[call-arg]
+SETTINGS = Settings(_env_file=None, batch_timeout_seconds=0.05, drain_timeout_seconds=5.0)
 UPSERTS = SETTINGS.upserts_topic
 
 

@@ -20,6 +20,7 @@ from adapters.base import (
     RetryableSyncError,
     Synced,
     SyncError,
+    SyncOutcome,
     TargetState,
     TargetUnavailableError,
     outcome_for_error,
@@ -166,7 +167,9 @@ def _paused_gauge(target: str) -> float | None:
 
 def test_a_refusing_target_pauses_keeps_its_records_and_resumes_on_the_first_answer() -> None:
     refused = Retry(None, "LOGIN_INVALID_CLIENT: login refused", target_unavailable="LOGIN_INVALID_CLIENT")
-    target = ScriptedTarget({"a": [refused] * 4 + [Synced("T-a", 3)], "b": [refused] * 4 + [Synced("T-b", 3)]})
+    answers: list[SyncOutcome] = [refused] * 4
+    script = {"a": [*answers, Synced("T-a", 3)], "b": [*answers, Synced("T-b", 3)]}
+    target = ScriptedTarget(script)
     harness = Harness(target, pause_base_s=0.05, pause_ceiling_s=0.1)
     gauge_while_paused: list[float | None] = []
     original = harness.runner.pauses.refused
@@ -176,7 +179,7 @@ def test_a_refusing_target_pauses_keeps_its_records_and_resumes_on_the_first_ans
         gauge_while_paused.append(_paused_gauge("crm"))
         return next_try_s
 
-    harness.runner.pauses.refused = spy  # type: ignore[method-assign]
+    harness.runner.pauses.refused = spy  # type: ignore[method-assign,assignment]
     with structlog.testing.capture_logs() as logs:
         assert harness.run(_work("a", 0), _work("b", 1))
     assert [] == harness.dead
