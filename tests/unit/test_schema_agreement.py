@@ -54,7 +54,8 @@ def text(limit: int, *, min_size: int = 0) -> st.SearchStrategy[object]:
     """Strings inside and at the bound; beyond it, or not strings at all, now and then."""
     valid = st.one_of(st.text(min_size=min_size, max_size=min(limit, 6)),
                       st.sampled_from(sorted({min_size, limit})).map(lambda n: "é" * n))
-    invalid = st.sampled_from(["é" * (limit + 1), *([""] if min_size else []), None, 5, True, [], {}])
+    invalid: st.SearchStrategy[object] = st.sampled_from(
+        ["é" * (limit + 1), *([""] if min_size else []), None, 5, True, [], {}])
     return mostly(valid, invalid)
 
 
@@ -247,7 +248,7 @@ def one_fault_cases() -> list[tuple[str, tuple[str, ...], object]]:
 
 
 def with_value(document: dict[str, Any], path: tuple[str, ...], value: object) -> dict[str, Any]:
-    changed = json.loads(json.dumps(document))
+    changed: dict[str, Any] = json.loads(json.dumps(document))
     parent = changed
     for key in path[:-1]:
         parent = parent.setdefault(key, {})
