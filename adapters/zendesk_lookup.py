@@ -10,6 +10,9 @@ A missing sync state means "unknown", never "not created". So before a write:
 - in comment mode, every ticket that may already carry this interaction's log (linked, found, or
   stored with an unknown or earlier outcome) has its comments read once per batch, and a comment
   whose marker names this interaction with this version or a newer one means "already posted".
+
+Zendesk indexes a new ticket for search within minutes: a ticket created less than that before its
+sync state was lost (and not marked uncertain) may not be found, and be created again.
 """
 
 from __future__ import annotations

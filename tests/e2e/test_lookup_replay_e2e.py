@@ -106,3 +106,9 @@ def test_with_the_sync_state_deleted_two_replays_leave_one_task_ticket_and_comme
         assert before == after, f"replay {attempt} without sync state changed the CRM records"
     assert [] == webhook_ids_processed_twice(fresh_emulators)
     assert "dead-lettered" not in worker.log_text()
+    assert [list(TARGETS)] == targets_logged_at_start(worker.log_text())
+
+
+def targets_logged_at_start(log_text: str) -> list[list[str]]:
+    lines = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
+    return [line["targets"] for line in lines if line.get("event") == "sync targets on"]
