@@ -17,7 +17,7 @@ from worker.store.budget import MemoryBudget
 from worker.store.sync_state import MemorySyncStateStore
 from worker.sync.stage import SyncStage
 
-SETTINGS = Settings(_env_file=None, batch_timeout_seconds=0.05, drain_timeout_seconds=5.0,  # type: ignore[call-arg]
+SETTINGS = Settings(_env_file=None, batch_timeout_seconds=0.05, drain_timeout_seconds=5.0,
                     sync_group="g-stage-metrics")
 
 
@@ -30,7 +30,7 @@ def test_the_sync_stage_reports_queue_depth_and_beats_and_a_revoke_drops_the_lag
     calls: Calls = []
     snapshot = {"interaction_id": "a", "version": 1, "trigger": "finalized", "finalized": True}
     consumer = FakeConsumer(calls, [[json_message(SETTINGS.upserts_topic, 0, 0, snapshot)]])
-    stage = SyncStage(SETTINGS, [ScriptedTarget({"a": [Synced("T-1", 1)]})], MemorySyncStateStore(),  # type: ignore[arg-type]
+    stage = SyncStage(SETTINGS, [ScriptedTarget({"a": [Synced("T-1", 1)]})], MemorySyncStateStore(),
                       MemoryBudget({}), consumer, FakeProducer(calls))  # type: ignore[arg-type]
     stop = threading.Event()
     thread = threading.Thread(target=stage.run, args=(stop,))
