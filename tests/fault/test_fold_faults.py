@@ -10,6 +10,7 @@ restarts.
 from __future__ import annotations
 
 import json
+import random
 import re
 import subprocess
 import threading
@@ -23,12 +24,13 @@ from typing import Any
 
 import pytest
 import redis
-from confluent_kafka import Producer
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 
 from tests.conftest import STACK
 from tests.support import (
     TopicReader,
     WorkerProcess,
+    event,
     finalized_ids,
     offline_fold,
     produce,
@@ -48,7 +50,7 @@ FAST_GROUP = {"ILOG_KAFKA__SESSION_TIMEOUT_MS": "6000", "ILOG_KAFKA__HEARTBEAT_I
 
 def _settings(settings: Settings, window_s: float = WINDOW_S) -> Settings:
     return settings.model_copy(update={
-        "edit_window_seconds": window_s, "finalize_grace_seconds": 1.0, "broker_settle_seconds": 3.0,
+        "edit_window_seconds": window_s, "finalize_grace_seconds": 1.0, "broker_settle_seconds": 10.0,
         "store_retry_max_seconds": 1.0,
     })
 
@@ -156,37 +158,62 @@ def test_redis_restarted_empty_mid_stream_the_worker_waits_restores_and_loses_no
     assert "state restored from the changelog" in log_text
 
 
+CONNECTED = {"media": "voice", "direction": "inbound", "queue": None, "agent_id": "a-1",
+             "customer": {"address": "+4930123", "name": "Ada Example"}}
+
+
 class LiveProducer:
-    """Produces fresh interactions (event time = now) in small chunks until stopped; keeps what it sent."""
+    """Agents at work: a call starts every 0.2 s, disconnects 0.3 s later, and its notes are edited
+    0.5-3 s after that (inside the 4 s window); each event is produced when its time comes. Edits
+    made while the broker is away wait in the producer, which reconnects within 2.5 s of its return
+    (its librdkafka backoff), as a platform producer would. Keeps what it sent."""
 
     def __init__(self, settings: Settings) -> None:
         self.sent: list[dict[str, Any]] = []
-        self._settings = settings
+        self._topic = settings.events_topic
         self._producer = Producer(settings.kafka_config(**{
-            "enable.idempotence": True, "linger.ms": 5, "reconnect.backoff.max.ms": 500,
+            "enable.idempotence": True, "linger.ms": 5, "reconnect.backoff.max.ms": 2500,
             "message.timeout.ms": 180_000,
         }))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._rng = random.Random(7)
 
     def start(self) -> LiveProducer:
         self._thread.start()
         return self
 
+    def _call(self, n: int, at: datetime) -> list[tuple[datetime, int, dict[str, Any]]]:
+        """(when to produce, order, event) of call n."""
+        subject = f"live-{n}"
+        hung_up = at + timedelta(seconds=0.3)
+        edit = hung_up + timedelta(seconds=self._rng.uniform(0.5, 3.0))
+        return [
+            (at, n * 10, event("interaction.connected", subject, 1, at, CONNECTED)),
+            (hung_up, n * 10 + 1, event("interaction.disconnected", subject, 2, hung_up)),
+            (edit, n * 10 + 2, event("log.updated", subject, 3, edit, {"notes": f"Notes of call {n}."})),
+        ]
+
     def _run(self) -> None:
-        chunk = 0
-        while not self._stop.is_set():
-            topic = self._settings.events_topic
-            for item in _events(4, seed=1000 + chunk, start=datetime.now(UTC), window_s=WINDOW_S, time_scale=0.003):
-                self._producer.produce(topic, key=item["subject"], value=json.dumps(item).encode())
+        due: list[tuple[datetime, int, dict[str, Any]]] = []
+        n, next_call = 0, datetime.now(UTC)
+        while not self._stop.is_set() or due:
+            now = datetime.now(UTC)
+            if not self._stop.is_set() and now >= next_call:
+                due.extend(self._call(n, now))
+                n, next_call = n + 1, now + timedelta(seconds=0.2)
+            due.sort(key=lambda entry: (entry[0], entry[1]))
+            while due and due[0][0] <= now:
+                item = due.pop(0)[2]
+                self._producer.produce(self._topic, key=item["subject"], value=json.dumps(item).encode())
                 self.sent.append(item)
             self._producer.poll(0)
-            chunk += 1
-            self._stop.wait(0.25)
+            time.sleep(0.02)
 
     def stop(self) -> None:
+        """No new calls; the edits of the calls under way are still made."""
         self._stop.set()
-        self._thread.join(10)
+        self._thread.join(15)
         assert self._producer.flush(180) == 0
 
 
@@ -231,5 +258,63 @@ def test_broker_stopped_mid_stream_the_worker_survives_keeps_every_in_window_edi
         assert worker.proc.poll() is None, worker.log_text()[-3000:]
         _assert_final_logs(messages, offline)
         assert [] == _dead_letters(fold_settings)
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def _rewind_group(settings: Settings, timeout_s: float) -> bool:
+    """Commit offset 0 on every partition for the fold group, as if no commit had happened (the group
+    must be empty: the killed member's session has to expire first)."""
+    admin = bootstrap.admin_client(settings)
+    request = ConsumerGroupTopicPartitions(
+        settings.fold_group, [TopicPartition(settings.events_topic, p, 0) for p in range(settings.partitions)]
+    )
+
+    def rewound() -> bool:
+        try:
+            for future in admin.alter_consumer_group_offsets([request]).values():
+                future.result(timeout=10)
+        except KafkaException:
+            return False
+        return True
+
+    return wait_for(rewound, timeout_s=timeout_s, interval_s=1.0)
+
+
+def _consumed_to_end(settings: Settings) -> bool:
+    admin = bootstrap.admin_client(settings)
+    request = ConsumerGroupTopicPartitions(settings.fold_group)
+    committed = admin.list_consumer_group_offsets([request])[settings.fold_group].result(timeout=10)
+    reader = bootstrap.plain_consumer(settings, **{"group.id": "watermarks"})
+    try:
+        ends = {p: reader.get_watermark_offsets(TopicPartition(settings.events_topic, p), timeout=10)[1]
+                for p in range(settings.partitions)}
+    finally:
+        reader.close()
+    done = {tp.partition: tp.offset for tp in committed.topic_partitions if tp.topic == settings.events_topic}
+    return all(done.get(p, -1) >= end for p, end in ends.items())
+
+
+def test_sigkill_after_finalizing_before_committing_reads_the_events_again_as_duplicates_not_dead_letters(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    fold_settings = _settings(settings, window_s=2.0)
+    events = _events(80, seed=41, start=datetime.now(UTC) - timedelta(seconds=30), window_s=2.0)
+    offline = offline_fold(events, tmp_path, fold_settings)
+    produce(fold_settings, fold_settings.events_topic, events)
+    instance = {"ILOG_GROUP_INSTANCE_ID": "fold-kill-test", **FAST_GROUP}
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **instance)
+    ids = sorted(offline)
+    assert wait_for(lambda: len(_tombstone_versions(fold_settings, ids)) == len(ids), timeout_s=60), \
+        worker.log_text()[-3000:]
+    worker.kill()
+    # every window closed, no offset committed (rewound): the next worker reads every event again
+    assert _rewind_group(fold_settings, timeout_s=30)
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **instance)
+    try:
+        assert wait_for(lambda: _consumed_to_end(fold_settings), timeout_s=60), worker.log_text()[-3000:]
+        assert [] == _dead_letters(fold_settings)
+        _assert_final_logs(_all_finalized(fold_settings, offline, timeout_s=30), offline)
+        assert {i: e["version"] + 1 for i, e in offline.items()} == _tombstone_versions(fold_settings, ids)
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]

@@ -190,22 +190,24 @@ class FoldStage:
         """One iteration: consume a batch, fold and persist it, close due windows."""
         self.status.beat()
         messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_seconds)
-        records, at_end = self._read(messages)
+        # evidence of being caught up dates from the fetch, not from after the batch (which may have
+        # waited minutes for Redis or for Kafka's acknowledgements)
+        fetched_ms = wall_ms()
+        records, at_end = self._read(messages, fetched_ms)
+        if self.live and self.options.follow_wall_clock:
+            self._note_stats(fetched_ms)
         finished: list[int] = []
         if records:
             records, finished = self._within_stop_offsets(records)
         if records:
             self.process(records)
-        now = wall_ms()
         for partition in [*at_end, *finished]:  # after `process`, which marks the partitions it read as behind
-            self.clocks.reached_end(partition, now)
-        if self.live and self.options.follow_wall_clock:
-            self._note_stats()
+            self.clocks.reached_end(partition, fetched_ms)
         if time.monotonic() - self._last_finalize >= _FINALIZE_EVERY_S or self.options.burst:
             self.finalize_due()
             self._last_finalize = time.monotonic()
 
-    def _read(self, messages: list[Message]) -> tuple[list[Record], list[int]]:
+    def _read(self, messages: list[Message], fetched_ms: int) -> tuple[list[Record], list[int]]:
         """Decoded records and partitions at their end; what the consume says about the broker goes to the clocks."""
         if self.status.broker_trouble_at > self._trouble_seen:  # error_cb ran inside consume
             self._trouble_seen = self.status.broker_trouble_at
@@ -223,17 +225,16 @@ class FoldStage:
                 log.error("consume error", error=error.str(), partition=message.partition())
         if records or at_end:
             self.status.kafka_fetched()
-            self.clocks.fetched(wall_ms())
+            self.clocks.fetched(fetched_ms)
         return records, at_end
 
-    def _note_stats(self) -> None:
+    def _note_stats(self, now: int) -> None:
         """librdkafka's statistics (every second): partitions read to their end while their leader answers
         are caught up (fresh evidence for an idle partition, which gets no new EOF); a leader that does
         not answer suspends wall-clock following (a broker that hangs sends no connection error)."""
         stats = self.status.take_stats()
         if stats is None:
             return
-        now = wall_ms()
         ends, silent = partitions_at_end(stats, self.settings.events_topic, self.clocks.owned())
         if silent:
             self.clocks.suspend()
