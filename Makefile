@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 export PYTHON := $(abspath $(PY))
 
-.PHONY: run test test-unit lint bench stack-up stack-down emulators-up emulators-down install lock schema clean
+.PHONY: run test test-cluster test-unit lint bench stack-up stack-down emulators-up emulators-down install lock schema clean
 
 # The versions come from requirements-dev.lock (constraints: pyproject.toml still says what is needed,
 # the lock says which versions), so a fresh clone installs what CI and the image were tested with.
@@ -30,10 +30,22 @@ lint: install
 	$(VENV)/bin/ruff check schemas worker adapters tests
 	$(VENV)/bin/mypy --strict schemas worker adapters tests
 
+# The tests that run a second time with the tests' Redis on a 6-node Redis Cluster (ILOG_TEST_REDIS=cluster):
+# the store's behaviour, the fold stage as a process, the sync state and budget, one end-to-end sync.
+# A subset, so the whole suite stays under 15 minutes on 2 cores; tests/fault runs its cluster test always.
+CLUSTER_TESTS ?= tests/integration/test_store.py tests/integration/test_fold_stage.py \
+  tests/e2e/test_sync_budget.py tests/e2e/test_sync_zendesk.py
+
 # The whole suite. Session fixtures start deploy/local/stack (Kafka + Redis) and the CRM
 # emulators when a test needs them, and stop what they started. Exit code 5 (no tests) fails.
 test: lint
 	$(PY) -m pytest -m 'not bench' -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "no tests were collected: failing"; exit 1; fi; [ $$rc -eq 0 ] || exit $$rc
+	$(MAKE) --no-print-directory test-cluster
+
+# The cluster pass alone (see CLUSTER_TESTS).
+test-cluster: install
+	ILOG_TEST_REDIS=cluster $(PY) -m pytest -m 'not bench' -p no:cacheprovider $(PYTEST_ARGS) $(CLUSTER_TESTS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests were collected: failing"; exit 1; fi; exit $$rc
 
 test-unit: install

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -12,10 +13,16 @@ import redis
 
 from tests.support import isolated_settings, parse_env_lines
 from worker.kafka.topics import create_topics
+from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 STACK = REPO / "deploy" / "local" / "stack"
+# The Redis Cluster of the tests (6 nodes, Redis only): its own stack folder beside the main stack.
+CLUSTER_STACK_DIR = REPO / ".stack-cluster"
+# `ILOG_TEST_REDIS=cluster`: the tests' Redis is that cluster instead of the stack's single node
+# (`make test` runs the store, fold stage and sync tests a second time so).
+TEST_REDIS = os.environ.get("ILOG_TEST_REDIS", "single")
 _TIERS = ("unit", "integration", "e2e", "fault", "bench")
 
 
@@ -27,20 +34,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, parts[0]))
 
 
-@pytest.fixture(scope="session")
-def stack_env() -> Iterator[dict[str, str]]:
-    """The local Kafka + Redis: reused when running, else started here and stopped at the end."""
-    running = subprocess.run([str(STACK), "env"], capture_output=True, text=True, check=False)
+def _stack(args: list[str], env: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """A stack's ILOG_* lines: reused when running, else started here and stopped at the end."""
+    full_env = {**os.environ, **(env or {})}
+    running = subprocess.run([str(STACK), "env"], capture_output=True, text=True, check=False, env=full_env)
     if running.returncode == 0:
         yield parse_env_lines(running.stdout)
         return
-    started = subprocess.run([str(STACK), "up"], capture_output=True, text=True, check=False)
+    started = subprocess.run([str(STACK), "up", *args], capture_output=True, text=True, check=False, env=full_env)
     if started.returncode != 0:
-        pytest.fail(f"deploy/local/stack up failed:\n{started.stderr}")
+        pytest.fail(f"deploy/local/stack up {' '.join(args)} failed:\n{started.stderr}")
     try:
         yield parse_env_lines(started.stdout)
     finally:
-        subprocess.run([str(STACK), "down"], capture_output=True, text=True, check=False)
+        subprocess.run([str(STACK), "down"], capture_output=True, text=True, check=False, env=full_env)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_env() -> Iterator[dict[str, str]]:
+    """A 6-node Redis Cluster (3 masters, 3 replicas) on loopback: ILOG_REDIS_URL, ILOG_REDIS_CLUSTER."""
+    yield from _stack(["--redis-cluster", "--no-kafka"], {"ILOG_STACK_DIR": str(CLUSTER_STACK_DIR)})
+
+
+@pytest.fixture(scope="session")
+def stack_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The local Kafka + Redis; with `ILOG_TEST_REDIS=cluster` Redis is the tests' cluster."""
+    for env in _stack([], {"ILOG_REDIS_CLUSTER": "false"}):
+        env["SINGLE_REDIS_URL"] = env["ILOG_REDIS_URL"]  # the stack's own node, whichever Redis the tests use
+        if TEST_REDIS == "cluster":
+            env = {**env, **request.getfixturevalue("redis_cluster_env")}
+        yield env
 
 
 def unique_name(prefix: str) -> str:
@@ -56,8 +79,9 @@ def settings(stack_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def redis_client(stack_env: dict[str, str]) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack_env["ILOG_REDIS_URL"])
+def redis_client(stack_env: dict[str, str]) -> Iterator[redis.Redis | redis.RedisCluster]:
+    """A client of the tests' Redis, built as the worker builds it (a cluster client on the cluster)."""
+    client = bootstrap.redis_client(isolated_settings(stack_env, "client"))
     try:
         yield client
     finally:

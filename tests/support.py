@@ -29,6 +29,7 @@ def isolated_settings(env: dict[str, str], run_id: str, **overrides: Any) -> Set
         _env_file=None,
         kafka_bootstrap=env["ILOG_KAFKA_BOOTSTRAP"],
         redis_url=env["ILOG_REDIS_URL"],
+        redis_cluster=env.get("ILOG_REDIS_CLUSTER", "false"),
         events_topic=f"{run_id}.events",
         upserts_topic=f"{run_id}.upserts",
         key_prefix=f"ilog-{run_id}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 
 from adapters.base import BudgetLimits, TargetState
+from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 from worker.store import keys
 from worker.store.budget import ApiBudget, Grant
@@ -16,7 +17,7 @@ def test_two_replicas_share_one_budget_and_a_refusal_says_when_the_window_resets
 ) -> None:
     limits = {"salesforce": BudgetLimits(per_minute=10, per_day=1000)}
     first = ApiBudget(redis_client, settings.key_prefix, limits)
-    second = ApiBudget(redis.Redis.from_url(settings.redis_url), settings.key_prefix, limits)
+    second = ApiBudget(bootstrap.redis_client(settings), settings.key_prefix, limits)
     assert (True, 4, 994) == _seen(first.take("salesforce", 6))
     assert (False, 4, 994) == _seen(second.take("salesforce", 5))
     refused = second.take("salesforce", 5)

@@ -1,5 +1,10 @@
 """The state store's behaviour suite, run against every implementation of `LogStore`: the in-memory twin
-(unit tier, no service) and `RedisStore` against the real redis-server (integration tier)."""
+(unit tier, no service) and `RedisStore` against the real redis-server (integration tier).
+
+`make test` runs the Redis half twice: on one node and (`ILOG_TEST_REDIS=cluster`) on a 6-node Redis
+Cluster, where a state and its deadline entry are written in ordered steps instead of one script and a
+fenced-out write's deadline entry may stay (the finalizer judges it by the stored log; `worker.store.keys`).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,13 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
+from worker.core.batch import TtlPolicy
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import StateWrite, Stored
 from worker.errors import StateLostError
+from worker.fold.finalizer import plan_closes
 from worker.store import keys
+from worker.store.cluster import is_cluster, slot_of
 from worker.store.memory import MemoryStore
 from worker.store.port import LogStore
 from worker.store.redis_store import RedisStore
@@ -24,6 +32,7 @@ from worker.store.redis_store import RedisStore
 class Backend:
     store: LogStore
     ttl_ms: Callable[[str], int]  # what is left of an interaction's TTL (the memory twin records it)
+    cluster: bool = False  # a Redis Cluster: deadline entries written apart from the states
 
 
 def _memory() -> Backend:
@@ -34,7 +43,8 @@ def _memory() -> Backend:
 def _redis(request: pytest.FixtureRequest) -> Backend:
     client: redis.Redis = request.getfixturevalue("redis_client")
     prefix = f"t-{uuid.uuid4().hex[:10]}"
-    return Backend(RedisStore(client, prefix), lambda i: int(client.pttl(keys.state_key(prefix, i))))
+    return Backend(RedisStore(client, prefix), lambda i: int(client.pttl(keys.state_key(prefix, i))),
+                   is_cluster(client))
 
 
 @pytest.fixture(params=[pytest.param("memory", marks=pytest.mark.unit),
@@ -77,7 +87,8 @@ def test_one_write_call_fences_each_interaction_alone_and_leaves_a_fenced_ones_d
     ]
     assert ["b"] == store.write(writes).fenced_out
     assert {"a": 1, "b": 5, "c": 2} == {i: s.version for i, s in store.load(["a", "b", "c"]).items()}
-    assert [("a", 100)] == store.due(1, 1_000, 10)
+    fenced_entry = [("b", 200)] if backend.cluster else []  # cluster: added before the fenced write
+    assert [("a", 100), *fenced_entry] == store.due(1, 1_000, 10)
     assert [("c", 300)] == store.due(3, 1_000, 10)
     assert 0 < backend.ttl_ms("c") <= 30_000
 
@@ -87,9 +98,10 @@ def test_a_batch_larger_than_one_script_call_keeps_every_fence_and_deadline(back
     ids = [f"i{n}" for n in range(2_500)]
     store.write([StateWrite(i, 0, InteractionLog(i, version=1), 60_000) for i in ids[::2]])
     writes = [StateWrite(i, 0, InteractionLog(i, version=1), 60_000, deadline=(0, n)) for n, i in enumerate(ids)]
-    assert ids[::2] == store.write(writes).fenced_out
-    assert [(i, n) for n, i in enumerate(ids)][1::2][:5] == store.due(0, 10_000, 5)
-    assert 1_250 == store.open_windows(0)
+    assert sorted(ids[::2]) == sorted(store.write(writes).fenced_out)  # a cluster answers slot by slot
+    scheduled = set(ids) if backend.cluster else set(ids[1::2])  # cluster: fenced-out entries may stay
+    assert [(i, n) for n, i in enumerate(ids) if i in scheduled][:5] == store.due(0, 10_000, 5)
+    assert len(scheduled) == store.open_windows(0)
 
 
 def test_a_write_that_both_schedules_and_unschedules_is_refused(backend: Backend) -> None:
@@ -123,3 +135,62 @@ def test_a_guarded_write_is_refused_whole_on_a_partition_the_store_has_not_marke
     assert {"g": Stored(0, None)} == store.load(["g"])
     assert [] == store.write([StateWrite("g", 0, InteractionLog("g", version=1), 60_000)], guard=[1]).fenced_out
     assert 1 == store.load(["g"])["g"].version
+
+
+# Redis only: what a cluster does differently (on one node the same tests hold as well).
+
+@pytest.fixture
+def redis_store(redis_client: redis.Redis) -> RedisStore:
+    return RedisStore(redis_client, f"t-{uuid.uuid4().hex[:10]}")
+
+
+def test_a_flushed_script_cache_is_loaded_again_and_the_write_goes_through(
+    redis_store: RedisStore, redis_client: redis.Redis
+) -> None:
+    """A restarted or newly promoted node has no scripts: the calls it refused are sent again."""
+    redis_client.script_flush()
+    ids = [f"f{n}" for n in range(50)]
+    writes = [StateWrite(i, 0, InteractionLog(i, version=1), 60_000, deadline=(2, n)) for n, i in enumerate(ids)]
+    assert [] == redis_store.write(writes).fenced_out
+    assert dict.fromkeys(ids, 1) == {i: s.version for i, s in redis_store.load(ids).items()}
+    assert 50 == redis_store.open_windows(2)
+
+
+def test_the_finalizer_drops_an_entry_whose_stored_log_has_no_open_window(
+    redis_store: RedisStore, redis_client: redis.Redis
+) -> None:
+    """What a cluster write leaves after a crash between its steps (or a fenced-out write's entry):
+    an entry for an open log, or for a tombstone. The finalizer judges it by the stored log."""
+    store = redis_store
+    store.write([StateWrite("open", 0, InteractionLog("open", version=1), 60_000),
+                 StateWrite("done", 0, Tombstone("done", 3, datetime(2026, 1, 1, tzinfo=UTC)), 60_000)])
+    prefix = store._prefix
+    redis_client.zadd(keys.deadlines_key(prefix, 7), {"open": 10, "done": 20})
+    due = store.due(7, 1_000, 10)
+    plan = plan_closes(store, 7, 1_000, due=due, load=store.load, grace_ms=0, ttl=TtlPolicy(60_000, 60_000),
+                       now_ms=1_000)
+    assert ([("open", 10), ("done", 20)], [], []) == (due, plan.writes, plan.snapshots)
+    assert 0 == store.open_windows(7)
+
+
+def test_a_lost_shard_refuses_guarded_writes_in_its_own_slots_only(
+    redis_store: RedisStore, redis_client: redis.Redis
+) -> None:
+    """A shard that lost its data lost its slots' marks: writes there are refused, elsewhere they go on
+    (on one node there is one marks hash: everything is refused)."""
+    store, prefix = redis_store, redis_store._prefix
+    store.mark([3])
+    assert [] == store.write([StateWrite("g1", 0, InteractionLog("g1", version=1), 60_000)], guard=[3]).fenced_out
+    cluster = is_cluster(redis_client)
+    redis_client.delete(keys.slot_marks_key(prefix, slot_of(keys.state_key(prefix, "g1"))) if cluster
+                        else keys.marks_key(prefix))
+    with pytest.raises(StateLostError) as refused:
+        store.write([StateWrite("g1", 1, InteractionLog("g1", version=2), 60_000)], guard=[3])
+    assert ([3], 1) == (refused.value.partitions, store.load(["g1"])["g1"].version)
+    other = next(f"h{n}" for n in range(100) if slot_of(f"h{n}") != slot_of("g1"))
+    elsewhere = [StateWrite(other, 0, InteractionLog(other, version=1), 60_000)]
+    if cluster:
+        assert [] == store.write(elsewhere, guard=[3]).fenced_out
+    else:
+        with pytest.raises(StateLostError):
+            store.write(elsewhere, guard=[3])

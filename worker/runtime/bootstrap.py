@@ -12,8 +12,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
+from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 from worker.errors import ConfigError, UnreachableError
 from worker.fold.stage import FoldOptions, FoldStage
@@ -22,13 +26,23 @@ from worker.runtime.settings import Settings
 from worker.runtime.status import StageStatus
 from worker.runtime.targets import build_targets
 from worker.store.budget import ApiBudget
+from worker.store.cluster import RedisClient
 from worker.store.redis_store import RedisStore
 from worker.store.sync_state import RedisSyncStateStore
 from worker.sync.stage import SyncStage
 
+log = structlog.get_logger("ilog.bootstrap")
+
 REDIS_TIMEOUT_S = 10.0
 REDIS_PROBE_TIMEOUT_S = 2.0
 REDIS_HEALTH_CHECK_S = 30
+REDIS_CONNECT_TIMEOUT_S = 2.0
+# A cluster command that meets a dead node, MOVED/ASK or CLUSTERDOWN refreshes the slot map and
+# retries: 0.1, 0.2, 0.4, 0.8 then 1 s apart, 25 times (~21 s), longer than a failover takes with
+# the default cluster-node-timeout of 15 s, so a master's replica takes over without a restart.
+REDIS_CLUSTER_RETRIES = 25
+REDIS_CLUSTER_BACKOFF_BASE_S = 0.1
+REDIS_CLUSTER_BACKOFF_CAP_S = 1.0
 # librdkafka's own log lines arrive here (served by poll/consume/flush) instead of raw on stderr;
 # worker.runtime.logs renders them like every other line.
 KAFKA_LOGGER = logging.getLogger("librdkafka")
@@ -41,12 +55,48 @@ def kafka_hooks() -> dict[str, Any]:
     return {"logger": KAFKA_LOGGER, "error_cb": log_kafka_error}
 
 
-def redis_client(settings: Settings, *, timeout_s: float = REDIS_TIMEOUT_S) -> redis.Redis:
+_cluster_mode: dict[str, bool] = {}  # ILOG_REDIS_URL → cluster mode, asked once per process
+
+
+def redis_client(settings: Settings, *, timeout_s: float = REDIS_TIMEOUT_S) -> RedisClient:
+    """`RedisCluster` when cluster mode is on (`ILOG_REDIS_CLUSTER`), else `Redis`; TLS (`rediss://`)
+    and credentials come from the URL either way."""
+    options: dict[str, Any] = {"socket_timeout": timeout_s, "health_check_interval": REDIS_HEALTH_CHECK_S,
+                               "socket_connect_timeout": min(timeout_s, REDIS_CONNECT_TIMEOUT_S)}
     try:
-        return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s,
-                                    health_check_interval=REDIS_HEALTH_CHECK_S)
+        if not redis_cluster_on(settings):
+            return redis.Redis.from_url(settings.redis_url, **options)
+        retry = Retry(ExponentialBackoff(cap=REDIS_CLUSTER_BACKOFF_CAP_S, base=REDIS_CLUSTER_BACKOFF_BASE_S),
+                      retries=REDIS_CLUSTER_RETRIES)
+        return RedisCluster.from_url(settings.redis_url, retry=retry, **options)
     except ValueError as exc:
         raise ConfigError(f"ILOG_REDIS_URL={redacted_url(settings.redis_url)!r} is not a Redis URL ({exc})") from exc
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+        raise UnreachableError("Redis Cluster", redacted_url(settings.redis_url), str(exc), _REDIS_HINT) from exc
+
+
+def redis_cluster_on(settings: Settings) -> bool:
+    """`ILOG_REDIS_CLUSTER`: true/false as set; auto asks the node (`INFO cluster` → cluster_enabled:1).
+
+    A node that does not answer is taken for a single node, not remembered, and said so: the stages
+    wait for Redis rather than exit, and commands report the unreachable Redis in one line next."""
+    if settings.redis_cluster != "auto":
+        return settings.redis_cluster == "true"
+    known = _cluster_mode.get(settings.redis_url)
+    if known is not None:
+        return known
+    probe = redis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_PROBE_TIMEOUT_S,
+                                 socket_connect_timeout=REDIS_PROBE_TIMEOUT_S)
+    try:
+        known = int(probe.info("cluster").get("cluster_enabled", 0)) == 1
+    except redis.RedisError as exc:
+        log.warning("redis cluster mode unknown; using a single-node client (set ILOG_REDIS_CLUSTER to skip asking)",
+                    redis_url=redacted_url(settings.redis_url), error=str(exc))
+        return False
+    finally:
+        probe.close()
+    _cluster_mode[settings.redis_url] = known
+    return known
 
 
 def redacted_url(url: str) -> str:

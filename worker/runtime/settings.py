@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka: dict[str, str] = Field(default_factory=dict, description="librdkafka passthrough options")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: Literal["auto", "true", "false"] = Field(
+        "auto", description="Redis Cluster: auto asks the node of ILOG_REDIS_URL (INFO cluster); true/false force it"
+    )
     key_prefix: str = Field("ilog", description="Redis key prefix; replays may use their own")
 
     connect_timeout_seconds: float = Field(

@@ -19,6 +19,7 @@ import redis
 from adapters.base import BudgetLimits, SyncItem
 from worker.errors import StoreError
 from worker.store import keys
+from worker.store.cluster import RedisClient, riding_out
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -84,7 +85,7 @@ class Budget(Protocol):
 class ApiBudget:
     """Token counters per target; a target without limits is never refused."""
 
-    def __init__(self, client: redis.Redis, prefix: str, limits: dict[str, BudgetLimits]) -> None:
+    def __init__(self, client: RedisClient, prefix: str, limits: dict[str, BudgetLimits]) -> None:
         self._client = client
         self._prefix = prefix
         self.limits = dict(limits)
@@ -95,10 +96,10 @@ class ApiBudget:
         if limits is None:
             return UNLIMITED
         try:
-            granted, left_minute, left_day, wait_ms = self._take(
+            granted, left_minute, left_day, wait_ms = riding_out(lambda: self._take(
                 keys=[keys.budget_key(self._prefix, target, "minute"), keys.budget_key(self._prefix, target, "day")],
                 args=[max(0, tokens), limits.per_minute, limits.per_day, MINUTE_MS, DAY_MS],
-            )
+            ))
         except redis.RedisError as exc:
             raise StoreError(f"API budget of {target} unreadable: {exc}") from exc
         return Grant(bool(granted), int(left_minute), int(left_day), int(wait_ms) / 1000)

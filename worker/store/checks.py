@@ -17,19 +17,23 @@ import structlog
 
 from worker.errors import ConfigError
 from worker.runtime.settings import Settings
+from worker.store.cluster import RedisClient
 
 log = structlog.get_logger("ilog.store")
 
 
-def _config(client: redis.Redis, name: str) -> str | None:
+def _config(client: RedisClient, name: str) -> str | None:
+    """One setting; a cluster client answers per node ({node: {name: value}}): the first node's."""
     reply: Any = client.config_get(name)
+    if isinstance(reply, dict) and name not in reply:
+        reply = next((r for r in reply.values() if isinstance(r, dict) and name in r), {})
     value = reply.get(name) if isinstance(reply, dict) else None
     if isinstance(value, bytes):
         return value.decode()
     return None if value is None else str(value)
 
 
-def check_redis(client: redis.Redis, settings: Settings) -> None:
+def check_redis(client: RedisClient, settings: Settings) -> None:
     try:
         policy = _config(client, "maxmemory-policy")
         maxmemory = _config(client, "maxmemory")

@@ -8,23 +8,44 @@
 |   s:<target> = synced state (JSON)   |        |                                       |                     |
 | `<prefix>:deadlines:<partition>`     | zset   | none (members removed on finalize)    | fold stage, finalizer|
 |   member = interaction id, score = edit deadline in ms since the epoch      |          |                     |
-| `<prefix>:budget:<target>:<window>`  | string | the window's length                   | sync stage          |
-| `<prefix>:{marks}`                   | hash   | none                                  | fold stage          |
+| `<prefix>:budget:{<target>}:<window>`| string | the window's length                   | sync stage          |
+| `<prefix>:{marks}` (one node)        | hash   | none                                  | fold stage          |
+| `<prefix>:{marks-<n>}` (cluster: one per hash slot)                         |          |                     |
 |   field = partition, value = ms since the epoch when the partition's state was marked complete |   |
-
-The `{…}` hash tag keeps all of an interaction's fields on one Redis Cluster shard.
 
 The marks hash says "this store holds the state of partition p": a partition is marked when a
 fold consumer first owns it with no committed offset (nothing to hold yet), or when it has
 restored the partition from the state changelog topic. Every guarded fenced write checks its
 partitions' marks in the same script call; a missing mark with committed offsets means the store
 lost its state (restarted empty, FLUSHALL, failover to an empty replica), never "nothing there".
-Its own hash tag `{marks}` puts it in one slot. Redis Cluster: one shard can restart empty alone,
-so a cluster store must keep one marks hash per shard (a hash tag that maps to a slot of that shard)
-and check each script call against the marks of the shard it runs on.
+
+Redis Cluster layout (`ILOG_REDIS_CLUSTER`): a command or script may only touch keys of one hash
+slot, so the keys one atomic step touches share a hash tag.
+- An interaction's state is one hash tagged `{<interaction_id>}`: the fenced write, the sync state
+  and `ilog inspect` touch that one key, states spread evenly over every slot and node, and a
+  reader needs nothing but the id (not the Kafka partition, which changes if partitions are added).
+- A partition's deadline set is one key, in the slot of its own name. A state and its deadline
+  entry are therefore not written by one script on a cluster; the store orders the steps instead
+  (`worker.store.redis_store`): entries added before the state write, removed after it. A crash
+  between the steps leaves an extra entry, never a missing one, and the finalizer judges every
+  entry by the stored log (drops it when the log has no open window, reschedules it to the log's
+  deadline). Rejected alternative: tagging states and the deadline set by partition
+  (`{p3}`) makes each partition one slot (a hot partition is a hot node, scale-out stops at the
+  partition count) and every reader would need the partition of an interaction.
+- The marks are kept per slot: one shard can lose its data alone, so each slot's script call checks
+  the marks hash of its own slot (`marks-<n>`, the first `n` whose tag hashes to that slot), and a
+  lost shard's marks go with its states. Marking writes every slot's hash (16,384 small hashes).
+- The budget's minute and day counters of a target share the tag `{<target>}` (one script).
+A batch's writes are grouped by slot (one script call per slot, up to 1,000 states each) and sent
+through the cluster pipeline: one round trip per node, not per interaction.
 """
 
 from __future__ import annotations
+
+from binascii import crc_hqx
+from functools import cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
 FIELD_VERSION = "v"
 FIELD_DOCUMENT = "d"
@@ -32,6 +53,7 @@ FIELD_KIND = "k"
 KIND_LOG = "l"
 KIND_TOMBSTONE = "t"
 SYNC_FIELD_PREFIX = "s:"
+MARKS_TAG = "marks"
 
 
 def state_key(prefix: str, interaction_id: str) -> str:
@@ -47,11 +69,28 @@ def sync_field(target: str) -> str:
 
 
 def budget_key(prefix: str, target: str, window: str) -> str:
-    return f"{prefix}:budget:{target}:{window}"
-
-
-MARKS_TAG = "marks"
+    """Both windows of a target in one slot (the take script reads and bumps them together)."""
+    return f"{prefix}:budget:{{{target}}}:{window}"
 
 
 def marks_key(prefix: str, tag: str = MARKS_TAG) -> str:
     return f"{prefix}:{{{tag}}}"
+
+
+def slot_marks_key(prefix: str, slot: int) -> str:
+    """The marks hash of one hash slot (Redis Cluster)."""
+    return marks_key(prefix, _slot_marks_tags()[slot])
+
+
+@cache
+def _slot_marks_tags() -> tuple[str, ...]:
+    """For every slot, the first tag `marks-<n>` that hashes to it (computed once, CRC16 as Redis does)."""
+    tags: list[str | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
+    missing, n = REDIS_CLUSTER_HASH_SLOTS, 0
+    while missing:
+        slot = crc_hqx(b"%s-%d" % (MARKS_TAG.encode(), n), 0) % REDIS_CLUSTER_HASH_SLOTS
+        if tags[slot] is None:
+            tags[slot] = f"{MARKS_TAG}-{n}"
+            missing -= 1
+        n += 1
+    return tuple(tag for tag in tags if tag is not None)

@@ -1,4 +1,15 @@
-"""The Redis store: one pipelined round trip per batch for reads, one for writes (fenced Lua)."""
+"""The Redis store: one pipelined round trip per batch for reads, one for writes (fenced Lua).
+
+On a single node one script call writes up to 1,000 states and their deadline entries together.
+On a Redis Cluster a script may only touch keys of one hash slot, and an interaction's state key
+(slot of its id) and its partition's deadline set (slot of the set's name) almost never share one,
+so a cluster write is three ordered steps (the layout and why: `worker.store.keys`):
+  1. deadline entries added (ZADD, one command per partition);
+  2. the fenced state writes, one script call per hash slot of the batch, each guarded by the
+     marks hash of its own slot;
+  3. deadline entries removed (ZREM) for the states step 2 stored (finalized windows).
+Each step is one cluster-pipeline round trip (per node, in parallel).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +20,14 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import State, StateWrite, Stored
 from worker.errors import StateLostError, StoreError, StoreUnavailableError
 from worker.store import keys
+from worker.store.cluster import RedisClient, by_slot, is_cluster
 from worker.store.port import WriteResult
 
 _WRITES_PER_CALL = 1_000  # a script call blocks Redis while it runs: bound its length
@@ -55,15 +69,16 @@ def decode_state(document: bytes | None, kind: bytes | str | None) -> State | No
 class RedisStore:
     """Interaction state in Redis; every batch is one round trip to read and one to write."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
+        self._cluster = is_cluster(client)
         self._script = resources.files("worker.store").joinpath("fenced_write.lua").read_text()
         # EVALSHA directly: redis-py's Script object would add a SCRIPT EXISTS round trip per batch.
         self._sha: str = client.register_script(self._script).sha
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> RedisClient:
         return self._client
 
     def load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
@@ -84,38 +99,100 @@ class RedisStore:
         }
 
     def write(self, writes: Sequence[StateWrite], guard: Sequence[int] = ()) -> WriteResult:
-        """Fenced writes; with `guard`, refused as a whole (StateLostError) when one of them is unmarked."""
+        """Fenced writes; with `guard`, refused (StateLostError) when one of them is unmarked: as a whole
+        on one node, per slot on a cluster (a slot whose marks are gone lost its shard's data)."""
         if not writes:
             return WriteResult()
-        commands = [self._fenced_write_command(writes[i:i + _WRITES_PER_CALL], guard)
-                    for i in range(0, len(writes), _WRITES_PER_CALL)]
         with store_errors(f"writing {len(writes)} interactions"):
-            try:
-                replies = self._execute(commands)
-            except redis.exceptions.NoScriptError:
-                # Redis restarted or flushed its script cache: no call of the batch ran (a call is
-                # all-or-nothing), so sending the whole batch again is safe.
-                self._client.script_load(self._script)
-                replies = self._execute(commands)
-        fenced: list[str] = []
-        for offset, reply in zip(range(0, len(writes), _WRITES_PER_CALL), replies, strict=True):
-            fenced.extend(writes[offset + index - 1].interaction_id for index in reply)
+            if self._cluster:
+                fenced = self._write_by_slot(writes, guard)
+            else:
+                chunks = [writes[i:i + _WRITES_PER_CALL] for i in range(0, len(writes), _WRITES_PER_CALL)]
+                fenced = self._write_chunks(chunks, guard, slots=None)
         return WriteResult(fenced_out=fenced)
 
-    def _execute(self, commands: list[list[Any]]) -> list[Any]:
-        """One round trip: a single call directly, several in one pipeline."""
+    def _write_by_slot(self, writes: Sequence[StateWrite], guard: Sequence[int]) -> list[str]:
+        """The three cluster steps (module docstring). A crash after step 1 leaves entries whose log
+        has no such deadline (yet): the finalizer drops or reschedules them by the stored log, and the
+        re-consumed batch adds them again. A crash after step 2 leaves entries of finalized logs:
+        dropped as stale. A fenced-out write's added entry is judged by the stored log the same way."""
+        self._deadline_entries("ZADD", [item for item in writes if item.deadline is not None])
+        groups = by_slot(writes, lambda item: keys.state_key(self._prefix, item.interaction_id))
+        chunks: list[Sequence[StateWrite]] = []
+        slots: list[int] = []
+        for slot, group in groups.items():
+            for i in range(0, len(group), _WRITES_PER_CALL):
+                chunks.append(group[i:i + _WRITES_PER_CALL])
+                slots.append(slot)
+        fenced = self._write_chunks(chunks, guard, slots=slots)
+        fenced_ids = set(fenced)
+        self._deadline_entries("ZREM", [item for item in writes if item.unschedule_partition is not None
+                                        and item.interaction_id not in fenced_ids])
+        return fenced
+
+    def _deadline_entries(self, command: str, writes: Sequence[StateWrite]) -> None:
+        """One ZADD or ZREM per partition's deadline set, all in one pipeline."""
+        members: dict[int, list[Any]] = {}
+        for item in writes:
+            _op, partition, score = _deadline_op(item)
+            entry = (score, item.interaction_id) if command == "ZADD" else (item.interaction_id,)
+            members.setdefault(partition, []).extend(entry)
+        if not members:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for partition, args in members.items():
+            pipe.execute_command(command, keys.deadlines_key(self._prefix, partition), *args)
+        pipe.execute()
+
+    def _write_chunks(
+        self, chunks: Sequence[Sequence[StateWrite]], guard: Sequence[int], *, slots: Sequence[int] | None,
+    ) -> list[str]:
+        """One script call per chunk, all in one round trip; the ids fenced out. `slots`: a cluster's
+        chunks each lie in one slot, whose marks guard them (none: one node, deadlines in the call)."""
+        if slots is None:
+            commands = [self._fenced_write_command(chunk, guard, keys.marks_key(self._prefix), with_deadlines=True)
+                        for chunk in chunks]
+        else:
+            commands = [self._fenced_write_command(chunk, guard, keys.slot_marks_key(self._prefix, slot),
+                                                   with_deadlines=False)
+                        for chunk, slot in zip(chunks, slots, strict=True)]
+        replies = self._run_scripts(commands)
+        return [chunk[index - 1].interaction_id for chunk, reply in zip(chunks, replies, strict=True)
+                for index in reply]
+
+    def _run_scripts(self, commands: list[list[Any]]) -> list[Any]:
+        """Send the script calls; calls refused with NOSCRIPT (a restarted, flushed or newly promoted
+        node) are sent again after loading the script: a refused call ran nothing."""
+        replies = self._send(commands)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
+        if missing:
+            self._client.script_load(self._script)
+            for i, reply in zip(missing, self._send([commands[i] for i in missing]), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _send(self, commands: list[list[Any]]) -> list[Any]:
+        """One round trip (per node): a single call directly, several in one pipeline; errors returned."""
         if len(commands) == 1:
-            return [self._client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
+            try:
+                return [self._client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
+            except redis.exceptions.NoScriptError as exc:
+                return [exc]
         pipe = self._client.pipeline(transaction=False)
         for command in commands:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-        return list(pipe.execute())
+            pipe.execute_command(*command)
+        return list(pipe.execute(raise_on_error=False))
 
-    def _fenced_write_command(self, writes: Sequence[StateWrite], guard: Sequence[int]) -> list[Any]:
+    def _fenced_write_command(
+        self, writes: Sequence[StateWrite], guard: Sequence[int], marks: str, *, with_deadlines: bool,
+    ) -> list[Any]:
         """One EVALSHA of the fenced-write script for these writes (`fenced_write.lua` has the layout).
 
         One call for many writes: packing and parsing a command per write cost the client as much as
-        everything else it does for a write."""
+        everything else it does for a write. Without deadlines (a cluster) it names state keys only."""
         prefix = self._prefix
         state_keys: list[str] = []
         args: list[Any] = [len(writes)]
@@ -123,7 +200,7 @@ class RedisStore:
         for item in writes:
             state_keys.append(keys.state_key(prefix, item.interaction_id))
             document, kind = encode_state(item.state, item.document)
-            op, partition, score = _deadline_op(item)
+            op, partition, score = _deadline_op(item) if with_deadlines else ("", 0, 0)
             index = deadline_sets.setdefault(partition, len(writes) + len(deadline_sets) + 1) if op else 0
             args += (item.expected_version, item.state.version, document, kind, max(item.ttl_ms, 1),
                      item.interaction_id, op, index, score)
@@ -131,23 +208,63 @@ class RedisStore:
         guarded = sorted(set(guard))
         args += (len(guarded), *guarded)
         if guarded:
-            set_keys.append(keys.marks_key(prefix))
+            set_keys.append(marks)
         return ["EVALSHA", self._sha, len(state_keys) + len(set_keys), *state_keys, *set_keys, *args]
 
     def marked(self, partitions: Sequence[int]) -> set[int]:
-        """The partitions whose state this store holds (see `keys.marks_key`)."""
+        """The partitions whose state this store holds (see `keys.marks_key`). A cluster: marked in the
+        marks of one slot of every master (a master that lost its data lost those marks too)."""
         if not partitions:
             return set()
+        fields = [str(p) for p in partitions]
         with store_errors("reading the state marks"):
-            found: list[Any] = self._client.hmget(keys.marks_key(self._prefix), [str(p) for p in partitions])
-        return {p for p, value in zip(partitions, found, strict=True) if value is not None}
+            if not self._cluster:
+                found: list[Any] = self._client.hmget(keys.marks_key(self._prefix), fields)
+                return {p for p, value in zip(partitions, found, strict=True) if value is not None}
+            pipe = self._client.pipeline(transaction=False)
+            for slot in self._one_slot_per_master():
+                pipe.hmget(keys.slot_marks_key(self._prefix, slot), fields)
+            rows: list[list[Any]] = pipe.execute()
+        return {p for i, p in enumerate(partitions) if all(row[i] is not None for row in rows)}
 
     def mark(self, partitions: Sequence[int]) -> None:
-        """Say that this store holds these partitions' state (fresh, or restored)."""
-        if partitions:
-            now_ms = str(int(time.time() * 1000))
-            with store_errors("writing the state marks"):
-                self._client.hset(keys.marks_key(self._prefix), mapping={str(p): now_ms for p in partitions})
+        """Say that this store holds these partitions' state (fresh, or restored); a cluster: in every slot."""
+        if not partitions:
+            return
+        now_ms = str(int(time.time() * 1000))
+        mapping: dict[Any, Any] = {str(p): now_ms for p in partitions}
+        with store_errors("writing the state marks"):
+            if not self._cluster:
+                self._client.hset(keys.marks_key(self._prefix), mapping=mapping)
+                return
+            self._mark_every_slot(mapping)
+
+    def _mark_every_slot(self, mapping: dict[Any, Any]) -> None:
+        """16,384 HSETs: one plain pipeline per master over the slots it serves (the cluster pipeline
+        routes each command in Python, ~30x slower); a slot that moved meanwhile goes through the
+        cluster client, which follows MOVED."""
+        assert isinstance(self._client, RedisCluster)
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for slot in range(REDIS_CLUSTER_HASH_SLOTS):
+            node = self._client.nodes_manager.get_node_from_slot(slot)
+            by_node.setdefault(node.name, (node, []))[1].append(slot)
+        for node, slots in by_node.values():
+            pipe = self._client.get_redis_connection(node).pipeline(transaction=False)
+            for slot in slots:
+                pipe.hset(keys.slot_marks_key(self._prefix, slot), mapping=mapping)
+            replies = pipe.execute(raise_on_error=False)
+            for slot, reply in zip(slots, replies, strict=True):
+                if isinstance(reply, Exception):
+                    self._client.hset(keys.slot_marks_key(self._prefix, slot), mapping=mapping)
+
+    def _one_slot_per_master(self) -> list[int]:
+        """The first slot of every master in the client's slot map (refreshed on MOVED and failover)."""
+        assert isinstance(self._client, RedisCluster)
+        first: dict[str, int] = {}
+        for slot, nodes in sorted(self._client.nodes_manager.slots_cache.items()):
+            if nodes:
+                first.setdefault(nodes[0].name, slot)
+        return sorted(first.values())
 
     def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]:
         with store_errors(f"reading the due windows of partition {partition}"):

@@ -18,6 +18,7 @@ import redis
 from adapters.base import TargetState
 from worker.errors import StoreError
 from worker.store import keys
+from worker.store.cluster import RedisClient, riding_out
 
 # KEYS[1]  <prefix>:{<interaction_id>}  hash; field ARGV[1] = s:<target> (JSON TargetState)
 # ARGV[1]  field, ARGV[2] JSON state, ARGV[3] its synced_version, ARGV[4] TTL in s when the key has none
@@ -74,7 +75,7 @@ class SyncStateStore(Protocol):
 
 
 class RedisSyncStateStore:
-    def __init__(self, client: redis.Redis, prefix: str, ttl_s: float) -> None:
+    def __init__(self, client: RedisClient, prefix: str, ttl_s: float) -> None:
         self._client = client
         self._prefix = prefix
         self._ttl_s = max(1, int(ttl_s))
@@ -85,11 +86,15 @@ class RedisSyncStateStore:
         if not ids or not targets:
             return {}
         fields = [keys.sync_field(target) for target in targets]
-        pipe = self._client.pipeline(transaction=False)
-        for interaction_id in ids:
-            pipe.hmget(keys.state_key(self._prefix, interaction_id), fields)
+
+        def read() -> list[list[bytes | None]]:
+            pipe = self._client.pipeline(transaction=False)
+            for interaction_id in ids:
+                pipe.hmget(keys.state_key(self._prefix, interaction_id), fields)
+            return list(pipe.execute())
+
         try:
-            rows: list[list[bytes | None]] = pipe.execute()
+            rows = riding_out(read)
         except redis.RedisError as exc:
             raise StoreError(f"loading sync state of {len(ids)} interactions failed: {exc}") from exc
         return {
@@ -103,10 +108,10 @@ class RedisSyncStateStore:
             return
         try:
             try:
-                self._save_by_sha(updates)
-            except redis.exceptions.NoScriptError:  # a restarted or flushed Redis: load it, once
+                riding_out(lambda: self._save_by_sha(updates))
+            except redis.exceptions.NoScriptError:  # a restarted, flushed or promoted node: load it, once
                 self._client.script_load(_SAVE_SCRIPT)
-                self._save_by_sha(updates)
+                riding_out(lambda: self._save_by_sha(updates))
         except redis.RedisError as exc:
             raise StoreError(f"saving sync state of {len(updates)} items failed: {exc}") from exc
 
@@ -115,9 +120,10 @@ class RedisSyncStateStore:
         one more round trip per save. Without the script loaded no command runs (all NOSCRIPT)."""
         pipe = self._client.pipeline(transaction=False)
         for update in updates:
-            pipe.evalsha(self._save.sha, 1, keys.state_key(self._prefix, update.interaction_id),
-                         keys.sync_field(update.target), encode_target_state(update.state),
-                         update.state.synced_version, self._ttl_s)
+            # execute_command, not evalsha: a cluster pipeline refuses the method (one key: one slot)
+            pipe.execute_command("EVALSHA", self._save.sha, 1, keys.state_key(self._prefix, update.interaction_id),
+                                 keys.sync_field(update.target), encode_target_state(update.state),
+                                 update.state.synced_version, self._ttl_s)
         pipe.execute()
 
 

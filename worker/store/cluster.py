@@ -1,0 +1,63 @@
+"""Redis Cluster support shared by the stores: the client type and grouping keys by hash slot.
+
+On a cluster every command that names several keys must name keys of one hash slot (CROSSSLOT
+otherwise), and a Lua script may touch only the keys it declares. The stores therefore group a
+batch's keys by slot and send one command per slot through the cluster pipeline, which writes
+every node's commands before reading any reply: one round trip per node, not per key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeAlias, TypeVar
+
+import redis
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+
+RedisClient: TypeAlias = "redis.Redis | RedisCluster"
+
+T = TypeVar("T")
+
+
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def slot_of(key: str) -> int:
+    """The hash slot of `key` (CRC16 of its `{…}` tag when it has one, as Redis Cluster computes it)."""
+    return int(key_slot(key.encode()))
+
+
+def by_slot(items: Iterable[T], key_of: Callable[[T], str]) -> dict[int, list[T]]:
+    """Items grouped by the hash slot of their key, in first-seen order."""
+    groups: dict[int, list[T]] = {}
+    for item in items:
+        groups.setdefault(slot_of(key_of(item)), []).append(item)
+    return groups
+
+
+# A failover, a restarting node, a slot map being refreshed: worth waiting out. The cluster
+# pipeline retries these at once, without back-off, so it gives up before a replica took over.
+TRANSIENT_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
+                    redis.exceptions.TryAgainError)
+RIDE_OUT_S = 30.0
+_FIRST_DELAY_S = 0.1
+_MAX_DELAY_S = 1.0
+
+
+def riding_out(call: Callable[[], T], *, ride_out_s: float = RIDE_OUT_S,
+               sleep: Callable[[float], None] = time.sleep) -> T:
+    """`call()`, again while Redis is briefly unreachable (0.1 s doubling to 1 s apart, for up to
+    `ride_out_s`); then the last error. Only for calls that are safe to repeat."""
+    give_up = time.monotonic() + ride_out_s
+    delay_s = _FIRST_DELAY_S
+    while True:
+        try:
+            return call()
+        except TRANSIENT_ERRORS:
+            if time.monotonic() + delay_s > give_up:
+                raise
+            sleep(delay_s)
+            delay_s = min(delay_s * 2, _MAX_DELAY_S)
