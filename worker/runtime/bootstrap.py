@@ -192,7 +192,7 @@ def fold_stage(settings: Settings, options: FoldOptions | None = None, *, prefix
                      status=status, changelog_reader=changelog_reader)
 
 
-def sync_state_store(settings: Settings, client: redis.Redis) -> RedisSyncStateStore:
+def sync_state_store(settings: Settings, client: RedisClient) -> RedisSyncStateStore:
     return RedisSyncStateStore(client, settings.key_prefix, settings.retention_seconds)
 
 
