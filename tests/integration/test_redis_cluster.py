@@ -10,7 +10,7 @@ from worker.runtime.settings import Settings
 
 
 def _settings(env: dict[str, str], mode: str) -> Settings:
-    return Settings(_env_file=None, redis_url=env["ILOG_REDIS_URL"], redis_cluster=mode)  # type: ignore[call-arg]
+    return Settings(_env_file=None, redis_url=env["ILOG_REDIS_URL"], redis_cluster=mode)
 
 
 def test_auto_asks_the_node_and_builds_a_cluster_client_only_for_a_cluster(
