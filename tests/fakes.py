@@ -79,6 +79,10 @@ class FakeConsumer:
     def subscribe(self, topics: list[str], **callbacks: Callable[..., None]) -> None:
         self.calls.append(("subscribe", topics))
 
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.calls.append(("assign", sorted((tp.partition, tp.offset) for tp in partitions)))
+        self.assigned = list(partitions)
+
     def assignment(self) -> list[TopicPartition]:
         return list(self.assigned)
 

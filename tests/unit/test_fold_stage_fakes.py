@@ -4,14 +4,15 @@ the snapshot is produced, offsets are stored only after the producer's flush, a 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from tests.fakes import Calls, FakeConsumer, FakeMessage, FakeProducer, json_message
 from tests.support import event
 from worker.core.state import InteractionLog
 from worker.core.writes import StateWrite
-from worker.fold.stage import FoldStage
+from worker.fold.stage import FoldOptions, FoldStage
 from worker.runtime.settings import Settings
 from worker.store.memory import MemoryStore
 from worker.store.port import WriteResult
@@ -70,3 +71,46 @@ def test_a_rejected_event_is_dead_lettered_with_its_reason_and_its_offset_still_
         letters[0].value, letters[0].headers["reason"], letters[0].headers["original_offset"])
     assert {} == store.states
     assert ("store_offsets", [(EVENTS, 0, 6)]) == [c for c in calls if c[0] == "store_offsets"][-1]
+
+
+def _call_ending(call: str, first_offset: int, end: datetime) -> list[FakeMessage]:
+    return [
+        json_message(EVENTS, 0, first_offset, event("interaction.connected", call, 1, end - timedelta(seconds=30),
+                                                    CONNECTED)),
+        json_message(EVENTS, 0, first_offset + 1, event("interaction.disconnected", call, 2, end)),
+    ]
+
+
+def test_a_replay_at_the_end_of_its_range_closes_exactly_the_windows_over_before_its_start() -> None:
+    """deadline + grace before the replay's start: closed (no edit can come any more); after it: left open,
+    its deadline still scheduled for the live worker's finalizer."""
+    window_s, grace_s = SETTINGS.edit_window_seconds, SETTINGS.finalize_grace_seconds
+    started = datetime.now(UTC).replace(microsecond=0)
+    over_at = started - timedelta(seconds=window_s + grace_s)  # disconnect time whose deadline + grace = start
+    messages = [
+        *_call_ending("long-over", 0, over_at - timedelta(hours=1)),
+        *_call_ending("just-over", 2, over_at - timedelta(seconds=1)),
+        *_call_ending("still-open", 4, over_at + timedelta(seconds=1)),
+    ]
+    calls: Calls = []
+    store = RecordingStore(calls)
+    store.mark([0])
+    producer = FakeProducer(calls)
+    options = FoldOptions(group="backfill", burst=True, follow_wall_clock=False, start_offsets={0: 0},
+                          stop_offsets={0: len(messages)}, end_clock_ms=int(started.timestamp() * 1000))
+    stage = FoldStage(SETTINGS, store, FakeConsumer(calls, [messages]), producer, options)  # type: ignore[arg-type]
+    stop = threading.Event()
+    timer = threading.Timer(10.0, stop.set)  # a safety net: burst mode ends by itself once drained
+    timer.start()
+    try:
+        stage.run(stop)
+    finally:
+        timer.cancel()
+    assert not stop.is_set()
+    kinds = {i: type(state).__name__ for i, (_version, state) in store.states.items()}
+    assert {"long-over": "Tombstone", "just-over": "Tombstone", "still-open": "InteractionLog"} == kinds
+    finalized = sorted(json.loads(m.value or b"")["interaction_id"] for m in producer.on(SETTINGS.upserts_topic)
+                       if json.loads(m.value or b"")["trigger"] == "finalized")
+    assert ["just-over", "long-over"] == finalized
+    deadline_ms = int((over_at + timedelta(seconds=1 + window_s)).timestamp() * 1000)
+    assert [("still-open", deadline_ms)] == store.due(0, deadline_ms + 1, 10)
