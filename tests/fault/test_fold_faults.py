@@ -115,7 +115,7 @@ def _open_logs(settings: Settings, ids: list[str]) -> int:
         store.close()
 
 
-def _state_loss_run(settings: Settings, tmp_path: Path, lose_state: Callable[[], object]) -> str:
+def _state_loss_run(settings: Settings, tmp_path: Path, lose_state: Callable[[WorkerProcess], object]) -> str:
     """Finalized logs (A), open logs (B), state lost, then new logs (C): all end like `ilog fold`."""
     fold_settings = _settings(settings, LOSS_WINDOW_S)
     now = datetime.now(UTC)
@@ -130,7 +130,7 @@ def _state_loss_run(settings: Settings, tmp_path: Path, lose_state: Callable[[],
                         and _open_logs(fold_settings, open_ids) == len(open_ids), timeout_s=60), \
             worker.log_text()[-3000:]
         time.sleep(1.5)  # the batch's offsets get committed (auto-commit every second)
-        lose_state()
+        lose_state(worker)
         later = _events(60, seed=33, start=datetime.now(UTC), window_s=LOSS_WINDOW_S)
         produce(fold_settings, fold_settings.events_topic, later)
         offline = offline_fold(early + open_now + later, tmp_path, fold_settings)
@@ -147,15 +147,31 @@ def _state_loss_run(settings: Settings, tmp_path: Path, lose_state: Callable[[],
 def test_flushall_while_logs_are_open_restores_from_the_changelog_and_every_log_ends_like_ilog_fold(
     settings: Settings, tmp_path: Path, redis_client: redis.Redis,
 ) -> None:
-    log_text = _state_loss_run(settings, tmp_path, redis_client.flushall)
+    log_text = _state_loss_run(settings, tmp_path, lambda _worker: redis_client.flushall())
     assert "state restored from the changelog" in log_text
 
 
-def test_redis_restarted_empty_mid_stream_the_worker_waits_restores_and_loses_nothing(
+def _redis_down_for_a_while_then_back_empty(worker: WorkerProcess) -> None:
+    """Redis stops for 5 s: the worker waits (not ready, `ilog_store_unavailable` 1) and stays up; then
+    redis-server starts again on the same port with no data."""
+    port = _http_port(worker)
+    _stack("redis-stop")
+    try:
+        assert wait_for(lambda: 'ilog_store_unavailable{stage="fold"} 1.0' in _metrics(port), timeout_s=10)
+        assert not _ready(port)
+        time.sleep(5)
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+    finally:
+        _stack("redis-start")
+    assert wait_for(lambda: 'ilog_store_unavailable{stage="fold"} 0.0' in _metrics(port), timeout_s=20)
+
+
+def test_redis_down_then_restarted_empty_mid_stream_the_worker_waits_restores_and_loses_nothing(
     settings: Settings, tmp_path: Path,
 ) -> None:
-    log_text = _state_loss_run(settings, tmp_path, lambda: _stack("redis-restart"))
+    log_text = _state_loss_run(settings, tmp_path, _redis_down_for_a_while_then_back_empty)
     assert "state restored from the changelog" in log_text
+    assert '"waiting_for": "redis"' in log_text
 
 
 CONNECTED = {"media": "voice", "direction": "inbound", "queue": None, "agent_id": "a-1",
@@ -221,6 +237,11 @@ def _http_port(worker: WorkerProcess) -> int:
     found = re.search(r'"http_port": ?(\d+)', worker.log_text())
     assert found is not None, worker.log_text()[-2000:]
     return int(found.group(1))
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as reply:
+        return str(reply.read().decode())
 
 
 def _ready(port: int) -> bool:

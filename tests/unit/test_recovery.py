@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from worker.core.state import InteractionLog
 from worker.core.writes import StateWrite
@@ -15,6 +15,7 @@ from worker.errors import ConfigError, StateLostError, StoreError, StoreUnavaila
 from worker.fold.finalizer import PartitionClocks
 from worker.fold.recovery import StoppingError, StoreGuard, Waiter
 from worker.kafka.clients import consumer_config, partitions_at_end
+from worker.runtime.runner import liveness
 from worker.runtime.settings import Settings
 from worker.runtime.status import StageStatus
 from worker.store.checks import _check_eviction
@@ -178,3 +179,24 @@ def test_each_stage_has_its_own_static_member_id_from_the_settings_or_the_pod_na
     assert "ilog-fold-7d9c-x2-fold" == consumer_config(settings, "ilog-fold", "fold")["group.instance.id"]
     pinned = Settings(_env_file=None, group_instance_id="worker-1")
     assert ("worker-1-fold", "worker-1-sync") == (pinned.instance_id("fold"), pinned.instance_id("sync"))
+
+
+def test_healthz_fails_only_when_a_loop_stops_beating_and_readyz_names_what_a_stage_waits_for() -> None:
+    fold, sync = StageStatus("fold"), StageStatus("sync")
+    alive = liveness([fold, sync], stall_s=60)
+    assert (True, "ok") == alive()
+    sync.beat_at -= 61
+    assert (False, "sync: loop stalled for 61 s") == alive()
+    sync.waiting()  # a deliberate wait beats
+    assert (True, "ok") == alive()
+    assert fold.not_ready_reason() is None
+    fold.restoring = [3]
+    assert "fold: restoring the state of partitions [3]" == fold.not_ready_reason()
+    fold.restoring = []
+    fold.kafka_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    assert "fold: all brokers down" == fold.not_ready_reason()
+    fold.kafka_fetched()
+    fold.store_down()
+    assert (fold.not_ready_reason() or "").startswith("fold: redis unavailable for")
+    fold.store_up()
+    assert fold.not_ready_reason() is None
