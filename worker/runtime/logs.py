@@ -64,6 +64,7 @@ class _RepeatFilter(logging.Filter):
 
 
 _KAFKA_REPEATS = _RepeatFilter()
+_BODY_LOGGERS = ("zenpy", "simple_salesforce", "urllib3", "requests")
 
 
 def _redact(_: object, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
@@ -129,6 +130,10 @@ def _configure(level: int, *, use_console: bool, kafka_lines: bool, cache: bool)
     root.handlers = [handler]
     root.setLevel(level)
     logging.captureWarnings(True)
+    # The HTTP clients of the adapters log whole request and response bodies at DEBUG (zenpy: a
+    # ticket update with the log's note text): at most their warnings reach the log, whatever level.
+    for name in _BODY_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     # librdkafka is chatty at its default level; its errors also come through `error_cb`.
     kafka_logger = logging.getLogger(KAFKA_LOGGER_NAME)
     kafka_logger.setLevel(logging.NOTSET if kafka_lines else logging.CRITICAL + 1)
