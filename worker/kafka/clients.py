@@ -223,7 +223,9 @@ def log_kafka_error(error: KafkaError) -> None:
     repeated message once per `REPEAT_WINDOW_S` with the count of the ones held back."""
     held = _ERROR_REPEATS.admit(f"{error.name()} {error.str()}")
     if held is not None:
-        log.warning("kafka client error", code=error.name(), error=error.str(), fatal=error.fatal(), repeated=held)
+        # a fatal error (the idempotent producer fenced, say) ends the client: error, not a passing warning
+        emit = log.error if error.fatal() else log.warning
+        emit("kafka client error", code=error.name(), error=error.str(), fatal=error.fatal(), repeated=held)
 _ANSWERED_WITHIN_US = 3_000_000  # a leader that sent nothing for this long is not answering
 
 
