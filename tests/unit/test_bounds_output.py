@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from pydantic import ValidationError
 
 from schemas.decode import decode_event
 from schemas.events import LogUpdatedEvent, Rejection, RejectReason
@@ -15,6 +16,7 @@ from worker.core.batch import Record, TtlPolicy, plan_batch
 from worker.core.state import InteractionLog
 from worker.kafka.clients import DeliveryTracker
 from worker.kafka.dead_letters import rejection_message
+from worker.runtime.settings import Settings
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 TTL = TtlPolicy(retention_ms=60_000, open_log_ttl_ms=600_000)
@@ -146,3 +148,10 @@ def test_the_state_document_is_bounded_too_because_the_changelog_carries_it() ->
     assert 20 < kept < 40 and len(result.rejections) == 40 - kept
     assert {r.reason for _, r in result.rejections} == {RejectReason.TOO_LARGE}
     assert all(r.message.startswith("state: the log would be ") for _, r in result.rejections)
+
+
+def test_a_snapshot_bound_the_producer_would_refuse_is_a_bad_setting() -> None:
+    fits = Settings(_env_file=None, kafka={"MESSAGE_MAX_BYTES": "1000000"})
+    assert fits.max_snapshot_bytes == 900_000
+    with pytest.raises(ValidationError, match=r"does not fit the producer's message\.max\.bytes=500000"):
+        Settings(_env_file=None, kafka={"message_max_bytes": "500000"})

@@ -11,8 +11,11 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_KEY_AND_HEADERS_BYTES = 4096
+"""Room a snapshot message needs besides its value (the key is at most 255 characters, two short headers)."""
 
 
 class Settings(BaseSettings):
@@ -172,6 +175,18 @@ class Settings(BaseSettings):
     # Logging.
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @model_validator(mode="after")
+    def _snapshot_fits_the_producer(self) -> Settings:
+        """A snapshot the planner lets through must not be refused by the producer's own size check."""
+        producer_max = self.kafka_config().get("message.max.bytes")
+        if producer_max is not None and str(producer_max).isdigit():
+            room_bytes = int(producer_max) - _KEY_AND_HEADERS_BYTES
+            if self.max_snapshot_bytes > room_bytes:
+                raise ValueError(
+                    f"ILOG_MAX_SNAPSHOT_BYTES={self.max_snapshot_bytes} does not fit the producer's message.max.bytes="
+                    f"{producer_max} (at most {room_bytes}, leaving room for the key and headers)")
+        return self
 
     def kafka_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka configuration: bootstrap + passthrough options + the caller's own keys."""
