@@ -35,9 +35,8 @@ def isolated_settings(env: dict[str, str], run_id: str, **overrides: Any) -> Set
         key_prefix=f"ilog-{run_id}",
         fold_group=f"{run_id}-fold",
         sync_group=f"{run_id}-sync",
-        partitions=6,
         http_port=0,
-        **overrides,
+        **{"partitions": 6, **overrides},
     )
 
 

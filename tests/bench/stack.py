@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import redis
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from tests.support import isolated_settings, parse_env_lines
 from worker.dev.generator import generate_histories, rfc3339_ms
 from worker.kafka.topics import create_topics
+from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 
 STACK = Path(__file__).resolve().parents[2] / "deploy" / "local" / "stack"
@@ -51,7 +51,7 @@ def cleanup(settings: Settings) -> None:
     for future in admin.delete_topics(topics, request_timeout=30).values():
         with contextlib.suppress(Exception):  # already gone or slow: the names are unique anyway
             future.result(timeout=30)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = bootstrap.redis_client(settings)  # a cluster client scans every master
     try:
         batch: list[bytes] = []
         for key in client.scan_iter(match=f"{settings.key_prefix}:*", count=5000):

@@ -6,6 +6,7 @@ Both run the real `FoldStage` in burst mode (windows close by event time); the R
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import structlog
 from confluent_kafka import Consumer
 
 from tests.bench.stack import bench_settings, cleanup, produce_histories, rss_bytes, stack_env
@@ -201,7 +201,9 @@ def _log_to_file(settings: Settings) -> None:
     """The worker's JSON log lines, into a file: a terminal would slow the stage down and bury the table."""
     path = Path(tempfile.gettempdir()) / f"{settings.fold_group}.log"
     configure_logging(settings.model_copy(update={"log_format": "json"}))
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=path.open("a")))
+    for handler in logging.getLogger().handlers:  # the worker's one handler, pointed at the file
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(path.open("a"))
 
 
 if __name__ == "__main__":
