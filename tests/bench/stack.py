@@ -47,7 +47,7 @@ def cleanup(settings: Settings) -> None:
     """Delete the run's topics and Redis keys so repeated runs do not fill the shared stack."""
     admin = AdminClient(settings.kafka_config())
     topics = [settings.events_topic, settings.upserts_topic, settings.events_dlq_topic,
-              settings.upserts_dlq_topic]
+              settings.upserts_dlq_topic, settings.state_changelog_topic]
     for future in admin.delete_topics(topics, request_timeout=30).values():
         with contextlib.suppress(Exception):  # already gone or slow: the names are unique anyway
             future.result(timeout=30)
