@@ -22,6 +22,10 @@ from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnection
 
 from adapters.base import RetryableSyncError, TargetUnavailableError, parse_retry_after
 
+# Loggers of the HTTP clients the adapters use; at DEBUG they write whole request and response
+# bodies (note text, tokens), so the worker never lets them below WARNING.
+CLIENT_LOGGERS = ("zenpy", "simple_salesforce", "urllib3", "requests")
+
 
 class RecordingSession(requests.Session):
     """A session that verifies against `ca_bundle`, applies a default timeout and keeps the last response."""

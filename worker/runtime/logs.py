@@ -19,6 +19,7 @@ import time
 import structlog
 import structlog.tracebacks
 
+from adapters.http_session import CLIENT_LOGGERS
 from worker.runtime.settings import Settings
 
 _REDACTED_KEYS = frozenset({"notes", "note", "wrapup_note", "description", "body", "password", "token", "secret"})
@@ -64,7 +65,6 @@ class _RepeatFilter(logging.Filter):
 
 
 _KAFKA_REPEATS = _RepeatFilter()
-_BODY_LOGGERS = ("zenpy", "simple_salesforce", "urllib3", "requests")
 
 
 def _redact(_: object, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
@@ -132,7 +132,7 @@ def _configure(level: int, *, use_console: bool, kafka_lines: bool, cache: bool)
     logging.captureWarnings(True)
     # The HTTP clients of the adapters log whole request and response bodies at DEBUG (zenpy: a
     # ticket update with the log's note text): at most their warnings reach the log, whatever level.
-    for name in _BODY_LOGGERS:
+    for name in CLIENT_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     # librdkafka is chatty at its default level; its errors also come through `error_cb`.
     kafka_logger = logging.getLogger(KAFKA_LOGGER_NAME)
