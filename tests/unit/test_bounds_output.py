@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Message
 from pydantic import ValidationError
 
 from schemas.decode import decode_event
 from schemas.events import LogUpdatedEvent, Rejection, RejectReason
 from worker.core.batch import Record, TtlPolicy, plan_batch
 from worker.core.state import InteractionLog
-from worker.kafka.clients import DeliveryTracker
+from worker.kafka.clients import DeliveryTracker, decode_message
 from worker.kafka.dead_letters import rejection_message
 from worker.runtime.settings import Settings
 
@@ -155,3 +155,17 @@ def test_a_snapshot_bound_the_producer_would_refuse_is_a_bad_setting() -> None:
     assert fits.max_snapshot_bytes == 900_000
     with pytest.raises(ValidationError, match=r"does not fit the producer's message\.max\.bytes=500000"):
         Settings(_env_file=None, kafka={"message_max_bytes": "500000"})
+
+
+@pytest.mark.parametrize(("key", "value", "subject"), [
+    (b"conv-9", b"x" * (256 * 1024 + 1), "conv-9"),  # too large to parse: the key names the interaction
+    (b"conv-9", b"{", "conv-9"),
+    (None, b"{", None),
+    (b"conv-9", b'{"subject": "from-the-event", "type": "teleported"}', "from-the-event"),
+])
+def test_a_message_that_cannot_be_read_is_dead_lettered_under_its_kafka_key(
+    key: bytes | None, value: bytes, subject: str | None,
+) -> None:
+    message = Message(topic="events", partition=0, offset=5, key=key, value=value)
+    item = decode_message(message).item
+    assert isinstance(item, Rejection) and item.subject == subject

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from schemas.common import MAX_FIELD_CHARS
 from schemas.decode import decode_event
+from schemas.events import Event, Rejection
 from worker.core.batch import Record
 from worker.errors import DeliveryError, DeliveryTimeoutError, KafkaClientError
 from worker.runtime import metrics
@@ -68,8 +70,17 @@ def decode_message(message: Message) -> Record:
         offset=message.offset() or 0,
         value=value,
         headers=headers,
-        item=decode_event(value, headers),
+        item=_subject_from_key(decode_event(value, headers), message.key()),
     )
+
+
+def _subject_from_key(item: Event | Rejection, key: bytes | str | None) -> Event | Rejection:
+    """An event that could not be read (too large to parse, not JSON) names its interaction by the Kafka
+    key, which the contract makes the interaction id, so its dead letter still says whose it was."""
+    if not isinstance(item, Rejection) or item.subject is not None or not key:
+        return item
+    text = key if isinstance(key, str) else key.decode("utf-8", errors="replace")
+    return replace(item, subject=text[:MAX_FIELD_CHARS].encode("utf-8", errors="replace").decode("utf-8"))
 
 
 def _header_bytes(value: object) -> bytes | None:
