@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import uuid
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import structlog
 
 from tests.support import isolated_settings, parse_env_lines
 from worker.kafka.topics import create_topics
@@ -54,6 +56,19 @@ def _stack(args: list[str], env: dict[str, str] | None = None) -> Iterator[dict[
 def redis_cluster_env() -> Iterator[dict[str, str]]:
     """A 6-node Redis Cluster (3 masters, 3 replicas) on loopback: ILOG_REDIS_URL, ILOG_REDIS_CLUSTER."""
     yield from _stack(["--redis-cluster", "--no-kafka"], {"ILOG_STACK_DIR": str(CLUSTER_STACK_DIR)})
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A command or worker run in-process configures structlog and the root logger globally (level
+    filter, handlers); put both back so a later test's `capture_logs` sees what it logs."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers, root.level = handlers, level
+        structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
