@@ -29,7 +29,7 @@ Benchmark = Callable[[bool], dict[str, Any]]
 BENCHMARKS: dict[str, Benchmark] = {}
 """Name → benchmark, in the order they run."""
 
-PLUGIN_MODULES = ("tests.bench.sync_bench", "tests.bench.cluster_bench")
+PLUGIN_MODULES = ("tests.bench.sync_bench", "tests.bench.cluster_bench", "tests.bench.peer_bench")
 """Modules that register more benchmarks when imported (e.g. the sync stage's); missing ones are skipped."""
 
 

@@ -168,6 +168,10 @@ def test_replay_to_a_time_stops_at_the_offsets_for_that_time(settings: Settings)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert (len(early), 0) == (summary["events_read"], summary["remaining_lag"])
+    # the rate, by wall clock and per CPU second, with the load it was measured under
+    # (`seconds` is rounded to 10 ms: events_per_s × seconds is within 10 ms of events of events_read)
+    assert abs(summary["events_per_s"] * summary["seconds"] - summary["events_read"]) <= summary["events_per_s"] / 100
+    assert 0 < summary["cpu_seconds"] and 0 < summary["events_per_cpu_s"] and summary["load_average_1m"] >= 0
     early_ids = sorted({e["subject"] for e in early})
     late_ids = sorted({e["subject"] for e in late})
     states = _states(run, summary["key_prefix"], early_ids + late_ids)

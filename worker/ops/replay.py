@@ -22,11 +22,13 @@ How a replay runs (DESIGN.md "Replay and backfill"):
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
@@ -76,6 +78,7 @@ class ReplayResult:
     plan: ReplayPlan
     events_read: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time over the run, every thread (librdkafka's too)
     interrupted: bool = False
     remaining: dict[int, int] = field(default_factory=dict)
 
@@ -201,10 +204,11 @@ def run_replay(
                           stop_offsets=dict(plan.stop_offsets), start_offsets=dict(plan.start_offsets),
                           dlq_topic=plan.dlq_topic, end_clock_ms=plan.started_ms)
     stage = bootstrap.fold_stage(run_settings, options, prefix=plan.key_prefix)
-    started_s = time.monotonic()
+    started_s, cpu_started_s = time.monotonic(), time.process_time()
     with ReplayProgress(plan, stage.positions, progress) as report:
         stage.run(stop, after_step=report)
-    result = ReplayResult(plan=plan, seconds=time.monotonic() - started_s, interrupted=stop.is_set())
+    result = ReplayResult(plan=plan, seconds=time.monotonic() - started_s,
+                          cpu_seconds=time.process_time() - cpu_started_s, interrupted=stop.is_set())
     result.remaining = remaining_lag(plan, stage.positions)
     result.events_read = plan.total_events - sum(result.remaining.values())
     return result
@@ -225,12 +229,13 @@ class ReplayProgress:
         self._enabled = console.is_terminal if enabled is None else enabled
         self._progress = Progress(
             TextColumn("[bold]replay[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>8.0f} events/s"), TextColumn("lag {task.fields[lag]}"),
+            TextColumn("{task.fields[rate]:>8.0f} events/s"),
+            TextColumn("{task.fields[cpu_rate]:>8.0f} events/cpu-s"), TextColumn("lag {task.fields[lag]}"),
             TimeElapsedColumn(), console=console,
         )
         self._task = self._progress.add_task(plan.group, total=plan.total_events, rate=0.0,
-                                             lag=plan.total_events)
-        self._started_s = time.monotonic()
+                                             cpu_rate=0.0, lag=plan.total_events)
+        self._started_s, self._cpu_started_s = time.monotonic(), time.process_time()
 
     def __enter__(self) -> Callable[[], None]:
         if self._enabled:
@@ -243,7 +248,8 @@ class ReplayProgress:
         lag = sum(remaining_lag(self._plan, self._positions).values())
         done = self._plan.total_events - lag
         elapsed_s = max(time.monotonic() - self._started_s, 1e-6)
-        self._progress.update(self._task, completed=done, rate=done / elapsed_s, lag=lag)
+        cpu_s = max(time.process_time() - self._cpu_started_s, 1e-6)
+        self._progress.update(self._task, completed=done, rate=done / elapsed_s, cpu_rate=done / cpu_s, lag=lag)
 
     def __exit__(self, *exc_info: object) -> None:
         if self._enabled:
@@ -264,11 +270,20 @@ def replay_command(settings: Settings, request: ReplayRequest) -> int:
     signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     result = run_replay(settings, plan, stop)
-    print(json.dumps({
+    print(json.dumps(replay_summary(result, os.getloadavg()[0])))
+    return 130 if result.interrupted else 0
+
+
+def replay_summary(result: ReplayResult, load_average_1m: float) -> dict[str, Any]:
+    """The result line: where the replay went and its rate, by wall clock and per CPU second (steadier
+    on a shared machine), with the load average beside them, as `make bench` reports its figures."""
+    plan = result.plan
+    return {
         "group": plan.group, "key_prefix": plan.key_prefix, "upserts_topic": plan.upserts_topic,
         "dlq_topic": plan.dlq_topic, "events_read": result.events_read,
         "events_per_s": round(result.events_read / max(result.seconds, 1e-6), 1),
-        "seconds": round(result.seconds, 2), "interrupted": result.interrupted,
-        "remaining_lag": sum(result.remaining.values()),
-    }))
-    return 130 if result.interrupted else 0
+        "seconds": round(result.seconds, 2),
+        "events_per_cpu_s": round(result.events_read / max(result.cpu_seconds, 1e-6), 1),
+        "cpu_seconds": round(result.cpu_seconds, 2), "load_average_1m": round(load_average_1m, 2),
+        "interrupted": result.interrupted, "remaining_lag": sum(result.remaining.values()),
+    }
