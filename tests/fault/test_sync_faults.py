@@ -135,12 +135,13 @@ def test_error_storms_and_three_sigkills_leave_one_task_and_one_comment_per_inte
         fold.stop()
 
 
-def test_an_over_long_subject_is_dead_lettered_with_the_error_and_the_others_go_through(
+def test_a_record_salesforce_refuses_is_dead_lettered_with_the_error_and_the_others_go_through(
     settings: Settings, fresh_emulators: Emulators, tmp_path: Path
 ) -> None:
     run = sync_settings(settings, fresh_emulators, ("salesforce",))
     t0 = datetime.now(UTC) - timedelta(minutes=2)
-    good, bad = ["conv-ok-1", "conv-ok-2"], "conv-long-subject"
+    # a Related-to id that is no Salesforce id: Salesforce refuses that one record (MALFORMED_ID on WhatId)
+    good, bad = ["conv-ok-1", "conv-ok-2"], "conv-malformed-what"
     events: list[dict[str, Any]] = []
     for call in [*good, bad]:
         events += [
@@ -148,7 +149,8 @@ def test_an_over_long_subject_is_dead_lettered_with_the_error_and_the_others_go_
             event("log.updated", call, 2, t0 + timedelta(seconds=5), {"notes": "Private note text here."}),
             event("interaction.disconnected", call, 4, t0 + timedelta(seconds=30)),
         ]
-    events.append(event("log.updated", bad, 3, t0 + timedelta(seconds=6), {"subject": "S" * 300}))
+    events.append(event("log.updated", bad, 3, t0 + timedelta(seconds=6),
+                        {"related_to": sf_ref("Case", "not-a-salesforce-id")}))
     produce(run, run.events_topic, events)
     worker = WorkerProcess("all", run, tmp_path / "worker.log")
     try:
@@ -158,7 +160,7 @@ def test_an_over_long_subject_is_dead_lettered_with_the_error_and_the_others_go_
         ), worker.log_text()[-3000:]
         dead = _dead_letters(run, 5.0)
         assert dead, worker.log_text()[-3000:]
-        assert {(bad, "salesforce", "STRING_TOO_LONG", run.upserts_topic)} == {
+        assert {(bad, "salesforce", "MALFORMED_ID", run.upserts_topic)} == {
             (header(m, "interaction_id"), header(m, "target"), header(m, "code"), header(m, "original_topic"))
             for m in dead
         }
