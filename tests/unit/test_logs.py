@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +24,6 @@ from worker.runtime.settings import Settings
 
 ILOG = Path(sys.executable).parent / "ilog"
 RUN_S = 4
-
-
-@pytest.fixture
-def json_logging() -> Iterator[None]:
-    """The worker's JSON logging; the handler is built in the test, where stderr is the captured one."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        yield
-    finally:
-        root.handlers, root.level = handlers, level
-        structlog.reset_defaults()
 
 
 def lines_of(text: str) -> list[dict[str, Any]]:
@@ -78,9 +65,7 @@ def test_a_worker_against_an_unreachable_broker_writes_only_json_lines(tmp_path:
     assert len(transport) <= 3
 
 
-def test_standard_library_logging_goes_through_the_same_chain(
-    json_logging: None, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_standard_library_logging_goes_through_the_same_chain(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(Settings(_env_file=None, log_format="json", log_level="INFO"))
     logging.getLogger("some.library").warning("pool is full, discarding connection: %s", "redis:6379")
     [record] = lines_of(capsys.readouterr().err)
@@ -88,9 +73,7 @@ def test_standard_library_logging_goes_through_the_same_chain(
             "logger": "some.library"} == {k: v for k, v in record.items() if k != "timestamp"}
 
 
-def test_a_traceback_is_a_structured_field_on_one_line(
-    json_logging: None, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_traceback_is_a_structured_field_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(Settings(_env_file=None, log_format="json", log_level="INFO"))
     log = structlog.get_logger("ilog.test")
     try:
@@ -109,7 +92,7 @@ def test_a_traceback_is_a_structured_field_on_one_line(
     assert [("KeyError", "'k'")] == [(e["exc_type"], e["exc_value"]) for e in theirs["exception"]]
 
 
-def test_note_text_and_credentials_are_redacted(json_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_note_text_and_credentials_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(Settings(_env_file=None, log_format="json", log_level="INFO"))
     structlog.get_logger("ilog.test").info("synced", notes="Customer asked for a refund.", token="s3cret")
     [record] = lines_of(capsys.readouterr().err)
