@@ -36,8 +36,20 @@ class TargetState:
 
 @dataclass(frozen=True)
 class SyncItem:
+    """`state_known_absent`: the sync engine proved the missing state means "never synced to this
+    target" (the store held everything ever written for the interaction: `worker.sync.epoch`);
+    the adapter then creates without looking first. False (the default) keeps "unknown"."""
+
     snapshot: LogSnapshot
     target_state: TargetState = TargetState()
+    state_known_absent: bool = False
+
+    @property
+    def needs_lookup(self) -> bool:
+        """Look at the target before writing, unless the state is provably absent (never synced)."""
+        if self.state_known_absent and self.target_state == TargetState():
+            return False
+        return self.target_state.needs_lookup
 
 
 @dataclass(frozen=True)

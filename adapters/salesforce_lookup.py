@@ -2,7 +2,8 @@
 
 A missing sync state means "unknown", never "not created" (the state may be lost, expired, or
 belong to another replay): every item without a stored Task Id is looked up by `CallObject`
-before anything is created, with `SELECT Id, CallObject, IsClosed FROM Task WHERE CallObject IN
+before anything is created (unless the sync engine proved the state absent: `SyncItem.needs_lookup`),
+with `SELECT Id, CallObject, IsClosed FROM Task WHERE CallObject IN
 (...)`, at most `LOOKUP_IDS_PER_QUERY` ids and `LOOKUP_LIST_CHARS` characters of list a query (the query
 travels in a GET URL, which Salesforce caps at 16,384 bytes). A Task found closed holds a final
 log: a snapshot that is not final (a replay of older versions) does not reopen it.
@@ -29,7 +30,7 @@ def ids_to_look_up(items: Sequence[SyncItem], due: Iterable[int]) -> list[str]:
     wanted: dict[str, None] = {}
     for index in due:
         item = items[index]
-        if item.target_state.remote_id is None and item.target_state.needs_lookup:
+        if item.target_state.remote_id is None and item.needs_lookup:
             wanted[item.snapshot.interaction_id] = None
     return list(wanted)
 

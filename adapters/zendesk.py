@@ -281,7 +281,7 @@ class ZendeskTarget:
         tickets = {
             ticket_id
             for item in batch
-            if self.wants(item.snapshot) and needs_marker_check(item.target_state)
+            if self.wants(item.snapshot) and needs_marker_check(item)
             and (ticket_id := self._ticket_of(item, found)) is not None
         }
         return sorted(tickets)

@@ -2,7 +2,9 @@
 
 A missing sync state means "unknown", never "not created". So before a write:
 
-- an item with no linked and no stored ticket is looked up by `external_id` (= interaction id):
+- an item whose state the sync engine proved absent (`SyncItem.state_known_absent`: the store
+  held everything ever written for it, `worker.sync.epoch`) is new: nothing is looked up or read;
+- any other item with no linked and no stored ticket is looked up by `external_id` (= interaction id):
   items that were never marked in flight (no state at all: new, lost, expired, a replay) in one
   search per ≤ `SEARCH_IDS` ids (`type:ticket external_id:"a" external_id:"b" …`, repeated terms
   of one property are OR'ed), items marked uncertain (a write whose answer was lost moments ago,
@@ -21,7 +23,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from adapters.base import SyncItem, TargetState
+from adapters.base import SyncItem
 from adapters.zendesk_render import linked_ticket_id
 
 SEARCH_IDS = 100  # a search answers ≤ 100 results a page; one page per query in the usual case
@@ -39,12 +41,14 @@ class ExternalIdLookups:
 
 
 def needs_ticket_lookup(item: SyncItem) -> bool:
-    return linked_ticket_id(item.snapshot) is None and item.target_state.remote_id is None
+    return (linked_ticket_id(item.snapshot) is None and item.target_state.remote_id is None
+            and item.needs_lookup)
 
 
-def needs_marker_check(state: TargetState) -> bool:
-    """Unknown (no state, lost, uncertain) or an earlier version synced: the comment may be there."""
-    return state.needs_lookup or state.synced_version > 0
+def needs_marker_check(item: SyncItem) -> bool:
+    """Unknown (no state, lost, uncertain) or an earlier version synced: the comment may be there.
+    A state proved absent (never synced: `SyncItem.state_known_absent`) posts without reading."""
+    return item.needs_lookup or item.target_state.synced_version > 0
 
 
 def plan_external_ids(items: Iterable[SyncItem]) -> ExternalIdLookups:
@@ -103,6 +107,6 @@ def estimated_lookup_requests(items: Sequence[SyncItem], comment_mode: bool = Tr
         ticket = linked_ticket_id(item.snapshot)
         if ticket is None and item.target_state.remote_id is not None:
             ticket = int(item.target_state.remote_id)
-        if comment_mode and ticket is not None and needs_marker_check(item.target_state):
+        if comment_mode and ticket is not None and needs_marker_check(item):
             tickets.add(ticket)
     return len(search_chunks(plan.searched)) + len(plan.direct) + len(tickets)

@@ -32,7 +32,9 @@ from tests.emulators.cluster import EmulatorSet, start_all
 from tests.emulators.server import Request, Response
 from tests.support import WorkerProcess, wait_for
 from worker.dev.generator import generate_histories
+from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
+from worker.store import keys
 
 TARGET_SF_REQUESTS_PER_INTERACTION = 0.05
 TARGET_ZD_REQUESTS_PER_INTERACTION = 0.02
@@ -79,6 +81,17 @@ class _RunOptions:
     name: str
     targets: tuple[str, ...]
     overrides: dict[str, Any] = field(default_factory=dict)
+    sync_epoch_age_s: float | None = None  # as a worker running this long has it (None: a fresh epoch)
+
+
+def _age_sync_epoch(settings: Settings, age_s: float) -> None:
+    """The sync epoch a worker that started `age_s` ago holds (`worker.sync.epoch`): measures the
+    steady state, not the first `ILOG_SYNC_EPOCH_MARGIN_SECONDS` of a new epoch (which look up)."""
+    client = bootstrap.redis_client(settings)
+    try:
+        client.set(keys.sync_epoch_key(settings.key_prefix), int((time.time() - age_s) * 1000), nx=True)
+    finally:
+        client.close()
 
 
 def start_run(options: _RunOptions, on_emulators: Callable[[EmulatorSet], None] | None = None) -> SyncRun:
@@ -90,6 +103,8 @@ def start_run(options: _RunOptions, on_emulators: Callable[[EmulatorSet], None] 
                               "log_level": "WARNING", **_target_overrides(emulators, options.targets)}
     settings = bench_settings(stack_env(), options.name, **{**values, **options.overrides})
     zenpy_env = {name: emulators.env()[name] for name in _ZENPY_VARS}
+    if options.sync_epoch_age_s is not None:
+        _age_sync_epoch(settings, options.sync_epoch_age_s)
     worker = WorkerProcess("all", settings, folder / "worker.log", **zenpy_env)
     run = SyncRun(settings, emulators, worker, folder)
     if not wait_for(lambda: _groups_joined(settings), 60, interval_s=0.5):
@@ -338,7 +353,7 @@ def _requests_scenario(name: str, n_interactions: int, rate_per_s: float, paced:
     overrides: dict[str, Any] = {"zendesk_missing_ticket": missing_ticket}
     if budget_per_minute := os.environ.get("ILOG_BENCH_ZENDESK_BUDGET_PER_MINUTE"):
         overrides["zendesk_budget_per_minute"] = int(budget_per_minute)
-    run = start_run(_RunOptions(name, ("salesforce", "zendesk"), overrides),
+    run = start_run(_RunOptions(name, ("salesforce", "zendesk"), overrides, sync_epoch_age_s=3_600.0),
                     on_emulators=lambda emulators: seed_tickets(emulators, tickets))
     try:
         producing = Producing(run.settings)

@@ -1,15 +1,22 @@
 """A missing sync state means "unknown": replays after the sync state is lost duplicate nothing.
 
 `ilog worker all` (real Kafka and Redis) against the emulators with the real simple-salesforce and
-zenpy clients over HTTP; the sync state of every interaction (the `s:<target>` fields of its Redis
-hash) is deleted, then the events topic is replayed (`ilog replay`, each time into a group and key
-prefix of its own, snapshots to the live upserts topic the running worker syncs).
+zenpy clients over HTTP. The worker's sync epoch is an hour old (a worker that has been running),
+so the first sync of these young interactions creates without looking (`worker.sync.epoch`). Then
+the Redis hash of every interaction is deleted, as retention expiry does (the first time alone,
+the second time with the sync epoch key, as a Redis restarted empty or flushed loses both), and
+the events topic is replayed (`ilog replay`, each time into a group and key prefix of its own,
+snapshots to the live upserts topic the running worker syncs): every absence is unknown again.
+
+Deleting single `s:<target>` fields while the hash and the epoch stay is outside the contract:
+Redis loses whole keys (expiry, eviction, flush, restart, failover), never one field of a hash.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,21 +62,31 @@ def webhook_ids_processed_twice(emulators: Emulators) -> list[str]:
     return sorted({i for i in processed if processed.count(i) > 1})
 
 
-def delete_sync_state(client: redis.Redis, settings: Settings, ids: set[str]) -> list[Any]:
-    """HDEL every target's field of every interaction; what is left of them afterwards (all None)."""
-    fields = [keys.sync_field(target) for target in TARGETS]
+def delete_states(client: redis.Redis, settings: Settings, ids: set[str]) -> int:
+    """DEL every interaction's hash (log and sync state, as expiry does); how many are left (0)."""
     for interaction_id in sorted(ids):
-        client.hdel(keys.state_key(settings.key_prefix, interaction_id), *fields)
-    return [value for i in sorted(ids) for value in client.hmget(keys.state_key(settings.key_prefix, i), fields)]
+        client.delete(keys.state_key(settings.key_prefix, interaction_id))
+    return sum(int(client.exists(keys.state_key(settings.key_prefix, i))) for i in sorted(ids))
+
+
+def look_ups(emulators: Emulators) -> dict[str, int]:
+    """Requests that ask a target what exists: SOQL queries, Zendesk searches and comment reads."""
+    return {
+        "salesforce": sum(1 for r in emulators.salesforce.requests() if "/query" in r["path"]),
+        "zendesk": sum(1 for r in emulators.zendesk.requests()
+                       if r["method"] == "GET" and ("search" in r["path"] or "comments" in r["path"])),
+    }
 
 
 @pytest.fixture
 def synced(
-    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+    settings: Settings, fresh_emulators: Emulators, redis_client: redis.Redis, tmp_path: Path
 ) -> Iterator[tuple[Settings, WorkerProcess, set[str]]]:
     run = _settings(settings)
-    stream = _stream(40, seed=43)
+    stream = _stream(40, seed=43)  # from ten minutes ago
     seed_zendesk_tickets(fresh_emulators.zendesk.base_url, list(stream))
+    epoch_ms = int(time.time() * 1000) - 3_600_000  # a worker that has been running for an hour
+    assert redis_client.set(keys.sync_epoch_key(run.key_prefix), epoch_ms, nx=True)
     produce(run, run.events_topic, stream)
     worker = WorkerProcess("all", run, tmp_path / "worker.log", **fresh_emulators.env)
     ids = {e["subject"] for e in stream}
@@ -94,16 +111,26 @@ def test_with_the_sync_state_deleted_two_replays_leave_one_task_ticket_and_comme
     assert all(len(found) == 1 for found in before["comments"].values()), before["comments"]
     assert all(len(found) <= 1 for found in before["tickets"].values())
     assert any(before["tickets"].values()) and not all(before["tickets"].values())  # both kinds present
+    # The first sync trusted every absence: created and posted without a single look-up.
+    assert {"salesforce": 0, "zendesk": 0} == look_ups(fresh_emulators)
 
+    epoch_key = keys.sync_epoch_key(run.key_prefix)
     for attempt in (1, 2):
-        assert [None] * len(ids) * len(TARGETS) == delete_sync_state(redis_client, run, ids)
+        assert 0 == delete_states(redis_client, run, ids)
+        if attempt == 2:
+            assert 1 == redis_client.delete(epoch_key)
         result = _ilog(run, "replay", "--from", "earliest", "--group", f"e2e-lost-state-{attempt}")
         assert 0 == result.returncode, result.stderr[-3000:]
         assert 0 == json.loads(result.stdout.strip().splitlines()[-1])["remaining_lag"]
-        assert wait_settled(run, sorted(ids), timeout_s=180), worker.log_text()[-3000:]
+        # The live hashes are gone: the replay's own key prefix holds the closed logs.
+        replayed = run.model_copy(update={"key_prefix": f"{run.key_prefix}-replay-e2e-lost-state-{attempt}"})
+        assert wait_settled(replayed, sorted(ids), timeout_s=180), worker.log_text()[-3000:]
         after = crm_records(fresh_emulators, ids)
         # The same records, with the final values: nothing created or posted again.
         assert before == after, f"replay {attempt} without sync state changed the CRM records"
+    counted = look_ups(fresh_emulators)
+    assert counted["salesforce"] > 0 and counted["zendesk"] > 0, counted  # the replays looked first
+    assert int(time.time() * 1000) - 600_000 < int(redis_client.get(epoch_key) or 0)  # a new epoch began
     assert [] == webhook_ids_processed_twice(fresh_emulators)
     assert "dead-lettered" not in worker.log_text()
     assert [list(TARGETS)] == targets_logged_at_start(worker.log_text())

@@ -36,6 +36,14 @@ def test_an_item_is_looked_up_unless_its_task_id_is_known(state: TargetState, lo
     assert (["conv-1"] if looked_up else []) == ids_to_look_up([item("conv-1", state)], [0])
 
 
+def test_a_state_known_absent_is_created_without_a_look_up_and_counted_as_a_create() -> None:
+    snapshot = LogSnapshot.model_validate({"interaction_id": "new", "version": 2, "trigger": "created"})
+    items = [SyncItem(snapshot, state_known_absent=True), item("unknown"),
+             SyncItem(snapshot.model_copy(update={"interaction_id": "marked"}), TargetState(uncertain=True),
+                      state_known_absent=True)]  # a stored mark is no absence
+    assert (["unknown", "marked"], 2) == (ids_to_look_up(items, [0, 1, 2]), estimated_requests(items))
+
+
 def test_only_due_items_are_looked_up_each_id_once_in_batch_order() -> None:
     items = [item("b"), item("a"), item("skipped"), item("b"), item("known", TargetState("00T9", 1))]
     assert ["b", "a"] == ids_to_look_up(items, [0, 1, 3, 4])

@@ -13,6 +13,7 @@ from tests.support import wait_for
 from worker.store.budget import MemoryBudget
 from worker.store.sync_state import MemorySyncStateStore, StateUpdate
 from worker.sync.batch import Pending, SyncRecord
+from worker.sync.epoch import AbsenceRule
 from worker.sync.offsets import Position
 from worker.sync.queue import Work
 from worker.sync.target_runner import TargetRunner
@@ -25,7 +26,8 @@ def _work(interaction_id: str, offset: int, version: int = 3) -> Work:
 
 
 class Harness:
-    def __init__(self, target: ScriptedTarget, store: MemorySyncStateStore | None = None, **options: float) -> None:
+    def __init__(self, target: ScriptedTarget, store: MemorySyncStateStore | None = None,
+                 **options: float | AbsenceRule) -> None:
         self.store = store or MemorySyncStateStore()
         self.dead: list[tuple[str, str, Failed]] = []
         self.done: list[Position] = []
@@ -144,3 +146,44 @@ def test_lingering_holds_work_until_the_linger_passes_or_enough_is_waiting() -> 
     harness.runner.close_by(time.monotonic() + 5)
     assert harness.runner.join(10)
     assert [["a", "b", "c"], ["d"]] == [[i for i, _ in call] for call in target.calls]
+
+
+def _connected_work(interaction_id: str, offset: int, connected_ms: int) -> Work:
+    snapshot = LogSnapshot.model_validate({"interaction_id": interaction_id, "version": 3, "trigger": "state_changed",
+                                           "connected_at": connected_ms / 1000})
+    return Work(Pending(snapshot, SyncRecord("up", 0, offset, None, b"", snapshot)), [("up", 0, offset)])
+
+
+def test_a_missing_state_is_known_absent_only_for_interactions_the_store_provably_held() -> None:
+    now_ms = int(time.time() * 1000)
+    store = MemorySyncStateStore(epoch_ms=now_ms - 3_600_000, held={"new", "before-epoch", "marked"})
+    store.save([StateUpdate("marked", "crm", TargetState(uncertain=True))])
+    absent: dict[str, bool] = {}
+
+    class Noting(ScriptedTarget):
+        def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
+            absent.update({item.snapshot.interaction_id: item.state_known_absent for item in batch})
+            return super().sync(batch)
+
+    target = Noting({i: [Synced(f"T-{i}", 3)] for i in ("new", "before-epoch", "hash-gone", "marked")})
+    harness = Harness(target, store, absence=AbsenceRule(margin_ms=60_000, state_ttl_ms=86_400_000))
+    assert harness.run(_connected_work("new", 0, now_ms - 10_000),
+                       _connected_work("before-epoch", 1, now_ms - 7_200_000),
+                       _connected_work("hash-gone", 2, now_ms - 10_000),
+                       _connected_work("marked", 3, now_ms - 10_000))
+    assert {"new": True, "before-epoch": False, "hash-gone": False, "marked": False} == absent
+
+
+def test_without_an_absence_rule_no_missing_state_is_trusted() -> None:
+    now_ms = int(time.time() * 1000)
+    store = MemorySyncStateStore(epoch_ms=now_ms - 3_600_000, held={"new"})
+    target = ScriptedTarget({"new": [Synced("T-new", 3)]})
+    seen: list[bool] = []
+
+    class Noting(ScriptedTarget):
+        def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
+            seen.extend(item.state_known_absent for item in batch)
+            return target.sync(batch)
+
+    assert Harness(Noting({}), store).run(_connected_work("new", 0, now_ms - 10_000))
+    assert [False] == seen

@@ -10,6 +10,7 @@ from adapters.base import SyncItem, TargetState
 from adapters.zendesk_lookup import (
     ExternalIdLookups,
     already_posted,
+    estimated_lookup_requests,
     needs_marker_check,
     plan_external_ids,
     posted_versions,
@@ -42,6 +43,15 @@ def test_items_without_a_known_ticket_are_looked_up_by_external_id_searched_unle
     assert ExternalIdLookups(searched=["new", "lost"], direct=["in-flight", 'has "quotes"']) == plan_external_ids(items)
 
 
+def test_an_item_known_absent_is_neither_searched_nor_read_for_markers() -> None:
+    new = item("new")
+    known_new = SyncItem(new.snapshot, state_known_absent=True)
+    on_ticket = SyncItem(item("on-ticket", linked=500).snapshot, state_known_absent=True)
+    assert ExternalIdLookups(searched=[], direct=[]) == plan_external_ids([known_new, on_ticket])
+    assert (0, 2) == (estimated_lookup_requests([known_new, on_ticket]),
+                      estimated_lookup_requests([new, item("on-ticket", linked=500)]))
+
+
 def test_searches_take_100_ids_and_a_bounded_query() -> None:
     ids = [f"conv-{n}" for n in range(250)]
     assert [100, 100, 50] == [len(chunk) for chunk in search_chunks(ids)]
@@ -51,17 +61,20 @@ def test_searches_take_100_ids_and_a_bounded_query() -> None:
 
 
 @pytest.mark.parametrize(
-    ("state", "checked"),
+    ("state", "known_absent", "checked"),
     [
-        (TargetState(), True),  # unknown
-        (TargetState(uncertain=True), True),
-        (TargetState("500", 0, uncertain=True), True),
-        (TargetState("500", 3), True),  # an earlier version is on the ticket: this one may be too
-        (TargetState("500", 0), False),  # stored ticket, nothing synced, nothing in flight
+        (TargetState(), False, True),  # unknown
+        (TargetState(), True, False),  # provably never synced: nothing can be on the ticket
+        (TargetState(uncertain=True), False, True),
+        (TargetState(uncertain=True), True, True),  # a stored mark is no absence
+        (TargetState("500", 0, uncertain=True), False, True),
+        (TargetState("500", 3), False, True),  # an earlier version is on the ticket: this one may be too
+        (TargetState("500", 0), False, False),  # stored ticket, nothing synced, nothing in flight
     ],
 )
-def test_which_states_need_the_marker_check(state: TargetState, checked: bool) -> None:
-    assert checked is needs_marker_check(state)
+def test_which_states_need_the_marker_check(state: TargetState, known_absent: bool, checked: bool) -> None:
+    log = LogSnapshot.model_validate({"interaction_id": "conv-42", "version": 7, "trigger": "finalized"})
+    assert checked is needs_marker_check(SyncItem(log, state, state_known_absent=known_absent))
 
 
 def test_posted_versions_reads_the_markers_of_the_worker_comments_only() -> None:

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     open_log_ttl_seconds: float = Field(
         7 * 86_400.0, description="TTL of a log that never saw a disconnect (refreshed on every write)"
     )
+    sync_epoch_margin_seconds: float = Field(
+        60.0, ge=0, description="a missing sync state is trusted as never synced only for interactions that "
+        "began this long after the sync epoch and are this much younger than the state's TTL (covers the "
+        "clock skew between event sources and the worker); others are looked up at the target first",
+    )
     max_clock_skew_seconds: float = Field(
         300.0, ge=0, description="events timed further than this ahead of the wall clock are rejected future_time"
     )

@@ -9,6 +9,8 @@
 | `<prefix>:deadlines:<partition>`     | zset   | none (members removed on finalize)    | fold stage, finalizer|
 |   member = interaction id, score = edit deadline in ms since the epoch      |          |                     |
 | `<prefix>:budget:{<target>}:<window>`| string | the window's length                   | sync stage          |
+| `<prefix>:{sync-epoch}`              | string | none                                  | sync stage (SET NX) |
+|   value = ms since the Unix epoch when this store started holding sync state (see below)     |                     |
 | `<prefix>:{marks}` (one node)        | hash   | none                                  | fold stage          |
 | `<prefix>:{marks-<n>}` (cluster: one per hash slot)                         |          |                     |
 |   field = partition, value = ms since the epoch when the partition's state was marked complete |   |
@@ -18,6 +20,12 @@ fold consumer first owns it with no committed offset (nothing to hold yet), or w
 restored the partition from the state changelog topic. Every guarded fenced write checks its
 partitions' marks in the same script call; a missing mark with committed offsets means the store
 lost its state (restarted empty, FLUSHALL, failover to an empty replica), never "nothing there".
+
+The sync epoch says "this store has held every sync state written since <value>": the sync stage
+creates it (SET NX) at start and in every batch read (the same pipeline as the states), so a
+Redis that restarted empty or was flushed starts a new epoch at its next read. A missing sync
+state is trusted as "never synced" only for interactions that began after the epoch
+(`worker.sync.epoch`). One key in the slot of its own tag: one read per batch, not per slot.
 
 Redis Cluster layout (`ILOG_REDIS_CLUSTER`): a command or script may only touch keys of one hash
 slot, so the keys one atomic step touches share a hash tag.
@@ -54,6 +62,7 @@ KIND_LOG = "l"
 KIND_TOMBSTONE = "t"
 SYNC_FIELD_PREFIX = "s:"
 MARKS_TAG = "marks"
+SYNC_EPOCH_TAG = "sync-epoch"
 
 
 def state_key(prefix: str, interaction_id: str) -> str:
@@ -71,6 +80,10 @@ def sync_field(target: str) -> str:
 def budget_key(prefix: str, target: str, window: str) -> str:
     """Both windows of a target in one slot (the take script reads and bumps them together)."""
     return f"{prefix}:budget:{{{target}}}:{window}"
+
+
+def sync_epoch_key(prefix: str) -> str:
+    return f"{prefix}:{{{SYNC_EPOCH_TAG}}}"
 
 
 def marks_key(prefix: str, tag: str = MARKS_TAG) -> str:

@@ -40,6 +40,19 @@ return 1
 
 
 @dataclass(frozen=True)
+class BatchRead:
+    """One target's states for a batch, in one round trip, with what says whether an absence is trustworthy.
+
+    `held_without_state`: the ids with no state for the target whose hash still holds the fold's
+    log (`v`); `epoch_ms`: when the store's sync epoch started (created now when it was missing).
+    """
+
+    states: dict[str, TargetState]
+    held_without_state: frozenset[str]
+    epoch_ms: int | None
+
+
+@dataclass(frozen=True)
 class StateUpdate:
     interaction_id: str
     target: str
@@ -73,6 +86,21 @@ class SyncStateStore(Protocol):
 
     def save(self, updates: Sequence[StateUpdate]) -> None: ...
 
+    def read_batch(self, interaction_ids: Iterable[str], target: str, now_ms: int) -> BatchRead:
+        """The target's states, the ids whose absent state sits in a held hash, the sync epoch."""
+        ...
+
+    def start_epoch(self, now_ms: int) -> int | None:
+        """Create the sync epoch at `now_ms` unless one exists; the epoch's start."""
+        ...
+
+
+def _epoch(raw: bytes | str | None) -> int | None:
+    try:
+        return None if raw is None else int(raw)
+    except ValueError:
+        return None
+
 
 class RedisSyncStateStore:
     def __init__(self, client: RedisClient, prefix: str, ttl_s: float) -> None:
@@ -103,6 +131,45 @@ class RedisSyncStateStore:
             for target, raw in zip(targets, row, strict=True)
         }
 
+    def read_batch(self, interaction_ids: Iterable[str], target: str, now_ms: int) -> BatchRead:
+        ids = list(dict.fromkeys(interaction_ids))
+        fields = [keys.sync_field(target), keys.FIELD_VERSION]
+        epoch_key = keys.sync_epoch_key(self._prefix)
+
+        def read() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for interaction_id in ids:
+                pipe.hmget(keys.state_key(self._prefix, interaction_id), fields)
+            pipe.set(epoch_key, now_ms, nx=True)
+            pipe.get(epoch_key)
+            return list(pipe.execute())
+
+        try:
+            answers = riding_out(read)
+        except redis.RedisError as exc:
+            raise StoreError(f"loading sync state of {len(ids)} interactions failed: {exc}") from exc
+        rows: list[list[bytes | None]] = answers[: len(ids)]
+        return BatchRead(
+            states={i: decode_target_state(row[0]) for i, row in zip(ids, rows, strict=True)},
+            held_without_state=frozenset(i for i, row in zip(ids, rows, strict=True)
+                                         if row[0] is None and row[1] is not None),
+            epoch_ms=_epoch(answers[-1]),
+        )
+
+    def start_epoch(self, now_ms: int) -> int | None:
+        epoch_key = keys.sync_epoch_key(self._prefix)
+
+        def start() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.set(epoch_key, now_ms, nx=True)
+            pipe.get(epoch_key)
+            return list(pipe.execute())
+
+        try:
+            return _epoch(riding_out(start)[-1])
+        except redis.RedisError as exc:
+            raise StoreError(f"starting the sync epoch failed: {exc}") from exc
+
     def save(self, updates: Sequence[StateUpdate]) -> None:
         if not updates:
             return
@@ -128,10 +195,27 @@ class RedisSyncStateStore:
 
 
 class MemorySyncStateStore:
-    """In-memory twin for fast tests; same never-backwards rule, no TTLs."""
+    """In-memory twin for fast tests; same never-backwards rule, no TTLs. It holds no fold logs:
+    `held` lists the ids whose log a test says the store holds (absences the epoch may vouch for)."""
 
-    def __init__(self) -> None:
+    def __init__(self, epoch_ms: int | None = None, held: Iterable[str] = ()) -> None:
         self.states: dict[tuple[str, str], TargetState] = {}
+        self.epoch_ms = epoch_ms
+        self.held = set(held)
+
+    def read_batch(self, interaction_ids: Iterable[str], target: str, now_ms: int) -> BatchRead:
+        ids = list(dict.fromkeys(interaction_ids))
+        self.start_epoch(now_ms)
+        return BatchRead(
+            states={i: self.states.get((i, target), TargetState()) for i in ids},
+            held_without_state=frozenset(i for i in ids if i in self.held and (i, target) not in self.states),
+            epoch_ms=self.epoch_ms,
+        )
+
+    def start_epoch(self, now_ms: int) -> int | None:
+        if self.epoch_ms is None:
+            self.epoch_ms = now_ms
+        return self.epoch_ms
 
     def load(self, interaction_ids: Iterable[str], targets: Sequence[str]) -> dict[tuple[str, str], TargetState]:
         return {

@@ -30,6 +30,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from adapters.base import Failed, Target
+from worker.errors import StoreError
 from worker.kafka.clients import DeliveryTracker, Headers, commit_quietly, store_offsets
 from worker.kafka.dead_letters import invalid_snapshot_headers, sync_failure_headers
 from worker.runtime import metrics
@@ -38,6 +39,7 @@ from worker.runtime.status import StageStatus
 from worker.store.budget import Budget
 from worker.store.sync_state import SyncStateStore
 from worker.sync.batch import Pending, SyncRecord, coalesce, decode_snapshot, redact
+from worker.sync.epoch import AbsenceRule
 from worker.sync.offsets import OffsetLedger, Position
 from worker.sync.queue import Work
 from worker.sync.target_runner import TargetRunner
@@ -69,6 +71,12 @@ def positions_by_interaction(records: Sequence[SyncRecord]) -> dict[str, list[Po
     return found
 
 
+def absence_rule(settings: Settings) -> AbsenceRule:
+    """The sync state lives at least the retention (or the open-log TTL) after the first event."""
+    state_ttl_s = min(settings.retention_seconds, settings.open_log_ttl_seconds)
+    return AbsenceRule(margin_ms=int(settings.sync_epoch_margin_seconds * 1000), state_ttl_ms=int(state_ttl_s * 1000))
+
+
 class SyncStage:
     def __init__(
         self, settings: Settings, targets: Sequence[Target], states: SyncStateStore, budget: Budget,
@@ -93,10 +101,19 @@ class SyncStage:
                 linger_items=target.traits.linger_items, max_call_items=settings.batch_size,
                 pause_base_s=settings.target_pause_base_seconds,
                 pause_ceiling_s=settings.target_pause_ceiling_seconds,
-                max_pause_s=settings.max_pause_seconds(target.name),
+                max_pause_s=settings.max_pause_seconds(target.name), absence=absence_rule(settings),
             )
             for target in self.targets
         ]
+
+    def _start_epoch(self) -> None:
+        """The sync epoch is created now unless the store has one; every batch read creates it too."""
+        try:
+            epoch_ms = self.states.start_epoch(int(time.time() * 1000))
+        except StoreError as exc:  # the runners' first reads wait for Redis and create it then
+            log.warning("sync epoch not read at start", error=str(exc))
+            return
+        log.info("sync epoch", epoch_ms=epoch_ms)
 
     def paused_targets(self) -> list[str]:
         """One line per paused target, for /readyz's body."""
@@ -139,6 +156,7 @@ class SyncStage:
             [self.settings.upserts_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        self._start_epoch()
         for runner in self.runners:
             runner.start()
         try:

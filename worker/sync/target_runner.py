@@ -39,8 +39,9 @@ from adapters.base import (
 )
 from worker.runtime import metrics
 from worker.store.budget import Budget, Grant, admit
-from worker.store.sync_state import StateUpdate, SyncStateStore
+from worker.store.sync_state import BatchRead, StateUpdate, SyncStateStore
 from worker.sync.batch import Pending
+from worker.sync.epoch import AbsenceRule, Evidence, first_event_ms, state_known_absent
 from worker.sync.offsets import Position
 from worker.sync.pause import PauseControl, TargetPause, refusal
 from worker.sync.queue import Work, WorkQueue
@@ -76,6 +77,7 @@ class TargetRunner:
     pause_base_s: float = 1.0  # a paused target: first wait ...
     pause_ceiling_s: float = 300.0  # ... doubling up to this
     max_pause_s: float | None = None  # dead-letter the waiting records once paused this long
+    absence: AbsenceRule | None = None  # when a missing state means "never synced"; None: never trusted
     pauses: PauseControl = field(init=False)
     failure: BaseException | None = field(default=None, init=False)
     queue: WorkQueue = field(init=False)
@@ -172,16 +174,25 @@ class TargetRunner:
         self._apply([works[item.snapshot.interaction_id] for item in sent], sent, outcomes)
 
     def _still_due(self, batch: list[Work]) -> list[tuple[Work, SyncItem]]:
-        """Each item with its state as stored now; those already synced are done without a call."""
-        states = self.states.load((work.interaction_id for work in batch), [self.name])
+        """Each item with its state as stored now; those already synced are done without a call.
+        The same read brings the sync epoch, which says whether a missing state is "never synced"."""
+        now_ms = int(time.time() * 1000)
+        read = self.states.read_batch((work.interaction_id for work in batch), self.name, now_ms)
         due: list[tuple[Work, SyncItem]] = []
         for work in batch:
-            state = states.get((work.interaction_id, self.name), TargetState())
+            state = read.states.get(work.interaction_id, TargetState())
             if state.synced_version >= work.entry.snapshot.version:
                 self.on_done(self.queue.finish(work, done=True))
             else:
-                due.append((work, SyncItem(work.entry.snapshot, state)))
+                absent = self._known_absent(work, read, now_ms)
+                due.append((work, SyncItem(work.entry.snapshot, state, state_known_absent=absent)))
         return due
+
+    def _known_absent(self, work: Work, read: BatchRead, now_ms: int) -> bool:
+        if self.absence is None or work.interaction_id not in read.held_without_state:
+            return False
+        evidence = Evidence(read.epoch_ms, first_event_ms(work.entry.snapshot), now_ms, log_held=True)
+        return state_known_absent(evidence, self.absence)
 
     def _let_go(self, due: list[tuple[Work, SyncItem]]) -> bool:
         """Dead-letter the batch without a call while the pause is over its limit (until the next probe)."""
