@@ -98,11 +98,13 @@ class StateChangelog:
         self.deliveries = deliveries
         self.ttl = ttl
 
-    def record(self, states: Iterable[tuple[int, str, State, int | None]], now_ms: int) -> None:
-        """(partition, interaction id, state, TTL in ms or None = the policy's) each; flushed by the caller."""
+    def record(self, states: Iterable[tuple[int, str, State, int | None, bytes | None]], now_ms: int) -> None:
+        """(partition, interaction id, state, TTL in ms or None = the policy's, the state's bytes or None)
+        each; flushed by the caller. Bytes the planner encoded for the store are produced as they are
+        (encoding a state again cost as much as the store's whole round trip, docs/benchmarks.md)."""
         produce, topic, callback = self.producer.produce, self.topic, self.deliveries.callback
-        for partition, interaction_id, state, ttl_ms in states:
-            document, kind = encode_state(state)
+        for partition, interaction_id, state, ttl_ms, encoded in states:
+            document, kind = encode_state(state, encoded)
             ttl = ttl_ms if ttl_ms is not None else self._ttl_ms(state, now_ms)
             produce(topic, key=interaction_id, value=document, partition=partition,
                     headers=[(HEADER_KIND, kind.encode()), (HEADER_TTL_MS, b"%d" % ttl)], on_delivery=callback)

@@ -319,7 +319,7 @@ class FoldStage:
         if self.changelog is not None:
             skipped = set(fenced)
             self.changelog.record(
-                ((partition_of(w.interaction_id), w.interaction_id, w.state, w.ttl_ms)
+                ((partition_of(w.interaction_id), w.interaction_id, w.state, w.ttl_ms, w.document)
                  for w in writes if w.interaction_id not in skipped), now_ms,
             )
         return fenced
@@ -331,7 +331,7 @@ class FoldStage:
         their last changelog copy while Redis kept the write (the re-read events are duplicates now)."""
         if self.changelog is not None:
             self.changelog.record(
-                ((partition_of[i], i, stored.state, None) for i, stored in loaded.items()
+                ((partition_of[i], i, stored.state, None, None) for i, stored in loaded.items()
                  if stored.state is not None and i not in written and i in partition_of), now_ms,
             )
 
