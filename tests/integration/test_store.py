@@ -93,6 +93,22 @@ def test_one_write_call_fences_each_interaction_alone_and_leaves_a_fenced_ones_d
     assert 0 < backend.ttl_ms("c") <= 30_000
 
 
+def test_a_fenced_write_tells_a_state_that_went_backwards_from_one_that_moved_on(backend: Backend) -> None:
+    """The version stored now comes back for each fenced-out write: below the expected one (or none
+    stored) is a lost write, above it another writer's; both are fenced out, neither is written."""
+    store = backend.store
+    ids = [f"r{n}" for n in range(40)]  # spread over slots (a cluster answers slot by slot)
+    store.write([StateWrite(i, 0, InteractionLog(i, version=5), 60_000) for i in ids])
+    writes = [StateWrite(i, [3, 5, 7, 9][n % 4], InteractionLog(i, version=10), 60_000) for n, i in enumerate(ids)]
+    writes.append(StateWrite("gone", 2, InteractionLog("gone", version=3), 60_000))
+    result = store.write(writes)
+    expected_fenced = {i for n, i in enumerate(ids) if n % 4 != 1} | {"gone"}
+    assert (expected_fenced, {**{i: 5 for n, i in enumerate(ids) if n % 4 >= 2}, "gone": 0}) == (
+        set(result.fenced_out), result.regressed)
+    assert {i: 10 if n % 4 == 1 else 5 for n, i in enumerate(ids)} == {
+        i: s.version for i, s in store.load(ids).items()}
+
+
 def test_a_batch_larger_than_one_script_call_keeps_every_fence_and_deadline(backend: Backend) -> None:
     store = backend.store
     ids = [f"i{n}" for n in range(2_500)]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TypeVar
 
 import structlog
@@ -137,6 +138,20 @@ class StateRestorer:
         metrics.STATE_RESTORED.inc(len(writes))
         return len(writes)
 
+    def restore_ids(self, partition: int, stored: dict[str, int], beat: Callable[[], None]) -> list[str]:
+        """Write back the changelog's states of these ids (id → version the store holds now) where the
+        changelog's is newer, fenced on that version; the partition is read once. The ids restored."""
+        latest = self._read(partition, beat)
+        now_ms = int(time.time() * 1000)
+        writes = []
+        for interaction_id, version in stored.items():
+            message = latest.get(interaction_id)
+            found = None if message is None else _restored_write(partition, interaction_id, message, now_ms)
+            if found is not None and found.state.version > version:
+                writes.append(replace(found, expected_version=version))
+        fenced = set(self.store.write(writes).fenced_out) if writes else set()
+        return [w.interaction_id for w in writes if w.interaction_id not in fenced]
+
     def _read(self, partition: int, beat: Callable[[], None]) -> dict[str, Message]:
         tp = TopicPartition(self.topic, partition)
         low, high = self.consumer.get_watermark_offsets(tp, timeout=_KAFKA_TIMEOUT_S)
@@ -178,10 +193,15 @@ def _restored_write(partition: int, interaction_id: str, message: Message, now_m
     state = decode_state(value, headers.get(HEADER_KIND))
     if state is None:
         return None
+    return rewrite(partition, interaction_id, state, 0, ttl_ms)
+
+
+def rewrite(partition: int, interaction_id: str, state: State, expected_version: int, ttl_ms: int) -> StateWrite:
+    """The fenced write that puts a known state back (an open log gets its deadline entry back)."""
     deadline = None
     if isinstance(state, InteractionLog) and state.edit_deadline is not None and not state.finalized:
         deadline = (partition, int(state.edit_deadline.timestamp() * 1000))
-    return StateWrite(interaction_id, 0, state, ttl_ms, deadline=deadline)
+    return StateWrite(interaction_id, expected_version, state, ttl_ms, deadline=deadline)
 
 
 class StoreGuard:

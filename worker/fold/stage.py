@@ -42,6 +42,7 @@ from worker.fold.recovery import (
     Waiter,
     flush_until_acknowledged,
 )
+from worker.fold.regressions import RegressionRepair
 from worker.kafka.clients import (
     DeliveryTracker,
     commit_quietly,
@@ -122,6 +123,7 @@ class FoldStage:
                     if self.live and changelog_reader is not None else None)
         self.guard = StoreGuard(store, restorer, consumer, settings.events_topic, self.waiter)
         self.guard.on_restored = self.cache.drop_partitions
+        self.regressions = RegressionRepair(store, restorer, self.status.beat)
         self._trouble_seen = 0.0
 
     # -- group membership -------------------------------------------------------------------
@@ -305,17 +307,22 @@ class FoldStage:
     def _write_through(
         self, writes: Sequence[StateWrite], partition_of: Callable[[str], int], now_ms: int,
     ) -> list[str]:
-        """Write to the store and mirror the result in the cache; the ids fenced out."""
+        """Write to the store and mirror the result in the cache; the ids fenced out. States found to have
+        gone backwards are repaired (`worker.fold.regressions`) before the caller folds them again."""
         if not writes:
             return []
         guard = self._guarded(partition_of(item.interaction_id) for item in writes)
         try:
-            fenced = self.store.write(writes, guard).fenced_out
+            result = self.store.write(writes, guard)
         except BaseException:
             # some writes of the round trip may have landed: forget them all, Redis is the truth
             self.cache.evict(item.interaction_id for item in writes)
             raise
+        fenced = result.fenced_out
+        held = self.cache.held(result.regressed, now_ms)  # what this consumer last wrote, before eviction
         self.cache.written(writes, fenced, partition_of, now_ms)
+        if result.regressed:
+            self.regressions.repair(result.regressed, held, partition_of)
         if self.changelog is not None:
             skipped = set(fenced)
             self.changelog.record(

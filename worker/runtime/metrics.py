@@ -37,6 +37,10 @@ SYNC_LATENCY = Histogram(
 STORE_UNAVAILABLE = Gauge("ilog_store_unavailable", "1 while the stage waits for Redis to answer", ["stage"])
 BROKER_ERRORS = Counter("ilog_broker_errors_total", "Connection errors the stage's Kafka consumer reported", ["stage"])
 STATE_RESTORES = Counter("ilog_state_restores_total", "Partitions whose state was restored from the changelog")
+STATE_REGRESSIONS = Counter(
+    "ilog_state_regressions_total",
+    "States found older than this consumer last wrote (a failover lost acknowledged writes), repaired",
+)
 STATE_RESTORED = Counter("ilog_state_restored_keys_total", "Interaction states written back from the changelog")
 FLUSH_RETRIES = Counter("ilog_flush_retries_total", "Producer flushes retried (Kafka did not acknowledge in time)")
 SYNC_QUEUE_DEPTH = Gauge(

@@ -40,6 +40,15 @@ class StateCache:
         self._entries.move_to_end(interaction_id)
         return entry[1]
 
+    def held(self, interaction_ids: Iterable[str], now_ms: int) -> dict[str, tuple[int, Stored, int]]:
+        """The entries held for these ids: id → (partition, state as last written, TTL left in ms)."""
+        found: dict[str, tuple[int, Stored, int]] = {}
+        for interaction_id in interaction_ids:
+            entry = self._entries.get(interaction_id)
+            if entry is not None and entry[2] > now_ms:
+                found[interaction_id] = (entry[0], entry[1], entry[2] - now_ms)
+        return found
+
     def put(self, interaction_id: str, partition: int, state: State, expires_ms: int) -> None:
         self._entries[interaction_id] = (partition, Stored(state.version, state), expires_ms)
         self._entries.move_to_end(interaction_id)

@@ -16,7 +16,10 @@
 -- holds that partition's state); if one is missing, the store lost its state and NOTHING is
 -- written: the call fails with "ILOGLOST <partition>" and the fold stage restores the partition.
 -- A write that is fenced out changes nothing, its deadline entry included.
--- Returns the 1-based indexes of the fenced-out writes (empty when every write was stored).
+-- Returns, for each fenced-out write, its 1-based index and the version stored now (0: none), flat:
+-- {i1, v1, i2, v2, ...} (empty when every write was stored). A stored version below the expected
+-- one means the store went backwards (a failover lost the last writes), not that another writer
+-- moved on: the fold stage repairs those states before it folds them again.
 local n = tonumber(ARGV[1])
 local guard_at = 2 + n * 9
 local g = tonumber(ARGV[guard_at] or '0')
@@ -33,6 +36,7 @@ for i = 1, n do
   local stored = redis.call('HGET', key, 'v') or '0'
   if stored ~= ARGV[base + 1] then
     fenced[#fenced + 1] = i
+    fenced[#fenced + 1] = tonumber(stored)
   else
     redis.call('HSET', key, 'v', ARGV[base + 2], 'd', ARGV[base + 3], 'k', ARGV[base + 4])
     redis.call('PEXPIRE', key, ARGV[base + 5])

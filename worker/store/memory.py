@@ -25,6 +25,14 @@ class MemoryStore:
         self.deadlines.clear()
         self.marks.clear()
 
+    def lose_write(self, interaction_id: str, older: State | None) -> None:
+        """Go back to an older state (None: no state), as a failover to a replica that had not received
+        the last writes would; the marks and deadline entries stay."""
+        if older is None:
+            self.states.pop(interaction_id, None)
+        else:
+            self.states[interaction_id] = (older.version, older)
+
     def marked(self, partitions: Sequence[int]) -> set[int]:
         return self.marks & set(partitions)
 
@@ -45,10 +53,13 @@ class MemoryStore:
         if writes and unmarked:
             raise StateLostError(unmarked[:1])
         fenced: list[str] = []
+        regressed: dict[str, int] = {}
         for item in writes:
             stored_version = self.states.get(item.interaction_id, (0, None))[0]
             if stored_version != item.expected_version:
                 fenced.append(item.interaction_id)
+                if stored_version < item.expected_version:
+                    regressed[item.interaction_id] = stored_version
                 continue  # like the script: a fenced-out write leaves the deadline entry alone too
             self.states[item.interaction_id] = (item.state.version, item.state)
             self.ttl_ms[item.interaction_id] = item.ttl_ms
@@ -57,7 +68,7 @@ class MemoryStore:
                 self.deadlines.setdefault(partition, {})[item.interaction_id] = deadline_ms
             if item.unschedule_partition is not None:
                 self.deadlines.get(item.unschedule_partition, {}).pop(item.interaction_id, None)
-        return WriteResult(fenced_out=fenced)
+        return WriteResult(fenced_out=fenced, regressed=regressed)
 
     def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]:
         entries = sorted(self.deadlines.get(partition, {}).items(), key=lambda kv: (kv[1], kv[0]))

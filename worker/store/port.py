@@ -7,7 +7,9 @@ documented in `worker.store.keys`.
 
 Marks: a store says which partitions' state it holds (`marked`, `mark`); a guarded `write` refuses
 the whole call with `StateLostError` when one of its guarded partitions is not marked (the store lost
-its state). Errors: `StoreUnavailableError` (wait and retry), `StateLostError`, `StoreError` (anything else).
+its state). A fenced write also tells a state that moved on (another writer) from one that went
+backwards (`WriteResult.regressed`: lost writes the marks cannot see).
+Errors: `StoreUnavailableError` (wait and retry), `StateLostError`, `StoreError` (anything else).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from worker.core.writes import StateWrite, Stored
 
 @dataclass(frozen=True)
 class WriteResult:
-    fenced_out: list[str] = field(default_factory=list)  # ids whose stored version had moved on
+    fenced_out: list[str] = field(default_factory=list)  # ids whose stored version was not the one expected
+    # the fenced-out ids whose stored version is BELOW the expected one (0: no state), with that version:
+    # the store went backwards (a failover lost acknowledged writes), no other writer moved on
+    regressed: dict[str, int] = field(default_factory=dict)
 
 
 class LogStore(Protocol):

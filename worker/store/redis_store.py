@@ -109,9 +109,11 @@ class RedisStore:
             else:
                 chunks = [writes[i:i + _WRITES_PER_CALL] for i in range(0, len(writes), _WRITES_PER_CALL)]
                 fenced = self._write_chunks(chunks, guard, slots=None)
-        return WriteResult(fenced_out=fenced)
+        expected = {item.interaction_id: item.expected_version for item in writes}
+        return WriteResult(fenced_out=list(fenced),
+                           regressed={i: v for i, v in fenced.items() if v < expected[i]})
 
-    def _write_by_slot(self, writes: Sequence[StateWrite], guard: Sequence[int]) -> list[str]:
+    def _write_by_slot(self, writes: Sequence[StateWrite], guard: Sequence[int]) -> dict[str, int]:
         """The three cluster steps (module docstring). A crash after step 1 leaves entries whose log
         has no such deadline (yet): the finalizer drops or reschedules them by the stored log, and the
         re-consumed batch adds them again. A crash after step 2 leaves entries of finalized logs:
@@ -125,9 +127,8 @@ class RedisStore:
                 chunks.append(group[i:i + _WRITES_PER_CALL])
                 slots.append(slot)
         fenced = self._write_chunks(chunks, guard, slots=slots)
-        fenced_ids = set(fenced)
         self._deadline_entries("ZREM", [item for item in writes if item.unschedule_partition is not None
-                                        and item.interaction_id not in fenced_ids])
+                                        and item.interaction_id not in fenced])
         return fenced
 
     def _deadline_entries(self, command: str, writes: Sequence[StateWrite]) -> None:
@@ -146,9 +147,10 @@ class RedisStore:
 
     def _write_chunks(
         self, chunks: Sequence[Sequence[StateWrite]], guard: Sequence[int], *, slots: Sequence[int] | None,
-    ) -> list[str]:
-        """One script call per chunk, all in one round trip; the ids fenced out. `slots`: a cluster's
-        chunks each lie in one slot, whose marks guard them (none: one node, deadlines in the call)."""
+    ) -> dict[str, int]:
+        """One script call per chunk, all in one round trip; the ids fenced out → the version stored now.
+        `slots`: a cluster's chunks each lie in one slot, whose marks guard them (none: one node, deadlines
+        in the call)."""
         if slots is None:
             commands = [self._fenced_write_command(chunk, guard, keys.marks_key(self._prefix), with_deadlines=True)
                         for chunk in chunks]
@@ -157,8 +159,8 @@ class RedisStore:
                                                    with_deadlines=False)
                         for chunk, slot in zip(chunks, slots, strict=True)]
         replies = self._run_scripts(commands)
-        return [chunk[index - 1].interaction_id for chunk, reply in zip(chunks, replies, strict=True)
-                for index in reply]
+        return {chunk[int(reply[j]) - 1].interaction_id: int(reply[j + 1])
+                for chunk, reply in zip(chunks, replies, strict=True) for j in range(0, len(reply), 2)}
 
     def _run_scripts(self, commands: list[list[Any]]) -> list[Any]:
         """Send the script calls; calls refused with NOSCRIPT (a restarted, flushed or newly promoted
