@@ -34,7 +34,7 @@ from tests.support import WorkerProcess, wait_for
 from worker.dev.generator import generate_histories
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
-from worker.store import keys
+from worker.store.sync_state import RedisSyncStateStore
 
 TARGET_SF_REQUESTS_PER_INTERACTION = 0.05
 TARGET_ZD_REQUESTS_PER_INTERACTION = 0.02
@@ -89,7 +89,7 @@ def _age_sync_epoch(settings: Settings, age_s: float) -> None:
     steady state, not the first `ILOG_SYNC_EPOCH_MARGIN_SECONDS` of a new epoch (which look up)."""
     client = bootstrap.redis_client(settings)
     try:
-        client.set(keys.sync_epoch_key(settings.key_prefix), int((time.time() - age_s) * 1000), nx=True)
+        RedisSyncStateStore(client, settings.key_prefix, 60).start_epoch(int((time.time() - age_s) * 1000))
     finally:
         client.close()
 

@@ -30,6 +30,7 @@ from tests.support import WorkerProcess, produce
 from worker.dev.demo import seed_zendesk_tickets, wait_settled
 from worker.runtime.settings import Settings
 from worker.store import keys
+from worker.store.sync_state import RedisSyncStateStore, parse_epoch
 
 _MARKER_RE = re.compile(r"^\[interaction (.+) · log v(\d+)\]$", re.MULTILINE)
 _MOVING = ("LastModifiedDate", "SystemModstamp")  # a look-up finds the Task and updates it again
@@ -86,7 +87,7 @@ def synced(
     stream = _stream(40, seed=43)  # from ten minutes ago
     seed_zendesk_tickets(fresh_emulators.zendesk.base_url, list(stream))
     epoch_ms = int(time.time() * 1000) - 3_600_000  # a worker that has been running for an hour
-    assert redis_client.set(keys.sync_epoch_key(run.key_prefix), epoch_ms, nx=True)
+    assert epoch_ms == RedisSyncStateStore(redis_client, run.key_prefix, 60).start_epoch(epoch_ms)
     produce(run, run.events_topic, stream)
     worker = WorkerProcess("all", run, tmp_path / "worker.log", **fresh_emulators.env)
     ids = {e["subject"] for e in stream}
@@ -130,7 +131,7 @@ def test_with_the_sync_state_deleted_two_replays_leave_one_task_ticket_and_comme
         assert before == after, f"replay {attempt} without sync state changed the CRM records"
     counted = look_ups(fresh_emulators)
     assert counted["salesforce"] > 0 and counted["zendesk"] > 0, counted  # the replays looked first
-    assert int(time.time() * 1000) - 600_000 < int(redis_client.get(epoch_key) or 0)  # a new epoch began
+    assert int(time.time() * 1000) - 600_000 < (parse_epoch(redis_client.get(epoch_key), None) or 0)  # a new one
     assert [] == webhook_ids_processed_twice(fresh_emulators)
     assert "dead-lettered" not in worker.log_text()
     assert [list(TARGETS)] == targets_logged_at_start(worker.log_text())

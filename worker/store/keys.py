@@ -9,8 +9,8 @@
 | `<prefix>:deadlines:<partition>`     | zset   | none (members removed on finalize)    | fold stage, finalizer|
 |   member = interaction id, score = edit deadline in ms since the epoch      |          |                     |
 | `<prefix>:budget:{<target>}:<window>`| string | the window's length                   | sync stage          |
-| `<prefix>:{sync-epoch}`              | string | none                                  | sync stage (SET NX) |
-|   value = ms since the Unix epoch when this store started holding sync state (see below)     |                     |
+| `<prefix>:{sync-epoch}`              | string | none                                  | sync stage          |
+|   value = `<ms>:<run_id>`: since when this store holds sync state, under which server run    |                     |
 | `<prefix>:{marks}` (one node)        | hash   | none                                  | fold stage          |
 | `<prefix>:{marks-<n>}` (cluster: one per hash slot)                         |          |                     |
 |   field = partition, value = ms since the epoch when the partition's state was marked complete |   |
@@ -21,9 +21,10 @@ restored the partition from the state changelog topic. Every guarded fenced writ
 partitions' marks in the same script call; a missing mark with committed offsets means the store
 lost its state (restarted empty, FLUSHALL, failover to an empty replica), never "nothing there".
 
-The sync epoch says "this store has held every sync state written since <value>": the sync stage
-creates it (SET NX) at start and in every batch read (the same pipeline as the states), so a
-Redis that restarted empty or was flushed starts a new epoch at its next read. A missing sync
+The sync epoch says "this store has held every sync state written since <ms>": the sync stage
+reads it with `INFO server` in every batch read (the same pipeline as the states) and starts a new
+one when it is missing (restarted empty, flushed) or names another server run (restarted from a
+snapshot, failed over); on a cluster it is created with SET NX and checked for presence only. A missing sync
 state is trusted as "never synced" only for interactions that began after the epoch
 (`worker.sync.epoch`). One key in the slot of its own tag: one read per batch, not per slot.
 

@@ -18,7 +18,7 @@ import redis
 from adapters.base import TargetState
 from worker.errors import StoreError
 from worker.store import keys
-from worker.store.cluster import RedisClient, riding_out
+from worker.store.cluster import RedisClient, is_cluster, riding_out
 
 # KEYS[1]  <prefix>:{<interaction_id>}  hash; field ARGV[1] = s:<target> (JSON TargetState)
 # ARGV[1]  field, ARGV[2] JSON state, ARGV[3] its synced_version, ARGV[4] TTL in s when the key has none
@@ -95,9 +95,21 @@ class SyncStateStore(Protocol):
         ...
 
 
-def _epoch(raw: bytes | str | None) -> int | None:
+def format_epoch(start_ms: int, run_id: str | None) -> str:
+    return str(start_ms) if run_id is None else f"{start_ms}:{run_id}"
+
+
+def parse_epoch(raw: bytes | str | None, run_id: str | None) -> int | None:
+    """The epoch's start in ms; None when missing, unreadable, or begun under another server run
+    (`run_id` None: the run is not checked)."""
+    if raw is None:
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    start, _, stored_run = text.partition(":")
+    if run_id is not None and stored_run != run_id:
+        return None
     try:
-        return None if raw is None else int(raw)
+        return int(start)
     except ValueError:
         return None
 
@@ -108,6 +120,7 @@ class RedisSyncStateStore:
         self._prefix = prefix
         self._ttl_s = max(1, int(ttl_s))
         self._save = client.register_script(_SAVE_SCRIPT)
+        self._cluster = is_cluster(client)
 
     def load(self, interaction_ids: Iterable[str], targets: Sequence[str]) -> dict[tuple[str, str], TargetState]:
         ids = list(dict.fromkeys(interaction_ids))
@@ -134,18 +147,17 @@ class RedisSyncStateStore:
     def read_batch(self, interaction_ids: Iterable[str], target: str, now_ms: int) -> BatchRead:
         ids = list(dict.fromkeys(interaction_ids))
         fields = [keys.sync_field(target), keys.FIELD_VERSION]
-        epoch_key = keys.sync_epoch_key(self._prefix)
 
         def read() -> list[Any]:
             pipe = self._client.pipeline(transaction=False)
             for interaction_id in ids:
                 pipe.hmget(keys.state_key(self._prefix, interaction_id), fields)
-            pipe.set(epoch_key, now_ms, nx=True)
-            pipe.get(epoch_key)
+            self._epoch_commands(pipe, now_ms)
             return list(pipe.execute())
 
         try:
             answers = riding_out(read)
+            epoch_ms = self._epoch_of(answers[len(ids):], now_ms)
         except redis.RedisError as exc:
             raise StoreError(f"loading sync state of {len(ids)} interactions failed: {exc}") from exc
         rows: list[list[bytes | None]] = answers[: len(ids)]
@@ -153,22 +165,42 @@ class RedisSyncStateStore:
             states={i: decode_target_state(row[0]) for i, row in zip(ids, rows, strict=True)},
             held_without_state=frozenset(i for i, row in zip(ids, rows, strict=True)
                                          if row[0] is None and row[1] is not None),
-            epoch_ms=_epoch(answers[-1]),
+            epoch_ms=epoch_ms,
         )
 
     def start_epoch(self, now_ms: int) -> int | None:
-        epoch_key = keys.sync_epoch_key(self._prefix)
-
         def start() -> list[Any]:
             pipe = self._client.pipeline(transaction=False)
-            pipe.set(epoch_key, now_ms, nx=True)
-            pipe.get(epoch_key)
+            self._epoch_commands(pipe, now_ms)
             return list(pipe.execute())
 
         try:
-            return _epoch(riding_out(start)[-1])
+            return self._epoch_of(riding_out(start), now_ms)
         except redis.RedisError as exc:
             raise StoreError(f"starting the sync epoch failed: {exc}") from exc
+
+    def _epoch_commands(self, pipe: Any, now_ms: int) -> None:
+        """One node: GET the epoch and the server's run id (a restart or a failover changes it).
+        A cluster: SET NX + GET (INFO names one node of many; a lost shard is a residual risk)."""
+        epoch_key = keys.sync_epoch_key(self._prefix)
+        if self._cluster:
+            pipe.set(epoch_key, now_ms, nx=True)
+        else:
+            pipe.info("server")
+        pipe.get(epoch_key)
+
+    def _epoch_of(self, answers: list[Any], now_ms: int) -> int | None:
+        """The epoch's start; a new epoch begins now when the key is missing or names another run
+        of the server (restarted from a snapshot, failed over: its last writes may be lost)."""
+        if self._cluster:
+            return parse_epoch(answers[-1], None)
+        server, raw = answers
+        run_id = str(server.get("run_id", "")) or None
+        epoch_ms = parse_epoch(raw, run_id)
+        if epoch_ms is None:
+            riding_out(lambda: self._client.set(keys.sync_epoch_key(self._prefix), format_epoch(now_ms, run_id)))
+            epoch_ms = now_ms
+        return epoch_ms
 
     def save(self, updates: Sequence[StateUpdate]) -> None:
         if not updates:

@@ -2,9 +2,10 @@
 "unknown", never "not created" — unless the store provably held everything ever written for it).
 
 The sync epoch is a Redis key (`worker.store.keys.sync_epoch_key`) holding, in ms since the Unix
-epoch, when the store started holding sync state: created with SET NX when the sync stage starts
-and whenever a batch read finds it missing (Redis restarted empty, flushed, failed over to an
-empty replica: the key goes with the data, and the next read starts a new epoch). The absence of
+epoch, when the store started holding sync state, and the Redis server run it began under:
+created when the sync stage starts and whenever a batch read finds it missing (Redis restarted
+empty, flushed) or begun under another server run (restarted from a snapshot, failed over: the
+last writes may be lost); see `worker.store.sync_state.RedisSyncStateStore.read_batch`. The absence of
 an interaction's state for a target is trusted ("not created") only when all of these hold:
 
 - the epoch started at least `margin_ms` before the interaction's first event (`connected_at`;
