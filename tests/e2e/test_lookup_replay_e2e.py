@@ -3,9 +3,10 @@
 `ilog worker all` (real Kafka and Redis) against the emulators with the real simple-salesforce and
 zenpy clients over HTTP. The worker's sync epoch is an hour old (a worker that has been running),
 so the first sync of these young interactions creates without looking (`worker.sync.epoch`). Then
-the Redis hash of every interaction is deleted, as retention expiry does (the first time alone,
-the second time with the sync epoch key, as a Redis restarted empty or flushed loses both), and
-the events topic is replayed (`ilog replay`, each time into a group and key prefix of its own,
+the sync state is lost — the first time the Redis hash of every interaction is deleted, as
+retention expiry does; the second time Redis is flushed (FLUSHALL, as a restart without
+persistence loses it), the fold stage restores its logs from the changelog, the sync epoch starts
+again — and the events topic is replayed (`ilog replay`, each time into a group and key prefix of its own,
 snapshots to the live upserts topic the running worker syncs): every absence is unknown again.
 
 Deleting single `s:<target>` fields while the hash and the epoch stay is outside the contract:
@@ -117,9 +118,11 @@ def test_with_the_sync_state_deleted_two_replays_leave_one_task_ticket_and_comme
 
     epoch_key = keys.sync_epoch_key(run.key_prefix)
     for attempt in (1, 2):
-        assert 0 == delete_states(redis_client, run, ids)
-        if attempt == 2:
-            assert 1 == redis_client.delete(epoch_key)
+        if attempt == 1:  # as retention expiry does: the hashes go, the sync epoch stays
+            assert 0 == delete_states(redis_client, run, ids)
+        else:  # Redis lost everything: the fold stage restores its logs (field v) from the
+            # changelog, the sync states stay lost; only the new sync epoch says "unknown"
+            assert redis_client.flushall()
         result = _ilog(run, "replay", "--from", "earliest", "--group", f"e2e-lost-state-{attempt}")
         assert 0 == result.returncode, result.stderr[-3000:]
         assert 0 == json.loads(result.stdout.strip().splitlines()[-1])["remaining_lag"]
@@ -129,6 +132,10 @@ def test_with_the_sync_state_deleted_two_replays_leave_one_task_ticket_and_comme
         after = crm_records(fresh_emulators, ids)
         # The same records, with the final values: nothing created or posted again.
         assert before == after, f"replay {attempt} without sync state changed the CRM records"
+    assert "state restored from the changelog" in worker.log_text()
+    restored = [redis_client.hexists(keys.state_key(run.key_prefix, i), keys.FIELD_VERSION) for i in sorted(ids)]
+    # Logs are back without the targets' states: for those, the new sync epoch alone said "unknown".
+    assert sum(restored) >= len(ids) // 2, restored
     counted = look_ups(fresh_emulators)
     assert counted["salesforce"] > 0 and counted["zendesk"] > 0, counted  # the replays looked first
     assert int(time.time() * 1000) - 600_000 < (parse_epoch(redis_client.get(epoch_key), None) or 0)  # a new one
