@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tests.fakes import Calls, FakeConsumer, FakeMessage, FakeProducer, json_message
 from tests.support import event
@@ -114,3 +115,44 @@ def test_a_replay_at_the_end_of_its_range_closes_exactly_the_windows_over_before
     assert ["just-over", "long-over"] == finalized
     deadline_ms = int((over_at + timedelta(seconds=1 + window_s)).timestamp() * 1000)
     assert [("still-open", deadline_ms)] == store.due(0, deadline_ms + 1, 10)
+
+
+def _prefetched_to_the_end(high: int) -> dict[str, Any]:
+    """librdkafka's statistics right after a restart: its fetcher has read the partition to the end into
+    the local queue (`eof_offset` = `hi_offset`), the stage has been handed none of it (`app_offset` unset)."""
+    partition = {"leader": 1, "fetch_state": "active", "hi_offset": high, "eof_offset": high,
+                 "app_offset": -1001, "next_offset": high, "fetchq_cnt": high}
+    return {"brokers": {"b/1": {"nodeid": 1, "state": "UP", "rxidle": 100_000}},
+            "topics": {EVENTS: {"partitions": {"0": partition}}}}
+
+
+def test_a_restarted_member_closes_no_window_before_it_read_the_edits_its_fetcher_prefetched() -> None:
+    """The window of `c1` is past deadline + grace by the wall clock, its in-window edit still unread in
+    Kafka: statistics showing the fetcher at the end say nothing about what the stage has read."""
+    window_s, grace_s = SETTINGS.edit_window_seconds, SETTINGS.finalize_grace_seconds
+    ended = datetime.now(UTC) - timedelta(seconds=window_s + grace_s + 30)
+    history = [*_call_ending("c1", 0, ended),
+               json_message(EVENTS, 0, 2, event("log.updated", "c1", 3, ended + timedelta(seconds=5),
+                                                {"notes": "in time"}))]
+    calls: Calls = []
+    store = RecordingStore(calls)
+    store.mark([0])
+    killed = FoldStage(SETTINGS, store, FakeConsumer(calls, [history[:2]]), FakeProducer(calls))  # type: ignore[arg-type]
+    killed.clocks.assign([0])
+    killed.step()  # folded the call, killed before reading the edit (nothing committed)
+    assert 2 == store.states["c1"][0]
+
+    producer = FakeProducer(calls)
+    # first consume: nothing handed out yet; then the call again (from the committed offset), the edit, the end
+    consumer = FakeConsumer(calls, [[], [*history, FakeMessage(EVENTS, 0, 3, eof=True)]])
+    restarted = FoldStage(SETTINGS, store, consumer, producer)  # type: ignore[arg-type]
+    restarted.clocks.assign([0])
+    restarted.status.stats(_prefetched_to_the_end(high=3))
+    restarted.step()
+    restarted.step()
+    restarted.finalize_due()
+
+    finalized = [json.loads(m.value or b"") for m in producer.on(SETTINGS.upserts_topic)
+                 if m.headers["trigger"] == b"finalized"]
+    assert [("c1", 4, "in time")] == [(s["interaction_id"], s["version"], s["notes"]) for s in finalized]
+    assert [] == producer.on(SETTINGS.events_dlq_topic)

@@ -73,7 +73,6 @@ def _stats(rxidle_us: int, state: str = "UP", app_offset: int = 7, eof_offset: i
 
 def test_statistics_say_which_partitions_are_at_their_end_and_whether_a_leader_is_silent() -> None:
     assert ([0], False) == partitions_at_end(_stats(300_000), "events", [0, 1])
-    assert ([0], False) == partitions_at_end(_stats(300_000, app_offset=-1001, eof_offset=7), "events", [0, 1])
     assert ([], True) == partitions_at_end(_stats(4_000_000), "events", [0, 1])
     assert ([], True) == partitions_at_end(_stats(100, state="DOWN"), "events", [0, 1])
     assert ([], False) == partitions_at_end(_stats(100), "other", [0, 1])
@@ -200,3 +199,25 @@ def test_healthz_fails_only_when_a_loop_stops_beating_and_readyz_names_what_a_st
     assert (fold.not_ready_reason() or "").startswith("fold: redis unavailable for")
     fold.store_up()
     assert fold.not_ready_reason() is None
+
+
+def test_a_fetcher_at_the_end_is_not_a_consumer_at_the_end() -> None:
+    """Right after a (re)start librdkafka's fetcher may have read a partition to its end (`eof_offset` =
+    `hi_offset`) while the stage was handed none of it: only what the stage was handed counts, the last
+    message (`app_offset`) or the last end of partition (kept by the stage since the assignment)."""
+    prefetched = _stats(300_000, app_offset=-1001, eof_offset=7)
+    assert ([], False) == partitions_at_end(prefetched, "events", [0, 1])
+    assert ([], False) == partitions_at_end(prefetched, "events", [0, 1], {0: 5})  # an older end, before new events
+    assert ([0], False) == partitions_at_end(prefetched, "events", [0, 1], {0: 7})
+    assert ([0], False) == partitions_at_end(_stats(300_000, app_offset=7, eof_offset=7), "events", [0, 1], {0: 5})
+
+
+def test_the_ends_handed_to_the_consumer_are_kept_per_owned_partition_until_revoked() -> None:
+    clocks = PartitionClocks(fresh_ms=5_000)
+    clocks.assign([0, 1])
+    clocks.eof_read(0, 7)
+    clocks.eof_read(2, 9)  # not owned
+    assert {0: 7} == clocks.eofs_read()
+    clocks.revoke([0])
+    clocks.assign([0])
+    assert {} == clocks.eofs_read()

@@ -36,6 +36,7 @@ class PartitionClocks:
         self._event_ms: dict[int, int] = {}
         self._caught_up: dict[int, bool] = {}
         self._verified_ms: dict[int, int] = {}  # wall ms of the last evidence that the partition is at its end
+        self._eof_read: dict[int, int] = {}  # offset of the last end of partition the consumer was handed
         self._fresh_ms = fresh_ms  # None: an EOF counts until the next event (replays, tests of the rule)
         self._settle_ms = settle_ms
         self._hold_until_ms = 0
@@ -51,6 +52,7 @@ class PartitionClocks:
             self._event_ms.pop(partition, None)
             self._caught_up.pop(partition, None)
             self._verified_ms.pop(partition, None)
+            self._eof_read.pop(partition, None)
 
     def owned(self) -> list[int]:
         return sorted(self._event_ms)
@@ -65,6 +67,15 @@ class PartitionClocks:
         if partition in self._caught_up:
             self._caught_up[partition] = True
             self._verified_ms[partition] = now_ms
+
+    def eof_read(self, partition: int, offset: int) -> None:
+        """The consumer was handed the end of `partition` at `offset` (after every message before it)."""
+        if partition in self._event_ms:
+            self._eof_read[partition] = offset
+
+    def eofs_read(self) -> dict[int, int]:
+        """Per owned partition, the offset of the last end of partition handed to the consumer since its assignment."""
+        return dict(self._eof_read)
 
     def suspend(self) -> None:
         """The broker is unreachable or a fetch failed: nothing is known to be caught up any more."""

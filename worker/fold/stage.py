@@ -221,7 +221,9 @@ class FoldStage:
             if error is None:
                 records.append(decode_message(message))
             elif error.code() == KafkaError._PARTITION_EOF:
-                at_end.append(message.partition() or 0)
+                partition = message.partition() or 0
+                at_end.append(partition)
+                self.clocks.eof_read(partition, message.offset() or 0)
             else:
                 self.clocks.suspend()
                 log.error("consume error", error=error.str(), partition=message.partition())
@@ -237,7 +239,8 @@ class FoldStage:
         stats = self.status.take_stats()
         if stats is None:
             return
-        ends, silent = partitions_at_end(stats, self.settings.events_topic, self.clocks.owned())
+        ends, silent = partitions_at_end(stats, self.settings.events_topic, self.clocks.owned(),
+                                         self.clocks.eofs_read())
         if silent:
             self.clocks.suspend()
             return

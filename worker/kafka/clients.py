@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -240,17 +240,24 @@ def log_kafka_error(error: KafkaError) -> None:
 _ANSWERED_WITHIN_US = 3_000_000  # a leader that sent nothing for this long is not answering
 
 
-def partitions_at_end(stats: dict[str, Any], topic: str, owned: Sequence[int]) -> tuple[list[int], bool]:
+def partitions_at_end(
+    stats: dict[str, Any], topic: str, owned: Sequence[int], eofs_read: Mapping[int, int] | None = None,
+) -> tuple[list[int], bool]:
     """(owned partitions read to their high watermark, whether an owned partition's leader is silent).
 
     From librdkafka's statistics: a partition is at its end when it is fetched, the application has
-    read up to the high watermark of the last fetch response (or, nothing read since assignment, the
-    last EOF was at it), and its leader broker is UP and sent something within the last 3 s."""
+    read up to the high watermark of the last fetch response, and its leader broker is UP and sent
+    something within the last 3 s. What the application has read is the last message it was handed
+    (`app_offset`) or the last end of partition it was handed (`eofs_read`: partition → offset, kept by
+    the caller since the assignment). librdkafka's own `eof_offset` is no evidence: it says where its
+    fetcher reached the end, and what it fetched may still wait in the local queue (`fetchq_cnt`),
+    right after a restart all of it."""
     answering = {
         int(broker.get("nodeid", -1)) for broker in stats.get("brokers", {}).values()
         if broker.get("state") == "UP" and 0 <= int(broker.get("rxidle", -1)) < _ANSWERED_WITHIN_US
     }
     partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
+    eofs = eofs_read or {}
     ends: list[int] = []
     silent = False
     for partition in owned:
@@ -260,8 +267,9 @@ def partitions_at_end(stats: dict[str, Any], topic: str, owned: Sequence[int]) -
         if int(entry.get("leader", -1)) not in answering:
             silent = True
             continue
-        high, read, eof = (int(entry.get(k, -1)) for k in ("hi_offset", "app_offset", "eof_offset"))
-        if entry.get("fetch_state") == "active" and high >= 0 and (read == high or (read < 0 and eof == high)):
+        high = int(entry.get("hi_offset", -1))
+        read = max(int(entry.get("app_offset", -1)), eofs.get(partition, -1))
+        if entry.get("fetch_state") == "active" and high >= 0 and read == high:
             ends.append(partition)
     return ends, silent
 
