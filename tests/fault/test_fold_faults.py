@@ -40,8 +40,11 @@ from tests.support import (
 )
 from worker.core.state import Tombstone
 from worker.dev.generator import GeneratorMix, generate_histories
+from worker.fold.recovery import HEADER_KIND
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
+from worker.store import keys
+from worker.store.redis_store import decode_state
 
 WINDOW_S = 4.0  # broker outages: short windows, so many close during and right after the outage
 LOSS_WINDOW_S = 15.0  # state loss: every log of the middle group is still open when the state goes
@@ -339,3 +342,67 @@ def test_sigkill_after_finalizing_before_committing_reads_the_events_again_as_du
         assert {i: e["version"] + 1 for i, e in offline.items()} == _tombstone_versions(fold_settings, ids)
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def _roll_back(settings: Settings, client: redis.Redis, ids: list[str]) -> dict[str, int]:
+    """What an asynchronous failover does to the last writes: every other id's key is deleted, the rest
+    go back to their first changelog version, or are deleted when there is none older (the marks and
+    deadline entries stay). id → version now."""
+    reader = TopicReader(settings, settings.state_changelog_topic)
+    try:
+        wanted = set(ids)
+        messages = reader.read_until(lambda m: wanted <= {bytes(x.key() or b"").decode() for x in m}, timeout_s=20)
+    finally:
+        reader.close()
+    first: dict[str, Any] = {}
+    for message in messages:
+        first.setdefault(bytes(message.key() or b"").decode(), message)
+    now: dict[str, int] = {}
+    for n, interaction_id in enumerate(ids):
+        key = keys.state_key(settings.key_prefix, interaction_id)
+        older = first[interaction_id]
+        state = decode_state(older.value(), dict(older.headers() or [])[HEADER_KIND])
+        current = int(client.hget(key, keys.FIELD_VERSION) or 0)
+        if n % 2 == 0 or state is None or state.version >= current:  # no older version was ever written
+            client.delete(key)
+            now[interaction_id] = 0
+        else:
+            client.hset(key, mapping={keys.FIELD_VERSION: state.version, keys.FIELD_DOCUMENT: older.value(),
+                                      keys.FIELD_KIND: keys.KIND_LOG})
+            now[interaction_id] = state.version
+    return now
+
+
+def test_writes_lost_in_a_failover_are_caught_and_repaired_and_every_log_ends_like_ilog_fold(
+    settings: Settings, tmp_path: Path, redis_client: redis.Redis,
+) -> None:
+    """Open logs go back to an older version or vanish behind the worker (marks intact), then in-window
+    edits of some of them arrive: the stage catches the regression at its next fenced write (the edit's
+    batch, or the window's close), writes back what it last wrote, and every log ends like `ilog fold`."""
+    fold_settings = _settings(settings, LOSS_WINDOW_S)
+    open_now = _events(80, seed=41, start=datetime.now(UTC), window_s=LOSS_WINDOW_S)
+    produce(fold_settings, fold_settings.events_topic, open_now)
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **FAST_GROUP)
+    try:
+        open_ids = sorted({e["subject"] for e in open_now})
+        assert wait_for(lambda: _open_logs(fold_settings, open_ids) == len(open_ids), timeout_s=60), \
+            worker.log_text()[-3000:]
+        time.sleep(1.5)  # the batch's offsets get committed (auto-commit every second)
+        rolled = open_ids[:30]
+        regressed = _roll_back(fold_settings, redis_client, rolled)
+        last_at = {i: max(e["time"] for e in open_now if e["subject"] == i) for i in rolled[:10]}
+        edits = [event("interaction.attributes", i, 900, datetime.fromisoformat(at) + timedelta(seconds=1),
+                       {"attributes": {"after_failover": "yes"}}) for i, at in last_at.items()]
+        produce(fold_settings, fold_settings.events_topic, edits)
+        offline = offline_fold(open_now + edits, tmp_path, fold_settings)
+        messages = _all_finalized(fold_settings, offline, timeout_s=90)
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        _assert_final_logs(messages, offline)
+        assert [] == _dead_letters(fold_settings)
+        assert {i: e["version"] + 1 for i, e in offline.items()} == _tombstone_versions(fold_settings, sorted(offline))
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+    log_text = worker.log_text()
+    counts = [int(re.findall(r"\bcount\W+(\d+)", line)[0]) for line in log_text.splitlines()
+              if "state went backwards" in line]
+    assert len(regressed) == sum(counts), log_text[-3000:]
