@@ -20,6 +20,8 @@ group (no committed offset: it is marked, nothing to restore) or lost (committed
 its state is restored from the changelog before anything is folded or closed; the write in hand is
 folded again against the restored states). `/readyz` says "restoring" meanwhile.
 
+Lost writes the marks cannot see (an asynchronous failover that kept them): `worker.fold.regressions`.
+
 Redis unreachable: every store call of the stage waits with backoff (up to
 `store_retry_max_seconds` between attempts, one log line per period, `ilog_store_unavailable` = 1,
 `/readyz` false) and retries; the batch in hand is kept and its offsets are stored only after it
