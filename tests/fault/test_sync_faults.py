@@ -10,6 +10,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redis
 from confluent_kafka import Message
 
 from adapters.zendesk_render import marker
@@ -32,6 +34,7 @@ from tests.e2e.sync_env import (
 )
 from tests.support import TopicReader, WorkerProcess, header, produce
 from worker.runtime.settings import Settings
+from worker.store.sync_state import RedisSyncStateStore
 
 CALLS = 30
 # The CRM emulators fixtures live with the e2e tier; this tier uses the same ones.
@@ -98,10 +101,18 @@ def _retried_or_synced(sync: WorkerProcess) -> bool:
     return '"sync retry"' in text or '"synced"' in text
 
 
+@pytest.mark.parametrize("epoch_age_s", [None, 3_600.0], ids=["new-sync-epoch", "hour-old-sync-epoch"])
 def test_error_storms_and_three_sigkills_leave_one_task_and_one_comment_per_interaction(
-    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path, redis_client: redis.Redis,
+    epoch_age_s: float | None,
 ) -> None:
+    """With a new sync epoch every first sync looks up; with an hour-old one every first sync is
+    trusted to create without looking, and only the in-flight marks (stored before each call) make
+    the syncs after a SIGKILL or a dropped answer look first."""
     run, calls, tickets = _stormy_stream(settings, fresh_emulators, "storm")
+    if epoch_age_s is not None:
+        start_ms = int((time.time() - epoch_age_s) * 1000)
+        assert start_ms == RedisSyncStateStore(redis_client, run.key_prefix, 60).start_epoch(start_ms)
     fold = WorkerProcess("fold", run, tmp_path / "fold.log")
     instance = {"ILOG_GROUP_INSTANCE_ID": "sync-crash-test", **FAST_GROUP}
     rng = random.Random(5)
