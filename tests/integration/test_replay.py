@@ -29,6 +29,7 @@ from worker.dev.generator import GeneratorMix, generate_stream
 from worker.ops.replay import ReplayRequest, plan_replay
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
+from worker.store import keys
 
 WINDOW_S = 20.0
 GRACE_S = 1.0
@@ -94,8 +95,13 @@ def test_a_replay_of_a_past_range_finalizes_every_interaction_the_last_ones_incl
     newest_event = max(datetime.fromisoformat(e["time"]) for e in stream if isinstance(e, dict))
     assert _deadline(offline[last]) > newest_event
 
+    epoch_key = keys.sync_epoch_key(run.key_prefix)
+    client = bootstrap.redis_client(run)
+    client.set(epoch_key, "1000")  # a live sync epoch that began long before these interactions
     first = _replay(run, "--from", "earliest", "--group", "backfill-a")
     assert first.returncode == 0, first.stderr[-3000:]
+    assert not client.exists(epoch_key)  # ended: no absent sync state of these logs is trusted
+    client.close()
     summary = json.loads(first.stdout.strip().splitlines()[-1])
     assert {"group": "backfill-a", "key_prefix": f"{run.key_prefix}-replay-backfill-a",
             "events_read": len(stream), "remaining_lag": 0, "interrupted": False} == {

@@ -39,6 +39,7 @@ from worker.errors import ConfigError
 from worker.fold.stage import FoldOptions
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
+from worker.store import keys
 
 _METADATA_TIMEOUT_S = 15.0
 _GLOB_SPECIALS = "\\*?[]"
@@ -177,6 +178,17 @@ def clear_replay_keys(settings: Settings, plan: ReplayPlan) -> int:
         client.close()
 
 
+def end_sync_epoch(settings: Settings) -> None:
+    """A replay re-creates logs (and, with --live-keys, their hashes) whose sync state may be gone: the
+    live sync epoch ends, so the sync stage trusts no absent state of an interaction that began before
+    now and looks the record up first (`worker.sync.epoch`). The next sync batch starts a new epoch."""
+    client = bootstrap.redis_client(settings)
+    try:
+        client.delete(keys.sync_epoch_key(settings.key_prefix))
+    finally:
+        client.close()
+
+
 def ensure_topic(settings: Settings, topic: str) -> None:
     """Create `topic` like the project's topics when it is missing (the replay DLQ)."""
     admin = bootstrap.admin_client(settings)
@@ -199,6 +211,7 @@ def run_replay(
     """Fold the planned range into the plan's keys and topics; returns when drained or stopped."""
     ensure_topic(settings, plan.dlq_topic)
     clear_replay_keys(settings, plan)
+    end_sync_epoch(settings)
     run_settings = replay_settings(settings, plan)
     options = FoldOptions(group=plan.group, burst=True, follow_wall_clock=False,
                           stop_offsets=dict(plan.stop_offsets), start_offsets=dict(plan.start_offsets),
