@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from confluent_kafka import TopicPartition
+
 from tests.fakes import Calls, FakeConsumer, FakeMessage, FakeProducer, json_message
 from tests.support import event
 from worker.core.state import InteractionLog
@@ -156,3 +158,14 @@ def test_a_restarted_member_closes_no_window_before_it_read_the_edits_its_fetche
                  if m.headers["trigger"] == b"finalized"]
     assert [("c1", 4, "in time")] == [(s["interaction_id"], s["version"], s["notes"]) for s in finalized]
     assert [] == producer.on(SETTINGS.events_dlq_topic)
+
+
+def test_statistics_from_before_an_assignment_are_no_evidence_for_it() -> None:
+    """A partition handed back to this member: statistics served before the assignment show the previous
+    ownership read to its end; what the new owner must read from the committed offset is unread."""
+    stage, _store, _producer, _calls = _stage([])
+    stage.status.stats({**_prefetched_to_the_end(high=3), "topics": {EVENTS: {"partitions": {"0": {
+        "leader": 1, "fetch_state": "active", "hi_offset": 3, "app_offset": 3}}}}})
+    stage._on_assign(stage.consumer, [TopicPartition(EVENTS, 0)])
+    stage.step()
+    assert not stage.clocks.is_caught_up(0)

@@ -132,6 +132,9 @@ class FoldStage:
         owned = [tp.partition for tp in partitions]
         self.guard.call(lambda: self.guard.repair(owned), self.clocks.owned)
         self.clocks.assign(owned)
+        # statistics served before this assignment describe an earlier one (app_offset of a previous
+        # ownership, a high watermark since moved by another member): no evidence about these partitions
+        self.status.take_stats()
         self.assigned_once.set()
         log.info("partitions assigned", partitions=[tp.partition for tp in partitions], group=self.group)
 
