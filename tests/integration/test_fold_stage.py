@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 
 from tests.support import (
     TopicReader,
@@ -123,6 +124,53 @@ def test_sigkill_three_times_gives_the_same_final_logs_and_versions(settings: Se
         }
     finally:
         worker.stop()
+
+
+def _produce_to(settings: Settings, items: list[tuple[int, dict[str, Any]]]) -> None:
+    """(partition, event) each, to the events topic."""
+    producer = Producer(settings.kafka_config(**{"linger.ms": 5}))
+    for partition, item in items:
+        producer.produce(settings.events_topic, key=item["subject"], value=json.dumps(item).encode(),
+                         partition=partition)
+    assert producer.flush(30) == 0
+
+
+def _open_version(settings: Settings, interaction_id: str) -> int | None:
+    log = _redis_logs(settings, [interaction_id])[interaction_id]
+    return log.version if isinstance(log, InteractionLog) and not log.finalized else None
+
+
+def test_a_restarted_worker_behind_a_backlog_folds_the_in_window_edit_before_closing_the_window(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Restarted behind a backlog on the other partitions, the worker's fetcher reaches the end of
+    partition 0 long before the stage is handed its events: the window of `x`, past deadline + grace
+    by the wall clock by then, closes with the edit that waited in Kafka, not before it is read."""
+    window_s = 10.0
+    fold_settings = _fold_settings(settings, window_s=window_s)
+    ended = datetime.now(UTC)
+    _produce_to(fold_settings, [(0, event("interaction.connected", "x", 1, ended - timedelta(seconds=5), CONNECTED)),
+                                (0, event("interaction.disconnected", "x", 2, ended))])
+    instance = {"ILOG_GROUP_INSTANCE_ID": "fold-backlog-test", **FAST_GROUP}  # rejoins at once after the kill
+    first = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **instance)
+    try:
+        assert wait_for(lambda: _open_version(fold_settings, "x") == 2, window_s), first.log_text()[-3000:]
+    finally:
+        first.kill()
+    edit = event("log.updated", "x", 3, ended + timedelta(seconds=1), {"notes": "in time"})
+    backlog = [(1 + i % 5, event("interaction.connected", f"b-{i}", 1, ended, CONNECTED)) for i in range(10_000)]
+    _produce_to(fold_settings, [(0, edit), *backlog])
+    closes_at = ended + timedelta(seconds=window_s + fold_settings.finalize_grace_seconds)
+    assert wait_for(lambda: datetime.now(UTC) > closes_at, window_s + 5)
+    second = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **instance)
+    try:
+        reader = TopicReader(fold_settings, fold_settings.upserts_topic)
+        messages = reader.read_until(lambda m: "x" in finalized_ids(m), timeout_s=90)
+        reader.close()
+        final = [(s["version"], s["notes"]) for s in snapshots_by_id(messages)["x"] if s["finalized"]]
+        assert [(4, "in time")] == final, second.log_text()[-3000:]
+    finally:
+        assert second.stop() == 0, second.log_text()[-3000:]
 
 
 def test_survivor_takes_over_a_killed_workers_partitions_and_finalizes_on_time(
