@@ -39,13 +39,15 @@ CLUSTER_TESTS ?= tests/integration/test_store.py tests/integration/test_fold_sta
 # The whole suite. Session fixtures start deploy/local/stack (Kafka + Redis) and the CRM
 # emulators when a test needs them, and stop what they started. Exit code 5 (no tests) fails.
 test: lint
-	$(PY) -m pytest -m 'not bench' -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	@rm -rf .test-results
+	$(PY) -m pytest -m 'not bench' -p no:cacheprovider --junitxml=.test-results/all.xml $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests were collected: failing"; exit 1; fi; [ $$rc -eq 0 ] || exit $$rc
-	$(MAKE) --no-print-directory test-cluster
+	$(MAKE) --no-print-directory test-cluster CLUSTER_JUNIT=--junitxml=.test-results/cluster.xml
+	@$(PY) -m tests.junit_total .test-results/all.xml .test-results/cluster.xml
 
 # The cluster pass alone (see CLUSTER_TESTS).
 test-cluster: install
-	ILOG_TEST_REDIS=cluster $(PY) -m pytest -m 'not bench' -p no:cacheprovider $(PYTEST_ARGS) $(CLUSTER_TESTS); rc=$$?; \
+	ILOG_TEST_REDIS=cluster $(PY) -m pytest -m 'not bench' -p no:cacheprovider $(CLUSTER_JUNIT) $(PYTEST_ARGS) $(CLUSTER_TESTS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests were collected: failing"; exit 1; fi; exit $$rc
 
 test-unit: install
