@@ -65,3 +65,13 @@ def test_an_unreadable_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     done = ilog_validate(str(tmp_path / "missing.jsonl"))
     assert (2, "", [f"ilog validate: cannot read {tmp_path / 'missing.jsonl'}: No such file or directory"]) == (
         done.returncode, done.stdout, done.stderr.splitlines())
+
+
+def test_an_event_timed_past_the_allowed_skew_is_future_time_as_the_worker_would_answer(tmp_path: Path) -> None:
+    file = tmp_path / "future.jsonl"
+    file.write_text(json.dumps(VALID) + "\n" + json.dumps({**VALID, "id": "evt-2", "time": "2099-01-01T00:00:00Z"})
+                    + "\n")
+    done = ilog_validate(str(file))
+    [line] = done.stdout.splitlines()
+    assert (1, f"{file}:2: future_time (time): time: 2099-01-01T00:00:00Z is") == (
+        done.returncode, line[:len(f"{file}:2: future_time (time): time: 2099-01-01T00:00:00Z is")])

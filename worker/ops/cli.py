@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -91,10 +92,11 @@ def validate_cmd(
 ) -> None:
     """Check events against the contract offline (no services): each rejected line with its number,
     field and reason; exit 1 when any line is rejected, 0 when none is."""
-    from worker.ops.validate import validate_command
+    from worker.ops.validate import Clock, validate_command
 
-    Settings()  # the environment is checked like every command's (a bad setting: exit 2)
-    raise typer.Exit(validate_command(files, as_json=as_json))
+    settings = Settings()  # the environment is checked like every command's (a bad setting: exit 2)
+    clock = Clock(now_ms=int(time.time() * 1000), max_skew_ms=int(settings.max_clock_skew_seconds * 1000))
+    raise typer.Exit(validate_command(files, clock, as_json=as_json))
 
 
 @schema_app.command("export")

@@ -1,8 +1,9 @@
 """`ilog validate FILE…`: check JSON-lines files of events against the contract, offline.
 
 Each line goes through the worker's own decode (the same one the fold stage uses), so what this
-command accepts the worker accepts. Rules that need the stream (late edits, closed windows,
-duplicates) are the fold's business: `ilog fold --rejects` reports those.
+command accepts the worker accepts; an event timed more than ILOG_MAX_CLOCK_SKEW_SECONDS ahead of this
+machine's clock is `future_time`, as the worker would answer now. Rules that need the stream (late
+edits, closed windows, duplicates) are the fold's business: `ilog fold --rejects` reports those.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TextIO
 
 from schemas.decode import decode_event
 from schemas.events import Rejection
+from worker.core.bounds import future_time
 from worker.errors import IlogError
 from worker.ops.offline import numbered_lines
 
@@ -45,25 +47,35 @@ class LineRejection:
         return f"{self.file}:{self.line}: {self.rejection.reason} ({self.field}): {self.rejection.message}"
 
 
-def rejections_in(name: str, raw: bytes) -> tuple[int, list[LineRejection]]:
+@dataclass(frozen=True)
+class Clock:
+    """The wall clock the `future_time` rule is judged against, and the skew it allows."""
+
+    now_ms: int
+    max_skew_ms: int
+
+
+def rejections_in(name: str, raw: bytes, clock: Clock) -> tuple[int, list[LineRejection]]:
     """(non-blank lines read, the rejected ones) of one file's bytes."""
     count = 0
     found = []
     for line_number, line in numbered_lines(raw):
         count += 1
         decoded = decode_event(line)
-        if isinstance(decoded, Rejection):
-            found.append(LineRejection(name, line_number, decoded))
+        rejection = decoded if isinstance(decoded, Rejection) else future_time(decoded, clock.now_ms,
+                                                                               clock.max_skew_ms)
+        if rejection is not None:
+            found.append(LineRejection(name, line_number, rejection))
     return count, found
 
 
-def validate_command(files: Sequence[Path], *, as_json: bool, out: TextIO | None = None) -> int:
+def validate_command(files: Sequence[Path], clock: Clock, *, as_json: bool, out: TextIO | None = None) -> int:
     """Print every rejection (text or JSON lines) and a summary on stderr; 0 all valid, 1 any rejected."""
     stdout = out if out is not None else sys.stdout
     total = 0
     rejected = 0
     for path, raw in _read_all(files):
-        count, found = rejections_in(str(path), raw)
+        count, found = rejections_in(str(path), raw, clock)
         total += count
         rejected += len(found)
         for item in found:
