@@ -25,7 +25,16 @@ from schemas.events import EVENT_MODELS, MAX_SEQUENCE, Rejection
 from schemas.examples import EXAMPLE_EVENTS
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "jsonschema"
-DROP = object()
+
+
+class _Drop:
+    """The field left out (a stable repr: parametrised test ids must be the same in every process)."""
+
+    def __repr__(self) -> str:
+        return "<dropped>"
+
+
+DROP = _Drop()
 """A field value that means: leave the key out."""
 
 
