@@ -222,6 +222,8 @@ class StoreGuard:
         self.events_topic = events_topic
         self.waiter = waiter
         self.on_restored: Callable[[list[int]], None] = lambda _partitions: None
+        # before a restore reads the changelog: whatever the stage produced to it must be acknowledged
+        self.before_restore: Callable[[], None] = lambda: None
 
     def call(self, work: Callable[[], T], owned: Callable[[], list[int]]) -> T:
         attempt, lost_in_a_row = 0, 0
@@ -270,6 +272,7 @@ class StoreGuard:
             self._restore(lost)
 
     def _restore(self, partitions: list[int]) -> None:
+        self.before_restore()
         status = self.waiter.status
         status.restoring = partitions
         try:

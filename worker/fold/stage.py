@@ -2,12 +2,27 @@
 
 Commit order, per batch (written down here because correctness depends on it):
   1. fold the batch and write the changed logs to Redis (one fenced, pipelined round trip);
-  2. produce one snapshot per touched interaction and one DLQ message per rejection;
+  2. once Redis acknowledged the write: produce one snapshot per touched interaction and one DLQ
+     message per rejection;
   3. flush the producer and check every delivery report;
-  4. only then store the batch's offsets (librdkafka commits stored offsets).
+  4. only then store the batch's offsets (librdkafka commits stored offsets), batch after batch.
 A crash anywhere re-consumes the batch: the fold treats its events as duplicates and the same
 snapshots are produced again (they carry their version, so consumers stay idempotent).
 Finalization runs between batches: emit `finalized` snapshots, flush, then write tombstones.
+
+Overlapped commit (`ILOG_FOLD_OVERLAP`, on by default). A full batch n's step 1 runs on a writer thread
+(`worker.fold.inflight`) while the main thread reads, decodes and plans batch n+1: at most one batch in
+flight. Plan n+1 reads the states write n will store (the overlay, in front of the state cache); it
+stands only when write n stored exactly those. A write fenced out, refused for lost state or failed is
+finished first as without overlap (re-read and re-folded, restored, waited out) and n+1 is planned again
+on what the store holds; a write failing for good stops the stage before anything of n or n+1 is
+produced or stored. Batch n's steps 2-4 run in the next batch's step: after write n is acknowledged its
+snapshots are produced; the flush that confirms them comes when batch n+1 has landed in turn, just
+before n+1's snapshots are produced (the reports have had a whole plan to arrive), and then n's offsets
+are stored. A short batch (the consumer is caught up), or a batch in flight when a consume brings
+nothing, is finished at once; a rebalance (assign, revoke, lost), the burst mode's end and shutdown
+finish the batch in flight first. The partition clocks take a batch's event times when its write is
+sent; a due window whose log is in the batch in flight is closed only after that batch has landed.
 
 Every state written (and every state a batch touched) is also produced to the state changelog
 topic before the flush, so the changelog holds every state whose events' offsets are committed.
@@ -32,8 +47,9 @@ from schemas.decode import Rejection
 from worker.core.batch import BatchPlan, Record, TtlPolicy, plan_batch
 from worker.core.snapshot_json import EncodedSnapshot
 from worker.core.writes import StateWrite, Stored
-from worker.errors import DeliveryError, KafkaClientError, StoreError
+from worker.errors import DeliveryError, IlogError, KafkaClientError, StateLostError, StoreError, StoreUnavailableError
 from worker.fold.finalizer import ClosePlan, PartitionClocks, plan_closes
+from worker.fold.inflight import AwaitingDelivery, InFlight, Overlay, Planned, StoreWriter, written_now
 from worker.fold.recovery import (
     StateChangelog,
     StateRestorer,
@@ -47,7 +63,6 @@ from worker.kafka.clients import (
     DeliveryTracker,
     commit_quietly,
     decode_message,
-    highest_offsets,
     partitions_at_end,
     store_offsets,
 )
@@ -56,7 +71,7 @@ from worker.runtime import metrics
 from worker.runtime.settings import Settings
 from worker.runtime.status import StageStatus
 from worker.store.cache import StateCache
-from worker.store.port import LogStore
+from worker.store.port import LogStore, WriteResult
 
 log = structlog.get_logger("ilog.fold")
 
@@ -125,10 +140,19 @@ class FoldStage:
         self.guard.on_restored = self.cache.drop_partitions
         self.regressions = RegressionRepair(store, restorer, self.status.beat)
         self._trouble_seen = 0.0
+        # the overlapped commit (module docstring): at most one batch in flight, its states in the overlay
+        self.overlap = settings.fold_overlap
+        self.writer = StoreWriter(store)
+        self.overlay = Overlay()
+        self.in_flight: InFlight | None = None
+        self.awaiting = AwaitingDelivery()
+        # a restore reads the changelog to its end: the entries of batches landed before must be in it
+        self.guard.before_restore = self._confirm
 
     # -- group membership -------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Before anything is read: the store must hold these partitions' state (or restore it)."""
+        self.drain()  # a restore writes and drops cache entries: nothing of ours in flight meanwhile
         owned = [tp.partition for tp in partitions]
         self.guard.call(lambda: self.guard.repair(owned), self.clocks.owned)
         self.clocks.assign(owned)
@@ -139,8 +163,9 @@ class FoldStage:
         log.info("partitions assigned", partitions=[tp.partition for tp in partitions], group=self.group)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """The batch in hand is done (callbacks run inside consume): flush, commit, hand over."""
-        self._flush()
+        """The batch in flight lands, its snapshots are acknowledged and its offsets stored (callbacks run
+        inside consume, so no batch is half planned); then commit and hand over."""
+        self.drain()
         commit_quietly(self.consumer)
         self.clocks.revoke(tp.partition for tp in partitions)
         self.cache.drop_partitions(tp.partition for tp in partitions)
@@ -148,6 +173,9 @@ class FoldStage:
         log.info("partitions revoked", partitions=[tp.partition for tp in partitions], group=self.group)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The batch in flight still lands (its write may have been stored; it must not stay half done
+        for partitions still owned), but no offset of a lost partition is stored."""
+        self.drain(skip_partitions=frozenset(tp.partition for tp in partitions))
         self.clocks.revoke(tp.partition for tp in partitions)
         self.cache.drop_partitions(tp.partition for tp in partitions)
         metrics.forget_partitions(self.group, [tp.partition for tp in partitions])
@@ -194,7 +222,10 @@ class FoldStage:
     def step(self) -> None:
         """One iteration: consume a batch, fold and persist it, close due windows."""
         self.status.beat()
-        messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_seconds)
+        # with a batch in flight, take only what is fetched already: nothing more means the batch in
+        # flight is finished now rather than after a consume timeout
+        timeout_s = 0.0 if self.in_flight is not None else self.settings.batch_timeout_seconds
+        messages = self.consumer.consume(self.settings.batch_size, timeout_s)
         # evidence of being caught up dates from the fetch, not from after the batch (which may have
         # waited minutes for Redis or for Kafka's acknowledgements)
         fetched_ms = wall_ms()
@@ -206,6 +237,8 @@ class FoldStage:
             records, finished = self._within_stop_offsets(records)
         if records:
             self.process(records)
+        elif self.in_flight is not None or self.awaiting.batches:
+            self.drain()
         for partition in [*at_end, *finished]:  # after `process`, which marks the partitions it read as behind
             self.clocks.reached_end(partition, fetched_ms)
         if time.monotonic() - self._last_finalize >= _FINALIZE_EVERY_S or self.options.burst:
@@ -252,47 +285,128 @@ class FoldStage:
             self.clocks.reached_end(partition, now)
 
     def process(self, records: Sequence[Record]) -> None:
+        """Plan the batch (ahead, while the batch before it is in flight), land the batch in flight, send this
+        one's write. A batch shorter than `batch_size` (the consumer is caught up) is finished at once."""
         started = time.perf_counter()
         metrics.EVENTS_CONSUMED.inc(len(records))
-        plan = self.guard.call(lambda: self._fold_and_persist(records), self.clocks.owned)
-        for partition, event_time in plan.max_event_time.items():
+        ahead = self._plan_ahead(records)
+        if not self._land() or ahead is None:  # the write in flight did not store what `ahead` was planned on
+            ahead = self.guard.call(lambda: self._plan(records), self.clocks.owned)
+        finish_now = not self.overlap or len(records) < self.settings.batch_size
+        self._send(ahead, started, on_thread=not finish_now)
+        if finish_now:
+            self.drain()
+
+    def _plan_ahead(self, records: Sequence[Record]) -> Planned | None:
+        """The plan made while a write is in flight (on its overlay); None when a store read failed (the
+        batch is planned again once the write in flight has landed, where outages are waited out)."""
+        if self.in_flight is None:
+            return None
+        try:
+            return self._plan(records)
+        except StoreError as exc:
+            log.info("planning ahead failed; planning again after the batch in flight", error=str(exc))
+            return None
+
+    def _plan(self, records: Sequence[Record]) -> Planned:
+        # an interaction's partition is the one its events arrive on
+        partition_of = {r.item.subject: r.partition for r in records if not isinstance(r.item, Rejection)}
+        now_ms = wall_ms()
+        loaded = self._load(partition_of, now_ms)
+        plan = plan_batch(
+            records, loaded, edit_window_s=self.settings.edit_window_seconds,
+            applied_ids_kept=self.settings.applied_ids_kept, ttl=self.ttl, now_ms=now_ms,
+            max_skew_ms=int(self.settings.max_clock_skew_seconds * 1000),
+            max_snapshot_bytes=self.settings.max_snapshot_bytes,
+        )
+        return Planned(records, partition_of, loaded, plan, now_ms)
+
+    def _send(self, planned: Planned, started_s: float, *, on_thread: bool) -> None:
+        """Send the batch's write (on the writer thread, its states held in the overlay, or here); the
+        partition clocks take its event times now, so a window closes only after its events are planned."""
+        writes = planned.plan.writes
+        guard = self._guarded(planned.partition_of[w.interaction_id] for w in writes)
+        if on_thread and writes:
+            self.overlay.hold(writes)
+            write = self.writer.submit(writes, guard)
+        else:
+            write = written_now(self.store, writes, guard)
+        self.in_flight = InFlight(planned, write, started_s)
+        for partition, event_time in planned.plan.max_event_time.items():
             self.clocks.observe(partition, int(event_time.timestamp() * 1000))
+
+    def _land(self) -> bool:
+        """Finish the batch in flight up to its snapshots: its write acknowledged (fenced-out interactions
+        folded again, an outage waited out, lost state restored and the batch redone), then its changelog
+        entries, snapshots and dead letters produced. True when the store holds exactly the planned states
+        (a plan made on the overlay stands)."""
+        flight = self.in_flight
+        if flight is None:
+            return True
+        self._confirm()  # the batch before: its deliveries have had a whole plan to arrive
+        self.in_flight = None
+        self.overlay.clear()
+        records = flight.planned.records
+        try:
+            plan, clean = self._fold_and_persist(records, first=flight)
+        except (StoreUnavailableError, StateLostError):
+            clean = False
+            plan, _ = self.guard.call(lambda: self._fold_and_persist(records), self.clocks.owned)
         self._emit(plan.snapshots)
         self._dead_letter(plan)
-        self._flush()
-        self._store_offsets(records)
+        self.awaiting.add(records)
         for trigger, count in plan.accepted.items():
             metrics.EVENTS_FOLDED.labels(trigger.value).inc(count)
         metrics.EVENTS_DUPLICATE.inc(plan.duplicates)
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - flight.started_s)
+        return clean
 
-    def _fold_and_persist(self, records: Sequence[Record]) -> BatchPlan:
-        """Fold and write; interactions fenced out (a newer version was stored) are re-read and re-folded."""
+    def drain(self, skip_partitions: frozenset[int] = frozenset()) -> None:
+        """Land the batch in flight, wait for every delivery report, store the offsets (not of `skip_partitions`)."""
+        self._land()
+        self._confirm(skip_partitions)
+
+    def _confirm(self, skip_partitions: frozenset[int] = frozenset()) -> None:
+        """Flush, then store the offsets of every batch whose snapshots were produced before the flush."""
+        if not self.awaiting.batches:
+            return
+        self._flush()
+        self._store_offsets(self.awaiting.take(skip_partitions))
+
+    def _fold_and_persist(
+        self, records: Sequence[Record], first: InFlight | None = None,
+    ) -> tuple[BatchPlan, bool]:
+        """Fold and write; interactions fenced out (a newer version was stored) are re-read and re-folded.
+        `first`: the first attempt, planned and sent already. (the plan, whether the first attempt stored
+        everything it planned)"""
         combined = BatchPlan()
         pending = list(records)
         for attempt in range(_FENCE_ATTEMPTS):
-            # an interaction's partition is the one its events arrive on
-            partition_of = {r.item.subject: r.partition for r in pending if not isinstance(r.item, Rejection)}
-            now_ms = wall_ms()
-            loaded = self._load(partition_of, now_ms)
-            plan = plan_batch(
-                pending, loaded, edit_window_s=self.settings.edit_window_seconds,
-                applied_ids_kept=self.settings.applied_ids_kept, ttl=self.ttl, now_ms=now_ms,
-                max_skew_ms=int(self.settings.max_clock_skew_seconds * 1000),
-                max_snapshot_bytes=self.settings.max_snapshot_bytes,
-            )
-            fenced = set(self._write_through(plan.writes, partition_of.__getitem__, now_ms))
+            if attempt == 0 and first is not None:
+                planned, write = first.planned, first.write
+            else:
+                planned = self._plan(pending)
+                write = self._write_here(planned)
+            partition_of, plan = planned.partition_of, planned.plan
+            fenced = set(self._write_through(plan.writes, partition_of.__getitem__, planned.now_ms, write))
             _merge_plan(combined, plan, fenced, first=attempt == 0)
-            self._record_unchanged(loaded, {w.interaction_id for w in plan.writes}, partition_of, now_ms)
+            self._record_unchanged(planned.loaded, {w.interaction_id for w in plan.writes}, partition_of,
+                                   planned.now_ms)
             if not fenced:
-                return combined
+                return combined, attempt == 0
             metrics.FENCED_WRITES.inc(len(fenced))
             log.warning("fenced out; re-reading", interactions=sorted(fenced)[:10], count=len(fenced))
             pending = [r for r in pending if not _is_rejection(r) and r.item.subject in fenced]
         raise StoreError(f"interactions kept moving under this consumer: {sorted(fenced)[:10]}")
 
-    def _store_offsets(self, records: Sequence[Record]) -> None:
-        stored = highest_offsets(records)
+    def _write_here(self, planned: Planned) -> Callable[[], WriteResult]:
+        writes = planned.plan.writes
+        return lambda: self.store.write(
+            writes, self._guarded(planned.partition_of[w.interaction_id] for w in writes))
+
+    def _store_offsets(self, stored: dict[tuple[str, int], int]) -> None:
+        if not stored:
+            return
         try:
             store_offsets(self.consumer, stored)
         except KafkaClientError as exc:  # the partitions moved on while the batch waited (for Redis, say)
@@ -308,18 +422,29 @@ class FoldStage:
         return sorted(set(partitions)) if self.live else []
 
     def _load(self, interaction_ids: Iterable[str], now_ms: int) -> dict[str, Stored]:
-        return self.cache.load_through(self.store.load, interaction_ids, now_ms)
+        """States through the overlay (the write in flight), then the state cache, then Redis."""
+        ahead = self.overlay.states
+        if not ahead:
+            return self.cache.load_through(self.store.load, interaction_ids, now_ms)
+        ids = list(interaction_ids)
+        found = {i: ahead[i] for i in ids if i in ahead}
+        found.update(self.cache.load_through(self.store.load, [i for i in ids if i not in ahead], now_ms))
+        return found
 
     def _write_through(
         self, writes: Sequence[StateWrite], partition_of: Callable[[str], int], now_ms: int,
+        write: Callable[[], WriteResult] | None = None,
     ) -> list[str]:
-        """Write to the store and mirror the result in the cache; the ids fenced out. States found to have
-        gone backwards are repaired (`worker.fold.regressions`) before the caller folds them again."""
+        """Write to the store (or take the answer of the write `write` sent) and mirror the result in the
+        cache; the ids fenced out. States found to have gone backwards are repaired
+        (`worker.fold.regressions`) before the caller folds them again."""
         if not writes:
             return []
-        guard = self._guarded(partition_of(item.interaction_id) for item in writes)
         try:
-            result = self.store.write(writes, guard)
+            if write is None:
+                result = self.store.write(writes, self._guarded(partition_of(item.interaction_id) for item in writes))
+            else:
+                result = write()
         except BaseException:
             # some writes of the round trip may have landed: forget them all, Redis is the truth
             self.cache.evict(item.interaction_id for item in writes)
@@ -390,6 +515,13 @@ class FoldStage:
         if not clocks:
             return
         due = self.store.due_many({p: clock - grace_ms for p, clock in clocks.items()}, _CLOSES_PER_TICK)
+        flight = self.in_flight
+        if flight is not None and flight.touches(i for entries in due.values() for i, _ in entries):
+            # a due log is in the write in flight: close it on the state the store acknowledged, after
+            # that batch's snapshots (the clocks have its events already)
+            self._land()
+            self._finalize_due_once()
+            return
         plans = {
             partition: plan_closes(
                 self.store, partition, clocks[partition], grace_ms=grace_ms, ttl=self.ttl, now_ms=now,
@@ -402,6 +534,7 @@ class FoldStage:
             return
         self._emit([snap for plan in plans.values() for snap in plan.snapshots])
         self._flush()
+        self._store_offsets(self.awaiting.take())  # the batches produced before: acknowledged by the same flush
         on_partition = {item.interaction_id: p for p, plan in plans.items() for item in plan.writes}
         fenced = self._write_through(writes, on_partition.__getitem__, now)
         if fenced:
@@ -443,6 +576,7 @@ class FoldStage:
         owned = self.clocks.owned()
         if not owned or not all(self.clocks.is_caught_up(p) for p in owned):
             return False
+        self.drain()
         now = wall_ms()
         grace_ms = int(self.settings.finalize_grace_seconds * 1000)
         due = self.store.due_many({p: self._clock_ms(p, now) - grace_ms for p in owned}, 1)
@@ -458,7 +592,13 @@ class FoldStage:
         return clock
 
     def shutdown(self) -> None:
-        """Finish: flush what was produced, commit stored offsets, leave the group."""
+        """Finish: land the batch in flight, flush what was produced, commit stored offsets, leave the group."""
+        try:
+            self.drain()
+        except IlogError as exc:  # stopped while waiting, or the store failed: the batch is read again
+            log.warning("closing with the batch in flight not landed; its offsets are not stored", error=str(exc))
+        finally:
+            self.writer.close()
         try:
             self.deliveries.flush(self.producer, self.settings.drain_timeout_seconds)
             commit_quietly(self.consumer)

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     batch_size: int = 1000
     batch_timeout_seconds: float = 0.2
     drain_timeout_seconds: float = 20.0
+    fold_overlap: bool = Field(
+        True, description="fold: a full batch's Redis write and delivery reports run while the next batch is "
+        "read and planned (at most one batch in flight); false: each batch commits before the next is read"
+    )
     group_instance_id: str | None = Field(
         None, description="static membership id (each stage appends -fold / -sync); default: env POD_NAME"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 
 from worker.core.writes import State, StateWrite, Stored
@@ -10,9 +11,11 @@ from worker.store.port import WriteResult
 
 
 class MemoryStore:
-    """In-memory twin of RedisStore with the same fencing; TTLs are recorded, not enforced."""
+    """In-memory twin of RedisStore with the same fencing; TTLs are recorded, not enforced. Reads and
+    writes may come from two threads (the fold stage writes on a thread of its own), as Redis allows."""
 
     def __init__(self) -> None:
+        self._lock = threading.RLock()
         self.states: dict[str, tuple[int, State]] = {}
         self.ttl_ms: dict[str, int] = {}
         self.deadlines: dict[int, dict[str, int]] = {}
@@ -40,6 +43,10 @@ class MemoryStore:
         self.marks.update(partitions)
 
     def load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
+        with self._lock:
+            return self._load(interaction_ids)
+
+    def _load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
         loaded: dict[str, Stored] = {}
         for interaction_id in interaction_ids:
             version, state = self.states.get(interaction_id, (0, None))
@@ -47,6 +54,10 @@ class MemoryStore:
         return loaded
 
     def write(self, writes: Sequence[StateWrite], guard: Sequence[int] = ()) -> WriteResult:
+        with self._lock:
+            return self._write(writes, guard)
+
+    def _write(self, writes: Sequence[StateWrite], guard: Sequence[int]) -> WriteResult:
         if any(item.deadline is not None and item.unschedule_partition is not None for item in writes):
             raise ValueError("a write either schedules or unschedules a deadline, not both")
         unmarked = sorted(set(guard) - self.marks)
@@ -71,7 +82,8 @@ class MemoryStore:
         return WriteResult(fenced_out=fenced, regressed=regressed)
 
     def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]:
-        entries = sorted(self.deadlines.get(partition, {}).items(), key=lambda kv: (kv[1], kv[0]))
+        with self._lock:
+            entries = sorted(self.deadlines.get(partition, {}).items(), key=lambda kv: (kv[1], kv[0]))
         return [(member, score) for member, score in entries if score <= until_ms][:limit]
 
     def open_windows(self, partition: int) -> int:
@@ -84,8 +96,9 @@ class MemoryStore:
         return {partition: self.open_windows(partition) for partition in partitions}
 
     def unschedule(self, partition: int, interaction_ids: Sequence[str]) -> None:
-        for interaction_id in interaction_ids:
-            self.deadlines.get(partition, {}).pop(interaction_id, None)
+        with self._lock:
+            for interaction_id in interaction_ids:
+                self.deadlines.get(partition, {}).pop(interaction_id, None)
 
     def close(self) -> None:
         return None
