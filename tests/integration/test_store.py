@@ -210,3 +210,38 @@ def test_a_lost_shard_refuses_guarded_writes_in_its_own_slots_only(
     else:
         with pytest.raises(StateLostError):
             store.write(elsewhere, guard=[3])
+
+
+def test_a_write_sent_ahead_is_answered_like_a_write_while_the_client_goes_on_reading(
+    redis_store: RedisStore, redis_client: redis.Redis
+) -> None:
+    """`send_write` (the fold stage's overlapped commit): sent now, answered later, with the same fences,
+    deadlines and NOSCRIPT reload as `write`; the client reads on other connections in between."""
+    ids = [f"s{n}" for n in range(2_500)]  # three script calls
+    writes = [StateWrite(i, 0, InteractionLog(i, version=1), 60_000, deadline=(0, n)) for n, i in enumerate(ids)]
+    if is_cluster(redis_client):
+        assert None is redis_store.send_write(writes)  # a cluster's write is ordered steps: `write` it
+        return
+    redis_store.mark([0])
+    redis_store.write([StateWrite(i, 0, InteractionLog(i, version=1), 60_000) for i in ids[::2]])
+    redis_client.script_flush()
+    answer = redis_store.send_write(writes, guard=[0])
+    assert answer is not None
+    assert {"s1": Stored(0, None)} == redis_store.load(["s1"])  # read before the answer: a connection of its own
+    result = answer()
+    assert (sorted(ids[::2]), {}) == (sorted(result.fenced_out), result.regressed)
+    assert dict.fromkeys(ids, 1) == {i: s.version for i, s in redis_store.load(ids).items()}
+    assert [(i, n) for n, i in enumerate(ids) if n % 2][:5] == redis_store.due(0, 10_000, 5)
+
+
+def test_a_write_sent_ahead_to_a_store_that_lost_its_state_is_refused_when_answered(
+    redis_store: RedisStore, redis_client: redis.Redis
+) -> None:
+    if is_cluster(redis_client):
+        pytest.skip("a cluster does not send writes ahead (send_write answers None: the test above)")
+    answer = redis_store.send_write([StateWrite("l", 0, InteractionLog("l", version=1), 60_000)], guard=[7])
+    assert answer is not None
+    with pytest.raises(StateLostError):
+        answer()
+    assert {"l": Stored(0, None)} == redis_store.load(["l"])
+    assert [] == redis_store.write([StateWrite("l", 0, InteractionLog("l", version=1), 60_000)]).fenced_out

@@ -37,9 +37,14 @@ class InFlight:
     planned: Planned
     write: Callable[[], WriteResult]
     started_s: float  # perf_counter at the start of the batch (batch duration metric)
+    # the interactions whose state the batch writes or whose snapshot it emits (not those it only rejects)
+    emitting: frozenset[str] = frozenset()
 
-    def touches(self, interaction_ids: Iterable[str]) -> bool:
-        return any(i in self.planned.partition_of for i in interaction_ids)
+    @classmethod
+    def sent(cls, planned: Planned, write: Callable[[], WriteResult], started_s: float) -> InFlight:
+        plan = planned.plan
+        emitting = frozenset(w.interaction_id for w in plan.writes) | {s.interaction_id for _, s in plan.snapshots}
+        return cls(planned, write, started_s, emitting)
 
 
 class StoreWriter:

@@ -22,7 +22,8 @@ before n+1's snapshots are produced (the reports have had a whole plan to arrive
 are stored. A short batch (the consumer is caught up), or a batch in flight when a consume brings
 nothing, is finished at once; a rebalance (assign, revoke, lost), the burst mode's end and shutdown
 finish the batch in flight first. The partition clocks take a batch's event times when its write is
-sent; a due window whose log is in the batch in flight is closed only after that batch has landed.
+sent; a due window whose log the batch in flight writes or emits is left for a tick after that batch
+has landed (closing later is always allowed, earlier never); other windows close meanwhile.
 
 Every state written (and every state a batch touched) is also produced to the state changelog
 topic before the flush, so the changelog holds every state whose events' offsets are committed.
@@ -293,7 +294,7 @@ class FoldStage:
         if not self._land() or ahead is None:  # the write in flight did not store what `ahead` was planned on
             ahead = self.guard.call(lambda: self._plan(records), self.clocks.owned)
         finish_now = not self.overlap or len(records) < self.settings.batch_size
-        self._send(ahead, started, on_thread=not finish_now)
+        self._send(ahead, started, overlapped=not finish_now)
         if finish_now:
             self.drain()
 
@@ -321,17 +322,18 @@ class FoldStage:
         )
         return Planned(records, partition_of, loaded, plan, now_ms)
 
-    def _send(self, planned: Planned, started_s: float, *, on_thread: bool) -> None:
-        """Send the batch's write (on the writer thread, its states held in the overlay, or here); the
-        partition clocks take its event times now, so a window closes only after its events are planned."""
+    def _send(self, planned: Planned, started_s: float, *, overlapped: bool) -> None:
+        """Send the batch's write (`overlapped`: its states held in the overlay, the answer read when it
+        lands; else written here); the partition clocks take its event times now."""
         writes = planned.plan.writes
         guard = self._guarded(planned.partition_of[w.interaction_id] for w in writes)
-        if on_thread and writes:
+        if overlapped and writes:
             self.overlay.hold(writes)
-            write = self.writer.submit(writes, guard)
+            # one Redis node: sent now, the answer read when the batch lands; else on the writer thread
+            write = self.store.send_write(writes, guard) or self.writer.submit(writes, guard)
         else:
             write = written_now(self.store, writes, guard)
-        self.in_flight = InFlight(planned, write, started_s)
+        self.in_flight = InFlight.sent(planned, write, started_s)
         for partition, event_time in planned.plan.max_event_time.items():
             self.clocks.observe(partition, int(event_time.timestamp() * 1000))
 
@@ -516,12 +518,10 @@ class FoldStage:
             return
         due = self.store.due_many({p: clock - grace_ms for p, clock in clocks.items()}, _CLOSES_PER_TICK)
         flight = self.in_flight
-        if flight is not None and flight.touches(i for entries in due.values() for i, _ in entries):
-            # a due log is in the write in flight: close it on the state the store acknowledged, after
-            # that batch's snapshots (the clocks have its events already)
-            self._land()
-            self._finalize_due_once()
-            return
+        if flight is not None:
+            # a log the batch in flight writes or emits closes at a later tick, once that batch has landed:
+            # never before its events (or its snapshot), and the write in flight stays in flight
+            due = {p: [(i, d) for i, d in entries if i not in flight.emitting] for p, entries in due.items()}
         plans = {
             partition: plan_closes(
                 self.store, partition, clocks[partition], grace_ms=grace_ms, ttl=self.ttl, now_ms=now,

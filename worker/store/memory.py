@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from worker.core.writes import State, StateWrite, Stored
 from worker.errors import StateLostError
@@ -80,6 +80,11 @@ class MemoryStore:
             if item.unschedule_partition is not None:
                 self.deadlines.get(item.unschedule_partition, {}).pop(item.interaction_id, None)
         return WriteResult(fenced_out=fenced, regressed=regressed)
+
+    def send_write(
+        self, writes: Sequence[StateWrite], guard: Sequence[int] = (),
+    ) -> Callable[[], WriteResult] | None:
+        return None  # nothing to overlap in memory: a caller that overlaps writes on a thread of its own
 
     def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]:
         with self._lock:

@@ -14,7 +14,7 @@ Errors: `StoreUnavailableError` (wait and retry), `StateLostError`, `StoreError`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +32,10 @@ class WriteResult:
 class LogStore(Protocol):
     def load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]: ...
     def write(self, writes: Sequence[StateWrite], guard: Sequence[int] = ()) -> WriteResult: ...
+    # `write` sent now, answered by the returned call; None: the store cannot split a write (call `write`)
+    def send_write(
+        self, writes: Sequence[StateWrite], guard: Sequence[int] = (),
+    ) -> Callable[[], WriteResult] | None: ...
     def marked(self, partitions: Sequence[int]) -> set[int]: ...
     def mark(self, partitions: Sequence[int]) -> None: ...
     def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]: ...

@@ -14,7 +14,7 @@ Each step is one cluster-pipeline round trip (per node, in parallel).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
@@ -107,11 +107,51 @@ class RedisStore:
             if self._cluster:
                 fenced = self._write_by_slot(writes, guard)
             else:
-                chunks = [writes[i:i + _WRITES_PER_CALL] for i in range(0, len(writes), _WRITES_PER_CALL)]
-                fenced = self._write_chunks(chunks, guard, slots=None)
-        expected = {item.interaction_id: item.expected_version for item in writes}
-        return WriteResult(fenced_out=list(fenced),
-                           regressed={i: v for i, v in fenced.items() if v < expected[i]})
+                fenced = self._write_chunks(_chunks(writes), guard, slots=None)
+        return _result(writes, fenced)
+
+    def send_write(
+        self, writes: Sequence[StateWrite], guard: Sequence[int] = (),
+    ) -> Callable[[], WriteResult] | None:
+        """`write` in two halves: the script calls are sent now, Redis's answer is read when the returned
+        call is made (the same fencing, guard and errors as `write`). In between the caller works while
+        Redis runs the scripts, and the answer waits in the socket: no thread. One node only; None on a
+        cluster, whose write is ordered steps over several nodes."""
+        if self._cluster or not writes:
+            return None
+        assert isinstance(self._client, redis.Redis)
+        chunks = _chunks(writes)
+        commands = [self._fenced_write_command(chunk, guard, keys.marks_key(self._prefix), with_deadlines=True)
+                    for chunk in chunks]
+        pool = self._client.connection_pool
+        action = f"writing {len(writes)} interactions"
+        try:
+            with store_errors(action):
+                connection = pool.get_connection()
+                try:
+                    packed = connection.pack_commands(commands)  # type: ignore[no-untyped-call]
+                    connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
+                except BaseException:
+                    pool.release(connection)
+                    raise
+        except StoreError as exc:  # raised where the caller asks for the answer, as a failed write would be
+            error = exc
+
+            def refused() -> WriteResult:
+                raise error
+
+            return refused
+
+        def answer() -> WriteResult:
+            try:
+                with store_errors(action):
+                    replies = [_reply(connection) for _ in commands]
+                    fenced = _fenced(chunks, self._run_scripts(commands, replies))
+            finally:
+                pool.release(connection)
+            return _result(writes, fenced)
+
+        return answer
 
     def _write_by_slot(self, writes: Sequence[StateWrite], guard: Sequence[int]) -> dict[str, int]:
         """The three cluster steps (module docstring). A crash after step 1 leaves entries whose log
@@ -158,14 +198,14 @@ class RedisStore:
             commands = [self._fenced_write_command(chunk, guard, keys.slot_marks_key(self._prefix, slot),
                                                    with_deadlines=False)
                         for chunk, slot in zip(chunks, slots, strict=True)]
-        replies = self._run_scripts(commands)
-        return {chunk[int(reply[j]) - 1].interaction_id: int(reply[j + 1])
-                for chunk, reply in zip(chunks, replies, strict=True) for j in range(0, len(reply), 2)}
+        return _fenced(chunks, self._run_scripts(commands))
 
-    def _run_scripts(self, commands: list[list[Any]]) -> list[Any]:
-        """Send the script calls; calls refused with NOSCRIPT (a restarted, flushed or newly promoted
-        node) are sent again after loading the script: a refused call ran nothing."""
-        replies = self._send(commands)
+    def _run_scripts(self, commands: list[list[Any]], replies: list[Any] | None = None) -> list[Any]:
+        """Send the script calls (or take the `replies` to calls already sent); calls refused with NOSCRIPT
+        (a restarted, flushed or newly promoted node) are sent again after loading the script: a refused
+        call ran nothing."""
+        if replies is None:
+            replies = self._send(commands)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
         if missing:
             self._client.script_load(self._script)
@@ -305,6 +345,29 @@ class RedisStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _chunks(writes: Sequence[StateWrite]) -> list[Sequence[StateWrite]]:
+    return [writes[i:i + _WRITES_PER_CALL] for i in range(0, len(writes), _WRITES_PER_CALL)]
+
+
+def _fenced(chunks: Sequence[Sequence[StateWrite]], replies: list[Any]) -> dict[str, int]:
+    """The ids the scripts fenced out → the version stored now (each reply: 1-based index, version, ...)."""
+    return {chunk[int(reply[j]) - 1].interaction_id: int(reply[j + 1])
+            for chunk, reply in zip(chunks, replies, strict=True) for j in range(0, len(reply), 2)}
+
+
+def _result(writes: Sequence[StateWrite], fenced: dict[str, int]) -> WriteResult:
+    expected = {item.interaction_id: item.expected_version for item in writes}
+    return WriteResult(fenced_out=list(fenced), regressed={i: v for i, v in fenced.items() if v < expected[i]})
+
+
+def _reply(connection: Any) -> Any:
+    """One reply read from the connection; an error reply is returned, not raised (the rest must be read)."""
+    try:
+        return connection.read_response()
+    except redis.ResponseError as exc:
+        return exc
 
 
 def _deadline_op(item: StateWrite) -> tuple[str, int, int]:
