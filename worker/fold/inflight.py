@@ -97,18 +97,19 @@ class Overlay:
 
 @dataclass
 class AwaitingDelivery:
-    """Batches whose snapshots and dead letters are produced, oldest first: their offsets wait for the flush."""
+    """Batches whose snapshots and dead letters are produced, oldest first: their offsets wait for the flush.
+    Only the offsets are kept (the batch's records and plan are garbage by then)."""
 
-    batches: list[Sequence[Record]] = field(default_factory=list)
+    batches: list[dict[tuple[str, int], int]] = field(default_factory=list)
 
     def add(self, records: Sequence[Record]) -> None:
-        self.batches.append(records)
+        self.batches.append(highest_offsets(records))
 
     def take(self, skip_partitions: frozenset[int] = frozenset()) -> dict[tuple[str, int], int]:
         """The offsets to store for every waiting batch (the caller has flushed); the list is emptied."""
         positions: dict[tuple[str, int], int] = {}
-        for records in self.batches:
-            for key, offset in highest_offsets(records).items():
+        for offsets in self.batches:
+            for key, offset in offsets.items():
                 if key[1] not in skip_partitions:
                     positions[key] = max(positions.get(key, 0), offset)
         self.batches = []
