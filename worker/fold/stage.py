@@ -138,7 +138,8 @@ class FoldStage:
         restorer = (StateRestorer(store, changelog_reader, settings.state_changelog_topic)
                     if self.live and changelog_reader is not None else None)
         self.guard = StoreGuard(store, restorer, consumer, settings.events_topic, self.waiter)
-        self.guard.on_restored = self.cache.drop_partitions
+        self.guard.on_restored = self._restored
+        self._restores = 0
         self.regressions = RegressionRepair(store, restorer, self.status.beat)
         self._trouble_seen = 0.0
         # the overlapped commit (module docstring): at most one batch in flight, its states in the overlay
@@ -146,6 +147,7 @@ class FoldStage:
         self.writer = StoreWriter(store)
         self.overlay = Overlay()
         self.in_flight: InFlight | None = None
+        self._planned_ahead: frozenset[str] = frozenset()  # the next batch's logs, planned, not yet sent
         self.awaiting = AwaitingDelivery()
         # a restore reads the changelog to its end: the entries of batches landed before must be in it
         self.guard.before_restore = self._confirm
@@ -242,9 +244,21 @@ class FoldStage:
             self.drain()
         for partition in [*at_end, *finished]:  # after `process`, which marks the partitions it read as behind
             self.clocks.reached_end(partition, fetched_ms)
-        if time.monotonic() - self._last_finalize >= _FINALIZE_EVERY_S or self.options.burst:
-            self.finalize_due()
-            self._last_finalize = time.monotonic()
+        # with a batch in flight the tick runs inside `process`, before the next write is sent: a Redis
+        # call made while a batch's script runs would wait behind it
+        if self.in_flight is None and self._finalize_is_due():
+            self._finalize_tick()
+
+    def _finalize_is_due(self) -> bool:
+        return self.options.burst or time.monotonic() - self._last_finalize >= _FINALIZE_EVERY_S
+
+    def _finalize_tick(self) -> None:
+        self.finalize_due()
+        self._last_finalize = time.monotonic()
+
+    def _restored(self, partitions: list[int]) -> None:
+        self._restores += 1
+        self.cache.drop_partitions(partitions)
 
     def _read(self, messages: list[Message], fetched_ms: int) -> tuple[list[Record], list[int]]:
         """Decoded records and partitions at their end; what the consume says about the broker goes to the clocks."""
@@ -294,9 +308,27 @@ class FoldStage:
         if not self._land() or ahead is None:  # the write in flight did not store what `ahead` was planned on
             ahead = self.guard.call(lambda: self._plan(records), self.clocks.owned)
         finish_now = not self.overlap or len(records) < self.settings.batch_size
+        for partition, event_time in ahead.plan.max_event_time.items():
+            self.clocks.observe(partition, int(event_time.timestamp() * 1000))
+        if not finish_now and self._finalize_is_due():
+            ahead = self._finalize_before_sending(ahead)
         self._send(ahead, started, overlapped=not finish_now)
         if finish_now:
             self.drain()
+
+    def _finalize_before_sending(self, ahead: Planned) -> Planned:
+        """The finalizer's tick between the landed batch and the next one's write (nothing in flight). The
+        clocks have the next batch's events, so its logs are left for a later tick; the plan stands unless
+        a restore replaced states it read."""
+        restores = self._restores
+        self._planned_ahead = frozenset(ahead.partition_of)
+        try:
+            self._finalize_tick()
+        finally:
+            self._planned_ahead = frozenset()
+        if self._restores == restores:
+            return ahead
+        return self.guard.call(lambda: self._plan(ahead.records), self.clocks.owned)
 
     def _plan_ahead(self, records: Sequence[Record]) -> Planned | None:
         """The plan made while a write is in flight (on its overlay); None when a store read failed (the
@@ -324,7 +356,7 @@ class FoldStage:
 
     def _send(self, planned: Planned, started_s: float, *, overlapped: bool) -> None:
         """Send the batch's write (`overlapped`: its states held in the overlay, the answer read when it
-        lands; else written here); the partition clocks take its event times now."""
+        lands; else written here)."""
         writes = planned.plan.writes
         guard = self._guarded(planned.partition_of[w.interaction_id] for w in writes)
         if overlapped and writes:
@@ -334,8 +366,6 @@ class FoldStage:
         else:
             write = written_now(self.store, writes, guard)
         self.in_flight = InFlight.sent(planned, write, started_s)
-        for partition, event_time in planned.plan.max_event_time.items():
-            self.clocks.observe(partition, int(event_time.timestamp() * 1000))
 
     def _land(self) -> bool:
         """Finish the batch in flight up to its snapshots: its write acknowledged (fenced-out interactions
@@ -517,11 +547,11 @@ class FoldStage:
         if not clocks:
             return
         due = self.store.due_many({p: clock - grace_ms for p, clock in clocks.items()}, _CLOSES_PER_TICK)
-        flight = self.in_flight
-        if flight is not None:
-            # a log the batch in flight writes or emits closes at a later tick, once that batch has landed:
-            # never before its events (or its snapshot), and the write in flight stays in flight
-            due = {p: [(i, d) for i, d in entries if i not in flight.emitting] for p, entries in due.items()}
+        # a log the next batch (planned) or the batch in flight touches closes at a later tick, once that
+        # batch has landed: never before its events (or its snapshot); the write in flight stays in flight
+        later = self._planned_ahead | (self.in_flight.emitting if self.in_flight is not None else frozenset())
+        if later:
+            due = {p: [(i, d) for i, d in entries if i not in later] for p, entries in due.items()}
         plans = {
             partition: plan_closes(
                 self.store, partition, clocks[partition], grace_ms=grace_ms, ttl=self.ttl, now_ms=now,
