@@ -24,7 +24,7 @@ from bisect import insort
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.common import Trigger
 from schemas.events import (
@@ -76,8 +76,11 @@ class Rejected:
 Outcome = Accepted | Duplicate | Rejected
 
 
-@dataclass(frozen=True, slots=True)
-class FoldResult:
+class FoldResult(NamedTuple):
+    """The state after the event (the same object when unchanged) and what happened to the event.
+
+    A NamedTuple: one per event, built in C (a frozen dataclass pays one `object.__setattr__` per field)."""
+
     log: InteractionLog | Tombstone | None
     outcome: Outcome
 

@@ -15,7 +15,7 @@ with orjson: the same bytes `json.dumps(separators=(",", ":"), ensure_ascii=Fals
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, make_dataclass
+from dataclasses import dataclass, field, fields, make_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
@@ -75,6 +75,45 @@ def from_us(epoch_us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=epoch_us)
 
 
+class Derived:
+    """The encoded parts of a log that change less often than its version, kept beside the log.
+
+    Each fact (the transitions, the connect data, the views, the attributes) sits here next to its JSON
+    and counts only while it is the log's own fact, compared by identity: facts are immutable tuples
+    that the fold replaces when they change and hands on as the same objects when not. Versions of
+    one interaction share one `Derived` (`evolve_log` hands it on), so a version whose connect data did
+    not change reuses its JSON; a version whose fact differs encodes it again and keeps that. Never
+    stored, never compared. Plain slots rather than a container per entry: every object kept here for
+    the ~20,000 logs a busy stage holds is one more object for the garbage collector to walk.
+    The stored parts stay right when another thread encodes a version of the same interaction at the same
+    time (see `_add_facts`); the snapshot's parts (`snapshot`) are for the thread that plans batches.
+    """
+
+    __slots__ = ("attributes", "attributes_json", "connect", "connect_json", "snapshot", "transitions",
+                 "transitions_json", "views", "views_json")
+
+    def __init__(self) -> None:
+        self.transitions: object = None
+        self.transitions_json = b""
+        self.connect: object = None
+        self.connect_json = b""
+        self.views: object = None
+        self.views_json = b""
+        self.attributes: object = None
+        self.attributes_json = b""
+        self.snapshot: object = None
+        """The snapshot's encoded parts (`worker.core.snapshot_json`), kept the same way."""
+
+
+def derived_of(log: InteractionLog) -> Derived:
+    """The log's `Derived`, made on first use (a log read from Redis has none yet)."""
+    derived = log.derived
+    if derived is None:
+        derived = Derived()
+        object.__setattr__(log, "derived", derived)
+    return derived
+
+
 @dataclass(frozen=True, slots=True)
 class InteractionLog:
     """Folded state of one open interaction. Immutable: the fold returns a new one per change."""
@@ -95,6 +134,8 @@ class InteractionLog:
     related_choice: StampedRef | None = None
     wrapup: Wrapup | None = None
     attributes: tuple[tuple[str, Stamp, str], ...] = ()
+    derived: Derived | None = field(default=None, compare=False, repr=False)
+    """The encoded facts, kept for the next versions: see `Derived`."""
 
     @property
     def edit_deadline(self) -> datetime | None:
@@ -161,11 +202,12 @@ def evolve_log(
     The fold's hot path. A frozen dataclass `__init__` pays one `object.__setattr__` per field (16
     here); filling the mutable twin and then giving it the `InteractionLog` class (same slot layout,
     so CPython allows the `__class__` assignment) is about 5x cheaper and yields an equal object.
+    Both versions share one `Derived` (made here when `log` has none yet).
     """
     twin = _MutableLog(
         log.interaction_id, version, trigger, log.finalized, log.edit_deadline_us, last_event_us, applied_ids,
         log.transitions, log.connect, log.views, log.notes, log.subject, log.name_choice, log.related_choice,
-        log.wrapup, log.attributes,
+        log.wrapup, log.attributes, log.derived if log.derived is not None else derived_of(log),
     )
     for name, value in changes.items():
         setattr(twin, name, value)
@@ -184,7 +226,7 @@ def _ref_in(raw: list[str] | None) -> RecordRef | None:
 
 
 def _stamped_ref_out(choice: StampedRef | None) -> list[Any] | None:
-    return None if choice is None else [choice[0], _ref_out(choice[1])]
+    return None if choice is None else [tuple(choice[0]), _ref_out(choice[1])]
 
 
 def _connected_in(raw: dict[str, Any]) -> ConnectedData:
@@ -233,36 +275,67 @@ def _connect_key_in(raw: list[int]) -> ConnectKey:
 def _log_document(log: InteractionLog) -> dict[str, Any]:
     """The stored document: fixed keys first, then the optional ones that are set, in this order.
 
-    Enum members go in as they are: they are `str` subclasses, which orjson writes as their value."""
+    Enum members go in as they are: they are `str` subclasses, which orjson writes as their value. The
+    facts that change less often than the version (transitions, connect data, views, attributes) go in
+    as JSON fragments, encoded once per fact (see `Derived`); a `Stamp` goes in as the plain tuple it
+    is (orjson writes tuples, not their subclasses)."""
     document: dict[str, Any] = {"k": "log", "i": log.interaction_id, "v": log.version,
                                 "g": log.trigger, "l": log.last_event_us, "a": log.applied_ids}
     if log.finalized:
         document["f"] = 1
     if log.edit_deadline_us is not None:
         document["e"] = log.edit_deadline_us
+    _add_facts(document, log, derived_of(log))
+    return document
+
+
+def _add_facts(document: dict[str, Any], log: InteractionLog, derived: Derived) -> None:
+    # Each kept JSON is read before its fact is checked, and a fact is cleared before its JSON is
+    # replaced: a version encoded on another thread at the same time (a store write without the
+    # planner's bytes) can make this encode a fact again, never use another fact's JSON.
     if log.transitions:
-        document["t"] = log.transitions
+        encoded = derived.transitions_json
+        if derived.transitions is not log.transitions:
+            encoded = _encoded([tuple(transition) for transition in log.transitions])
+            derived.transitions, derived.transitions_json, derived.transitions = None, encoded, log.transitions
+        document["t"] = orjson.Fragment(encoded)
     if log.connect is not None:
-        document["c"] = [log.connect[0], _model_out(log.connect[1])]
+        encoded = derived.connect_json
+        if derived.connect is not log.connect:
+            encoded = _encoded([log.connect[0], _model_out(log.connect[1])])
+            derived.connect, derived.connect_json, derived.connect = None, encoded, log.connect
+        document["c"] = orjson.Fragment(encoded)
     if log.views:
-        document["w"] = [[stamp, [ref.system, ref.type, ref.id]] for stamp, ref in log.views]
+        encoded = derived.views_json
+        if derived.views is not log.views:
+            encoded = _encoded([[tuple(stamp), [ref.system, ref.type, ref.id]] for stamp, ref in log.views])
+            derived.views, derived.views_json, derived.views = None, encoded, log.views
+        document["w"] = orjson.Fragment(encoded)
     _add_choices(document, log)
     if log.attributes:
-        document["at"] = log.attributes
-    return document
+        encoded = derived.attributes_json
+        if derived.attributes is not log.attributes:
+            encoded = _encoded([(key, tuple(stamp), value) for key, stamp, value in log.attributes])
+            derived.attributes, derived.attributes_json, derived.attributes = None, encoded, log.attributes
+        document["at"] = orjson.Fragment(encoded)
+
+
+def _encoded(value: Any) -> bytes:
+    return orjson.dumps(value, default=_fact_out)
 
 
 def _add_choices(document: dict[str, Any], log: InteractionLog) -> None:
     if log.notes is not None:
-        document["n"] = log.notes
+        document["n"] = (tuple(log.notes[0]), log.notes[1])
     if log.subject is not None:
-        document["s"] = log.subject
+        document["s"] = (tuple(log.subject[0]), log.subject[1])
     if log.name_choice is not None:
         document["nm"] = _stamped_ref_out(log.name_choice)
     if log.related_choice is not None:
         document["rt"] = _stamped_ref_out(log.related_choice)
     if log.wrapup is not None:
-        document["u"] = log.wrapup
+        stamp, code, note = log.wrapup
+        document["u"] = (tuple(stamp), code, note)
 
 
 def _stamped_text_in(raw: list[Any] | None) -> StampedText | None:
