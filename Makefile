@@ -38,9 +38,12 @@ CLUSTER_TESTS ?= tests/integration/test_store.py tests/integration/test_fold_sta
 
 # The whole suite. Session fixtures start deploy/local/stack (Kafka + Redis) and the CRM
 # emulators when a test needs them, and stop what they started. Exit code 5 (no tests) fails.
+# The tests mostly wait on brokers, timers and windows: TEST_WORKERS pytest-xdist workers, each with a
+# stack of its own (tests/conftest.py), keep the suite inside CI's 15 minutes on 2 cores.
+TEST_WORKERS ?= 2
 test: lint
 	@rm -rf .test-results
-	$(PY) -m pytest -m 'not bench' -p no:cacheprovider --junitxml=.test-results/all.xml $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -m 'not bench' -p no:cacheprovider -n $(TEST_WORKERS) --junitxml=.test-results/all.xml $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests were collected: failing"; exit 1; fi; [ $$rc -eq 0 ] || exit $$rc
 	$(MAKE) --no-print-directory test-cluster CLUSTER_JUNIT=--junitxml=.test-results/cluster.xml
 	@$(PY) -m tests.junit_total .test-results/all.xml .test-results/cluster.xml

@@ -20,8 +20,14 @@ from worker.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 STACK = REPO / "deploy" / "local" / "stack"
+# Under pytest-xdist each worker runs its own stack (Kafka, Redis, a cluster) in folders of its own;
+# set in the environment so every `deploy/local/stack` call of a test, and the worker processes, see it.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_STACK_SUFFIX = f"-{_XDIST_WORKER}" if _XDIST_WORKER else ""
+if _XDIST_WORKER:
+    os.environ["ILOG_STACK_DIR"] = os.environ.get("ILOG_STACK_DIR", str(REPO / ".stack")) + _STACK_SUFFIX
 # The Redis Cluster of the tests (6 nodes, Redis only): its own stack folder beside the main stack.
-CLUSTER_STACK_DIR = REPO / ".stack-cluster"
+CLUSTER_STACK_DIR = REPO / f".stack-cluster{_STACK_SUFFIX}"
 # `ILOG_TEST_REDIS=cluster`: the tests' Redis is that cluster instead of the stack's single node
 # (`make test` runs the store, fold stage and sync tests a second time so).
 TEST_REDIS = os.environ.get("ILOG_TEST_REDIS", "single")
