@@ -265,7 +265,9 @@ def test_idle_partition_closes_a_window_within_grace_plus_one_second(settings: S
 
 
 def test_lagging_consumer_applies_an_in_window_edit_before_finalizing(settings: Settings, tmp_path: Path) -> None:
-    fold_settings = _fold_settings(settings, window_s=3)
+    # a window long enough that the first worker (slow to start on a busy machine) stops before it closes
+    window_s, grace_s = 10.0, 1.0
+    fold_settings = _fold_settings(settings, window_s=window_s)
     now = datetime.now(UTC)
     produce(fold_settings, fold_settings.events_topic, [
         event("interaction.connected", "conv-lag", 1, now - timedelta(seconds=2), CONNECTED),
@@ -274,11 +276,13 @@ def test_lagging_consumer_applies_an_in_window_edit_before_finalizing(settings: 
     worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log")
     assert wait_for(lambda: isinstance(_redis_logs(fold_settings, ["conv-lag"])["conv-lag"], InteractionLog), 30)
     assert worker.stop() == 0
+    assert isinstance(_redis_logs(fold_settings, ["conv-lag"])["conv-lag"], InteractionLog), "closed too early"
     # The edit is inside the window by event time, but waits in Kafka until the wall clock is past it.
     produce(fold_settings, fold_settings.events_topic, [
         event("log.updated", "conv-lag", 3, now + timedelta(seconds=2), {"notes": "written in time"}),
     ])
-    time.sleep(3 + 1 + 1)
+    past_deadline = now + timedelta(seconds=window_s + grace_s + 1)
+    time.sleep(max(0.0, (past_deadline - datetime.now(UTC)).total_seconds()))
     worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log")
     try:
         reader = TopicReader(fold_settings, fold_settings.upserts_topic)
