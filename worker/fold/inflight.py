@@ -1,10 +1,11 @@
 """What the fold stage keeps between batches when it overlaps I/O with work (`FoldStage` has the order).
 
-A batch's fenced write runs on one writer thread (`StoreWriter`, at most one write in flight) while
-the main thread reads, decodes and plans the next batch. The next plan must see the states the write
-in flight will store before Redis acknowledges them: `Overlay` holds them, in front of the state
-cache, until the write lands. Batches whose snapshots are produced but not yet acknowledged wait in
-`AwaitingDelivery` for their offsets.
+A batch's fenced write is left in flight while the main thread reads, decodes and plans the next
+batch: on one Redis node sent now and answered later (`RedisStore.send_write`), otherwise on one
+writer thread (`StoreWriter`). The next plan must see the states the write in flight will store
+before Redis acknowledges them: `Overlay` holds them, in front of the state cache, until the write
+lands. Batches whose snapshots are produced but not yet acknowledged wait in `AwaitingDelivery`
+(their offsets only).
 """
 
 from __future__ import annotations

@@ -10,20 +10,24 @@ A crash anywhere re-consumes the batch: the fold treats its events as duplicates
 snapshots are produced again (they carry their version, so consumers stay idempotent).
 Finalization runs between batches: emit `finalized` snapshots, flush, then write tombstones.
 
-Overlapped commit (`ILOG_FOLD_OVERLAP`, on by default). A full batch n's step 1 runs on a writer thread
-(`worker.fold.inflight`) while the main thread reads, decodes and plans batch n+1: at most one batch in
-flight. Plan n+1 reads the states write n will store (the overlay, in front of the state cache); it
+Overlapped commit (`ILOG_FOLD_OVERLAP`, on by default; `worker.fold.inflight`). A full batch n's step 1
+is sent and left in flight while the main thread reads, decodes and plans batch n+1: at most one batch
+in flight. On one Redis node the script calls are sent and their answer read when n lands
+(`RedisStore.send_write`: Redis runs them meanwhile, no thread); a cluster's write runs on one writer
+thread. Plan n+1 reads the states write n will store (the overlay, in front of the state cache); it
 stands only when write n stored exactly those. A write fenced out, refused for lost state or failed is
 finished first as without overlap (re-read and re-folded, restored, waited out) and n+1 is planned again
 on what the store holds; a write failing for good stops the stage before anything of n or n+1 is
-produced or stored. Batch n's steps 2-4 run in the next batch's step: after write n is acknowledged its
-snapshots are produced; the flush that confirms them comes when batch n+1 has landed in turn, just
-before n+1's snapshots are produced (the reports have had a whole plan to arrive), and then n's offsets
-are stored. A short batch (the consumer is caught up), or a batch in flight when a consume brings
-nothing, is finished at once; a rebalance (assign, revoke, lost), the burst mode's end and shutdown
-finish the batch in flight first. The partition clocks take a batch's event times when its write is
-sent; a due window whose log the batch in flight writes or emits is left for a tick after that batch
-has landed (closing later is always allowed, earlier never); other windows close meanwhile.
+produced or stored. Batch n lands in the next batch's step: its answer read, then its changelog
+entries, snapshots and dead letters produced. Its offsets are stored after the next flush that covers
+them: the finalizer's (when a tick closes windows) or, at the latest, the one made when n+1 lands,
+before n+1's answer is read. A short batch (the consumer is caught up), or a batch in flight when a
+consume brings nothing, is finished at once; a rebalance (assign, revoke, lost), the burst mode's end
+and shutdown finish the batch in flight first. The finalizer's tick runs between landing batch n and
+sending write n+1 (a Redis call made while a batch's script runs would wait behind it); the partition
+clocks have n+1's event times by then, so a due window whose log batch n+1 touches (or the batch in
+flight writes or emits, when the tick runs from elsewhere) is left for a later tick: closing later is
+always allowed, earlier never.
 
 Every state written (and every state a batch touched) is also produced to the state changelog
 topic before the flush, so the changelog holds every state whose events' offsets are committed.
