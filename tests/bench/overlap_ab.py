@@ -6,12 +6,14 @@ Produces the `fold_stage_throughput` data set once, then runs the stage in burst
 off (A) and on (B), alternating, each run in a consumer group and Redis key prefix of its own. Prints
 one JSON line per run: events/s (first batch to the end of the run, every window closed), the
 process's CPU µs per event (`time.process_time`: the main thread, the writer thread and librdkafka's
-threads; not the broker's or Redis's) and the 1-minute load average.
+threads; not the broker's or Redis's), the batches (and how many were short), the seconds spent in the
+garbage collector and its full collections, and the 1-minute load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import threading
@@ -45,17 +47,29 @@ def _run(settings: Settings) -> dict[str, float]:
 
     stage.process = counted  # type: ignore[method-assign]
     tune_gc()
+    collector = {"s": 0.0, "started": 0.0, "full": 0}
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collector["started"] = time.perf_counter()
+            return
+        collector["s"] += time.perf_counter() - collector["started"]
+        collector["full"] += info["generation"] == 2
+
+    gc.callbacks.append(timed)
     cpu_started_s = time.process_time()
     try:
         stage.run(threading.Event())
     finally:
+        gc.callbacks.remove(timed)
         store.close()
     wall_s = time.perf_counter() - first["s"]
     cpu_s = time.process_time() - cpu_started_s
     events = int(first["events"])
     return {"events": events, "events_per_s": round(events / wall_s),
             "cpu_us_per_event": round(cpu_s / events * 1e6, 1), "batches": first["batches"],
-            "short_batches": first["short"], "load_1m": round(os.getloadavg()[0], 2)}
+            "short_batches": first["short"], "gc_s": round(collector["s"], 2), "gc_full": collector["full"],
+            "load_1m": round(os.getloadavg()[0], 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
