@@ -3,13 +3,13 @@
     python -m tests.bench.pure_parts [INTERACTIONS]              # default 20,000 (~211,000 events)
     python -m tests.bench.pure_parts --planner [INTERACTIONS]    # `plan_batch` in 1,000-event batches instead
 
-The `fold_stage_throughput` data set (generated histories merged by event time, so ~20,000 logs are open
-at once and nearly every event is its own snapshot and write), decoded with `decode_event`, then folded in
-that order with the states in a dict; after each accepted event the state's stored bytes and its snapshot
-JSON are encoded, as the stage's planner does. Prints CPU µs per event for decode, fold, stored bytes
-and snapshot (the worker's collector settings). Interleaving matters: with one history at a time the
-facts a log refers to stay in the CPU's caches and the encoding looks cheaper than in the stage. A
-report for A/B runs of the same command, not a test. `--planner` times `plan_batch` itself over the same
+The `fold_stage_throughput` data set (generated histories merged by event time, so ~20,000 logs are open at
+once and nearly every event is its own snapshot and write), decoded with the stage's decoder
+(`decode_event_fast`), then folded in that order with the states in a dict; after each accepted event the
+state's stored bytes and its snapshot JSON are encoded, as the stage's planner does. Prints CPU µs per event
+for decode, fold, stored bytes and snapshot (the worker's collector settings). Interleaving matters: with one
+history at a time the facts a log refers to stay in the CPU's caches and the encoding looks cheaper than in
+the stage. A report for A/B runs of the same command, not a test. `--planner` times `plan_batch` itself over the same
 records in 1,000-event batches, the states it writes kept in a dict (the stage's cache).
 """
 
@@ -20,8 +20,8 @@ import sys
 import time
 from typing import Any
 
-from schemas.decode import decode_event
 from schemas.events import Rejection
+from schemas.fast import decode_event_fast
 from tests.bench.stack import _time_ordered_events
 from tests.bench.stage_bench import RATE_PER_S
 from worker.core.batch import Record, TtlPolicy, plan_batch
@@ -40,7 +40,7 @@ def run(interactions: int = 20_000) -> dict[str, Any]:
     tune_gc()
     clock = time.process_time
     started = clock()
-    decoded = [decode_event(raw) for raw in raws]
+    decoded = [decode_event_fast(raw) for raw in raws]  # the fold stage's decoder
     spent = {"decode": clock() - started, "fold": 0.0, "state_bytes": 0.0, "snapshot_json": 0.0}
     states: dict[str, InteractionLog | Tombstone] = {}
     for event in decoded:
@@ -65,7 +65,7 @@ def run(interactions: int = 20_000) -> dict[str, Any]:
 
 def run_planner(interactions: int = 20_000, batch_size: int = 1_000) -> dict[str, Any]:
     raws = [json.dumps(event).encode() for event in _time_ordered_events(interactions, seed=7, rate_per_s=RATE_PER_S)]
-    records = [Record("events", 0, offset, raw, [], decode_event(raw)) for offset, raw in enumerate(raws)]
+    records = [Record("events", 0, offset, raw, [], decode_event_fast(raw)) for offset, raw in enumerate(raws)]
     tune_gc()
     ttl = TtlPolicy(retention_ms=86_400_000, open_log_ttl_ms=86_400_000)
     states: dict[str, Stored] = {}

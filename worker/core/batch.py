@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from schemas.common import Trigger
 from schemas.decode import Rejection
-from schemas.events import Event
+from schemas.fast import AnyEvent
 from worker.core.bounds import ENCODE_ERRORS, SNAPSHOT_SLACK_BYTES, encoding_problem, future_time
 from worker.core.fold import Accepted, Duplicate, Rejected, fold, trigger_for
 from worker.core.snapshot_json import EncodedSnapshot, encoded_snapshot
@@ -34,16 +35,18 @@ def stronger(a: Trigger | None, b: Trigger) -> Trigger:
     return b if a is None or TRIGGER_RANK[b] >= TRIGGER_RANK[a] else a
 
 
-@dataclass(frozen=True)
-class Record:
-    """One consumed message, decoded. `item` is the event or why it was refused."""
+class Record(NamedTuple):
+    """One consumed message, decoded. `item` is the event or why it was refused.
+
+    A NamedTuple: one per consumed message, built in C (a frozen dataclass pays one
+    `object.__setattr__` per field)."""
 
     topic: str
     partition: int
     offset: int
     value: bytes | None
     headers: list[tuple[str, bytes | None]]
-    item: Event | Rejection
+    item: AnyEvent | Rejection
 
 
 @dataclass
@@ -153,7 +156,7 @@ def _plan(
     return plan, _plan_writes(plan, states, touched, ttl, limits)
 
 
-def _encodable(log: InteractionLog | Tombstone | None, event: Event, outcome: Accepted,
+def _encodable(log: InteractionLog | Tombstone | None, event: AnyEvent, outcome: Accepted,
                max_snapshot_bytes: int | None) -> Accepted | Rejected:
     assert isinstance(log, InteractionLog)
     refused = encoding_problem(log, event, outcome.trigger, max_snapshot_bytes)

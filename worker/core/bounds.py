@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from schemas import fast
 from schemas.common import Trigger
-from schemas.events import MAX_ATTRIBUTES, AttributesEvent, Event, Rejection, RejectReason
+from schemas.events import MAX_ATTRIBUTES, AttributesEvent, Rejection, RejectReason
+from schemas.fast import AnyEvent
 from worker.core.snapshot_json import snapshot_json
 from worker.core.state import InteractionLog, to_us
 
@@ -20,7 +22,7 @@ SNAPSHOT_SLACK_BYTES = 64
 """Room kept under the snapshot bound: the same log finalized, or at a longer version, is a few bytes longer."""
 
 
-def future_time(event: Event, now_ms: int, max_skew_ms: int) -> Rejection | None:
+def future_time(event: AnyEvent, now_ms: int, max_skew_ms: int) -> Rejection | None:
     """`future_time` when the event's time is more than `max_skew_ms` ahead of `now_ms`, else None.
 
     Such an event must not reach the fold or the partition clock: its time would close other
@@ -35,9 +37,9 @@ def future_time(event: Event, now_ms: int, max_skew_ms: int) -> Rejection | None
     return Rejection(event.id, event.subject, RejectReason.FUTURE_TIME, message)
 
 
-def too_many_attributes(log: InteractionLog | None, event: Event) -> Rejection | None:
+def too_many_attributes(log: InteractionLog | None, event: AnyEvent) -> Rejection | None:
     """`too_large` when an attributes event would take the interaction over `MAX_ATTRIBUTES` keys."""
-    if not isinstance(event, AttributesEvent):
+    if not isinstance(event, (AttributesEvent, fast.AttributesEvent)):
         return None
     keys = {key for key, _stamp, _value in log.attributes} if log is not None else set()
     total = len(keys | event.data.attributes.keys())
@@ -48,7 +50,7 @@ def too_many_attributes(log: InteractionLog | None, event: Event) -> Rejection |
                      f"at most {MAX_ATTRIBUTES} allowed")
 
 
-def encoding_problem(log: InteractionLog, event: Event, trigger: Trigger, max_snapshot_bytes: int | None,
+def encoding_problem(log: InteractionLog, event: AnyEvent, trigger: Trigger, max_snapshot_bytes: int | None,
                      ) -> Rejection | None:
     """Why `event`, folded into `log`, cannot be kept: its state or snapshot does not encode (`invalid`),
     or either would be over `max_snapshot_bytes` (`too_large`: both are produced to Kafka, the snapshot

@@ -26,17 +26,18 @@ from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Any, NamedTuple
 
+from schemas import fast
 from schemas.common import Trigger
 from schemas.events import (
     AttributesEvent,
     ConnectedEvent,
-    Event,
     LogUpdatedEvent,
     RecordViewedEvent,
     Rejection,
     RejectReason,
     WrapupEvent,
 )
+from schemas.fast import AnyEvent
 from worker.core.bounds import too_many_attributes
 from worker.core.snapshot import disconnected_us, snapshot
 from worker.core.state import InteractionLog, Stamp, Tombstone, Transition, evolve_log, from_us, to_us
@@ -101,7 +102,7 @@ _TRANSITION_KIND = {
 
 def fold(
     state: InteractionLog | Tombstone | None,
-    event: Event,
+    event: AnyEvent,
     *,
     edit_window_s: float,
     applied_ids_kept: int = 256,
@@ -148,13 +149,13 @@ def tombstone_of(log: InteractionLog) -> Tombstone:
     return Tombstone(log.interaction_id, log.version, from_us(at_us), log.applied_ids)
 
 
-def _window_closed(state: InteractionLog | Tombstone, event: Event) -> Rejection:
+def _window_closed(state: InteractionLog | Tombstone, event: AnyEvent) -> Rejection:
     return Rejection(event.id, event.subject, RejectReason.WINDOW_CLOSED,
                      f"{event.type}: interaction {event.subject} is finalized at version {state.version}; "
                      "its edit window has closed")
 
 
-def _late_edit(log: InteractionLog, event: Event, time_us: int, deadline_us: int) -> Rejection:
+def _late_edit(log: InteractionLog, event: AnyEvent, time_us: int, deadline_us: int) -> Rejection:
     ended_us = disconnected_us(log.transitions)
     message = (f"{event.type}: time {_iso(time_us)} is after the edit deadline {_iso(deadline_us)} "
                f"(disconnected at {_iso(ended_us if ended_us is not None else deadline_us)})")
@@ -174,7 +175,7 @@ def trigger_for(event_type: str, after_end: bool = False) -> Trigger:
     return Trigger.UPDATED
 
 
-def _transition(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
+def _transition(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     sequence, time_us, arrival = stamp
     kind = _TRANSITION_KIND[event.type]
     if any(t.time_us == time_us and t.sequence == sequence and t.kind == kind for t in log.transitions):
@@ -191,8 +192,8 @@ def _transition(log: InteractionLog, event: Event, stamp: Stamp, window_us: int,
     return changes
 
 
-def _log_updated(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
-    assert isinstance(event, LogUpdatedEvent)
+def _log_updated(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
+    assert isinstance(event, (LogUpdatedEvent, fast.LogUpdatedEvent))
     data, changes = event.data, {}
     for field, slot in (("notes", "notes"), ("subject", "subject"),
                         ("name", "name_choice"), ("related_to", "related_choice")):
@@ -203,7 +204,7 @@ def _log_updated(log: InteractionLog, event: Event, stamp: Stamp, window_us: int
     return changes
 
 
-def _record_viewed(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
+def _record_viewed(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     assert isinstance(event, RecordViewedEvent)
     if ended_us is not None and stamp.time_us >= ended_us:
         return {}  # navigation after disconnect changes nothing; no need to keep the fact
@@ -212,15 +213,15 @@ def _record_viewed(log: InteractionLog, event: Event, stamp: Stamp, window_us: i
     return {"views": tuple(views[-VIEWS_KEPT:])}
 
 
-def _wrapup(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
-    assert isinstance(event, WrapupEvent)
+def _wrapup(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
+    assert isinstance(event, (WrapupEvent, fast.WrapupEvent))
     if log.wrapup is not None and stamp < log.wrapup[0]:
         return {}
     return {"wrapup": (stamp, event.data.code, event.data.note)}
 
 
-def _attributes(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
-    assert isinstance(event, AttributesEvent)
+def _attributes(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
+    assert isinstance(event, (AttributesEvent, fast.AttributesEvent))
     merged = {key: (key, key_stamp, value) for key, key_stamp, value in log.attributes}
     for key, value in event.data.attributes.items():
         current = merged.get(key)
@@ -229,11 +230,11 @@ def _attributes(log: InteractionLog, event: Event, stamp: Stamp, window_us: int,
     return {"attributes": tuple(merged[key] for key in sorted(merged))}
 
 
-def _nothing(log: InteractionLog, event: Event, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
+def _nothing(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     return {}
 
 
-_APPLY: dict[str, Callable[[InteractionLog, Event, Stamp, int, int | None], Changes]] = {
+_APPLY: dict[str, Callable[[InteractionLog, AnyEvent, Stamp, int, int | None], Changes]] = {
     "interaction.connected": _transition,
     "interaction.held": _transition,
     "interaction.resumed": _transition,

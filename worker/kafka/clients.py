@@ -12,8 +12,8 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from schemas.common import MAX_FIELD_CHARS
-from schemas.decode import decode_event
-from schemas.events import Event, Rejection
+from schemas.events import Rejection
+from schemas.fast import AnyEvent, decode_event_fast
 from worker.core.batch import Record
 from worker.errors import DeliveryError, DeliveryTimeoutError, KafkaClientError
 from worker.runtime import metrics
@@ -64,17 +64,11 @@ def decode_message(message: Message) -> Record:
     raw_headers: list[tuple[str, Any]] = list(message.headers() or [])  # type: ignore[arg-type]
     headers: Headers = [(name, _header_bytes(value)) for name, value in raw_headers]
     value = message.value()
-    return Record(
-        topic=message.topic() or "",
-        partition=message.partition() or 0,
-        offset=message.offset() or 0,
-        value=value,
-        headers=headers,
-        item=_subject_from_key(decode_event(value, headers), message.key()),
-    )
+    return Record(message.topic() or "", message.partition() or 0, message.offset() or 0, value, headers,
+                  _subject_from_key(decode_event_fast(value, headers), message.key()))
 
 
-def _subject_from_key(item: Event | Rejection, key: bytes | str | None) -> Event | Rejection:
+def _subject_from_key(item: AnyEvent | Rejection, key: bytes | str | None) -> AnyEvent | Rejection:
     """An event that could not be read (too large to parse, not JSON) names its interaction by the Kafka
     key, which the contract makes the interaction id, so its dead letter still says whose it was."""
     if not isinstance(item, Rejection) or item.subject is not None or not key:

@@ -1,0 +1,212 @@
+"""The compiled decoder (`schemas.fast`) accepts only what the models accept, with the same values.
+
+Whatever the fast path refuses goes to `decode_event`, so its rejections are the models' own; what it
+accepts must be an event the models accept, field for field. Compared over generated streams (malformed
+lines included), over mutations of each field at and around its bounds, and by folding generated
+histories both ways.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.decode import decode_event
+from schemas.events import MAX_EVENT_BYTES, Rejection
+from schemas.fast import FastEvent, _fast, decode_event_fast
+from worker.core.fold import fold
+from worker.core.snapshot_json import snapshot_json
+from worker.core.state import InteractionLog, Tombstone
+from worker.dev.generator import GeneratorMix, generate_histories, generate_stream
+
+START = datetime(2026, 3, 1, 9, 30, 15, 123000, tzinfo=UTC)
+MIX = GeneratorMix(duplicate_ratio=0.1, shuffle_within_interaction=True, late_edit_ratio=0.1, malformed_ratio=0.2)
+FAST_TYPES = ("interaction.held", "interaction.resumed", "interaction.disconnected", "log.opened", "log.updated",
+              "interaction.wrapup", "interaction.attributes")
+
+
+def _fields(event: Any) -> dict[str, Any]:
+    """What the fold can read of an event, model or struct."""
+    data = event.data
+    fields: dict[str, Any] = {"type": event.type, "id": event.id, "subject": event.subject, "source": event.source,
+                              "specversion": event.specversion, "time": event.time, "tz": event.time.tzinfo,
+                              "sequence": event.sequence}
+    if event.type == "log.updated":
+        fields["set"] = data.model_fields_set
+        fields.update((name, getattr(data, name)) for name in data.model_fields_set)
+    elif event.type == "interaction.wrapup":
+        fields.update(code=data.code, note=data.note)
+    elif event.type == "interaction.attributes":
+        fields["attributes"] = data.attributes
+    elif event.type == "interaction.disconnected":
+        fields["reason"] = data.reason
+    return fields
+
+
+def _agree(raw: bytes) -> bool | None:
+    """True when the fast path accepted what the models accept, alike; None when it left the event to them."""
+    fast = _fast(raw)
+    model = decode_event(raw)
+    if fast is None:
+        assert decode_event_fast(raw) == model  # the models' own answer, rejection or event
+        return None
+    assert not isinstance(model, Rejection), (raw, model)
+    assert _fields(fast) == _fields(model), raw
+    return True
+
+
+def _raw(item: dict[str, Any]) -> bytes:
+    return json.dumps(item, ensure_ascii=False).encode()
+
+
+def test_generated_streams_decode_alike_and_the_fast_path_takes_most_events() -> None:
+    stream = generate_stream(300, seed=5, start=START, rate_per_s=5, mix=MIX)
+    raws = [item if isinstance(item, bytes) else _raw(item) for item in stream]
+    outcomes = [_agree(raw) for raw in raws]
+    fast_types = sum(1 for item in stream if isinstance(item, dict) and item.get("type") in FAST_TYPES)
+    assert outcomes.count(True) > 0.8 * fast_types
+
+
+TEXTS = st.one_of(st.text(max_size=3), st.sampled_from(["", "x" * 255, "x" * 256, "😀" * 255, "😀" * 256,
+                                                       "y" * 1000, "y" * 1001, "z" * 32_000, "z" * 32_001]))
+VALUES = st.one_of(TEXTS, st.none(), st.booleans(), st.integers(min_value=-(2**64), max_value=2**64),
+                   st.floats(allow_nan=False), st.just(5.0), st.lists(st.integers(), max_size=2),
+                   st.dictionaries(st.text(max_size=2), st.text(max_size=2), max_size=2))
+TIMES = st.one_of(st.sampled_from([
+    "2026-11-27T10:00:00Z", "2026-11-27t10:00:00z", "2026-11-27T10:00:00+01:00", "2026-11-27T10:00:00-00:00",
+    "2026-11-27 10:00:00Z", "2026-11-27T10:00:00.1234567Z", "2026-11-27T10:00:00.123456Z", "2026-11-27T10:00:60Z",
+    "2026-02-30T10:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-11-27T10:00:00",
+    "2026-11-27", "20261127T100000Z", "2026-11-27T24:00:00Z", "２026-11-27T10:00:00Z",
+]), VALUES)
+SEQUENCES = st.one_of(st.sampled_from([0, 1, 2**63 - 1, 2**63, -1, 5.0, 5.5, "5", True, None]), VALUES)
+
+
+def _base(event_type: str) -> dict[str, Any]:
+    data = {"log.updated": {"notes": "n"}, "interaction.wrapup": {"code": "Resolved", "note": "ok"},
+            "interaction.attributes": {"attributes": {"tier": "gold"}},
+            "interaction.disconnected": {"reason": "hangup"}}.get(event_type)
+    item: dict[str, Any] = {"specversion": "1.0", "id": "evt-1", "source": "/p", "type": event_type,
+                            "subject": "conv-1", "time": "2026-11-27T10:00:00Z", "sequence": 3}
+    if data is not None:
+        item["data"] = data
+    return item
+
+
+_MISSING = object()
+
+
+@settings(max_examples=400, deadline=None)
+@given(event_type=st.sampled_from([*FAST_TYPES, "interaction.connected", "record.viewed", "nope"]),
+       field=st.sampled_from(["specversion", "id", "source", "subject", "time", "sequence", "type", "data",
+                              "extra"]),
+       value=st.one_of(VALUES, TIMES, SEQUENCES, st.just(_MISSING)))
+def test_any_envelope_field_mutated_decodes_alike(event_type: str, field: str, value: object) -> None:
+    item = _base(event_type)
+    if value is _MISSING:
+        item.pop(field, None)
+    else:
+        item[field] = value
+    _agree(_raw(item))
+
+
+DATA_FIELDS = {
+    "log.updated": ["notes", "subject", "name", "related_to", "other"],
+    "interaction.wrapup": ["code", "note", "other"],
+    "interaction.attributes": ["attributes", "other"],
+    "interaction.disconnected": ["reason", "other"],
+    "interaction.held": ["other"],
+}
+ATTRIBUTES = st.one_of(
+    st.dictionaries(st.sampled_from(["", "k", "k" * 100, "k" * 101, "😀" * 100]), TEXTS, max_size=3),
+    st.just({f"k{n}": "v" for n in range(100)}), st.just({f"k{n}": "v" for n in range(101)}), VALUES,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(event_type=st.sampled_from(sorted(DATA_FIELDS)), data=st.data())
+def test_any_data_field_mutated_decodes_alike(event_type: str, data: st.DataObject) -> None:
+    item = _base(event_type)
+    body = dict(item.get("data") or {})
+    field = data.draw(st.sampled_from(DATA_FIELDS[event_type]))
+    value = data.draw(st.one_of(ATTRIBUTES if field == "attributes" else VALUES, st.just(_MISSING)))
+    if value is _MISSING:
+        body.pop(field, None)
+    else:
+        body[field] = value
+    item["data"] = body
+    _agree(_raw(item))
+
+
+def test_json_the_parsers_could_read_differently_goes_to_the_models() -> None:
+    base = _raw(_base("log.updated"))
+    for raw in [
+        base.replace(b'"notes": "n"', b'"notes": "\\ud800"'),  # lone surrogate
+        base.replace(b'"notes": "n"', b'"notes": "a", "notes": "b"'),  # duplicate key: both take the last
+        b"\xef\xbb\xbf" + base,  # BOM
+        base.replace(b'"n"', b'"\xff"'),  # not UTF-8
+        base + b" ", b" " + base, base + b"x", base[:-1],
+        base.replace(b'"sequence": 3', b'"sequence": 3.0'), base.replace(b'"sequence": 3', b'"sequence": NaN'),
+        base.replace(b'"sequence": 3', b'"sequence": 1e2'),
+    ]:
+        _agree(raw)
+
+
+def test_an_event_over_the_size_bound_is_too_large_whatever_it_holds() -> None:
+    item = _base("log.updated")
+    item["padding"] = "p" * MAX_EVENT_BYTES
+    raw = _raw(item)
+    assert decode_event(raw) == decode_event_fast(raw)
+    assert isinstance(decode_event_fast(raw), Rejection)
+
+
+def test_binary_mode_goes_to_the_models() -> None:
+    headers = [("ce_specversion", b"1.0"), ("ce_id", b"e-1"), ("ce_source", b"/p"), ("ce_type", b"log.opened"),
+               ("ce_subject", b"conv-1"), ("ce_time", b"2026-11-27T10:00:00Z")]
+    assert decode_event(b"{}", headers) == decode_event_fast(b"{}", headers)
+    assert not isinstance(decode_event_fast(b"{}", headers), FastEvent)
+
+
+def test_histories_fold_to_the_same_logs_and_snapshots_either_way() -> None:
+    histories = generate_histories(60, seed=9, start=START, rate_per_s=5, mix=MIX)
+    for history in histories:
+        raws = [_raw(item) for item in history]
+        both: list[list[bytes]] = []
+        for decode in (decode_event, decode_event_fast):
+            state: InteractionLog | Tombstone | None = None
+            seen: list[bytes] = []
+            for raw in raws:
+                event = decode(raw)
+                assert not isinstance(event, Rejection)
+                result = fold(state, event, edit_window_s=120.0)
+                state = result.log
+                if isinstance(state, InteractionLog):
+                    seen += [state.to_bytes(), snapshot_json(state), repr(result.outcome).encode()]
+            both.append(seen)
+        assert both[0] == both[1]
+
+
+BOUNDS = [  # (type, where, field, characters allowed)
+    ("log.updated", "data", "notes", 32_000), ("log.updated", "data", "subject", 255),
+    ("interaction.wrapup", "data", "code", 255), ("interaction.wrapup", "data", "note", 32_000),
+    ("interaction.disconnected", "data", "reason", 1000), ("log.opened", "envelope", "id", 255),
+    ("log.opened", "envelope", "subject", 255), ("log.opened", "envelope", "source", 1000),
+]
+
+
+def test_every_bound_holds_at_its_limit_and_refuses_one_more_character() -> None:
+    for event_type, where, field, limit in BOUNDS:
+        for char in ("x", "😀"):
+            for length, accepted in ((limit, True), (limit + 1, False)):
+                item = _base(event_type)
+                (item if where == "envelope" else item["data"])[field] = char * length
+                assert _agree(_raw(item)) is (True if accepted else None), (event_type, field, length)
+    for keys, key_chars, value_chars, accepted in ((100, 100, 1000, True), (101, 1, 1, False),
+                                                   (1, 101, 1, False), (1, 1, 1001, False), (1, 0, 1, False)):
+        item = _base("interaction.attributes")
+        distinct = [(chr(0x100 + n) + "k" * key_chars)[:key_chars] for n in range(keys)]  # "" when key_chars is 0
+        item["data"]["attributes"] = {key: "v" * value_chars for key in distinct}
+        assert _agree(_raw(item)) is (True if accepted else None), (keys, key_chars, value_chars)
