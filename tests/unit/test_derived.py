@@ -11,6 +11,7 @@ compared with those of the same log without its `Derived`.
 from __future__ import annotations
 
 import json
+import tracemalloc
 from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -27,8 +28,8 @@ from tests.unit.test_fold_rules import connected, ev, ref
 from worker.core.bounds import ENCODE_ERRORS
 from worker.core.fold import Accepted, finalize, fold
 from worker.core.snapshot import snapshot
-from worker.core.snapshot_json import snapshot_json
-from worker.core.state import InteractionLog, Stamp, Tombstone, Transition, evolve_log, to_us
+from worker.core.snapshot_json import _Parts, snapshot_json
+from worker.core.state import Derived, InteractionLog, Stamp, Tombstone, Transition, evolve_log, to_us
 from worker.dev.generator import GeneratorMix, generate_histories
 
 WINDOW_S = 120
@@ -176,3 +177,25 @@ def test_a_snapshot_that_cannot_be_encoded_leaves_the_next_ones_right() -> None:
     assert isinstance(later, InteractionLog)
     assert _reference_json(later) == snapshot_json(later)
     assert json.loads(snapshot_json(later))["related_to"] is None  # viewed after the disconnect
+
+
+def test_what_a_log_keeps_encoded_takes_the_size_of_its_json_not_of_a_write_buffer() -> None:
+    """orjson's results keep their whole write buffer; ~20,000 open logs would hold ~12 KiB each for nothing."""
+    log = _versions([connected("10:00:00"), ev("record.viewed", "10:01:00", {"record": ref("Case", "500B")}),
+                     ev("interaction.attributes", "10:02:00", {"attributes": {"tier": "gold"}}),
+                     ev("interaction.held", "10:03:00")])[-1]
+    copies = [replace(log, derived=None) for _ in range(50)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for copy in copies:
+            copy.to_bytes()
+            snapshot_json(copy)
+        kept_bytes = (tracemalloc.get_traced_memory()[0] - before) / len(copies)
+    finally:
+        tracemalloc.stop()
+    assert log.derived is not None
+    kept: list[tuple[object, str]] = [(log.derived, name) for name in Derived.__slots__]
+    kept += [(log.derived.snapshot, name) for name in _Parts.__slots__]
+    json_bytes: int = sum(len(getattr(holder, name)) for holder, name in kept if name.endswith("_json"))
+    assert json_bytes < kept_bytes < json_bytes + 2_000  # the JSON and the objects around it, no 4 KiB buffers

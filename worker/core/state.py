@@ -321,7 +321,9 @@ def _add_facts(document: dict[str, Any], log: InteractionLog, derived: Derived) 
 
 
 def _encoded(value: Any) -> bytes:
-    return orjson.dumps(value, default=_fact_out)
+    """The JSON of a fact, as a bytes object of its own size: orjson's result keeps its whole write buffer
+    (~4 KiB however short the JSON), which is fine for a document sent at once, not for one kept."""
+    return memoryview(orjson.dumps(value, default=_fact_out)).tobytes()
 
 
 def _add_choices(document: dict[str, Any], log: InteractionLog) -> None:
