@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
-from worker.core.state import InteractionLog
+from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import StateWrite, Stored
 from worker.store.cache import StateCache
 from worker.store.memory import MemoryStore
@@ -64,3 +65,15 @@ def test_an_entry_expires_with_the_redis_key_it_mirrors_and_the_least_recently_u
     cache.get("y", 0)
     _write(store, cache, InteractionLog("w", version=1), 0, partition=0)
     assert (2, None, None) == (len(cache), cache.get("x", 0), cache.get("z", 0))
+
+
+def test_a_tombstone_written_drops_the_entry_so_only_open_logs_are_kept() -> None:
+    store, cache = CountingStore(), StateCache()
+    _write(store, cache, InteractionLog("a", version=1), 0, partition=0)
+    _write(store, cache, InteractionLog("b", version=1), 0, partition=0)
+    closed = Tombstone("a", version=2, finalized_at=datetime(2026, 1, 1, tzinfo=UTC), applied_ids=("e-1",))
+    writes = [StateWrite("a", 1, closed, ttl_ms=60_000)]
+    cache.written(writes, store.write(writes).fenced_out, lambda _id: 0, now_ms=0)
+    assert (1, None) == (len(cache), cache.get("a", 1))
+    assert {"a": Stored(2, closed)} == cache.load_through(store.load, ["a"], now_ms=1)  # from the store
+    assert [["a"]] == store.loaded

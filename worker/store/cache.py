@@ -6,6 +6,11 @@ correct: a write based on a stale entry fails, the stage evicts the id and re-re
 are dropped when their partition is revoked or lost (another consumer may write them next) and
 when the Redis key they mirror would have expired (so an expired key reads as absent, as it would
 from Redis). Bounded: the least recently used entry goes first.
+
+Open logs only: a tombstone is not kept (writing one drops the entry). A finalized interaction gets
+no more edits, only the odd duplicate, which reads its tombstone from Redis; keeping the tombstones
+made the cache, and the worker's memory, grow with every interaction seen until their keys expired,
+rather than with the logs open at a time.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
+from worker.core.state import Tombstone
 from worker.core.writes import State, StateWrite, Stored
 
 DEFAULT_CAPACITY = 200_000
@@ -50,6 +56,9 @@ class StateCache:
         return found
 
     def put(self, interaction_id: str, partition: int, state: State, expires_ms: int) -> None:
+        if isinstance(state, Tombstone):
+            self._entries.pop(interaction_id, None)
+            return
         self._entries[interaction_id] = (partition, Stored(state.version, state), expires_ms)
         self._entries.move_to_end(interaction_id)
         while len(self._entries) > self.capacity:
