@@ -73,35 +73,50 @@ def fold_stage_throughput(quick: bool) -> dict[str, Any]:
     }
 
 
-def worker_rss_growth(quick: bool) -> dict[str, Any]:
-    """RSS of a fresh worker process after the first tenth of the events vs at the end (~100k vs ~1M events)."""
-    interactions = 9_500 if quick else 95_000  # about 100,000 / 1,000,000 events
+# Worker memory is judged on a steady stream: arrivals slow enough that windows close while new calls
+# come (about STEADY_RATE_PER_S × (call length + window) logs open at a time), so growth means memory
+# that grows with history. At RATE_PER_S nearly every interaction of the run is open at once (the
+# state cache holds the open logs): that run is reported beside it, not judged.
+STEADY_RATE_PER_S = 20.0
+
+
+def _rss_run(interactions: int, rate_per_s: float) -> dict[str, Any]:
     child = subprocess.run(
-        [sys.executable, "-m", "tests.bench.stage_bench", "rss", str(interactions)],
+        [sys.executable, "-m", "tests.bench.stage_bench", "rss", str(interactions), str(rate_per_s)],
         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2],
     )
     samples = json.loads(child.stdout.strip().splitlines()[-1])
     growth = samples["rss_final_bytes"] / samples["rss_early_bytes"] - 1
+    return {"rate_per_s": rate_per_s, "events": samples["produced"],
+            "rss_early_mib": round(samples["rss_early_bytes"] / 2**20, 1), "early_events": samples["early_events"],
+            "rss_final_mib": round(samples["rss_final_bytes"] / 2**20, 1), "final_events": samples["final_events"],
+            "growth": round(growth, 3), "fold_events_per_s": samples["fold_events_per_s"],
+            "rss_mib_each_tenth": samples["rss_mib_each_tenth"]}
+
+
+def worker_rss_growth(quick: bool) -> dict[str, Any]:
+    """RSS of a fresh worker process after the first tenth of the events vs at the end (~100k vs ~1M events):
+    on a steady stream (judged) and with nearly every interaction open at once (reported)."""
+    interactions = 9_500 if quick else 95_000  # about 100,000 / 1,000,000 events
+    steady = _rss_run(interactions, STEADY_RATE_PER_S)
+    all_open = _rss_run(interactions, RATE_PER_S)
     return {
         "name": "worker_rss_growth",
-        "parameters": {"interactions": interactions, "events": samples["produced"]},
-        "measured": {"rss_early_mib": round(samples["rss_early_bytes"] / 2**20, 1),
-                     "early_events": samples["early_events"],
-                     "rss_final_mib": round(samples["rss_final_bytes"] / 2**20, 1),
-                     "final_events": samples["final_events"], "growth": round(growth, 3),
-                     "fold_events_per_s": samples["fold_events_per_s"],
-                     "rss_mib_each_tenth": samples["rss_mib_each_tenth"]},
-        "target": {"max_growth": TARGET_RSS_GROWTH},
-        "meets_target": growth <= TARGET_RSS_GROWTH,
+        "parameters": {"interactions": interactions, "events": steady["events"],
+                       "steady_rate_per_s": STEADY_RATE_PER_S, "all_open_rate_per_s": RATE_PER_S},
+        "measured": {**{k: v for k, v in steady.items() if k not in ("rate_per_s", "events")},
+                     "all_open": all_open},
+        "target": {"max_growth": TARGET_RSS_GROWTH, "judged": "steady"},
+        "meets_target": steady["growth"] <= TARGET_RSS_GROWTH,
     }
 
 
-def _rss_worker(interactions: int) -> dict[str, Any]:
+def _rss_worker(interactions: int, rate_per_s: float) -> dict[str, Any]:
     """In a fresh process: produce (in a forked child), run the stage, sample this process's RSS."""
     settings = bench_settings(stack_env(), "rss")
     samples: dict[str, int] = {}
     try:
-        produced = produce_histories(settings, interactions, seed=11, rate_per_s=RATE_PER_S)
+        produced = produce_histories(settings, interactions, seed=11, rate_per_s=rate_per_s)
         early_mark = produced // 10
 
         tenths: list[int] = []
@@ -208,4 +223,4 @@ def _log_to_file(settings: Settings) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["rss"]:
-        print(json.dumps(_rss_worker(int(sys.argv[2]))))
+        print(json.dumps(_rss_worker(int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else RATE_PER_S)))
