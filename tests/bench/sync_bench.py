@@ -27,6 +27,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from tests.bench import webhook_posts
 from tests.bench.stack import bench_settings, cleanup, stack_env
 from tests.emulators.cluster import EmulatorSet, start_all
 from tests.emulators.server import Request, Response
@@ -119,7 +120,7 @@ def _groups_joined(settings: Settings) -> bool:
     groups = [settings.fold_group, settings.sync_group]
     try:
         described = [future.result(10) for future in admin.describe_consumer_groups(groups).values()]
-    except KafkaException:
+    except (KafkaException, TimeoutError):  # a broker just started may take longer to answer: not yet
         return False
     return all(
         str(group.state).endswith("STABLE") and any(m.assignment.topic_partitions for m in group.members)
@@ -548,6 +549,7 @@ def sync_latency(quick: bool) -> dict[str, Any]:
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "sync_requests_per_interaction": requests_per_interaction,
     "sync_latency": sync_latency,
+    "webhook_post_cost": webhook_posts.run,
 }
 
 

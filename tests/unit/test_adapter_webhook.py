@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import pytest
-import requests
+import urllib3
 
+from adapters.http_post import Answer
 from adapters.webhook import event_name, receiver_id_from, request_body, sign, verify_signature
 from schemas.snapshot import LogSnapshot
 from tests.support import snapshot_from
@@ -54,16 +55,17 @@ def test_a_receiver_can_verify_the_signature(secret: bytes, body: bytes, header:
 
 
 def test_body_carries_event_receiver_id_and_the_whole_snapshot() -> None:
-    log = snapshot(notes="Grüße")
-    body = json.loads(request_body(log, "rcv-1"))
+    log = snapshot(notes="Grüße \u2028 \"quoted\"", connected_at="2026-11-27T08:00:01.5+01:00")
+    raw = request_body(log, "rcv-1")
+    body = json.loads(raw)
     assert {"event": "interactionChanged", "id": "rcv-1", "log": log.model_dump(mode="json")} == body
+    assert "Grüße".encode() in raw  # UTF-8, not escaped
+    assert {"event": "interactionChanged", "id": None, "log": log.model_dump(mode="json")} == json.loads(
+        request_body(log, None))
 
 
-def _response(status: int, content: bytes) -> requests.Response:
-    response = requests.Response()
-    response.status_code = status
-    response._content = content
-    return response
+def _response(status: int, content: bytes) -> Answer:
+    return Answer(status, urllib3.HTTPHeaderDict(), content)
 
 
 @pytest.mark.parametrize(

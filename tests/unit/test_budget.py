@@ -9,6 +9,7 @@ import pytest
 
 from adapters import zendesk_lookup, zendesk_writes
 from adapters.base import BudgetLimits, SyncItem, TargetState
+from adapters.http_post import Poster
 from adapters.http_session import RecordingSession
 from adapters.salesforce import SalesforceTarget
 from adapters.salesforce_auth import SalesforceCredentials
@@ -73,7 +74,7 @@ def test_zendesk_costs_its_look_ups_and_what_its_writer_estimates_writes_in_jobs
 
 
 def test_a_webhook_post_is_one_request_per_snapshot() -> None:
-    target = WebhookTarget(url="https://hooks.example", secret="k", session=RecordingSession(None, 5.0))
+    target = WebhookTarget(url="https://hooks.example", secret="k", session=Poster("https://hooks.example", None, 5.0))
     try:
         assert 3 == target.estimate_requests([item("a"), item("b"), item("c")])
     finally:

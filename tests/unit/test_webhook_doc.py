@@ -66,7 +66,7 @@ class CapturingSession:
 
 def signed_request(secret: str) -> tuple[bytes, dict[str, str]]:
     session = CapturingSession()
-    target = WebhookTarget(url="https://hooks.acme.example/ilog", secret=secret, session=session)  # type: ignore[arg-type]
+    target = WebhookTarget(url="https://hooks.acme.example/ilog", secret=secret, session=session)
     try:
         snapshot = LogSnapshot.model_validate({"interaction_id": "conv-42", "version": 7, "trigger": "updated"})
         target.sync([SyncItem(snapshot)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from adapters.base import BudgetLimits, Target
+from adapters.http_post import Poster
 from adapters.http_session import RecordingSession
 from adapters.salesforce import SalesforceTarget
 from adapters.salesforce_auth import SalesforceCredentials
@@ -99,10 +100,12 @@ def build_webhook(settings: Settings) -> WebhookTarget:
         signing_key(secret)
     except ValueError as exc:
         raise TargetConfigError(f"ILOG_WEBHOOK_SECRET: {exc}") from exc
+    url = _require(settings.webhook_url, "webhook_url")
     return WebhookTarget(
-        url=_require(settings.webhook_url, "webhook_url"),
+        url=url,
         secret=secret,
-        session=RecordingSession(settings.webhook_ca_bundle, settings.webhook_timeout_seconds),
+        session=Poster(url, settings.webhook_ca_bundle, settings.webhook_timeout_seconds,
+                       maxsize=settings.webhook_concurrency),
         concurrency=settings.webhook_concurrency,
     )
 
