@@ -478,6 +478,16 @@ def _cpu_seconds(worker: WorkerProcess) -> float | None:
     return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 1)
 
 
+def _peak_rss_mib(worker: WorkerProcess) -> float | None:
+    """The worker process's peak resident set (VmHWM, Linux /proc) in MiB, None when unreadable."""
+    try:
+        lines = Path(f"/proc/{worker.proc.pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    found = next((line.split()[1] for line in lines if line.startswith("VmHWM:")), None)
+    return None if found is None else round(int(found) / 1024, 1)
+
+
 def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tuple[str, ...],
                       split: bool = False) -> dict[str, Any]:
     """`split`: fold and sync as two worker processes; otherwise one `ilog worker all`."""
@@ -514,6 +524,7 @@ def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tup
             "salesforce_requests": len(sf), "salesforce_by_kind": _breakdown("salesforce", sf),
             "webhook_requests": len(run.requests("webhook")),
             "worker_cpu_seconds": {stage: _cpu_seconds(worker) for stage, worker in workers.items()},
+            "worker_peak_rss_mib": {stage: _peak_rss_mib(worker) for stage, worker in workers.items()},
         }
     finally:
         if fold is not None:

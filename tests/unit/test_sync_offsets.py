@@ -55,6 +55,19 @@ def test_a_waiting_interaction_merges_to_the_newest_version_with_the_strongest_t
         taken.entry.snapshot.version, taken.entry.snapshot.trigger, taken.positions)
 
 
+def test_a_batch_put_at_once_merges_queues_and_returns_what_the_target_does_not_want() -> None:
+    queue = WorkQueue(lambda snapshot: snapshot.trigger != Trigger.UPDATED)
+    queue.put(_work("a", 3, "state_changed", 0))
+    unwanted = queue.put_many([_work("a", 4, "updated", 1), _work("b", 1, "updated", 2),
+                               _work("c", 2, "created", 3)])
+    assert [["b"], 2] == [[work.interaction_id for work in unwanted], len(queue)]
+    assert 0.0 == queue.ready_in_s(0.0, 100, hurry=False)
+    taken = queue.take(10)
+    assert [("a", 4, Trigger.STATE_CHANGED, [("up", 0, 0), ("up", 0, 1)]), ("c", 2, Trigger.CREATED, [("up", 0, 3)])] \
+        == [(w.interaction_id, w.entry.snapshot.version, w.entry.snapshot.trigger, w.positions) for w in taken]
+    assert queue.ready_in_s(0.0, 100, hurry=False) is None  # all in flight: nothing can be taken
+
+
 def test_work_in_flight_is_not_taken_twice_and_a_retry_merges_with_what_came_meanwhile() -> None:
     queue = WorkQueue(lambda snapshot: True)
     queue.put(_work("a", 3, "state_changed", 0))

@@ -21,7 +21,8 @@ _MESSAGE_CHARS = 500
 
 @dataclass(frozen=True)
 class SyncRecord:
-    """One consumed upsert; `snapshot` is None when it did not decode (`error` says why)."""
+    """One consumed upsert; `snapshot` is None when it did not decode (`error` says why). `value` is kept
+    only then (for the dead letter): a decoded record waits in the targets' queues without its bytes."""
 
     topic: str
     partition: int

@@ -65,24 +65,36 @@ class WorkQueue:
 
     def put(self, work: Work) -> bool:
         """Queue (or merge) the work; False when the target does not want it (it is done at once)."""
+        return not self.put_many([work])
+
+    def put_many(self, works: Sequence[Work]) -> list[Work]:
+        """`put` for a consumed batch under one lock and one wake-up; the works the target does not want."""
+        unwanted: list[Work] = []
         with self.changed:
-            waiting = self._waiting.get(work.interaction_id)
-            if waiting is not None:
-                self._waiting[work.interaction_id] = merged(waiting, work)
-            elif self._wants(work.entry.snapshot):
-                self._waiting[work.interaction_id] = work
-            else:
-                return False
-            self.changed.notify_all()
-            return True
+            waiting_now = self._waiting
+            for work in works:
+                interaction_id = work.interaction_id
+                waiting = waiting_now.get(interaction_id)
+                if waiting is not None:
+                    waiting_now[interaction_id] = merged(waiting, work)
+                elif self._wants(work.entry.snapshot):
+                    waiting_now[interaction_id] = work
+                else:
+                    unwanted.append(work)
+            if len(unwanted) < len(works):
+                self.changed.notify_all()
+        return unwanted
 
     def ready_in_s(self, linger_s: float, linger_items: int, hurry: bool) -> float | None:
         """Seconds until a batch may be taken (0: now); None when nothing can be taken."""
         with self.changed:
-            ready = [w for w in self._waiting.values() if w.interaction_id not in self._in_flight]
+            in_flight = self._in_flight
+            if hurry or linger_s <= 0:  # no need to look at every waiting work: one that can go is enough
+                return 0.0 if any(i not in in_flight for i in self._waiting) else None
+            ready = [w for i, w in self._waiting.items() if i not in in_flight]
             if not ready:
                 return None
-            if hurry or linger_s <= 0 or len(ready) >= linger_items:
+            if len(ready) >= linger_items:
                 return 0.0
             return max(0.0, min(w.queued_at_s for w in ready) + linger_s - time.monotonic())
 

@@ -57,7 +57,7 @@ def sync_record(message: Message) -> SyncRecord:
     return SyncRecord(
         topic=message.topic() or "", partition=message.partition() or 0, offset=message.offset() or 0,
         timestamp_ms=timestamp_ms if timestamp_type != 0 and timestamp_ms > 0 else None,
-        value=value, snapshot=snapshot, error=error,
+        value=value if snapshot is None else None, snapshot=snapshot, error=error,
     )
 
 
@@ -194,11 +194,12 @@ class SyncStage:
                 log.error("undecodable snapshot; dead-lettered", partition=record.partition,
                           offset=record.offset, error=record.error)
         positions = positions_by_interaction(records)
-        for entry in coalesce(records):
-            covered = positions[entry.snapshot.interaction_id]
-            for runner in self.runners:
-                if not runner.queue.put(Work(entry, list(covered))):
-                    self.ledger.done(covered)
+        entries = coalesce(records)
+        queued_s = time.monotonic()
+        for runner in self.runners:
+            works = [Work(entry, list(positions[entry.snapshot.interaction_id]), queued_s) for entry in entries]
+            for unwanted in runner.queue.put_many(works):
+                self.ledger.done(unwanted.positions)
 
     def store_done(self, flush_timeout_s: float) -> None:
         """Store the offsets every target is done up to, once what was produced is acknowledged."""
@@ -210,7 +211,8 @@ class SyncStage:
 
     def _hold_back(self) -> None:
         """Pause consuming while a target's queue is too long; resume at half of the limit."""
-        longest = max((len(runner.queue) for runner in self.runners), default=0)
+        fullest = max(self.runners, key=lambda runner: len(runner.queue), default=None)
+        longest = 0 if fullest is None else len(fullest.queue)
         limit = self.settings.sync_max_queued
         if not self.paused and longest < limit:
             return
@@ -223,7 +225,8 @@ class SyncStage:
         self.consumer.pause(assignment)  # again while paused: newly assigned partitions too
         if not self.paused:
             self.paused = True
-            log.info("consuming paused: a target's queue is full", queued=longest, limit=limit)
+            log.info("consuming paused: a target's queue is full", target=fullest.name if fullest else None,
+                     queued=longest, limit=limit)
 
     def _check_runners(self) -> None:
         for runner in self.runners:
