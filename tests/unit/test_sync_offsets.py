@@ -68,6 +68,20 @@ def test_a_batch_put_at_once_merges_queues_and_returns_what_the_target_does_not_
     assert queue.ready_in_s(0.0, 100, hurry=False) is None  # all in flight: nothing can be taken
 
 
+def test_merging_copies_the_snapshot_once_when_the_target_reads_it_not_at_every_merge() -> None:
+    queue = WorkQueue(lambda snapshot: True)
+    newest = _work("a", 5, "updated", 2)
+    queue.put_many([_work("a", 3, "state_changed", 0)])
+    queue.put_many([_work("a", 4, "updated", 1)])
+    queue.put_many([newest])
+    [taken] = queue.take(10)
+    assert (newest.base.snapshot, Trigger.STATE_CHANGED) == (taken.base.snapshot, taken.trigger)  # not copied yet
+    entry = taken.entry
+    assert (5, Trigger.STATE_CHANGED, None) == (entry.snapshot.version, entry.snapshot.trigger, taken.trigger)
+    assert entry is taken.entry  # copied once
+    assert Trigger.UPDATED == newest.base.snapshot.trigger  # the consumed snapshot is left as it was
+
+
 def test_work_in_flight_is_not_taken_twice_and_a_retry_merges_with_what_came_meanwhile() -> None:
     queue = WorkQueue(lambda snapshot: True)
     queue.put(_work("a", 3, "state_changed", 0))

@@ -14,39 +14,58 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+from schemas.common import Trigger
 from schemas.snapshot import LogSnapshot
 from worker.core.batch import stronger
 from worker.sync.batch import Pending
 from worker.sync.offsets import PartitionKey, Position
 
 
-@dataclass
+@dataclass(slots=True, eq=False)
 class Work:
-    """The newest snapshot of one interaction for one target, and every record it answers for."""
+    """The newest snapshot of one interaction for one target, and every record it answers for.
 
-    entry: Pending
+    Merging (`absorb`) keeps the strongest trigger of the merged versions in `trigger` rather than
+    copying the snapshot each time: the copy with that trigger is made once, when the target reads
+    `entry` (after taking the work). A waiting work is changed only under its queue's lock, a taken
+    one only by its target's thread."""
+
+    base: Pending
     positions: list[Position]
     queued_at_s: float = field(default_factory=time.monotonic)
     settled: bool = False  # an uncertain earlier write was given time to land already
+    trigger: Trigger | None = None  # the strongest trigger merged in, when it is not `base`'s own
+
+    @property
+    def entry(self) -> Pending:
+        """The newest snapshot with the strongest trigger of every version merged into this work."""
+        trigger = self.trigger
+        if trigger is not None:
+            snapshot = self.base.snapshot
+            self.base = Pending(snapshot.model_copy(update={"trigger": trigger}), self.base.record)
+            self.trigger = None
+        return self.base
 
     @property
     def interaction_id(self) -> str:
-        return self.entry.snapshot.interaction_id
+        return self.base.snapshot.interaction_id
 
     @property
     def partition(self) -> PartitionKey:
-        return self.entry.record.topic, self.entry.record.partition
+        return self.base.record.topic, self.base.record.partition
 
 
-def merged(older: Work, newer: Work) -> Work:
-    """Newest version (strongest trigger of both), the records of both, the older wait time."""
-    keep, other = (newer, older) if newer.entry.snapshot.version >= older.entry.snapshot.version else (older, newer)
-    trigger = stronger(other.entry.snapshot.trigger, keep.entry.snapshot.trigger)
-    snapshot = keep.entry.snapshot
-    if trigger != snapshot.trigger:
-        snapshot = snapshot.model_copy(update={"trigger": trigger})
-    return Work(Pending(snapshot, keep.entry.record), older.positions + newer.positions,
-                min(older.queued_at_s, newer.queued_at_s), older.settled or newer.settled)
+def absorb(older: Work, newer: Work) -> Work:
+    """Merge `newer` into `older`, in place: newest version, strongest trigger of both, the records of
+    both (older's first), the older wait time. Returns `older`."""
+    strongest = stronger(older.trigger or older.base.snapshot.trigger, newer.trigger or newer.base.snapshot.trigger)
+    if newer.base.snapshot.version >= older.base.snapshot.version:
+        older.base = newer.base
+    older.trigger = None if strongest == older.base.snapshot.trigger else strongest
+    older.positions.extend(newer.positions)
+    older.queued_at_s = min(older.queued_at_s, newer.queued_at_s)
+    older.settled = older.settled or newer.settled
+    return older
 
 
 class WorkQueue:
@@ -76,7 +95,7 @@ class WorkQueue:
                 interaction_id = work.interaction_id
                 waiting = waiting_now.get(interaction_id)
                 if waiting is not None:
-                    waiting_now[interaction_id] = merged(waiting, work)
+                    absorb(waiting, work)
                 elif self._wants(work.entry.snapshot):
                     waiting_now[interaction_id] = work
                 else:
@@ -136,7 +155,7 @@ class WorkQueue:
                     self._dropped.discard(work.interaction_id)
                     continue
                 waiting = self._waiting.pop(work.interaction_id, None)
-                back[work.interaction_id] = work if waiting is None else merged(work, waiting)
+                back[work.interaction_id] = work if waiting is None else absorb(work, waiting)
             if back:
                 self._waiting = {**back, **self._waiting}
             self.changed.notify_all()
