@@ -46,7 +46,23 @@ def test_coalescing_keeps_the_newest_version_with_the_strongest_trigger(
     assert (len(triggers), expected, f"v{len(triggers)}") == (
         pending.snapshot.version, pending.snapshot.trigger, pending.snapshot.notes
     )
-    assert records[-1] == pending.record
+    newest = records[-1]
+    assert (newest.topic, newest.partition, newest.offset, newest.value, None) == (
+        pending.record.topic, pending.record.partition, pending.record.offset, pending.record.value,
+        pending.record.snapshot)  # the model is the entry's alone
+
+
+def test_a_released_entry_keeps_its_bytes_and_decodes_the_same_snapshot_with_its_trigger_again() -> None:
+    records = [record(snap("c-1", 1, "state_changed", notes="first"), 1),
+               record(snap("c-1", 2, "updated", notes="Grüße"), 2)]
+    [pending] = coalesce(records)
+    held = pending.snapshot
+    pending.release()
+    assert ("c-1", 2, Trigger.STATE_CHANGED) == (pending.interaction_id, pending.version, pending.trigger)
+    again = pending.snapshot
+    assert again is not held
+    assert held == again
+    assert again is pending.snapshot  # decoded once, then kept
 
 
 def test_coalescing_ignores_an_older_version_read_after_a_newer_one_and_keeps_ids_apart() -> None:

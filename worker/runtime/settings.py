@@ -94,7 +94,9 @@ class Settings(BaseSettings):
     )
     applied_ids_kept: int = Field(256, description="event ids remembered per interaction for dedupe")
     sync_max_queued: int = Field(
-        10_000, ge=2, description="sync: pause consuming while a target has this many interactions queued"
+        50_000, ge=2, description=(
+            "sync: pause consuming while a target has this many interactions queued (about 2 KB of memory each; "
+            "a target slower than the changes arrive holds one per open interaction)")
     )
     target_pause_base_seconds: float = Field(
         1.0, gt=0, description="a paused target (credentials refused, unreachable): first wait before trying again"

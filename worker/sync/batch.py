@@ -8,7 +8,7 @@ later notes edit coalesced away.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 
@@ -21,8 +21,7 @@ _MESSAGE_CHARS = 500
 
 @dataclass(frozen=True)
 class SyncRecord:
-    """One consumed upsert; `snapshot` is None when it did not decode (`error` says why). `value` is kept
-    only then (for the dead letter): a decoded record waits in the targets' queues without its bytes."""
+    """One consumed upsert; `snapshot` is None when it did not decode (`error` says why)."""
 
     topic: str
     partition: int
@@ -33,12 +32,39 @@ class SyncRecord:
     error: str | None = None
 
 
-@dataclass(frozen=True)
 class Pending:
-    """The newest snapshot of one interaction in the batch (with the strongest trigger), and its record."""
+    """The newest snapshot of one interaction in the batch (with the strongest trigger), and its record.
 
-    snapshot: LogSnapshot
-    record: SyncRecord
+    What a queue needs of it (id, version, trigger) is kept beside the model; `release` drops the model
+    while the snapshot waits in the targets' queues (its bytes, already validated, stay in the record),
+    and `snapshot` decodes it again when a target reads it. A queued interaction then costs about a
+    quarter of the memory (docs/benchmarks.md), which lets a slow target hold every open interaction."""
+
+    __slots__ = ("_snapshot", "interaction_id", "record", "trigger", "version")
+
+    def __init__(self, snapshot: LogSnapshot, record: SyncRecord) -> None:
+        self._snapshot: LogSnapshot | None = snapshot
+        self.record = record
+        self.interaction_id = snapshot.interaction_id
+        self.version = snapshot.version
+        self.trigger = snapshot.trigger
+
+    @property
+    def snapshot(self) -> LogSnapshot:
+        snapshot = self._snapshot
+        if snapshot is None:
+            decoded, error = decode_snapshot(self.record.value)
+            if decoded is None:  # it decoded when consumed: only a changed model could refuse it now
+                raise ValueError(f"snapshot of {self.interaction_id} v{self.version} no longer decodes: {error}")
+            if decoded.trigger != self.trigger:
+                decoded = decoded.model_copy(update={"trigger": self.trigger})
+            self._snapshot = snapshot = decoded
+        return snapshot
+
+    def release(self) -> None:
+        """Keep only the bytes until a target reads the snapshot again (nothing to drop without them)."""
+        if self.record.value:
+            self._snapshot = None
 
 
 def decode_snapshot(value: bytes | None) -> tuple[LogSnapshot | None, str | None]:
@@ -74,7 +100,7 @@ def coalesce(records: Sequence[SyncRecord]) -> list[Pending]:
         assert snap is not None
         if snap.trigger != triggers[interaction_id]:  # a copy only when the trigger changes
             snap = snap.model_copy(update={"trigger": triggers[interaction_id]})
-        pending.append(Pending(snapshot=snap, record=record))
+        pending.append(Pending(snap, replace(record, snapshot=None)))  # the model is the entry's, not twice
     return pending
 
 

@@ -48,7 +48,7 @@ class Work:
 
     @property
     def interaction_id(self) -> str:
-        return self.base.snapshot.interaction_id
+        return self.base.interaction_id
 
     @property
     def partition(self) -> PartitionKey:
@@ -58,10 +58,10 @@ class Work:
 def absorb(older: Work, newer: Work) -> Work:
     """Merge `newer` into `older`, in place: newest version, strongest trigger of both, the records of
     both (older's first), the older wait time. Returns `older`."""
-    strongest = stronger(older.trigger or older.base.snapshot.trigger, newer.trigger or newer.base.snapshot.trigger)
-    if newer.base.snapshot.version >= older.base.snapshot.version:
+    strongest = stronger(older.trigger or older.base.trigger, newer.trigger or newer.base.trigger)
+    if newer.base.version >= older.base.version:
         older.base = newer.base
-    older.trigger = None if strongest == older.base.snapshot.trigger else strongest
+    older.trigger = None if strongest == older.base.trigger else strongest
     older.positions.extend(newer.positions)
     older.queued_at_s = min(older.queued_at_s, newer.queued_at_s)
     older.settled = older.settled or newer.settled

@@ -57,7 +57,7 @@ def sync_record(message: Message) -> SyncRecord:
     return SyncRecord(
         topic=message.topic() or "", partition=message.partition() or 0, offset=message.offset() or 0,
         timestamp_ms=timestamp_ms if timestamp_type != 0 and timestamp_ms > 0 else None,
-        value=value if snapshot is None else None, snapshot=snapshot, error=error,
+        value=value, snapshot=snapshot, error=error,
     )
 
 
@@ -197,9 +197,11 @@ class SyncStage:
         entries = coalesce(records)
         queued_s = time.monotonic()
         for runner in self.runners:
-            works = [Work(entry, list(positions[entry.snapshot.interaction_id]), queued_s) for entry in entries]
+            works = [Work(entry, list(positions[entry.interaction_id]), queued_s) for entry in entries]
             for unwanted in runner.queue.put_many(works):
                 self.ledger.done(unwanted.positions)
+        for entry in entries:  # every target has seen the model it wants to: from here the bytes wait
+            entry.release()
 
     def store_done(self, flush_timeout_s: float) -> None:
         """Store the offsets every target is done up to, once what was produced is acknowledged."""
