@@ -254,14 +254,17 @@ class SyncStage:
         self.closing = True
         for runner in self.runners:
             runner.close_by(until_s)
+        ended: list[bool] = []
         try:
-            for runner in self.runners:
-                runner.join(until_s - time.monotonic())
+            ended = [runner.join(until_s - time.monotonic()) for runner in self.runners]
             self.store_done(drain_s * (1 - _DRAIN_SHARE))
             commit_quietly(self.consumer)
         finally:
             self.consumer.close()
-            for target in self.targets:
-                target.close()
-            log.info("sync stage stopped", group=self.group)
+            for target, runner_ended in zip(self.targets, ended or [False] * len(self.targets), strict=True):
+                # a target whose thread is still in a call is left open: closing it under the call would
+                # fail the call (and log every record of it as a retry) for nothing, the process is ending
+                if runner_ended:
+                    target.close()
+            log.info("sync stage stopped", group=self.group, targets_still_calling=ended.count(False))
 
