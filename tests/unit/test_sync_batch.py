@@ -17,6 +17,7 @@ from worker.sync.batch import (
     decode_snapshot,
     redact,
 )
+from worker.sync.queue import Work, WorkQueue
 
 
 def snap(interaction_id: str, version: int, trigger: str, **extra: Any) -> LogSnapshot:
@@ -63,6 +64,22 @@ def test_a_released_entry_keeps_its_bytes_and_decodes_the_same_snapshot_with_its
     assert again is not held
     assert held == again
     assert again is pending.snapshot  # decoded once, then kept
+
+
+def test_an_entry_shared_by_two_queues_serves_each_after_the_other_finished_with_it() -> None:
+    [pending] = coalesce([record(snap("c-1", 1, "state_changed", notes="first"), 1),
+                          record(snap("c-1", 2, "updated", notes="second"), 2)])
+    fast, slow = WorkQueue(lambda snapshot: True), WorkQueue(lambda snapshot: True)
+    for queue in (fast, slow):
+        queue.put_many([Work(pending, [("up", 0, 2)], 0.0)])
+    pending.release()
+    [first] = fast.take(10)
+    seen_first = first.entry.snapshot
+    assert [("up", 0, 2)] == fast.finish(first, done=True)
+    [second] = slow.take(10)
+    assert (2, Trigger.STATE_CHANGED, "second") == (
+        second.entry.snapshot.version, second.entry.snapshot.trigger, second.entry.snapshot.notes)
+    assert seen_first == second.entry.snapshot
 
 
 def test_coalescing_ignores_an_older_version_read_after_a_newer_one_and_keeps_ids_apart() -> None:

@@ -136,6 +136,7 @@ class WorkQueue:
         if not done:
             self.give_back([work])
             return []
+        work.base.release()  # other targets' queues may hold the same entry: its bytes are enough there
         with self.changed:
             self._in_flight.pop(work.interaction_id, None)
             self.changed.notify_all()
@@ -150,6 +151,7 @@ class WorkQueue:
         with self.changed:
             back: dict[str, Work] = {}
             for work in works:
+                work.base.release()
                 self._in_flight.pop(work.interaction_id, None)
                 if work.interaction_id in self._dropped:
                     self._dropped.discard(work.interaction_id)
