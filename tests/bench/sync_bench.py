@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import resource
 import sys
 import tempfile
 import threading
@@ -478,6 +479,11 @@ def _cpu_seconds(worker: WorkerProcess) -> float | None:
     return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 1)
 
 
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _peak_rss_mib(worker: WorkerProcess) -> float | None:
     """The worker process's peak resident set (VmHWM, Linux /proc) in MiB, None when unreadable."""
     try:
@@ -492,6 +498,7 @@ def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tup
                       split: bool = False) -> dict[str, Any]:
     """`split`: fold and sync as two worker processes; otherwise one `ilog worker all`."""
     n_interactions = round(rate_per_s * seconds)
+    harness_cpu_s = _own_cpu_s()
     watch: list[DisconnectWatch] = []
     options = _RunOptions(name, targets, {"edit_window_seconds": 120.0})
     fold: WorkerProcess | None = None
@@ -525,6 +532,8 @@ def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tup
             "webhook_requests": len(run.requests("webhook")),
             "worker_cpu_seconds": {stage: _cpu_seconds(worker) for stage, worker in workers.items()},
             "worker_peak_rss_mib": {stage: _peak_rss_mib(worker) for stage, worker in workers.items()},
+            # this process: the producer and the three emulators, on the same cores as the workers
+            "harness_cpu_seconds": round(_own_cpu_s() - harness_cpu_s, 1),
         }
     finally:
         if fold is not None:
