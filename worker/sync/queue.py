@@ -5,6 +5,11 @@ for an interaction that is already waiting merges into it (newest version, stron
 records of both), so a slow target sees each interaction once however many versions it missed.
 An interaction in flight is never taken twice: its next version waits until the call is over,
 which keeps writes per interaction in order.
+
+So a target slower than the changes arrive (a webhook: one post per change) holds, after a while,
+one waiting snapshot per open interaction. A waiting snapshot is its bytes (`Pending.release`),
+about 2 KB with its bookkeeping, decoded again when the target takes it; the stage pauses
+consuming once a queue holds `sync_max_queued` interactions (`worker.sync.stage`).
 """
 
 from __future__ import annotations
