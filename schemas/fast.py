@@ -1,13 +1,16 @@
 """A compiled decoder (msgspec) for the commonest events, for the fold stage's hot loop.
 
 `decode_event_fast(value, headers)` gives what `schemas.decode.decode_event` gives, faster for the events
-it knows: held, resumed, disconnected, log.opened, interaction.wrapup, interaction.attributes, and
-log.updated without `name` or `related_to`. Those come back as `FastEvent`s: msgspec structs with the
-attributes of the pydantic models that the fold reads (`type`, `id`, `subject`, `time` as an aware UTC
-datetime, `sequence`, `data`, and for log.updated `data.model_fields_set`). Everything else — the other
-types, binary mode, an event over the size bound, and any event the structs refuse or that is not
-exactly the accepted form — goes to `decode_event`, which gives the model and words every rejection as
-before. So the fast path accepts only events the models accept, with the same values
+it knows: connected, held, resumed, disconnected, record.viewed, log.opened, interaction.wrapup,
+interaction.attributes, and log.updated without `name` or `related_to`. Those come back as `FastEvent`s:
+msgspec structs with the attributes of the pydantic models that the fold reads (`type`, `id`, `subject`,
+`time` as an aware UTC datetime, `sequence`, `data`, and for log.updated `data.model_fields_set`). The data
+of connected and record.viewed holds record refs and a customer, which the state and the snapshot keep
+as models: their JSON goes to the data model's own validator (strict, as `decode_event` validates), so
+`data` is the very model `decode_event` gives. Everything else — the other types, binary mode, an event
+over the size bound, and any event the structs or the data models refuse or that is not exactly the
+accepted form — goes to `decode_event`, which gives the model and words every rejection as before. So
+the fast path accepts only events the models accept, with the same values
 (`tests/unit/test_fast_decode.py` compares both over generated events and their mutations); the models
 in `schemas.events` stay the contract.
 """
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
+from pydantic import ValidationError
 
 from schemas.common import MAX_FIELD_CHARS
 from schemas.decode import decode_event
@@ -31,8 +35,10 @@ from schemas.events import (
     MAX_EVENT_BYTES,
     MAX_SEQUENCE,
     MAX_TEXT_CHARS,
+    ConnectedData,
     Event,
     EventModel,
+    RecordViewedData,
     Rejection,
 )
 
@@ -87,8 +93,11 @@ _NOT_DISCONNECTED = DisconnectedData()
 
 if TYPE_CHECKING:
     _TimeText = datetime
+    _ConnectedJson = ConnectedData
+    _RecordViewedJson = RecordViewedData
 else:
     _TimeText = str  # the decoder reads the text; `_fast` puts the datetime in its place before anyone sees it
+    _ConnectedJson = _RecordViewedJson = msgspec.Raw  # the JSON; `_fast` puts the validated model in its place
 
 
 class _Envelope(Struct, gc=False, kw_only=True, tag_field="type"):
@@ -98,6 +107,11 @@ class _Envelope(Struct, gc=False, kw_only=True, tag_field="type"):
     subject: _Id
     time: _TimeText
     sequence: Annotated[int, Meta(ge=0, le=MAX_SEQUENCE)] | None = None
+
+
+class ConnectedEvent(_Envelope, tag="interaction.connected"):
+    type: ClassVar[str] = "interaction.connected"
+    data: _ConnectedJson
 
 
 class HeldEvent(_Envelope, tag="interaction.held"):
@@ -113,6 +127,11 @@ class ResumedEvent(_Envelope, tag="interaction.resumed"):
 class DisconnectedEvent(_Envelope, tag="interaction.disconnected"):
     type: ClassVar[str] = "interaction.disconnected"
     data: DisconnectedData = _NOT_DISCONNECTED
+
+
+class RecordViewedEvent(_Envelope, tag="record.viewed"):
+    type: ClassVar[str] = "record.viewed"
+    data: _RecordViewedJson
 
 
 class LogOpenedEvent(_Envelope, tag="log.opened"):
@@ -135,13 +154,16 @@ class AttributesEvent(_Envelope, tag="interaction.attributes"):
     data: AttributesData
 
 
-FastEvent = (HeldEvent | ResumedEvent | DisconnectedEvent | LogOpenedEvent | LogUpdatedEvent | WrapupEvent
-             | AttributesEvent)
+FastEvent = (ConnectedEvent | HeldEvent | ResumedEvent | DisconnectedEvent | LogUpdatedEvent | RecordViewedEvent
+             | LogOpenedEvent | WrapupEvent | AttributesEvent)
 """An event decoded by the fast path; `time` is replaced by the aware UTC datetime the models give."""
 AnyEvent = EventModel | FastEvent
 """What the fold takes: a model (`schemas.events.Event`) or a struct of the fast path."""
 
 _DECODER = msgspec.json.Decoder(FastEvent)
+_DATA_MODELS = {ConnectedEvent: ConnectedData.__pydantic_validator__,
+                RecordViewedEvent: RecordViewedData.__pydantic_validator__}
+"""The events whose `data` the models validate, by struct: the validator `decode_event` runs on it too."""
 
 
 def decode_event_fast(
@@ -166,6 +188,12 @@ def _fast(value: bytes) -> FastEvent | None:
         return None
     if isinstance(event, LogUpdatedEvent) and not _plain_update(event.data):
         return None
+    validator = _DATA_MODELS.get(type(event))
+    if validator is not None:
+        try:  # strict, as `decode_event` validates the whole event: the same model, or a refusal it words
+            event.data = validator.validate_json(bytes(event.data), strict=True)  # type: ignore[arg-type]  # the JSON
+        except ValidationError:
+            return None
     moment = _utc_time(event.time)  # type: ignore[arg-type]  # still the text here
     if moment is None:
         return None

@@ -14,6 +14,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from schemas.decode import decode_event
 from schemas.events import MAX_EVENT_BYTES, Rejection
@@ -25,8 +26,8 @@ from worker.dev.generator import GeneratorMix, generate_histories, generate_stre
 
 START = datetime(2026, 3, 1, 9, 30, 15, 123000, tzinfo=UTC)
 MIX = GeneratorMix(duplicate_ratio=0.1, shuffle_within_interaction=True, late_edit_ratio=0.1, malformed_ratio=0.2)
-FAST_TYPES = ("interaction.held", "interaction.resumed", "interaction.disconnected", "log.opened", "log.updated",
-              "interaction.wrapup", "interaction.attributes")
+FAST_TYPES = ("interaction.connected", "interaction.held", "interaction.resumed", "interaction.disconnected",
+              "record.viewed", "log.opened", "log.updated", "interaction.wrapup", "interaction.attributes")
 
 
 def _fields(event: Any) -> dict[str, Any]:
@@ -44,7 +45,18 @@ def _fields(event: Any) -> dict[str, Any]:
         fields["attributes"] = data.attributes
     elif event.type == "interaction.disconnected":
         fields["reason"] = data.reason
+    elif event.type in ("interaction.connected", "record.viewed"):
+        fields["data"] = _model_facts(data)
     return fields
+
+
+def _model_facts(model: object) -> object:
+    """Everything the state and snapshot encoders read of a data model: its class, its `__dict__` in order
+    (nested models alike), the fields that were sent, and the slots pydantic compares."""
+    if not isinstance(model, BaseModel):
+        return model
+    return (type(model), [(name, _model_facts(value)) for name, value in model.__dict__.items()],
+            model.model_fields_set, model.__pydantic_extra__, model.__pydantic_private__)
 
 
 def _agree(raw: bytes) -> bool | None:
@@ -85,10 +97,17 @@ TIMES = st.one_of(st.sampled_from([
 SEQUENCES = st.one_of(st.sampled_from([0, 1, 2**63 - 1, 2**63, -1, 5.0, 5.5, "5", True, None]), VALUES)
 
 
+REF = {"system": "salesforce", "type": "Contact", "id": "003A0000000001"}
+
+
 def _base(event_type: str) -> dict[str, Any]:
     data = {"log.updated": {"notes": "n"}, "interaction.wrapup": {"code": "Resolved", "note": "ok"},
             "interaction.attributes": {"attributes": {"tier": "gold"}},
-            "interaction.disconnected": {"reason": "hangup"}}.get(event_type)
+            "interaction.disconnected": {"reason": "hangup"},
+            "interaction.connected": {"media": "voice", "direction": "inbound", "queue": "Support",
+                                      "agent_id": "agent-7", "customer": {"address": "+4930123", "name": "Ada"},
+                                      "name": dict(REF), "related_to": None},
+            "record.viewed": {"record": dict(REF)}}.get(event_type)
     item: dict[str, Any] = {"specversion": "1.0", "id": "evt-1", "source": "/p", "type": event_type,
                             "subject": "conv-1", "time": "2026-11-27T10:00:00Z", "sequence": 3}
     if data is not None:
@@ -119,7 +138,19 @@ DATA_FIELDS = {
     "interaction.attributes": ["attributes", "other"],
     "interaction.disconnected": ["reason", "other"],
     "interaction.held": ["other"],
+    "interaction.connected": ["media", "direction", "queue", "agent_id", "customer", "name", "related_to", "other"],
+    "record.viewed": ["record", "other"],
 }
+ENUM_TEXTS = st.sampled_from(["voice", "callback", "chat", "email", "message", "inbound", "outbound", "Voice",
+                              "INBOUND", " chat", "fax", "salesforce", "zendesk", "custom", "Salesforce"])
+REFS = st.fixed_dictionaries({}, optional={
+    "system": st.one_of(ENUM_TEXTS, VALUES), "type": st.one_of(st.sampled_from(["Case", "user", "x" * 80, "x" * 81]),
+                                                               VALUES),
+    "id": st.one_of(st.sampled_from(["1", "x" * 255, "😀" * 256]), VALUES), "other": VALUES})
+CUSTOMERS = st.fixed_dictionaries({}, optional={"address": VALUES, "name": VALUES, "other": VALUES})
+DATA_VALUES = {"media": st.one_of(ENUM_TEXTS, VALUES), "direction": st.one_of(ENUM_TEXTS, VALUES),
+               "customer": st.one_of(CUSTOMERS, VALUES), "name": st.one_of(REFS, VALUES),
+               "related_to": st.one_of(REFS, VALUES), "record": st.one_of(REFS, VALUES)}
 ATTRIBUTES = st.one_of(
     st.dictionaries(st.sampled_from(["", "k", "k" * 100, "k" * 101, "😀" * 100]), TEXTS, max_size=3),
     st.just({f"k{n}": "v" for n in range(100)}), st.just({f"k{n}": "v" for n in range(101)}), VALUES,
@@ -132,7 +163,8 @@ def test_any_data_field_mutated_decodes_alike(event_type: str, data: st.DataObje
     item = _base(event_type)
     body = dict(item.get("data") or {})
     field = data.draw(st.sampled_from(DATA_FIELDS[event_type]))
-    value = data.draw(st.one_of(ATTRIBUTES if field == "attributes" else VALUES, st.just(_MISSING)))
+    values = ATTRIBUTES if field == "attributes" else DATA_VALUES.get(field, VALUES)
+    value = data.draw(st.one_of(values, st.just(_MISSING)))
     if value is _MISSING:
         body.pop(field, None)
     else:
@@ -151,6 +183,19 @@ def test_json_the_parsers_could_read_differently_goes_to_the_models() -> None:
         base + b" ", b" " + base, base + b"x", base[:-1],
         base.replace(b'"sequence": 3', b'"sequence": 3.0'), base.replace(b'"sequence": 3', b'"sequence": NaN'),
         base.replace(b'"sequence": 3', b'"sequence": 1e2'),
+    ]:
+        _agree(raw)
+    connected, viewed = _raw(_base("interaction.connected")), _raw(_base("record.viewed"))
+    for raw in [
+        connected.replace(b'"name": "Ada"', b'"name": "\\ud800"'),
+        connected.replace(b'"agent_id": "agent-7"', b'"agent_id": "a", "agent_id": "b"'),
+        connected.replace(b'"media": "voice"', b'"media": "voice", "media": "chat"'),
+        connected.replace(b'"related_to": null', b'"related_to": null, "related_to": {"system": "zendesk"}'),
+        viewed.replace(b'"type": "Contact"', b'"type": "Case", "type": "Contact"'),
+        viewed.replace(b'"id": "003A0000000001"', b'"id": "\\udfff"'),
+        viewed.replace(b'"Contact"', b'"\xff"'), viewed.replace(b'}}', b'}, "data": {}}'),
+        viewed.replace(b'"data": {', b'"data": null, "data": {'), viewed.replace(b'}}', b'}, "data": null}'),
+        viewed.replace(b'"Contact"', b'"Con\\u0074act"'),
     ]:
         _agree(raw)
 
@@ -195,6 +240,28 @@ BOUNDS = [  # (type, where, field, characters allowed)
     ("interaction.disconnected", "data", "reason", 1000), ("log.opened", "envelope", "id", 255),
     ("log.opened", "envelope", "subject", 255), ("log.opened", "envelope", "source", 1000),
 ]
+
+
+NESTED_BOUNDS = [  # (type, path under data, characters allowed, whether "" is allowed)
+    ("interaction.connected", ("queue",), 255, True), ("interaction.connected", ("agent_id",), 255, True),
+    ("interaction.connected", ("customer", "address"), 255, True),
+    ("interaction.connected", ("customer", "name"), 255, True),
+    ("interaction.connected", ("name", "type"), 80, False), ("interaction.connected", ("related_to", "id"), 255, False),
+    ("record.viewed", ("record", "type"), 80, False), ("record.viewed", ("record", "id"), 255, False),
+]
+
+
+def test_every_bound_of_connected_and_viewed_data_holds_at_its_limit() -> None:
+    for event_type, path, limit, empty_allowed in NESTED_BOUNDS:
+        for char in ("x", "😀"):
+            for length, accepted in ((limit, True), (limit + 1, False), (0, empty_allowed)):
+                item = _base(event_type)
+                parent = item["data"]
+                if len(path) == 2:
+                    parent[path[0]] = dict(parent[path[0]] or REF)
+                    parent = parent[path[0]]
+                parent[path[-1]] = char * length
+                assert _agree(_raw(item)) is (True if accepted else None), (event_type, path, length)
 
 
 def test_every_bound_holds_at_its_limit_and_refuses_one_more_character() -> None:

@@ -185,7 +185,7 @@ def _transition(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: i
     if kind == "D":
         ended_us = disconnected_us(transitions)
         changes["edit_deadline_us"] = None if ended_us is None else ended_us + window_us
-    elif kind == "C" and isinstance(event, ConnectedEvent):
+    elif kind == "C" and isinstance(event, (ConnectedEvent, fast.ConnectedEvent)):
         key = (time_us, sequence, arrival)
         if log.connect is None or key < log.connect[0]:
             changes["connect"] = (key, event.data)
@@ -205,7 +205,7 @@ def _log_updated(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: 
 
 
 def _record_viewed(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
-    assert isinstance(event, RecordViewedEvent)
+    assert isinstance(event, (RecordViewedEvent, fast.RecordViewedEvent))
     if ended_us is not None and stamp.time_us >= ended_us:
         return {}  # navigation after disconnect changes nothing; no need to keep the fact
     views = list(log.views)
