@@ -132,9 +132,12 @@ def fold(
     sequence = event.sequence
     stamp = Stamp(-1 if sequence is None else sequence, time_us, arrival)
     changes = _APPLY[event.type](log, event, stamp, round(edit_window_s * 1_000_000), ended_us)
-    ids = log.applied_ids[-(applied_ids_kept - 1):] if applied_ids_kept > 1 else ()
+    # One copy of the ids: the slice of a tuple shorter than the slice is the tuple itself, and `+` copies
+    # once where `(*ids, id)` builds a list and then a tuple.
+    kept = log.applied_ids[-(applied_ids_kept - 1):] if applied_ids_kept > 1 else ()
+    ids = kept + (event.id,)  # noqa: RUF005  (see above)
     last_event_us = log.last_event_us if log.last_event_us > time_us else time_us
-    new_log = evolve_log(log, arrival, trigger, (*ids, event.id), last_event_us, changes)
+    new_log = evolve_log(log, arrival, trigger, ids, last_event_us, changes)
     return FoldResult(new_log, _ACCEPTED[trigger])
 
 
@@ -178,8 +181,9 @@ def trigger_for(event_type: str, after_end: bool = False) -> Trigger:
 def _transition(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     sequence, time_us, arrival = stamp
     kind = _TRANSITION_KIND[event.type]
-    if any(t.time_us == time_us and t.sequence == sequence and t.kind == kind for t in log.transitions):
-        return {}
+    for seen_us, seen_sequence, _arrival, seen_kind in log.transitions:  # a plain loop: cheaper than any(genexpr)
+        if seen_us == time_us and seen_sequence == sequence and seen_kind == kind:
+            return {}
     transitions = tuple(sorted((*log.transitions, Transition(time_us, sequence, arrival, kind))))
     changes: Changes = {"transitions": transitions}
     if kind == "D":
@@ -195,9 +199,10 @@ def _transition(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: i
 def _log_updated(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     assert isinstance(event, (LogUpdatedEvent, fast.LogUpdatedEvent))
     data, changes = event.data, {}
+    sent = data.model_fields_set  # once: the fast path's struct computes it on each read
     for field, slot in (("notes", "notes"), ("subject", "subject"),
                         ("name", "name_choice"), ("related_to", "related_choice")):
-        if field in data.model_fields_set:
+        if field in sent:
             current = getattr(log, slot)
             if current is None or stamp > current[0]:
                 changes[slot] = (stamp, getattr(data, field))

@@ -77,9 +77,9 @@ def timeline(transitions: tuple[Transition, ...]) -> Timeline:
 
 def disconnected_us(transitions: tuple[Transition, ...]) -> int | None:
     """Event time of the first disconnect (transitions are sorted by time)."""
-    for transition in transitions:  # a plain loop: called for most events, cheaper than next(genexpr)
-        if transition.kind == "D":
-            return transition.time_us
+    for time_us, _sequence, _arrival, kind in transitions:  # a plain loop: called for most events
+        if kind == "D":
+            return time_us
     return None
 
 

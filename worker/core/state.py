@@ -63,16 +63,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Enum look-ups by value without `Enum.__call__`, which is slow on the load path.
 _SYSTEMS = {system.value: system for system in RecordSystem}
 _TRIGGERS = {trigger.value: trigger for trigger in Trigger}
-_ONE_US = timedelta(microseconds=1)
 
 
 def to_us(moment: datetime) -> int:
     """An aware datetime as integer microseconds since the epoch (exact, no float rounding)."""
-    return (moment - _EPOCH) // _ONE_US
+    since = moment - _EPOCH  # read off the timedelta's fields: cheaper than `// timedelta(microseconds=1)`
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
 
 
 def from_us(epoch_us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=epoch_us)
+    return _EPOCH + timedelta(0, 0, epoch_us)  # positional: the keyword form costs half as much again
 
 
 class Derived:
