@@ -106,9 +106,12 @@ class RequestLog:
 
     _entries: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    generation: int = 0
+    """Counts resets: a request that arrived before the last one belongs to an earlier test."""
 
     def record(self, method: str, path: str, status: int | None, started_s: float,
-               fault: str | None) -> None:
+               fault: str | None, generation: int | None = None) -> None:
+        """Log one answered request; one that arrived before the last reset (`generation`) is not logged."""
         entry = {
             "method": method,
             "path": path,
@@ -118,7 +121,8 @@ class RequestLog:
             "fault": fault,
         }
         with self._lock:
-            self._entries.append(entry)
+            if generation is None or generation == self.generation:
+                self._entries.append(entry)
 
     def entries(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -127,3 +131,4 @@ class RequestLog:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self.generation += 1

@@ -127,31 +127,36 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(self.server.control(request))
             return
         started_s = time.time()
+        # A request that arrived before a reset (sent by an earlier test's client, still waiting for the
+        # app's lock) is answered 503 without being applied or logged: it must not land in the next test.
+        generation = self.server.log.generation
         app, faults = self.server.app, self.server.faults
         fault = faults.take(request.method, request.path)
         if fault is not None and fault.name not in APPLYING_FAULTS:
             with app.lock:
                 response = app.fault_response(fault, request)
         else:
-            response = self._apply(request)
+            response = self._apply(request, generation)
         app.decorate(request, response)
         if fault is not None and fault.name == "drop_after_apply":
-            self.server.log.record(request.method, self.path, None, started_s, fault.name)
+            self.server.log.record(request.method, self.path, None, started_s, fault.name, generation)
             self._drop()
             return
         if fault is not None and fault.name == "timeout":
             time.sleep(fault.delay_s)
         self.server.log.record(request.method, self.path, response.status, started_s,
-                               fault.name if fault else None)
+                               fault.name if fault else None, generation)
         try:
             self._send(response)
         except OSError:  # the client gave up (timeout fault): the write is applied anyway
             self.close_connection = True
 
-    def _apply(self, request: Request) -> Response:
+    def _apply(self, request: Request, generation: int) -> Response:
         app = self.server.app
         try:
             with app.lock:
+                if generation != self.server.log.generation:  # reset under way or done since it arrived
+                    return Response(503, {"error": "EmulatorReset", "description": "the emulator was reset"})
                 return app.handle(request)
         except Exception as exc:  # an emulator bug must show up as a 500, not a hang
             traceback.print_exc()
