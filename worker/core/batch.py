@@ -38,7 +38,7 @@ def stronger(a: Trigger | None, b: Trigger) -> Trigger:
 class Record(NamedTuple):
     """One consumed message, decoded. `item` is the event or why it was refused.
 
-    A NamedTuple: one per consumed message, built in C (a frozen dataclass pays one
+    A NamedTuple: one per consumed message, a single `tuple.__new__` (a frozen dataclass pays one
     `object.__setattr__` per field)."""
 
     topic: str

@@ -80,7 +80,8 @@ Outcome = Accepted | Duplicate | Rejected
 class FoldResult(NamedTuple):
     """The state after the event (the same object when unchanged) and what happened to the event.
 
-    A NamedTuple: one per event, built in C (a frozen dataclass pays one `object.__setattr__` per field)."""
+    A NamedTuple: one per event, a single `tuple.__new__` (a frozen dataclass pays one
+    `object.__setattr__` per field)."""
 
     log: InteractionLog | Tombstone | None
     outcome: Outcome

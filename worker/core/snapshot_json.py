@@ -35,7 +35,7 @@ _OPTIONS = orjson.OPT_UTC_Z
 class EncodedSnapshot(NamedTuple):
     """A snapshot ready to produce: the fields its headers and metrics need, beside its JSON.
 
-    A NamedTuple: one per snapshot on the stage's hot path, built in C (a frozen dataclass pays one
+    A NamedTuple: one per snapshot on the stage's hot path, a single `tuple.__new__` (a frozen dataclass pays one
     `object.__setattr__` per field)."""
 
     interaction_id: str
