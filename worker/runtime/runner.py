@@ -20,7 +20,7 @@ import structlog
 
 from worker.runtime import bootstrap, metrics
 from worker.runtime.build import build_info
-from worker.runtime.health import HealthServer
+from worker.runtime.health import bind_health_server
 from worker.runtime.logs import configure_logging
 from worker.runtime.settings import Settings, unknown_variables
 from worker.runtime.status import StageStatus
@@ -123,6 +123,9 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
     announce(stage)
     stop = stop or threading.Event()
     install_stop_handlers(stop, settings.drain_timeout_seconds)
+    # Bound before anything connects: a port that cannot be had stops the worker at once (exit 2).
+    health = bind_health_server(settings.http_host, settings.http_port,
+                                port_chosen="http_port" in settings.model_fields_set)
     runners: list[tuple[str, Callable[[threading.Event], None], Callable[[], bool]]] = []
     notes: Callable[[], list[str]] = _no_notes
     statuses: list[StageStatus] = []
@@ -138,12 +141,11 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
         notes = sync.paused_targets
         statuses.append(sync.status)
     tune_gc()
-    health = HealthServer(
-        settings.http_host, settings.http_port,
+    health.start(
         readiness(settings, lambda: all(j() for _, _, j in runners), notes, statuses,
                   bootstrap.kafka_probe(settings)),
         liveness(statuses, settings.health_stall_seconds),
-    ).start()
+    )
     log.info("worker started", stage=stage.value, http_port=health.port)
     try:
         _run_all(runners, stop)
