@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.unit.test_cli_failures import ILOG, closed_port, ilog
 
@@ -69,12 +70,12 @@ def test_the_default_port_in_use_falls_back_to_a_free_port_named_in_the_log(tmp_
             worker.wait(60)
 
 
-def _wait_for_line(path: Path, event: str, worker: subprocess.Popen[bytes], timeout_s: float = 30) -> dict[str, object]:
+def _wait_for_line(path: Path, event: str, worker: subprocess.Popen[bytes], timeout_s: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for line in path.read_text(errors="replace").splitlines():
             if line.startswith("{") and event in line:
-                found: dict[str, object] = json.loads(line)
+                found: dict[str, Any] = json.loads(line)
                 return found
         assert worker.poll() is None, path.read_text(errors="replace")
         time.sleep(0.1)
