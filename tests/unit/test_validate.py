@@ -75,3 +75,16 @@ def test_an_event_timed_past_the_allowed_skew_is_future_time_as_the_worker_would
     [line] = done.stdout.splitlines()
     assert (1, f"{file}:2: future_time (time): time: 2099-01-01T00:00:00Z is") == (
         done.returncode, line[:len(f"{file}:2: future_time (time): time: 2099-01-01T00:00:00Z is")])
+
+
+def test_an_attribute_breaking_a_bound_names_the_attributes_field(tmp_path: Path) -> None:
+    def attributes(values: dict[str, str]) -> str:
+        return json.dumps({**VALID, "type": "interaction.attributes", "data": {"attributes": values}})
+
+    events = tmp_path / "attributes.jsonl"
+    events.write_text("\n".join([attributes({"k" * 101: "v"}), attributes({"tier level": "v" * 1001}),
+                                 attributes({"k" * 100: "v" * 1000})]) + "\n")
+    done = ilog_validate("--json", str(events))
+    assert (1, [(1, "data.attributes", "too_large"), (2, "data.attributes.tier level", "too_large")]) == (
+        done.returncode, [(found["line"], found["field"], found["reason"])
+                          for found in map(json.loads, done.stdout.splitlines())])

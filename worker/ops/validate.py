@@ -25,7 +25,11 @@ from worker.ops.offline import numbered_lines
 EXIT_VALID = 0
 EXIT_REJECTED = 1
 EXIT_UNREADABLE = 2
-_FIELD = re.compile(r"^([A-Za-z_][\w.\-]*):\s")
+_FIELD = re.compile(r"^((?:specversion|id|source|type|subject|time|sequence|data)(?:\.[^:]*)?): ")
+"""A message that starts with a field's path: an envelope field, or a path under `data` (an attribute key
+a producer chose may hold any character but a colon)."""
+_KEY_SUFFIX = ".[key]"
+_ATTRIBUTES = "data.attributes"
 
 
 @dataclass(frozen=True)
@@ -36,9 +40,16 @@ class LineRejection:
 
     @property
     def field(self) -> str:
-        """The field the message starts with (`data.media`), or `event` when it is about the whole line."""
+        """The field the message starts with (`data.media`), or `event` when it is about the whole line.
+
+        An object's key that breaks a bound (`data.attributes.<key>.[key]`) names the object."""
         found = _FIELD.match(self.rejection.message)
-        return found.group(1) if found else "event"
+        if not found:
+            return "event"
+        field = found.group(1)
+        if field.endswith(_KEY_SUFFIX):
+            return _ATTRIBUTES if field.startswith(_ATTRIBUTES + ".") else field.removesuffix(_KEY_SUFFIX)
+        return field
 
     def as_json(self) -> dict[str, object]:
         return {"file": self.file, "line": self.line, "field": self.field, **self.rejection.to_dict()}
