@@ -12,7 +12,9 @@ from tests.emulators.webhook import WebhookApp
 from tests.emulators.zendesk import DEFAULT_EMAIL, DEFAULT_TOKEN, ZendeskApp
 
 API_VERSION = "62.0"
-DEFAULT_WEBHOOK_SECRET = "ilog-emulator-webhook-secret"
+DEFAULT_WEBHOOK_SECRET = "whsec_aWxvZy1lbXVsYXRvci13ZWJob29rLXNlY3JldA=="
+"""A Standard Webhooks secret (`whsec_` + base64), so a receiver built on a Standard Webhooks library verifies the
+emulators' deliveries with the secret `deploy/local/emulators env` prints; the key is `ilog-emulator-webhook-secret`."""
 WEBHOOK_PATH = "/hooks/interaction-log"
 
 

@@ -59,3 +59,18 @@ def test_one_matching_signature_among_several_verifies() -> None:
     assert verify(key, rotated, SPEC_BODY, SPEC_TIMESTAMP)
     assert not verify(key, {**headers, "webhook-signature": "v1,b2xkIGtleQ=="}, SPEC_BODY, SPEC_TIMESTAMP)
     assert not verify(key, {**headers, "webhook-id": "msg_other"}, SPEC_BODY, SPEC_TIMESTAMP)
+
+
+def test_the_emulators_secret_verifies_as_a_standard_webhooks_library_reads_it() -> None:
+    """Such libraries base64-decode the secret after stripping `whsec_` (whatever it looks like)."""
+    import base64
+    import hashlib
+    import hmac
+
+    from tests.emulators.cluster import DEFAULT_WEBHOOK_SECRET
+
+    body = b'{"event": "interactionChanged"}'
+    headers = signed_headers(signing_key(DEFAULT_WEBHOOK_SECRET), "msg_1", SPEC_TIMESTAMP, body)
+    library_key = base64.b64decode(DEFAULT_WEBHOOK_SECRET.removeprefix("whsec_"))
+    digest = hmac.new(library_key, f"msg_1.{SPEC_TIMESTAMP}.".encode() + body, hashlib.sha256).digest()
+    assert "v1," + base64.b64encode(digest).decode() == headers["webhook-signature"]
