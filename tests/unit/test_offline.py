@@ -109,3 +109,16 @@ def test_without_rejects_file_the_count_goes_to_stderr() -> None:
     assert done.returncode == 0
     assert done.stderr.strip() == "ilog fold: 4 event(s) rejected (see --rejects FILE)"
     assert len(done.stdout.splitlines()) == 4
+
+
+def test_a_file_with_a_byte_order_mark_and_crlf_line_ends_folds_every_line(tmp_path: Path) -> None:
+    events = [{"specversion": "1.0", "id": f"w-{n}", "source": "/test", "type": "log.opened", "subject": "conv-w",
+               "time": f"2026-11-27T10:00:0{n}Z", "data": {}} for n in (1, 2)]
+    written = tmp_path / "windows.jsonl"
+    written.write_bytes(b"\xef\xbb\xbf" + b"".join(json.dumps(event).encode() + b"\r\n" for event in events))
+    rejects = tmp_path / "rejects.jsonl"
+    done = ilog_fold(str(written), "--rejects", str(rejects))
+    assert (0, "", 2) == (done.returncode, rejects.read_text(), json.loads(done.stdout)["version"])
+    validated = subprocess.run([str(ILOG), "validate", str(written)], capture_output=True, text=True, check=False,
+                               timeout=60)
+    assert (0, "") == (validated.returncode, validated.stdout)

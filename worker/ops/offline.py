@@ -9,6 +9,7 @@ runs) is rejected `future_time`.
 
 from __future__ import annotations
 
+import codecs
 import json
 import sys
 import time
@@ -70,8 +71,9 @@ class OfflineFold:
 
 
 def numbered_lines(raw: bytes) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines with their 1-based line numbers."""
-    for index, line in enumerate(raw.split(b"\n"), start=1):
+    """Non-blank lines with their 1-based line numbers; a file's UTF-8 byte order mark (what some Windows
+    editors write first) is not part of its first line."""
+    for index, line in enumerate(raw.removeprefix(codecs.BOM_UTF8).split(b"\n"), start=1):
         if line.strip():
             yield index, line
 
