@@ -6,10 +6,11 @@ interaction version: the receiver's idempotency key, the same on every attempt),
 `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
 Deprecated, sent for one more version: `X-Signature: sha256=<hex HMAC-SHA256(secret, body)>`,
 which covers the body only (a delivery replayed later still verifies). `Idempotency-Key:
-<interaction id>:v<version>` stays. A receiver answering `{"id": "..."}` gets that id back on
-every later call for the interaction. Coalescing in the sync loop sends only the latest version
-per interaction, so a receiver may see `interactionChangedAfterDisconnect` without the
-`interactionDisconnected` before it when both were due at once.
+<interaction id>:v<version>` stays (an id beyond printable ASCII percent-encoded: a header carries
+no more). A receiver answering `{"id": "..."}` gets that id back on every later call for the
+interaction. Coalescing in the sync loop sends only the latest version per interaction, so a
+receiver may see `interactionChangedAfterDisconnect` without the `interactionDisconnected` before it
+when both were due at once.
 
 With no stored state the receiver is not asked anything first: the `webhook-id` is its look-up
 (a receiver that already processed that id answers 2xx without processing it again).
@@ -19,10 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import string
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import orjson
 
@@ -44,6 +47,8 @@ from schemas.common import State, Trigger
 from schemas.snapshot import LogSnapshot
 
 SIGNATURE_HEADER = "X-Signature"  # deprecated: the body only, no timestamp
+_HEADER_SAFE = string.punctuation.replace("%", "")
+"""Printable ASCII a header value carries as it is (`%` is the escape, so it is escaped too)."""
 # Answers about the receiver, not the record: our signature or credentials refused, nothing at that
 # URL. The target pauses on these; every other 4xx dead-letters the record.
 TARGET_LEVEL_STATUSES = frozenset({401, 403, 404, 407, 410})
@@ -95,6 +100,14 @@ class Session(Protocol):
 
     def post(self, url: str, *, data: bytes, headers: dict[str, str]) -> Response: ...
     def close(self) -> None: ...
+
+
+def idempotency_key(interaction_id: str, version: int) -> str:
+    """`<interaction id>:v<version>`. An id with characters an HTTP header cannot carry (beyond printable
+    ASCII: `ü`, a control character) is percent-encoded as UTF-8, so it cannot stop its delivery."""
+    if interaction_id.isascii() and interaction_id.isprintable():
+        return f"{interaction_id}:v{version}"
+    return f"{quote(interaction_id, safe=_HEADER_SAFE)}:v{version}"
 
 
 def receiver_id_from(response: Response, previous: str | None) -> str | None:
@@ -159,7 +172,7 @@ class WebhookTarget:
             "Content-Type": "application/json",
             **signed_headers(self._signing_key, message_id, int(time.time()), body),
             SIGNATURE_HEADER: sign(self._secret, body),
-            "Idempotency-Key": f"{snapshot.interaction_id}:v{snapshot.version}",
+            "Idempotency-Key": idempotency_key(snapshot.interaction_id, snapshot.version),
         }
         response = self._session.post(self._url, data=body, headers=headers)  # transport failures: SyncError
         status = response.status_code

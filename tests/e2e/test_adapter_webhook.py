@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from pydantic import SecretStr
@@ -146,3 +147,16 @@ def test_every_delivery_carries_standard_webhooks_headers_that_verify(
     assert verify(key, headers, body, now_s=time.time())
     assert not verify(key, headers, body, now_s=time.time() + 301)  # replayed after the tolerance
     assert headers["x-signature"].startswith("sha256=")  # deprecated, still sent
+
+
+@pytest.mark.parametrize("interaction_id", ["conv-ü-42", "会話-42", "conv 42\r\nX-Injected: 1"])
+def test_an_interaction_id_a_header_cannot_carry_as_it_is_is_delivered_with_a_percent_encoded_key(
+    target: WebhookTarget, fresh_emulators: Emulators, interaction_id: str,
+) -> None:
+    [outcome] = target.sync([SyncItem(log(1, "created", "connected", interaction_id=interaction_id))])
+    [delivery] = deliveries(fresh_emulators)
+    assert Synced(emulated_receiver_id(interaction_id), 1) == outcome
+    assert (True, interaction_id) == (delivery["signature_valid"], delivery["body"]["log"]["interaction_id"])
+    assert "x-injected" not in delivery["headers"]
+    key = delivery["headers"]["idempotency-key"]
+    assert (key.isascii() and key.isprintable(), f"{interaction_id}:v1") == (True, unquote(key))
