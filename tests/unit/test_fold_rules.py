@@ -16,6 +16,7 @@ from schemas.decode import decode_event
 from schemas.events import Event, Rejection, RejectReason
 from schemas.snapshot import LogSnapshot
 from worker.core.fold import Accepted, Duplicate, FoldResult, Rejected, finalize, fold, snapshot, tombstone_of
+from worker.core.snapshot_json import snapshot_json
 from worker.core.state import InteractionLog, Tombstone
 
 WINDOW_S = 120.0
@@ -242,6 +243,19 @@ def test_subject_defaults_from_media_direction_and_customer(data: dict[str, Any]
 
 def test_subject_without_connect_names_the_interaction() -> None:
     assert snap([ev("log.opened", "10:00:00")]).subject == "Interaction conv-1"
+
+
+@pytest.mark.parametrize("events", [
+    [connected(customer={"address": "+4930123456", "name": "N" * 255})],
+    [ev("log.opened", "10:00:00", subject="i" * 255)],
+], ids=["customer name of 255", "interaction id of 255"])
+def test_a_derived_subject_stays_within_the_subject_bound_of_255_characters(events: list[Event]) -> None:
+    log, _ = run(events)
+    assert isinstance(log, InteractionLog)
+    subject = snapshot(log).subject
+    assert subject is not None
+    assert (255, "…") == (len(subject), subject[-1])
+    assert subject == json.loads(snapshot_json(log))["subject"]
 
 
 @pytest.mark.parametrize(("clock", "accepted"), [("10:06:59", True), ("10:07:00", True), ("10:07:01", False)])

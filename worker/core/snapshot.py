@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from schemas.common import NAME_TYPES, Direction, Media, RecordRef, State, Trigger
+from schemas.common import MAX_FIELD_CHARS, NAME_TYPES, Direction, Media, RecordRef, State, Trigger
 from schemas.events import ConnectedData
 from schemas.snapshot import LogSnapshot
 from worker.core.state import InteractionLog, Transition, View, from_us
@@ -166,13 +166,19 @@ def _subject(log: InteractionLog, data: ConnectedData | None) -> str:
     if log.subject is not None and log.subject[1] is not None:
         return log.subject[1]
     if data is None:
-        return f"Interaction {log.interaction_id}"
+        return _bounded_subject(f"Interaction {log.interaction_id}")
     customer = data.customer
     who = (customer.name or customer.address) if customer is not None else None
     inbound = data.direction is Direction.INBOUND
     preposition = "from" if inbound else ("with" if data.media in (Media.CHAT, Media.MESSAGE) else "to")
     direction = "Inbound" if inbound else "Outbound"
-    return f"{direction} {_MEDIA_NOUN[data.media]} {preposition} {who or 'unknown customer'}"
+    return _bounded_subject(f"{direction} {_MEDIA_NOUN[data.media]} {preposition} {who or 'unknown customer'}")
+
+
+def _bounded_subject(text: str) -> str:
+    """A derived subject within the log subject's bound (CONTRACT.md: 255 characters, Salesforce's Task
+    Subject): a long customer name or interaction id is cut, ending in `…`."""
+    return text if len(text) <= MAX_FIELD_CHARS else text[: MAX_FIELD_CHARS - 1] + "…"
 
 
 def _wrapup_note(log: InteractionLog, data: ConnectedData | None, notes: str | None) -> str | None:
