@@ -34,6 +34,8 @@ def test_a_sync_failure_reads_back_as_target_and_code() -> None:
     letter = _letter(sync_failure_headers(snapshot, record, "crm", "STRING_TOO_LONG", "Subject"))
     assert ("crm:STRING_TOO_LONG", "conv-2", "upserts[1]@7", "5") == (
         letter.reason, letter.interaction, letter.original, letter.header("version"))
+    shown = letter.as_json()
+    assert (5, 1, 7) == (shown["version"], shown["original_partition"], shown["original_offset"])  # numbers, as in logs
 
 
 def test_an_undecodable_snapshot_reads_back_as_invalid() -> None:

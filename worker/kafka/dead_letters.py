@@ -139,7 +139,7 @@ class DeadLetter:
         return {
             "dlq": self.position, "reason": self.reason, "message": self.header("message"),
             "interaction": self.interaction, "event_id": self.header("event_id"),
-            "version": self.header("version"), "original_topic": self.header("original_topic"),
+            "version": _int_or_none(self.header("version")), "original_topic": self.header("original_topic"),
             "original_partition": _int_or_none(self.header("original_partition")),
             "original_offset": _int_or_none(self.header("original_offset")),
             "replayed": self.replayed,
