@@ -56,6 +56,14 @@ def test_targets_are_on_when_their_url_is_set(values: dict[str, Any], names: lis
         ({**ZENDESK, "zendesk_token": None}, "ILOG_ZENDESK_TOKEN is required"),
         ({**ZENDESK, "zendesk_mode": "field"}, "needs ILOG_ZENDESK_LOG_FIELD_ID"),
         ({**WEBHOOK, "webhook_secret": None}, "ILOG_WEBHOOK_SECRET is required"),
+        ({**WEBHOOK, "webhook_url": "notaurl"}, "ILOG_WEBHOOK_URL='notaurl' is not an http"),
+        ({**WEBHOOK, "webhook_url": "ftp://hooks.acme.example/ilog"}, "ILOG_WEBHOOK_URL='ftp://"),
+        ({**WEBHOOK, "webhook_url": "http://[::1/ilog"}, "ILOG_WEBHOOK_URL=.http://\\[::1/ilog. is not"),
+        ({**ZENDESK, "zendesk_url": "acme.zendesk.com"}, "ILOG_ZENDESK_URL='acme.zendesk.com' is not an http"),
+        ({**SALESFORCE, "salesforce_instance_url": "https://"}, "ILOG_SALESFORCE_INSTANCE_URL='https://' is not"),
+        ({**SALESFORCE, "salesforce_login_url": "login.salesforce.com"}, "ILOG_SALESFORCE_LOGIN_URL="),
+        ({**SALESFORCE, "salesforce_ca_bundle": "/nonexistent/ca.pem"}, "ILOG_SALESFORCE_CA_BUNDLE=.*no such file"),
+        ({**WEBHOOK, "webhook_ca_bundle": "/nonexistent/ca.pem"}, "ILOG_WEBHOOK_CA_BUNDLE=.*no such file"),
     ],
 )
 def test_a_target_that_is_on_needs_its_settings(values: dict[str, Any], message: str) -> None:

@@ -6,6 +6,9 @@ limits, linger, timeouts) and declares what the sync engine needs through `Targe
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlsplit
+
 from pydantic import SecretStr
 
 from adapters.base import BudgetLimits, Target
@@ -37,6 +40,26 @@ def _require(value: str | None, setting: str) -> str:
     return value
 
 
+def _url(value: str | None, setting: str) -> str:
+    """A target's URL: required, and http(s) with a host (`notaurl` would only fail at the first sync)."""
+    url = _require(value, setting)
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unbalanced `[`
+        usable = False
+    if not usable:
+        raise TargetConfigError(f"ILOG_{setting.upper()}={url!r} is not an http(s) URL with a host")
+    return url
+
+
+def _ca_bundle(path: str | None, setting: str) -> str | None:
+    """A private CA file, when set, must be readable now rather than fail every request later."""
+    if path is not None and not Path(path).is_file():
+        raise TargetConfigError(f"ILOG_{setting.upper()}={path!r}: no such file")
+    return path
+
+
 def _one_of(value: str | None, file: str | None, setting: str) -> None:
     if value and file:
         raise TargetConfigError(f"set ILOG_{setting.upper()} or ILOG_{setting.upper()}_FILE, not both")
@@ -45,7 +68,7 @@ def _one_of(value: str | None, file: str | None, setting: str) -> None:
 def build_salesforce(settings: Settings) -> SalesforceTarget:
     secret_file = settings.salesforce_client_secret_file
     credentials = SalesforceCredentials(
-        login_url=settings.salesforce_login_url,
+        login_url=_url(settings.salesforce_login_url, "salesforce_login_url"),
         client_id=_require(settings.salesforce_client_id, "salesforce_client_id"),
         client_secret=_secret(settings.salesforce_client_secret),
         username=settings.salesforce_username,
@@ -57,9 +80,10 @@ def build_salesforce(settings: Settings) -> SalesforceTarget:
     if not has_secret and not (credentials.username and credentials.private_key_file):
         raise TargetConfigError("Salesforce needs ILOG_SALESFORCE_CLIENT_SECRET(_FILE) or the JWT bearer settings")
     return SalesforceTarget(
-        instance_url=_require(settings.salesforce_instance_url, "salesforce_instance_url"),
+        instance_url=_url(settings.salesforce_instance_url, "salesforce_instance_url"),
         credentials=credentials,
-        session=RecordingSession(settings.salesforce_ca_bundle, settings.salesforce_timeout_seconds),
+        session=RecordingSession(_ca_bundle(settings.salesforce_ca_bundle, "salesforce_ca_bundle"),
+                                 settings.salesforce_timeout_seconds),
         api_version=settings.salesforce_api_version,
         attribute_fields=settings.salesforce_attribute_fields,
         budget_pause_s=settings.salesforce_budget_pause_seconds,
@@ -85,10 +109,11 @@ def build_zendesk(settings: Settings) -> ZendeskTarget:
     # With a token file the token is read before every batch; zenpy only needs a placeholder to start.
     token = "from-file" if token_file else _require(_secret(settings.zendesk_token), "zendesk_token")
     return ZendeskTarget(
-        url=_require(settings.zendesk_url, "zendesk_url"),
+        url=_url(settings.zendesk_url, "zendesk_url"),
         email=_require(settings.zendesk_email, "zendesk_email"),
         token=token,
-        session=RecordingSession(settings.zendesk_ca_bundle, settings.zendesk_timeout_seconds, raise_on_429=True),
+        session=RecordingSession(_ca_bundle(settings.zendesk_ca_bundle, "zendesk_ca_bundle"),
+                                 settings.zendesk_timeout_seconds, raise_on_429=True),
         options=options,
         token_file=token_file,
     )
@@ -100,12 +125,12 @@ def build_webhook(settings: Settings) -> WebhookTarget:
         signing_key(secret)
     except ValueError as exc:
         raise TargetConfigError(f"ILOG_WEBHOOK_SECRET: {exc}") from exc
-    url = _require(settings.webhook_url, "webhook_url")
+    url = _url(settings.webhook_url, "webhook_url")
     return WebhookTarget(
         url=url,
         secret=secret,
-        session=Poster(url, settings.webhook_ca_bundle, settings.webhook_timeout_seconds,
-                       maxsize=settings.webhook_concurrency),
+        session=Poster(url, _ca_bundle(settings.webhook_ca_bundle, "webhook_ca_bundle"),
+                       settings.webhook_timeout_seconds, maxsize=settings.webhook_concurrency),
         concurrency=settings.webhook_concurrency,
     )
 
