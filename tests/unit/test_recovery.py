@@ -14,7 +14,7 @@ from worker.core.writes import StateWrite
 from worker.errors import ConfigError, StateLostError, StoreError, StoreUnavailableError
 from worker.fold.finalizer import PartitionClocks
 from worker.fold.recovery import StoppingError, StoreGuard, Waiter
-from worker.kafka.clients import consumer_config, partitions_at_end
+from worker.kafka.clients import consumer_config, partitions_at_end, producer_config
 from worker.runtime.runner import liveness
 from worker.runtime.settings import Settings
 from worker.runtime.status import StageStatus
@@ -178,6 +178,24 @@ def test_each_stage_has_its_own_static_member_id_from_the_settings_or_the_pod_na
     assert "ilog-fold-7d9c-x2-fold" == consumer_config(settings, "ilog-fold", "fold")["group.instance.id"]
     pinned = Settings(_env_file=None, group_instance_id="worker-1")
     assert ("worker-1-fold", "worker-1-sync") == (pinned.instance_id("fold"), pinned.instance_id("sync"))
+
+
+def test_passthrough_options_override_the_tuning_defaults_but_not_the_keys_the_guarantees_rest_on() -> None:
+    plain = Settings(_env_file=None)
+    assert (consumer_config(plain, "g")["fetch.wait.max.ms"], consumer_config(plain, "g")["fetch.min.bytes"]) == (
+        50, 65536)
+    assert producer_config(plain)["linger.ms"] == 5
+    tuned = Settings(_env_file=None, kafka={
+        "fetch_wait_max_ms": "500", "fetch_min_bytes": "1", "linger_ms": "20", "compression_type": "zstd",
+        "enable_auto_offset_store": "true", "acks": "1", "enable_idempotence": "false",
+        "security_protocol": "SASL_SSL",
+    })
+    consumer, producer = consumer_config(tuned, "g"), producer_config(tuned)
+    assert (consumer["fetch.wait.max.ms"], consumer["fetch.min.bytes"]) == ("500", "1")
+    assert (producer["linger.ms"], producer["compression.type"]) == ("20", "zstd")
+    assert consumer["enable.auto.offset.store"] is False  # offsets move only after Redis and the produce
+    assert (producer["acks"], producer["enable.idempotence"]) == ("all", True)
+    assert consumer["security.protocol"] == producer["security.protocol"] == "SASL_SSL"
 
 
 def test_healthz_fails_only_when_a_loop_stops_beating_and_readyz_names_what_a_stage_waits_for() -> None:

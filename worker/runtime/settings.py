@@ -199,9 +199,12 @@ class Settings(BaseSettings):
                     f"{producer_max} (at most {room_bytes}, leaving room for the key and headers)")
         return self
 
-    def kafka_config(self, **extra: Any) -> dict[str, Any]:
-        """librdkafka configuration: bootstrap + passthrough options + the caller's own keys."""
+    def kafka_config(self, defaults: Mapping[str, Any] | None = None, /, **extra: Any) -> dict[str, Any]:
+        """librdkafka configuration: bootstrap, the caller's tuning `defaults`, the passthrough options
+        (`ILOG_KAFKA__…`, which override those defaults), then the caller's own keys (which nothing
+        overrides: they are what the stage's guarantees rest on)."""
         config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
+        config.update(defaults or {})
         config.update({key.replace("_", ".").lower(): value for key, value in self.kafka.items()})
         config.update(extra)
         return config
