@@ -82,6 +82,24 @@ def test_an_entry_shared_by_two_queues_serves_each_after_the_other_finished_with
     assert seen_first == second.entry.snapshot
 
 
+@pytest.mark.parametrize("short_queues", [True, False])
+def test_a_finished_entry_stays_decoded_for_the_other_targets_only_while_the_queues_are_short(
+    short_queues: bool,
+) -> None:
+    [pending] = coalesce([record(snap("c-1", 1, "state_changed", notes="first"), 1)])
+    decoded = pending.snapshot
+    fast, slow = (WorkQueue(lambda snapshot: True, lambda: short_queues) for _ in range(2))
+    for queue in (fast, slow):
+        queue.put_many([Work(pending, [("up", 0, 1)], 0.0)])
+    [first] = fast.take(10)
+    assert [("up", 0, 1)] == fast.finish(first, done=True)
+    [second] = slow.take(10)
+    slow.give_back([second])
+    [second] = slow.take(10)
+    assert (second.entry.snapshot is decoded) is short_queues  # else decoded again from the bytes
+    assert second.entry.snapshot == decoded
+
+
 def test_coalescing_ignores_an_older_version_read_after_a_newer_one_and_keeps_ids_apart() -> None:
     records = [record(snap("a", 3, "updated"), 0), record(snap("b", 1, "created"), 1),
                record(snap("a", 2, "state_changed"), 2)]

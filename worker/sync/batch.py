@@ -38,7 +38,8 @@ class Pending:
     What a queue needs of it (id, version, trigger) is kept beside the model; `release` drops the model
     while the snapshot waits in the targets' queues (its bytes, already validated, stay in the record),
     and `snapshot` decodes it again when a target reads it. A queued interaction then costs about a
-    quarter of the memory (docs/benchmarks.md), which lets a slow target hold every open interaction."""
+    quarter of the memory (docs/benchmarks.md), which lets a slow target hold every open interaction.
+    The stage releases only while some queue is long (`worker.sync.stage.KEEP_MODELS_BELOW`)."""
 
     __slots__ = ("_snapshot", "interaction_id", "record", "trigger", "version")
 

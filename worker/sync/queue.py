@@ -9,7 +9,9 @@ which keeps writes per interaction in order.
 So a target slower than the changes arrive (a webhook: one post per change) holds, after a while,
 one waiting snapshot per open interaction. A waiting snapshot is its bytes (`Pending.release`),
 about 2 KB with its bookkeeping, decoded again when the target takes it; the stage pauses
-consuming once a queue holds `sync_max_queued` interactions (`worker.sync.stage`).
+consuming once a queue holds `sync_max_queued` interactions (`worker.sync.stage`). While every
+queue is short (`worker.sync.stage.KEEP_MODELS_BELOW`) the decoded model is kept instead, so the
+targets do not decode the same bytes again one after the other.
 """
 
 from __future__ import annotations
@@ -76,8 +78,11 @@ def absorb(older: Work, newer: Work) -> Work:
 class WorkQueue:
     """Thread-safe; `changed` wakes the target's thread when work arrives or the queue is closing."""
 
-    def __init__(self, wants: Callable[[LogSnapshot], bool]) -> None:
+    def __init__(self, wants: Callable[[LogSnapshot], bool], keep_models: Callable[[], bool] = lambda: False) -> None:
+        """`keep_models`: asked when a target is done with an entry; while it answers True the decoded
+        snapshot stays for the other targets (the queues are short), else only its bytes do."""
         self._wants = wants
+        self._keep_models = keep_models
         self._waiting: dict[str, Work] = {}
         self._in_flight: dict[str, Work] = {}
         self._dropped: set[str] = set()  # in flight, but its partition went away: forget the outcome
@@ -141,7 +146,8 @@ class WorkQueue:
         if not done:
             self.give_back([work])
             return []
-        work.base.release()  # other targets' queues may hold the same entry: its bytes are enough there
+        if not self._keep_models():
+            work.base.release()  # other targets' queues may hold the same entry: its bytes are enough there
         with self.changed:
             self._in_flight.pop(work.interaction_id, None)
             self.changed.notify_all()
@@ -155,8 +161,10 @@ class WorkQueue:
         what arrived for the same interactions meanwhile: it is the oldest work of the target."""
         with self.changed:
             back: dict[str, Work] = {}
+            keep = self._keep_models()
             for work in works:
-                work.base.release()
+                if not keep:
+                    work.base.release()
                 self._in_flight.pop(work.interaction_id, None)
                 if work.interaction_id in self._dropped:
                     self._dropped.discard(work.interaction_id)

@@ -46,6 +46,10 @@ from worker.sync.target_runner import TargetRunner
 
 log = structlog.get_logger("ilog.sync")
 
+KEEP_MODELS_BELOW = 2_000
+"""While every target's queue is shorter than this, queued snapshots stay decoded (a model is ~5 KB,
+its bytes ~0.85 KB): each target then reads the model the consumer loop decoded instead of decoding
+the bytes again. Longer queues keep bytes only, so a slow target can hold every open interaction."""
 _DRAIN_SHARE = 0.6  # of drain_timeout_seconds spent finishing targets; the rest flushes and commits
 _REVOKE_POLL_S = 0.05
 
@@ -94,6 +98,7 @@ class SyncStage:
         self.status = StageStatus("sync")  # heartbeat for /healthz; the composition root shares it with error_cb
         self.paused = False
         self.closing = False
+        self.queued_most = 0  # the longest target queue, as of the last step
         self.runners = [
             TargetRunner(
                 target, states, budget, self._dead_letter, on_done=self.ledger.done,
@@ -102,6 +107,7 @@ class SyncStage:
                 pause_base_s=settings.target_pause_base_seconds,
                 pause_ceiling_s=settings.target_pause_ceiling_seconds,
                 max_pause_s=settings.max_pause_seconds(target.name), absence=absence_rule(settings),
+                keep_models=self.keeps_models,
             )
             for target in self.targets
         ]
@@ -181,8 +187,12 @@ class SyncStage:
         if records:
             self.dispatch(records)
         self.store_done(self.settings.drain_timeout_seconds)
+        most = 0
         for runner in self.runners:
-            metrics.SYNC_QUEUE_DEPTH.labels(runner.name).set(len(runner.queue))
+            queued = len(runner.queue)
+            most = max(most, queued)
+            metrics.SYNC_QUEUE_DEPTH.labels(runner.name).set(queued)
+        self.queued_most = most
 
     def dispatch(self, records: Sequence[SyncRecord]) -> None:
         """Dead-letter what did not decode; queue the rest per target (or mark it done for the target)."""
@@ -200,8 +210,13 @@ class SyncStage:
             works = [Work(entry, list(positions[entry.interaction_id]), queued_s) for entry in entries]
             for unwanted in runner.queue.put_many(works):
                 self.ledger.done(unwanted.positions)
-        for entry in entries:  # every target has seen the model it wants to: from here the bytes wait
-            entry.release()
+        if not self.keeps_models():
+            for entry in entries:  # every target has seen the model it wants to: from here the bytes wait
+                entry.release()
+
+    def keeps_models(self) -> bool:
+        """Whether queued snapshots stay decoded (`KEEP_MODELS_BELOW`); read by the targets' threads too."""
+        return self.queued_most < KEEP_MODELS_BELOW
 
     def store_done(self, flush_timeout_s: float) -> None:
         """Store the offsets every target is done up to, once what was produced is acknowledged."""

@@ -59,6 +59,10 @@ def _nothing_done(_positions: Sequence[Position]) -> None:
     return None
 
 
+def _never() -> bool:
+    return False
+
+
 @dataclass
 class TargetRunner:
     target: Target
@@ -78,6 +82,7 @@ class TargetRunner:
     pause_ceiling_s: float = 300.0  # ... doubling up to this
     max_pause_s: float | None = None  # dead-letter the waiting records once paused this long
     absence: AbsenceRule | None = None  # when a missing state means "never synced"; None: never trusted
+    keep_models: Callable[[], bool] = _never  # the queue keeps decoded snapshots while this says so
     pauses: PauseControl = field(init=False)
     failure: BaseException | None = field(default=None, init=False)
     queue: WorkQueue = field(init=False)
@@ -87,7 +92,7 @@ class TargetRunner:
     _thread: threading.Thread | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.queue = WorkQueue(self.target.wants)
+        self.queue = WorkQueue(self.target.wants, self.keep_models)
         self.pauses = PauseControl(self.target.name, self.pause_base_s, self.pause_ceiling_s, self.max_pause_s)
 
     @property
