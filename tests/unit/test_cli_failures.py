@@ -105,3 +105,11 @@ def test_version_names_the_package_version_and_the_build(tmp_path: Path) -> None
     done = ilog(["--version"], tmp_path)
     assert (0, f"{build_info().describe()}\n", "") == (done.returncode, done.stdout, done.stderr)
     assert done.stdout.startswith("ilog 0.1.0 (revision ")
+
+
+def test_a_schema_folder_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    done = ilog(["schema", "export", str(taken)], tmp_path)
+    assert (2, "", [f"ilog schema export: cannot write the schemas to {taken}: File exists"]) == (
+        done.returncode, done.stdout, done.stderr.splitlines())

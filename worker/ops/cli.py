@@ -103,9 +103,14 @@ def validate_cmd(
 def schema_export(directory: Annotated[Path, typer.Argument(help="output folder")]) -> None:
     """Write one JSON Schema per event type plus the envelope and the snapshot."""
     from schemas.export import export_json_schemas
+    from worker.errors import ConfigError
 
     Settings()  # the environment is checked like every command's (a bad setting: exit 2)
-    for path in export_json_schemas(directory):
+    try:
+        written = export_json_schemas(directory)
+    except OSError as error:  # not a folder, not writable: the command line is wrong, as for an unreadable file
+        raise ConfigError(f"cannot write the schemas to {directory}: {error.strerror or error}") from error
+    for path in written:
         typer.echo(str(path))
 
 
