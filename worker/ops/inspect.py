@@ -61,9 +61,10 @@ def inspect_interaction(interaction_id: str, settings: Settings) -> int:
 def final_snapshot(settings: Settings, tombstone: Tombstone) -> tuple[dict[str, Any] | None, str]:
     """The tombstone's final snapshot from the upserts topic, or None and why it is not shown.
 
-    Read from the first message produced at or after the finalization time (the edit deadline: the final
-    snapshot is produced later) up to the topic's ends at the start, on every partition; the newest
-    version for the interaction wins and the read stops at the tombstone's own version."""
+    Read from the first message produced at or after the finalization time (the edit deadline, in event
+    time: the final snapshot is produced once the partition clock passed it, which runs at most the allowed
+    clock skew ahead of the worker's wall clock, so the read starts that much earlier) up to the topic's
+    ends at the start, on every partition; the read stops at the tombstone's own version."""
     topic, key = settings.upserts_topic, tombstone.interaction_id.encode()
     consumer = bootstrap.plain_consumer(settings, **{
         "group.id": f"ilog-inspect-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
@@ -74,7 +75,7 @@ def final_snapshot(settings: Settings, tombstone: Tombstone) -> tuple[dict[str, 
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if metadata is None or metadata.error is not None:
             return None, f"the upserts topic {topic} was not found"
-        since_ms = to_us(tombstone.finalized_at) // 1000
+        since_ms = to_us(tombstone.finalized_at) // 1000 - int(settings.max_clock_skew_seconds * 1000)
         starts = _retrying(lambda: consumer.offsets_for_times(
             [TopicPartition(topic, p, since_ms) for p in metadata.partitions], timeout=timeout_s))
         ends = {p: _end_offset(consumer, TopicPartition(topic, p), timeout_s) for p in metadata.partitions}
