@@ -113,3 +113,13 @@ def test_a_schema_folder_that_cannot_be_written_is_one_line_and_exit_2(tmp_path:
     done = ilog(["schema", "export", str(taken)], tmp_path)
     assert (2, "", [f"ilog schema export: cannot write the schemas to {taken}: File exists"]) == (
         done.returncode, done.stdout, done.stderr.splitlines())
+
+
+@pytest.mark.parametrize(("command", "args"), [*KAFKA_COMMANDS, ("ilog worker fold", ["worker", "fold"])],
+                         ids=[c for c, _ in [*KAFKA_COMMANDS, ("ilog worker fold", [])]])
+def test_an_unknown_kafka_client_option_is_a_bad_setting_not_an_unreachable_kafka(
+    command: str, args: list[str], tmp_path: Path,
+) -> None:
+    done = ilog(args, tmp_path, ILOG_KAFKA__NO_SUCH_OPTION="1")
+    assert (2, "", f'{command}: bad Kafka client option (No such configuration property: "no.such.option"); '
+            "check the ILOG_KAFKA__ settings") == (done.returncode, done.stdout, done.stderr.splitlines()[-1])

@@ -10,7 +10,7 @@ import traceback
 from typing import NamedTuple
 
 import redis
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from pydantic import ValidationError
 
 from worker.errors import IlogError
@@ -34,6 +34,9 @@ def describe_failure(command: str, exc: BaseException) -> Failure:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return Failure(f"{command}: cannot reach Redis ({_one_line(str(exc))}); check ILOG_REDIS_URL and that "
                        "Redis is up", EXIT_ENVIRONMENT)
+    if isinstance(exc, KafkaException) and _invalid_option(exc):
+        return Failure(f"{command}: bad Kafka client option ({_one_line(exc.args[0].str())}); check the "
+                       "ILOG_KAFKA__ settings", EXIT_ENVIRONMENT)
     if isinstance(exc, KafkaException):
         return Failure(f"{command}: Kafka failed ({_one_line(str(exc))}); check ILOG_KAFKA_BOOTSTRAP and that "
                        "the brokers are up", EXIT_ENVIRONMENT)
@@ -51,6 +54,12 @@ def settings_problem(exc: ValidationError) -> str:
         problems.append(f"{variable}{shown}: {error['msg']}")
     return ("bad setting " + "; ".join(problems)
             + " (fix the environment variable or .env; docs: README 'Settings')")
+
+
+def _invalid_option(exc: KafkaException) -> bool:
+    """librdkafka refused its configuration (an unknown or malformed `ILOG_KAFKA__` option)."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and error.code() == KafkaError._INVALID_ARG
 
 
 def traceback_text(exc: BaseException) -> str:

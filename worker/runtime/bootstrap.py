@@ -126,6 +126,8 @@ def require_kafka(settings: Settings) -> None:
     except KafkaException as exc:
         error = exc.args[0] if exc.args else exc
         detail = error.str() if hasattr(error, "str") else str(error)
+        if isinstance(error, KafkaError) and error.code() == KafkaError._INVALID_ARG:
+            raise ConfigError(f"bad Kafka client option ({detail}); check the ILOG_KAFKA__ settings") from exc
         raise UnreachableError("Kafka", settings.kafka_bootstrap, detail, _KAFKA_HINT) from exc
 
 
