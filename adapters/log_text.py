@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from schemas.common import RecordRef
 from schemas.snapshot import LogSnapshot
+
+ATTRIBUTES_TEXT_LIMIT = 2_000
 
 
 def format_duration(seconds: int | None) -> str:
@@ -57,7 +60,16 @@ def detail_lines(snapshot: LogSnapshot) -> list[str]:
     ]
     if snapshot.wrapup_note and snapshot.wrapup_note != snapshot.notes:
         lines.append(f"Wrap-up note: {snapshot.wrapup_note}")
+    if snapshot.attributes:
+        lines.append(f"Attributes: {attributes_text(snapshot.attributes)}")
     return lines
+
+
+def attributes_text(attributes: Mapping[str, str], limit: int = ATTRIBUTES_TEXT_LIMIT) -> str:
+    """`key=value` pairs by key, so every target shows the interaction attributes (mapped ones also go to
+    their own fields); cut at `limit` characters, ending in `…`, as 100 long values would crowd the log."""
+    text = ", ".join(f"{key}={attributes[key]}" for key in sorted(attributes))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def render_log_text(snapshot: LogSnapshot) -> str:

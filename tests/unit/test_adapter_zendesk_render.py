@@ -75,11 +75,20 @@ def test_the_comment_renders_the_log_and_ends_with_the_version_marker() -> None:
             "Name: —",
             "Related to: ticket 1001 (zendesk)",
             "Wrap-up: Resolved",
+            "Attributes: plan=gold, score=high, seats=12",
             "",
             "[interaction conv-42 · log v9]",
         ]
     )
     assert expected == render_comment(snapshot())
+
+
+def test_attributes_are_shown_by_key_and_cut_when_long() -> None:
+    many = {f"k{n:03d}": "v" * 1000 for n in range(100)}
+    line = next(line for line in render_comment(snapshot(attributes=many)).splitlines()
+                if line.startswith("Attributes: "))
+    assert (len("Attributes: ") + 2000, "Attributes: k000=vvv", "…") == (len(line), line[:20], line[-1])
+    assert "Attributes:" not in render_comment(snapshot(attributes={}))
 
 
 def test_a_wrapup_note_that_differs_from_the_notes_is_shown() -> None:
