@@ -123,3 +123,11 @@ def test_an_unknown_kafka_client_option_is_a_bad_setting_not_an_unreachable_kafk
     done = ilog(args, tmp_path, ILOG_KAFKA__NO_SUCH_OPTION="1")
     assert (2, "", f'{command}: bad Kafka client option (No such configuration property: "no.such.option"); '
             "check the ILOG_KAFKA__ settings") == (done.returncode, done.stdout, done.stderr.splitlines()[-1])
+
+
+@pytest.mark.parametrize("variable", ["ILOG_EDIT_WINDOW_SECONDS", "ILOG_FINALIZE_GRACE_SECONDS"])
+def test_a_negative_edit_window_or_grace_is_a_bad_setting(variable: str, tmp_path: Path) -> None:
+    done = ilog(["fold", str(SAMPLE)], tmp_path, **{variable: "-1"})
+    assert (2, "", [f"ilog fold: bad setting {variable}='-1': Input should be greater than or equal to 0 (fix the "
+                    "environment variable or .env; docs: README 'Settings')"]) == (
+        done.returncode, done.stdout, done.stderr.splitlines())

@@ -54,8 +54,8 @@ class Settings(BaseSettings):
     dlq_retention_seconds: float = Field(30 * 86_400.0, gt=0, description="dead letters kept this long")
 
     # Edit window and finalization.
-    edit_window_seconds: float = 120.0
-    finalize_grace_seconds: float = 2.0
+    edit_window_seconds: float = Field(120.0, ge=0, description="edits accepted until disconnect + this (event time)")
+    finalize_grace_seconds: float = Field(2.0, ge=0, description="windows close once the clock passes deadline + this")
     retention_seconds: float = Field(86_400.0, description="state kept after the edit deadline (TTL)")
     open_log_ttl_seconds: float = Field(
         7 * 86_400.0, description="TTL of a log that never saw a disconnect (refreshed on every write)"
