@@ -123,3 +123,29 @@ def test_dlq_list_of_a_missing_topic_says_so(settings: Settings) -> None:
     result = _ilog(settings, "dlq", "list", "--topic", missing)
     assert 2 == result.returncode
     assert "not found" in result.stderr
+
+
+def test_dlq_replay_leaves_out_a_cut_copy_and_names_where_the_whole_message_is(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    oversized = {**CONNECTED, "id": "evt-dlq-big", "subject": "conv-dlq-big",
+                 "data": {**CONNECTED["data"], "pad": "x" * 300_000}}
+    produce(settings, settings.events_topic, [oversized])
+    worker = WorkerProcess("fold", settings, tmp_path / "worker.log")
+    try:
+        reader = TopicReader(settings, settings.events_dlq_topic)
+        [letter] = reader.read_until(lambda m: len(m) >= 1, timeout_s=60)
+        reader.close()
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-2000:]
+    assert ("too_large", "true") == (header(letter, "reason"), header(letter, "truncated"))
+    position = f"{settings.events_dlq_topic}:{letter.partition()}:{letter.offset()}"
+
+    result = _ilog(settings, "dlq", "replay", "--yes")
+    assert 1 == result.returncode
+    assert "1 letter(s) are cut copies (truncated) and are left out" in result.stderr
+    assert f"{position} ({settings.events_topic}[{header(letter, 'original_partition')}]@" in " ".join(
+        result.stderr.split())
+    replayed = TopicReader(settings, f"{settings.events_dlq_topic}.replayed")
+    assert [] == replayed.read_until(lambda m: False, timeout_s=2)
+    replayed.close()

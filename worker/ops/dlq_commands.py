@@ -97,6 +97,11 @@ def replay_command(
     if refused:
         err.print(f"{len(refused)} letter(s) were replayed before and are left out "
                   "(pass --force to send them again): " + ", ".join(d.position for d in refused[:10]))
+    cut = [d for d in chosen if d.header("truncated") == "true"]
+    if cut:  # a cut copy is not the message: resent, it could only be rejected again
+        err.print(f"{len(cut)} letter(s) are cut copies (truncated) and are left out; the whole message is at its "
+                  "original offset: " + ", ".join(f"{d.position} ({d.original})" for d in cut[:10]))
+        chosen = [d for d in chosen if d.header("truncated") != "true"]
     if not chosen:
         err.print("nothing to replay")
         return 1
