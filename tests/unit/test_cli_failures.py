@@ -131,3 +131,11 @@ def test_a_negative_edit_window_or_grace_is_a_bad_setting(variable: str, tmp_pat
     assert (2, "", [f"ilog fold: bad setting {variable}='-1': Input should be greater than or equal to 0 (fix the "
                     "environment variable or .env; docs: README 'Settings')"]) == (
         done.returncode, done.stdout, done.stderr.splitlines())
+
+
+@pytest.mark.parametrize(("command", "args"), WORKER_COMMANDS, ids=[c for c, _ in WORKER_COMMANDS])
+def test_an_unknown_log_level_is_a_bad_setting(command: str, args: list[str], tmp_path: Path) -> None:
+    done = ilog(args, tmp_path, ILOG_LOG_LEVEL="verbose")
+    assert (2, "", [f"{command}: bad setting ILOG_LOG_LEVEL='verbose': Input should be one of DEBUG, INFO, WARNING, "
+                    "ERROR, CRITICAL (any case) (fix the environment variable or .env; docs: README 'Settings')"]) == (
+        done.returncode, done.stdout, done.stderr.splitlines())

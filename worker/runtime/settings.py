@@ -11,9 +11,11 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _KEY_AND_HEADERS_BYTES = 4096
 """Room a snapshot message needs besides its value (the key is at most 255 characters, two short headers)."""
 
@@ -184,8 +186,16 @@ class Settings(BaseSettings):
     )
 
     # Logging.
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)")
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("log_level")
+    @classmethod
+    def _a_log_level(cls, value: str) -> str:
+        if value.upper() not in _LOG_LEVELS:
+            raise PydanticCustomError("log_level", "Input should be one of {levels} (any case)",
+                                      {"levels": ", ".join(_LOG_LEVELS)})
+        return value.upper()
 
     @model_validator(mode="after")
     def _snapshot_fits_the_producer(self) -> Settings:
