@@ -139,3 +139,20 @@ def test_an_unknown_log_level_is_a_bad_setting(command: str, args: list[str], tm
     assert (2, "", [f"{command}: bad setting ILOG_LOG_LEVEL='verbose': Input should be one of DEBUG, INFO, WARNING, "
                     "ERROR, CRITICAL (any case) (fix the environment variable or .env; docs: README 'Settings')"]) == (
         done.returncode, done.stdout, done.stderr.splitlines())
+
+
+@pytest.mark.parametrize(("variable", "value", "problem"), [
+    ("ILOG_BATCH_SIZE", "0", "Input should be greater than or equal to 1"),
+    ("ILOG_BATCH_SIZE", "2000000", "Input should be less than or equal to 1000000"),
+    ("ILOG_BATCH_TIMEOUT_SECONDS", "-1", "Input should be greater than or equal to 0"),
+    ("ILOG_HTTP_PORT", "70000", "Input should be less than or equal to 65535"),
+    ("ILOG_APPLIED_IDS_KEPT", "0", "Input should be greater than or equal to 1"),
+    ("ILOG_RETENTION_SECONDS", "-1", "Input should be greater than or equal to 0"),
+    ("ILOG_OPEN_LOG_TTL_SECONDS", "0", "Input should be greater than 0"),
+    ("ILOG_DRAIN_TIMEOUT_SECONDS", "0", "Input should be greater than 0"),
+])
+def test_a_setting_out_of_its_range_stops_the_worker_as_a_bad_setting(variable: str, value: str, problem: str,
+                                                                       tmp_path: Path) -> None:
+    done = ilog(["worker", "fold"], tmp_path, **{variable: value})
+    assert (2, "", [f"ilog worker fold: bad setting {variable}='{value}': {problem} (fix the environment variable "
+                    "or .env; docs: README 'Settings')"]) == (done.returncode, done.stdout, done.stderr.splitlines())

@@ -58,9 +58,9 @@ class Settings(BaseSettings):
     # Edit window and finalization.
     edit_window_seconds: float = Field(120.0, ge=0, description="edits accepted until disconnect + this (event time)")
     finalize_grace_seconds: float = Field(2.0, ge=0, description="windows close once the clock passes deadline + this")
-    retention_seconds: float = Field(86_400.0, description="state kept after the edit deadline (TTL)")
+    retention_seconds: float = Field(86_400.0, ge=0, description="state kept after the edit deadline (TTL)")
     open_log_ttl_seconds: float = Field(
-        7 * 86_400.0, description="TTL of a log that never saw a disconnect (refreshed on every write)"
+        7 * 86_400.0, gt=0, description="TTL of a log that never saw a disconnect (refreshed on every write)"
     )
     sync_epoch_margin_seconds: float = Field(
         60.0, ge=0, description="a missing sync state is trusted as never synced only for interactions that "
@@ -78,15 +78,15 @@ class Settings(BaseSettings):
         262_144, ge=1024, description="DLQ copies of events are cut to this many bytes (headers say so)"
     )
     caught_up_idle_seconds: float = Field(
-        1.0, description="a partition with nothing to read for this long advances its clock to wall-clock"
+        1.0, ge=0, description="a partition with nothing to read for this long advances its clock to wall-clock"
     )
 
     # Fold and sync loops.
     fold_group: str = "ilog-fold"
     sync_group: str = "ilog-sync"
-    batch_size: int = 1000
-    batch_timeout_seconds: float = 0.2
-    drain_timeout_seconds: float = 20.0
+    batch_size: int = Field(1000, ge=1, le=1_000_000, description="events (or snapshots) read per batch")
+    batch_timeout_seconds: float = Field(0.2, ge=0)
+    drain_timeout_seconds: float = Field(20.0, gt=0)
     fold_overlap: bool = Field(
         True, description="fold: a full batch's Redis write and delivery reports run while the next batch is "
         "read and planned (at most one batch in flight); false: each batch commits before the next is read"
@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     group_instance_id: str | None = Field(
         None, description="static membership id (each stage appends -fold / -sync); default: env POD_NAME"
     )
-    applied_ids_kept: int = Field(256, description="event ids remembered per interaction for dedupe")
+    applied_ids_kept: int = Field(256, ge=1, description="event ids remembered per interaction for dedupe")
     sync_max_queued: int = Field(
         50_000, ge=2, description=(
             "sync: pause consuming while a target has this many interactions queued (about 2 KB of memory each; "
@@ -122,7 +122,7 @@ class Settings(BaseSettings):
 
     # Health and metrics.
     http_host: str = Field("127.0.0.1", description="0.0.0.0 in a pod, so probes and scrapes reach it")
-    http_port: int = 9108
+    http_port: int = Field(9108, ge=0, le=65_535, description="0: any free port")
 
     # Salesforce (on when the instance URL is set).
     salesforce_instance_url: str | None = None
