@@ -150,6 +150,9 @@ def test_an_unknown_log_level_is_a_bad_setting(command: str, args: list[str], tm
     ("ILOG_RETENTION_SECONDS", "-1", "Input should be greater than or equal to 0"),
     ("ILOG_OPEN_LOG_TTL_SECONDS", "0", "Input should be greater than 0"),
     ("ILOG_DRAIN_TIMEOUT_SECONDS", "0", "Input should be greater than 0"),
+    ("ILOG_SALESFORCE_BUDGET_PER_MINUTE", "0", "Input should be greater than or equal to 1"),
+    ("ILOG_ZENDESK_BUDGET_PER_DAY", "0", "Input should be greater than or equal to 1"),
+    ("ILOG_WEBHOOK_TIMEOUT_SECONDS", "0", "Input should be greater than 0"),
 ])
 def test_a_setting_out_of_its_range_stops_the_worker_as_a_bad_setting(variable: str, value: str, problem: str,
                                                                        tmp_path: Path) -> None:

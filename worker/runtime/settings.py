@@ -139,11 +139,11 @@ class Settings(BaseSettings):
     salesforce_attribute_fields: dict[str, str] = Field(
         default_factory=dict, description="interaction attribute → Task field"
     )
-    salesforce_budget_per_minute: int = 1000
-    salesforce_budget_per_day: int = 100_000
-    salesforce_timeout_seconds: float = 30.0
+    salesforce_budget_per_minute: int = Field(1000, ge=1)
+    salesforce_budget_per_day: int = Field(100_000, ge=1)
+    salesforce_timeout_seconds: float = Field(30.0, gt=0)
     salesforce_budget_pause_seconds: float = Field(
-        60.0, description="pause after REQUEST_LIMIT_EXCEEDED when Salesforce sends no Retry-After"
+        60.0, gt=0, description="pause after REQUEST_LIMIT_EXCEEDED when Salesforce sends no Retry-After"
     )
     salesforce_max_pause_seconds: float | None = Field(
         None, gt=0, description="dead-letter waiting records once the target was paused this long (unset: wait)"
@@ -163,11 +163,11 @@ class Settings(BaseSettings):
     )
     zendesk_missing_ticket: Literal["create", "skip"] = "create"
     zendesk_ca_bundle: str | None = None
-    zendesk_budget_per_minute: int = 400
-    zendesk_budget_per_day: int = 500_000
-    zendesk_timeout_seconds: float = 30.0
-    zendesk_job_poll_seconds: float = 0.5
-    zendesk_job_timeout_seconds: float = Field(60.0, description="update_many job: give up polling after")
+    zendesk_budget_per_minute: int = Field(400, ge=1)
+    zendesk_budget_per_day: int = Field(500_000, ge=1)
+    zendesk_timeout_seconds: float = Field(30.0, gt=0)
+    zendesk_job_poll_seconds: float = Field(0.5, gt=0)
+    zendesk_job_timeout_seconds: float = Field(60.0, gt=0, description="update_many job: give up polling after")
     zendesk_max_pause_seconds: float | None = Field(
         None, gt=0, description="dead-letter waiting records once the target was paused this long (unset: wait)"
     )
@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     # Webhook (on when the URL is set).
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
-    webhook_timeout_seconds: float = 10.0
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
     webhook_concurrency: int = Field(8, ge=1, le=10, description="posts in flight at once (distinct interactions)")
     webhook_ca_bundle: str | None = None
     webhook_max_pause_seconds: float | None = Field(
