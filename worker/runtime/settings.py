@@ -189,6 +189,17 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)")
     log_format: Literal["auto", "json", "console"] = "auto"
 
+    @field_validator("redis_cluster", mode="before")
+    @classmethod
+    def _cluster_words(cls, value: object) -> object:
+        """`TRUE`, `1`, `yes`, `on` mean true (as `deploy/local/stack` reads them); `0`, `no`, `off` false."""
+        if isinstance(value, bool):
+            return str(value).lower()
+        if not isinstance(value, str):
+            return value
+        word = value.strip().lower()
+        return {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}.get(word, word)
+
     @field_validator("log_level")
     @classmethod
     def _a_log_level(cls, value: str) -> str:
