@@ -30,10 +30,11 @@ MAX_ATTRIBUTE_VALUE_CHARS = 1000
 
 RFC3339_PATTERN = (
     r"^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-    r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+    r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
 """An RFC 3339 date-time with a time zone: what the worker reads, published as the schema's `pattern` so a
-validator that does not check formats still refuses a time without offset."""
+validator that does not check formats still refuses a time without offset. Up to 9 fractional digits (the
+nanoseconds Go's and Java's clocks write); the worker keeps microseconds and drops the rest."""
 _RFC3339 = re.compile(RFC3339_PATTERN)
 
 
@@ -149,7 +150,8 @@ class _Envelope(BaseModel):
     subject: Annotated[str, Field(min_length=1, max_length=MAX_FIELD_CHARS)] = Field(
         description="the interaction id; also the Kafka message key")
     time: EventTime = Field(
-        description="when it happened: RFC 3339 with a time zone (Z or an offset), at most 6 fractional digits",
+        description="when it happened: RFC 3339 with a time zone (Z or an offset), at most 9 fractional digits "
+        "(kept to the microsecond)",
         json_schema_extra={"pattern": RFC3339_PATTERN})
     sequence: SequenceNumber | None = Field(
         None, description="optional; increases per interaction, orders its events (an integer, 0 to 2^63-1)")

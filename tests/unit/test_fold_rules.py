@@ -364,3 +364,12 @@ def test_fold_carries_every_log_field_forward() -> None:
     assert {name: getattr(evolved, name) for name in changes} == changes
     assert (evolved.version, evolved.trigger, evolved.applied_ids, evolved.last_event_us) == (
         9, Trigger.UPDATED, ("a",), 5)
+
+
+@pytest.mark.parametrize("written", ["2026-11-27T10:00:00.123456789Z", "2026-11-27T11:00:00.1234567+01:00"])
+def test_an_event_time_with_nanoseconds_is_read_to_the_microsecond(written: str) -> None:
+    document = {"specversion": "1.0", "id": "evt-ns", "source": "/test", "type": "log.opened", "subject": "conv-ns",
+                "time": written, "data": {}}
+    decoded = decode_event(json.dumps(document).encode())
+    assert not isinstance(decoded, Rejection), decoded
+    assert datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=UTC) == decoded.time

@@ -85,7 +85,7 @@ def record_ref() -> st.SearchStrategy[object]:
 VALID_TIMES = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2099, 12, 31))
 OFFSETS = st.sampled_from(["Z", "z", "+00:00", "+01:00", "-05:30", "+23:59", "-23:59"])
 BAD_TIME_VALUES: list[object] = [
-    "2026-11-27T10:00:00", "2026-11-27 10:00:00Z", "2026-11-27T10:00Z", "2026-11-27T10:00:00.1234567Z",
+    "2026-11-27T10:00:00", "2026-11-27 10:00:00Z", "2026-11-27T10:00Z", "2026-11-27T10:00:00.1234567890Z",
     "2026-11-27T24:00:00Z", "2026-11-27T10:00:60Z", "2026-13-01T10:00:00Z", "2026-11-27T10:00:00+0100",
     "2026-11-27T10:00:00+24:00", "0000-01-01T00:00:00Z", "20261127T100000Z", "2026-11-27", "", "now",
     1764237600, None,
@@ -96,8 +96,8 @@ BAD_TIMES = st.sampled_from(BAD_TIME_VALUES)
 @st.composite
 def good_times(draw: st.DrawFn) -> object:
     moment = draw(VALID_TIMES)
-    digits = draw(st.sampled_from([0, 1, 3, 6]))
-    fraction = f".{moment.microsecond:06d}"[: digits + 1] if digits else ""
+    digits = draw(st.sampled_from([0, 1, 3, 6, 9]))
+    fraction = f".{moment.microsecond:06d}789"[: digits + 1] if digits else ""
     separator = draw(st.sampled_from(["T", "t"]))
     return moment.strftime(f"%Y-%m-%d{separator}%H:%M:%S") + fraction + draw(OFFSETS)
 
