@@ -128,7 +128,7 @@ def test_dead_letter_headers_name_target_code_and_origin_and_cut_note_text() -> 
     headers = dict(sync_failure_headers(entry.snapshot, entry.record, "salesforce", failed.code,
                                         redact(failed.message, entry.snapshot)))
     assert {
-        "target": b"salesforce", "code": b"STRING_TOO_LONG",
+        "reason": b"salesforce:STRING_TOO_LONG", "target": b"salesforce", "code": b"STRING_TOO_LONG",
         "message": b"Description: data value too large: [redacted]", "interaction_id": b"a", "version": b"4",
         "original_topic": b"up", "original_partition": b"3", "original_offset": b"42",
     } == headers

@@ -75,8 +75,10 @@ def _utf8(text: str) -> bytes:
 
 
 def sync_failure_headers(snapshot: LogSnapshot, record: Positioned, target: str, code: str, message: str) -> Headers:
-    """A target's permanent failure; `message` already redacted by the caller."""
+    """A target's permanent failure; `message` already redacted by the caller. Its `reason` is
+    `<target>:<code>`, so every letter of either DLQ carries a `reason` header."""
     return [
+        ("reason", f"{target}:{code}".encode()),
         ("target", target.encode()),
         ("code", code.encode()),
         ("message", message.encode()),
