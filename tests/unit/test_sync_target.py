@@ -16,7 +16,7 @@ from worker.sync.batch import Pending, SyncRecord
 from worker.sync.epoch import AbsenceRule
 from worker.sync.offsets import Position
 from worker.sync.queue import Work
-from worker.sync.target_runner import TargetRunner
+from worker.sync.target_runner import RAISES_BEFORE_DEAD_LETTER, TargetRunner
 
 
 def _work(interaction_id: str, offset: int, version: int = 3) -> Work:
@@ -187,3 +187,48 @@ def test_without_an_absence_rule_no_missing_state_is_trusted() -> None:
 
     assert Harness(Noting({}), store).run(_connected_work("new", 0, now_ms - 10_000))
     assert [False] == seen
+
+
+class RaisingTarget(ScriptedTarget):
+    """Raises (an adapter bug) on every call that holds one of `poison`, or on every call at all."""
+
+    def __init__(self, script: dict[str, list[SyncOutcome]], poison: set[str] | None = None) -> None:
+        super().__init__(script)
+        self.poison = poison
+
+    def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
+        ids = {item.snapshot.interaction_id for item in batch}
+        if self.poison is None or ids & self.poison:
+            self.calls.append([(item.snapshot.interaction_id, item.target_state) for item in batch])
+            raise KeyError("a field the adapter did not expect")
+        return super().sync(batch)
+
+
+def test_a_record_that_makes_the_adapter_raise_is_isolated_and_dead_lettered_while_the_rest_syncs() -> None:
+    target = RaisingTarget({i: [Synced(f"T-{i}", 3)] for i in ("a", "b", "c")}, poison={"p"})
+    harness = Harness(target)
+    assert harness.run(_work("a", 0), _work("p", 1), _work("b", 2), _work("c", 3))
+    calls_with_p = [call for call in target.calls if "p" in dict(call)]
+    # 1,000 items a call, then at most 125, 15, 1: four calls, the last alone, then the dead letter
+    assert [4, 4, 4, 1] == [len(call) for call in calls_with_p]
+    assert RAISES_BEFORE_DEAD_LETTER < len(calls_with_p)
+    assert TargetState(uncertain=True) == dict(target.calls[1])["a"]  # what the raising call sent is unknown
+    assert all(len(call) == 1 for call in target.calls[3:])
+    assert [("p", "crm")] == [(i, name) for i, name, _ in harness.dead]
+    assert harness.dead[0][2].code == "ADAPTER_ERROR"
+    assert "KeyError" in harness.dead[0][2].message
+    assert {("a", "crm"): TargetState("T-a", 3), ("b", "crm"): TargetState("T-b", 3),
+            ("c", "crm"): TargetState("T-c", 3)} == {k: v for k, v in harness.store.states.items() if k[0] != "p"}
+    assert sorted(harness.done) == [("up", 0, offset) for offset in range(4)]
+
+
+def test_an_adapter_that_raises_on_every_call_dead_letters_nothing() -> None:
+    target = RaisingTarget({}, poison=None)
+    harness = Harness(target)
+    assert harness.run(_work("a", 0), _work("b", 1), drain_s=2.0) is False
+    for record in ("a", "b"):  # each tried more often than a record that raises alone is
+        assert sum(1 for call in target.calls if record in dict(call)) > RAISES_BEFORE_DEAD_LETTER
+    assert [] == harness.dead
+    assert [] == harness.done
+    assert {("a", "crm"): TargetState(uncertain=True), ("b", "crm"): TargetState(uncertain=True)} == \
+        harness.store.states

@@ -42,6 +42,8 @@ class Work:
     queued_at_s: float = field(default_factory=time.monotonic)
     settled: bool = False  # an uncertain earlier write was given time to land already
     trigger: Trigger | None = None  # the strongest trigger merged in, when it is not `base`'s own
+    raised: int = 0  # calls with this work in them that raised an unexpected error (`WorkQueue.take`)
+    first_raised_s: float | None = None  # monotonic time of the first of them
 
     @property
     def entry(self) -> Pending:
@@ -72,6 +74,8 @@ def absorb(older: Work, newer: Work) -> Work:
     older.positions.extend(newer.positions)
     older.queued_at_s = min(older.queued_at_s, newer.queued_at_s)
     older.settled = older.settled or newer.settled
+    if newer.raised > older.raised:
+        older.raised, older.first_raised_s = newer.raised, newer.first_raised_s
     return older
 
 
@@ -128,14 +132,25 @@ class WorkQueue:
             return max(0.0, min(w.queued_at_s for w in ready) + linger_s - time.monotonic())
 
     def take(self, max_items: int) -> list[Work]:
-        """Up to `max_items` waiting interactions that are not in flight, oldest first, now in flight."""
+        """Up to `max_items` waiting interactions that are not in flight, oldest first, now in flight.
+
+        A work whose calls raised an unexpected error (`Work.raised`) goes in smaller calls each time:
+        at most `max_items >> 3 * raised` (1,000 → 125 → 15 → 1), so the record that makes the adapter
+        raise ends up alone in a few calls while the others go through. A work that does not fit the
+        call being taken waits for a later one."""
         with self.changed:
             taken: list[Work] = []
+            cap = max_items
             for interaction_id, work in list(self._waiting.items()):
-                if len(taken) >= max_items:
+                if len(taken) >= cap:
                     break
                 if interaction_id in self._in_flight:
                     continue
+                if work.raised:
+                    limit = max(1, max_items >> (3 * work.raised))
+                    if len(taken) >= limit:
+                        continue
+                    cap = min(cap, limit)
                 del self._waiting[interaction_id]
                 self._in_flight[interaction_id] = work
                 taken.append(work)
@@ -171,8 +186,10 @@ class WorkQueue:
                     continue
                 waiting = self._waiting.pop(work.interaction_id, None)
                 back[work.interaction_id] = work if waiting is None else absorb(work, waiting)
-            if back:
-                self._waiting = {**back, **self._waiting}
+            if back:  # in front; works whose call raised go last, so they do not hold the others up
+                front = {i: w for i, w in back.items() if not w.raised}
+                rear = {i: w for i, w in back.items() if w.raised}
+                self._waiting = {**front, **self._waiting, **rear}
             self.changed.notify_all()
 
     def drop(self, partitions: Collection[PartitionKey], in_flight: bool) -> int:

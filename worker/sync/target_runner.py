@@ -59,6 +59,10 @@ def _nothing_done(_positions: Sequence[Position]) -> None:
     return None
 
 
+RAISES_BEFORE_DEAD_LETTER = 3
+"""Unexpected adapter errors one record may cause before it is dead-lettered (see `TargetRunner._raised`)."""
+
+
 def _never() -> bool:
     return False
 
@@ -87,6 +91,8 @@ class TargetRunner:
     failure: BaseException | None = field(default=None, init=False)
     queue: WorkQueue = field(init=False)
     _attempt: int = field(default=0, init=False)
+    _answered_s: float = field(default=0.0, init=False)  # monotonic: the last call the target answered
+    _raised_error: str = field(default="", init=False)
     _hurry: bool = field(default=False, init=False)
     _deadline_s: float | None = field(default=None, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
@@ -175,8 +181,13 @@ class TargetRunner:
             return
         works = {work.interaction_id: work for work, _ in due}
         self._mark_in_flight(sent)
+        called = [works[item.snapshot.interaction_id] for item in sent]
         outcomes = self._call(sent)
-        self._apply([works[item.snapshot.interaction_id] for item in sent], sent, outcomes)
+        if outcomes is None:
+            outcomes = self._raised(called)
+        elif any(isinstance(outcome, (Synced, Skipped, Failed)) for outcome in outcomes):
+            self._answered_s = time.monotonic()
+        self._apply(called, sent, outcomes)
 
     def _still_due(self, batch: list[Work]) -> list[tuple[Work, SyncItem]]:
         """Each item with its state as stored now; those already synced are done without a call.
@@ -254,17 +265,40 @@ class TargetRunner:
             metrics.API_BUDGET_LEFT.labels(self.name, "minute").set(grant.left_minute)
             metrics.API_BUDGET_LEFT.labels(self.name, "day").set(grant.left_day)
 
-    def _call(self, items: Sequence[SyncItem]) -> list[SyncOutcome]:
+    def _call(self, items: Sequence[SyncItem]) -> list[SyncOutcome] | None:
+        """The outcomes; None when the adapter raised an unexpected error (`_raised` decides)."""
         try:
             outcomes = self.target.sync(items)
         except TargetUnavailableError as exc:  # not caught inside the adapter: what was sent is unknown
             return [Retry(exc.retry_after_s, str(exc), uncertain=True, target_unavailable=exc.code) for _ in items]
-        except Exception as exc:  # an adapter bug must not lose the work: count, log, retry
+        except Exception as exc:  # an adapter bug must not lose the work, nor stop the target for the others
             log.exception("target raised", target=self.name, items=len(items))
-            return [Retry(None, f"{type(exc).__name__}: {exc}") for _ in items]
+            self._raised_error = f"{type(exc).__name__}: {exc}"
+            return None
         if len(outcomes) != len(items):
             log.error("target answered the wrong number of outcomes", target=self.name)
             return [Retry(None, "outcome count mismatch") for _ in items]
+        return outcomes
+
+    def _raised(self, works: Sequence[Work]) -> list[SyncOutcome]:
+        """The call raised an unexpected error. What it sent is unknown (uncertain: the next try looks
+        first). Its works go in ever smaller calls and to the back of the queue (`WorkQueue.take`,
+        `give_back`), so a record that makes the adapter raise stops only itself: it is dead-lettered
+        (`ADAPTER_ERROR`; `ilog dlq replay` resends it once the adapter is fixed) when it raised
+        `RAISES_BEFORE_DEAD_LETTER` times, the last one alone in its call, and the target answered other
+        calls since its first raise. Otherwise the error may be the target's: tried again, as before."""
+        now = time.monotonic()
+        error = self._raised_error
+        outcomes: list[SyncOutcome] = []
+        for work in works:
+            work.raised += 1
+            if work.first_raised_s is None:
+                work.first_raised_s = now
+            if (len(works) == 1 and work.raised >= RAISES_BEFORE_DEAD_LETTER
+                    and self._answered_s > work.first_raised_s):
+                outcomes.append(Failed("ADAPTER_ERROR", f"the {self.name} adapter raised {error}"))
+            else:
+                outcomes.append(Retry(None, error, uncertain=True))
         return outcomes
 
     def _apply(self, works: Sequence[Work], items: Sequence[SyncItem], answers: Sequence[SyncOutcome]) -> None:
