@@ -54,6 +54,10 @@ class EmulatorHandle:
     def seed(self, payload: dict[str, Any]) -> None:
         self._call("POST", "seed", payload)
 
+    def expire_sessions(self) -> None:
+        """Salesforce: every access token issued so far is invalid from now on."""
+        self._call("POST", "expire_sessions")
+
 
 @dataclass
 class Emulators:

@@ -7,7 +7,9 @@ request for that many seconds (a refused secret, API access turned off for a whi
 match and are never logged.
 
 Refusals, shaped as the real services answer them: `invalid_client` (Salesforce token endpoint:
-400 `{"error": "invalid_client", ...}`; Zendesk: 401), `unauthorized` (Zendesk 401
+400 `{"error": "invalid_client", ...}`; Zendesk: 401), `invalid_grant` (Salesforce token endpoint: 400
+`{"error": "invalid_grant", "error_description": "authentication failure"}`, as after a password or
+key rotation; Zendesk: 401), `unauthorized` (Zendesk 401
 `{"error": "Couldn't authenticate you"}`; Salesforce 401 INVALID_SESSION_ID), `api_disabled`
 (Salesforce 403 API_DISABLED_FOR_ORG; Zendesk 403 Forbidden).
 """
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FAULT_NAMES = frozenset({"429", "503", "invalid_session", "request_limit", "timeout", "drop_after_apply",
-                         "invalid_client", "unauthorized", "api_disabled"})
+                         "invalid_client", "invalid_grant", "unauthorized", "api_disabled"})
 # Faults that let the request reach the emulator's records before they misbehave.
 APPLYING_FAULTS = frozenset({"timeout", "drop_after_apply"})
 

@@ -86,6 +86,8 @@ class SalesforceApp(EmulatorApp):
     def fault_response(self, fault: Fault, request: Request) -> Response:
         if fault.name == "invalid_client":
             return Response(400, INVALID_CLIENT)
+        if fault.name == "invalid_grant":
+            return Response(400, {"error": "invalid_grant", "error_description": "authentication failure"})
         if fault.name == "unauthorized":
             return Response(401, sf_error("INVALID_SESSION_ID", "Session expired or invalid"))
         if fault.name == "api_disabled":

@@ -79,7 +79,7 @@ class ZendeskApp(EmulatorApp):
         return Response(200, {"tickets": created})
 
     def fault_response(self, fault: Fault, request: Request) -> Response:
-        if fault.name in ("invalid_session", "unauthorized", "invalid_client"):
+        if fault.name in ("invalid_session", "unauthorized", "invalid_client", "invalid_grant"):
             return Response(401, {"error": "Couldn't authenticate you"})
         if fault.name == "api_disabled":
             return Response(403, {"error": "Forbidden", "description": "You do not have access to this page. "
