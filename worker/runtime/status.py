@@ -2,7 +2,9 @@
 
 A stage beats once per loop iteration and while it waits on purpose (Redis down, a flush retried),
 so `/healthz` fails only when the loop is stuck. `/readyz` is false while the stage waits for Redis,
-restores state, or its consumer reports every broker down.
+restores state, or its consumer reports every broker down; it is ready again as soon as the consumer
+fetches or its statistics (every second) show a broker up, so an idle stage does not stay not-ready
+after an outage for want of a message to fetch.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ class StageStatus:
         self._stats: dict[str, Any] | None = None
 
     def stats(self, stats: dict[str, Any]) -> None:
-        """The consumer's latest statistics (librdkafka's `stats_cb`, parsed)."""
+        """The consumer's latest statistics (librdkafka's `stats_cb`, parsed); a broker up ends "all down"."""
         self._stats = stats
+        if self.brokers_down and _any_broker_up(stats):
+            self.brokers_down = False
 
     def take_stats(self) -> dict[str, Any] | None:
         stats, self._stats = self._stats, None
@@ -84,3 +88,10 @@ class StageStatus:
         if self.brokers_down:
             return f"{self.name}: all brokers down"
         return None
+
+
+def _any_broker_up(stats: dict[str, Any]) -> bool:
+    brokers = stats.get("brokers")
+    if not isinstance(brokers, dict):
+        return False
+    return any(isinstance(broker, dict) and broker.get("state") == "UP" for broker in brokers.values())
