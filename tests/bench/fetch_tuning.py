@@ -1,4 +1,4 @@
-"""What a stage consumer's fetch settings cost the broker: librdkafka's defaults against the stages' tuning.
+"""What a consumer's fetch settings cost the broker: librdkafka's defaults against `BUSY_TOPIC_FETCH`.
 
     python -m tests.bench.fetch_tuning [--seconds 15] [--rate 5000]
 
@@ -24,11 +24,11 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from tests.bench.stack import stack_env
-from worker.kafka.clients import CONSUMER_TUNING
+from worker.kafka.clients import BUSY_TOPIC_FETCH
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "librdkafka_defaults": {"fetch.wait.max.ms": 500, "fetch.min.bytes": 1},
-    "stage_tuning": {key: CONSUMER_TUNING[key] for key in ("fetch.wait.max.ms", "fetch.min.bytes")},
+    "busy_topic_fetch": dict(BUSY_TOPIC_FETCH),
 }
 
 

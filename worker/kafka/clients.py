@@ -28,10 +28,11 @@ _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TO
 CONSUMER_TUNING: dict[str, Any] = {
     "auto.commit.interval.ms": 1000,
     "reconnect.backoff.max.ms": 2000,
-    "fetch.wait.max.ms": 50,
-    "fetch.min.bytes": 65536,
 }
 """Consumer defaults an operator may override with `ILOG_KAFKA__<KEY>`."""
+BUSY_TOPIC_FETCH: dict[str, Any] = {"fetch.wait.max.ms": 50, "fetch.min.bytes": 65536}
+"""Fetch settings for busy topics (docs/benchmarks.md, `tests.bench.fetch_tuning`), not the default:
+an operator sets them with `ILOG_KAFKA__FETCH_WAIT_MAX_MS` and `ILOG_KAFKA__FETCH_MIN_BYTES`."""
 PRODUCER_TUNING: dict[str, Any] = {"linger.ms": 5, "compression.type": "lz4"}
 """Producer defaults an operator may override with `ILOG_KAFKA__<KEY>`."""
 log = structlog.get_logger("ilog.kafka")
@@ -46,11 +47,11 @@ def consumer_config(settings: Settings, group: str, stage: str | None = None, **
     id and gets its partitions back without a rebalance. Reconnects back off at most 2 s, so a
     broker that comes back is used again within seconds.
 
-    Fetches wait for 64 KiB or 50 ms (`CONSUMER_TUNING`): with librdkafka's defaults (1 byte, 500 ms) a
-    consumer of a busy topic sends a fetch for every few messages, about 540 a second at 5,500 messages a
-    second, which cost the broker ~0.1 core per consumer; batched, 34 a second, for up to 50 ms more
-    latency per hop when traffic is light (docs/benchmarks.md). `ILOG_KAFKA__FETCH_WAIT_MAX_MS` and the
-    other passthrough options override the tuning; the keys set here for the stage's guarantees they do not."""
+    The passthrough options (`ILOG_KAFKA__…`) override `CONSUMER_TUNING`, never the keys set here for the
+    stage's guarantees. Fetches keep librdkafka's defaults (1 byte, 500 ms): a consumer of a busy topic
+    then sends a fetch for every few messages (about 500 a second at 5,000 messages a second, ~0.1 core
+    of the broker's CPU); `BUSY_TOPIC_FETCH` cuts that to 32, but lets more changes of one interaction
+    meet in one batch, so a target sees fewer of its versions (docs/benchmarks.md)."""
     config: dict[str, Any] = {
         "group.id": group,
         "enable.auto.commit": True,
