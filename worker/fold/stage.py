@@ -104,6 +104,12 @@ class FoldOptions:
     # replay: once a partition reached its stop offset, its clock jumps to this wall-clock time (the
     # replay's start), closing every window whose deadline + grace lies before it; later ones stay open
     end_clock_ms: int | None = None
+    # replay: produce the snapshots of only the interactions this answers True for (the others are folded
+    # and finalized in the store, not emitted: `worker.ops.replay` folds the range's ends whole this way)
+    emit_only: Callable[[str], bool] | None = None
+    # replay: fold the events (and dead-letter the rejections) of only the interactions this answers True
+    # for; the rest is read past (the lead-out after --to folds only the range's interactions)
+    fold_only: Callable[[str | None], bool] | None = None
 
 
 class FoldStage:
@@ -512,6 +518,8 @@ class FoldStage:
     def _emit(self, snapshots: Sequence[tuple[int, EncodedSnapshot]]) -> None:
         emitted: dict[str, int] = {}  # per trigger: one metric update per batch, not per snapshot
         produce, topic, producer = self.deliveries.produce, self.settings.upserts_topic, self.producer
+        if self.options.emit_only is not None:
+            snapshots = [s for s in snapshots if self.options.emit_only(s[1].interaction_id)]
         for _partition, snap in snapshots:
             trigger = snap.trigger.value
             produce(producer, topic, snap.interaction_id, snap.payload,
@@ -599,6 +607,8 @@ class FoldStage:
         if stops is None:
             return records, []
         kept = [r for r in records if r.offset < stops.get(r.partition, 0)]
+        if self.options.fold_only is not None:
+            kept = [r for r in kept if self.options.fold_only(r.item.subject)]
         finished = sorted({r.partition for r in records if r.offset + 1 >= stops.get(r.partition, 0)})
         if finished:
             topic = self.settings.events_topic

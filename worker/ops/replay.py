@@ -12,6 +12,13 @@ How a replay runs (DESIGN.md "Replay and backfill"):
   in the deadline set of the replay's key prefix: with `--live-keys` that is the live set, and the
   live worker's finalizer closes them when they are due; in the replay's own prefix nobody closes
   them (the live worker closes its own copies of those interactions, folded from the same events);
+- the range's ends cut interactions: the replay also reads `replay_lead_seconds` before --from (the
+  lead-in) and, with --to, after it (the lead-out), folds those events too, and emits the snapshots of
+  only the interactions first seen in the range. One that began in the lead-in belongs to the replay of
+  the range before (emitted without its first events it would be partial: a look-up finds the record
+  and overwrites it with less, and a Zendesk log without its Related-to ticket makes a new ticket);
+  one that continues into the lead-out is folded with its later events before its window closes (the
+  lead-out folds nothing else);
 - its own Redis key prefix `<key_prefix>-replay-<group>` (cleared at start, so a replay always
   recomputes from scratch), or the live keys with `--live-keys`;
 - snapshots go to the upserts topic: they carry their version and the sync stage skips versions it
@@ -27,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -36,7 +43,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from worker.errors import ConfigError
-from worker.fold.stage import FoldOptions
+from worker.fold.stage import FoldOptions, FoldStage
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 from worker.store import keys
@@ -68,6 +75,10 @@ class ReplayPlan:
     start_offsets: dict[int, int]
     stop_offsets: dict[int, int]
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))  # wall clock at the start
+    # the lead-in before the range (from --from less `replay_lead_seconds`) and, with --to, the lead-out
+    # after it: read to fold the interactions crossing the range's ends whole, never emitted for themselves
+    lead_in_offsets: dict[int, int] | None = None
+    lead_out_offsets: dict[int, int] | None = None
 
     @property
     def total_events(self) -> int:
@@ -115,10 +126,19 @@ def plan_replay(settings: Settings, request: ReplayRequest) -> ReplayPlan:
     bootstrap.require_redis(settings)
     started_ms = int(time.time() * 1000)  # before the stop offsets: everything produced by now is read
     starts, stops = capture_offsets(settings, group, request.from_time, request.to_time)
+    lead = timedelta(seconds=settings.replay_lead_seconds)
+    lead_from = max(request.from_time - lead, datetime.fromtimestamp(0, UTC))
+    lead_in, _ = capture_offsets(settings, group, lead_from, None)
+    lead_out = None
+    if request.to_time is not None:
+        _, lead_out = capture_offsets(settings, group, request.to_time, request.to_time + lead)
     return ReplayPlan(
         group=group, key_prefix=prefix, upserts_topic=request.upserts_topic or settings.upserts_topic,
         dlq_topic=request.dlq_topic or f"{settings.events_topic}.replay.dlq",
         start_offsets=starts, stop_offsets=stops, started_ms=started_ms,
+        lead_in_offsets={p: min(lead_in.get(p, start), start) for p, start in starts.items()},
+        lead_out_offsets=None if lead_out is None else {
+            p: max(lead_out.get(p, stop), stop) for p, stop in stops.items()},
     )
 
 
@@ -213,18 +233,60 @@ def run_replay(
     clear_replay_keys(settings, plan)
     end_sync_epoch(settings)
     run_settings = replay_settings(settings, plan)
-    options = FoldOptions(group=plan.group, burst=True, follow_wall_clock=False,
-                          stop_offsets=dict(plan.stop_offsets), start_offsets=dict(plan.start_offsets),
-                          dlq_topic=plan.dlq_topic, end_clock_ms=plan.started_ms)
-    stage = bootstrap.fold_stage(run_settings, options, prefix=plan.key_prefix)
     started_s, cpu_started_s = time.monotonic(), time.process_time()
+    ends = EndsOfRange()
+    lead_in = plan.lead_in_offsets or plan.start_offsets
+    if any(lead_in[p] < start for p, start in plan.start_offsets.items()):
+        _fold_phase(run_settings, plan, lead_in, plan.start_offsets, ends.before_range, None).run(stop)
+    last = plan.lead_out_offsets is None
+    stage = _fold_phase(run_settings, plan, plan.start_offsets, plan.stop_offsets, ends.in_range,
+                        plan.started_ms if last else None)
     with ReplayProgress(plan, stage.positions, progress) as report:
-        stage.run(stop, after_step=report)
+        if not stop.is_set():
+            stage.run(stop, after_step=report)
+    if plan.lead_out_offsets is not None and not stop.is_set():
+        _fold_phase(run_settings, plan, plan.stop_offsets, plan.lead_out_offsets, None, plan.started_ms,
+                    fold_only=ends.seen_in_range).run(stop)
     result = ReplayResult(plan=plan, seconds=time.monotonic() - started_s,
                           cpu_seconds=time.process_time() - cpu_started_s, interrupted=stop.is_set())
     result.remaining = remaining_lag(plan, stage.positions)
     result.events_read = plan.total_events - sum(result.remaining.values())
     return result
+
+
+class EndsOfRange:
+    """Which interactions a replay emits: those first seen in its range. One seen first in the lead-in
+    began before --from (its snapshots belong to a replay of that range, and without its events before
+    the range it would be partial); one seen first in the lead-out begins after --to."""
+
+    def __init__(self) -> None:
+        self.before: set[str] = set()
+        self.within: set[str] = set()
+
+    def before_range(self, interaction_id: str) -> bool:
+        self.before.add(interaction_id)
+        return False
+
+    def in_range(self, interaction_id: str) -> bool:
+        if interaction_id in self.before:
+            return False
+        self.within.add(interaction_id)
+        return True
+
+    def seen_in_range(self, interaction_id: str | None) -> bool:
+        return interaction_id in self.within
+
+
+def _fold_phase(
+    settings: Settings, plan: ReplayPlan, starts: dict[int, int], stops: dict[int, int],
+    emit_only: Callable[[str], bool] | None, end_clock_ms: int | None,
+    fold_only: Callable[[str | None], bool] | None = None,
+) -> FoldStage:
+    """A burst fold stage over [starts, stops); only the last phase closes the windows due at the end."""
+    options = FoldOptions(group=plan.group, burst=True, follow_wall_clock=False, stop_offsets=dict(stops),
+                          start_offsets=dict(starts), dlq_topic=plan.dlq_topic, end_clock_ms=end_clock_ms,
+                          emit_only=emit_only, fold_only=fold_only)
+    return bootstrap.fold_stage(settings, options, prefix=plan.key_prefix)
 
 
 def remaining_lag(plan: ReplayPlan, positions: dict[int, int]) -> dict[int, int]:

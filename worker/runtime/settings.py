@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     open_log_ttl_seconds: float = Field(
         7 * 86_400.0, gt=0, description="TTL of a log that never saw a disconnect (refreshed on every write)"
     )
+    replay_lead_seconds: float = Field(
+        3_600.0, ge=0, description="`ilog replay` also reads this long before --from and after --to, so the "
+        "interactions that cross the range's ends are folded whole; it emits only those first seen in the range",
+    )
     sync_epoch_margin_seconds: float = Field(
         60.0, ge=0, description="a missing sync state is trusted as never synced only for interactions that "
         "began this long after the sync epoch and are this much younger than the state's TTL (covers the "
