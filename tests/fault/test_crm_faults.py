@@ -169,6 +169,48 @@ def test_redis_restarted_empty_while_both_stages_sync_loses_no_log_and_writes_no
     assert [] == _dead_letters(run)
 
 
+def test_redis_restarted_empty_and_the_sync_worker_sigkilled_after_it_writes_no_crm_record_twice(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path,
+) -> None:
+    """The stages in two processes. redis-server restarts empty, and the sync worker is SIGKILLed right
+    after: neither Redis nor any process remembers a Task Id, a ticket or a synced version. The fold worker
+    restores the logs; the new sync worker starts a new sync epoch and looks up before every write."""
+    run = sync_settings(settings, fresh_emulators, edit_window_seconds=WINDOW_S, zendesk_linger_seconds=0.5,
+                        store_retry_max_seconds=1.0)
+    names = {g: [f"conv-kill-{g}-{n:02d}" for n in range(10)] for g in "ABC"}
+    tickets = {c: seed_ticket(fresh_emulators, f"Order {c}") for group in names.values() for c in group}
+    now = datetime.now(UTC)
+    produce(run, run.events_topic, [e for n, c in enumerate(names["A"])
+                                    for e in _call(c, now - timedelta(seconds=60 + n), tickets[c])])
+    produce(run, run.events_topic, [e for c in names["B"] for e in _call(c, now - timedelta(seconds=4), tickets[c])])
+    fold = WorkerProcess("fold", run, tmp_path / "fold.log", **FAST_GROUP)
+    instance = {"ILOG_GROUP_INSTANCE_ID": "sync-redis-kill", **FAST_GROUP}
+    sync = WorkerProcess("sync", run, tmp_path / "sync-0.log", **instance)
+    try:
+        a_finals = {c: 7 for c in names["A"]}
+        assert wait_for(lambda: _final_everywhere(fresh_emulators, a_finals, tickets), 40), sync.log_text()[-3000:]
+        assert wait_for(lambda: all(tasks_by_call(fresh_emulators).get(c) for c in names["B"]), 20)
+        time.sleep(1.5)  # offsets of both groups committed (auto-commit every second)
+        _stack("redis-restart")
+        edit_at = datetime.now(UTC)
+        produce(run, run.events_topic, [_edit(c, edit_at) for c in names["B"]])
+        time.sleep(0.5)
+        sync.kill()
+        sync = WorkerProcess("sync", run, tmp_path / "sync-1.log", **instance)
+        produce(run, run.events_topic, [e for c in names["C"] for e in _call(c, edit_at - timedelta(seconds=4),
+                                                                                tickets[c])])
+        finals = {**a_finals, **{c: 8 for c in names["B"]}, **{c: 7 for c in names["C"]}}
+        assert wait_for(lambda: _final_everywhere(fresh_emulators, finals, tickets), 60), sync.log_text()[-3000:]
+        assert fold.proc.poll() is None and sync.proc.poll() is None
+        assert "state restored from the changelog" in fold.log_text()
+        time.sleep(2.0)  # anything still on its way would land now
+    finally:
+        assert sync.stop() == 0, sync.log_text()[-3000:]
+        assert fold.stop() == 0, fold.log_text()[-3000:]
+    _assert_end_state(fresh_emulators, finals, tickets, edited=set(names["B"]))
+    assert [] == _dead_letters(run)
+
+
 def _paused_gauge(port: int, target: str) -> float | None:
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     found = re.search(rf'^ilog_target_paused{{target="{target}"}} ([0-9.]+)$', text, re.MULTILINE)
