@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from adapters.zendesk_render import marker
@@ -129,8 +130,9 @@ def _ready(port: int) -> bool:
         return False
 
 
+@pytest.mark.parametrize("down_s", [0, 10])
 def test_redis_restarted_empty_while_both_stages_sync_loses_no_log_and_writes_no_crm_record_twice(
-    settings: Settings, fresh_emulators: Emulators, tmp_path: Path,
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path, down_s: int,
 ) -> None:
     """Closed logs (A), logs open and synced to Salesforce (B), then redis-server restarts empty while
     the sync stage is at work; in-window edits of B and new calls (C) follow. Sync states, Task Ids
@@ -151,7 +153,14 @@ def test_redis_restarted_empty_while_both_stages_sync_loses_no_log_and_writes_no
         assert wait_for(lambda: _final_everywhere(fresh_emulators, a_finals, tickets), 40), worker.log_text()[-3000:]
         assert wait_for(lambda: all(tasks_by_call(fresh_emulators).get(c) for c in names["B"]), 20)
         time.sleep(1.5)  # offsets of both groups committed (auto-commit every second)
-        _stack("redis-restart")
+        _stack("redis-stop")
+        try:  # both stages wait (not ready) while Redis is away, then find it empty
+            if down_s:
+                assert wait_for(lambda: not _ready(port), 10), worker.log_text()[-3000:]
+                time.sleep(down_s)
+            assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        finally:
+            _stack("redis-start")
         assert wait_for(lambda: "state restored from the changelog" in worker.log_text(), 30), \
             worker.log_text()[-3000:]
         edit_at = datetime.now(UTC)
