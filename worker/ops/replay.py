@@ -238,18 +238,20 @@ def run_replay(
     lead_in = plan.lead_in_offsets or plan.start_offsets
     if any(lead_in[p] < start for p, start in plan.start_offsets.items()):
         _fold_phase(run_settings, plan, lead_in, plan.start_offsets, ends.before_range, None).run(stop)
-    last = plan.lead_out_offsets is None
-    stage = _fold_phase(run_settings, plan, plan.start_offsets, plan.stop_offsets, ends.in_range,
-                        plan.started_ms if last else None)
-    with ReplayProgress(plan, stage.positions, progress) as report:
-        if not stop.is_set():
+    positions: dict[int, int] = {}  # the range's phase: how far it read (its stage's positions)
+    if not stop.is_set():
+        last = plan.lead_out_offsets is None
+        stage = _fold_phase(run_settings, plan, plan.start_offsets, plan.stop_offsets, ends.in_range,
+                            plan.started_ms if last else None)
+        positions = stage.positions
+        with ReplayProgress(plan, positions, progress) as report:
             stage.run(stop, after_step=report)
     if plan.lead_out_offsets is not None and not stop.is_set():
         _fold_phase(run_settings, plan, plan.stop_offsets, plan.lead_out_offsets, None, plan.started_ms,
                     fold_only=ends.seen_in_range).run(stop)
     result = ReplayResult(plan=plan, seconds=time.monotonic() - started_s,
                           cpu_seconds=time.process_time() - cpu_started_s, interrupted=stop.is_set())
-    result.remaining = remaining_lag(plan, stage.positions)
+    result.remaining = remaining_lag(plan, positions)
     result.events_read = plan.total_events - sum(result.remaining.values())
     return result
 
