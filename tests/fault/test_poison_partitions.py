@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.support import (
     header,
     offline_fold,
     snapshots_by_id,
+    wait_for,
     without,
 )
 from worker.runtime.settings import Settings
@@ -132,5 +134,43 @@ def test_poisons_in_one_partition_are_dead_lettered_with_their_reason_and_every_
         assert worker.log_text().count('"worker started"') == 1  # no restart
     finally:
         dlq.close()
+        upserts.close()
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_an_event_timed_ahead_within_the_allowed_skew_closes_no_other_window_early(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    """A producer whose clock runs 200 s fast (under ILOG_MAX_CLOCK_SKEW_SECONDS, so its event is taken)
+    shares a partition with calls that just hung up: their in-window edits still land."""
+    run = settings.model_copy(update={"edit_window_seconds": 20.0, "finalize_grace_seconds": 1.0})
+    now = datetime.now(UTC)
+    calls = [f"conv-skew-{n}" for n in range(5)]
+    hung_up = [e for c in calls for e in (event("interaction.connected", c, 1, now - timedelta(seconds=10), CONNECTED),
+                                          event("interaction.disconnected", c, 2, now))]
+    fast_clock = event("interaction.connected", "conv-fast-clock", 1, now + timedelta(seconds=200), CONNECTED)
+    edits = [event("log.updated", c, 3, now + timedelta(seconds=5), {"notes": f"edited {c}"}) for c in calls]
+    producer = Producer(run.kafka_config(**{"enable.idempotence": True, "linger.ms": 5}))
+    worker = WorkerProcess("fold", run, tmp_path / "worker.log")
+    upserts = TopicReader(run, run.upserts_topic)
+    try:
+        assert wait_for(lambda: "partitions assigned" in worker.log_text(), 30), worker.log_text()[-3000:]
+        for item in [*hung_up, fast_clock]:
+            producer.produce(run.events_topic, key=item["subject"], value=json.dumps(item).encode(), partition=0)
+        assert producer.flush(30) == 0
+        upserts.read_until(lambda m: "conv-fast-clock" in snapshots_by_id(m), timeout_s=30)
+        time.sleep(3)  # the finalizer ticks with the fast clock's event folded
+        for item in edits:
+            producer.produce(run.events_topic, key=item["subject"], value=json.dumps(item).encode(), partition=0)
+        assert producer.flush(30) == 0
+        messages = upserts.read_until(lambda m: finalized_ids(m) >= set(calls), timeout_s=40)
+        finals = {i: max(s, key=lambda s: s["version"]) for i, s in snapshots_by_id(messages).items() if i in calls}
+        assert {c: (f"edited {c}", True) for c in calls} == {c: (f["notes"], f["finalized"]) for c, f in finals.items()}
+        dlq = TopicReader(run, run.events_dlq_topic)
+        try:
+            assert [] == dlq.read_until(lambda _m: False, timeout_s=2)
+        finally:
+            dlq.close()
+    finally:
         upserts.close()
         assert worker.stop() == 0, worker.log_text()[-3000:]

@@ -110,6 +110,17 @@ def test_partition_clock_follows_event_time_until_caught_up_then_wall_clock() ->
     assert [] == clocks.owned()
 
 
+def test_a_live_partition_clock_never_runs_ahead_of_the_wall_clock_a_replay_follows_event_time() -> None:
+    clocks = PartitionClocks()
+    clocks.assign([0])
+    clocks.observe(0, 200_000)  # an event timed ahead of the worker's clock, within the allowed skew
+    assert (9_000, 200_000) == (clocks.clock_ms(0, wall_ms=9_000),
+                                clocks.clock_ms(0, wall_ms=9_000, follow_wall_clock=False))
+    clocks.reached_end(0)
+    assert (9_000, 200_000) == (clocks.clock_ms(0, wall_ms=9_000),
+                                clocks.clock_ms(0, wall_ms=9_000, follow_wall_clock=False))
+
+
 def _closes(store: MemoryStore, clock_ms: int, grace_ms: int) -> ClosePlan:
     """Partition 0's closes as the fold stage plans them: due entries read first, logs loaded after."""
     due = store.due(0, clock_ms - grace_ms, 500)

@@ -1,7 +1,8 @@
 """The edit-window finalizer: per-partition clocks and the closing of due windows.
 
 Window-close rule (DESIGN.md): a window closes when its partition's clock passes deadline + grace.
-The clock is the newest event time consumed on that partition, advanced to wall-clock while the
+The clock is the newest event time consumed on that partition (live: never past the wall clock, so an
+event timed ahead within the allowed skew closes no window early), advanced to wall-clock while the
 consumer is caught up on it (it has read to the end of the partition, and knows so freshly: see
 `PartitionClocks`). So a lagging consumer never closes a window while an in-window edit still waits
 in Kafka, an idle partition still closes windows on time, a broker outage does not close windows
@@ -97,10 +98,15 @@ class PartitionClocks:
         return [p for p in self._event_ms if now_ms - self._verified_ms.get(p, 0) > older_than_ms]
 
     def clock_ms(self, partition: int, wall_ms: int, *, follow_wall_clock: bool = True) -> int:
+        """Live (`follow_wall_clock`), never ahead of the wall clock: an event timed ahead of it (a fast
+        producer clock, within the allowed skew) must not close the partition's other windows before their
+        deadline. A replay's clock is the event time alone."""
         event_ms = self._event_ms.get(partition, 0)
-        if follow_wall_clock and self._follows_wall_clock(partition, wall_ms):
-            return max(event_ms, wall_ms)
-        return event_ms
+        if not follow_wall_clock:
+            return event_ms
+        if self._follows_wall_clock(partition, wall_ms):
+            return wall_ms
+        return min(event_ms, wall_ms)
 
     def _follows_wall_clock(self, partition: int, wall_ms: int) -> bool:
         if not self._caught_up.get(partition, False) or self._suspended or wall_ms < self._hold_until_ms:
