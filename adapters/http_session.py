@@ -1,4 +1,4 @@
-"""The requests session each client library is handed: CA bundle, timeouts, the last response.
+"""The requests session each client library is handed: CA bundle, timeouts, each thread's last response.
 
 The client libraries turn HTTP errors into exceptions that drop the response headers
 (Retry-After, Sforce-Limit-Info); a response hook keeps the last response so the adapter can
@@ -13,6 +13,7 @@ client here sends its own.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,8 +41,18 @@ class RecordingSession(requests.Session):
         self.trust_env = False
         self._env_verify: bool | str = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         self._proxies_by_origin: dict[str, dict[str, str]] = {}
-        self.last_response: requests.Response | None = None
+        self._last = threading.local()  # per thread: a target may have several calls in flight
         self.hooks["response"].append(self._remember)
+
+    @property
+    def last_response(self) -> requests.Response | None:
+        """The last response this thread received (None before one, or while a request is under way)."""
+        response: requests.Response | None = getattr(self._last, "response", None)
+        return response
+
+    @last_response.setter
+    def last_response(self, response: requests.Response | None) -> None:
+        self._last.response = response
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout_s)

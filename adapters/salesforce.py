@@ -100,6 +100,7 @@ class SalesforceTarget:
         attribute_fields: Mapping[str, str],
         budget_pause_s: float = 60.0,
         budget: BudgetLimits | None = None,
+        concurrent_calls: int = 1,
     ) -> None:
         self._instance_url = instance_url
         self._credentials = credentials
@@ -107,7 +108,9 @@ class SalesforceTarget:
         self._api_version = api_version
         self._attribute_fields = dict(attribute_fields)
         self._budget_pause_s = budget_pause_s
-        self.traits = TargetTraits(budget=budget)
+        # Calls beside one under way wait for a full collection's worth: smaller ones would spend more
+        # requests of the API budget on the same records.
+        self.traits = TargetTraits(budget=budget, concurrent_calls=concurrent_calls, side_call_items=COLLECTION_LIMIT)
         self._client: Salesforce | None = None
         self._specs: dict[str, FieldSpec] | None = None
 

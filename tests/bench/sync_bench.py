@@ -31,6 +31,7 @@ from confluent_kafka.admin import AdminClient
 from tests.bench import webhook_posts
 from tests.bench.stack import bench_settings, cleanup, stack_env
 from tests.emulators.cluster import EmulatorSet, start_all
+from tests.emulators.faults import Fault
 from tests.emulators.server import Request, Response
 from tests.support import WorkerProcess, wait_for
 from worker.dev.generator import generate_histories
@@ -501,18 +502,28 @@ def _peak_rss_mib(worker: WorkerProcess) -> float | None:
 
 
 def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tuple[str, ...],
-                      split: bool = False) -> dict[str, Any]:
-    """`split`: fold and sync as two worker processes; otherwise one `ilog worker all`."""
+                      split: bool = False, overrides: dict[str, Any] | None = None,
+                      salesforce_round_trip_s: float = 0.0) -> dict[str, Any]:
+    """`split`: fold and sync as two worker processes; otherwise one `ilog worker all`.
+    `salesforce_round_trip_s`: every Salesforce request waits this long before it is applied."""
     n_interactions = round(rate_per_s * seconds)
     harness_cpu_s = _own_cpu_s()
     watch: list[DisconnectWatch] = []
     options = _RunOptions(name, targets, {"edit_window_seconds": 120.0,
-                                          "salesforce_budget_per_minute": LATENCY_SALESFORCE_BUDGET_PER_MINUTE})
+                                          "salesforce_budget_per_minute": LATENCY_SALESFORCE_BUDGET_PER_MINUTE,
+                                          **(overrides or {})})
+
+    def on_emulators(emulators: EmulatorSet) -> None:
+        watch.append(DisconnectWatch(emulators))
+        if salesforce_round_trip_s > 0:
+            emulators.salesforce.httpd.faults.arm(
+                Fault("latency", 1, delay_s=salesforce_round_trip_s, until_s=time.monotonic() + 3600))
+
     fold: WorkerProcess | None = None
     if split:
-        run, fold = _start_split_run(options, lambda emulators: watch.append(DisconnectWatch(emulators)))
+        run, fold = _start_split_run(options, on_emulators)
     else:
-        run = start_run(options, on_emulators=lambda emulators: watch.append(DisconnectWatch(emulators)))
+        run = start_run(options, on_emulators=on_emulators)
     try:
         producing = Producing(run.settings)
         start = datetime.now(UTC) + timedelta(seconds=1)
@@ -574,9 +585,34 @@ def sync_latency(quick: bool) -> dict[str, Any]:
     }
 
 
+ROUND_TRIP_S = 0.25
+ROUND_TRIP_RATE_PER_S = 200.0
+
+
+def sync_round_trip(quick: bool) -> dict[str, Any]:
+    """Disconnect → Task latency when every Salesforce request takes `ROUND_TRIP_S` (a remote org),
+    with one call in flight and with `ILOG_SALESFORCE_CONCURRENT_CALLS` (default) calls."""
+    seconds = 15.0 if quick else 30.0
+    default_calls = Settings.model_fields["salesforce_concurrent_calls"].default
+    runs = {calls: _latency_scenario(f"sync-rtt-{calls}", ROUND_TRIP_RATE_PER_S, seconds, ("salesforce",),
+                                     split=True, overrides={"salesforce_concurrent_calls": calls},
+                                     salesforce_round_trip_s=ROUND_TRIP_S)
+            for calls in (1, default_calls)}
+    keys = ("p50_s", "p99_s", "max_s", "disconnects_produced", "disconnects_seen", "salesforce_requests",
+            "salesforce_by_kind", "worker_cpu_seconds", "producer_kept_pace")
+    return {
+        "name": "sync_round_trip",
+        "parameters": {"round_trip_s": ROUND_TRIP_S, "rate_per_s": ROUND_TRIP_RATE_PER_S, "seconds": seconds,
+                       "targets": ["salesforce"], "workers": ["ilog worker fold", "ilog worker sync"],
+                       "salesforce_budget_per_minute": LATENCY_SALESFORCE_BUDGET_PER_MINUTE},
+        "measured": {f"concurrent_calls_{calls}": {key: run[key] for key in keys} for calls, run in runs.items()},
+    }
+
+
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "sync_requests_per_interaction": requests_per_interaction,
     "sync_latency": sync_latency,
+    "sync_round_trip": sync_round_trip,
     "webhook_post_cost": webhook_posts.run,
 }
 

@@ -12,6 +12,9 @@ Refusals, shaped as the real services answer them: `invalid_client` (Salesforce 
 key rotation; Zendesk: 401), `unauthorized` (Zendesk 401
 `{"error": "Couldn't authenticate you"}`; Salesforce 401 INVALID_SESSION_ID), `api_disabled`
 (Salesforce 403 API_DISABLED_FOR_ORG; Zendesk 403 Forbidden).
+
+`latency` is not an error: the request waits `delay_s` before it is applied and answered as usual, as
+over a link to a service a few hundred milliseconds away (with `for_s`, every matching request).
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FAULT_NAMES = frozenset({"429", "503", "invalid_session", "request_limit", "timeout", "drop_after_apply",
-                         "invalid_client", "invalid_grant", "unauthorized", "api_disabled"})
+                         "invalid_client", "invalid_grant", "unauthorized", "api_disabled", "latency"})
 # Faults that let the request reach the emulator's records before they misbehave.
-APPLYING_FAULTS = frozenset({"timeout", "drop_after_apply"})
+APPLYING_FAULTS = frozenset({"timeout", "drop_after_apply", "latency"})
 
 
 class FaultSpecError(ValueError):

@@ -136,6 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
             with app.lock:
                 response = app.fault_response(fault, request)
         else:
+            if fault is not None and fault.name == "latency":
+                time.sleep(fault.delay_s)
             response = self._apply(request, generation)
         app.decorate(request, response)
         if fault is not None and fault.name == "drop_after_apply":

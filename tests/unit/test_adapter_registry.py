@@ -82,11 +82,11 @@ def test_settings_reach_each_target_as_the_traits_it_declares() -> None:
     targets = build_targets(settings(
         **SALESFORCE, **ZENDESK, **WEBHOOK, salesforce_budget_per_minute=7, salesforce_budget_per_day=70,
         zendesk_budget_per_minute=8, zendesk_budget_per_day=80, zendesk_linger_seconds=2.5,
-        zendesk_job_timeout_seconds=40.0,
+        zendesk_job_timeout_seconds=40.0, salesforce_concurrent_calls=3,
     ))
     try:
         assert {
-            "salesforce": TargetTraits(budget=BudgetLimits(7, 70)),
+            "salesforce": TargetTraits(budget=BudgetLimits(7, 70), concurrent_calls=3, side_call_items=200),
             "zendesk": TargetTraits(budget=BudgetLimits(8, 80), linger_s=2.5, linger_items=100, settle_s=40.0),
             "webhook": TargetTraits(),
         } == {target.name: target.traits for target in targets}

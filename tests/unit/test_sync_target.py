@@ -27,7 +27,7 @@ def _work(interaction_id: str, offset: int, version: int = 3) -> Work:
 
 class Harness:
     def __init__(self, target: ScriptedTarget, store: MemorySyncStateStore | None = None,
-                 **options: float | AbsenceRule) -> None:
+                 **options: float | int | AbsenceRule) -> None:
         self.store = store or MemorySyncStateStore()
         self.dead: list[tuple[str, str, Failed]] = []
         self.done: list[Position] = []
@@ -232,3 +232,87 @@ def test_an_adapter_that_raises_on_every_call_dead_letters_nothing() -> None:
     assert [] == harness.done
     assert {("a", "crm"): TargetState(uncertain=True), ("b", "crm"): TargetState(uncertain=True)} == \
         harness.store.states
+
+
+class GatedTarget(ScriptedTarget):
+    """Each call waits for `release`; `in_flight` holds the interaction ids of the calls under way."""
+
+    def __init__(self, script: dict[str, list[SyncOutcome]]) -> None:
+        super().__init__(script)
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.in_flight: list[set[str]] = []
+        self.most_at_once = 0
+
+    def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
+        ids = {item.snapshot.interaction_id for item in batch}
+        with self.lock:
+            self.in_flight.append(ids)
+            self.most_at_once = max(self.most_at_once, len(self.in_flight))
+            outcomes = super().sync(batch)
+        self.release.wait(5)
+        with self.lock:
+            self.in_flight.remove(ids)
+        return outcomes
+
+
+def _calls_under_way(target: GatedTarget) -> list[set[str]]:
+    with target.lock:
+        return [set(ids) for ids in target.in_flight]
+
+
+def test_calls_beside_one_under_way_hold_interactions_of_their_own_and_a_new_version_waits() -> None:
+    target = GatedTarget({"a": [Synced("T-a", 3), Synced("T-a", 4)], "b": [Synced("T-b", 3)]})
+    harness = Harness(target, concurrent_calls=2)
+    harness.runner.start()
+    harness.runner.queue.put(_work("a", 0))
+    assert wait_for(lambda: _calls_under_way(target) == [{"a"}], 5.0, 0.01)
+    harness.runner.queue.put(_work("a", 1, version=4))  # a is in flight: this version waits for its call
+    harness.runner.queue.put(_work("b", 2))
+    assert wait_for(lambda: _calls_under_way(target) == [{"a"}, {"b"}], 5.0, 0.01)
+    time.sleep(0.2)
+    assert [{"a"}, {"b"}] == _calls_under_way(target)
+    target.release.set()
+    assert harness.run()
+    assert 2 == target.most_at_once
+    assert [[("a", TargetState())], [("b", TargetState())], [("a", TargetState("T-a", 3))]] == target.calls
+    assert {("a", "crm"): TargetState("T-a", 4), ("b", "crm"): TargetState("T-b", 3)} == harness.store.states
+    assert sorted(harness.done) == [("up", 0, offset) for offset in range(3)]
+
+
+def test_a_call_beside_one_under_way_waits_until_enough_records_wait() -> None:
+    target = GatedTarget({name: [Synced(name, 3)] for name in "abcd"})
+    harness = Harness(target, concurrent_calls=2, side_call_items=3)
+    harness.runner.start()
+    harness.runner.queue.put(_work("a", 0))
+    assert wait_for(lambda: _calls_under_way(target) == [{"a"}], 5.0, 0.01)
+    harness.runner.queue.put(_work("b", 1))
+    harness.runner.queue.put(_work("c", 2))
+    time.sleep(0.3)
+    assert [{"a"}] == _calls_under_way(target)  # two waiting: fewer than a side call needs
+    harness.runner.queue.put(_work("d", 3))
+    assert wait_for(lambda: _calls_under_way(target) == [{"a"}, {"b", "c", "d"}], 5.0, 0.01)
+    target.release.set()
+    assert harness.run()
+    assert sorted(harness.done) == [("up", 0, offset) for offset in range(4)]
+
+
+def test_a_target_backing_off_after_a_retry_gets_one_call_at_a_time() -> None:
+    target = GatedTarget({"a": [Retry(0.0, "HTTP 503"), Synced("T-a", 3)], "b": [Synced("T-b", 3)],
+                          "c": [Synced("T-c", 3)]})
+    target.release.set()
+    harness = Harness(target, concurrent_calls=3)
+    harness.runner.backoff_base_s = harness.runner.backoff_cap_s = 0.3
+    harness.runner.start()
+    harness.runner.queue.put(_work("a", 0))
+    assert wait_for(lambda: harness.runner.paused_until > 0 and len(target.calls) == 1, 5.0, 0.01)
+    target.release.clear()  # the calls after the back-off stay under way until released
+    harness.runner.queue.put(_work("b", 1))
+    assert wait_for(lambda: len(_calls_under_way(target)) == 1, 5.0, 0.01)
+    harness.runner.queue.put(_work("c", 2))
+    time.sleep(0.3)
+    assert 1 == len(_calls_under_way(target))  # the probe after a retry goes alone
+    target.release.set()
+    assert harness.run()
+    assert {("a", "crm"): TargetState("T-a", 3), ("b", "crm"): TargetState("T-b", 3),
+            ("c", "crm"): TargetState("T-c", 3)} == harness.store.states

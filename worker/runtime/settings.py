@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     salesforce_budget_per_minute: int = Field(1000, ge=1)
     salesforce_budget_per_day: int = Field(100_000, ge=1)
     salesforce_timeout_seconds: float = Field(30.0, gt=0)
+    salesforce_concurrent_calls: int = Field(
+        4, ge=1, le=16, description="calls in flight at once, each on interactions of its own (a slow org's round trip)"
+    )
     salesforce_budget_pause_seconds: float = Field(
         60.0, gt=0, description="pause after REQUEST_LIMIT_EXCEEDED when Salesforce sends no Retry-After"
     )

@@ -88,6 +88,7 @@ def build_salesforce(settings: Settings) -> SalesforceTarget:
         attribute_fields=settings.salesforce_attribute_fields,
         budget_pause_s=settings.salesforce_budget_pause_seconds,
         budget=BudgetLimits(settings.salesforce_budget_per_minute, settings.salesforce_budget_per_day),
+        concurrent_calls=settings.salesforce_concurrent_calls,
     )
 
 

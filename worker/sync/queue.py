@@ -131,6 +131,17 @@ class WorkQueue:
                 return 0.0
             return max(0.0, min(w.queued_at_s for w in ready) + linger_s - time.monotonic())
 
+    def takeable_at_least(self, count: int) -> bool:
+        """Whether `count` waiting interactions are not in flight; walks the in-flight ones only when
+        the sizes alone do not tell."""
+        with self.changed:
+            waiting, in_flight = self._waiting, self._in_flight
+            if len(waiting) < count:
+                return False
+            if len(waiting) - len(in_flight) >= count:
+                return True
+            return len(waiting) - sum(1 for i in in_flight if i in waiting) >= count
+
     def take(self, max_items: int) -> list[Work]:
         """Up to `max_items` waiting interactions that are not in flight, oldest first, now in flight.
 

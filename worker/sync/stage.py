@@ -107,7 +107,8 @@ class SyncStage:
                 pause_base_s=settings.target_pause_base_seconds,
                 pause_ceiling_s=settings.target_pause_ceiling_seconds,
                 max_pause_s=settings.max_pause_seconds(target.name), absence=absence_rule(settings),
-                keep_models=self.keeps_models,
+                keep_models=self.keeps_models, concurrent_calls=target.traits.concurrent_calls,
+                side_call_items=target.traits.side_call_items,
             )
             for target in self.targets
         ]

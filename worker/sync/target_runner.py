@@ -13,6 +13,13 @@ after the wait is the probe; the first call the target answers resumes it. Past 
 (when set) the waiting records are dead-lettered with the reason, one probe per wait continuing.
 On shutdown the queue is worked off until the drain deadline; what is left
 is not reported done, so its offsets are not stored and the next owner reads it again.
+
+Calls in flight at once (`concurrent_calls`, a target trait): a target that answers slowly (a CRM a
+few hundred milliseconds away) would otherwise cap a replica at one call's worth of records per round
+trip. Each call holds its own interactions (the queue never hands out an interaction in flight, so
+writes per interaction stay in order); a call beside one under way starts only once
+`side_call_items` records wait (it would otherwise split what one call carries into more requests
+against the API budget); and while the target is paused or backing off, one call at a time is the probe.
 """
 
 from __future__ import annotations
@@ -87,15 +94,19 @@ class TargetRunner:
     max_pause_s: float | None = None  # dead-letter the waiting records once paused this long
     absence: AbsenceRule | None = None  # when a missing state means "never synced"; None: never trusted
     keep_models: Callable[[], bool] = _never  # the queue keeps decoded snapshots while this says so
+    concurrent_calls: int = 1  # calls in flight at once, each on interactions of its own
+    side_call_items: int = 1  # records that must wait before a call starts beside one under way
     pauses: PauseControl = field(init=False)
     failure: BaseException | None = field(default=None, init=False)
     queue: WorkQueue = field(init=False)
     _attempt: int = field(default=0, init=False)
     _answered_s: float = field(default=0.0, init=False)  # monotonic: the last call the target answered
-    _raised_error: str = field(default="", init=False)
     _hurry: bool = field(default=False, init=False)
     _deadline_s: float | None = field(default=None, init=False)
-    _thread: threading.Thread | None = field(default=None, init=False)
+    _calls: int = field(default=0, init=False)  # calls under way; changed under `queue.changed`
+    _serving: int = field(default=0, init=False)  # threads still serving; changed under `queue.changed`
+    _threads: list[threading.Thread] = field(default_factory=list, init=False)
+    _mind: threading.Lock = field(default_factory=threading.Lock, init=False)  # pause and back-off bookkeeping
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self.target.wants, self.keep_models)
@@ -107,8 +118,14 @@ class TargetRunner:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name=f"sync-{self.name}", daemon=True)
-        self._thread.start()
+        count = max(1, self.concurrent_calls)
+        self._serving = count
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"sync-{self.name}" + (f"-{n}" if n else ""), daemon=True)
+            for n in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def close_by(self, deadline_s: float) -> None:
         """Work off the queue without lingering; stop at `deadline_s` (monotonic) whatever is left."""
@@ -118,11 +135,11 @@ class TargetRunner:
             self.queue.changed.notify_all()
 
     def join(self, timeout_s: float) -> bool:
-        """True when the thread ended (a call under way past the deadline keeps it alive)."""
-        if self._thread is None:
-            return True
-        self._thread.join(max(0.0, timeout_s))
-        return not self._thread.is_alive()
+        """True when every thread ended (a call under way past the deadline keeps its thread alive)."""
+        until_s = time.monotonic() + max(0.0, timeout_s)
+        for thread in self._threads:
+            thread.join(max(0.0, until_s - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     @property
     def pause(self) -> TargetPause | None:
@@ -135,13 +152,21 @@ class TargetRunner:
     def _serve(self) -> None:
         try:
             while (batch := self._next_batch()) is not None:
-                self._sync(batch)
+                try:
+                    self._sync(batch)
+                finally:
+                    with self.queue.changed:
+                        self._calls -= 1
+                        self.queue.changed.notify_all()
         except BaseException as exc:  # surfaced by the stage loop, which stops the worker
             log.exception("target thread failed", target=self.name)
             self.failure = exc
         finally:
+            with self.queue.changed:
+                self._serving -= 1
+                last = self._serving == 0
             left = len(self.queue)
-            if left:
+            if last and left:
                 log.warning("sync work abandoned", target=self.name, pending=left)
 
     def _next_batch(self) -> list[Work] | None:
@@ -155,14 +180,25 @@ class TargetRunner:
                 if self._hurry and self.queue.empty():
                     return None
                 wait_s = 0.0 if self._letting_go(now) else self.paused_until - now
-                if wait_s <= 0:
+                if wait_s <= 0 and self._may_call():
                     ready_in_s = self.queue.ready_in_s(self.linger_s, self.linger_items, self._hurry)
                     if ready_in_s == 0:
+                        self._calls += 1
                         return self.queue.take(self.max_call_items)
                     wait_s = _IDLE_WAKE_S if ready_in_s is None else ready_in_s
+                elif wait_s <= 0:
+                    wait_s = _IDLE_WAKE_S  # woken when a call ends or work arrives
                 if self._deadline_s is not None:
                     wait_s = min(wait_s, self._deadline_s - now)
                 changed.wait(max(wait_s, 0.001))
+
+    def _may_call(self) -> bool:
+        """Under `queue.changed`: whether one more call may start now (see the module docstring)."""
+        if self._calls == 0:
+            return True
+        if self._calls >= self.concurrent_calls or self.pause is not None or self._attempt:
+            return False
+        return self.queue.takeable_at_least(self.side_call_items)
 
     # -- one call -------------------------------------------------------------------------------
     def _letting_go(self, now_s: float) -> bool:
@@ -177,16 +213,18 @@ class TargetRunner:
         sent_ids = {item.snapshot.interaction_id for item in sent}
         self.queue.give_back([work for work, _ in due if work.interaction_id not in sent_ids])
         if not sent:
-            self.paused_until = time.monotonic() + _BUDGET_POLL_S
+            with self._mind:
+                self.paused_until = max(self.paused_until, time.monotonic() + _BUDGET_POLL_S)
             return
         works = {work.interaction_id: work for work, _ in due}
         self._mark_in_flight(sent)
         called = [works[item.snapshot.interaction_id] for item in sent]
-        outcomes = self._call(sent)
+        outcomes, error = self._call(sent)
         if outcomes is None:
-            outcomes = self._raised(called)
+            outcomes = self._raised(called, error)
         elif any(isinstance(outcome, (Synced, Skipped, Failed)) for outcome in outcomes):
-            self._answered_s = time.monotonic()
+            with self._mind:
+                self._answered_s = time.monotonic()
         self._apply(called, sent, outcomes)
 
     def _still_due(self, batch: list[Work]) -> list[tuple[Work, SyncItem]]:
@@ -232,11 +270,13 @@ class TargetRunner:
             work.settled = True
         if not unsettled or self.settle_s <= 0:
             return False
-        self._settle()
+        with self._mind:
+            self._settle()
         self.queue.give_back([work for work, _ in due])
         return True
 
     def _settle(self) -> None:
+        """Under `_mind`."""
         self.paused_until = max(self.paused_until, time.monotonic() + self.settle_s)
 
     def _admitted(self, items: Sequence[SyncItem]) -> list[SyncItem]:
@@ -265,22 +305,22 @@ class TargetRunner:
             metrics.API_BUDGET_LEFT.labels(self.name, "minute").set(grant.left_minute)
             metrics.API_BUDGET_LEFT.labels(self.name, "day").set(grant.left_day)
 
-    def _call(self, items: Sequence[SyncItem]) -> list[SyncOutcome] | None:
-        """The outcomes; None when the adapter raised an unexpected error (`_raised` decides)."""
+    def _call(self, items: Sequence[SyncItem]) -> tuple[list[SyncOutcome] | None, str]:
+        """The outcomes; None and the error when the adapter raised an unexpected error (`_raised` decides)."""
         try:
             outcomes = self.target.sync(items)
         except TargetUnavailableError as exc:  # not caught inside the adapter: what was sent is unknown
-            return [Retry(exc.retry_after_s, str(exc), uncertain=True, target_unavailable=exc.code) for _ in items]
+            return [Retry(exc.retry_after_s, str(exc), uncertain=True, target_unavailable=exc.code)
+                    for _ in items], ""
         except Exception as exc:  # an adapter bug must not lose the work, nor stop the target for the others
             log.exception("target raised", target=self.name, items=len(items))
-            self._raised_error = f"{type(exc).__name__}: {exc}"
-            return None
+            return None, f"{type(exc).__name__}: {exc}"
         if len(outcomes) != len(items):
             log.error("target answered the wrong number of outcomes", target=self.name)
-            return [Retry(None, "outcome count mismatch") for _ in items]
-        return outcomes
+            return [Retry(None, "outcome count mismatch") for _ in items], ""
+        return outcomes, ""
 
-    def _raised(self, works: Sequence[Work]) -> list[SyncOutcome]:
+    def _raised(self, works: Sequence[Work], error: str) -> list[SyncOutcome]:
         """The call raised an unexpected error. What it sent is unknown (uncertain: the next try looks
         first). Its works go in ever smaller calls and to the back of the queue (`WorkQueue.take`,
         `give_back`), so a record that makes the adapter raise stops only itself: it is dead-lettered
@@ -288,7 +328,6 @@ class TargetRunner:
         `RAISES_BEFORE_DEAD_LETTER` times, the last one alone in its call, and the target answered other
         calls since its first raise. Otherwise the error may be the target's: tried again, as before."""
         now = time.monotonic()
-        error = self._raised_error
         outcomes: list[SyncOutcome] = []
         for work in works:
             work.raised += 1
@@ -304,7 +343,8 @@ class TargetRunner:
     def _apply(self, works: Sequence[Work], items: Sequence[SyncItem], answers: Sequence[SyncOutcome]) -> None:
         """Store states and dead-letter failures first; only then are the records reported done."""
         refused = refusal(list(answers))
-        outcomes = self.pauses.expire(list(answers), time.monotonic()) if refused is not None else list(answers)
+        with self._mind:
+            outcomes = self.pauses.expire(list(answers), time.monotonic()) if refused is not None else list(answers)
         updates: list[StateUpdate] = []
         strongest: Retry | None = None
         for work, item, outcome in zip(works, items, outcomes, strict=True):
@@ -321,15 +361,17 @@ class TargetRunner:
                 self.on_done(self.queue.finish(work, done=True))
         self.queue.give_back([work for work, outcome in zip(works, outcomes, strict=True)
                               if isinstance(outcome, Retry)])
-        if refused is not None:
-            next_try_s = self.pauses.refused(refused, time.monotonic(), len(self.queue))
-            self.paused_until = max(self.paused_until, next_try_s)
-        else:
-            self.pauses.answered(outcomes, time.monotonic())
-        self._after(strongest, outcomes)
+        queued = len(self.queue)
+        with self._mind:
+            if refused is not None:
+                next_try_s = self.pauses.refused(refused, time.monotonic(), queued)
+                self.paused_until = max(self.paused_until, next_try_s)
+            else:
+                self.pauses.answered(outcomes, time.monotonic())
+            self._after(strongest, outcomes)
 
     def _after(self, strongest: Retry | None, outcomes: Sequence[SyncOutcome]) -> None:
-        """Back off after a retry (a Retry-After is a floor), pause when the budget is exhausted."""
+        """Under `_mind`: back off after a retry (a Retry-After is a floor), pause when the budget is exhausted."""
         if any(isinstance(o, Retry) and o.uncertain for o in outcomes):
             self._settle()
         if self.pause is not None:
