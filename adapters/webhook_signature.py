@@ -2,10 +2,14 @@
 
 Every delivery carries `webhook-id` (the same for every attempt of one interaction version, so a
 receiver can drop a redelivery), `webhook-timestamp` (Unix seconds of this attempt) and
-`webhook-signature: v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`. The key is the
-base64-decoded rest of a `whsec_…` secret, as the specification's secrets are written, or the
-UTF-8 bytes of any other secret. A receiver rejects a timestamp outside its tolerance (5 minutes)
-and an id it has already processed, so a delivery replayed later no longer verifies.
+`webhook-signature: v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`. The key is what the
+reference Python package (`standardwebhooks`, `Webhook(secret)`) derives from the same string, so a
+receiver built on it and given the operator's `ILOG_WEBHOOK_SECRET` verifies every delivery: an optional
+`whsec_` stripped, the rest base64-decoded as that package does (padding optional, characters outside
+the base64 alphabet skipped). Only a string the package refuses (beyond ASCII, a length no base64 has,
+nothing left after decoding) is keyed with its UTF-8 bytes; a `whsec_` secret it refuses is a bad setting.
+A receiver rejects a timestamp outside its tolerance (5 minutes) and an id it has already processed,
+so a delivery replayed later no longer verifies.
 """
 
 from __future__ import annotations
@@ -24,17 +28,26 @@ TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
 
 
-def signing_key(secret: str) -> bytes:
-    """The HMAC key of a secret: `whsec_<base64>` decoded, else the secret's UTF-8 bytes."""
-    if not secret.startswith(SECRET_PREFIX):
-        return secret.encode()
+def reference_key(secret: str) -> bytes | None:
+    """The key `standardwebhooks.Webhook(secret)` uses, or None where that constructor raises.
+
+    The package appends `==` and decodes without validation (b64decode skips surplus padding and
+    characters outside the alphabet), so most ASCII strings decode to some key."""
     try:
-        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("a whsec_ webhook secret must be base64 after the prefix") from exc
-    if not key:
-        raise ValueError("a whsec_ webhook secret must not be empty after the prefix")
-    return key
+        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX) + "==")
+    except (binascii.Error, ValueError):  # a length no base64 has, or characters beyond ASCII
+        return None
+    return key or None
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a secret: the reference package's key, else (a plain string it refuses) the UTF-8 bytes."""
+    key = reference_key(secret)
+    if key is not None:
+        return key
+    if secret.startswith(SECRET_PREFIX):
+        raise ValueError("a whsec_ webhook secret must be base64 after the prefix, and not empty")
+    return secret.encode()
 
 
 def webhook_id(interaction_id: str, version: int) -> str:

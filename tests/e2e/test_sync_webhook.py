@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.e2e.conftest import Emulators
 from tests.e2e.sync_env import connected, event, sync_settings, tasks_by_call, wait_assigned, wait_for
+from tests.emulators.standard_webhooks import reference_verify
 from tests.emulators.webhook import receiver_id
 from tests.support import WorkerProcess, produce
 from worker.runtime.settings import Settings
@@ -48,6 +49,9 @@ def test_signed_payloads_arrive_in_version_order_and_the_receiver_id_comes_back(
         for call in calls:
             delivered = _deliveries(fresh_emulators, call)
             assert [True] * 5 == [d["signature_valid"] for d in delivered]
+            for d in delivered:  # as the Standard Webhooks reference package, given the same secret string
+                reference_verify(fresh_emulators.env["ILOG_WEBHOOK_SECRET"], d["raw_body"].encode(), d["headers"],
+                                 now_s=d["received_at"])
             assert [1, 2, 3, 4, 5] == [d["body"]["log"]["version"] for d in delivered]
             assert ["interactionChanged", "interactionChanged", "interactionChanged", "interactionDisconnected",
                     "interactionRemoved"] == [d["body"]["event"] for d in delivered]

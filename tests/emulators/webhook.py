@@ -3,18 +3,19 @@
 It answers `{"id": "<receiver-id>"}` (stable per interaction id) to the first accepted delivery
 of an interaction and `{}` to later ones. Started with a secret, it verifies the Standard Webhooks
 headers: `webhook-signature` must hold a `v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">`
-(key: the base64-decoded rest of a `whsec_…` secret, else the secret's UTF-8 bytes) and
+(key: what the Standard Webhooks reference package derives from the secret string, `whsec_` or not; the
+secret's UTF-8 bytes only where that package cannot take the string, `tests.emulators.standard_webhooks`) and
 `webhook-timestamp` must lie within `tolerance_s` (5 minutes) of its clock, else 401. A
 `webhook-id` already accepted is a redelivery or a replay: answered as the first time, recorded
 with `duplicate: true`, not processed again. The deprecated `X-Signature: sha256=<hex HMAC of the
 body>` is checked and recorded (`legacy_signature_valid`) but decides nothing. Every delivery,
-rejected or not, is recorded with `signature_valid` and `rejected` (the reason, or null).
+rejected or not, is recorded with `signature_valid` and `rejected` (the reason, or null), and its body
+as received (`raw_body`, UTF-8 text) for checks of the exact signed bytes.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -23,6 +24,7 @@ from typing import Any
 
 from tests.emulators.faults import Fault
 from tests.emulators.server import EmulatorApp, Request, Response
+from tests.emulators.standard_webhooks import VerificationError, reference_key
 
 TOLERANCE_S = 300.0
 
@@ -33,12 +35,11 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def key_of(secret: str) -> bytes:
-    if secret.startswith("whsec_"):
-        try:
-            return base64.b64decode(secret[len("whsec_"):], validate=True)
-        except binascii.Error:
-            return b""
-    return secret.encode()
+    """The reference package's key of the secret, else (a string it refuses) the secret's UTF-8 bytes."""
+    try:
+        return reference_key(secret)
+    except VerificationError:
+        return b"" if secret.startswith("whsec_") else secret.encode()
 
 
 def standard_signature(secret: str, message_id: str, timestamp: str, body: bytes) -> str:
@@ -125,6 +126,7 @@ class WebhookApp(EmulatorApp):
         status = 401 if rejected else (400 if body is None else 200)
         self.deliveries.append({
             "path": request.path, "headers": request.headers, "body": body, "received_at": time.time(),
+            "raw_body": request.body.decode("utf-8", errors="replace"),
             "signature_valid": None if self.secret is None else rejected is None,
             "legacy_signature_valid": legacy, "rejected": rejected, "duplicate": duplicate,
             "interaction_id": interaction, "status": status,

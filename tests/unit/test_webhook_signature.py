@@ -21,15 +21,22 @@ def test_signature_matches_the_reference_vector_of_the_standard_webhooks_librari
     ("secret", "key"),
     [
         ("whsec_c2VjcmV0", b"secret"),  # base64 of "secret"
-        ("secret", b"secret"),
-        ("Grüße", "Grüße".encode()),
+        ("whsec_c2VjcmV0YQ", b"secreta"),  # unpadded: the reference package pads it
+        ("c2VjcmV0", b"secret"),  # no prefix: the reference package decodes it all the same
+        ("secret", b"\xb1\xe7+z"),  # any ASCII it can decode is base64 to it
+        ("my-secret", b"\x9b+\x1er\xb7\xad"),  # characters outside the alphabet skipped
+        ("Grüße", "Grüße".encode()),  # beyond ASCII: the package refuses it, so the UTF-8 bytes
+        ("x", b"x"),  # a length no base64 has
+        ("!!!!", b"!!!!"),  # nothing left to decode
     ],
 )
-def test_a_whsec_secret_is_base64_and_any_other_is_its_utf8_bytes(secret: str, key: bytes) -> None:
+def test_the_key_is_the_reference_packages_and_the_utf8_bytes_only_where_it_refuses_the_string(
+    secret: str, key: bytes
+) -> None:
     assert key == signing_key(secret)
 
 
-@pytest.mark.parametrize("secret", ["whsec_not base64!", "whsec_"])
+@pytest.mark.parametrize("secret", ["whsec_not base64!", "whsec_", "whsec_%%"])
 def test_a_whsec_secret_that_is_not_base64_is_refused(secret: str) -> None:
     with pytest.raises(ValueError, match="whsec_"):
         signing_key(secret)
@@ -74,3 +81,4 @@ def test_the_emulators_secret_verifies_as_a_standard_webhooks_library_reads_it()
     library_key = base64.b64decode(DEFAULT_WEBHOOK_SECRET.removeprefix("whsec_"))
     digest = hmac.new(library_key, f"msg_1.{SPEC_TIMESTAMP}.".encode() + body, hashlib.sha256).digest()
     assert "v1," + base64.b64encode(digest).decode() == headers["webhook-signature"]
+
