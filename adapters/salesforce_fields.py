@@ -31,16 +31,20 @@ _STRING_TYPES = frozenset(
 )
 _INTEGER_TYPES = frozenset({"int", "long"})
 _NUMBER_TYPES = frozenset({"double", "currency", "percent"})
-
-
+_PICKLIST_TYPES = frozenset({"picklist", "multipicklist"})
 
 @dataclass(frozen=True)
 class FieldSpec:
+    """A Task field as the describe gives it; `picklist` holds the active values when `restricted`
+    (Salesforce refuses the whole record for a value outside a restricted picklist)."""
+
     name: str
     type: str
     length: int = 0
     precision: int = 0
     scale: int = 0
+    picklist: frozenset[str] = frozenset()
+    restricted: bool = False
 
 
 def parse_describe(describe: Mapping[str, Any]) -> dict[str, FieldSpec]:
@@ -53,6 +57,9 @@ def parse_describe(describe: Mapping[str, Any]) -> dict[str, FieldSpec]:
             length=int(raw.get("length") or 0),
             precision=int(raw.get("precision") or 0),
             scale=int(raw.get("scale") or 0),
+            picklist=frozenset(str(option["value"]) for option in raw.get("picklistValues") or []
+                               if option.get("active", True)),
+            restricted=bool(raw.get("restrictedPicklist")),
         )
         specs[spec.name] = spec
     return specs
@@ -77,6 +84,8 @@ def coerce_attribute(spec: FieldSpec | None, value: str) -> tuple[FieldValue | N
     if spec.type in _STRING_TYPES:
         if spec.length and len(value) > spec.length:
             return None, f"longer than {spec.length} characters"
+        if not _fits_picklist(spec, value):
+            return None, "not a value of the restricted picklist"
         return value, None
     if spec.type in _INTEGER_TYPES or spec.type in _NUMBER_TYPES:
         return _coerce_number(spec, value)
@@ -91,6 +100,14 @@ def coerce_attribute(spec: FieldSpec | None, value: str) -> tuple[FieldValue | N
         except ValueError:
             return None, "not a date"
     return None, f"unsupported field type {spec.type}"
+
+
+def _fits_picklist(spec: FieldSpec, value: str) -> bool:
+    """True unless the field is a restricted picklist without this value (a multi-select: each `;` part)."""
+    if not spec.restricted or spec.type not in _PICKLIST_TYPES:
+        return True
+    chosen = value.split(";") if spec.type == "multipicklist" else [value]
+    return all(part in spec.picklist for part in chosen)
 
 
 def attribute_fields(

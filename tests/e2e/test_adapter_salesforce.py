@@ -238,6 +238,21 @@ def test_a_bad_attribute_value_is_dropped_and_the_task_saves(
     } == {"Tier__c": "gold", "Score__c": None, "Queue__c": "Q1"}
 
 
+def test_a_value_outside_a_restricted_picklist_is_dropped_and_the_task_saves(fresh_emulators: Emulators) -> None:
+    target = build_salesforce(settings_for(
+        fresh_emulators, salesforce_attribute_fields={"tier": "Tier__c", "segment": "Segment__c"}))
+    try:
+        outcomes = target.sync([
+            SyncItem(finalized("conv-1", attributes={"tier": "gold", "segment": "Consumer"})),
+            SyncItem(finalized("conv-2", attributes={"tier": "gold", "segment": "Enterprise"})),
+        ])
+    finally:
+        target.close()
+    assert [Synced, Synced] == [type(outcome) for outcome in outcomes], outcomes
+    assert {"conv-1": ("gold", None), "conv-2": ("gold", "Enterprise")} == {
+        task["CallObject"]: (task.get("Tier__c"), task.get("Segment__c")) for task in tasks(fresh_emulators)}
+
+
 def test_a_batch_mixes_creates_and_updates_in_one_request_each(
     target: SalesforceTarget, fresh_emulators: Emulators
 ) -> None:

@@ -79,6 +79,7 @@ TASK_FIELDS: tuple[TaskField, ...] = (
     TaskField("Tier__c", "string", "Tier", 40, custom=True),
     TaskField("Score__c", "double", "Score", custom=True, precision=18, scale=2),
     TaskField("Queue__c", "string", "Queue", 80, custom=True),
+    _picklist("Segment__c", "Segment", ("SMB", "Enterprise"), custom=True),
 )
 FIELDS_BY_LOWER = {f.name.lower(): f for f in TASK_FIELDS}
 REQUIRED_ON_CREATE = ("Status", "Priority")

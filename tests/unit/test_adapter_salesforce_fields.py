@@ -31,6 +31,8 @@ SPECS = parse_describe(
             {"name": "Queue__c", "type": "string", "length": 80},
             {"name": "Seats__c", "type": "int"},
             {"name": "Vip__c", "type": "boolean"},
+            {"name": "Seg__c", "type": "picklist", "length": 40, "restrictedPicklist": True,
+             "picklistValues": [{"value": "SMB", "active": True}, {"value": "Old", "active": False}]},
         ]
     }
 )
@@ -130,6 +132,14 @@ def test_only_salesforce_records_link_as_who_and_what(
         (FieldSpec("Due__c", "date"), "2026-11-27", ("2026-11-27", None)),
         (FieldSpec("Due__c", "date"), "tomorrow", (None, "not a date")),
         (FieldSpec("Geo__c", "location"), "x", (None, "unsupported field type location")),
+        (FieldSpec("Seg__c", "picklist", 40, picklist=frozenset({"SMB"}), restricted=True), "SMB", ("SMB", None)),
+        (FieldSpec("Seg__c", "picklist", 40, picklist=frozenset({"SMB"}), restricted=True), "smb",
+         (None, "not a value of the restricted picklist")),
+        (FieldSpec("Seg__c", "picklist", 40, picklist=frozenset({"SMB"})), "Consumer", ("Consumer", None)),
+        (FieldSpec("Seg__c", "multipicklist", 40, picklist=frozenset({"A", "B"}), restricted=True), "A;B",
+         ("A;B", None)),
+        (FieldSpec("Seg__c", "multipicklist", 40, picklist=frozenset({"A", "B"}), restricted=True), "A;C",
+         (None, "not a value of the restricted picklist")),
         (None, "x", (None, "field not on Task")),
     ],
 )
@@ -219,3 +229,7 @@ def test_error_codes_are_read_from_either_error_shape(content: Any, expected: tu
 )
 def test_soql_literals_are_escaped(value: str, expected: str) -> None:
     assert soql_quote(value) == expected
+
+
+def test_the_describe_gives_the_active_values_of_a_restricted_picklist() -> None:
+    assert FieldSpec("Seg__c", "picklist", 40, picklist=frozenset({"SMB"}), restricted=True) == SPECS["Seg__c"]
