@@ -2,7 +2,8 @@
 
 The ticket is Related to (a Zendesk ticket), else the one stored for the interaction, else
 (setting `zendesk_missing_ticket=create`) a new ticket for the requester with `external_id` =
-interaction id, created already carrying the log. A missing sync state means "unknown", never
+interaction id, created already carrying the log; its requester is the Zendesk user in Name, else a
+user made (or matched) from the customer's name and address. A missing sync state means "unknown", never
 "not created" (`adapters.zendesk_lookup`): an item without a known ticket is looked up by
 `external_id` first (batched search), and in comment mode the comments of every ticket that may
 carry the log already are read once per batch; a comment whose marker names this interaction with
@@ -55,6 +56,7 @@ from adapters.zendesk_lookup import (
 from adapters.zendesk_render import (
     TicketField,
     attribute_custom_fields,
+    chosen_requester_id,
     linked_ticket_id,
     parse_ticket_fields,
     render_comment,
@@ -326,8 +328,11 @@ class ZendeskTarget:
         )
         if custom_fields:
             ticket.custom_fields = custom_fields
-        requester = self._requester(snapshot)
-        if requester is not None:
+        requester_id = chosen_requester_id(snapshot)
+        requester = self._requester(snapshot) if requester_id is None else None
+        if requester_id is not None:
+            ticket.requester_id = requester_id
+        elif requester is not None:
             ticket.requester = requester
         key = f"{snapshot.interaction_id}:v{snapshot.version}"
         return Write(index, ticket, snapshot.version, create=True, idempotency_key=key)

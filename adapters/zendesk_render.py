@@ -99,3 +99,11 @@ def linked_ticket_id(snapshot: LogSnapshot) -> int | None:
     if ref is None or ref.system.value != "zendesk" or ref.type.lower() != "ticket":
         return None
     return int(ref.id) if ref.id.isdigit() else None
+
+
+def chosen_requester_id(snapshot: LogSnapshot) -> int | None:
+    """Name, when it is a Zendesk user with a numeric id: the requester the agent picked for a new ticket."""
+    ref = snapshot.name
+    if ref is None or ref.system.value != "zendesk" or ref.type.lower() != "user":
+        return None
+    return int(ref.id) if ref.id.isdigit() else None

@@ -183,6 +183,20 @@ def test_without_a_linked_ticket_one_is_created_for_the_requester_and_found_agai
     assert len(worker_comments(ticket(fresh_emulators, found["id"]))) == 1
 
 
+def test_a_new_ticket_is_for_the_zendesk_user_chosen_in_name(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    """Name holds the requester the agent picked: the ticket is theirs, no user is made from the customer."""
+    target = make_target()
+    chosen = final_log("conv-1", name={"system": "zendesk", "type": "user", "id": "9001"})
+    other_system = final_log("conv-2", name={"system": "salesforce", "type": "Contact", "id": "0035g00000AbCdE"})
+    outcomes = target.sync([SyncItem(chosen), SyncItem(other_system)])
+    assert [Synced, Synced] == [type(outcome) for outcome in outcomes]
+    created = {t["external_id"]: t for t in fresh_emulators.zendesk.state()["tickets"]}
+    assert 9001 == created["conv-1"]["requester_id"]
+    assert 9001 != created["conv-2"]["requester_id"]
+
+
 def test_missing_ticket_skip_setting_skips(make_target: TargetFactory, fresh_emulators: Emulators) -> None:
     target = make_target(zendesk_missing_ticket="skip")
     assert [Skipped("no linked ticket")] == target.sync([SyncItem(final_log())])
