@@ -147,8 +147,17 @@ def _linked_records(snapshot: LogSnapshot) -> dict[str, FieldValue]:
     for ref in (snapshot.name, snapshot.related_to):
         if ref is None or ref.system != RecordSystem.SALESFORCE:
             continue
+        if not ref.is_name and ref.type.lower() in _NOT_A_WHAT:
+            # WhatId refuses these, and the refusal would fail the whole Task: the link alone is dropped
+            log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field="WhatId",
+                        record_type=ref.type)
+            continue
         fields["WhoId" if ref.is_name else "WhatId"] = ref.id
     return fields
+
+
+_NOT_A_WHAT = frozenset({"user", "group"})
+"""Salesforce record types a Task's WhatId never takes that the fold puts in Related to."""
 
 
 def _call_fields(snapshot: LogSnapshot) -> dict[str, FieldValue]:

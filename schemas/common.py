@@ -53,8 +53,18 @@ class RecordSystem(StrEnum):
     CUSTOM = "custom"
 
 
-NAME_TYPES = frozenset({"contact", "lead", "user"})
-"""Record types that belong in Name (who); everything else is Related to (what)."""
+NAME_TYPES = frozenset({"contact", "lead"})
+"""Record types that belong in Name (who) in every system; everything else is Related to (what)."""
+
+ZENDESK_NAME_TYPES = frozenset({"user"})
+"""Zendesk's who: a user (CONTRACT.md: "Name takes Contact and Lead (Zendesk: user)")."""
+
+
+def is_name_type(system: str, record_type: str) -> bool:
+    """True when a record of this type belongs in Name: Contact and Lead anywhere, a user in Zendesk only
+    (a Salesforce User is not a who a Task's WhoId takes)."""
+    kind = record_type.lower()
+    return kind in NAME_TYPES or (system == "zendesk" and kind in ZENDESK_NAME_TYPES)
 
 
 MAX_FIELD_CHARS = 255
@@ -70,14 +80,14 @@ class RecordRef(BaseModel):
 
     system: RecordSystem = Field(description="salesforce, zendesk or custom")
     type: str = Field(min_length=1, max_length=80, description=(
-        "Contact, Lead, Account, Case, Opportunity, ticket, user…; Contact, Lead and user are Name, the rest "
-        "Related to"))
+        "Contact, Lead, Account, Case, Opportunity, ticket, user…; Contact, Lead and (Zendesk) user are Name, "
+        "the rest Related to"))
     id: str = Field(min_length=1, max_length=MAX_FIELD_CHARS, description="the record's id in that system")
 
     @property
     def is_name(self) -> bool:
         """True when the record is a who (Contact, Lead; Zendesk user)."""
-        return self.type.lower() in NAME_TYPES
+        return is_name_type(self.system, self.type)
 
 
 class Customer(BaseModel):

@@ -108,13 +108,19 @@ def test_media_direction_and_finalization_shape_the_task(
         (None, {"system": "salesforce", "type": "Account", "id": "0011"}, {"WhatId": "0011"}),
         (None, {"system": "zendesk", "type": "ticket", "id": "77"}, {}),
         ({"system": "custom", "type": "Contact", "id": "c-1"}, None, {}),
+        # a Salesforce User is Related to, which WhatId refuses: the link alone is left out
+        (None, {"system": "salesforce", "type": "User", "id": "0051"}, {}),
     ],
 )
 def test_only_salesforce_records_link_as_who_and_what(
     name: dict[str, str] | None, related_to: dict[str, str] | None, expected: dict[str, str]
 ) -> None:
-    fields = task_fields(snapshot(name=name, related_to=related_to), {}, SPECS)
+    with capture_logs() as logs:
+        fields = task_fields(snapshot(name=name, related_to=related_to), {}, SPECS)
     assert expected == {key: fields[key] for key in ("WhoId", "WhatId") if key in fields}
+    dropped = [entry for entry in logs if entry["event"] == "salesforce.link_dropped"]
+    assert (related_to is not None and related_to["type"] == "User") == bool(dropped)
+    assert "Subject" in fields  # the rest of the Task is there either way
 
 
 @pytest.mark.parametrize(

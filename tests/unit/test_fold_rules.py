@@ -155,6 +155,9 @@ def test_second_connected_after_disconnect_is_ignored_and_counted() -> None:
     (ref("Contact", "003A"), "name"), (ref("Lead", "00QA"), "name"), (ref("user", "77", "zendesk"), "name"),
     (ref("Case", "500A"), "related_to"), (ref("Opportunity", "006A"), "related_to"),
     (ref("ticket", "123", "zendesk"), "related_to"), (ref("Account", "001A"), "related_to"),
+    # "Name takes Contact and Lead (Zendesk: user)": a user elsewhere is Related to
+    (ref("User", "005A"), "related_to"), (ref("user", "u-9", "custom"), "related_to"),
+    (ref("contact", "c-1", "custom"), "name"),
 ])
 def test_record_viewed_while_active_adds_a_candidate_and_selects_it(viewed: dict[str, str], field: str) -> None:
     result = snap([connected("10:00:00", name=ref("Contact", "003Z")), ev("record.viewed", "10:01:00",

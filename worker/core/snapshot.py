@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from schemas.common import MAX_FIELD_CHARS, NAME_TYPES, Direction, Media, RecordRef, State, Trigger
+from schemas.common import MAX_FIELD_CHARS, Direction, Media, RecordRef, State, Trigger, is_name_type
 from schemas.events import ConnectedData
 from schemas.snapshot import LogSnapshot
 from worker.core.state import InteractionLog, Transition, View, from_us
@@ -135,14 +135,14 @@ def _split_active(views: tuple[View, ...], walked: Timeline) -> tuple[list[Recor
     related: list[RecordRef] = []
     for (_sequence, time_us, _arrival), ref in views:
         if (start_us is None or time_us >= start_us) and (end_us is None or time_us < end_us):
-            (names if _is_name_type(ref.type) else related).append(ref)
+            (names if _is_name_type(ref.system, ref.type) else related).append(ref)
     return names, related
 
 
 @lru_cache(maxsize=1024)
-def _is_name_type(record_type: str) -> bool:
-    """`RecordRef.is_name` by type, memoized: a snapshot asks for every viewed record."""
-    return record_type.lower() in NAME_TYPES
+def _is_name_type(system: str, record_type: str) -> bool:
+    """`RecordRef.is_name` by system and type, memoized: a snapshot asks for every viewed record."""
+    return is_name_type(system, record_type)
 
 
 def _distinct(refs: Iterable[RecordRef]) -> list[RecordRef]:
