@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, TopicPartition
 
 from adapters.base import SyncItem, SyncOutcome, TargetState, TargetTraits
 from schemas.snapshot import LogSnapshot
@@ -29,6 +29,8 @@ class FakeMessage:
     _key: bytes | None = None
     _headers: list[tuple[str, bytes]] | None = None
     eof: bool = False
+    # Kafka's timestamp (type, ms): CreateTime, when the fake was made (produced), like a producer stamps it
+    _timestamp: tuple[int, int] = field(default_factory=lambda: (TIMESTAMP_CREATE_TIME, int(time.time() * 1000)))
 
     def error(self) -> KafkaError | None:
         return KafkaError(KafkaError._PARTITION_EOF) if self.eof else None
@@ -52,7 +54,7 @@ class FakeMessage:
         return self._headers
 
     def timestamp(self) -> tuple[int, int]:
-        return (1, 1_790_000_000_000)
+        return self._timestamp
 
 
 def json_message(topic: str, partition: int, offset: int, document: dict[str, Any]) -> FakeMessage:

@@ -75,6 +75,36 @@ def test_without_a_skew_bound_plan_batch_folds_future_events_as_before() -> None
     assert result.rejections == [] and len(result.writes) == 1
 
 
+REPLAYED_MS = NOW_MS + 2 * 86_400_000  # a replay's wall clock, two days after the events were sent
+
+
+@pytest.mark.parametrize(("ahead", "stamp_ms", "message_clock", "rejected"), [
+    (timedelta(hours=1), NOW_MS, True, True),  # rejected live, when it came: rejected replayed
+    (timedelta(milliseconds=SKEW_MS), NOW_MS, True, False),
+    (timedelta(milliseconds=SKEW_MS + 1), NOW_MS, True, True),
+    (timedelta(hours=1), None, True, False),  # no timestamp: the replay's own wall clock, as before
+    (timedelta(hours=1), NOW_MS, False, False),  # live: the wall clock alone
+], ids=["hour-ahead", "at-the-skew", "past-the-skew", "no-timestamp", "live"])
+def test_a_replay_judges_future_time_against_the_message_timestamp_not_its_own_wall_clock(
+    ahead: timedelta, stamp_ms: int | None, message_clock: bool, rejected: bool,
+) -> None:
+    value = raw("log.opened", 1, T0 + ahead)
+    result = plan_batch([Record("events", 0, 0, value, [], decode_event(value), stamp_ms)], {}, edit_window_s=120,
+                        applied_ids_kept=256, ttl=TTL, now_ms=REPLAYED_MS, max_skew_ms=SKEW_MS,
+                        message_clock=message_clock)
+    assert ([RejectReason.FUTURE_TIME] if rejected else []) == [r.reason for _, r in result.rejections]
+    assert ({} if rejected else {0: T0 + ahead}) == result.max_event_time
+
+
+def test_a_replayed_future_time_names_the_message_timestamp_it_was_judged_against() -> None:
+    value = raw("log.opened", 1, T0 + timedelta(hours=1))
+    result = plan_batch([Record("events", 0, 0, value, [], decode_event(value), NOW_MS)], {}, edit_window_s=120,
+                        applied_ids_kept=256, ttl=TTL, now_ms=REPLAYED_MS, max_skew_ms=SKEW_MS, message_clock=True)
+    assert [Rejection("c1-1", "c1", RejectReason.FUTURE_TIME,
+                      "time: 2026-11-27T11:00:00Z is 3600 s ahead of its Kafka message's timestamp "
+                      "(2026-11-27T10:00:00Z); at most 300 s allowed")] == [r for _, r in result.rejections]
+
+
 def test_offline_fold_rejects_future_events_against_its_own_wall_clock() -> None:
     offline = OfflineFold(120, now_ms=NOW_MS, max_skew_ms=SKEW_MS)
     offline.apply_lines([(1, raw("log.opened", 1, T0)), (2, raw("log.opened", 2, T0 + timedelta(hours=1)))])

@@ -121,6 +121,29 @@ def test_a_live_partition_clock_never_runs_ahead_of_the_wall_clock_a_replay_foll
                                 clocks.clock_ms(0, wall_ms=9_000, follow_wall_clock=False))
 
 
+def test_a_replay_partition_clock_never_runs_past_the_newest_message_timestamp_read() -> None:
+    """The Kafka timestamps stand in for the wall clock of the time replayed: an event timed 200 s ahead of
+    its message closes no window early, as it closed none live; without timestamps, event time alone."""
+    clocks = PartitionClocks()
+    clocks.assign([0, 1])
+    for partition in (0, 1):
+        clocks.observe(partition, 205_000)
+    clocks.observe_message(0, 5_000)
+    replayed_ms = 9_000_000  # the replay's own wall clock, days later
+    assert (5_000, 205_000) == (clocks.clock_ms(0, replayed_ms, follow_wall_clock=False),
+                                clocks.clock_ms(1, replayed_ms, follow_wall_clock=False))
+    clocks.observe_message(0, 7_000)
+    clocks.observe_message(0, 6_000)  # another producer's clock, a second behind: the clock stays
+    assert 7_000 == clocks.clock_ms(0, replayed_ms, follow_wall_clock=False)
+    clocks.observe_message(0, 300_000)
+    assert 205_000 == clocks.clock_ms(0, replayed_ms, follow_wall_clock=False)
+    assert 9_000 == clocks.clock_ms(0, wall_ms=9_000)  # live: the wall clock caps it, timestamps play no part
+    clocks.revoke([0])
+    clocks.assign([0])
+    clocks.observe(0, 205_000)
+    assert 205_000 == clocks.clock_ms(0, replayed_ms, follow_wall_clock=False)
+
+
 def _closes(store: MemoryStore, clock_ms: int, grace_ms: int) -> ClosePlan:
     """Partition 0's closes as the fold stage plans them: due entries read first, logs loaded after."""
     due = store.due(0, clock_ms - grace_ms, 500)

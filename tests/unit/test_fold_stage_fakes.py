@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TopicPartition
 
 from tests.fakes import Calls, FakeConsumer, FakeMessage, FakeProducer, json_message
 from tests.support import event
@@ -169,3 +169,49 @@ def test_statistics_from_before_an_assignment_are_no_evidence_for_it() -> None:
     stage._on_assign(stage.consumer, [TopicPartition(EVENTS, 0)])
     stage.step()
     assert not stage.clocks.is_caught_up(0)
+
+
+def _stamped(offset: int, document: dict[str, Any], sent: datetime) -> FakeMessage:
+    """A message Kafka stamped (CreateTime) with when the producer sent it."""
+    return FakeMessage(EVENTS, 0, offset, json.dumps(document).encode(),
+                       _timestamp=(TIMESTAMP_CREATE_TIME, int(sent.timestamp() * 1000)))
+
+
+def _replay_run(batches: list[list[FakeMessage]], stop_offset: int, started: datetime) -> FakeProducer:
+    calls: Calls = []
+    store = RecordingStore(calls)
+    producer = FakeProducer(calls)
+    options = FoldOptions(group="backfill", burst=True, follow_wall_clock=False, start_offsets={0: 0},
+                          stop_offsets={0: stop_offset}, end_clock_ms=int(started.timestamp() * 1000))
+    stage = FoldStage(SETTINGS, store, FakeConsumer(calls, batches), producer, options)  # type: ignore[arg-type]
+    stop = threading.Event()
+    timer = threading.Timer(10.0, stop.set)  # a safety net: burst mode ends by itself once drained
+    timer.start()
+    try:
+        stage.run(stop)
+    finally:
+        timer.cancel()
+    assert not stop.is_set()
+    return producer
+
+
+def test_a_replayed_event_timed_ahead_of_its_message_closes_no_window_early_and_far_ahead_is_future_time() -> None:
+    """Yesterday, a call hung up; then one call was timed 250 s ahead of when it was sent (within the skew:
+    folded, the live clock capped at the wall clock) and one an hour ahead (`future_time` live); the first
+    call's edit came after both, inside its window. Replayed today, by the message timestamps: the same."""
+    window_s = SETTINGS.edit_window_seconds
+    ended = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    sent = ended + timedelta(seconds=1)
+    first = [_stamped(0, event("interaction.connected", "c1", 1, ended - timedelta(seconds=30), CONNECTED), sent),
+             _stamped(1, event("interaction.disconnected", "c1", 2, ended), sent),
+             _stamped(2, event("interaction.connected", "fast", 1, sent + timedelta(seconds=250), CONNECTED), sent),
+             _stamped(3, event("interaction.connected", "far", 1, sent + timedelta(hours=1), CONNECTED), sent)]
+    assert window_s + SETTINGS.finalize_grace_seconds < 250 < SETTINGS.max_clock_skew_seconds
+    edit = [_stamped(4, event("log.updated", "c1", 3, ended + timedelta(seconds=5), {"notes": "in time"}),
+                     sent + timedelta(seconds=2))]
+    producer = _replay_run([first, edit], 5, datetime.now(UTC))
+    snapshots = [json.loads(m.value or b"") for m in producer.on(SETTINGS.upserts_topic)]
+    final = [s for s in snapshots if s["trigger"] == "finalized"]
+    assert [("c1", "in time", 4)] == [(s["interaction_id"], s["notes"], s["version"]) for s in final]
+    letters = producer.on(SETTINGS.events_dlq_topic)
+    assert [(b"far", b"future_time")] == [(m.headers["subject"], m.headers["reason"]) for m in letters]

@@ -36,7 +36,8 @@ def stronger(a: Trigger | None, b: Trigger) -> Trigger:
 
 
 class Record(NamedTuple):
-    """One consumed message, decoded. `item` is the event or why it was refused.
+    """One consumed message, decoded. `item` is the event or why it was refused; `timestamp_ms` is the
+    message's Kafka timestamp (CreateTime or LogAppendTime), None when it has none.
 
     A NamedTuple: one per consumed message, a single `tuple.__new__` (a frozen dataclass pays one
     `object.__setattr__` per field)."""
@@ -47,6 +48,7 @@ class Record(NamedTuple):
     value: bytes | None
     headers: list[tuple[str, bytes | None]]
     item: AnyEvent | Rejection
+    timestamp_ms: int | None = None
 
 
 @dataclass
@@ -87,6 +89,7 @@ class _Limits:
     now_ms: int
     max_skew_ms: int | None
     max_snapshot_bytes: int | None
+    message_clock: bool
 
 
 def plan_batch(
@@ -99,11 +102,14 @@ def plan_batch(
     now_ms: int,
     max_skew_ms: int | None = None,
     max_snapshot_bytes: int | None = None,
+    message_clock: bool = False,
 ) -> BatchPlan:
     """Fold every record in arrival order into the loaded states and say what to persist and emit.
 
     With `max_skew_ms`, an event whose time is further than that ahead of `now_ms` (the wall clock)
-    is rejected `future_time` before the fold and does not count for the partition clock.
+    is rejected `future_time` before the fold and does not count for the partition clock. With
+    `message_clock` (a replay), the reference is the record's Kafka timestamp instead, when it has one:
+    what the live worker's wall clock read when the message came, not the replay's, days later.
 
     Every changed state must encode, and it and its snapshot fit `max_snapshot_bytes` (both go to
     Kafka: the snapshot to the upserts topic, the state to the changelog). When one does not, the
@@ -111,7 +117,7 @@ def plan_batch(
     breaks the encoding is rejected (`too_large`, or `invalid` when it cannot be encoded at all) and
     the rest applies, so nothing is half-written. The common case pays one encoding per change.
     """
-    limits = _Limits(edit_window_s, applied_ids_kept, now_ms, max_skew_ms, max_snapshot_bytes)
+    limits = _Limits(edit_window_s, applied_ids_kept, now_ms, max_skew_ms, max_snapshot_bytes, message_clock)
     plan, unencodable = _plan(records, loaded, limits, ttl, frozenset())
     if unencodable:
         plan, _ = _plan(records, loaded, limits, ttl, frozenset(unencodable))
@@ -129,7 +135,7 @@ def _plan(
             plan.rejections.append((record, record.item))
             continue
         event = record.item
-        if limits.max_skew_ms is not None and (ahead := future_time(event, limits.now_ms, limits.max_skew_ms)):
+        if limits.max_skew_ms is not None and (ahead := _ahead_of_clock(record, event, limits, limits.max_skew_ms)):
             plan.rejections.append((record, ahead))
             continue
         _note_event_time(plan, record.partition, event.time)
@@ -154,6 +160,13 @@ def _plan(
         entry.trigger = stronger(entry.trigger, outcome.trigger)
         plan.accepted[outcome.trigger] = plan.accepted.get(outcome.trigger, 0) + 1
     return plan, _plan_writes(plan, states, touched, ttl, limits)
+
+
+def _ahead_of_clock(record: Record, event: AnyEvent, limits: _Limits, max_skew_ms: int) -> Rejection | None:
+    """`future_time` against the wall clock, or (`message_clock`) against the record's Kafka timestamp."""
+    if limits.message_clock and record.timestamp_ms is not None:
+        return future_time(event, record.timestamp_ms, max_skew_ms, clock="its Kafka message's timestamp")
+    return future_time(event, limits.now_ms, max_skew_ms)
 
 
 def _encodable(log: InteractionLog | Tombstone | None, event: AnyEvent, outcome: Accepted,

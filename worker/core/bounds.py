@@ -22,18 +22,19 @@ SNAPSHOT_SLACK_BYTES = 64
 """Room kept under the snapshot bound: the same log finalized, or at a longer version, is a few bytes longer."""
 
 
-def future_time(event: AnyEvent, now_ms: int, max_skew_ms: int) -> Rejection | None:
+def future_time(event: AnyEvent, now_ms: int, max_skew_ms: int, *, clock: str = "the worker's clock",
+                ) -> Rejection | None:
     """`future_time` when the event's time is more than `max_skew_ms` ahead of `now_ms`, else None.
 
     Such an event must not reach the fold or the partition clock: its time would close other
-    interactions' windows early.
+    interactions' windows early. `clock` names what `now_ms` was read from, for the message.
     """
     ahead_ms = to_us(event.time) // 1000 - now_ms
     if ahead_ms <= max_skew_ms:
         return None
     now = datetime.fromtimestamp(now_ms / 1000, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    message = (f"time: {event.time.isoformat().replace('+00:00', 'Z')} is {ahead_ms / 1000:.0f} s ahead of the "
-               f"worker's clock ({now}); at most {max_skew_ms / 1000:.0f} s allowed")
+    message = (f"time: {event.time.isoformat().replace('+00:00', 'Z')} is {ahead_ms / 1000:.0f} s ahead of "
+               f"{clock} ({now}); at most {max_skew_ms / 1000:.0f} s allowed")
     return Rejection(event.id, event.subject, RejectReason.FUTURE_TIME, message)
 
 

@@ -7,6 +7,11 @@ consumer is caught up on it (it has read to the end of the partition, and knows 
 `PartitionClocks`). So a lagging consumer never closes a window while an in-window edit still waits
 in Kafka, an idle partition still closes windows on time, a broker outage does not close windows
 by the wall clock while nothing can be read, and a replay closes windows by event time.
+
+A replay has no wall clock of the time it replays: the Kafka timestamps of the messages it reads stand in
+for it. Its clock is the newest event time, never past the newest message timestamp read on the
+partition, as the live clock never ran past the wall clock when those messages came; the fold stage
+judges `future_time` against each message's timestamp (`worker.core.batch.plan_batch`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class PartitionClocks:
         self._caught_up: dict[int, bool] = {}
         self._verified_ms: dict[int, int] = {}  # wall ms of the last evidence that the partition is at its end
         self._eof_read: dict[int, int] = {}  # offset of the last end of partition the consumer was handed
+        self._message_ms: dict[int, int] = {}  # replays: the newest Kafka message timestamp read
         self._fresh_ms = fresh_ms  # None: an EOF counts until the next event (replays, tests of the rule)
         self._settle_ms = settle_ms
         self._hold_until_ms = 0
@@ -54,6 +60,7 @@ class PartitionClocks:
             self._caught_up.pop(partition, None)
             self._verified_ms.pop(partition, None)
             self._eof_read.pop(partition, None)
+            self._message_ms.pop(partition, None)
 
     def owned(self) -> list[int]:
         return sorted(self._event_ms)
@@ -63,6 +70,11 @@ class PartitionClocks:
         if partition in self._event_ms:
             self._event_ms[partition] = max(self._event_ms[partition], event_ms)
             self._caught_up[partition] = False
+
+    def observe_message(self, partition: int, message_ms: int) -> None:
+        """A replay read a message stamped `message_ms` by Kafka: its clock may run up to there."""
+        if partition in self._event_ms:
+            self._message_ms[partition] = max(self._message_ms.get(partition, message_ms), message_ms)
 
     def reached_end(self, partition: int, now_ms: int = 0) -> None:
         if partition in self._caught_up:
@@ -100,10 +112,12 @@ class PartitionClocks:
     def clock_ms(self, partition: int, wall_ms: int, *, follow_wall_clock: bool = True) -> int:
         """Live (`follow_wall_clock`), never ahead of the wall clock: an event timed ahead of it (a fast
         producer clock, within the allowed skew) must not close the partition's other windows before their
-        deadline. A replay's clock is the event time alone."""
+        deadline. A replay's clock is the event time, never ahead of the newest message timestamp read
+        (the wall clock of the time replayed); with no timestamped message read, the event time alone."""
         event_ms = self._event_ms.get(partition, 0)
         if not follow_wall_clock:
-            return event_ms
+            message_ms = self._message_ms.get(partition)
+            return event_ms if message_ms is None else min(event_ms, message_ms)
         if self._follows_wall_clock(partition, wall_ms):
             return wall_ms
         return min(event_ms, wall_ms)

@@ -96,7 +96,9 @@ class FoldOptions:
 
     group: str | None = None
     burst: bool = False  # stop when every partition is at its end and no window is due
-    follow_wall_clock: bool = True  # replays close windows by event time only
+    # False (replays): close windows by event time, the messages' Kafka timestamps standing in for the
+    # wall clock of the time replayed (the clock's cap and the `future_time` reference)
+    follow_wall_clock: bool = True
     stop_offsets: dict[int, int] | None = None  # replay: stop each partition at this offset
     # replay: assign these partitions at these offsets instead of joining the group by subscribing
     start_offsets: dict[int, int] | None = None
@@ -360,7 +362,7 @@ class FoldStage:
             records, loaded, edit_window_s=self.settings.edit_window_seconds,
             applied_ids_kept=self.settings.applied_ids_kept, ttl=self.ttl, now_ms=now_ms,
             max_skew_ms=int(self.settings.max_clock_skew_seconds * 1000),
-            max_snapshot_bytes=self.settings.max_snapshot_bytes,
+            max_snapshot_bytes=self.settings.max_snapshot_bytes, message_clock=not self.options.follow_wall_clock,
         )
         return Planned(records, partition_of, loaded, plan, now_ms)
 
@@ -601,12 +603,15 @@ class FoldStage:
         """(records before the stop offsets, partitions that reached theirs: paused, read no further).
 
         The caller marks the finished partitions caught up after folding the batch, because folding
-        marks every partition it read as behind.
+        marks every partition it read as behind. A replay's clocks take the message timestamps of every
+        record before the stop offsets, those `fold_only` reads past too.
         """
         stops = self.options.stop_offsets
         if stops is None:
+            self._note_message_times(records)
             return records, []
         kept = [r for r in records if r.offset < stops.get(r.partition, 0)]
+        self._note_message_times(kept)
         if self.options.fold_only is not None:
             kept = [r for r in kept if self.options.fold_only(r.item.subject)]
         finished = sorted({r.partition for r in records if r.offset + 1 >= stops.get(r.partition, 0)})
@@ -614,6 +619,15 @@ class FoldStage:
             topic = self.settings.events_topic
             self.consumer.pause([TopicPartition(topic, p) for p in finished])
         return kept, finished
+
+    def _note_message_times(self, records: Sequence[Record]) -> None:
+        """A replay's clocks may run up to the newest message timestamp read (of the messages it reads past
+        too: the live wall clock went on while they came); a live stage's follow the wall clock."""
+        if self.options.follow_wall_clock:
+            return
+        for record in records:
+            if record.timestamp_ms is not None:
+                self.clocks.observe_message(record.partition, record.timestamp_ms)
 
     def _drained(self) -> bool:
         """Every owned partition is at its end (or stop offset) and no window is due."""

@@ -9,7 +9,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from schemas.common import MAX_FIELD_CHARS
 from schemas.events import Rejection
@@ -77,8 +85,10 @@ def decode_message(message: Message) -> Record:
     raw_headers: list[tuple[str, Any]] = list(message.headers() or [])  # type: ignore[arg-type]
     headers: Headers = [(name, _header_bytes(value)) for name, value in raw_headers]
     value = message.value()
+    stamp_type, stamp_ms = message.timestamp()
     return Record(message.topic() or "", message.partition() or 0, message.offset() or 0, value, headers,
-                  _subject_from_key(decode_event_fast(value, headers), message.key()))
+                  _subject_from_key(decode_event_fast(value, headers), message.key()),
+                  stamp_ms if stamp_type != TIMESTAMP_NOT_AVAILABLE and stamp_ms >= 0 else None)
 
 
 def _subject_from_key(item: AnyEvent | Rejection, key: bytes | str | None) -> AnyEvent | Rejection:
