@@ -5,7 +5,10 @@ How a replay runs (DESIGN.md "Replay and backfill"):
   partitions assigned explicitly at the offsets `offsets_for_times(--from)` gives, never subscribed;
 - stop offsets captured at start: the partition ends, or `offsets_for_times(--to)`;
 - fold by event time and close windows by event time (no wall clock), burst mode: it ends when
-  every partition reached its stop offset and no window is due;
+  every partition reached its stop offset and no window is due. The messages' Kafka timestamps stand in
+  for the wall clock of the time replayed: `future_time` is judged against each message's timestamp and
+  a partition's clock never runs past the newest one read there (`worker.fold.finalizer`), so an event
+  timed ahead of when it was sent is rejected, or capped, as the live worker did;
 - the end of the range: once a partition reached its stop offset, every window whose deadline +
   grace lies before the wall clock at the replay's start (`ReplayPlan.started_ms`) is closed — no
   edit can come for those any more — and only those. The later ones stay open with their deadlines
