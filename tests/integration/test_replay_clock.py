@@ -30,7 +30,7 @@ from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 
 PAST = timedelta(days=2)  # within the events topic's retention
-WINDOW_S = 20.0
+WINDOW_S = 30.0
 CONNECTED = {"media": "voice", "direction": "inbound", "queue": None, "agent_id": "a-1",
              "customer": {"address": "+4930123", "name": "Ada Example"}}
 AHEAD = {0: ("conv-far", timedelta(hours=1)), 1: ("conv-fast", timedelta(seconds=200))}  # partition → call
@@ -120,6 +120,8 @@ def test_a_replay_judges_event_times_by_the_message_timestamps_and_gives_the_liv
         assert _read(run, run.events_dlq_topic, lambda m: len(m) >= 1, 20)
         assert _read(run, run.upserts_topic, lambda m: "conv-fast" in snapshots_by_id(m), 20)
         time.sleep(1.0)  # the live finalizer ticks with the calls timed ahead read
+        # the edits must reach the live worker well before their windows close by its wall clock
+        assert past_now() < t0 + timedelta(seconds=WINDOW_S - 10)
         _send(producer, run, edits)
         live_upserts = _read(run, run.upserts_topic, _all_finalized, 60)
     live_dlq = _read(run, run.events_dlq_topic, lambda _m: False, 2)
