@@ -17,9 +17,16 @@ from redis.retry import Retry
 
 import adapters
 import worker
-from worker.errors import DeliveryError, IlogError, KafkaClientError, StoreError
+from worker.errors import (
+    DeliveryError,
+    IlogError,
+    KafkaClientError,
+    StateLostError,
+    StoreError,
+    StoreUnavailableError,
+)
 from worker.kafka.clients import DeliveryTracker, store_offsets
-from worker.store.redis_store import RedisStore
+from worker.store.redis_store import RedisStore, store_errors
 
 PACKAGES = (adapters, worker)
 
@@ -84,3 +91,24 @@ def test_a_failed_flush_leaves_as_delivery_error() -> None:
 def test_a_failed_offset_store_leaves_as_kafka_client_error() -> None:
     with pytest.raises(KafkaClientError, match="storing offsets of 1 partitions failed"):
         store_offsets(_FailingClient(), {("events", 0): 5})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("driver_error", "expected"),
+    [
+        (redis.ConnectionError("connection refused"), StoreUnavailableError),
+        (redis.TimeoutError("timed out"), StoreUnavailableError),
+        (redis.exceptions.ClusterDownError("The cluster is down"), StoreUnavailableError),
+        (redis.exceptions.TryAgainError("TRYAGAIN"), StoreUnavailableError),
+        (redis.ResponseError("ILOGLOST 3"), StateLostError),
+        (redis.ResponseError("WRONGTYPE"), StoreError),
+    ],
+    ids=["connection", "timeout", "cluster-down", "try-again", "lost", "other"],
+)
+def test_a_restarting_cluster_master_is_waited_for_not_fatal(
+    driver_error: redis.RedisError, expected: type[StoreError],
+) -> None:
+    """"Cluster down" is what a master answers for a moment after it restarts: the stages wait it out."""
+    with pytest.raises(StoreError) as raised, store_errors("reading"):
+        raise driver_error
+    assert expected is type(raised.value)

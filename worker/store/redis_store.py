@@ -27,7 +27,7 @@ from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import State, StateWrite, Stored
 from worker.errors import StateLostError, StoreError, StoreUnavailableError
 from worker.store import keys
-from worker.store.cluster import RedisClient, by_slot, is_cluster
+from worker.store.cluster import TRANSIENT_ERRORS, RedisClient, by_slot, is_cluster
 from worker.store.port import WriteResult
 
 _WRITES_PER_CALL = 1_000  # a script call blocks Redis while it runs: bound its length
@@ -37,10 +37,12 @@ _LOST_REPLY = "ILOGLOST"
 @contextmanager
 def store_errors(action: str) -> Iterator[None]:
     """The store boundary: a driver error leaves it as the store's own, saying what failed: unreachable
-    (`StoreUnavailableError`: wait and retry), state lost (`StateLostError`), anything else (`StoreError`)."""
+    (`StoreUnavailableError`: wait and retry; on a cluster also "cluster down" and TRYAGAIN, which a
+    restarting or failing-over master answers for a moment), state lost (`StateLostError`), anything
+    else (`StoreError`)."""
     try:
         yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:  # BusyLoadingError is a ConnectionError
+    except TRANSIENT_ERRORS as exc:  # BusyLoadingError is a ConnectionError
         raise StoreUnavailableError(f"{action} failed: {exc}") from exc
     except redis.ResponseError as exc:
         text = str(exc)
