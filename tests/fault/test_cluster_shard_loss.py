@@ -98,7 +98,7 @@ def _holds(port: int, key: str) -> bool:
     """Whether the node on `port` (a master, or a replica read in READONLY mode) holds `key`."""
     client = redis.Redis(port=port)
     try:
-        client.execute_command("READONLY")
+        client.execute_command("READONLY")  # type: ignore[no-untyped-call]
         return bool(client.exists(key))
     except redis.RedisError:
         return True  # not answering yet: not known to be empty

@@ -7,7 +7,7 @@ import redis
 
 from adapters.base import TargetState
 from worker.core.state import InteractionLog
-from worker.core.writes import StateWrite
+from worker.core.writes import StateWrite, Stored
 from worker.runtime.settings import Settings
 from worker.store import keys
 from worker.store.cluster import is_cluster
@@ -54,3 +54,21 @@ def test_an_epoch_begun_under_another_run_of_the_server_is_replaced(
     assert 7_000 == states.start_epoch(9_000)
     redis_client.set(epoch_key, "1000")  # written without a run id: not trusted either
     assert 9_500 == states.start_epoch(9_500)
+
+
+def test_a_missing_sync_state_in_a_hash_put_back_after_a_loss_is_never_trusted(
+    settings: Settings, redis_client: redis.Redis,
+) -> None:
+    """A shard that restarted empty lost the sync states with the logs while the epoch (on another
+    shard) stayed: the logs the fold stage puts back are marked, so their absences stay unknown,
+    also after the fold stage writes over them again."""
+    prefix = settings.key_prefix
+    store = RedisStore(redis_client, prefix)
+    store.write([StateWrite("fresh", 0, InteractionLog("fresh", version=2), 60_000),
+                 StateWrite("restored", 0, InteractionLog("restored", version=2), 60_000, restored=True)])
+    states = RedisSyncStateStore(redis_client, prefix, 60)
+    assert 1_000 == states.start_epoch(1_000)
+    assert frozenset({"fresh"}) == states.read_batch(["fresh", "restored"], "crm", 3_000).held_without_state
+    store.write([StateWrite("restored", 2, InteractionLog("restored", version=3), 60_000)])  # folded on
+    assert {"restored": Stored(3, InteractionLog("restored", version=3))} == store.load(["restored"])
+    assert frozenset({"fresh"}) == states.read_batch(["fresh", "restored"], "crm", 4_000).held_without_state

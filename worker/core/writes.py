@@ -26,3 +26,6 @@ class StateWrite:
     deadline: tuple[int, int] | None = None  # (partition, deadline_ms): schedule the window close
     unschedule_partition: int | None = None  # remove the id from this partition's deadline set
     document: bytes | None = None  # `state.to_bytes()` when the planner encoded it already
+    # a state put back after the store lost it (changelog, cache): its hash is marked restored, since
+    # whatever else the hash held (the sync state) is gone (`worker.store.keys`, field `r`)
+    restored: bool = False

@@ -3,12 +3,14 @@
 -- from a rebalance cannot overwrite newer state. It stores and compares; the rules live in the
 -- Python fold. Each interaction's document, TTL and deadline entry change together (one script).
 --
--- KEYS[1..n]      <prefix>:{<interaction_id>}  hash: v (version), d (document), k (kind: l log | t tombstone)
+-- KEYS[1..n]      <prefix>:{<interaction_id>}  hash: v (version), d (document), k (kind: l log | t tombstone),
+--                 r (set once the state was put back after a loss; never cleared by a write)
 -- KEYS[n+1..]     <prefix>:deadlines:<partition>  the deadline sets the writes touch
 -- KEYS[last]      <prefix>:{marks}  the state marks (only when the call is guarded, see below)
 -- ARGV[1]         n, the number of state keys
 -- then 9 values per state key i, in KEYS order:
---   expected version ("0" when the writer saw no state), new version, document bytes, kind,
+--   expected version ("0" when the writer saw no state), new version, document bytes, kind (followed
+--   by "r" when the write puts back a state the store lost: the hash then gets r = 1),
 --   TTL in ms (> 0), interaction id (the deadline-set member), deadline op ("a" add | "r" remove |
 --   "" none), deadline-set KEYS index, deadline in ms (the score)
 -- then g, the number of guarded partitions, and the g partitions.
@@ -38,7 +40,12 @@ for i = 1, n do
     fenced[#fenced + 1] = i
     fenced[#fenced + 1] = tonumber(stored)
   else
-    redis.call('HSET', key, 'v', ARGV[base + 2], 'd', ARGV[base + 3], 'k', ARGV[base + 4])
+    local kind = ARGV[base + 4]
+    if #kind > 1 then
+      kind = string.sub(kind, 1, 1)
+      redis.call('HSET', key, 'r', '1')
+    end
+    redis.call('HSET', key, 'v', ARGV[base + 2], 'd', ARGV[base + 3], 'k', kind)
     redis.call('PEXPIRE', key, ARGV[base + 5])
     local op = ARGV[base + 7]
     if op == 'a' then

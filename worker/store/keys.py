@@ -5,6 +5,7 @@
 | `<prefix>:{<interaction_id>}`        | hash   | open: `open_log_ttl`; disconnected:    | fold stage (v,d,k); |
 |   v = log version, d = document,     |        | deadline + retention (refreshed on    | finalizer (v,d,k);  |
 |   k = kind (l = log, t = tombstone), |        | every write)                          | sync stage (s:*)    |
+|   r = 1: put back after a loss       |        |                                       | (r: fold restores)  |
 |   s:<target> = synced state (JSON)   |        |                                       |                     |
 | `<prefix>:deadlines:<partition>`     | zset   | none (members removed on finalize)    | fold stage, finalizer|
 |   member = interaction id, score = edit deadline in ms since the epoch      |          |                     |
@@ -25,8 +26,16 @@ The sync epoch says "this store has held every sync state written since <ms>": t
 reads it with `INFO server` in every batch read (the same pipeline as the states) and starts a new
 one when it is missing (restarted empty, flushed) or names another server run (restarted from a
 snapshot, failed over); on a cluster it is created with SET NX and checked for presence only. A missing sync
-state is trusted as "never synced" only for interactions that began after the epoch
-(`worker.sync.epoch`). One key in the slot of its own tag: one read per batch, not per slot.
+state is trusted as "never synced" only for interactions that began after the epoch, and only
+in a hash the fold stage wrote itself (no field `r`; `worker.sync.epoch`). One key in the slot of its
+own tag: one read per batch, not per slot. On a cluster a shard can lose its data while the epoch's
+shard keeps it: the evidence for that is per interaction, in its own hash and slot: the hash is gone
+(no `v`: unknown) or the fold stage put it back from the changelog with `r` = 1 (unknown too).
+
+Field `r` of an interaction's hash: set by the fenced write of a state the fold stage puts back
+after the store lost it (restored from the state changelog, or written back after a failover lost
+the last writes), never cleared by a later write (it goes when the key expires). It says "this hash
+lost what else it held (the sync state)", so its missing sync states are looked up first.
 
 Redis Cluster layout (`ILOG_REDIS_CLUSTER`): a command or script may only touch keys of one hash
 slot, so the keys one atomic step touches share a hash tag.
@@ -59,6 +68,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 FIELD_VERSION = "v"
 FIELD_DOCUMENT = "d"
 FIELD_KIND = "k"
+FIELD_RESTORED = "r"
 KIND_LOG = "l"
 KIND_TOMBSTONE = "t"
 SYNC_FIELD_PREFIX = "s:"

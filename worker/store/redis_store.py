@@ -244,6 +244,8 @@ class RedisStore:
         for item in writes:
             state_keys.append(keys.state_key(prefix, item.interaction_id))
             document, kind = encode_state(item.state, item.document)
+            if item.restored:
+                kind += keys.FIELD_RESTORED  # the script marks the hash (no extra argument on every write)
             op, partition, score = _deadline_op(item) if with_deadlines else ("", 0, 0)
             index = deadline_sets.setdefault(partition, len(writes) + len(deadline_sets) + 1) if op else 0
             args += (item.expected_version, item.state.version, document, kind, max(item.ttl_ms, 1),

@@ -44,7 +44,9 @@ class BatchRead:
     """One target's states for a batch, in one round trip, with what says whether an absence is trustworthy.
 
     `held_without_state`: the ids with no state for the target whose hash still holds the fold's
-    log (`v`); `epoch_ms`: when the store's sync epoch started (created now when it was missing).
+    log (`v`) as the fold wrote it, never put back after a loss (no `r`: a restored hash lost its sync
+    state with the rest, whatever the epoch on another shard says); `epoch_ms`: when the store's sync
+    epoch started (created now when it was missing).
     """
 
     states: dict[str, TargetState]
@@ -146,7 +148,7 @@ class RedisSyncStateStore:
 
     def read_batch(self, interaction_ids: Iterable[str], target: str, now_ms: int) -> BatchRead:
         ids = list(dict.fromkeys(interaction_ids))
-        fields = [keys.sync_field(target), keys.FIELD_VERSION]
+        fields = [keys.sync_field(target), keys.FIELD_VERSION, keys.FIELD_RESTORED]
 
         def read() -> list[Any]:
             pipe = self._client.pipeline(transaction=False)
@@ -164,7 +166,7 @@ class RedisSyncStateStore:
         return BatchRead(
             states={i: decode_target_state(row[0]) for i, row in zip(ids, rows, strict=True)},
             held_without_state=frozenset(i for i, row in zip(ids, rows, strict=True)
-                                         if row[0] is None and row[1] is not None),
+                                         if row[0] is None and row[1] is not None and row[2] is None),
             epoch_ms=epoch_ms,
         )
 

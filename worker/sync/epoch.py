@@ -13,7 +13,10 @@ an interaction's state for a target is trusted ("not created") only when all of 
 - the interaction is younger than the sync state's TTL minus `margin_ms`: expiry cannot have
   removed its state yet;
 - the interaction's hash still holds the fold's log (field `v`): the key was not deleted or
-  expired on its own while the epoch stayed (a whole-key loss the epoch cannot see).
+  expired on its own while the epoch stayed (a whole-key loss the epoch cannot see);
+- and that log was never put back after a loss (no field `r`): on a Redis Cluster one shard can
+  restart empty while the epoch, on another shard, stays; the fold stage restores the shard's logs
+  from the changelog, marked `r`, and their sync state is gone with the rest.
 
 Anything else is unknown and the adapter looks the record up first (replays of old ranges, a
 Redis that lost its data, the first `margin_ms` of a new epoch). Residual risk: docs/design.md.
