@@ -34,7 +34,7 @@ lint: install
 # every integration and e2e test file that touches Redis (store and budget suites, the fold stage as a
 # process, poison messages, replays, sync state and epoch, each target end to end). Left out: the demo
 # and the stack's own tests (they drive deploy/local/stack), the emulator, adapter and DLQ tests (no
-# Redis). tests/fault runs its cluster test (a master SIGKILLed mid-stream) in the main pass.
+# Redis). tests/fault runs its cluster tests (a master SIGKILLed mid-stream, a shard restarted empty) in the main pass.
 CLUSTER_TESTS ?= tests/integration/test_store.py tests/integration/test_budget_port.py \
   tests/integration/test_sync_epoch_store.py tests/integration/test_inspect.py tests/integration/test_health.py \
   tests/integration/test_fold_stage.py tests/integration/test_poison.py tests/integration/test_replay.py \
