@@ -31,7 +31,7 @@ from adapters.webhook import TARGET_LEVEL_STATUSES
 from adapters.zendesk import translate_zenpy_error
 from tests.fakes import ScriptedTarget
 from tests.unit.test_sync_target import Harness, _work
-from worker.sync.pause import TargetPause, pause_wait_s
+from worker.sync.pause import PauseControl, TargetPause, pause_wait_s
 
 
 def _response(status: int, body: Any) -> requests.Response:
@@ -216,3 +216,17 @@ def test_an_answer_about_a_record_after_a_pause_resumes_the_target(status: int) 
     assert harness.run(_work("a", 0))
     assert [("a", "crm", Failed("STRING_TOO_LONG", "Subject"))] == harness.dead
     assert harness.runner.pause is None
+
+
+def test_refusals_of_calls_that_were_under_way_together_count_as_one_wait() -> None:
+    refused = Retry(None, "invalid_grant", uncertain=True, target_unavailable="invalid_grant")
+    control = PauseControl("crm-concurrent", base_s=10.0, ceiling_s=300.0)
+    now_s = time.monotonic()
+    first = control.refused(refused, now_s, queued=3)
+    assert control.pause is not None and 1 == control.pause.attempts
+    # the other calls in flight beside it come back refused too, before the wait is over
+    assert first == control.refused(refused, now_s + 0.01, queued=3)
+    assert first == control.refused(refused, now_s + 0.02, queued=3)
+    assert 1 == control.pause.attempts
+    later = control.refused(refused, first + 0.01, queued=3)  # the probe after the wait: the next step
+    assert 2 == control.pause.attempts and later > first

@@ -113,6 +113,8 @@ class PauseControl:
         if self.pause is None:
             self.pause = TargetPause(code, refused.error, since_s=now_s, since_wall_s=time.time())
         pause = self.pause
+        if now_s < pause.next_try_s:  # a call that was under way beside the one that paused us: same wait
+            return pause.next_try_s
         pause.code, pause.error = code, refused.error
         pause.attempts += 1
         wait_s = pause_wait_s(pause.attempts, refused.retry_after_s, base_s=self.base_s, ceiling_s=self.ceiling_s)
