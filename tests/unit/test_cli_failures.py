@@ -133,6 +133,18 @@ def test_a_negative_edit_window_or_grace_is_a_bad_setting(variable: str, tmp_pat
         done.returncode, done.stdout, done.stderr.splitlines())
 
 
+@pytest.mark.parametrize(("variable", "value"), [("ILOG_EDIT_WINDOW_SECONDS", "inf"),
+                                               ("ILOG_EDIT_WINDOW_SECONDS", "1e30"),
+                                               ("ILOG_MAX_CLOCK_SKEW_SECONDS", "inf")])
+@pytest.mark.parametrize(("command", "args"), OFFLINE_COMMANDS, ids=[c for c, _ in OFFLINE_COMMANDS])
+def test_an_endless_duration_is_a_bad_setting(command: str, args: list[str], variable: str, value: str,
+                                              tmp_path: Path) -> None:
+    done = ilog(args, tmp_path, **{variable: value})
+    assert (2, "", [f"{command}: bad setting {variable}='{value}': Input should be a finite number of seconds, at most "
+                    "315360000 (ten years) (fix the environment variable or .env; docs: README 'Settings')"]) == (
+        done.returncode, done.stdout, done.stderr.splitlines())
+
+
 @pytest.mark.parametrize(("command", "args"), WORKER_COMMANDS, ids=[c for c, _ in WORKER_COMMANDS])
 def test_an_unknown_log_level_is_a_bad_setting(command: str, args: list[str], tmp_path: Path) -> None:
     done = ilog(args, tmp_path, ILOG_LOG_LEVEL="verbose")

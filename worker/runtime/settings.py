@@ -11,13 +11,16 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _KEY_AND_HEADERS_BYTES = 4096
 """Room a snapshot message needs besides its value (the key is at most 255 characters, two short headers)."""
+MAX_SETTING_SECONDS = 10 * 365 * 86_400
+"""The longest any `*_SECONDS` setting may be (ten years): longer is a typo, and the deadlines, TTLs and waits
+computed from it must stay inside what a datetime, Redis and librdkafka hold (`inf` overflowed them)."""
 
 
 class Settings(BaseSettings):
@@ -206,6 +209,17 @@ class Settings(BaseSettings):
             return value
         word = value.strip().lower()
         return {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}.get(word, word)
+
+    @field_validator("*")
+    @classmethod
+    def _a_finite_duration(cls, value: object, info: ValidationInfo) -> object:
+        """Every `*_seconds` setting: a finite number of seconds up to `MAX_SETTING_SECONDS` (NaN and negative
+        values are refused by each field's own lower bound first)."""
+        name = info.field_name or ""
+        if name.endswith("_seconds") and isinstance(value, float) and not value <= MAX_SETTING_SECONDS:
+            raise PydanticCustomError("duration_range", "Input should be a finite number of seconds, at most "
+                                      "{max_s} (ten years)", {"max_s": MAX_SETTING_SECONDS})
+        return value
 
     @field_validator("log_level")
     @classmethod
