@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator, FormatChecker
 
 from schemas.decode import decode_event
 from schemas.events import MAX_EVENT_BYTES, Rejection, RejectReason
@@ -15,6 +16,18 @@ ENVELOPE: dict[str, Any] = {
     "specversion": "1.0", "id": "evt-1", "source": "/p", "subject": "conv-1", "time": "2026-11-27T10:00:00Z",
 }
 CONNECTED_DATA: dict[str, Any] = {"media": "voice", "direction": "inbound"}
+CONTRACT_SNAPSHOT: dict[str, Any] = {
+    "interaction_id": "conv-42", "version": 7, "trigger": "state_changed", "state": "disconnected", "media": "voice",
+    "direction": "inbound", "queue": "Support", "agent_id": "agent-7",
+    "customer": {"address": "+4930123456", "name": "Ada Example"}, "subject": "Inbound call from Ada Example",
+    "notes": "Customer asked for a refund.",
+    "name": {"system": "salesforce", "type": "Contact", "id": "0035g00000AbCdE"},
+    "related_to": {"system": "salesforce", "type": "Case", "id": "5005g00000XyZ"}, "name_candidates": [],
+    "related_candidates": [], "connected_at": "2026-11-27T10:00:00Z", "disconnected_at": "2026-11-27T10:05:00Z",
+    "edit_deadline": "2026-11-27T10:07:00Z", "finalized": False, "duration_seconds": 300, "hold_seconds": 40,
+    "hold_count": 1, "talk_seconds": 260, "wrapup_code": "Resolved", "wrapup_note": "Customer asked for a refund.",
+    "attributes": {"tier": "gold"}}
+"""The snapshot of CONTRACT.md "Output"."""
 
 
 def event(event_type: str, data: dict[str, Any], **envelope: Any) -> bytes:
@@ -150,3 +163,24 @@ def test_the_schemas_carry_the_bounds() -> None:
     assert [data[field]["anyOf"][0]["maxLength"] for field in ("queue", "agent_id")] == [255, 255]
     updated = documents["event.log.updated.json"]["$defs"]["LogUpdatedData"]["properties"]
     assert [updated[field]["anyOf"][0]["maxLength"] for field in ("notes", "subject")] == [32_000, 255]
+
+
+SNAPSHOT_BOUNDS = [("interaction_id", 255), ("subject", 255), ("queue", 255), ("agent_id", 255),
+                   ("notes", 32_000), ("wrapup_code", 255), ("wrapup_note", 32_000)]
+
+
+@pytest.mark.parametrize(("field", "bound"), SNAPSHOT_BOUNDS, ids=[field for field, _ in SNAPSHOT_BOUNDS])
+def test_the_snapshot_schema_carries_the_bounds_of_the_log_fields(field: str, bound: int) -> None:
+    schema = Draft202012Validator(schema_documents()["snapshot.json"], format_checker=FormatChecker())
+    assert [] == list(schema.iter_errors({**CONTRACT_SNAPSHOT, field: "x" * bound}))
+    over = {**CONTRACT_SNAPSHOT, field: "x" * (bound + 1)}
+    assert [(field, "maxLength")] == [(".".join(map(str, error.absolute_path)), error.validator)
+                                      for error in schema.iter_errors(over)]
+
+
+def test_the_snapshot_schema_carries_the_attribute_bounds() -> None:
+    schema = Draft202012Validator(schema_documents()["snapshot.json"], format_checker=FormatChecker())
+    fits = {"attributes": {f"{i:0100d}": "v" * 1000 for i in range(100)}}
+    assert [] == list(schema.iter_errors({**CONTRACT_SNAPSHOT, **fits}))
+    for over in ({f"k{i}": "v" for i in range(101)}, {"k" * 101: "v"}, {"k": "v" * 1001}):
+        assert len(list(schema.iter_errors({**CONTRACT_SNAPSHOT, "attributes": over}))) == 1, over
