@@ -58,7 +58,10 @@ class FakeMessage:
 
 
 def json_message(topic: str, partition: int, offset: int, document: dict[str, Any]) -> FakeMessage:
-    return FakeMessage(topic, partition, offset, json.dumps(document).encode())
+    """A structured-mode event keyed by its subject, as the contract has producers key it."""
+    subject = document.get("subject")
+    return FakeMessage(topic, partition, offset, json.dumps(document).encode(),
+                       subject.encode() if isinstance(subject, str) else None)
 
 
 @dataclass

@@ -172,8 +172,8 @@ def test_statistics_from_before_an_assignment_are_no_evidence_for_it() -> None:
 
 
 def _stamped(offset: int, document: dict[str, Any], sent: datetime) -> FakeMessage:
-    """A message Kafka stamped (CreateTime) with when the producer sent it."""
-    return FakeMessage(EVENTS, 0, offset, json.dumps(document).encode(),
+    """A message Kafka stamped (CreateTime) with when the producer sent it, keyed by its subject."""
+    return FakeMessage(EVENTS, 0, offset, json.dumps(document).encode(), document["subject"].encode(),
                        _timestamp=(TIMESTAMP_CREATE_TIME, int(sent.timestamp() * 1000)))
 
 

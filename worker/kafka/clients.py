@@ -20,7 +20,7 @@ from confluent_kafka import (
 )
 
 from schemas.common import MAX_FIELD_CHARS
-from schemas.events import Rejection
+from schemas.events import Rejection, RejectReason
 from schemas.fast import AnyEvent, decode_event_fast
 from worker.core.batch import Record
 from worker.errors import DeliveryError, DeliveryTimeoutError, KafkaClientError
@@ -30,6 +30,7 @@ from worker.runtime.settings import Settings
 
 Headers = list[tuple[str, bytes | None]]
 _CUT_HEADER_BYTES = 1024
+_KEY_QUOTE_CHARS = 64
 _REFUSED_COPY_BYTES = 64 * 1024
 """A message the broker or the client refused as too large goes to its DLQ cut to this many bytes."""
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
@@ -87,17 +88,36 @@ def decode_message(message: Message) -> Record:
     value = message.value()
     stamp_type, stamp_ms = message.timestamp()
     return Record(message.topic() or "", message.partition() or 0, message.offset() or 0, value, headers,
-                  _subject_from_key(decode_event_fast(value, headers), message.key()),
+                  _checked_against_key(decode_event_fast(value, headers), message.key()),
                   stamp_ms if stamp_type != TIMESTAMP_NOT_AVAILABLE and stamp_ms >= 0 else None)
 
 
-def _subject_from_key(item: AnyEvent | Rejection, key: bytes | str | None) -> AnyEvent | Rejection:
-    """An event that could not be read (too large to parse, not JSON) names its interaction by the Kafka
-    key, which the contract makes the interaction id, so its dead letter still says whose it was."""
-    if not isinstance(item, Rejection) or item.subject is not None or not key:
+def _checked_against_key(item: AnyEvent | Rejection, key: bytes | str | None) -> AnyEvent | Rejection:
+    """The contract makes the Kafka key the interaction id: an event keyed otherwise (or not at all) is `invalid`.
+
+    The key chose its partition, so such an event sits beside other interactions' events: its interaction
+    would be folded on two partitions at once, and its deadline kept and closed by another partition's clock
+    (which may run ahead of the partition still holding its in-window edits). An event that could not be read
+    (too large to parse, not JSON) names its interaction by the key, so its dead letter still says whose it was."""
+    text = None if key is None else key if isinstance(key, str) else key.decode("utf-8", errors="replace")
+    if isinstance(item, Rejection):
+        if item.subject is not None or not text:
+            return item
+        return replace(item, subject=text[:MAX_FIELD_CHARS].encode("utf-8", errors="replace").decode("utf-8"))
+    if text == item.subject:
         return item
-    text = key if isinstance(key, str) else key.decode("utf-8", errors="replace")
-    return replace(item, subject=text[:MAX_FIELD_CHARS].encode("utf-8", errors="replace").decode("utf-8"))
+    if text is None:
+        problem = f"subject: the Kafka message has no key; the key must be the interaction id {item.subject!r}"
+    else:
+        problem = f"subject: {item.subject!r} is not the Kafka message key {_quoted(text)}; the key must be the " \
+                  "interaction id"
+    return Rejection(item.id, item.subject, RejectReason.INVALID, problem)
+
+
+def _quoted(text: str) -> str:
+    """A key as a rejection message quotes it: cut to `_KEY_QUOTE_CHARS`, with lone surrogates replaced."""
+    cut = text if len(text) <= _KEY_QUOTE_CHARS else text[:_KEY_QUOTE_CHARS] + "…"
+    return repr(cut.encode("utf-8", errors="replace").decode("utf-8"))
 
 
 def _header_bytes(value: object) -> bytes | None:
