@@ -141,6 +141,39 @@ def test_state_machine_transitions_table(clocks: list[tuple[str, str]],
             result.talk_seconds) == expected
 
 
+@pytest.mark.parametrize(("clocks", "expected"), [
+    ([("C", "10:00:00", 1), ("H", "10:01:00", 2), ("R", "10:00:59", 3)], (State.CONNECTED, None, 0, 1, None, None)),
+    ([("C", "10:00:00", 1), ("H", "10:01:00", 2), ("R", "10:00:59", 3), ("D", "10:02:00", 4)],
+     (State.DISCONNECTED, 120, 0, 1, 120, "10:04:00")),
+    ([("C", "10:00:00", 1), ("D", "10:02:00", 2), ("H", "10:01:00", 3)],
+     (State.DISCONNECTED, 120, 0, 0, 120, "10:04:00")),
+    ([("C", "10:00:00", 1), ("D", "10:03:00", 2), ("D", "10:02:00", 3)],
+     (State.DISCONNECTED, 180, 0, 0, 180, "10:05:00")),
+], ids=["resume-numbered-after-the-hold", "then-disconnected", "hold-numbered-after-the-disconnect",
+        "first-disconnect-by-sequence"])
+def test_with_sequence_transitions_follow_the_sequence_when_the_clocks_disagree(
+    clocks: list[tuple[str, str, int]], expected: tuple[State, int | None, int, int, int | None, str | None],
+) -> None:
+    """Two clocks (e.g. two services of the platform) may stamp a later transition a moment earlier: the
+    producer's numbering decides the state, and a span that would run backwards counts as zero."""
+    kinds = {"H": "interaction.held", "R": "interaction.resumed", "D": "interaction.disconnected"}
+    events = [connected(clock, seq=seq) if kind == "C" else ev(kinds[kind], clock, seq=seq)
+              for kind, clock, seq in clocks]
+    for order in itertools.permutations(events):
+        result = snap(order)
+        deadline = None if result.edit_deadline is None else result.edit_deadline.strftime("%H:%M:%S")
+        assert expected == (result.state, result.duration_seconds, result.hold_seconds, result.hold_count,
+                            result.talk_seconds, deadline)
+
+
+def test_transitions_without_sequence_on_every_one_follow_event_time() -> None:
+    events = [connected("10:00:00"), ev("interaction.held", "10:01:00", seq=5), ev("interaction.resumed", "10:02:00"),
+              ev("interaction.disconnected", "10:03:00", seq=6)]
+    result = snap(events)
+    assert (State.DISCONNECTED, 180, 60, 1, 120) == (result.state, result.duration_seconds, result.hold_seconds,
+                                                     result.hold_count, result.talk_seconds)
+
+
 def test_second_connected_after_disconnect_is_ignored_and_counted() -> None:
     log, results = run([connected("10:00:00"), ev("interaction.disconnected", "10:05:00"),
                         connected("10:05:30", media="chat")])

@@ -1,8 +1,10 @@
 """Derive the visible log (`LogSnapshot`) from the facts an `InteractionLog` stores. Pure.
 
-- Timeline: transitions walked in event-time order up to the first disconnect:
-  connected ⇄ held → disconnected. A `held` before any `connected` starts the call held.
-  Talk time = duration - hold time; a hold still open at disconnect ends there.
+- Timeline: transitions walked in order up to the first disconnect: connected ⇄ held → disconnected.
+  The order is the producer's `sequence` when every transition carries one (it beats the clocks, which
+  may disagree between the platform's services), else event time. A `held` before any `connected` starts
+  the call held. Talk time = duration - hold time; a hold still open at disconnect ends there; a span
+  that runs backwards in event time (numbered after, stamped before) counts as zero.
 - Name / Related to: the agent's explicit choice (`log.updated`, even null) wins for good;
   else the latest record viewed while the call was active (connected_at ≤ time < disconnected_at);
   else what `interaction.connected` carried. Candidates: records viewed while active, in order.
@@ -60,14 +62,14 @@ class Timeline:
 
     def _end_hold(self, time_us: int) -> None:
         if self._hold_start_us is not None:
-            self.hold_us += time_us - self._hold_start_us
+            self.hold_us += max(0, time_us - self._hold_start_us)
             self._hold_start_us = None
 
 
 def timeline(transitions: tuple[Transition, ...]) -> Timeline:
-    """Walk the (sorted) transitions; everything after the first disconnect is ignored."""
+    """Walk the transitions in `walk_order`; everything after the first disconnect is ignored."""
     walked = Timeline()
-    for time_us, _sequence, _arrival, kind in transitions:
+    for time_us, _sequence, _arrival, kind in walk_order(transitions):
         if walked.state is State.DISCONNECTED:
             walked.ignored_reconnects += kind == "C"
             continue
@@ -75,9 +77,30 @@ def timeline(transitions: tuple[Transition, ...]) -> Timeline:
     return walked
 
 
+def _sequence_first(transition: Transition) -> tuple[int, int, int]:
+    return transition.sequence, transition.time_us, transition.arrival
+
+
+def walk_order(transitions: tuple[Transition, ...]) -> tuple[Transition, ...]:
+    """The transitions (stored sorted by event time) in the order the state machine takes them: by
+    `sequence` when every one carries a sequence, else as stored. One transition without a sequence puts
+    them all in time order: a number and a clock cannot be compared. Called for most events: when the
+    numbers already follow the clocks (the common case) the stored tuple is the order, and nothing is sorted."""
+    last = -1
+    in_order = True
+    for transition in transitions:  # a plain loop: cheaper than any(genexpr)
+        sequence = transition.sequence
+        if sequence < 0:
+            return transitions
+        if sequence < last:
+            in_order = False
+        last = sequence
+    return transitions if in_order else tuple(sorted(transitions, key=_sequence_first))
+
+
 def disconnected_us(transitions: tuple[Transition, ...]) -> int | None:
-    """Event time of the first disconnect (transitions are sorted by time)."""
-    for time_us, _sequence, _arrival, kind in transitions:  # a plain loop: called for most events
+    """Event time of the first disconnect in `walk_order`."""
+    for time_us, _sequence, _arrival, kind in walk_order(transitions):
         if kind == "D":
             return time_us
     return None
@@ -191,7 +214,7 @@ def _wrapup_note(log: InteractionLog, data: ConnectedData | None, notes: str | N
 def _duration_s(walked: Timeline) -> int | None:
     if walked.connected_us is None or walked.disconnected_us is None:
         return None
-    return round((walked.disconnected_us - walked.connected_us) / _US_PER_S)
+    return round(max(0, walked.disconnected_us - walked.connected_us) / _US_PER_S)
 
 
 def _time_or_none(epoch_us: int | None) -> datetime | None:
