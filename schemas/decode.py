@@ -150,6 +150,8 @@ def _describe(details: list[ErrorDetails], event_type: object) -> str:
         message = detail["msg"]
         if detail["type"] == "union_tag_not_found":
             path, message = "type", "Field required"
+        elif detail["type"] == "union_tag_invalid":  # a string not among the types is unknown_type, before this
+            path, message = "type", "Input should be a valid string, one of the event types"
         problems.append(f"{path}: {message}")
     extra = len(details) - len(problems)
     suffix = f" (and {extra} more)" if extra > 0 else ""

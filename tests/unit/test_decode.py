@@ -127,6 +127,13 @@ def test_rejections_name_the_field_and_the_problem(value: bytes | None, expected
     assert decode_event(value) == expected
 
 
+@pytest.mark.parametrize("tag", [None, 5, 1.5, True, [], {}], ids=repr)
+def test_a_type_that_is_not_a_string_is_invalid_naming_the_type_field(tag: object) -> None:
+    assert Rejection("evt-0001", "conv-42", RejectReason.INVALID,
+                     "type: Input should be a valid string, one of the event types") == decode_event(
+        encode(CONNECTED, type=tag))
+
+
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: st.lists(children) | st.dictionaries(st.text(), children),

@@ -88,3 +88,12 @@ def test_an_attribute_breaking_a_bound_names_the_attributes_field(tmp_path: Path
     assert (1, [(1, "data.attributes", "too_large"), (2, "data.attributes.tier level", "too_large")]) == (
         done.returncode, [(found["line"], found["field"], found["reason"])
                           for found in map(json.loads, done.stdout.splitlines())])
+
+
+def test_a_type_that_is_not_a_string_names_the_type_field(tmp_path: Path) -> None:
+    events = tmp_path / "types.jsonl"
+    events.write_text("\n".join(json.dumps({**VALID, "type": tag}) for tag in (None, 5, ["interaction.held"])) + "\n")
+    done = ilog_validate("--json", str(events))
+    assert (1, [(line, "type", "invalid") for line in (1, 2, 3)]) == (
+        done.returncode, [(found["line"], found["field"], found["reason"])
+                          for found in map(json.loads, done.stdout.splitlines())])
