@@ -93,24 +93,23 @@ def decode_message(message: Message) -> Record:
 
 
 def _checked_against_key(item: AnyEvent | Rejection, key: bytes | str | None) -> AnyEvent | Rejection:
-    """The contract makes the Kafka key the interaction id: an event keyed otherwise (or not at all) is `invalid`.
+    """The contract makes the Kafka key the interaction id: an event keyed by another one is `invalid`.
 
     The key chose its partition, so such an event sits beside other interactions' events: its interaction
     would be folded on two partitions at once, and its deadline kept and closed by another partition's clock
-    (which may run ahead of the partition still holding its in-window edits). An event that could not be read
-    (too large to parse, not JSON) names its interaction by the key, so its dead letter still says whose it was."""
+    (which may run ahead of the partition still holding its in-window edits). A message without a key is
+    folded: nothing says it belongs elsewhere, and refusing every event of a producer that does not key its
+    messages would stop all of them (README: key by `subject`). An event that could not be read (too large to
+    parse, not JSON) names its interaction by the key, so its dead letter still says whose it was."""
     text = None if key is None else key if isinstance(key, str) else key.decode("utf-8", errors="replace")
     if isinstance(item, Rejection):
         if item.subject is not None or not text:
             return item
         return replace(item, subject=text[:MAX_FIELD_CHARS].encode("utf-8", errors="replace").decode("utf-8"))
-    if text == item.subject:
+    if text is None or text == item.subject:
         return item
-    if text is None:
-        problem = f"subject: the Kafka message has no key; the key must be the interaction id {item.subject!r}"
-    else:
-        problem = f"subject: {item.subject!r} is not the Kafka message key {_quoted(text)}; the key must be the " \
-                  "interaction id"
+    problem = f"subject: {item.subject!r} is not the Kafka message key {_quoted(text)}; the key must be the " \
+              "interaction id"
     return Rejection(item.id, item.subject, RejectReason.INVALID, problem)
 
 
