@@ -84,6 +84,7 @@ _FENCE_ATTEMPTS = 3
 _FINALIZE_EVERY_S = 0.2
 _CLOSES_PER_TICK = 500  # per partition
 _FRESH_MS = 5_000  # evidence older than this does not let the clock follow the wall clock
+_OPEN_WINDOWS_EVERY_S = 5.0  # `ilog_open_windows` is counted again at least this often (one ZCARD per partition)
 
 
 def wall_ms() -> int:
@@ -141,6 +142,7 @@ class FoldStage:
         self.dlq_topic = self.options.dlq_topic or settings.events_dlq_topic
         self.positions: dict[int, int] = {}  # next offset to read, per partition (progress reports)
         self._last_finalize = 0.0
+        self._last_open_windows = 0.0
         # the states this consumer wrote last, so a batch loads from Redis only what it has not seen
         self.cache = StateCache()
         self.status = status or StageStatus("fold")
@@ -575,6 +577,7 @@ class FoldStage:
         }
         writes = [item for plan in plans.values() for item in plan.writes]
         if not writes:
+            self._report_open_windows(list(clocks), force=False)
             return
         self._emit([snap for plan in plans.values() for snap in plan.snapshots])
         self._flush()
@@ -584,6 +587,7 @@ class FoldStage:
         if fenced:
             metrics.FENCED_WRITES.inc(len(fenced))
         self._closed(plans, now, {p: clocks[p] for p in plans})
+        self._report_open_windows(list(clocks), force=True)
 
     def _closed(self, plans: dict[int, ClosePlan], now_ms: int, clocks: dict[int, int]) -> None:
         """Metrics and one log line per partition and tick (not per window) for the windows closed."""
@@ -596,8 +600,15 @@ class FoldStage:
             if plan.closed:
                 log.info("window closed", partition=partition, count=len(plan.closed), clock_ms=clocks[partition],
                          interaction_ids=[interaction_id for interaction_id, _ in plan.closed[:10]])
-        for partition, count in self.store.open_windows_many(list(plans)).items():
+
+    def _report_open_windows(self, partitions: list[int], *, force: bool) -> None:
+        """`ilog_open_windows` of every owned partition: a disconnect opens a window in the batch write, not
+        here, so the count is read again every few seconds as well as after windows closed."""
+        if not force and time.monotonic() - self._last_open_windows < _OPEN_WINDOWS_EVERY_S:
+            return
+        for partition, count in self.store.open_windows_many(partitions).items():
             metrics.OPEN_WINDOWS.labels(str(partition)).set(count)
+        self._last_open_windows = time.monotonic()
 
     def _within_stop_offsets(self, records: list[Record]) -> tuple[list[Record], list[int]]:
         """(records before the stop offsets, partitions that reached theirs: paused, read no further).
