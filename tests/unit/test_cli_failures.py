@@ -171,3 +171,22 @@ def test_a_setting_out_of_its_range_stops_the_worker_as_a_bad_setting(variable: 
     done = ilog(["worker", "fold"], tmp_path, **{variable: value})
     assert (2, "", [f"ilog worker fold: bad setting {variable}='{value}': {problem} (fix the environment variable "
                     "or .env; docs: README 'Settings')"]) == (done.returncode, done.stdout, done.stderr.splitlines())
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("", "no server given"),
+    (" , ", "no server given"),
+    ("kafka:notaport", "'kafka:notaport' has no port number"),
+    ("kafka-0:9092,:9092", "':9092' has no host"),
+    ("kafka:70000", "'kafka:70000' has no port number"),
+])
+@pytest.mark.parametrize(("command", "args"), [WORKER_COMMANDS[0], KAFKA_COMMANDS[0]],
+                         ids=[WORKER_COMMANDS[0][0], KAFKA_COMMANDS[0][0]])
+def test_a_kafka_bootstrap_that_names_no_broker_is_a_bad_setting_not_an_unreachable_kafka(
+    command: str, args: list[str], value: str, problem: str, tmp_path: Path
+) -> None:
+    """The worker waits for an unreachable Kafka; a bootstrap it could never reach is a typo to report at once."""
+    done = ilog(args, tmp_path, ILOG_KAFKA_BOOTSTRAP=value)
+    assert (2, "", [f"{command}: bad setting ILOG_KAFKA_BOOTSTRAP={value!r}: Input should be host:port[,host:port…] "
+                    f"({problem}) (fix the environment variable or .env; docs: README 'Settings')"]) == (
+        done.returncode, done.stdout, done.stderr.splitlines())

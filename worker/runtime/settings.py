@@ -16,6 +16,26 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def bootstrap_problem(servers: str) -> str | None:
+    """What makes `servers` name no broker librdkafka could reach (None: well formed). An entry is
+    `host`, `host:port`, `[v6]:port`, optionally behind a `SCHEME://`; a missing port means 9092."""
+    entries = [entry.strip() for entry in servers.split(",")]
+    if not any(entries):
+        return "no server given"
+    for entry in entries:
+        address = entry.split("://", 1)[-1]
+        host, colon, port = address.rpartition(":")
+        if not colon or address.endswith("]"):
+            continue
+        if not host:
+            return f"{entry!r} has no host"
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            return f"{entry!r} has no port number"
+    return None
+
+
 _KEY_AND_HEADERS_BYTES = 4096
 """Room a snapshot message needs besides its value (the key is at most 255 characters, two short headers)."""
 MAX_SETTING_SECONDS = 10 * 365 * 86_400
@@ -219,6 +239,16 @@ class Settings(BaseSettings):
         if name.endswith("_seconds") and isinstance(value, float) and not value <= MAX_SETTING_SECONDS:
             raise PydanticCustomError("duration_range", "Input should be a finite number of seconds, at most "
                                       "{max_s} (ten years)", {"max_s": MAX_SETTING_SECONDS})
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _brokers_named(cls, value: str) -> str:
+        """An empty or malformed list is a typo, not an outage: the worker would wait for it forever."""
+        problem = bootstrap_problem(value)
+        if problem is not None:
+            raise PydanticCustomError("kafka_bootstrap", "Input should be host:port[,host:port…] ({problem})",
+                                      {"problem": problem})
         return value
 
     @field_validator("log_level")
