@@ -222,7 +222,7 @@ class Settings(BaseSettings):
     @field_validator("redis_cluster", mode="before")
     @classmethod
     def _cluster_words(cls, value: object) -> object:
-        """`TRUE`, `1`, `yes`, `on` mean true (as `deploy/local/stack` reads them); `0`, `no`, `off` false."""
+        """`TRUE`, `1`, `yes`, `on` mean true (any case); `0`, `no`, `off` false."""
         if isinstance(value, bool):
             return str(value).lower()
         if not isinstance(value, str):
