@@ -7,6 +7,7 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -204,4 +205,81 @@ def test_a_replica_leaving_mid_stream_hands_its_partitions_over_without_duplicat
     finally:
         leaving.stop()
         staying.stop()
+        fold.stop()
+
+
+WAVE_CALLS = 250
+"""Interactions a wave brings: more than one sObject Collection holds, so a call starts beside one under way."""
+
+
+def _calls_overlapped(entries: list[dict[str, Any]], since_s: float) -> bool:
+    """Two sObject Collection requests answered since `since_s` (wall clock) were under way at once."""
+    spans = sorted((e["time"], e["time"] + e["duration_ms"] / 1000) for e in entries
+                   if "composite/sobjects" in e["path"] and e["time"] >= since_s)
+    return any(later_start < end for (_start, end), (later_start, _end) in pairwise(spans))
+
+
+def _salesforce_calls_overlapped(emulators: Emulators, since_s: float) -> bool:
+    return _calls_overlapped(emulators.salesforce.requests(), since_s)
+
+
+def _salesforce_wrote_since(emulators: Emulators, since_s: float) -> bool:
+    return any("composite/sobjects" in e["path"] and e["time"] >= since_s for e in emulators.salesforce.requests())
+
+
+def _wave(run: Settings, wave: int) -> list[str]:
+    """Produce a wave of calls that connected and hung up two minutes ago: their windows close at once."""
+    calls = [f"conv-wave{wave}-{n:03d}" for n in range(WAVE_CALLS)]
+    t0 = datetime.now(UTC) - timedelta(minutes=2)
+    produce(run, run.events_topic, [
+        e for n, call in enumerate(calls) for e in (
+            event("interaction.connected", call, 1, t0 + timedelta(milliseconds=50 * n),
+                  connected(name=sf_ref("Contact", CONTACT_ID))),
+            event("interaction.disconnected", call, 2, t0 + timedelta(milliseconds=50 * n, seconds=5)),
+        )])
+    return calls
+
+
+def test_sigkills_while_several_salesforce_calls_are_in_flight_leave_one_task_per_interaction(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path, redis_client: redis.Redis,
+) -> None:
+    """Four calls in flight (`ILOG_SALESFORCE_CONCURRENT_CALLS`), every Salesforce request a second away,
+    new interactions arriving while calls are under way, the sync worker SIGKILLed twice while calls
+    overlap. An hour-old sync epoch trusts every first create without a look-up, so only the marks stored
+    before each call make the syncs after a kill look first."""
+    run = sync_settings(settings, fresh_emulators, ("salesforce",), salesforce_concurrent_calls=4,
+                        salesforce_timeout_seconds=10.0)
+    start_ms = int((time.time() - 3_600) * 1000)
+    assert start_ms == RedisSyncStateStore(redis_client, run.key_prefix, 60).start_epoch(start_ms)
+    fresh_emulators.salesforce.inject("latency", delay_s=1.0, for_s=600)
+    fold = WorkerProcess("fold", run, tmp_path / "fold.log")
+    instance = {"ILOG_GROUP_INSTANCE_ID": "sync-side-by-side", **FAST_GROUP}
+    rng = random.Random(11)
+    sync = WorkerProcess("sync", run, tmp_path / "sync-0.log", **instance)
+    calls: list[str] = []
+    try:
+        for attempt in (1, 2):
+            since_s = time.time()
+            calls += _wave(run, 2 * attempt - 1)
+            assert wait_for(partial(_salesforce_wrote_since, fresh_emulators, since_s), 60)
+            calls += _wave(run, 2 * attempt)  # arrives while the first wave's call is under way
+            assert wait_for(partial(_salesforce_calls_overlapped, fresh_emulators, since_s), 60), \
+                sync.log_text()[-3000:]
+            time.sleep(rng.uniform(0.1, 0.8))
+            sync.kill()
+            sync = WorkerProcess("sync", run, tmp_path / f"sync-{attempt}.log", **instance)
+
+        def all_completed() -> bool:
+            found = tasks_by_call(fresh_emulators)
+            return all(any(t["Status"] == "Completed" for t in found.get(c, [])) for c in calls)
+
+        assert wait_for(all_completed, 180), sync.log_text()[-3000:]
+        time.sleep(1.0)
+        found = tasks_by_call(fresh_emulators)
+        assert {c: 1 for c in calls} == {c: len(found.get(c, [])) for c in calls}
+        assert {(c, "Completed", 5, CONTACT_ID) for c in calls} == {
+            (c, found[c][0]["Status"], found[c][0]["CallDurationInSeconds"], found[c][0]["WhoId"]) for c in calls}
+        assert [] == _dead_letters(run, 2.0)
+    finally:
+        sync.stop()
         fold.stop()
