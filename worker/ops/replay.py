@@ -45,13 +45,15 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, KafkaClientError
 from worker.fold.stage import FoldOptions, FoldStage
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 from worker.store import keys
 
 _METADATA_TIMEOUT_S = 15.0
+_OFFSET_LOOKUP_ATTEMPTS = 10
+_OFFSET_LOOKUP_PAUSE_S = 1.0
 _GLOB_SPECIALS = "\\*?[]"
 
 
@@ -168,12 +170,26 @@ def capture_offsets(
 def _offsets_at(
     consumer: Consumer, topic: str, partitions: list[int], moment: datetime, ends: dict[int, int]
 ) -> dict[int, int]:
+    """The first offset at/after `moment` per partition. A partition the broker answered with an error
+    (a leader moving, a broker starting) is asked again; taking its -1 for "no message after the time"
+    would start the replay at the partition's end and skip its range without a word."""
     moment_ms = int(moment.timestamp() * 1000)
-    found = consumer.offsets_for_times(
-        [TopicPartition(topic, p, moment_ms) for p in partitions], timeout=_METADATA_TIMEOUT_S
-    )
-    # -1: no message at or after the time, so the partition's end.
-    return {tp.partition: (tp.offset if tp.offset >= 0 else ends[tp.partition]) for tp in found}
+    offsets: dict[int, int] = {}
+    pending = list(partitions)
+    for attempt in range(_OFFSET_LOOKUP_ATTEMPTS):
+        if attempt:
+            time.sleep(_OFFSET_LOOKUP_PAUSE_S)
+        found = consumer.offsets_for_times(
+            [TopicPartition(topic, p, moment_ms) for p in pending], timeout=_METADATA_TIMEOUT_S
+        )
+        for tp in found:
+            if tp.error is None:  # -1: no message at or after the time, so the partition's end
+                offsets[tp.partition] = tp.offset if tp.offset >= 0 else ends[tp.partition]
+        pending = [tp.partition for tp in found if tp.error is not None]
+        if not pending:
+            return offsets
+    raise KafkaClientError(f"offsets for {moment.isoformat()} of {topic!r} partitions {pending}: "
+                           f"{next(tp.error for tp in found if tp.error is not None)}")
 
 
 def replay_settings(settings: Settings, plan: ReplayPlan) -> Settings:
