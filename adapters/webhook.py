@@ -8,7 +8,8 @@ Deprecated, sent for one more version: `X-Signature: sha256=<hex HMAC-SHA256(sec
 which covers the body only (a delivery replayed later still verifies). `Idempotency-Key:
 <interaction id>:v<version>` stays (an id beyond printable ASCII percent-encoded: a header carries
 no more). A receiver answering `{"id": "..."}` gets that id back on every later call for the
-interaction. Coalescing in the sync loop sends only the latest version per interaction, so a
+interaction. `traceparent` (W3C Trace Context) is sent when the event that made the snapshot carried one.
+Coalescing in the sync loop sends only the latest version per interaction, so a
 receiver may see `interactionChangedAfterDisconnect` without the `interactionDisconnected` before it
 when both were due at once.
 
@@ -174,6 +175,8 @@ class WebhookTarget:
             SIGNATURE_HEADER: sign(self._secret, body),
             "Idempotency-Key": idempotency_key(snapshot.interaction_id, snapshot.version),
         }
+        if item.traceparent is not None:  # W3C Trace Context: the receiver's work joins the event's trace
+            headers["traceparent"] = item.traceparent
         response = self._session.post(self._url, data=body, headers=headers)  # transport failures: SyncError
         status = response.status_code
         if status == 429 or status >= 500:
