@@ -14,7 +14,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from schemas.common import MAX_FIELD_CHARS, BoundedText, Customer, Direction, Media, RecordRef, UtcDatetime
+from schemas.common import (
+    MAX_FIELD_CHARS,
+    NAME_FIELD_SCHEMA,
+    RELATED_FIELD_SCHEMA,
+    BoundedText,
+    Customer,
+    Direction,
+    Media,
+    NameRef,
+    RecordRef,
+    RelatedRef,
+    UtcDatetime,
+)
 
 MAX_TEXT_CHARS = 32_000
 """Upper bound for free text (notes); Salesforce's Task Description holds 32k characters."""
@@ -68,8 +80,12 @@ class _Data(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-def _ref(description: str) -> Any:
-    return Field(None, description=description)
+def _name(description: str) -> Any:
+    return Field(None, description=description, json_schema_extra=NAME_FIELD_SCHEMA)
+
+
+def _related(description: str) -> Any:
+    return Field(None, description=description, json_schema_extra=RELATED_FIELD_SCHEMA)
 
 
 class ConnectedData(_Data):
@@ -81,8 +97,8 @@ class ConnectedData(_Data):
                                                         "(the log's notes are also the wrap-up note)")
     agent_id: BoundedText | None = Field(None, description="the agent handling it")
     customer: Customer | None = Field(None, description="the customer's address (phone number, email) and name")
-    name: RecordRef | None = _ref("a Contact or Lead (Zendesk: user) the platform already matched")
-    related_to: RecordRef | None = _ref("a Case, Account, Opportunity, ticket… the platform already matched")
+    name: NameRef | None = _name("a Contact or Lead (Zendesk: user) the platform already matched")
+    related_to: RelatedRef | None = _related("a Case, Account, Opportunity, ticket… the platform already matched")
 
 
 class EmptyData(_Data):
@@ -107,8 +123,8 @@ class LogUpdatedData(_Data):
     notes: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] | None = Field(
         None, description="the whole note text (not a diff)")
     subject: BoundedText | None = Field(None, description="the log's subject line")
-    name: RecordRef | None = _ref("who: a Contact or Lead (Zendesk: user)")
-    related_to: RecordRef | None = _ref("what: a Case, Account, Opportunity, ticket…")
+    name: NameRef | None = _name("who: a Contact or Lead (Zendesk: user)")
+    related_to: RelatedRef | None = _related("what: a Case, Account, Opportunity, ticket…")
 
     @model_validator(mode="after")
     def _at_least_one_field(self) -> LogUpdatedData:

@@ -178,3 +178,43 @@ def test_arbitrary_binary_mode_headers_give_an_event_or_an_explained_rejection(
     value: bytes | None, headers: list[tuple[str, bytes | None]]
 ) -> None:
     assert _explained(decode_event(value, headers))
+
+
+def _ref(system: str, record_type: str) -> dict[str, str]:
+    return {"system": system, "type": record_type, "id": "0015g00000Xy"}
+
+
+@pytest.mark.parametrize(("event_type", "data_of"), [
+    ("interaction.connected", lambda field, ref: {**CONNECTED["data"], "name": None, field: ref}),
+    ("log.updated", lambda field, ref: {field: ref}),
+])
+@pytest.mark.parametrize(("field", "ref"), [
+    ("name", _ref("salesforce", "Case")),
+    ("name", _ref("salesforce", "Account")),
+    ("name", _ref("salesforce", "User")),  # a Salesforce User is not a who a Task takes
+    ("name", _ref("zendesk", "ticket")),
+    ("related_to", _ref("salesforce", "Contact")),
+    ("related_to", _ref("custom", "lead")),
+    ("related_to", _ref("zendesk", "user")),
+])
+def test_name_takes_contact_and_lead_and_related_to_everything_else(
+    event_type: str, data_of: Any, field: str, ref: dict[str, str],
+) -> None:
+    """CONTRACT.md: "Name takes Contact and Lead (Zendesk: user); Related to takes everything else"; a ref in the
+    other field does not validate: `invalid`, naming the field and the record's type."""
+    rejection = decode_event(encode(CONNECTED, type=event_type, data=data_of(field, ref)))
+    assert isinstance(rejection, Rejection)
+    assert (rejection.reason, rejection.event_id, rejection.subject) == (RejectReason.INVALID, "evt-0001", "conv-42")
+    assert rejection.message.startswith(f"data.{field}: ") and repr(ref["type"]) in rejection.message
+
+
+@pytest.mark.parametrize(("field", "ref"), [
+    ("name", _ref("salesforce", "Contact")), ("name", _ref("salesforce", "LEAD")), ("name", _ref("zendesk", "user")),
+    ("name", _ref("custom", "contact")), ("related_to", _ref("salesforce", "Case")),
+    ("related_to", _ref("salesforce", "User")), ("related_to", _ref("zendesk", "ticket")),
+    ("related_to", _ref("custom", "Order")),
+])
+def test_a_ref_in_its_own_field_is_accepted(field: str, ref: dict[str, str]) -> None:
+    assert isinstance(decode_event(encode(CONNECTED, data={**CONNECTED["data"], "name": None, field: ref})),
+                      ConnectedEvent)
+    assert isinstance(decode_event(encode(CONNECTED, type="log.updated", data={field: ref})), LogUpdatedEvent)
