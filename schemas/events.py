@@ -105,6 +105,18 @@ class EmptyData(_Data):
     """No fields (any sent are ignored); `data` may be left out."""
 
 
+def _null_is_no_fields(empty: _Data) -> Any:
+    """For a `data` whose fields are all optional: `null` (what a CloudEvents SDK writes for an event without
+    data) is read as no fields, and the JSON Schema says so."""
+    def read(value: Any) -> Any:
+        return empty if value is None else value
+
+    def publish(schema: dict[str, Any]) -> None:
+        schema["anyOf"] = [{"$ref": schema.pop("$ref")}, {"type": "null"}]
+
+    return Field(empty, json_schema_extra=publish), BeforeValidator(read)
+
+
 class DisconnectedData(_Data):
     """The interaction ended; the edit window starts now."""
 
@@ -184,21 +196,21 @@ class HeldEvent(_Envelope):
     """interaction.held: the customer is on hold (hold time and count follow from held/resumed)."""
 
     type: Literal["interaction.held"]
-    data: EmptyData = EmptyData()
+    data: Annotated[EmptyData, *_null_is_no_fields(EmptyData())]
 
 
 class ResumedEvent(_Envelope):
     """interaction.resumed: back from hold."""
 
     type: Literal["interaction.resumed"]
-    data: EmptyData = EmptyData()
+    data: Annotated[EmptyData, *_null_is_no_fields(EmptyData())]
 
 
 class DisconnectedEvent(_Envelope):
     """interaction.disconnected: the interaction ended; edits are accepted for the edit window after it."""
 
     type: Literal["interaction.disconnected"]
-    data: DisconnectedData = DisconnectedData()
+    data: Annotated[DisconnectedData, *_null_is_no_fields(DisconnectedData())]
 
 
 class LogUpdatedEvent(_Envelope):
@@ -219,7 +231,7 @@ class LogOpenedEvent(_Envelope):
     """log.opened: the agent opened the activity record or refreshed the page."""
 
     type: Literal["log.opened"]
-    data: EmptyData = EmptyData()
+    data: Annotated[EmptyData, *_null_is_no_fields(EmptyData())]
 
 
 class WrapupEvent(_Envelope):

@@ -67,6 +67,21 @@ def test_events_without_data_fields_accept_a_missing_data() -> None:
     assert isinstance(decode_event(encode(document, type="interaction.held")), HeldEvent)
 
 
+@pytest.mark.parametrize("event_type", ["interaction.held", "interaction.resumed", "log.opened",
+                                        "interaction.disconnected"])
+def test_events_without_required_data_fields_take_a_null_data_as_no_fields(event_type: str) -> None:
+    """`"data": null` is what a CloudEvents SDK writes for an event without data (the Python SDK's `to_dict`);
+    for a type whose data fields are all optional it means none. A type with a required field still needs them."""
+    event = decode_event(encode(CONNECTED, type=event_type, data=None))
+    assert not isinstance(event, Rejection) and event.type == event_type
+    assert event.data.model_dump() == ({"reason": None} if event_type == "interaction.disconnected" else {})
+    headers = [("ce_specversion", b"1.0"), ("ce_id", b"evt-9"), ("ce_source", b"/p"), ("ce_subject", b"conv-9"),
+               ("ce_time", b"2026-11-27T10:00:00Z"), ("ce_type", event_type.encode())]
+    assert not isinstance(decode_event(b"null", headers), Rejection)
+    assert Rejection("evt-0001", "conv-42", RejectReason.INVALID, "data: Input should be an object") == decode_event(
+        encode(CONNECTED, type="interaction.wrapup", data=None))
+
+
 def test_log_updated_tells_an_absent_field_from_an_explicit_null() -> None:
     event = decode_event(encode(CONNECTED, type="log.updated", data={"notes": None, "subject": "S"}))
     assert isinstance(event, LogUpdatedEvent)
