@@ -107,6 +107,14 @@ def test_version_names_the_package_version_and_the_build(tmp_path: Path) -> None
     assert done.stdout.startswith("ilog 0.1.0 (revision ")
 
 
+def test_version_with_a_bad_setting_is_one_line_and_exit_2_like_every_command(tmp_path: Path) -> None:
+    """CONTRACT.md: every command, `ilog --version` among them; it needs no service, so only settings count."""
+    done = ilog(["--version"], tmp_path, ILOG_EDIT_WINDOW_SECONDS="abc")
+    assert (2, "", ["ilog: bad setting ILOG_EDIT_WINDOW_SECONDS='abc': Input should be a valid number, unable to "
+                    "parse string as a number (fix the environment variable or .env; docs: README 'Settings')"]) == (
+        done.returncode, done.stdout, done.stderr.splitlines())
+
+
 def test_a_schema_folder_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path) -> None:
     taken = tmp_path / "a-file"
     taken.write_text("")
