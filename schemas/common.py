@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -97,3 +98,50 @@ class Customer(BaseModel):
 
     address: BoundedText | None = Field(None, description="phone number, email address or handle")
     name: BoundedText | None = Field(None, description="display name")
+
+
+def _case_free(word: str) -> str:
+    """A JSON Schema (ECMA 262) pattern piece that matches `word` in any case: it has no inline flags."""
+    return "".join(f"[{letter.upper()}{letter.lower()}]" for letter in word)
+
+
+NAME_REF_SCHEMA: dict[str, Any] = {"anyOf": [
+    {"properties": {"type": {"pattern": f"^({'|'.join(_case_free(kind) for kind in sorted(NAME_TYPES))})$"}}},
+    {"properties": {"system": {"const": "zendesk"},
+                    "type": {"pattern": f"^({'|'.join(_case_free(kind) for kind in sorted(ZENDESK_NAME_TYPES))})$"}}},
+]}
+"""`is_name_type` as JSON Schema: what a ref in Name must match, and a ref in Related to must not."""
+
+
+def _name_ref(ref: RecordRef) -> RecordRef:
+    if not ref.is_name:
+        raise PydanticCustomError("name_ref", "a {system} {type} is not a Name record: Name takes Contact and "
+                                  "Lead (Zendesk: user); put it in related_to",
+                                  {"system": ref.system.value, "type": repr(ref.type)})
+    return ref
+
+
+def _related_ref(ref: RecordRef) -> RecordRef:
+    if ref.is_name:
+        raise PydanticCustomError("related_ref", "a {system} {type} is not a Related to record: Related to takes "
+                                  "everything but Contact and Lead (Zendesk: user); put it in name",
+                                  {"system": ref.system.value, "type": repr(ref.type)})
+    return ref
+
+
+def _with_ref_rule(rule: dict[str, Any]) -> Any:
+    """A field's JSON Schema change: its ref (`anyOf` [ref, null]) must also meet `rule`."""
+    def change(schema: dict[str, Any]) -> None:
+        for option in schema.get("anyOf", ()):
+            if "$ref" in option:
+                option["allOf"] = [{"$ref": option.pop("$ref")}, rule]
+    return change
+
+
+NameRef = Annotated[RecordRef, AfterValidator(_name_ref)]
+"""A ref for Name (who): Contact, Lead, a Zendesk user (CONTRACT.md). Use as `NameRef | None` with
+`NAME_FIELD_SCHEMA` as the field's `json_schema_extra`."""
+RelatedRef = Annotated[RecordRef, AfterValidator(_related_ref)]
+"""A ref for Related to (what): every other record. Use with `RELATED_FIELD_SCHEMA`."""
+NAME_FIELD_SCHEMA = _with_ref_rule(NAME_REF_SCHEMA)
+RELATED_FIELD_SCHEMA = _with_ref_rule({"not": NAME_REF_SCHEMA})

@@ -11,6 +11,7 @@ field, what is wrong).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,8 @@ _ORJSON_MAX_BRACKETS = 100
 """Below this many `[`/`{`, `json.loads` cannot hit its recursion limit, where orjson would not."""
 _MESSAGE_KEYS = ("id", "subject", "type")
 _PATH_PART_CHARS = 64
+MAX_BYTES_READ_FOR_IDS = 16 * 1024 * 1024
+"""Up to this size an event over the bound is still parsed (orjson, a few ms) to report its id and subject."""
 _SIZE_ERRORS = frozenset({"string_too_long", "too_long"})
 """pydantic error types of a `max_length` bound: a string, or a dict/list with too many items."""
 
@@ -44,7 +47,7 @@ def decode_event(
         binary = bool(headers) and any(key in _BINARY_MODE_KEYS for key, _ in headers or ())
         size_bytes = event_bytes(value, headers if binary else None)
         if size_bytes > MAX_EVENT_BYTES:
-            return _too_large(size_bytes, headers if binary else None)
+            return _too_large(size_bytes, headers) if binary else _too_large_structured(size_bytes, value)
         if binary:
             assert headers is not None
             return _decode_binary(value, headers)
@@ -70,6 +73,17 @@ def event_bytes(value: bytes | None, ce_headers: Sequence[tuple[str, bytes | Non
 def _too_large(size_bytes: int, ce_headers: Sequence[tuple[str, bytes | None]] | None) -> Rejection:
     named = {key: raw for key, raw in ce_headers or () if raw is not None}
     return Rejection(_header_text(named.get("ce_id")), _header_text(named.get("ce_subject")), RejectReason.TOO_LARGE,
+                     f"event: {size_bytes} bytes, over the bound of {MAX_EVENT_BYTES} bytes")
+
+
+def _too_large_structured(size_bytes: int, value: bytes | None) -> Rejection:
+    """`too_large` with the id and subject of the JSON object `value`, when it is one (not validated)."""
+    document: object = None
+    if value is not None and len(value) <= MAX_BYTES_READ_FOR_IDS:
+        with contextlib.suppress(orjson.JSONDecodeError):  # not JSON, or nested past orjson's limit: no ids
+            document = orjson.loads(value)
+    ids = document if isinstance(document, dict) else {}
+    return Rejection(_string_or_none(ids.get("id")), _string_or_none(ids.get("subject")), RejectReason.TOO_LARGE,
                      f"event: {size_bytes} bytes, over the bound of {MAX_EVENT_BYTES} bytes")
 
 

@@ -14,7 +14,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-from schemas.common import MAX_FIELD_CHARS, BoundedText, Customer, Direction, Media, RecordRef, UtcDatetime
+from schemas.common import (
+    MAX_FIELD_CHARS,
+    NAME_FIELD_SCHEMA,
+    RELATED_FIELD_SCHEMA,
+    BoundedText,
+    Customer,
+    Direction,
+    Media,
+    NameRef,
+    RecordRef,
+    RelatedRef,
+    UtcDatetime,
+)
 
 MAX_TEXT_CHARS = 32_000
 """Upper bound for free text (notes); Salesforce's Task Description holds 32k characters."""
@@ -81,8 +93,12 @@ class _Data(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-def _ref(description: str) -> Any:
-    return Field(None, description=description)
+def _name(description: str) -> Any:
+    return Field(None, description=description, json_schema_extra=NAME_FIELD_SCHEMA)
+
+
+def _related(description: str) -> Any:
+    return Field(None, description=description, json_schema_extra=RELATED_FIELD_SCHEMA)
 
 
 class ConnectedData(_Data):
@@ -94,12 +110,24 @@ class ConnectedData(_Data):
                                                         "(the log's notes are also the wrap-up note)")
     agent_id: BoundedText | None = Field(None, description="the agent handling it")
     customer: Customer | None = Field(None, description="the customer's address (phone number, email) and name")
-    name: RecordRef | None = _ref("a Contact or Lead (Zendesk: user) the platform already matched")
-    related_to: RecordRef | None = _ref("a Case, Account, Opportunity, ticket… the platform already matched")
+    name: NameRef | None = _name("a Contact or Lead (Zendesk: user) the platform already matched")
+    related_to: RelatedRef | None = _related("a Case, Account, Opportunity, ticket… the platform already matched")
 
 
 class EmptyData(_Data):
     """No fields (any sent are ignored); `data` may be left out."""
+
+
+def _null_is_no_fields(empty: _Data) -> Any:
+    """For a `data` whose fields are all optional: `null` (what a CloudEvents SDK writes for an event without
+    data) is read as no fields, and the JSON Schema says so."""
+    def read(value: Any) -> Any:
+        return empty if value is None else value
+
+    def publish(schema: dict[str, Any]) -> None:
+        schema["anyOf"] = [{"$ref": schema.pop("$ref")}, {"type": "null"}]
+
+    return Field(empty, json_schema_extra=publish), BeforeValidator(read)
 
 
 class DisconnectedData(_Data):
@@ -120,8 +148,8 @@ class LogUpdatedData(_Data):
     notes: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] | None = Field(
         None, description="the whole note text (not a diff)")
     subject: BoundedText | None = Field(None, description="the log's subject line")
-    name: RecordRef | None = _ref("who: a Contact or Lead (Zendesk: user)")
-    related_to: RecordRef | None = _ref("what: a Case, Account, Opportunity, ticket…")
+    name: NameRef | None = _name("who: a Contact or Lead (Zendesk: user)")
+    related_to: RelatedRef | None = _related("what: a Case, Account, Opportunity, ticket…")
 
     @model_validator(mode="after")
     def _at_least_one_field(self) -> LogUpdatedData:
@@ -188,21 +216,21 @@ class HeldEvent(_Envelope):
     """interaction.held: the customer is on hold (hold time and count follow from held/resumed)."""
 
     type: Literal["interaction.held"]
-    data: EmptyData = EmptyData()
+    data: Annotated[EmptyData, *_null_is_no_fields(EmptyData())]
 
 
 class ResumedEvent(_Envelope):
     """interaction.resumed: back from hold."""
 
     type: Literal["interaction.resumed"]
-    data: EmptyData = EmptyData()
+    data: Annotated[EmptyData, *_null_is_no_fields(EmptyData())]
 
 
 class DisconnectedEvent(_Envelope):
     """interaction.disconnected: the interaction ended; edits are accepted for the edit window after it."""
 
     type: Literal["interaction.disconnected"]
-    data: DisconnectedData = DisconnectedData()
+    data: Annotated[DisconnectedData, *_null_is_no_fields(DisconnectedData())]
 
 
 class LogUpdatedEvent(_Envelope):
@@ -223,7 +251,7 @@ class LogOpenedEvent(_Envelope):
     """log.opened: the agent opened the activity record or refreshed the page."""
 
     type: Literal["log.opened"]
-    data: EmptyData = EmptyData()
+    data: Annotated[EmptyData, *_null_is_no_fields(EmptyData())]
 
 
 class WrapupEvent(_Envelope):

@@ -128,7 +128,10 @@ def test_each_poison_is_dead_lettered_with_its_reason_and_every_valid_event_fold
         by_offset = {int(header(m, "original_offset") or -1): m for m in letters}
         assert {label: header(by_offset[offsets[label]], "reason") for label in expected_reasons} == expected_reasons
         assert all(header(m, "original_partition") == "0" for m in letters)
-        assert header(by_offset[offsets["600kb-name"]], "subject") == "poison-name"  # from the Kafka key
+        assert header(by_offset[offsets["600kb-name"]], "subject") == "poison-name"
+        # an event over the byte bound is still reported with its id (CONTRACT.md "Rejections")
+        assert [header(by_offset[offsets[label]], "event_id") for label in ("600kb-name", "3x450kb-attributes")] == [
+            "poison-name-1", "conv-01-91"]
         ten_mb = by_offset[offsets["10mb-invalid"]]
         assert (header(ten_mb, "truncated"), header(ten_mb, "original_size"), len(ten_mb.value() or b"")) == (
             "true", str(ten_mb_size), fold_settings.dlq_max_value_bytes)

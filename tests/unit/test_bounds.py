@@ -110,7 +110,22 @@ def test_an_event_of_exactly_the_byte_bound_decodes_one_byte_more_is_too_large()
     assert len(padded_to(MAX_EVENT_BYTES)) == MAX_EVENT_BYTES
     assert not isinstance(decode_event(padded_to(MAX_EVENT_BYTES)), Rejection)
     assert decode_event(padded_to(MAX_EVENT_BYTES + 1)) == Rejection(
-        None, None, RejectReason.TOO_LARGE, f"event: {MAX_EVENT_BYTES + 1} bytes, over the bound of 262144 bytes")
+        "evt-1", "conv-1", RejectReason.TOO_LARGE,
+        f"event: {MAX_EVENT_BYTES + 1} bytes, over the bound of 262144 bytes")
+
+
+def test_a_structured_event_over_the_byte_bound_is_reported_with_its_id_and_subject() -> None:
+    """CONTRACT.md: a rejected event is reported with its id, subject and reason; an event too large to validate
+    still says which it is when it is JSON (its fields are not checked, only read). Not JSON: no id, no subject."""
+    over = event("log.updated", {"notes": "n" * MAX_EVENT_BYTES}, id="evt-7", subject="conv-7")
+    assert decode_event(over) == Rejection(
+        "evt-7", "conv-7", RejectReason.TOO_LARGE, f"event: {len(over)} bytes, over the bound of 262144 bytes")
+    odd = event("log.updated", {"notes": "n" * MAX_EVENT_BYTES}, id=7, subject="s" * 300)
+    assert decode_event(odd) == Rejection(
+        None, "s" * 255, RejectReason.TOO_LARGE, f"event: {len(odd)} bytes, over the bound of 262144 bytes")
+    array = b"[" + b"1," * MAX_EVENT_BYTES + b"1]"
+    assert decode_event(array) == Rejection(
+        None, None, RejectReason.TOO_LARGE, f"event: {len(array)} bytes, over the bound of 262144 bytes")
 
 
 def test_the_byte_bound_is_checked_before_parsing() -> None:

@@ -107,6 +107,14 @@ def test_version_names_the_package_version_and_the_build(tmp_path: Path) -> None
     assert done.stdout.startswith("ilog 0.1.0 (revision ")
 
 
+def test_version_with_a_bad_setting_is_one_line_and_exit_2_like_every_command(tmp_path: Path) -> None:
+    """CONTRACT.md: every command, `ilog --version` among them; it needs no service, so only settings count."""
+    done = ilog(["--version"], tmp_path, ILOG_EDIT_WINDOW_SECONDS="abc")
+    assert (2, "", ["ilog: bad setting ILOG_EDIT_WINDOW_SECONDS='abc': Input should be a valid number, unable to "
+                    "parse string as a number (fix the environment variable or .env; docs: README 'Settings')"]) == (
+        done.returncode, done.stdout, done.stderr.splitlines())
+
+
 def test_a_schema_folder_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path) -> None:
     taken = tmp_path / "a-file"
     taken.write_text("")
@@ -190,3 +198,21 @@ def test_a_kafka_bootstrap_that_names_no_broker_is_a_bad_setting_not_an_unreacha
     assert (2, "", [f"{command}: bad setting ILOG_KAFKA_BOOTSTRAP={value!r}: Input should be host:port[,host:port…] "
                     f"({problem}) (fix the environment variable or .env; docs: README 'Settings')"]) == (
         done.returncode, done.stdout, done.stderr.splitlines())
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("ILOG_EVENTS_TOPIC", ""), ("ILOG_EVENTS_TOPIC", "events topic"), ("ILOG_UPSERTS_TOPIC", "up/serts"),
+    ("ILOG_UPSERTS_TOPIC", ".."), ("ILOG_EVENTS_TOPIC", "e" * 230), ("ILOG_FOLD_GROUP", ""),
+    ("ILOG_SYNC_GROUP", " "), ("ILOG_KEY_PREFIX", "ilog{x}"),
+])
+@pytest.mark.parametrize(("command", "args"), [("ilog dlq list", ["dlq", "list"]),
+                                             ("ilog fold", ["fold", str(SAMPLE)])])
+def test_a_topic_group_or_key_prefix_kafka_or_redis_cannot_take_is_a_bad_setting(
+    command: str, args: list[str], variable: str, value: str, tmp_path: Path,
+) -> None:
+    """An empty or illegal topic name (Kafka: 1-249 of letters, digits, `.`, `_`, `-`, with room for the DLQ and
+    replay suffixes), an empty group, or a key prefix with a hash-tag brace would otherwise be used as it is."""
+    done = ilog(args, tmp_path, **{variable: value})
+    lines = done.stderr.splitlines()
+    assert (done.returncode, done.stdout, len(lines)) == (2, "", 1), done.stderr
+    assert lines[0].startswith(f"{command}: bad setting {variable}")  # the value shown unless it may be secret

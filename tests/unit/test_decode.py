@@ -67,6 +67,21 @@ def test_events_without_data_fields_accept_a_missing_data() -> None:
     assert isinstance(decode_event(encode(document, type="interaction.held")), HeldEvent)
 
 
+@pytest.mark.parametrize("event_type", ["interaction.held", "interaction.resumed", "log.opened",
+                                        "interaction.disconnected"])
+def test_events_without_required_data_fields_take_a_null_data_as_no_fields(event_type: str) -> None:
+    """`"data": null` is what a CloudEvents SDK writes for an event without data (the Python SDK's `to_dict`);
+    for a type whose data fields are all optional it means none. A type with a required field still needs them."""
+    event = decode_event(encode(CONNECTED, type=event_type, data=None))
+    assert not isinstance(event, Rejection) and event.type == event_type
+    assert event.data.model_dump() == ({"reason": None} if event_type == "interaction.disconnected" else {})
+    headers = [("ce_specversion", b"1.0"), ("ce_id", b"evt-9"), ("ce_source", b"/p"), ("ce_subject", b"conv-9"),
+               ("ce_time", b"2026-11-27T10:00:00Z"), ("ce_type", event_type.encode())]
+    assert not isinstance(decode_event(b"null", headers), Rejection)
+    assert Rejection("evt-0001", "conv-42", RejectReason.INVALID, "data: Input should be an object") == decode_event(
+        encode(CONNECTED, type="interaction.wrapup", data=None))
+
+
 def test_log_updated_tells_an_absent_field_from_an_explicit_null() -> None:
     event = decode_event(encode(CONNECTED, type="log.updated", data={"notes": None, "subject": "S"}))
     assert isinstance(event, LogUpdatedEvent)
@@ -178,3 +193,43 @@ def test_arbitrary_binary_mode_headers_give_an_event_or_an_explained_rejection(
     value: bytes | None, headers: list[tuple[str, bytes | None]]
 ) -> None:
     assert _explained(decode_event(value, headers))
+
+
+def _ref(system: str, record_type: str) -> dict[str, str]:
+    return {"system": system, "type": record_type, "id": "0015g00000Xy"}
+
+
+@pytest.mark.parametrize(("event_type", "data_of"), [
+    ("interaction.connected", lambda field, ref: {**CONNECTED["data"], "name": None, field: ref}),
+    ("log.updated", lambda field, ref: {field: ref}),
+])
+@pytest.mark.parametrize(("field", "ref"), [
+    ("name", _ref("salesforce", "Case")),
+    ("name", _ref("salesforce", "Account")),
+    ("name", _ref("salesforce", "User")),  # a Salesforce User is not a who a Task takes
+    ("name", _ref("zendesk", "ticket")),
+    ("related_to", _ref("salesforce", "Contact")),
+    ("related_to", _ref("custom", "lead")),
+    ("related_to", _ref("zendesk", "user")),
+])
+def test_name_takes_contact_and_lead_and_related_to_everything_else(
+    event_type: str, data_of: Any, field: str, ref: dict[str, str],
+) -> None:
+    """CONTRACT.md: "Name takes Contact and Lead (Zendesk: user); Related to takes everything else"; a ref in the
+    other field does not validate: `invalid`, naming the field and the record's type."""
+    rejection = decode_event(encode(CONNECTED, type=event_type, data=data_of(field, ref)))
+    assert isinstance(rejection, Rejection)
+    assert (rejection.reason, rejection.event_id, rejection.subject) == (RejectReason.INVALID, "evt-0001", "conv-42")
+    assert rejection.message.startswith(f"data.{field}: ") and repr(ref["type"]) in rejection.message
+
+
+@pytest.mark.parametrize(("field", "ref"), [
+    ("name", _ref("salesforce", "Contact")), ("name", _ref("salesforce", "LEAD")), ("name", _ref("zendesk", "user")),
+    ("name", _ref("custom", "contact")), ("related_to", _ref("salesforce", "Case")),
+    ("related_to", _ref("salesforce", "User")), ("related_to", _ref("zendesk", "ticket")),
+    ("related_to", _ref("custom", "Order")),
+])
+def test_a_ref_in_its_own_field_is_accepted(field: str, ref: dict[str, str]) -> None:
+    assert isinstance(decode_event(encode(CONNECTED, data={**CONNECTED["data"], "name": None, field: ref})),
+                      ConnectedEvent)
+    assert isinstance(decode_event(encode(CONNECTED, type="log.updated", data={field: ref})), LogUpdatedEvent)

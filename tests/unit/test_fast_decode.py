@@ -98,6 +98,7 @@ SEQUENCES = st.one_of(st.sampled_from([0, 1, 2**63 - 1, 2**63, -1, 5.0, 5.5, "5"
 
 
 REF = {"system": "salesforce", "type": "Contact", "id": "003A0000000001"}
+RELATED_REF = {"system": "salesforce", "type": "Case", "id": "500A0000000001"}
 
 
 def _base(event_type: str) -> dict[str, Any]:
@@ -144,8 +145,8 @@ DATA_FIELDS = {
 ENUM_TEXTS = st.sampled_from(["voice", "callback", "chat", "email", "message", "inbound", "outbound", "Voice",
                               "INBOUND", " chat", "fax", "salesforce", "zendesk", "custom", "Salesforce"])
 REFS = st.fixed_dictionaries({}, optional={
-    "system": st.one_of(ENUM_TEXTS, VALUES), "type": st.one_of(st.sampled_from(["Case", "user", "x" * 80, "x" * 81]),
-                                                               VALUES),
+    "system": st.one_of(ENUM_TEXTS, VALUES),
+    "type": st.one_of(st.sampled_from(["Case", "Contact", "user", "x" * 80, "x" * 81]), VALUES),
     "id": st.one_of(st.sampled_from(["1", "x" * 255, "😀" * 256]), VALUES), "other": VALUES})
 CUSTOMERS = st.fixed_dictionaries({}, optional={"address": VALUES, "name": VALUES, "other": VALUES})
 DATA_VALUES = {"media": st.one_of(ENUM_TEXTS, VALUES), "direction": st.one_of(ENUM_TEXTS, VALUES),
@@ -246,7 +247,8 @@ NESTED_BOUNDS = [  # (type, path under data, characters allowed, whether "" is a
     ("interaction.connected", ("queue",), 255, True), ("interaction.connected", ("agent_id",), 255, True),
     ("interaction.connected", ("customer", "address"), 255, True),
     ("interaction.connected", ("customer", "name"), 255, True),
-    ("interaction.connected", ("name", "type"), 80, False), ("interaction.connected", ("related_to", "id"), 255, False),
+    ("interaction.connected", ("related_to", "type"), 80, False),
+    ("interaction.connected", ("related_to", "id"), 255, False), ("interaction.connected", ("name", "id"), 255, False),
     ("record.viewed", ("record", "type"), 80, False), ("record.viewed", ("record", "id"), 255, False),
 ]
 
@@ -258,7 +260,7 @@ def test_every_bound_of_connected_and_viewed_data_holds_at_its_limit() -> None:
                 item = _base(event_type)
                 parent = item["data"]
                 if len(path) == 2:
-                    parent[path[0]] = dict(parent[path[0]] or REF)
+                    parent[path[0]] = dict(parent[path[0]] or (RELATED_REF if path[0] == "related_to" else REF))
                     parent = parent[path[0]]
                 parent[path[-1]] = char * length
                 assert _agree(_raw(item)) is (True if accepted else None), (event_type, path, length)

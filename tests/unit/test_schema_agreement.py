@@ -76,7 +76,7 @@ def maybe(strategy: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
 def record_ref() -> st.SearchStrategy[object]:
     ref = st.fixed_dictionaries({
         "system": mostly(st.sampled_from(["salesforce", "zendesk", "custom"]), st.sampled_from(["sap", DROP, None])),
-        "type": st.one_of(st.sampled_from(["Contact", "Case", "ticket"]), text(80, min_size=1)),
+        "type": st.one_of(st.sampled_from(["Contact", "Case", "ticket", "user", "LEAD"]), text(80, min_size=1)),
         "id": st.one_of(st.just("0035g00000AbCdE"), text(255, min_size=1)),
     }, optional={"extra": st.integers()})
     return mostly(ref, st.sampled_from(["Contact", 7]))

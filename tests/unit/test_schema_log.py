@@ -117,3 +117,27 @@ def test_a_log_with_a_new_view_stores_it_beside_the_old_ones() -> None:
     assert before == log.to_bytes()
     assert b'["salesforce","Case","new"]' in later.to_bytes()
     assert _reference_document(later) == later.to_bytes()
+
+
+@pytest.mark.parametrize(("stored", "expected"), [
+    ({"name": ["salesforce", "Case", "500A"]}, (None, ("salesforce", "Case", "500A"))),
+    ({"related_to": ["salesforce", "Contact", "003A"]}, (("salesforce", "Contact", "003A"), None)),
+    ({"name": ["salesforce", "Case", "500A"], "related_to": ["salesforce", "Contact", "003A"]},
+     (("salesforce", "Contact", "003A"), ("salesforce", "Case", "500A"))),
+    ({"name": ["salesforce", "Account", "001A"], "related_to": ["salesforce", "Case", "500A"]},
+     (None, ("salesforce", "Account", "001A"))),
+])
+def test_a_state_stored_with_a_ref_in_the_wrong_field_reads_with_it_in_its_own(
+    stored: dict[str, list[str]], expected: tuple[tuple[str, str, str] | None, tuple[str, str, str] | None],
+) -> None:
+    """Decode now refuses a Case as Name (CONTRACT.md: Name takes Contact and Lead); a log stored before that
+    still loads, each ref in the field it belongs to (the first of two for one field)."""
+    document = json.loads(_typical_open_call().to_bytes())
+    refs = {field: dict(zip(("system", "type", "id"), value, strict=True)) for field, value in stored.items()}
+    document["c"][1] = {**{key: value for key, value in document["c"][1].items() if key not in ("name", "related_to")},
+                        **refs}
+    log = InteractionLog.from_bytes(json.dumps(document).encode())
+    assert log.connect is not None
+    data = log.connect[1]
+    got = tuple(None if ref is None else (ref.system.value, ref.type, ref.id) for ref in (data.name, data.related_to))
+    assert expected == got

@@ -83,9 +83,11 @@ def test_an_attribute_breaking_a_bound_names_the_attributes_field(tmp_path: Path
 
     events = tmp_path / "attributes.jsonl"
     events.write_text("\n".join([attributes({"k" * 101: "v"}), attributes({"tier level": "v" * 1001}),
-                                 attributes({"k" * 100: "v" * 1000})]) + "\n")
+                                 attributes({"k" * 100: "v" * 1000}), attributes({"crm:tier": "v" * 1001}),
+                                 attributes({"crm:" + "k" * 97: "v"})]) + "\n")
     done = ilog_validate("--json", str(events))
-    assert (1, [(1, "data.attributes", "too_large"), (2, "data.attributes.tier level", "too_large")]) == (
+    assert (1, [(1, "data.attributes", "too_large"), (2, "data.attributes.tier level", "too_large"),
+                (4, "data.attributes.crm:tier", "too_large"), (5, "data.attributes", "too_large")]) == (
         done.returncode, [(found["line"], found["field"], found["reason"])
                           for found in map(json.loads, done.stdout.splitlines())])
 

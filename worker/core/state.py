@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, cast
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from schemas.common import MAX_FIELD_CHARS, RecordRef, RecordSystem, Trigger
+from schemas.common import MAX_FIELD_CHARS, RecordRef, RecordSystem, Trigger, is_name_type
 from schemas.events import ConnectedData
 
 
@@ -233,11 +233,14 @@ def _connected_in(raw: dict[str, Any]) -> ConnectedData:
     try:
         return ConnectedData.model_validate(raw)
     except ValidationError:
-        # stored before the bounds of CONTRACT.md: read it cut to them rather than refuse the whole log
+        # stored before the bounds and ref rules of CONTRACT.md: read it cut to them rather than refuse the log
         return ConnectedData.model_validate(_cut_to_bounds(raw))
 
 
 def _cut_to_bounds(raw: dict[str, Any]) -> dict[str, Any]:
+    """The stored connect data within today's rules: short fields cut to their bound, and a ref stored in the
+    field it does not belong to (Name takes Contact and Lead, Zendesk: user) moved to the other when that one
+    is empty, else left out."""
     def cut(value: Any) -> Any:
         return value[:MAX_FIELD_CHARS] if isinstance(value, str) else value
 
@@ -245,7 +248,18 @@ def _cut_to_bounds(raw: dict[str, Any]) -> dict[str, Any]:
     document = {key: cut(value) if key in ("queue", "agent_id") else value for key, value in raw.items()}
     if isinstance(customer, dict):
         document["customer"] = {key: cut(value) for key, value in customer.items()}
+    refs = [ref for ref in (document.get("name"), document.get("related_to")) if _kind_of(ref) is not None]
+    if refs:
+        document["name"] = next((ref for ref in refs if _kind_of(ref) == "name"), None)
+        document["related_to"] = next((ref for ref in refs if _kind_of(ref) == "related"), None)
     return document
+
+
+def _kind_of(raw: Any) -> str | None:
+    """`name` or `related` for a stored ref by its system and type; None for anything else."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("system"), str) or not isinstance(raw.get("type"), str):
+        return None
+    return "name" if is_name_type(raw["system"], raw["type"]) else "related"
 
 
 def _model_out(model: BaseModel) -> dict[str, Any]:

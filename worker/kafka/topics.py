@@ -16,6 +16,8 @@ Every topic gets `min.insync.replicas`; with `acks=all` a write needs that many 
 
 from __future__ import annotations
 
+from typing import Any
+
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AlterConfigOpType,
@@ -114,3 +116,41 @@ def _apply_configs(admin: object, configs: dict[str, dict[str, str]], timeout_s:
     ]
     for future in admin.incremental_alter_configs(resources).values():  # type: ignore[attr-defined]
         future.result(timeout=timeout_s)
+
+
+def missing_topics(admin: Any, settings: Settings, names: list[str], timeout_s: float,
+                   ) -> tuple[list[str], int | None]:
+    """(those of `names` the cluster does not have, the events topic's partition count or None)."""
+    metadata = admin.list_topics(timeout=timeout_s)
+    present = {name: topic for name, topic in metadata.topics.items() if topic.error is None}
+    events = present.get(settings.events_topic)
+    return [name for name in names if name not in present], None if events is None else len(events.partitions)
+
+
+def ensure_topics(settings: Settings, names: list[str], timeout_s: float = 10.0) -> list[str]:
+    """Create those of `names` that are missing, with the configs of `ilog topics create`; returns them.
+
+    What a stage writes to must exist before it writes (a broker without auto-creation refuses the
+    messages, and the stage stops on it). Existing topics are left as they are (their configs are the
+    operator's; `ilog topics create` applies ours). The state changelog gets the events topic's partition
+    count: partition p of the one is the copy of partition p of the other."""
+    admin = bootstrap.admin_client(settings)  # one client, kept until its futures are answered
+    missing, events_partitions = missing_topics(admin, settings, names, timeout_s)
+    if not missing:
+        return []
+    configs = topic_configs(settings)
+    changelog_partitions = events_partitions or settings.partitions
+    wanted = [NewTopic(name, replication_factor=settings.replication_factor, config=configs.get(name, {}),
+                       num_partitions=changelog_partitions if name == settings.state_changelog_topic
+                       else settings.partitions)
+              for name in missing]
+    created = []
+    for name, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
+        try:
+            future.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+                raise
+    return created

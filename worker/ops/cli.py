@@ -31,6 +31,7 @@ def _show_version(wanted: bool) -> None:
     if wanted:
         from worker.runtime.build import build_info
 
+        Settings()  # the environment is checked like every command's (a bad setting: exit 2)
         typer.echo(build_info().describe())
         raise typer.Exit(0)
 

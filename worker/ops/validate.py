@@ -25,9 +25,9 @@ from worker.ops.offline import numbered_lines
 EXIT_VALID = 0
 EXIT_REJECTED = 1
 EXIT_UNREADABLE = 2
-_FIELD = re.compile(r"^((?:specversion|id|source|type|subject|time|sequence|data)(?:\.[^:]*)?): ")
+_FIELD = re.compile(r"^((?:specversion|id|source|type|subject|time|sequence|data)(?:\.(?:[^:]|:(?! ))*)?): ")
 """A message that starts with a field's path: an envelope field, or a path under `data` (an attribute key
-a producer chose may hold any character but a colon)."""
+a producer chose may hold any character; a colon too, as in `crm:tier`, unless a space follows it)."""
 _KEY_SUFFIX = ".[key]"
 _ATTRIBUTES = "data.attributes"
 

@@ -118,6 +118,41 @@ def announce(stage: StageName) -> None:
         log.warning("unknown setting", detail=warning)
 
 
+def stage_topics(stage: StageName, settings: Settings) -> list[str]:
+    """The topics a stage reads or writes: fold the events, its DLQ, the upserts and the state changelog;
+    sync the upserts and their DLQ."""
+    fold = [settings.events_topic, settings.events_dlq_topic, settings.upserts_topic, settings.state_changelog_topic]
+    sync = [settings.upserts_topic, settings.upserts_dlq_topic]
+    return {StageName.FOLD: fold, StageName.SYNC: sync, StageName.ALL: [*fold, settings.upserts_dlq_topic]}[stage]
+
+
+def keep_topics(settings: Settings, names: list[str], stop: threading.Event, retry_s: float = 5.0) -> None:
+    """Create the missing ones of `names` once Kafka answers (tried again every `retry_s` until it does).
+
+    A broker without auto-creation (the local stack's, most production clusters) refuses messages for a
+    topic nobody created, and the stage stops on them: a deployment that created only the topics CONTRACT.md
+    names (not the state changelog), or none yet, would not run. Topics that exist are left as they are."""
+    from worker.errors import ConfigError
+    from worker.kafka.topics import ensure_topics
+
+    attempt = 0
+    while not stop.is_set():
+        try:
+            created = ensure_topics(settings, names)
+        except ConfigError as exc:  # topic configs that contradict the settings: `ilog topics create` says so too
+            log.warning("topics not created", detail=str(exc))
+            return
+        except Exception as exc:  # unreachable, not authorized: the operator may create them; keep trying
+            if attempt % 12 == 0:
+                log.warning("topics not checked yet", detail=str(exc), retry_s=retry_s)
+            attempt += 1
+            stop.wait(retry_s)
+            continue
+        if created:
+            log.info("topics created", topics=created)
+        return
+
+
 def run_worker(stage: StageName, settings: Settings, stop: threading.Event | None = None) -> None:
     configure_logging(settings)
     announce(stage)
@@ -140,6 +175,9 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
         runners.append(("sync", sync.run, sync.assigned_once.is_set))
         notes = sync.paused_targets
         statuses.append(sync.status)
+    keeper = threading.Thread(target=keep_topics, args=(settings, stage_topics(stage, settings), stop),
+                              name="topics", daemon=True)
+    keeper.start()
     tune_gc()
     health.start(
         readiness(settings, lambda: all(j() for _, _, j in runners), notes, statuses,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -41,6 +42,11 @@ _KEY_AND_HEADERS_BYTES = 4096
 MAX_SETTING_SECONDS = 10 * 365 * 86_400
 """The longest any `*_SECONDS` setting may be (ten years): longer is a typo, and the deadlines, TTLs and waits
 computed from it must stay inside what a datetime, Redis and librdkafka hold (`inf` overflowed them)."""
+
+
+MAX_TOPIC_CHARS = 249 - len(".replay.dlq.replayed")
+"""Kafka's 249 characters less the longest suffix of a topic named after the events or upserts topic."""
+_TOPIC_NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_TOPIC_CHARS}}}")
 
 
 class Settings(BaseSettings):
@@ -246,6 +252,32 @@ class Settings(BaseSettings):
         if problem is not None:
             raise PydanticCustomError("kafka_bootstrap", "Input should be host:port[,host:port…] ({problem})",
                                       {"problem": problem})
+        return value
+
+    @field_validator("events_topic", "upserts_topic")
+    @classmethod
+    def _a_topic_name(cls, value: str) -> str:
+        """A name Kafka takes for the topic and for the ones named after it (`.dlq`, `.state`, `.replay.dlq`,
+        `.dlq.replayed`): an empty or illegal one would only fail later, far from the setting."""
+        if not _TOPIC_NAME.fullmatch(value) or value in (".", ".."):
+            raise PydanticCustomError("topic_name", "Input should be a Kafka topic name: letters, digits, '.', '_' "
+                                      "and '-', at most {max_chars} characters", {"max_chars": MAX_TOPIC_CHARS})
+        return value
+
+    @field_validator("fold_group", "sync_group")
+    @classmethod
+    def _a_group_name(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("group_name", "Input should be a consumer group name, not empty", {})
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_hash_tag(cls, value: str) -> str:
+        """Each interaction's key is tagged `{<id>}` for Redis Cluster: a brace in the prefix would take its place
+        and put every key in one slot."""
+        if "{" in value or "}" in value:
+            raise PydanticCustomError("key_prefix", "Input should not contain '{' or '}' (the keys' hash tags)", {})
         return value
 
     @field_validator("log_level")
