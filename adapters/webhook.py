@@ -55,12 +55,16 @@ TARGET_LEVEL_STATUSES = frozenset({401, 403, 404, 407, 410})
 
 
 def event_name(snapshot: LogSnapshot) -> str:
-    """The event name agent-client integrators know, from the snapshot's trigger and state."""
+    """The event name agent-client integrators know, from the snapshot's trigger and state.
+
+    A disconnected snapshot whose trigger is `created` covers the disconnect too (the call's events
+    were folded, or coalesced, into one snapshot; or the log began with the disconnect): it is the
+    receiver's first word of the disconnect, so it is `interactionDisconnected` as well."""
     if snapshot.finalized or snapshot.trigger == Trigger.FINALIZED:
         return "interactionRemoved"
     if snapshot.state != State.DISCONNECTED:
         return "interactionChanged"
-    if snapshot.trigger == Trigger.STATE_CHANGED:
+    if snapshot.trigger in (Trigger.STATE_CHANGED, Trigger.CREATED):
         return "interactionDisconnected"
     return "interactionChangedAfterDisconnect"
 

@@ -111,3 +111,32 @@ def test_a_full_target_queue_pauses_consuming_and_nothing_is_lost_after_it_resum
         assert wait_for(lambda: "consuming resumed" in worker.log_text(), 10)  # at the loop's next turn
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_a_short_call_produced_at_once_is_announced_as_disconnected_before_it_is_removed(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> None:
+    """The whole call arrives in one go (as a platform flushing its buffer sends it): the fold may fold
+    connect to disconnect into one snapshot, and the receiver still hears of the disconnect by its name."""
+    run = sync_settings(settings, fresh_emulators, ("webhook",), edit_window_seconds=6.0)
+    calls = [f"conv-hook-burst-{n}" for n in range(3)]
+    worker = WorkerProcess("all", run, tmp_path / "worker.log")
+    try:
+        wait_assigned(worker, 2)
+        start = datetime.now(UTC) - timedelta(seconds=3)
+        steps = [("interaction.connected", connected()), ("interaction.held", {}), ("interaction.resumed", {}),
+                 ("interaction.disconnected", {"reason": "customer"})]
+        produce(run, run.events_topic, [event(kind, call, n, start + timedelta(milliseconds=500 * n), data)
+                                        for call in calls for n, (kind, data) in enumerate(steps, start=1)])
+        assert wait_for(lambda: all(any(d["body"]["event"] == "interactionRemoved"
+                                        for d in _deliveries(fresh_emulators, c)) for c in calls), 40), \
+            worker.log_text()[-3000:]
+        for call in calls:
+            names = [(d["body"]["log"]["state"], d["body"]["log"]["finalized"], d["body"]["event"])
+                     for d in _deliveries(fresh_emulators, call)]
+            # nothing was edited after the disconnect: the first delivery past it names the disconnect
+            after_disconnect = [name for state, final, name in names if state == "disconnected" and not final]
+            assert ["interactionDisconnected"] == after_disconnect, names
+            assert "interactionRemoved" == names[-1][2]
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
