@@ -58,6 +58,7 @@ from adapters.zendesk_render import (
     attribute_custom_fields,
     chosen_requester_id,
     linked_ticket_id,
+    marker,
     parse_ticket_fields,
     render_comment,
 )
@@ -324,7 +325,10 @@ class ZendeskTarget:
         ticket = Ticket(
             external_id=snapshot.interaction_id,
             subject=snapshot.subject or f"Interaction {snapshot.interaction_id}",
-            comment=comment or Comment(body=f"Interaction {snapshot.interaction_id}", public=False),
+            # field mode: the ticket still needs a first comment; as every comment the worker writes, it ends
+            # with the marker line
+            comment=comment or Comment(body=f"Interaction {snapshot.interaction_id}\n\n"
+                                            f"{marker(snapshot.interaction_id, snapshot.version)}", public=False),
         )
         if custom_fields:
             ticket.custom_fields = custom_fields

@@ -151,6 +151,19 @@ def test_field_mode_writes_the_log_into_the_custom_field_without_a_comment(
     assert custom_values(found)[360001].endswith(marker("conv-42", 9))
 
 
+def test_field_mode_creates_a_missing_ticket_whose_only_comment_ends_with_the_marker(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    """A ticket needs a first comment; the worker writes it, so it ends with the marker line (CONTRACT.md)."""
+    target = make_target(zendesk_mode="field", zendesk_log_field_id=360001)
+    [outcome] = target.sync([SyncItem(final_log())])
+    assert isinstance(outcome, Synced)
+    [found] = fresh_emulators.zendesk.state()["tickets"]
+    assert ("conv-42", str(found["id"])) == (found["external_id"], outcome.remote_id)
+    assert [marker("conv-42", 9)] == [comment["body"].splitlines()[-1] for comment in found["comments"]]
+    assert custom_values(found)[360001].endswith(marker("conv-42", 9))
+
+
 def test_a_non_numeric_attribute_is_dropped_and_the_rest_saves(
     make_target: TargetFactory, fresh_emulators: Emulators
 ) -> None:
