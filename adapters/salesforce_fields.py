@@ -32,6 +32,7 @@ _STRING_TYPES = frozenset(
 _INTEGER_TYPES = frozenset({"int", "long"})
 _NUMBER_TYPES = frozenset({"double", "currency", "percent"})
 _PICKLIST_TYPES = frozenset({"picklist", "multipicklist"})
+_INT_LIMIT = 2**31  # an `int` field holds a 32-bit signed integer
 
 @dataclass(frozen=True)
 class FieldSpec:
@@ -73,7 +74,13 @@ def _coerce_number(spec: FieldSpec, value: str) -> tuple[FieldValue | None, str 
     if not math.isfinite(number):
         return None, "not a finite number"
     if spec.type in _INTEGER_TYPES:
-        return (int(number), None) if number.is_integer() else (None, "not an integer")
+        if not number.is_integer():
+            return None, "not an integer"
+        return (int(number), None) if abs(number) < _INT_LIMIT else (None, "outside the integer range")
+    if spec.precision and abs(number) >= 10.0 ** (spec.precision - spec.scale):
+        # Salesforce refuses the whole record (NUMBER_OUTSIDE_VALID_RANGE) for more integer digits than
+        # precision - scale allow
+        return None, f"more than {spec.precision - spec.scale} digits before the decimal point"
     return number, None
 
 

@@ -238,6 +238,20 @@ def test_a_bad_attribute_value_is_dropped_and_the_task_saves(
     } == {"Tier__c": "gold", "Score__c": None, "Queue__c": "Q1"}
 
 
+def test_a_number_too_large_for_its_field_is_dropped_and_the_task_saves(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    """Score__c is a number(18, 2): sixteen digits before the point at most, or the whole Task fails."""
+    outcomes = target.sync([
+        SyncItem(finalized("conv-1", attributes={"tier": "gold", "score": "1e20"})),
+        SyncItem(finalized("conv-2", attributes={"tier": "gold", "score": "-12345678901234567"})),
+        SyncItem(finalized("conv-3", attributes={"tier": "gold", "score": "1234567890123456"})),
+    ])
+    assert [Synced, Synced, Synced] == [type(outcome) for outcome in outcomes], outcomes
+    assert {"conv-1": ("gold", None), "conv-2": ("gold", None), "conv-3": ("gold", 1234567890123456.0)} == {
+        task["CallObject"]: (task.get("Tier__c"), task.get("Score__c")) for task in tasks(fresh_emulators)}
+
+
 def test_a_value_outside_a_restricted_picklist_is_dropped_and_the_task_saves(fresh_emulators: Emulators) -> None:
     target = build_salesforce(settings_for(
         fresh_emulators, salesforce_attribute_fields={"tier": "Tier__c", "segment": "Segment__c"}))

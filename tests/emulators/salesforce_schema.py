@@ -200,6 +200,10 @@ def _field_error(spec: TaskField, value: Any, creating: bool) -> dict[str, Any] 
         return record_error("STRING_TOO_LONG",
                             f"{spec.label}: data value too large: {value[:40]} (max length={spec.length})",
                             [spec.name])
+    if spec.type == "double" and spec.precision and abs(value) >= 10 ** (spec.precision - spec.scale):
+        # more integer digits than precision - scale allow: the record fails, as in a real org
+        return record_error("NUMBER_OUTSIDE_VALID_RANGE",
+                            f"{spec.label}: value outside of valid range on numeric field: {value}", [spec.name])
     if spec.restricted and value not in spec.picklist:
         return record_error("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                             f"{spec.label}: bad value for restricted picklist field: {value}", [spec.name])
