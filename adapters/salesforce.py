@@ -196,7 +196,7 @@ class SalesforceTarget:
         method: str,
         chunk: Sequence[int],
         batch: Sequence[SyncItem],
-        records: Sequence[dict[str, FieldValue]],
+        records: Sequence[dict[str, FieldValue | None]],
         remote_ids: Sequence[str | None],
         outcomes: list[SyncOutcome | None],
     ) -> None:
@@ -215,7 +215,7 @@ class SalesforceTarget:
             outcomes[index] = outcome
 
     @staticmethod
-    def _collection_record(fields: Mapping[str, FieldValue], task_id: str | None) -> dict[str, Any]:
+    def _collection_record(fields: Mapping[str, FieldValue | None], task_id: str | None) -> dict[str, Any]:
         record: dict[str, Any] = {"attributes": {"type": "Task"}}
         if task_id is None:
             record.update(fields)

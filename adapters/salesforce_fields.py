@@ -18,7 +18,7 @@ import structlog
 
 from adapters.attributes import FieldValue, checked_attributes
 from adapters.log_text import render_log_text
-from schemas.common import Media, RecordSystem
+from schemas.common import Media, RecordRef, RecordSystem
 from schemas.snapshot import LogSnapshot
 
 log = structlog.get_logger(__name__)
@@ -149,8 +149,8 @@ def task_subtype(media: Media | None) -> str:
     return "Email" if media == Media.EMAIL else "Task"
 
 
-def _linked_records(snapshot: LogSnapshot) -> dict[str, FieldValue]:
-    fields: dict[str, FieldValue] = {}
+def _linked_records(snapshot: LogSnapshot) -> dict[str, FieldValue | None]:
+    fields: dict[str, FieldValue | None] = {}
     for ref in (snapshot.name, snapshot.related_to):
         if ref is None or ref.system != RecordSystem.SALESFORCE:
             continue
@@ -160,10 +160,23 @@ def _linked_records(snapshot: LogSnapshot) -> dict[str, FieldValue]:
                         record_type=ref.type)
             continue
         fields["WhoId" if ref.is_name else "WhatId"] = ref.id
+    if _is_lead(snapshot.name) and fields.get("WhoId") is not None:
+        # A Task whose WhoId is a lead takes no WhatId (FIELD_INTEGRITY_EXCEPTION would fail the whole Task):
+        # Related to is left out, and cleared, as the Task may hold one from a contact chosen before.
+        if "WhatId" in fields:
+            log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field="WhatId",
+                        record_type=snapshot.related_to.type if snapshot.related_to else None, reason="lead in Name")
+        fields["WhatId"] = None
     return fields
 
 
+def _is_lead(ref: RecordRef | None) -> bool:
+    return ref is not None and ref.system == RecordSystem.SALESFORCE and (
+        ref.type.lower() == "lead" or ref.id.startswith(_LEAD_KEY_PREFIX))
+
+
 _NOT_A_WHAT = frozenset({"user", "group"})
+_LEAD_KEY_PREFIX = "00Q"  # the Lead object's key prefix in every org
 """Salesforce record types a Task's WhatId never takes that the fold puts in Related to."""
 
 
@@ -180,9 +193,9 @@ def _call_fields(snapshot: LogSnapshot) -> dict[str, FieldValue]:
 
 def task_fields(
     snapshot: LogSnapshot, attribute_map: Mapping[str, str], specs: Mapping[str, FieldSpec]
-) -> dict[str, FieldValue]:
-    """The Task as Salesforce stores it. Unknown values are left out rather than cleared."""
-    fields: dict[str, FieldValue] = {
+) -> dict[str, FieldValue | None]:
+    """The Task as Salesforce stores it. Unknown values are left out rather than cleared (None: cleared)."""
+    fields: dict[str, FieldValue | None] = {
         "Subject": snapshot.subject or default_subject(snapshot),
         "Description": truncate_description(render_log_text(snapshot)),
         "Status": "Completed" if snapshot.finalized else "In Progress",

@@ -252,6 +252,25 @@ def test_a_number_too_large_for_its_field_is_dropped_and_the_task_saves(
         task["CallObject"]: (task.get("Tier__c"), task.get("Score__c")) for task in tasks(fresh_emulators)}
 
 
+LEAD_ID = "00Q5g00000LeAdXAAZ"
+
+
+def test_a_lead_in_name_keeps_the_task_saving_without_a_related_to(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    """Salesforce takes no WhatId on a Task whose WhoId is a lead: the link is left out (and cleared when the
+    agent switched Name to a lead after a contact with a Related to), the rest of the Task saves."""
+    lead = {"system": "salesforce", "type": "Lead", "id": LEAD_ID}
+    [with_lead] = target.sync([SyncItem(snapshot("conv-1", name=lead))])
+    [contact_first] = target.sync([SyncItem(snapshot("conv-2"))])
+    assert [Synced, Synced] == [type(with_lead), type(contact_first)], (with_lead, contact_first)
+    state = next_target_state(TargetState(), contact_first)
+    [switched] = target.sync([SyncItem(finalized("conv-2", name=lead), state)])
+    assert isinstance(switched, Synced), switched
+    assert {"conv-1": (LEAD_ID, None, "In Progress"), "conv-2": (LEAD_ID, None, "Completed")} == {
+        task["CallObject"]: (task.get("WhoId"), task.get("WhatId"), task["Status"]) for task in tasks(fresh_emulators)}
+
+
 def test_a_value_outside_a_restricted_picklist_is_dropped_and_the_task_saves(fresh_emulators: Emulators) -> None:
     target = build_salesforce(settings_for(
         fresh_emulators, salesforce_attribute_fields={"tier": "Tier__c", "segment": "Segment__c"}))

@@ -19,6 +19,7 @@ from tests.emulators.salesforce_schema import (
     JsonParserError,
     check_record,
     describe_task,
+    integrity_errors,
     is_salesforce_id,
     record_error,
 )
@@ -162,6 +163,7 @@ class SalesforceApp(EmulatorApp):
             return Response(200, {"attributes": self._attributes(task["Id"], version), **task})
         if method == "PATCH":
             checked = check_record(request.json(), creating=False)
+            checked.errors += [] if checked.errors else integrity_errors({**task, **checked.values})
             if checked.errors:
                 return Response(400, [_as_rest_error(e) for e in checked.errors])
             _touch(task, checked.values)
@@ -176,6 +178,7 @@ class SalesforceApp(EmulatorApp):
         if not isinstance(body, dict):
             return Response(400, sf_error("JSON_PARSER_ERROR", "Expected a JSON object for the record"))
         checked = check_record(body, creating=True)
+        checked.errors += [] if checked.errors else integrity_errors(checked.values)
         if checked.errors:
             return Response(400, [_as_rest_error(e) for e in checked.errors])
         task = self._insert(checked.values)
@@ -206,6 +209,9 @@ class SalesforceApp(EmulatorApp):
         target = None if creating else record.get("id", record.get("Id"))
         if not creating:
             checked.errors[:0] = self._update_target_errors(target)
+        if not checked.errors:
+            saved = checked.values if creating else {**(self._find(str(target)) or {}), **checked.values}
+            checked.errors += integrity_errors(saved)
         return target, checked.values, checked.errors
 
     def _update_target_errors(self, target: Any) -> list[dict[str, Any]]:

@@ -182,6 +182,20 @@ def check_record(record: dict[str, Any], creating: bool) -> Checked:
     return checked
 
 
+LEAD_PREFIX = "00Q"
+
+
+def integrity_errors(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rules across fields of the Task as it would be saved: a Task whose WhoId is a lead takes no WhatId
+    (Task object reference: "If the WhoId refers to a lead, then the WhatId field must be empty")."""
+    who, what = task.get("WhoId"), task.get("WhatId")
+    if isinstance(who, str) and who.startswith(LEAD_PREFIX) and what:
+        return [record_error("FIELD_INTEGRITY_EXCEPTION",
+                             "Related To ID: a task whose Name is a lead cannot be related to another record",
+                             ["WhatId"])]
+    return []
+
+
 def _field_error(spec: TaskField, value: Any, creating: bool) -> dict[str, Any] | None:
     allowed = spec.createable if creating else spec.updateable
     if not allowed:

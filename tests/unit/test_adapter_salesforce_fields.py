@@ -104,7 +104,12 @@ def test_media_direction_and_finalization_shape_the_task(
 @pytest.mark.parametrize(
     ("name", "related_to", "expected"),
     [
-        ({"system": "salesforce", "type": "Lead", "id": "00Q1"}, None, {"WhoId": "00Q1"}),
+        # a Task whose WhoId is a lead takes no WhatId: cleared, and a chosen Related to is left out
+        ({"system": "salesforce", "type": "Lead", "id": "00Q1"}, None, {"WhoId": "00Q1", "WhatId": None}),
+        ({"system": "salesforce", "type": "Lead", "id": "00Q1"}, {"system": "salesforce", "type": "Case", "id": "5001"},
+         {"WhoId": "00Q1", "WhatId": None}),
+        ({"system": "salesforce", "type": "Contact", "id": "0031"},
+         {"system": "salesforce", "type": "Case", "id": "5001"}, {"WhoId": "0031", "WhatId": "5001"}),
         (None, {"system": "salesforce", "type": "Account", "id": "0011"}, {"WhatId": "0011"}),
         (None, {"system": "zendesk", "type": "ticket", "id": "77"}, {}),
         ({"system": "custom", "type": "Contact", "id": "c-1"}, None, {}),
@@ -119,7 +124,8 @@ def test_only_salesforce_records_link_as_who_and_what(
         fields = task_fields(snapshot(name=name, related_to=related_to), {}, SPECS)
     assert expected == {key: fields[key] for key in ("WhoId", "WhatId") if key in fields}
     dropped = [entry for entry in logs if entry["event"] == "salesforce.link_dropped"]
-    assert (related_to is not None and related_to["type"] == "User") == bool(dropped)
+    lead_with_what = name is not None and name["type"] == "Lead" and related_to is not None
+    assert ((related_to is not None and related_to["type"] == "User") or lead_with_what) == bool(dropped)
     assert "Subject" in fields  # the rest of the Task is there either way
 
 
