@@ -177,6 +177,25 @@ def test_a_non_numeric_attribute_is_dropped_and_the_rest_saves(
     assert len(worker_comments(found)) == 1
 
 
+def test_numbers_written_with_an_exponent_or_many_digits_reach_their_fields_and_the_log_saves(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    """Zendesk reads a number field's value as plain digits: `1e20` or `0.00001` must not go out as `1e+20`
+    or `1e-05` (refused: the whole update, comment included, would fail), nor a long integer be rounded."""
+    tickets = seed_tickets(fresh_emulators, 3)
+    target = make_target(zendesk_attribute_fields=ATTRIBUTES)
+    values = [("1e20", "7"), ("0.00001", "12345678901234567890"), ("2.5", "3")]
+    outcomes = target.sync([
+        SyncItem(final_log(f"conv-{n}", related_to=on_ticket(ticket_id),
+                           attributes={"talk_minutes": minutes, "holds": holds}))
+        for n, (ticket_id, (minutes, holds)) in enumerate(zip(tickets, values, strict=True))])
+    assert [Synced] * 3 == [type(outcome) for outcome in outcomes], outcomes
+    found = [ticket(fresh_emulators, ticket_id) for ticket_id in tickets]
+    assert [1, 1, 1] == [len(worker_comments(t)) for t in found]
+    assert [(1e20, 7), (0.00001, 12345678901234567890), (2.5, 3)] == [
+        (float(custom_values(t)[360003]), custom_values(t)[360002]) for t in found]
+
+
 def test_without_a_linked_ticket_one_is_created_for_the_requester_and_found_again_by_external_id(
     make_target: TargetFactory, fresh_emulators: Emulators
 ) -> None:
