@@ -9,6 +9,7 @@ STRING_TOO_LONG and it goes to the DLQ, where an operator sees it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -154,12 +155,18 @@ def _linked_records(snapshot: LogSnapshot) -> dict[str, FieldValue | None]:
     for ref in (snapshot.name, snapshot.related_to):
         if ref is None or ref.system != RecordSystem.SALESFORCE:
             continue
+        field = "WhoId" if ref.is_name else "WhatId"
         if not ref.is_name and ref.type.lower() in _NOT_A_WHAT:
             # WhatId refuses these, and the refusal would fail the whole Task: the link alone is dropped
-            log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field="WhatId",
+            log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field=field,
                         record_type=ref.type)
             continue
-        fields["WhoId" if ref.is_name else "WhatId"] = ref.id
+        if _SALESFORCE_ID.fullmatch(ref.id) is None:
+            # not an id Salesforce can read (MALFORMED_ID would fail the whole Task): the link alone is dropped
+            log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field=field,
+                        record_type=ref.type, reason="not a Salesforce id")
+            continue
+        fields[field] = ref.id
     if _is_lead(snapshot.name) and fields.get("WhoId") is not None:
         # A Task whose WhoId is a lead takes no WhatId (FIELD_INTEGRITY_EXCEPTION would fail the whole Task):
         # Related to is left out, and cleared, as the Task may hold one from a contact chosen before.
@@ -177,6 +184,7 @@ def _is_lead(ref: RecordRef | None) -> bool:
 
 _NOT_A_WHAT = frozenset({"user", "group"})
 _LEAD_KEY_PREFIX = "00Q"  # the Lead object's key prefix in every org
+_SALESFORCE_ID = re.compile(r"[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?")  # the 15- or 18-character form
 """Salesforce record types a Task's WhatId never takes that the fold puts in Related to."""
 
 

@@ -271,6 +271,20 @@ def test_a_lead_in_name_keeps_the_task_saving_without_a_related_to(
         task["CallObject"]: (task.get("WhoId"), task.get("WhatId"), task["Status"]) for task in tasks(fresh_emulators)}
 
 
+def test_a_record_id_salesforce_cannot_read_is_left_out_and_the_task_saves(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    """A Salesforce id has 15 or 18 letters and digits (`5005g00000XyZ` has 13): such a link would fail the
+    whole Task (MALFORMED_ID), so it alone is left out; the other link and the rest of the log are saved."""
+    short_case = {"system": "salesforce", "type": "Case", "id": "5005g00000XyZ"}
+    odd_contact = {"system": "salesforce", "type": "Contact", "id": "ada@example.com"}
+    outcomes = target.sync([SyncItem(finalized("conv-1", related_to=short_case)),
+                            SyncItem(finalized("conv-2", name=odd_contact))])
+    assert [Synced, Synced] == [type(outcome) for outcome in outcomes], outcomes
+    assert {"conv-1": (CONTACT_ID, None, "Completed"), "conv-2": (None, CASE_ID, "Completed")} == {
+        task["CallObject"]: (task.get("WhoId"), task.get("WhatId"), task["Status"]) for task in tasks(fresh_emulators)}
+
+
 def test_a_value_outside_a_restricted_picklist_is_dropped_and_the_task_saves(fresh_emulators: Emulators) -> None:
     target = build_salesforce(settings_for(
         fresh_emulators, salesforce_attribute_fields={"tier": "Tier__c", "segment": "Segment__c"}))

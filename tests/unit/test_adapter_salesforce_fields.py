@@ -46,7 +46,7 @@ SNAPSHOT: dict[str, Any] = {
     "trigger": "state_changed",
     "state": "disconnected",
     "name": {"system": "salesforce", "type": "Contact", "id": "0035g00000AbCdE"},
-    "related_to": {"system": "salesforce", "type": "Case", "id": "5005g00000XyZ"},
+    "related_to": {"system": "salesforce", "type": "Case", "id": "5005g00000XyZab"},
     "disconnected_at": "2026-11-27T10:05:00Z",
     "duration_seconds": 300,
     "hold_seconds": 40,
@@ -71,7 +71,7 @@ def test_a_voice_log_maps_to_a_call_task() -> None:
         "CallObject": "conv-42",
         "ActivityDate": "2026-11-27",
         "WhoId": "0035g00000AbCdE",
-        "WhatId": "5005g00000XyZ",
+        "WhatId": "5005g00000XyZab",
         "CallType": "Inbound",
         "CallDurationInSeconds": 300,
         "CallDisposition": "Resolved",
@@ -101,20 +101,33 @@ def test_media_direction_and_finalization_shape_the_task(
     assert expected == {key: fields[key] for key in expected}
 
 
+LEAD = {"system": "salesforce", "type": "Lead", "id": "00Q5g00000LeAd1"}
+CASE = {"system": "salesforce", "type": "Case", "id": "5005g00000CaSe1"}
+CONTACT = {"system": "salesforce", "type": "Contact", "id": "0035g00000CoNt1"}
+
+
+@pytest.mark.parametrize("record_id", ["5005g00000XyZ", "5005g00000XyZabAABX", "5005g00000XyZ-b"])
+def test_an_id_salesforce_cannot_read_is_left_out_with_a_warning(record_id: str) -> None:
+    related = {"system": "salesforce", "type": "Case", "id": record_id}
+    with capture_logs() as logs:
+        fields = task_fields(snapshot(related_to=related), {}, SPECS)
+    assert "WhatId" not in fields
+    assert fields["WhoId"] == "0035g00000AbCdE"
+    assert ["WhatId"] == [entry["field"] for entry in logs if entry["event"] == "salesforce.link_dropped"]
+
+
 @pytest.mark.parametrize(
     ("name", "related_to", "expected"),
     [
         # a Task whose WhoId is a lead takes no WhatId: cleared, and a chosen Related to is left out
-        ({"system": "salesforce", "type": "Lead", "id": "00Q1"}, None, {"WhoId": "00Q1", "WhatId": None}),
-        ({"system": "salesforce", "type": "Lead", "id": "00Q1"}, {"system": "salesforce", "type": "Case", "id": "5001"},
-         {"WhoId": "00Q1", "WhatId": None}),
-        ({"system": "salesforce", "type": "Contact", "id": "0031"},
-         {"system": "salesforce", "type": "Case", "id": "5001"}, {"WhoId": "0031", "WhatId": "5001"}),
-        (None, {"system": "salesforce", "type": "Account", "id": "0011"}, {"WhatId": "0011"}),
+        (LEAD, None, {"WhoId": LEAD["id"], "WhatId": None}),
+        (LEAD, CASE, {"WhoId": LEAD["id"], "WhatId": None}),
+        (CONTACT, CASE, {"WhoId": CONTACT["id"], "WhatId": CASE["id"]}),
+        (None, {"system": "salesforce", "type": "Account", "id": "0015g00000AcCt1"}, {"WhatId": "0015g00000AcCt1"}),
         (None, {"system": "zendesk", "type": "ticket", "id": "77"}, {}),
         ({"system": "custom", "type": "Contact", "id": "c-1"}, None, {}),
         # a Salesforce User is Related to, which WhatId refuses: the link alone is left out
-        (None, {"system": "salesforce", "type": "User", "id": "0051"}, {}),
+        (None, {"system": "salesforce", "type": "User", "id": "0055g00000UsEr1"}, {}),
     ],
 )
 def test_only_salesforce_records_link_as_who_and_what(
