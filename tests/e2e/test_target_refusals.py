@@ -107,3 +107,20 @@ def test_webhook_receiver_that_cannot_be_resolved_pauses(fresh_emulators: Emulat
     finally:
         target.close()
     assert ("Retry", "DNS") == _paused(outcome)
+
+
+def test_salesforce_at_a_wrong_address_or_behind_an_untrusted_certificate_pauses(
+    fresh_emulators: Emulators, tmp_path: Path,
+) -> None:
+    """A login URL with no token endpoint there, a certificate the CA bundle does not trust: nothing about a
+    record, so nothing is dead-lettered."""
+    base = fresh_emulators.env["ILOG_SALESFORCE_INSTANCE_URL"].rstrip("/")
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_text(Path(__import__("certifi").where()).read_text())
+    outcomes = {
+        "no token endpoint": _salesforce_once(fresh_emulators, salesforce_login_url=f"{base}/no-such-login"),
+        "untrusted certificate": _salesforce_once(fresh_emulators, salesforce_ca_bundle=str(other_ca)),
+    }
+    assert {name: "Retry" for name in outcomes} == {name: type(o).__name__ for name, o in outcomes.items()}, outcomes
+    assert all(_paused(outcome)[1] for outcome in outcomes.values()), outcomes
+    assert [] == fresh_emulators.salesforce.state()["tasks"]
