@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import certifi
 from pydantic import SecretStr
 
 from adapters.base import Failed, Retry, Synced, SyncItem, SyncOutcome
@@ -116,7 +117,7 @@ def test_salesforce_at_a_wrong_address_or_behind_an_untrusted_certificate_pauses
     record, so nothing is dead-lettered."""
     base = fresh_emulators.env["ILOG_SALESFORCE_INSTANCE_URL"].rstrip("/")
     other_ca = tmp_path / "other-ca.pem"
-    other_ca.write_text(Path(__import__("certifi").where()).read_text())
+    other_ca.write_text(Path(certifi.where()).read_text())
     outcomes = {
         "no token endpoint": _salesforce_once(fresh_emulators, salesforce_login_url=f"{base}/no-such-login"),
         "untrusted certificate": _salesforce_once(fresh_emulators, salesforce_ca_bundle=str(other_ca)),
