@@ -316,3 +316,21 @@ def test_a_target_backing_off_after_a_retry_gets_one_call_at_a_time() -> None:
     assert harness.run()
     assert {("a", "crm"): TargetState("T-a", 3), ("b", "crm"): TargetState("T-b", 3),
             ("c", "crm"): TargetState("T-c", 3)} == harness.store.states
+
+
+def test_a_write_whose_answer_was_lost_is_looked_up_once_it_had_the_settle_time_not_twice_that() -> None:
+    """A target whose writes land in the background (Zendesk jobs) waits `settle_s` after an uncertain
+    outcome before looking again: once, not a second time when the retry finds the uncertain mark."""
+    called_at: list[float] = []
+
+    class Timed(ScriptedTarget):
+        def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
+            called_at.append(time.monotonic())
+            return super().sync(batch)
+
+    target = Timed({"a": [Retry(None, "timeout: ReadTimeout", uncertain=True), Synced("T-a", 3)]})
+    harness = Harness(target, settle_s=0.6)
+    assert harness.run(_work("a", 0))
+    assert [TargetState(), TargetState(uncertain=True)] == [call[0][1] for call in target.calls]
+    waited_s = called_at[1] - called_at[0]
+    assert 0.6 <= waited_s < 1.1, waited_s

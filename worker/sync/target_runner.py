@@ -353,6 +353,8 @@ class TargetRunner:
             self._count(work, outcome)
             if isinstance(outcome, Retry):
                 strongest = _stronger_retry(strongest, outcome)
+                # `_after` waits the settle time for an uncertain write now: the retry need not wait again
+                work.settled = work.settled or outcome.uncertain
             elif isinstance(outcome, Failed):
                 self.dead_letter(work.entry, self.name, outcome)
         self.states.save(updates)
