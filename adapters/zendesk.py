@@ -42,6 +42,7 @@ from adapters.base import (
     TargetTraits,
     TargetUnavailableError,
     outcome_for_error,
+    parse_retry_after,
 )
 from adapters.http_session import RecordingSession, transport_error
 from adapters.zendesk_jobs import JobPacing, JobWatch
@@ -103,7 +104,7 @@ def translate_zenpy_error(exc: Exception) -> SyncError:
         return PermanentSyncError("RecordNotFound", "ticket not found")
     if status is not None and (status == 429 or status >= 500):
         retry_after = response.headers.get("Retry-After") if response is not None else None
-        return RetryableSyncError(f"HTTP {status}", float(retry_after) if retry_after else None)
+        return RetryableSyncError(f"HTTP {status}", parse_retry_after(retry_after))  # seconds or an HTTP date
     if status is not None:
         return PermanentSyncError(_api_error_code(response), f"HTTP {status}")
     if isinstance(exc, requests.RequestException):
