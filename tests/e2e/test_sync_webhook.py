@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -138,5 +139,38 @@ def test_a_short_call_produced_at_once_is_announced_as_disconnected_before_it_is
             after_disconnect = [name for state, final, name in names if state == "disconnected" and not final]
             assert ["interactionDisconnected"] == after_disconnect, names
             assert "interactionRemoved" == names[-1][2]
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_the_receiver_id_of_a_first_delivery_whose_answer_was_lost_still_comes_back_on_later_deliveries(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> None:
+    """The receiver created its record on the first delivery and answered its id, but the answer was lost;
+    the call changed before the retry. The id is still learnt and sent back on every later delivery."""
+    run = sync_settings(settings, fresh_emulators, ("webhook",), edit_window_seconds=4.0)
+    call = "conv-hook-lost-answer"
+    fresh_emulators.webhook.inject("drop_after_apply", count=1)
+    fresh_emulators.webhook.inject("503", count=3)  # the retries fail a while: the hold arrives meanwhile
+    worker = WorkerProcess("all", run, tmp_path / "worker.log")
+    try:
+        wait_assigned(worker, 2)
+        produce(run, run.events_topic, [event("interaction.connected", call, 1, datetime.now(UTC), connected())])
+        assert wait_for(lambda: any(r["fault"] == "drop_after_apply" for r in fresh_emulators.webhook.requests()), 20,
+                        interval_s=0.02), worker.log_text()[-3000:]
+        produce(run, run.events_topic, [event("interaction.held", call, 2, datetime.now(UTC))])
+        time.sleep(1.0)
+        produce(run, run.events_topic, [event("interaction.disconnected", call, 3, datetime.now(UTC))])
+        assert wait_for(lambda: any(d["body"]["event"] == "interactionRemoved" and d["status"] == 200
+                                    for d in _deliveries(fresh_emulators, call)), 40), worker.log_text()[-3000:]
+        delivered = [d for d in _deliveries(fresh_emulators, call) if d["status"] == 200]
+        first, *later = [d for d in delivered if not d["duplicate"]]
+        assert (1, None) == (first["body"]["log"]["version"], first["body"]["id"])
+        # every delivery after the one that created the receiver's record carries its id
+        assert [receiver_id(call)] * len(later) == [d["body"]["id"] for d in later], \
+            [(d["body"]["log"]["version"], d["body"]["id"], d["duplicate"]) for d in delivered]
+        assert later and later[-1]["body"]["event"] == "interactionRemoved"
+        # what went again is the first delivery as it was (the receiver answers it as the first time)
+        assert all(d["raw_body"] == first["raw_body"] for d in delivered if d["duplicate"])
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
