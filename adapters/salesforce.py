@@ -115,7 +115,12 @@ class SalesforceTarget:
         self._specs: dict[str, FieldSpec] | None = None
 
     def wants(self, snapshot: LogSnapshot) -> bool:
-        return snapshot.trigger in _WANTED
+        """The triggers of DESIGN.md, from the first connect on: a log created by an event that came before
+        its connect (out of order) gets its Task at the connect, as the call it is (TaskSubtype and the call
+        fields are known then; Salesforce cannot change a Task's subtype later), or at finalization."""
+        if snapshot.trigger not in _WANTED:
+            return False
+        return snapshot.connected_at is not None or snapshot.finalized
 
     def estimate_requests(self, items: Sequence[SyncItem]) -> int:
         """Batched CallObject look-ups, then sObject Collections (`COLLECTION_LIMIT` records a request)."""
