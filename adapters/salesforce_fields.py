@@ -90,11 +90,7 @@ def coerce_attribute(spec: FieldSpec | None, value: str) -> tuple[FieldValue | N
     if spec is None:
         return None, "field not on Task"
     if spec.type in _STRING_TYPES:
-        if spec.length and len(value) > spec.length:
-            return None, f"longer than {spec.length} characters"
-        if not _fits_picklist(spec, value):
-            return None, "not a value of the restricted picklist"
-        return value, None
+        return _coerce_text(spec, value)
     if spec.type in _INTEGER_TYPES or spec.type in _NUMBER_TYPES:
         return _coerce_number(spec, value)
     if spec.type == "boolean":
@@ -108,6 +104,17 @@ def coerce_attribute(spec: FieldSpec | None, value: str) -> tuple[FieldValue | N
         except ValueError:
             return None, "not a date"
     return None, f"unsupported field type {spec.type}"
+
+
+def _coerce_text(spec: FieldSpec, value: str) -> tuple[FieldValue | None, str | None]:
+    if spec.length and len(value) > spec.length:
+        return None, f"longer than {spec.length} characters"
+    if not _fits_picklist(spec, value):
+        return None, "not a value of the restricted picklist"
+    if spec.type == "email":
+        address = value.strip()  # Salesforce refuses the whole Task for a malformed one: INVALID_EMAIL_ADDRESS
+        return (address, None) if _EMAIL.fullmatch(address) else (None, "not an email address")
+    return value, None
 
 
 def _fits_picklist(spec: FieldSpec, value: str) -> bool:
@@ -184,6 +191,7 @@ def _is_lead(ref: RecordRef | None) -> bool:
 
 _NOT_A_WHAT = frozenset({"user", "group"})
 _LEAD_KEY_PREFIX = "00Q"  # the Lead object's key prefix in every org
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")  # local@domain.tld, as an email field takes it
 _SALESFORCE_ID = re.compile(r"[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?")  # the 15- or 18-character form
 """Salesforce record types a Task's WhatId never takes that the fold puts in Related to."""
 

@@ -285,6 +285,22 @@ def test_a_record_id_salesforce_cannot_read_is_left_out_and_the_task_saves(
         task["CallObject"]: (task.get("WhoId"), task.get("WhatId"), task["Status"]) for task in tasks(fresh_emulators)}
 
 
+def test_a_malformed_address_for_an_email_field_is_dropped_and_the_task_saves(fresh_emulators: Emulators) -> None:
+    """Salesforce refuses the whole Task for an email field whose value is no address (INVALID_EMAIL_ADDRESS)."""
+    target = build_salesforce(settings_for(
+        fresh_emulators, salesforce_attribute_fields={"tier": "Tier__c", "email": "Customer_Email__c"}))
+    try:
+        outcomes = target.sync([
+            SyncItem(finalized("conv-1", attributes={"tier": "gold", "email": "ada at example.com"})),
+            SyncItem(finalized("conv-2", attributes={"tier": "gold", "email": "ada@example.com"})),
+        ])
+    finally:
+        target.close()
+    assert [Synced, Synced] == [type(outcome) for outcome in outcomes], outcomes
+    assert {"conv-1": ("gold", None), "conv-2": ("gold", "ada@example.com")} == {
+        task["CallObject"]: (task.get("Tier__c"), task.get("Customer_Email__c")) for task in tasks(fresh_emulators)}
+
+
 def test_a_value_outside_a_restricted_picklist_is_dropped_and_the_task_saves(fresh_emulators: Emulators) -> None:
     target = build_salesforce(settings_for(
         fresh_emulators, salesforce_attribute_fields={"tier": "Tier__c", "segment": "Segment__c"}))

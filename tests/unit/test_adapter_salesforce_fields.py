@@ -152,6 +152,8 @@ def test_only_salesforce_records_link_as_who_and_what(
         (FieldSpec("Score__c", "double"), "nan", (None, "not a finite number")),
         (FieldSpec("Seats__c", "int"), "12", (12, None)),
         (FieldSpec("Seats__c", "int"), "1.5", (None, "not an integer")),
+        (FieldSpec("Email__c", "email", 80), "ada@example.com", ("ada@example.com", None)),
+        (FieldSpec("Email__c", "email", 80), "ada@example", (None, "not an email address")),
         (FieldSpec("Seats__c", "int"), "2147483648", (None, "outside the integer range")),
         (FieldSpec("Score__c", "double", precision=5, scale=2), "999.99", (999.99, None)),
         (FieldSpec("Score__c", "double", precision=5, scale=2), "1000",
