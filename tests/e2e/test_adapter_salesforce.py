@@ -301,6 +301,23 @@ def test_a_malformed_address_for_an_email_field_is_dropped_and_the_task_saves(fr
         task["CallObject"]: (task.get("Tier__c"), task.get("Customer_Email__c")) for task in tasks(fresh_emulators)}
 
 
+def test_an_attribute_named_in_mixed_case_maps_when_set_as_a_nested_variable(
+    fresh_emulators: Emulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ILOG_SALESFORCE_ATTRIBUTE_FIELDS__customerTier=Tier__c` (README): environment names are read without
+    case, so the setting holds `customertier`; the attribute `customerTier` still goes to Tier__c."""
+    monkeypatch.setenv("ILOG_SALESFORCE_ATTRIBUTE_FIELDS__customerTier", "Tier__c")
+    from_env = Settings(_env_file=None)
+    target = build_salesforce(settings_for(
+        fresh_emulators, salesforce_attribute_fields=from_env.salesforce_attribute_fields))
+    try:
+        [outcome] = target.sync([SyncItem(finalized(attributes={"customerTier": "gold"}))])
+    finally:
+        target.close()
+    assert isinstance(outcome, Synced), outcome
+    assert ["gold"] == [task.get("Tier__c") for task in tasks(fresh_emulators)]
+
+
 def test_a_value_outside_a_restricted_picklist_is_dropped_and_the_task_saves(fresh_emulators: Emulators) -> None:
     target = build_salesforce(settings_for(
         fresh_emulators, salesforce_attribute_fields={"tier": "Tier__c", "segment": "Segment__c"}))
