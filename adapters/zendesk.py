@@ -339,6 +339,9 @@ class ZendeskTarget:
             ticket.requester_id = requester_id
         elif requester is not None:
             ticket.requester = requester
+            # zenpy's setter also sets `requester_id` to the new user's id, None: sent as `"requester_id": null`
+            # beside the `requester` object, it would ask for no requester (the agent's own ticket) instead
+            ticket._dirty_attributes.discard("requester_id")
         key = f"{snapshot.interaction_id}:v{snapshot.version}"
         return Write(index, ticket, snapshot.version, create=True, idempotency_key=key)
 

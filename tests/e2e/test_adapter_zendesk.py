@@ -226,7 +226,24 @@ def test_a_new_ticket_is_for_the_zendesk_user_chosen_in_name(
     assert [Synced, Synced] == [type(outcome) for outcome in outcomes]
     created = {t["external_id"]: t for t in fresh_emulators.zendesk.state()["tickets"]}
     assert 9001 == created["conv-1"]["requester_id"]
-    assert 9001 != created["conv-2"]["requester_id"]
+    [customer] = fresh_emulators.zendesk.state()["users"]  # made from conv-2's customer, none for conv-1
+    assert (customer["id"], "Ada Example", "ada@example.com") == (
+        created["conv-2"]["requester_id"], customer["name"], customer["email"])
+
+
+def test_new_tickets_of_one_customer_share_the_requester_made_from_the_customer(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    target = make_target()
+    by_phone = {"address": "+4930123456", "name": "Bo Caller"}
+    outcomes = target.sync([SyncItem(final_log("conv-1")), SyncItem(final_log("conv-2")),
+                            SyncItem(final_log("conv-3", customer=by_phone))])
+    assert [Synced] * 3 == [type(outcome) for outcome in outcomes], outcomes
+    state = fresh_emulators.zendesk.state()
+    users = {user["id"]: (user["name"], user["email"], user["phone"]) for user in state["users"]}
+    assert {"conv-1": ("Ada Example", "ada@example.com", None), "conv-2": ("Ada Example", "ada@example.com", None),
+            "conv-3": ("Bo Caller", None, "+4930123456")} == {
+        t["external_id"]: users[t["requester_id"]] for t in state["tickets"]}
 
 
 def test_missing_ticket_skip_setting_skips(make_target: TargetFactory, fresh_emulators: Emulators) -> None:
