@@ -43,6 +43,8 @@ class SyncItem:
     snapshot: LogSnapshot
     target_state: TargetState = TargetState()
     state_known_absent: bool = False
+    traceparent: str | None = None
+    """The W3C trace context of the event that made the snapshot; a target may pass it on (the webhook does)."""
 
     @property
     def needs_lookup(self) -> bool:

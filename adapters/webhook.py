@@ -8,9 +8,10 @@ Deprecated, sent for one more version: `X-Signature: sha256=<hex HMAC-SHA256(sec
 which covers the body only (a delivery replayed later still verifies). `Idempotency-Key:
 <interaction id>:v<version>` stays (an id beyond printable ASCII percent-encoded: a header carries
 no more). A receiver answering `{"id": "..."}` gets that id back on every later call for the
-interaction. Coalescing in the sync loop sends only the latest version per interaction, so a
-receiver may see `interactionChangedAfterDisconnect` without the `interactionDisconnected` before it
-when both were due at once.
+interaction. `traceparent` (W3C Trace Context) is sent when the event that made the snapshot carried one.
+Coalescing in the sync loop sends only the latest version per interaction, named after the strongest
+change among those due at once (`event_name`): the first delivery that carries the disconnect is
+`interactionDisconnected`.
 
 With no stored state the receiver is not asked anything first: the `webhook-id` is its look-up
 (a receiver that already processed that id answers 2xx without processing it again). So a delivery
@@ -181,10 +182,10 @@ class WebhookTarget:
             receiver_id = self._answer_of_lost_delivery(snapshot)
         body = request_body(snapshot, receiver_id)
         try:
-            response = self._deliver(snapshot.interaction_id, snapshot.version, body)
+            response = self._deliver(snapshot.interaction_id, snapshot.version, body, item.traceparent)
         except RetryableSyncError as exc:
             if exc.uncertain and receiver_id is None:
-                self._remember_unanswered(snapshot, body)
+                self._remember_unanswered(snapshot, body, item.traceparent)
             raise
         status = response.status_code
         if status >= 400:
@@ -195,7 +196,7 @@ class WebhookTarget:
             self._unanswered.pop(snapshot.interaction_id, None)
         return Synced(remote_id=receiver_id_from(response, receiver_id), version=snapshot.version)
 
-    def _deliver(self, interaction_id: str, version: int, body: bytes) -> Response:
+    def _deliver(self, interaction_id: str, version: int, body: bytes, traceparent: str | None) -> Response:
         """One signed POST; 429/5xx and target-level answers raise, any other answer is returned."""
         message_id = webhook_id(interaction_id, version)
         headers = {
@@ -204,6 +205,8 @@ class WebhookTarget:
             SIGNATURE_HEADER: sign(self._secret, body),
             "Idempotency-Key": idempotency_key(interaction_id, version),
         }
+        if traceparent is not None:  # W3C Trace Context: the receiver's work joins the event's trace
+            headers["traceparent"] = traceparent
         response = self._session.post(self._url, data=body, headers=headers)  # transport failures: SyncError
         status = response.status_code
         if status == 429 or status >= 500:
@@ -213,10 +216,10 @@ class WebhookTarget:
             raise TargetUnavailableError(f"HTTP_{status}", response.text[:200])
         return response
 
-    def _remember_unanswered(self, snapshot: LogSnapshot, body: bytes) -> None:
+    def _remember_unanswered(self, snapshot: LogSnapshot, body: bytes, traceparent: str | None) -> None:
         with self._lock:
             self._unanswered.pop(snapshot.interaction_id, None)
-            self._unanswered[snapshot.interaction_id] = _Unanswered(snapshot.version, body)
+            self._unanswered[snapshot.interaction_id] = _Unanswered(snapshot.version, body, traceparent)
             while len(self._unanswered) > UNANSWERED_KEPT:
                 del self._unanswered[next(iter(self._unanswered))]
 
@@ -230,7 +233,7 @@ class WebhookTarget:
             lost = self._unanswered.get(snapshot.interaction_id)
         if lost is None or lost.version >= snapshot.version:
             return None
-        response = self._deliver(snapshot.interaction_id, lost.version, lost.body)
+        response = self._deliver(snapshot.interaction_id, lost.version, lost.body, lost.traceparent)
         with self._lock:
             self._unanswered.pop(snapshot.interaction_id, None)
         return receiver_id_from(response, None) if response.status_code < 300 else None
@@ -244,3 +247,4 @@ UNANSWERED_KEPT = 10_000
 class _Unanswered:
     version: int
     body: bytes
+    traceparent: str | None

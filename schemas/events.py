@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from schemas.common import MAX_FIELD_CHARS, BoundedText, Customer, Direction, Media, RecordRef, UtcDatetime
 
@@ -53,6 +53,19 @@ def _rfc3339_time(value: Any) -> Any:
     if not _RFC3339.match(value):
         raise ValueError("must be an RFC 3339 date-time with a time zone, e.g. 2026-11-27T10:00:00Z")
     return datetime.fromisoformat(value.upper())
+
+
+TRACEPARENT_REGEX = r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}\Z"
+"""A W3C Trace Context `traceparent` (version, trace id, parent span id, flags; lower-case hex, not version ff,
+neither id all zeros): the CloudEvents distributed-tracing extension attribute. `\\Z`, since Python's `$` also
+matches before a final newline."""
+_TRACEPARENT = re.compile(TRACEPARENT_REGEX)
+
+
+def trace_context(value: Any) -> str | None:
+    """The `traceparent` when it is one, else None: a malformed trace context is ignored (W3C Trace Context
+    says to start afresh), never a reason to refuse the event it came with."""
+    return value if isinstance(value, str) and _TRACEPARENT.match(value) else None
 
 
 # The bounds come before the BeforeValidator, so they constrain the integer itself and the JSON Schema
@@ -155,6 +168,13 @@ class _Envelope(BaseModel):
         json_schema_extra={"pattern": RFC3339_PATTERN})
     sequence: SequenceNumber | None = Field(
         None, description="optional; increases per interaction, orders its events (an integer, 0 to 2^63-1)")
+    # Published without a type: the worker accepts the event whatever this holds (the schemas accept exactly
+    # what the worker accepts), and ignores a value that is not a well-formed traceparent.
+    traceparent: Annotated[str | None, BeforeValidator(trace_context), WithJsonSchema({})] = Field(
+        None, description="optional (CloudEvents distributed tracing): a W3C traceparent, e.g. "
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01; the worker's log lines about the event carry "
+        "its trace and span ids, and the snapshots it changes carry it on (Kafka header and webhook header "
+        "`traceparent`). Anything else here is ignored")
 
 
 class ConnectedEvent(_Envelope):

@@ -35,6 +35,7 @@ from schemas.events import (
     MAX_EVENT_BYTES,
     MAX_SEQUENCE,
     MAX_TEXT_CHARS,
+    TRACEPARENT_REGEX,
     ConnectedData,
     Event,
     EventModel,
@@ -107,6 +108,8 @@ class _Envelope(Struct, gc=False, kw_only=True, tag_field="type"):
     subject: _Id
     time: _TimeText
     sequence: Annotated[int, Meta(ge=0, le=MAX_SEQUENCE)] | None = None
+    # anything but a well-formed one goes to the models, which ignore it (`schemas.events.trace_context`)
+    traceparent: Annotated[str, Meta(pattern=TRACEPARENT_REGEX)] | None = None
 
 
 class ConnectedEvent(_Envelope, tag="interaction.connected"):

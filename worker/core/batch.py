@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from schemas.common import Trigger
 from schemas.decode import Rejection
+from schemas.events import trace_context
 from schemas.fast import AnyEvent
 from worker.core.bounds import ENCODE_ERRORS, SNAPSHOT_SLACK_BYTES, encoding_problem, future_time
 from worker.core.fold import Accepted, Duplicate, Rejected, fold, trigger_for
@@ -67,6 +68,8 @@ class _Touched:
     stored_version: int
     trigger: Trigger | None = None
     changed: bool = False
+    traceparent: str | None = None
+    """Of the newest event applied (or seen again) in the batch that carried one: its snapshot carries it on."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,9 @@ def _plan(
         if entry is None:
             stored = loaded.get(event.subject)
             entry = touched[event.subject] = _Touched(record.partition, 0 if stored is None else stored.version)
+        trace = event.traceparent or (record.headers and header_trace(record.headers))
+        if trace:
+            entry.traceparent = trace
         if isinstance(outcome, Duplicate):
             plan.duplicates += 1
             entry.trigger = stronger(entry.trigger, trigger_for(event.type))
@@ -160,6 +166,26 @@ def _plan(
         entry.trigger = stronger(entry.trigger, outcome.trigger)
         plan.accepted[outcome.trigger] = plan.accepted.get(outcome.trigger, 0) + 1
     return plan, _plan_writes(plan, states, touched, ttl, limits)
+
+
+def header_trace(headers: Sequence[tuple[str, bytes | None]]) -> str | None:
+    """A `traceparent` message header (as OpenTelemetry's Kafka instrumentation sets it), when the event
+    itself carries none; binary mode's `ce_traceparent` is the event's own attribute."""
+    for key, raw in headers:
+        if key == "traceparent" and raw is not None:
+            return trace_context(raw.decode("ascii", errors="replace"))
+    return None
+
+
+def record_trace(record: Record) -> str | None:
+    """The trace context of a consumed record, also of one that did not decode (binary mode's header)."""
+    event = record.item
+    if not isinstance(event, Rejection) and event.traceparent:
+        return event.traceparent
+    for key, raw in record.headers or ():
+        if key == "ce_traceparent" and raw is not None:
+            return trace_context(raw.decode("ascii", errors="replace"))
+    return header_trace(record.headers) if record.headers else None
 
 
 def _ahead_of_clock(record: Record, event: AnyEvent, limits: _Limits, max_skew_ms: int) -> Rejection | None:
@@ -200,6 +226,8 @@ def _plan_writes(
             unencodable.append(interaction_id)
             continue
         document, snap = encoded
+        if entry.traceparent is not None:
+            snap = snap._replace(traceparent=entry.traceparent)
         if entry.changed:
             deadline = None
             if log.edit_deadline is not None and not log.finalized:

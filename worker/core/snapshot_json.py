@@ -43,6 +43,8 @@ class EncodedSnapshot(NamedTuple):
     trigger: Trigger
     finalized: bool
     payload: bytes
+    traceparent: str | None = None
+    """The W3C trace context of the event that made this snapshot, sent on as a message header."""
 
 
 # A pydantic model's `__dict__` holds exactly its fields, in declaration order (the model's JSON

@@ -49,7 +49,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from schemas.decode import Rejection
-from worker.core.batch import BatchPlan, Record, TtlPolicy, plan_batch
+from worker.core.batch import BatchPlan, Record, TtlPolicy, plan_batch, record_trace
 from worker.core.snapshot_json import EncodedSnapshot
 from worker.core.writes import StateWrite, Stored
 from worker.errors import DeliveryError, IlogError, KafkaClientError, StateLostError, StoreError, StoreUnavailableError
@@ -73,6 +73,7 @@ from worker.kafka.clients import (
 )
 from worker.kafka.dead_letters import rejection_message
 from worker.runtime import metrics
+from worker.runtime.logs import trace_fields
 from worker.runtime.settings import Settings
 from worker.runtime.status import StageStatus
 from worker.store.cache import StateCache
@@ -526,8 +527,10 @@ class FoldStage:
             snapshots = [s for s in snapshots if self.options.emit_only(s[1].interaction_id)]
         for _partition, snap in snapshots:
             trigger = snap.trigger.value
-            produce(producer, topic, snap.interaction_id, snap.payload,
-                    [("trigger", trigger.encode()), ("version", b"%d" % snap.version)])
+            headers: list[tuple[str, bytes | None]] = [("trigger", trigger.encode()), ("version", b"%d" % snap.version)]
+            if snap.traceparent is not None:
+                headers.append(("traceparent", snap.traceparent.encode()))
+            produce(producer, topic, snap.interaction_id, snap.payload, headers)
             emitted[trigger] = emitted.get(trigger, 0) + 1
         # delivery reports are served once per batch (the caller flushes next), not once per message
         self.producer.poll(0)
@@ -542,7 +545,7 @@ class FoldStage:
             log.warning(
                 "event rejected", reason=rejection.reason.value, detail=rejection.message,
                 event_id=rejection.event_id, interaction_id=rejection.subject,
-                partition=record.partition, offset=record.offset,
+                partition=record.partition, offset=record.offset, **trace_fields(record_trace(record)),
             )
 
     def finalize_due(self) -> None:

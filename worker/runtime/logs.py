@@ -28,6 +28,14 @@ REPEAT_WINDOW_S = 30.0
 _VARYING = re.compile(r"\d+")
 
 
+def trace_fields(traceparent: str | None) -> dict[str, str]:
+    """`trace_id` and `span_id` of a W3C traceparent (already checked well-formed), for a log line."""
+    if traceparent is None:
+        return {}
+    _version, trace_id, span_id, _flags = traceparent.split("-", 3)
+    return {"trace_id": trace_id, "span_id": span_id}
+
+
 class RepeatThrottle:
     """Lets a message through once per `window_s` (digits ignored: `after 0ms` = `after 3ms`) and says how
     often it was held back. A broker that stays down reconnects every few seconds; one line per window

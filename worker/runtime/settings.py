@@ -104,9 +104,6 @@ class Settings(BaseSettings):
     dlq_max_value_bytes: int = Field(
         262_144, ge=1024, description="DLQ copies of events are cut to this many bytes (headers say so)"
     )
-    caught_up_idle_seconds: float = Field(
-        1.0, ge=0, description="a partition with nothing to read for this long advances its clock to wall-clock"
-    )
 
     # Fold and sync loops.
     fold_group: str = "ilog-fold"

@@ -30,6 +30,8 @@ class SyncRecord:
     value: bytes | None
     snapshot: LogSnapshot | None
     error: str | None = None
+    traceparent: str | None = None
+    """The message's W3C `traceparent` header: the trace of the event that made the snapshot."""
 
 
 class Pending:
@@ -103,7 +105,8 @@ def coalesce(records: Sequence[SyncRecord]) -> list[Pending]:
             snap = snap.model_copy(update={"trigger": triggers[interaction_id]})
         # the record without its model (the entry's alone, released while it waits); built directly:
         # `dataclasses.replace` costs several times a constructor call on this per-message path
-        bare = SyncRecord(record.topic, record.partition, record.offset, record.timestamp_ms, record.value, None)
+        bare = SyncRecord(record.topic, record.partition, record.offset, record.timestamp_ms, record.value, None,
+                          None, record.traceparent)
         pending.append(Pending(snap, bare))
     return pending
 

@@ -30,6 +30,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from adapters.base import Failed, Target
+from schemas.events import trace_context
 from worker.errors import StoreError
 from worker.kafka.clients import DeliveryTracker, Headers, commit_quietly, store_offsets
 from worker.kafka.dead_letters import invalid_snapshot_headers, sync_failure_headers
@@ -61,8 +62,17 @@ def sync_record(message: Message) -> SyncRecord:
     return SyncRecord(
         topic=message.topic() or "", partition=message.partition() or 0, offset=message.offset() or 0,
         timestamp_ms=timestamp_ms if timestamp_type != 0 and timestamp_ms > 0 else None,
-        value=value, snapshot=snapshot, error=error,
+        value=value, snapshot=snapshot, error=error, traceparent=message_trace(message),
     )
+
+
+def message_trace(message: Message) -> str | None:
+    """The upsert's `traceparent` header (the fold stage sets it from the event), when well-formed."""
+    headers = message.headers()
+    for key, raw in headers if isinstance(headers, list) else ():
+        if key == "traceparent" and isinstance(raw, bytes):
+            return trace_context(raw.decode("ascii", errors="replace"))
+    return None
 
 
 def positions_by_interaction(records: Sequence[SyncRecord]) -> dict[str, list[Position]]:

@@ -45,6 +45,7 @@ from adapters.base import (
     next_target_state,
 )
 from worker.runtime import metrics
+from worker.runtime.logs import trace_fields
 from worker.store.budget import Budget, Grant, admit
 from worker.store.sync_state import BatchRead, StateUpdate, SyncStateStore
 from worker.sync.batch import Pending
@@ -240,7 +241,8 @@ class TargetRunner:
                 self.on_done(self.queue.finish(work, done=True))
             else:
                 absent = self._known_absent(work, read, now_ms)
-                due.append((work, SyncItem(work.entry.snapshot, state, state_known_absent=absent)))
+                due.append((work, SyncItem(work.entry.snapshot, state, state_known_absent=absent,
+                                           traceparent=work.entry.record.traceparent)))
         return due
 
     def _known_absent(self, work: Work, read: BatchRead, now_ms: int) -> bool:
@@ -402,7 +404,7 @@ class TargetRunner:
         metrics.UPSERTS.labels(self.name, kind).inc()
         fields: dict[str, object] = {
             "interaction_id": snap.interaction_id, "target": self.name, "version": snap.version,
-            "trigger": snap.trigger.value, "outcome": kind,
+            "trigger": snap.trigger.value, "outcome": kind, **trace_fields(work.entry.record.traceparent),
         }
         if isinstance(outcome, Synced):
             timestamp_ms = work.entry.record.timestamp_ms
