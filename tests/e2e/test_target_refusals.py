@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import certifi
+import pytest
 from pydantic import SecretStr
 
 from adapters.base import Failed, Retry, Synced, SyncItem, SyncOutcome
 from tests.e2e import test_adapter_salesforce as sf
 from tests.e2e import test_adapter_zendesk as zd
 from tests.e2e.conftest import Emulators
-from worker.runtime.targets import build_salesforce, build_webhook, build_zendesk
+from worker.runtime.targets import TargetConfigError, build_salesforce, build_webhook, build_zendesk
 
 
 def _paused(outcome: SyncOutcome) -> tuple[str, str | None]:
@@ -125,3 +126,13 @@ def test_salesforce_at_a_wrong_address_or_behind_an_untrusted_certificate_pauses
     assert {name: "Retry" for name in outcomes} == {name: type(o).__name__ for name, o in outcomes.items()}, outcomes
     assert all(_paused(outcome)[1] for outcome in outcomes.values()), outcomes
     assert [] == fresh_emulators.salesforce.state()["tasks"]
+
+
+def test_salesforce_api_version_written_as_in_its_urls_works_too_and_a_malformed_one_stops_the_start(
+    fresh_emulators: Emulators,
+) -> None:
+    """`v62.0` (as the version appears in `/services/data/v62.0/`) is the same version as `62.0`; `latest`
+    is a bad setting (exit 2 at start), not a target paused for good on 404s."""
+    assert "Synced" == _paused(_salesforce_once(fresh_emulators, salesforce_api_version="v62.0"))[0]
+    with pytest.raises(TargetConfigError, match="ILOG_SALESFORCE_API_VERSION"):
+        build_salesforce(sf.settings_for(fresh_emulators, salesforce_api_version="latest"))
