@@ -28,12 +28,22 @@ def checked_attributes(
     dropped_event: str,
     field_label: str,
 ) -> list[tuple[FieldKey, FieldValue]]:
-    """(field, value) for every mapped attribute whose value fits its field, in the map's order."""
+    """(field, value) for every mapped attribute whose value fits its field, in the map's order.
+
+    A map key matches its attribute exactly, else without regard to case: set as nested environment
+    variables (`ILOG_SALESFORCE_ATTRIBUTE_FIELDS__customerTier`), the keys arrive lower-cased."""
     fitting: list[tuple[FieldKey, FieldValue]] = []
-    for attribute, field in attribute_map.items():
-        if attribute not in snapshot.attributes:
+    attributes = snapshot.attributes
+    by_lower: dict[str, str] | None = None
+    for key, field in attribute_map.items():
+        attribute: str | None = key
+        if key not in attributes:
+            if by_lower is None:
+                by_lower = {name.lower(): name for name in sorted(attributes, reverse=True)}
+            attribute = by_lower.get(key.lower())
+        if attribute is None:
             continue
-        value, reason = coerce(field, snapshot.attributes[attribute])
+        value, reason = coerce(field, attributes[attribute])
         if value is None:
             log.warning(dropped_event, interaction_id=snapshot.interaction_id, attribute=attribute,
                         reason=reason, **{field_label: field})

@@ -115,7 +115,12 @@ class SalesforceTarget:
         self._specs: dict[str, FieldSpec] | None = None
 
     def wants(self, snapshot: LogSnapshot) -> bool:
-        return snapshot.trigger in _WANTED
+        """The triggers of DESIGN.md, from the first connect on: a log created by an event that came before
+        its connect (out of order) gets its Task at the connect, as the call it is (TaskSubtype and the call
+        fields are known then; Salesforce cannot change a Task's subtype later), or at finalization."""
+        if snapshot.trigger not in _WANTED:
+            return False
+        return snapshot.connected_at is not None or snapshot.finalized
 
     def estimate_requests(self, items: Sequence[SyncItem]) -> int:
         """Batched CallObject look-ups, then sObject Collections (`COLLECTION_LIMIT` records a request)."""
@@ -196,7 +201,7 @@ class SalesforceTarget:
         method: str,
         chunk: Sequence[int],
         batch: Sequence[SyncItem],
-        records: Sequence[dict[str, FieldValue]],
+        records: Sequence[dict[str, FieldValue | None]],
         remote_ids: Sequence[str | None],
         outcomes: list[SyncOutcome | None],
     ) -> None:
@@ -215,7 +220,7 @@ class SalesforceTarget:
             outcomes[index] = outcome
 
     @staticmethod
-    def _collection_record(fields: Mapping[str, FieldValue], task_id: str | None) -> dict[str, Any]:
+    def _collection_record(fields: Mapping[str, FieldValue | None], task_id: str | None) -> dict[str, Any]:
         record: dict[str, Any] = {"attributes": {"type": "Task"}}
         if task_id is None:
             record.update(fields)

@@ -76,6 +76,10 @@ def fetch_access_token(session: requests.Session, credentials: SalesforceCredent
         raise transport_error(exc) from exc
     if response.status_code in (400, 401, 403):
         raise token_refused(response.status_code, *_error_fields(response))
+    if response.status_code in (404, 405, 410):
+        # no token endpoint at the login URL (a wrong or retired My Domain, another service): every
+        # login fails the same way, so the target pauses rather than retrying each record
+        raise TargetUnavailableError(f"LOGIN_HTTP_{response.status_code}", f"no token endpoint at {url}")
     if response.status_code != 200:
         raise RetryableSyncError(f"token request: HTTP {response.status_code}")
     token = response.json().get("access_token")

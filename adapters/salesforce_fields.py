@@ -9,6 +9,7 @@ STRING_TOO_LONG and it goes to the DLQ, where an operator sees it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -18,7 +19,7 @@ import structlog
 
 from adapters.attributes import FieldValue, checked_attributes
 from adapters.log_text import render_log_text
-from schemas.common import Media, RecordSystem
+from schemas.common import Media, RecordRef, RecordSystem
 from schemas.snapshot import LogSnapshot
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,7 @@ _STRING_TYPES = frozenset(
 _INTEGER_TYPES = frozenset({"int", "long"})
 _NUMBER_TYPES = frozenset({"double", "currency", "percent"})
 _PICKLIST_TYPES = frozenset({"picklist", "multipicklist"})
+_INT_LIMIT = 2**31  # an `int` field holds a 32-bit signed integer
 
 @dataclass(frozen=True)
 class FieldSpec:
@@ -73,7 +75,13 @@ def _coerce_number(spec: FieldSpec, value: str) -> tuple[FieldValue | None, str 
     if not math.isfinite(number):
         return None, "not a finite number"
     if spec.type in _INTEGER_TYPES:
-        return (int(number), None) if number.is_integer() else (None, "not an integer")
+        if not number.is_integer():
+            return None, "not an integer"
+        return (int(number), None) if abs(number) < _INT_LIMIT else (None, "outside the integer range")
+    if spec.precision and abs(number) >= 10.0 ** (spec.precision - spec.scale):
+        # Salesforce refuses the whole record (NUMBER_OUTSIDE_VALID_RANGE) for more integer digits than
+        # precision - scale allow
+        return None, f"more than {spec.precision - spec.scale} digits before the decimal point"
     return number, None
 
 
@@ -82,11 +90,7 @@ def coerce_attribute(spec: FieldSpec | None, value: str) -> tuple[FieldValue | N
     if spec is None:
         return None, "field not on Task"
     if spec.type in _STRING_TYPES:
-        if spec.length and len(value) > spec.length:
-            return None, f"longer than {spec.length} characters"
-        if not _fits_picklist(spec, value):
-            return None, "not a value of the restricted picklist"
-        return value, None
+        return _coerce_text(spec, value)
     if spec.type in _INTEGER_TYPES or spec.type in _NUMBER_TYPES:
         return _coerce_number(spec, value)
     if spec.type == "boolean":
@@ -100,6 +104,17 @@ def coerce_attribute(spec: FieldSpec | None, value: str) -> tuple[FieldValue | N
         except ValueError:
             return None, "not a date"
     return None, f"unsupported field type {spec.type}"
+
+
+def _coerce_text(spec: FieldSpec, value: str) -> tuple[FieldValue | None, str | None]:
+    if spec.length and len(value) > spec.length:
+        return None, f"longer than {spec.length} characters"
+    if not _fits_picklist(spec, value):
+        return None, "not a value of the restricted picklist"
+    if spec.type == "email":
+        address = value.strip()  # Salesforce refuses the whole Task for a malformed one: INVALID_EMAIL_ADDRESS
+        return (address, None) if _EMAIL.fullmatch(address) else (None, "not an email address")
+    return value, None
 
 
 def _fits_picklist(spec: FieldSpec, value: str) -> bool:
@@ -142,21 +157,42 @@ def task_subtype(media: Media | None) -> str:
     return "Email" if media == Media.EMAIL else "Task"
 
 
-def _linked_records(snapshot: LogSnapshot) -> dict[str, FieldValue]:
-    fields: dict[str, FieldValue] = {}
+def _linked_records(snapshot: LogSnapshot) -> dict[str, FieldValue | None]:
+    fields: dict[str, FieldValue | None] = {}
     for ref in (snapshot.name, snapshot.related_to):
         if ref is None or ref.system != RecordSystem.SALESFORCE:
             continue
+        field = "WhoId" if ref.is_name else "WhatId"
         if not ref.is_name and ref.type.lower() in _NOT_A_WHAT:
             # WhatId refuses these, and the refusal would fail the whole Task: the link alone is dropped
-            log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field="WhatId",
+            log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field=field,
                         record_type=ref.type)
             continue
-        fields["WhoId" if ref.is_name else "WhatId"] = ref.id
+        if _SALESFORCE_ID.fullmatch(ref.id) is None:
+            # not an id Salesforce can read (MALFORMED_ID would fail the whole Task): the link alone is dropped
+            log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field=field,
+                        record_type=ref.type, reason="not a Salesforce id")
+            continue
+        fields[field] = ref.id
+    if _is_lead(snapshot.name) and fields.get("WhoId") is not None:
+        # A Task whose WhoId is a lead takes no WhatId (FIELD_INTEGRITY_EXCEPTION would fail the whole Task):
+        # Related to is left out, and cleared, as the Task may hold one from a contact chosen before.
+        if "WhatId" in fields:
+            log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field="WhatId",
+                        record_type=snapshot.related_to.type if snapshot.related_to else None, reason="lead in Name")
+        fields["WhatId"] = None
     return fields
 
 
+def _is_lead(ref: RecordRef | None) -> bool:
+    return ref is not None and ref.system == RecordSystem.SALESFORCE and (
+        ref.type.lower() == "lead" or ref.id.startswith(_LEAD_KEY_PREFIX))
+
+
 _NOT_A_WHAT = frozenset({"user", "group"})
+_LEAD_KEY_PREFIX = "00Q"  # the Lead object's key prefix in every org
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")  # local@domain.tld, as an email field takes it
+_SALESFORCE_ID = re.compile(r"[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?")  # the 15- or 18-character form
 """Salesforce record types a Task's WhatId never takes that the fold puts in Related to."""
 
 
@@ -173,9 +209,9 @@ def _call_fields(snapshot: LogSnapshot) -> dict[str, FieldValue]:
 
 def task_fields(
     snapshot: LogSnapshot, attribute_map: Mapping[str, str], specs: Mapping[str, FieldSpec]
-) -> dict[str, FieldValue]:
-    """The Task as Salesforce stores it. Unknown values are left out rather than cleared."""
-    fields: dict[str, FieldValue] = {
+) -> dict[str, FieldValue | None]:
+    """The Task as Salesforce stores it. Unknown values are left out rather than cleared (None: cleared)."""
+    fields: dict[str, FieldValue | None] = {
         "Subject": snapshot.subject or default_subject(snapshot),
         "Description": truncate_description(render_log_text(snapshot)),
         "Status": "Completed" if snapshot.finalized else "In Progress",

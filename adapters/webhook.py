@@ -9,12 +9,14 @@ which covers the body only (a delivery replayed later still verifies). `Idempote
 <interaction id>:v<version>` stays (an id beyond printable ASCII percent-encoded: a header carries
 no more). A receiver answering `{"id": "..."}` gets that id back on every later call for the
 interaction. `traceparent` (W3C Trace Context) is sent when the event that made the snapshot carried one.
-Coalescing in the sync loop sends only the latest version per interaction, so a
-receiver may see `interactionChangedAfterDisconnect` without the `interactionDisconnected` before it
-when both were due at once.
+Coalescing in the sync loop sends only the latest version per interaction, named after the strongest
+change among those due at once (`event_name`): the first delivery that carries the disconnect is
+`interactionDisconnected`.
 
 With no stored state the receiver is not asked anything first: the `webhook-id` is its look-up
-(a receiver that already processed that id answers 2xx without processing it again).
+(a receiver that already processed that id answers 2xx without processing it again). So a delivery
+whose answer was lost before any id was known is sent again as it was before a newer version goes
+(`WebhookTarget._answer_of_lost_delivery`): the receiver's answer to it carries the id the lost one did.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import string
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -56,12 +60,16 @@ TARGET_LEVEL_STATUSES = frozenset({401, 403, 404, 407, 410})
 
 
 def event_name(snapshot: LogSnapshot) -> str:
-    """The event name agent-client integrators know, from the snapshot's trigger and state."""
+    """The event name agent-client integrators know, from the snapshot's trigger and state.
+
+    A disconnected snapshot whose trigger is `created` covers the disconnect too (the call's events
+    were folded, or coalesced, into one snapshot; or the log began with the disconnect): it is the
+    receiver's first word of the disconnect, so it is `interactionDisconnected` as well."""
     if snapshot.finalized or snapshot.trigger == Trigger.FINALIZED:
         return "interactionRemoved"
     if snapshot.state != State.DISCONNECTED:
         return "interactionChanged"
-    if snapshot.trigger == Trigger.STATE_CHANGED:
+    if snapshot.trigger in (Trigger.STATE_CHANGED, Trigger.CREATED):
         return "interactionDisconnected"
     return "interactionChangedAfterDisconnect"
 
@@ -132,6 +140,8 @@ class WebhookTarget:
         # At most the poster's pool of 10 connections, so no connection is thrown away.
         self._concurrency = max(1, min(concurrency, 10))
         self._pool = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="webhook")
+        self._unanswered: dict[str, _Unanswered] = {}  # interaction id → its delivery whose answer was lost
+        self._lock = threading.Lock()
 
     def wants(self, snapshot: LogSnapshot) -> bool:
         return True
@@ -167,16 +177,36 @@ class WebhookTarget:
 
     def _post(self, item: SyncItem) -> SyncOutcome:
         snapshot = item.snapshot
-        body = request_body(snapshot, item.target_state.remote_id)
-        message_id = webhook_id(snapshot.interaction_id, snapshot.version)
+        receiver_id = item.target_state.remote_id
+        if receiver_id is None:
+            receiver_id = self._answer_of_lost_delivery(snapshot)
+        body = request_body(snapshot, receiver_id)
+        try:
+            response = self._deliver(snapshot.interaction_id, snapshot.version, body, item.traceparent)
+        except RetryableSyncError as exc:
+            if exc.uncertain and receiver_id is None:
+                self._remember_unanswered(snapshot, body, item.traceparent)
+            raise
+        status = response.status_code
+        if status >= 400:
+            return Failed(code=f"HTTP_{status}", message=response.text[:200])
+        if status >= 300:
+            return Failed(code=f"HTTP_{status}", message="redirects are not followed for signed posts")
+        with self._lock:
+            self._unanswered.pop(snapshot.interaction_id, None)
+        return Synced(remote_id=receiver_id_from(response, receiver_id), version=snapshot.version)
+
+    def _deliver(self, interaction_id: str, version: int, body: bytes, traceparent: str | None) -> Response:
+        """One signed POST; 429/5xx and target-level answers raise, any other answer is returned."""
+        message_id = webhook_id(interaction_id, version)
         headers = {
             "Content-Type": "application/json",
             **signed_headers(self._signing_key, message_id, int(time.time()), body),
             SIGNATURE_HEADER: sign(self._secret, body),
-            "Idempotency-Key": idempotency_key(snapshot.interaction_id, snapshot.version),
+            "Idempotency-Key": idempotency_key(interaction_id, version),
         }
-        if item.traceparent is not None:  # W3C Trace Context: the receiver's work joins the event's trace
-            headers["traceparent"] = item.traceparent
+        if traceparent is not None:  # W3C Trace Context: the receiver's work joins the event's trace
+            headers["traceparent"] = traceparent
         response = self._session.post(self._url, data=body, headers=headers)  # transport failures: SyncError
         status = response.status_code
         if status == 429 or status >= 500:
@@ -184,8 +214,37 @@ class WebhookTarget:
             raise RetryableSyncError(f"HTTP {status}", retry_after_s)
         if status in TARGET_LEVEL_STATUSES:
             raise TargetUnavailableError(f"HTTP_{status}", response.text[:200])
-        if status >= 400:
-            return Failed(code=f"HTTP_{status}", message=response.text[:200])
-        if status >= 300:
-            return Failed(code=f"HTTP_{status}", message="redirects are not followed for signed posts")
-        return Synced(remote_id=receiver_id_from(response, item.target_state.remote_id), version=snapshot.version)
+        return response
+
+    def _remember_unanswered(self, snapshot: LogSnapshot, body: bytes, traceparent: str | None) -> None:
+        with self._lock:
+            self._unanswered.pop(snapshot.interaction_id, None)
+            self._unanswered[snapshot.interaction_id] = _Unanswered(snapshot.version, body, traceparent)
+            while len(self._unanswered) > UNANSWERED_KEPT:
+                del self._unanswered[next(iter(self._unanswered))]
+
+    def _answer_of_lost_delivery(self, snapshot: LogSnapshot) -> str | None:
+        """The receiver id of an earlier delivery of this interaction whose answer was lost (a timeout, a
+        dropped connection), when a newer version is about to go: that delivery is sent again as it was,
+        same `webhook-id` and body, and the receiver answers it as the first time (docs/webhooks.md).
+        Without this, a receiver that created its record on the lost delivery and answers its id only
+        then would never have it sent back. None when there is no such delivery or no id in the answer."""
+        with self._lock:
+            lost = self._unanswered.get(snapshot.interaction_id)
+        if lost is None or lost.version >= snapshot.version:
+            return None
+        response = self._deliver(snapshot.interaction_id, lost.version, lost.body, lost.traceparent)
+        with self._lock:
+            self._unanswered.pop(snapshot.interaction_id, None)
+        return receiver_id_from(response, None) if response.status_code < 300 else None
+
+
+UNANSWERED_KEPT = 10_000
+"""Deliveries whose answer was lost kept (in memory, newest) to be sent again before a newer version."""
+
+
+@dataclass(frozen=True)
+class _Unanswered:
+    version: int
+    body: bytes
+    traceparent: str | None

@@ -42,6 +42,7 @@ from adapters.base import (
     TargetTraits,
     TargetUnavailableError,
     outcome_for_error,
+    parse_retry_after,
 )
 from adapters.http_session import RecordingSession, transport_error
 from adapters.zendesk_jobs import JobPacing, JobWatch
@@ -58,6 +59,7 @@ from adapters.zendesk_render import (
     attribute_custom_fields,
     chosen_requester_id,
     linked_ticket_id,
+    marker,
     parse_ticket_fields,
     render_comment,
 )
@@ -102,7 +104,7 @@ def translate_zenpy_error(exc: Exception) -> SyncError:
         return PermanentSyncError("RecordNotFound", "ticket not found")
     if status is not None and (status == 429 or status >= 500):
         retry_after = response.headers.get("Retry-After") if response is not None else None
-        return RetryableSyncError(f"HTTP {status}", float(retry_after) if retry_after else None)
+        return RetryableSyncError(f"HTTP {status}", parse_retry_after(retry_after))  # seconds or an HTTP date
     if status is not None:
         return PermanentSyncError(_api_error_code(response), f"HTTP {status}")
     if isinstance(exc, requests.RequestException):
@@ -324,7 +326,10 @@ class ZendeskTarget:
         ticket = Ticket(
             external_id=snapshot.interaction_id,
             subject=snapshot.subject or f"Interaction {snapshot.interaction_id}",
-            comment=comment or Comment(body=f"Interaction {snapshot.interaction_id}", public=False),
+            # field mode: the ticket still needs a first comment; as every comment the worker writes, it ends
+            # with the marker line
+            comment=comment or Comment(body=f"Interaction {snapshot.interaction_id}\n\n"
+                                            f"{marker(snapshot.interaction_id, snapshot.version)}", public=False),
         )
         if custom_fields:
             ticket.custom_fields = custom_fields
@@ -334,6 +339,9 @@ class ZendeskTarget:
             ticket.requester_id = requester_id
         elif requester is not None:
             ticket.requester = requester
+            # zenpy's setter also sets `requester_id` to the new user's id, None: sent as `"requester_id": null`
+            # beside the `requester` object, it would ask for no requester (the agent's own ticket) instead
+            ticket._dirty_attributes.discard("requester_id")
         key = f"{snapshot.interaction_id}:v{snapshot.version}"
         return Write(index, ticket, snapshot.version, create=True, idempotency_key=key)
 

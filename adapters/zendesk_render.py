@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import structlog
@@ -62,15 +63,7 @@ def coerce_ticket_value(field: TicketField | None, value: str) -> tuple[FieldVal
     if field_type == "tagger":
         return (value, None) if value in field.options else (None, "not an option of the drop-down")
     if field_type in ("integer", "decimal"):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None, f"not a number for {field_type}"
-        if not math.isfinite(number):
-            return None, "not a finite number"
-        if field_type == "integer":
-            return (int(number), None) if number.is_integer() else (None, "not an integer")
-        return number, None
+        return _ticket_number(field_type, value)
     if field_type == "checkbox":
         lowered = value.strip().lower()
         return (lowered == "true", None) if lowered in ("true", "false") else (None, "not a boolean")
@@ -80,6 +73,24 @@ def coerce_ticket_value(field: TicketField | None, value: str) -> tuple[FieldVal
         except ValueError:
             return None, "not a date"
     return value, None
+
+
+def _ticket_number(field_type: str, value: str) -> tuple[FieldValue | None, str | None]:
+    """Zendesk reads a number field's value as plain digits (`-12`, `4.25`): read as a Decimal, so a long
+    integer keeps every digit, and a decimal that JSON would write with an exponent (`1e+20`, `1e-05`;
+    refused, with the whole update) goes as its plain digits instead."""
+    try:
+        number = Decimal(value.strip())
+    except InvalidOperation:
+        return None, f"not a number for {field_type}"
+    if not number.is_finite():
+        return None, "not a finite number"
+    if field_type == "integer":
+        return (int(number), None) if number == number.to_integral_value() else (None, "not an integer")
+    as_float = float(number)
+    if math.isfinite(as_float) and "e" not in repr(as_float):
+        return as_float, None
+    return format(number, "f"), None
 
 
 def attribute_custom_fields(

@@ -238,6 +238,86 @@ def test_a_bad_attribute_value_is_dropped_and_the_task_saves(
     } == {"Tier__c": "gold", "Score__c": None, "Queue__c": "Q1"}
 
 
+def test_a_number_too_large_for_its_field_is_dropped_and_the_task_saves(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    """Score__c is a number(18, 2): sixteen digits before the point at most, or the whole Task fails."""
+    outcomes = target.sync([
+        SyncItem(finalized("conv-1", attributes={"tier": "gold", "score": "1e20"})),
+        SyncItem(finalized("conv-2", attributes={"tier": "gold", "score": "-12345678901234567"})),
+        SyncItem(finalized("conv-3", attributes={"tier": "gold", "score": "1234567890123456"})),
+    ])
+    assert [Synced, Synced, Synced] == [type(outcome) for outcome in outcomes], outcomes
+    assert {"conv-1": ("gold", None), "conv-2": ("gold", None), "conv-3": ("gold", 1234567890123456.0)} == {
+        task["CallObject"]: (task.get("Tier__c"), task.get("Score__c")) for task in tasks(fresh_emulators)}
+
+
+LEAD_ID = "00Q5g00000LeAdXAAZ"
+
+
+def test_a_lead_in_name_keeps_the_task_saving_without_a_related_to(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    """Salesforce takes no WhatId on a Task whose WhoId is a lead: the link is left out (and cleared when the
+    agent switched Name to a lead after a contact with a Related to), the rest of the Task saves."""
+    lead = {"system": "salesforce", "type": "Lead", "id": LEAD_ID}
+    [with_lead] = target.sync([SyncItem(snapshot("conv-1", name=lead))])
+    [contact_first] = target.sync([SyncItem(snapshot("conv-2"))])
+    assert [Synced, Synced] == [type(with_lead), type(contact_first)], (with_lead, contact_first)
+    state = next_target_state(TargetState(), contact_first)
+    [switched] = target.sync([SyncItem(finalized("conv-2", name=lead), state)])
+    assert isinstance(switched, Synced), switched
+    assert {"conv-1": (LEAD_ID, None, "In Progress"), "conv-2": (LEAD_ID, None, "Completed")} == {
+        task["CallObject"]: (task.get("WhoId"), task.get("WhatId"), task["Status"]) for task in tasks(fresh_emulators)}
+
+
+def test_a_record_id_salesforce_cannot_read_is_left_out_and_the_task_saves(
+    target: SalesforceTarget, fresh_emulators: Emulators
+) -> None:
+    """A Salesforce id has 15 or 18 letters and digits (`5005g00000XyZ` has 13): such a link would fail the
+    whole Task (MALFORMED_ID), so it alone is left out; the other link and the rest of the log are saved."""
+    short_case = {"system": "salesforce", "type": "Case", "id": "5005g00000XyZ"}
+    odd_contact = {"system": "salesforce", "type": "Contact", "id": "ada@example.com"}
+    outcomes = target.sync([SyncItem(finalized("conv-1", related_to=short_case)),
+                            SyncItem(finalized("conv-2", name=odd_contact))])
+    assert [Synced, Synced] == [type(outcome) for outcome in outcomes], outcomes
+    assert {"conv-1": (CONTACT_ID, None, "Completed"), "conv-2": (None, CASE_ID, "Completed")} == {
+        task["CallObject"]: (task.get("WhoId"), task.get("WhatId"), task["Status"]) for task in tasks(fresh_emulators)}
+
+
+def test_a_malformed_address_for_an_email_field_is_dropped_and_the_task_saves(fresh_emulators: Emulators) -> None:
+    """Salesforce refuses the whole Task for an email field whose value is no address (INVALID_EMAIL_ADDRESS)."""
+    target = build_salesforce(settings_for(
+        fresh_emulators, salesforce_attribute_fields={"tier": "Tier__c", "email": "Customer_Email__c"}))
+    try:
+        outcomes = target.sync([
+            SyncItem(finalized("conv-1", attributes={"tier": "gold", "email": "ada at example.com"})),
+            SyncItem(finalized("conv-2", attributes={"tier": "gold", "email": "ada@example.com"})),
+        ])
+    finally:
+        target.close()
+    assert [Synced, Synced] == [type(outcome) for outcome in outcomes], outcomes
+    assert {"conv-1": ("gold", None), "conv-2": ("gold", "ada@example.com")} == {
+        task["CallObject"]: (task.get("Tier__c"), task.get("Customer_Email__c")) for task in tasks(fresh_emulators)}
+
+
+def test_an_attribute_named_in_mixed_case_maps_when_set_as_a_nested_variable(
+    fresh_emulators: Emulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ILOG_SALESFORCE_ATTRIBUTE_FIELDS__customerTier=Tier__c` (README): environment names are read without
+    case, so the setting holds `customertier`; the attribute `customerTier` still goes to Tier__c."""
+    monkeypatch.setenv("ILOG_SALESFORCE_ATTRIBUTE_FIELDS__customerTier", "Tier__c")
+    from_env = Settings(_env_file=None)
+    target = build_salesforce(settings_for(
+        fresh_emulators, salesforce_attribute_fields=from_env.salesforce_attribute_fields))
+    try:
+        [outcome] = target.sync([SyncItem(finalized(attributes={"customerTier": "gold"}))])
+    finally:
+        target.close()
+    assert isinstance(outcome, Synced), outcome
+    assert ["gold"] == [task.get("Tier__c") for task in tasks(fresh_emulators)]
+
+
 def test_a_value_outside_a_restricted_picklist_is_dropped_and_the_task_saves(fresh_emulators: Emulators) -> None:
     target = build_salesforce(settings_for(
         fresh_emulators, salesforce_attribute_fields={"tier": "Tier__c", "segment": "Segment__c"}))

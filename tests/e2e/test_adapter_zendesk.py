@@ -151,6 +151,19 @@ def test_field_mode_writes_the_log_into_the_custom_field_without_a_comment(
     assert custom_values(found)[360001].endswith(marker("conv-42", 9))
 
 
+def test_field_mode_creates_a_missing_ticket_whose_only_comment_ends_with_the_marker(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    """A ticket needs a first comment; the worker writes it, so it ends with the marker line (CONTRACT.md)."""
+    target = make_target(zendesk_mode="field", zendesk_log_field_id=360001)
+    [outcome] = target.sync([SyncItem(final_log())])
+    assert isinstance(outcome, Synced)
+    [found] = fresh_emulators.zendesk.state()["tickets"]
+    assert ("conv-42", str(found["id"])) == (found["external_id"], outcome.remote_id)
+    assert [marker("conv-42", 9)] == [comment["body"].splitlines()[-1] for comment in found["comments"]]
+    assert custom_values(found)[360001].endswith(marker("conv-42", 9))
+
+
 def test_a_non_numeric_attribute_is_dropped_and_the_rest_saves(
     make_target: TargetFactory, fresh_emulators: Emulators
 ) -> None:
@@ -162,6 +175,25 @@ def test_a_non_numeric_attribute_is_dropped_and_the_rest_saves(
     found = ticket(fresh_emulators, ticket_id)
     assert custom_values(found) == {360003: 3.5, 360004: "vip"}
     assert len(worker_comments(found)) == 1
+
+
+def test_numbers_written_with_an_exponent_or_many_digits_reach_their_fields_and_the_log_saves(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    """Zendesk reads a number field's value as plain digits: `1e20` or `0.00001` must not go out as `1e+20`
+    or `1e-05` (refused: the whole update, comment included, would fail), nor a long integer be rounded."""
+    tickets = seed_tickets(fresh_emulators, 3)
+    target = make_target(zendesk_attribute_fields=ATTRIBUTES)
+    values = [("1e20", "7"), ("0.00001", "12345678901234567890"), ("2.5", "3")]
+    outcomes = target.sync([
+        SyncItem(final_log(f"conv-{n}", related_to=on_ticket(ticket_id),
+                           attributes={"talk_minutes": minutes, "holds": holds}))
+        for n, (ticket_id, (minutes, holds)) in enumerate(zip(tickets, values, strict=True))])
+    assert [Synced] * 3 == [type(outcome) for outcome in outcomes], outcomes
+    found = [ticket(fresh_emulators, ticket_id) for ticket_id in tickets]
+    assert [1, 1, 1] == [len(worker_comments(t)) for t in found]
+    assert [(1e20, 7), (0.00001, 12345678901234567890), (2.5, 3)] == [
+        (float(custom_values(t)[360003]), custom_values(t)[360002]) for t in found]
 
 
 def test_without_a_linked_ticket_one_is_created_for_the_requester_and_found_again_by_external_id(
@@ -194,7 +226,24 @@ def test_a_new_ticket_is_for_the_zendesk_user_chosen_in_name(
     assert [Synced, Synced] == [type(outcome) for outcome in outcomes]
     created = {t["external_id"]: t for t in fresh_emulators.zendesk.state()["tickets"]}
     assert 9001 == created["conv-1"]["requester_id"]
-    assert 9001 != created["conv-2"]["requester_id"]
+    [customer] = fresh_emulators.zendesk.state()["users"]  # made from conv-2's customer, none for conv-1
+    assert (customer["id"], "Ada Example", "ada@example.com") == (
+        created["conv-2"]["requester_id"], customer["name"], customer["email"])
+
+
+def test_new_tickets_of_one_customer_share_the_requester_made_from_the_customer(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    target = make_target()
+    by_phone = {"address": "+4930123456", "name": "Bo Caller"}
+    outcomes = target.sync([SyncItem(final_log("conv-1")), SyncItem(final_log("conv-2")),
+                            SyncItem(final_log("conv-3", customer=by_phone))])
+    assert [Synced] * 3 == [type(outcome) for outcome in outcomes], outcomes
+    state = fresh_emulators.zendesk.state()
+    users = {user["id"]: (user["name"], user["email"], user["phone"]) for user in state["users"]}
+    assert {"conv-1": ("Ada Example", "ada@example.com", None), "conv-2": ("Ada Example", "ada@example.com", None),
+            "conv-3": ("Bo Caller", None, "+4930123456")} == {
+        t["external_id"]: users[t["requester_id"]] for t in state["tickets"]}
 
 
 def test_missing_ticket_skip_setting_skips(make_target: TargetFactory, fresh_emulators: Emulators) -> None:

@@ -114,3 +114,35 @@ def test_a_chat_and_an_email_are_each_logged_as_one_completed_task(
         assert chat_task["Description"].startswith("Password reset explained.")
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_a_call_whose_first_event_comes_before_its_connect_gets_its_task_at_the_connect_as_a_call(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> None:
+    """Events can arrive out of order: an attribute or a viewed record before the connect creates the log,
+    but the Task is created at the first connect (the seed: "when the interaction connects"), as a Call
+    (TaskSubtype cannot be changed once the Task exists)."""
+    run = sync_settings(settings, fresh_emulators, ("salesforce",))
+    call = "conv-early-attributes"
+    worker = WorkerProcess("all", run, tmp_path / "worker.log")
+    try:
+        wait_assigned(worker, 2)
+        start = datetime.now(UTC) - timedelta(seconds=30)
+        produce(run, run.events_topic, [
+            event("interaction.attributes", call, 1, start, {"attributes": {"tier": "gold"}}),
+        ])
+        time.sleep(3.0)  # the sync stage has had the snapshot of the attributes alone
+        produce(run, run.events_topic, [
+            event("interaction.connected", call, 2, start + timedelta(seconds=1), connected()),
+        ])
+        assert wait_for(lambda: bool(tasks_by_call(fresh_emulators).get(call)), 20), worker.log_text()[-3000:]
+        produce(run, run.events_topic, [
+            event("interaction.disconnected", call, 3, start + timedelta(seconds=20)),
+        ])
+        assert wait_for(lambda: [t["Status"] for t in tasks_by_call(fresh_emulators).get(call, [])] == ["Completed"],
+                        30), worker.log_text()[-3000:]
+        [task] = tasks_by_call(fresh_emulators)[call]
+        assert ("Call", "Inbound", 19) == (task["TaskSubtype"], task["CallType"], task["CallDurationInSeconds"])
+        assert "POST" == task_writes(fresh_emulators)[0]
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -109,5 +110,67 @@ def test_a_full_target_queue_pauses_consuming_and_nothing_is_lost_after_it_resum
         assert {c: ["Completed"] for c in calls} == completed
         assert "consuming paused" in worker.log_text()
         assert wait_for(lambda: "consuming resumed" in worker.log_text(), 10)  # at the loop's next turn
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_a_short_call_produced_at_once_is_announced_as_disconnected_before_it_is_removed(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> None:
+    """The whole call arrives in one go (as a platform flushing its buffer sends it): the fold may fold
+    connect to disconnect into one snapshot, and the receiver still hears of the disconnect by its name."""
+    run = sync_settings(settings, fresh_emulators, ("webhook",), edit_window_seconds=6.0)
+    calls = [f"conv-hook-burst-{n}" for n in range(3)]
+    worker = WorkerProcess("all", run, tmp_path / "worker.log")
+    try:
+        wait_assigned(worker, 2)
+        start = datetime.now(UTC) - timedelta(seconds=3)
+        steps = [("interaction.connected", connected()), ("interaction.held", {}), ("interaction.resumed", {}),
+                 ("interaction.disconnected", {"reason": "customer"})]
+        produce(run, run.events_topic, [event(kind, call, n, start + timedelta(milliseconds=500 * n), data)
+                                        for call in calls for n, (kind, data) in enumerate(steps, start=1)])
+        assert wait_for(lambda: all(any(d["body"]["event"] == "interactionRemoved"
+                                        for d in _deliveries(fresh_emulators, c)) for c in calls), 40), \
+            worker.log_text()[-3000:]
+        for call in calls:
+            names = [(d["body"]["log"]["state"], d["body"]["log"]["finalized"], d["body"]["event"])
+                     for d in _deliveries(fresh_emulators, call)]
+            # nothing was edited after the disconnect: the first delivery past it names the disconnect
+            after_disconnect = [name for state, final, name in names if state == "disconnected" and not final]
+            assert ["interactionDisconnected"] == after_disconnect, names
+            assert "interactionRemoved" == names[-1][2]
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_the_receiver_id_of_a_first_delivery_whose_answer_was_lost_still_comes_back_on_later_deliveries(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> None:
+    """The receiver created its record on the first delivery and answered its id, but the answer was lost;
+    the call changed before the retry. The id is still learnt and sent back on every later delivery."""
+    run = sync_settings(settings, fresh_emulators, ("webhook",), edit_window_seconds=4.0)
+    call = "conv-hook-lost-answer"
+    fresh_emulators.webhook.inject("drop_after_apply", count=1)
+    fresh_emulators.webhook.inject("503", count=3)  # the retries fail a while: the hold arrives meanwhile
+    worker = WorkerProcess("all", run, tmp_path / "worker.log")
+    try:
+        wait_assigned(worker, 2)
+        produce(run, run.events_topic, [event("interaction.connected", call, 1, datetime.now(UTC), connected())])
+        assert wait_for(lambda: any(r["fault"] == "drop_after_apply" for r in fresh_emulators.webhook.requests()), 20,
+                        interval_s=0.02), worker.log_text()[-3000:]
+        produce(run, run.events_topic, [event("interaction.held", call, 2, datetime.now(UTC))])
+        time.sleep(1.0)
+        produce(run, run.events_topic, [event("interaction.disconnected", call, 3, datetime.now(UTC))])
+        assert wait_for(lambda: any(d["body"]["event"] == "interactionRemoved" and d["status"] == 200
+                                    for d in _deliveries(fresh_emulators, call)), 40), worker.log_text()[-3000:]
+        delivered = [d for d in _deliveries(fresh_emulators, call) if d["status"] == 200]
+        first, *later = [d for d in delivered if not d["duplicate"]]
+        assert (1, None) == (first["body"]["log"]["version"], first["body"]["id"])
+        # every delivery after the one that created the receiver's record carries its id
+        assert [receiver_id(call)] * len(later) == [d["body"]["id"] for d in later], \
+            [(d["body"]["log"]["version"], d["body"]["id"], d["duplicate"]) for d in delivered]
+        assert later and later[-1]["body"]["event"] == "interactionRemoved"
+        # what went again is the first delivery as it was (the receiver answers it as the first time)
+        assert all(d["raw_body"] == first["raw_body"] for d in delivered if d["duplicate"])
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]

@@ -10,13 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import certifi
+import pytest
 from pydantic import SecretStr
 
 from adapters.base import Failed, Retry, Synced, SyncItem, SyncOutcome
 from tests.e2e import test_adapter_salesforce as sf
 from tests.e2e import test_adapter_zendesk as zd
 from tests.e2e.conftest import Emulators
-from worker.runtime.targets import build_salesforce, build_webhook, build_zendesk
+from worker.runtime.targets import TargetConfigError, build_salesforce, build_webhook, build_zendesk
 
 
 def _paused(outcome: SyncOutcome) -> tuple[str, str | None]:
@@ -107,3 +109,30 @@ def test_webhook_receiver_that_cannot_be_resolved_pauses(fresh_emulators: Emulat
     finally:
         target.close()
     assert ("Retry", "DNS") == _paused(outcome)
+
+
+def test_salesforce_at_a_wrong_address_or_behind_an_untrusted_certificate_pauses(
+    fresh_emulators: Emulators, tmp_path: Path,
+) -> None:
+    """A login URL with no token endpoint there, a certificate the CA bundle does not trust: nothing about a
+    record, so nothing is dead-lettered."""
+    base = fresh_emulators.env["ILOG_SALESFORCE_INSTANCE_URL"].rstrip("/")
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_text(Path(certifi.where()).read_text())
+    outcomes = {
+        "no token endpoint": _salesforce_once(fresh_emulators, salesforce_login_url=f"{base}/no-such-login"),
+        "untrusted certificate": _salesforce_once(fresh_emulators, salesforce_ca_bundle=str(other_ca)),
+    }
+    assert {name: "Retry" for name in outcomes} == {name: type(o).__name__ for name, o in outcomes.items()}, outcomes
+    assert all(_paused(outcome)[1] for outcome in outcomes.values()), outcomes
+    assert [] == fresh_emulators.salesforce.state()["tasks"]
+
+
+def test_salesforce_api_version_written_as_in_its_urls_works_too_and_a_malformed_one_stops_the_start(
+    fresh_emulators: Emulators,
+) -> None:
+    """`v62.0` (as the version appears in `/services/data/v62.0/`) is the same version as `62.0`; `latest`
+    is a bad setting (exit 2 at start), not a target paused for good on 404s."""
+    assert "Synced" == _paused(_salesforce_once(fresh_emulators, salesforce_api_version="v62.0"))[0]
+    with pytest.raises(TargetConfigError, match="ILOG_SALESFORCE_API_VERSION"):
+        build_salesforce(sf.settings_for(fresh_emulators, salesforce_api_version="latest"))

@@ -19,6 +19,7 @@ from tests.emulators.salesforce_schema import (
     JsonParserError,
     check_record,
     describe_task,
+    integrity_errors,
     is_salesforce_id,
     record_error,
 )
@@ -59,6 +60,7 @@ class SalesforceApp(EmulatorApp):
         self.deleted: set[str] = set()
         self.api_used = 0
         self.api_limit = DEFAULT_API_LIMIT
+        self.validation_rules: list[dict[str, str]] = []
         self._ids = itertools.count(1)
         self._cursors: dict[str, list[dict[str, Any]]] = {}  # query locator → rows not yet answered
         self._locators = itertools.count(1)
@@ -73,7 +75,11 @@ class SalesforceApp(EmulatorApp):
         }
 
     def seed(self, payload: dict[str, Any]) -> Response:
-        self.api_limit = int(payload.get("config", {}).get("api_limit", self.api_limit))
+        config = payload.get("config", {})
+        self.api_limit = int(config.get("api_limit", self.api_limit))
+        # an org's validation rules, as `{"field": "Subject", "contains": "text", "message": "..."}`: a Task whose
+        # field contains the text is refused, that record alone (FIELD_CUSTOM_VALIDATION_EXCEPTION)
+        self.validation_rules = list(config.get("validation_rules", self.validation_rules))
         created = [self._insert(dict(task)) for task in payload.get("tasks", [])]
         return Response(200, {"tasks": created})
 
@@ -162,6 +168,7 @@ class SalesforceApp(EmulatorApp):
             return Response(200, {"attributes": self._attributes(task["Id"], version), **task})
         if method == "PATCH":
             checked = check_record(request.json(), creating=False)
+            checked.errors += [] if checked.errors else self._saving_errors({**task, **checked.values})
             if checked.errors:
                 return Response(400, [_as_rest_error(e) for e in checked.errors])
             _touch(task, checked.values)
@@ -176,6 +183,7 @@ class SalesforceApp(EmulatorApp):
         if not isinstance(body, dict):
             return Response(400, sf_error("JSON_PARSER_ERROR", "Expected a JSON object for the record"))
         checked = check_record(body, creating=True)
+        checked.errors += [] if checked.errors else self._saving_errors(checked.values)
         if checked.errors:
             return Response(400, [_as_rest_error(e) for e in checked.errors])
         task = self._insert(checked.values)
@@ -206,6 +214,9 @@ class SalesforceApp(EmulatorApp):
         target = None if creating else record.get("id", record.get("Id"))
         if not creating:
             checked.errors[:0] = self._update_target_errors(target)
+        if not checked.errors:
+            saved = checked.values if creating else {**(self._find(str(target)) or {}), **checked.values}
+            checked.errors += self._saving_errors(saved)
         return target, checked.values, checked.errors
 
     def _update_target_errors(self, target: Any) -> list[dict[str, Any]]:
@@ -219,6 +230,16 @@ class SalesforceApp(EmulatorApp):
         if self._find(target) is None:
             return [record_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])]
         return []
+
+    def _saving_errors(self, task: dict[str, Any]) -> list[dict[str, Any]]:
+        """What the org refuses of the Task as it would be saved: cross-field rules, then validation rules."""
+        errors = integrity_errors(task)
+        for rule in self.validation_rules:
+            value = task.get(rule["field"])
+            if isinstance(value, str) and rule["contains"] in value:
+                errors.append(record_error("FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                                           rule.get("message", "validation rule"), [rule["field"]]))
+        return errors
 
     def _commit(self, target: str | None, values: dict[str, Any], errors: list[dict[str, Any]],
                 creating: bool) -> dict[str, Any]:

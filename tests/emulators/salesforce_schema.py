@@ -19,6 +19,7 @@ CALL_TYPE_VALUES = ("Inbound", "Outbound", "Internal")
 SUBTYPE_VALUES = ("Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn")
 _ID_RE = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")  # what an org's email field takes, roughly
 _STRING_TYPES = frozenset({"string", "textarea", "combobox", "picklist", "phone", "email", "url"})
 
 
@@ -80,6 +81,7 @@ TASK_FIELDS: tuple[TaskField, ...] = (
     TaskField("Score__c", "double", "Score", custom=True, precision=18, scale=2),
     TaskField("Queue__c", "string", "Queue", 80, custom=True),
     _picklist("Segment__c", "Segment", ("SMB", "Enterprise"), custom=True),
+    TaskField("Customer_Email__c", "email", "Customer Email", 80, custom=True),
 )
 FIELDS_BY_LOWER = {f.name.lower(): f for f in TASK_FIELDS}
 REQUIRED_ON_CREATE = ("Status", "Priority")
@@ -182,6 +184,20 @@ def check_record(record: dict[str, Any], creating: bool) -> Checked:
     return checked
 
 
+LEAD_PREFIX = "00Q"
+
+
+def integrity_errors(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rules across fields of the Task as it would be saved: a Task whose WhoId is a lead takes no WhatId
+    (Task object reference: "If the WhoId refers to a lead, then the WhatId field must be empty")."""
+    who, what = task.get("WhoId"), task.get("WhatId")
+    if isinstance(who, str) and who.startswith(LEAD_PREFIX) and what:
+        return [record_error("FIELD_INTEGRITY_EXCEPTION",
+                             "Related To ID: a task whose Name is a lead cannot be related to another record",
+                             ["WhatId"])]
+    return []
+
+
 def _field_error(spec: TaskField, value: Any, creating: bool) -> dict[str, Any] | None:
     allowed = spec.createable if creating else spec.updateable
     if not allowed:
@@ -200,6 +216,12 @@ def _field_error(spec: TaskField, value: Any, creating: bool) -> dict[str, Any] 
         return record_error("STRING_TOO_LONG",
                             f"{spec.label}: data value too large: {value[:40]} (max length={spec.length})",
                             [spec.name])
+    if spec.type == "double" and spec.precision and abs(value) >= 10 ** (spec.precision - spec.scale):
+        # more integer digits than precision - scale allow: the record fails, as in a real org
+        return record_error("NUMBER_OUTSIDE_VALID_RANGE",
+                            f"{spec.label}: value outside of valid range on numeric field: {value}", [spec.name])
+    if spec.type == "email" and not _EMAIL_RE.match(value):
+        return record_error("INVALID_EMAIL_ADDRESS", f"{spec.label}: invalid email address: {value}", [spec.name])
     if spec.restricted and value not in spec.picklist:
         return record_error("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                             f"{spec.label}: bad value for restricted picklist field: {value}", [spec.name])

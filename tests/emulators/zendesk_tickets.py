@@ -69,10 +69,24 @@ class TicketStore:
             int(f["id"]): full_field(base_url, f) for f in DEFAULT_TICKET_FIELDS}
         self._ticket_ids = itertools.count(1)
         self._event_ids = itertools.count(10_000_000)
+        self.users: dict[int, dict[str, Any]] = {}  # end users made from a ticket's `requester`
+        self._user_ids = itertools.count(20_000_001)
 
     def state(self) -> dict[str, Any]:
         tickets = [{**t, "comments": self.comments[i]} for i, t in self.tickets.items()]
-        return {"tickets": tickets, "ticket_fields": list(self.fields.values())}
+        return {"tickets": tickets, "ticket_fields": list(self.fields.values()), "users": list(self.users.values())}
+
+    def requester_id(self, requester: dict[str, Any]) -> int:
+        """A ticket's `requester` object: the end user with that email, else a new one (as Zendesk makes it)."""
+        email = requester.get("email")
+        if email:
+            for user in self.users.values():
+                if str(user.get("email") or "").lower() == str(email).lower():
+                    return int(user["id"])
+        user_id = next(self._user_ids)
+        self.users[user_id] = {"id": user_id, "name": requester.get("name") or email, "email": email or None,
+                               "phone": requester.get("phone"), "role": "end-user", "created_at": now_iso()}
+        return user_id
 
     def find(self, ticket_id: int) -> dict[str, Any] | None:
         return self.tickets.get(ticket_id)
@@ -98,6 +112,10 @@ class TicketStore:
             "fields": [], "satisfaction_rating": None, "sharing_agreement_ids": [], "allow_channelback": False,
             "allow_attachments": True, "from_messaging_channel": False,
         }
+        if isinstance(payload.get("requester"), dict) and payload.get("requester_id") is None:
+            # `requester` names (or makes) the end user; a `requester_id` beside it decides, as in Zendesk
+            ticket["requester_id"] = self.requester_id(payload["requester"])
+            payload = {key: value for key, value in payload.items() if key != "requester_id"}
         self.tickets[ticket_id] = ticket
         audit = self._apply(ticket, {**payload, "comment": comment}, custom, author_id, "Create")
         return ticket, audit

@@ -152,8 +152,10 @@ def test_a_record_salesforce_refuses_is_dead_lettered_with_the_error_and_the_oth
 ) -> None:
     run = sync_settings(settings, fresh_emulators, ("salesforce",))
     t0 = datetime.now(UTC) - timedelta(minutes=2)
-    # a Related-to id that is no Salesforce id: Salesforce refuses that one record (MALFORMED_ID on WhatId)
-    good, bad = ["conv-ok-1", "conv-ok-2"], "conv-malformed-what"
+    # the org has a validation rule on Subject: Salesforce refuses that one record
+    fresh_emulators.salesforce.seed({"config": {"validation_rules": [
+        {"field": "Subject", "contains": "[blocked]", "message": "Subject: not allowed in this org"}]}})
+    good, bad = ["conv-ok-1", "conv-ok-2"], "conv-refused-by-rule"
     events: list[dict[str, Any]] = []
     for call in [*good, bad]:
         events += [
@@ -161,8 +163,7 @@ def test_a_record_salesforce_refuses_is_dead_lettered_with_the_error_and_the_oth
             event("log.updated", call, 2, t0 + timedelta(seconds=5), {"notes": "Private note text here."}),
             event("interaction.disconnected", call, 4, t0 + timedelta(seconds=30)),
         ]
-    events.append(event("log.updated", bad, 3, t0 + timedelta(seconds=6),
-                        {"related_to": sf_ref("Case", "not-a-salesforce-id")}))
+    events.append(event("log.updated", bad, 3, t0 + timedelta(seconds=6), {"subject": "Refund [blocked]"}))
     produce(run, run.events_topic, events)
     worker = WorkerProcess("all", run, tmp_path / "worker.log")
     try:
@@ -172,7 +173,7 @@ def test_a_record_salesforce_refuses_is_dead_lettered_with_the_error_and_the_oth
         ), worker.log_text()[-3000:]
         dead = _dead_letters(run, 5.0)
         assert dead, worker.log_text()[-3000:]
-        assert {(bad, "salesforce", "MALFORMED_ID", run.upserts_topic)} == {
+        assert {(bad, "salesforce", "FIELD_CUSTOM_VALIDATION_EXCEPTION", run.upserts_topic)} == {
             (header(m, "interaction_id"), header(m, "target"), header(m, "code"), header(m, "original_topic"))
             for m in dead
         }

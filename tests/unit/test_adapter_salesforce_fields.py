@@ -46,7 +46,7 @@ SNAPSHOT: dict[str, Any] = {
     "trigger": "state_changed",
     "state": "disconnected",
     "name": {"system": "salesforce", "type": "Contact", "id": "0035g00000AbCdE"},
-    "related_to": {"system": "salesforce", "type": "Case", "id": "5005g00000XyZ"},
+    "related_to": {"system": "salesforce", "type": "Case", "id": "5005g00000XyZab"},
     "disconnected_at": "2026-11-27T10:05:00Z",
     "duration_seconds": 300,
     "hold_seconds": 40,
@@ -71,7 +71,7 @@ def test_a_voice_log_maps_to_a_call_task() -> None:
         "CallObject": "conv-42",
         "ActivityDate": "2026-11-27",
         "WhoId": "0035g00000AbCdE",
-        "WhatId": "5005g00000XyZ",
+        "WhatId": "5005g00000XyZab",
         "CallType": "Inbound",
         "CallDurationInSeconds": 300,
         "CallDisposition": "Resolved",
@@ -101,15 +101,33 @@ def test_media_direction_and_finalization_shape_the_task(
     assert expected == {key: fields[key] for key in expected}
 
 
+LEAD = {"system": "salesforce", "type": "Lead", "id": "00Q5g00000LeAd1"}
+CASE = {"system": "salesforce", "type": "Case", "id": "5005g00000CaSe1"}
+CONTACT = {"system": "salesforce", "type": "Contact", "id": "0035g00000CoNt1"}
+
+
+@pytest.mark.parametrize("record_id", ["5005g00000XyZ", "5005g00000XyZabAABX", "5005g00000XyZ-b"])
+def test_an_id_salesforce_cannot_read_is_left_out_with_a_warning(record_id: str) -> None:
+    related = {"system": "salesforce", "type": "Case", "id": record_id}
+    with capture_logs() as logs:
+        fields = task_fields(snapshot(related_to=related), {}, SPECS)
+    assert "WhatId" not in fields
+    assert fields["WhoId"] == "0035g00000AbCdE"
+    assert ["WhatId"] == [entry["field"] for entry in logs if entry["event"] == "salesforce.link_dropped"]
+
+
 @pytest.mark.parametrize(
     ("name", "related_to", "expected"),
     [
-        ({"system": "salesforce", "type": "Lead", "id": "00Q1"}, None, {"WhoId": "00Q1"}),
-        (None, {"system": "salesforce", "type": "Account", "id": "0011"}, {"WhatId": "0011"}),
+        # a Task whose WhoId is a lead takes no WhatId: cleared, and a chosen Related to is left out
+        (LEAD, None, {"WhoId": LEAD["id"], "WhatId": None}),
+        (LEAD, CASE, {"WhoId": LEAD["id"], "WhatId": None}),
+        (CONTACT, CASE, {"WhoId": CONTACT["id"], "WhatId": CASE["id"]}),
+        (None, {"system": "salesforce", "type": "Account", "id": "0015g00000AcCt1"}, {"WhatId": "0015g00000AcCt1"}),
         (None, {"system": "zendesk", "type": "ticket", "id": "77"}, {}),
         ({"system": "custom", "type": "Contact", "id": "c-1"}, None, {}),
         # a Salesforce User is Related to, which WhatId refuses: the link alone is left out
-        (None, {"system": "salesforce", "type": "User", "id": "0051"}, {}),
+        (None, {"system": "salesforce", "type": "User", "id": "0055g00000UsEr1"}, {}),
     ],
 )
 def test_only_salesforce_records_link_as_who_and_what(
@@ -119,7 +137,8 @@ def test_only_salesforce_records_link_as_who_and_what(
         fields = task_fields(snapshot(name=name, related_to=related_to), {}, SPECS)
     assert expected == {key: fields[key] for key in ("WhoId", "WhatId") if key in fields}
     dropped = [entry for entry in logs if entry["event"] == "salesforce.link_dropped"]
-    assert (related_to is not None and related_to["type"] == "User") == bool(dropped)
+    lead_with_what = name is not None and name["type"] == "Lead" and related_to is not None
+    assert ((related_to is not None and related_to["type"] == "User") or lead_with_what) == bool(dropped)
     assert "Subject" in fields  # the rest of the Task is there either way
 
 
@@ -133,6 +152,12 @@ def test_only_salesforce_records_link_as_who_and_what(
         (FieldSpec("Score__c", "double"), "nan", (None, "not a finite number")),
         (FieldSpec("Seats__c", "int"), "12", (12, None)),
         (FieldSpec("Seats__c", "int"), "1.5", (None, "not an integer")),
+        (FieldSpec("Email__c", "email", 80), "ada@example.com", ("ada@example.com", None)),
+        (FieldSpec("Email__c", "email", 80), "ada@example", (None, "not an email address")),
+        (FieldSpec("Seats__c", "int"), "2147483648", (None, "outside the integer range")),
+        (FieldSpec("Score__c", "double", precision=5, scale=2), "999.99", (999.99, None)),
+        (FieldSpec("Score__c", "double", precision=5, scale=2), "1000",
+         (None, "more than 3 digits before the decimal point")),
         (FieldSpec("Vip__c", "boolean"), "TRUE", (True, None)),
         (FieldSpec("Vip__c", "boolean"), "yes", (None, "not a boolean")),
         (FieldSpec("Due__c", "date"), "2026-11-27", ("2026-11-27", None)),

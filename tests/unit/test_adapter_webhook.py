@@ -27,6 +27,7 @@ def snapshot(**overrides: Any) -> LogSnapshot:
         ({"trigger": "state_changed", "state": "held"}, "interactionChanged"),
         ({"trigger": "updated", "state": "connected"}, "interactionChanged"),
         ({"trigger": "state_changed", "state": "disconnected"}, "interactionDisconnected"),
+        ({"trigger": "created", "state": "disconnected"}, "interactionDisconnected"),  # connect..disconnect folded
         ({"trigger": "updated", "state": "disconnected"}, "interactionChangedAfterDisconnect"),
         ({"trigger": "opened", "state": "disconnected"}, "interactionChangedAfterDisconnect"),
         ({"trigger": "finalized", "state": "disconnected", "finalized": True}, "interactionRemoved"),

@@ -131,6 +131,10 @@ def test_durations_read_like_a_clock(seconds: int | None, expected: str) -> None
         ("decimal", "4.25", (4.25, None)),
         ("decimal", "high", (None, "not a number for decimal")),
         ("decimal", "inf", (None, "not a finite number")),
+        ("decimal", "1e20", ("100000000000000000000", None)),  # plain digits: Zendesk refuses `1e+20`
+        ("decimal", "0.00001", ("0.00001", None)),
+        ("integer", "12345678901234567890", (12345678901234567890, None)),  # every digit kept
+        ("integer", "1e3", (1000, None)),
         ("checkbox", "false", (False, None)),
         ("checkbox", "maybe", (None, "not a boolean")),
         ("date", "2026-11-27", ("2026-11-27", None)),

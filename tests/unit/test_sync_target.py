@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from adapters.base import Failed, Retry, Skipped, Synced, SyncItem, SyncOutcome, TargetState
+from adapters.base import BudgetLimits, Failed, Retry, Skipped, Synced, SyncItem, SyncOutcome, TargetState
 from schemas.snapshot import LogSnapshot
 from tests.fakes import ScriptedTarget
 from tests.support import wait_for
@@ -316,3 +316,42 @@ def test_a_target_backing_off_after_a_retry_gets_one_call_at_a_time() -> None:
     assert harness.run()
     assert {("a", "crm"): TargetState("T-a", 3), ("b", "crm"): TargetState("T-b", 3),
             ("c", "crm"): TargetState("T-c", 3)} == harness.store.states
+
+
+def test_a_write_whose_answer_was_lost_is_looked_up_once_it_had_the_settle_time_not_twice_that() -> None:
+    """A target whose writes land in the background (Zendesk jobs) waits `settle_s` after an uncertain
+    outcome before looking again: once, not a second time when the retry finds the uncertain mark."""
+    called_at: list[float] = []
+
+    class Timed(ScriptedTarget):
+        def sync(self, batch: Sequence[SyncItem]) -> list[SyncOutcome]:
+            called_at.append(time.monotonic())
+            return super().sync(batch)
+
+    target = Timed({"a": [Retry(None, "timeout: ReadTimeout", uncertain=True), Synced("T-a", 3)]})
+    harness = Harness(target, settle_s=0.6)
+    assert harness.run(_work("a", 0))
+    assert [TargetState(), TargetState(uncertain=True)] == [call[0][1] for call in target.calls]
+    waited_s = called_at[1] - called_at[0]
+    assert 0.6 <= waited_s < 1.1, waited_s
+
+
+def test_when_the_budget_runs_low_a_final_snapshot_behind_a_full_call_of_others_still_goes_first() -> None:
+    """Low budget admits final snapshots only: one queued behind a call's worth of open interactions must
+    be taken, not wait until the window resets while the same open ones are taken and given back."""
+    final = LogSnapshot.model_validate({"interaction_id": "c", "version": 9, "trigger": "finalized",
+                                        "state": "disconnected", "finalized": True})
+    final_work = Work(Pending(final, SyncRecord("up", 0, 2, None, b"", final)), [("up", 0, 2)])
+    target = ScriptedTarget({"c": [Synced("T-c", 9)]})
+    budget = MemoryBudget({"crm": BudgetLimits(per_minute=100, per_day=10_000)})
+    assert budget.take("crm", 95).granted  # 5 left of 100: under the 10 % reserve
+    done: list[Position] = []
+    runner = TargetRunner(target, MemorySyncStateStore(), budget, lambda *_: None, on_done=done.extend,
+                          max_call_items=2)
+    for work in (_work("a", 0), _work("b", 1), final_work):
+        assert runner.queue.put(work)
+    runner.start()
+    assert wait_for(lambda: [("up", 0, 2)] == done, 3.0), target.calls
+    runner.close_by(time.monotonic())
+    assert runner.join(5)
+    assert [[("c", TargetState())]] == target.calls

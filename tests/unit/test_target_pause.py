@@ -230,3 +230,14 @@ def test_refusals_of_calls_that_were_under_way_together_count_as_one_wait() -> N
     assert 1 == control.pause.attempts
     later = control.refused(refused, first + 0.01, queued=3)  # the probe after the wait: the next step
     assert 2 == control.pause.attempts and later > first
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected_s"), [("7", 7.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("", None)])
+def test_a_zendesk_503_reads_retry_after_as_seconds_or_an_http_date(retry_after: str, expected_s: float | None) -> None:
+    """RFC 9110 allows either form; an HTTP date must not make the adapter raise (it is a plain retry)."""
+    response = _response(503, {"error": "unavailable"})
+    response.headers["Retry-After"] = retry_after
+    error = translate_zenpy_error(APIException(response=response))
+    assert isinstance(error, RetryableSyncError)
+    assert expected_s == error.retry_after_s

@@ -6,6 +6,7 @@ limits, linger, timeouts) and declares what the sync engine needs through `Targe
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -60,6 +61,14 @@ def _ca_bundle(path: str | None, setting: str) -> str | None:
     return path
 
 
+def _api_version(value: str) -> str:
+    """`62.0`, also written `v62.0` as in the API's URLs; anything else would only 404 (a paused target)."""
+    version = value.strip().removeprefix("v").removeprefix("V")
+    if re.fullmatch(r"\d+\.\d", version) is None:
+        raise TargetConfigError(f"ILOG_SALESFORCE_API_VERSION={value!r} is not a REST API version such as 62.0")
+    return version
+
+
 def _one_of(value: str | None, file: str | None, setting: str) -> None:
     if value and file:
         raise TargetConfigError(f"set ILOG_{setting.upper()} or ILOG_{setting.upper()}_FILE, not both")
@@ -84,7 +93,7 @@ def build_salesforce(settings: Settings) -> SalesforceTarget:
         credentials=credentials,
         session=RecordingSession(_ca_bundle(settings.salesforce_ca_bundle, "salesforce_ca_bundle"),
                                  settings.salesforce_timeout_seconds),
-        api_version=settings.salesforce_api_version,
+        api_version=_api_version(settings.salesforce_api_version),
         attribute_fields=settings.salesforce_attribute_fields,
         budget_pause_s=settings.salesforce_budget_pause_seconds,
         budget=BudgetLimits(settings.salesforce_budget_per_minute, settings.salesforce_budget_per_day),

@@ -142,8 +142,9 @@ class WorkQueue:
                 return True
             return len(waiting) - sum(1 for i in in_flight if i in waiting) >= count
 
-    def take(self, max_items: int) -> list[Work]:
-        """Up to `max_items` waiting interactions that are not in flight, oldest first, now in flight.
+    def take(self, max_items: int, finals_first: bool = False) -> list[Work]:
+        """Up to `max_items` waiting interactions that are not in flight, oldest first, now in flight;
+        with `finals_first` (the API budget runs low and admits final snapshots only), the final ones first.
 
         A work whose calls raised an unexpected error (`Work.raised`) goes in smaller calls each time:
         at most `max_items >> 3 * raised` (1,000 → 125 → 15 → 1), so the record that makes the adapter
@@ -152,7 +153,10 @@ class WorkQueue:
         with self.changed:
             taken: list[Work] = []
             cap = max_items
-            for interaction_id, work in list(self._waiting.items()):
+            candidates = list(self._waiting.items())
+            if finals_first:
+                candidates.sort(key=lambda entry: (entry[1].trigger or entry[1].base.trigger) != Trigger.FINALIZED)
+            for interaction_id, work in candidates:
                 if len(taken) >= cap:
                     break
                 if interaction_id in self._in_flight:

@@ -103,6 +103,7 @@ class TargetRunner:
     _attempt: int = field(default=0, init=False)
     _answered_s: float = field(default=0.0, init=False)  # monotonic: the last call the target answered
     _hurry: bool = field(default=False, init=False)
+    _budget_low: bool = field(default=False, init=False)  # as of the last admission: take final snapshots first
     _deadline_s: float | None = field(default=None, init=False)
     _calls: int = field(default=0, init=False)  # calls under way; changed under `queue.changed`
     _serving: int = field(default=0, init=False)  # threads still serving; changed under `queue.changed`
@@ -185,7 +186,7 @@ class TargetRunner:
                     ready_in_s = self.queue.ready_in_s(self.linger_s, self.linger_items, self._hurry)
                     if ready_in_s == 0:
                         self._calls += 1
-                        return self.queue.take(self.max_call_items)
+                        return self.queue.take(self.max_call_items, finals_first=self._budget_low)
                     wait_s = _IDLE_WAKE_S if ready_in_s is None else ready_in_s
                 elif wait_s <= 0:
                     wait_s = _IDLE_WAKE_S  # woken when a call ends or work arrives
@@ -284,7 +285,10 @@ class TargetRunner:
     def _admitted(self, items: Sequence[SyncItem]) -> list[SyncItem]:
         limits = self.budget.limits.get(self.name)
         estimate = self.target.estimate_requests
-        sent = admit(estimate, items, self.budget.peek(self.name), limits, self.reserve_fraction)
+        left = self.budget.peek(self.name)
+        # while it is low only final snapshots are admitted: the next batches are taken finals first
+        self._budget_low = limits is not None and left.is_low(limits, self.reserve_fraction)
+        sent = admit(estimate, items, left, limits, self.reserve_fraction)
         if not sent:
             return []
         grant = self.budget.take(self.name, estimate(sent))
@@ -355,6 +359,8 @@ class TargetRunner:
             self._count(work, outcome)
             if isinstance(outcome, Retry):
                 strongest = _stronger_retry(strongest, outcome)
+                # `_after` waits the settle time for an uncertain write now: the retry need not wait again
+                work.settled = work.settled or outcome.uncertain
             elif isinstance(outcome, Failed):
                 self.dead_letter(work.entry, self.name, outcome)
         self.states.save(updates)
