@@ -236,7 +236,7 @@ class StoreGuard:
                     repair = None
                 result = work()
             except StoreUnavailableError as exc:
-                self.waiter.status.store_down()
+                self.waiter.status.store_down(str(exc))
                 self.waiter.wait("redis", attempt, str(exc))
                 attempt += 1
                 continue

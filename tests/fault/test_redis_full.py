@@ -1,0 +1,73 @@
+"""The fold stage against a Redis that is full (`maxmemory` reached under `noeviction`) and refuses writes.
+
+docs/deploy.md: with `noeviction` a full Redis refuses writes, and the stage waits (not ready) instead
+of losing state. Once memory is freed every log ends like `ilog fold`, nothing valid is dead-lettered,
+and the process never exits.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+
+from tests.fault.test_fold_faults import (
+    FAST_GROUP,
+    LOSS_WINDOW_S,
+    _all_finalized,
+    _assert_final_logs,
+    _dead_letters,
+    _events,
+    _http_port,
+    _open_logs,
+    _ready,
+    _settings,
+)
+from tests.support import WorkerProcess, offline_fold, produce, wait_for
+from worker.runtime.settings import Settings
+
+
+def _readyz_body(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as reply:
+            return str(reply.read().decode())
+    except urllib.error.HTTPError as error:
+        return str(error.read().decode())
+
+
+def test_a_full_redis_refusing_writes_makes_the_stage_wait_not_ready_and_it_loses_nothing_once_freed(
+    settings: Settings, tmp_path: Path, redis_client: redis.Redis,
+) -> None:
+    fold_settings = _settings(settings, LOSS_WINDOW_S)
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **FAST_GROUP)
+    before = _events(40, seed=51, start=datetime.now(UTC), window_s=LOSS_WINDOW_S)
+    try:
+        assert wait_for(lambda: "partitions assigned" in worker.log_text(), timeout_s=30), worker.log_text()[-2000:]
+        port = _http_port(worker)
+        produce(fold_settings, fold_settings.events_topic, before)
+        ids = sorted({e["subject"] for e in before})
+        assert wait_for(lambda: _open_logs(fold_settings, ids) == len(ids), timeout_s=30), worker.log_text()[-3000:]
+        redis_client.config_set("maxmemory", "1")  # noeviction (the stack's default): every write is refused
+        try:
+            during = _events(40, seed=52, start=datetime.now(UTC), window_s=LOSS_WINDOW_S)
+            produce(fold_settings, fold_settings.events_topic, during)
+            assert wait_for(lambda: not _ready(port), timeout_s=15), worker.log_text()[-3000:]
+            time.sleep(3)
+            assert worker.proc.poll() is None, worker.log_text()[-3000:]
+            assert not _ready(port)
+            assert "Redis is full" in _readyz_body(port)
+        finally:
+            redis_client.config_set("maxmemory", "0")
+        assert wait_for(lambda: _ready(port), timeout_s=20), worker.log_text()[-3000:]
+        offline = offline_fold(before + during, tmp_path, fold_settings)
+        messages = _all_finalized(fold_settings, offline, timeout_s=60)
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        _assert_final_logs(messages, offline)
+        assert [] == _dead_letters(fold_settings)
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+    assert '"waiting_for": "redis"' in worker.log_text()
