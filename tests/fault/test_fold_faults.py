@@ -32,6 +32,7 @@ from tests.support import (
     WorkerProcess,
     event,
     finalized_ids,
+    header,
     offline_fold,
     produce,
     snapshots_by_id,
@@ -406,3 +407,126 @@ def test_writes_lost_in_a_failover_are_caught_and_repaired_and_every_log_ends_li
     counts = [int(re.findall(r"\bcount\W+(\d+)", line)[0]) for line in log_text.splitlines()
               if "state went backwards" in line]
     assert len(regressed) == sum(counts), log_text[-3000:]
+
+
+def _restored_count(worker: WorkerProcess) -> int:
+    return worker.log_text().count("state restored from the changelog")
+
+
+def test_redis_restarted_empty_twice_in_a_row_then_late_events_are_window_closed_and_edits_applied(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    """Finalized logs (tombstones) and open ones; Redis restarts empty, and again as soon as the worker has
+    restored; in-window edits of the open logs come between and after. Then events of the finalized
+    interactions: an applied one sent again is a duplicate, a new one is `window_closed`; none of them
+    brings a finalized log back, and every log ends like `ilog fold`, finalized once."""
+    fold_settings = _settings(settings, LOSS_WINDOW_S)
+    now = datetime.now(UTC)
+    early = _events(30, seed=61, start=now - timedelta(seconds=60), window_s=LOSS_WINDOW_S)
+    open_now = _events(60, seed=62, start=now, window_s=LOSS_WINDOW_S)
+    produce(fold_settings, fold_settings.events_topic, early + open_now)
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **FAST_GROUP)
+    try:
+        early_ids = sorted({e["subject"] for e in early})
+        open_ids = sorted({e["subject"] for e in open_now})
+        assert wait_for(lambda: len(_tombstone_versions(fold_settings, early_ids)) == len(early_ids)
+                        and _open_logs(fold_settings, open_ids) == len(open_ids), timeout_s=60), \
+            worker.log_text()[-3000:]
+        time.sleep(1.5)  # the batch's offsets get committed (auto-commit every second)
+        last_at = {i: max(datetime.fromisoformat(e["time"]) for e in open_now if e["subject"] == i) for i in open_ids}
+        edits_1 = [event("interaction.attributes", i, 900, last_at[i] + timedelta(seconds=1),
+                         {"attributes": {"restart": "first"}}) for i in open_ids[::2]]
+        _stack("redis-restart")
+        produce(fold_settings, fold_settings.events_topic, edits_1)
+        assert wait_for(lambda: _restored_count(worker) >= 1, timeout_s=30), worker.log_text()[-3000:]
+        _stack("redis-restart")
+        edits_2 = [event("interaction.attributes", i, 901, last_at[i] + timedelta(seconds=2),
+                         {"attributes": {"restart": "second"}}) for i in open_ids[1::2]]
+        produce(fold_settings, fold_settings.events_topic, edits_2)
+        assert wait_for(lambda: _restored_count(worker) >= 2, timeout_s=30), worker.log_text()[-3000:]
+        applied_again = [e for e in early if e["subject"] in early_ids[:10]][:10]
+        closed = [event("log.updated", i, 950, now, {"notes": "after the close"}) for i in early_ids[:10]]
+        produce(fold_settings, fold_settings.events_topic, applied_again + closed)
+        offline = offline_fold(early + open_now + edits_1 + edits_2, tmp_path, fold_settings)
+        messages = _all_finalized(fold_settings, offline, timeout_s=60)
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        _assert_final_logs(messages, offline)
+        for interaction_id, snaps in snapshots_by_id(messages).items():
+            final_version = offline[interaction_id]["version"] + 1
+            assert [] == [s["version"] for s in snaps if s["version"] > final_version], interaction_id
+        letters = _dead_letters(fold_settings)
+        assert sorted((e["id"], "window_closed") for e in closed) == sorted(
+            (str(header(m, "event_id")), str(header(m, "reason"))) for m in letters)
+        assert {i: e["version"] + 1 for i, e in offline.items()} == _tombstone_versions(fold_settings, sorted(offline))
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_replicas_joining_and_leaving_mid_stream_hand_windows_over_and_each_closes_exactly_once(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    """Calls with in-window edits flow while a second replica joins, the first leaves (SIGTERM: finish the
+    batch, commit, leave the group) and joins again. Small batches keep a batch in flight
+    (`ILOG_FOLD_OVERLAP`) across the rebalances. Every log ends like `ilog fold` with exactly one
+    finalized snapshot (a graceful handover re-reads nothing and closes nothing twice)."""
+    fold_settings = _settings(settings).model_copy(update={"batch_size": 3})
+    first = WorkerProcess("fold", fold_settings, tmp_path / "a.log", **FAST_GROUP)
+    producer = LiveProducer(fold_settings)
+    second: WorkerProcess | None = None
+    again: WorkerProcess | None = None
+    try:
+        assert wait_for(lambda: "partitions assigned" in first.log_text(), timeout_s=30), first.log_text()[-2000:]
+        producer.start()
+        time.sleep(4)
+        second = WorkerProcess("fold", fold_settings, tmp_path / "b.log", **FAST_GROUP)
+        assert wait_for(lambda: "partitions assigned" in second.log_text() and "partitions revoked"
+                        in first.log_text(), timeout_s=30), second.log_text()[-2000:]
+        time.sleep(5)
+        assert first.stop() == 0, first.log_text()[-3000:]
+        assert "fold stage stopped" in first.log_text()
+        time.sleep(5)
+        again = WorkerProcess("fold", fold_settings, tmp_path / "c.log", **FAST_GROUP)
+        assert wait_for(lambda: "partitions assigned" in again.log_text(), timeout_s=30), again.log_text()[-2000:]
+        time.sleep(4)
+        producer.stop()
+        offline = offline_fold(producer.sent, tmp_path, fold_settings)
+        messages = _all_finalized(fold_settings, offline, timeout_s=60)
+        _assert_final_logs(messages, offline)
+        copies = {i: sum(1 for s in snaps if s["finalized"]) for i, snaps in snapshots_by_id(messages).items()}
+        assert {i: 1 for i in offline} == copies
+        assert [] == _dead_letters(fold_settings)
+    finally:
+        for worker in (first, second, again):
+            if worker is not None:
+                assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_sigkill_at_random_points_while_calls_and_their_edits_flow_loses_no_edit_and_changes_no_final_log(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    """Calls with in-window edits flow and windows close every moment while the worker is SIGKILLed four
+    times at random points (mid-batch, mid-finalization, with a batch in flight) and restarted at once. The
+    edits waiting in Kafka meanwhile are applied, not `late_edit`; every log ends like `ilog fold`, each
+    finalized copy the same."""
+    fold_settings = _settings(settings).model_copy(update={"batch_size": 3})
+    instance = {"ILOG_GROUP_INSTANCE_ID": "fold-live-kill-test", **FAST_GROUP}
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **instance)
+    producer = LiveProducer(fold_settings)
+    rng = random.Random(71)
+    try:
+        assert wait_for(lambda: "partitions assigned" in worker.log_text(), timeout_s=30), worker.log_text()[-2000:]
+        producer.start()
+        for _ in range(4):
+            time.sleep(rng.uniform(2.0, 5.0))
+            worker.kill()
+            worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **instance)
+        time.sleep(3)
+        producer.stop()
+        offline = offline_fold(producer.sent, tmp_path, fold_settings)
+        messages = _all_finalized(fold_settings, offline, timeout_s=60)
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        _assert_final_logs(messages, offline)
+        assert [] == _dead_letters(fold_settings)
+        assert {i: e["version"] + 1 for i, e in offline.items()} == _tombstone_versions(fold_settings, sorted(offline))
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
