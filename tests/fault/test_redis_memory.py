@@ -1,12 +1,15 @@
-"""The fold stage against a Redis that is full (`maxmemory` reached under `noeviction`) and refuses writes.
+"""The fold stage and Redis's memory settings (docs/deploy.md, "The Redis to run").
 
-docs/deploy.md: with `noeviction` a full Redis refuses writes, and the stage waits (not ready) instead
-of losing state. Once memory is freed every log ends like `ilog fold`, nothing valid is dead-lettered,
-and the process never exits.
+A full Redis (`maxmemory` reached under `noeviction`) refuses writes: the stage waits (not ready) instead
+of losing state, and once memory is freed every log ends like `ilog fold`, nothing valid is
+dead-lettered, the process never exits. A Redis that may evict keys is refused (exit 2, one line), also
+when it did not answer at start and is checked once it does.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import redis
 
+from tests.conftest import REPO
 from tests.fault.test_fold_faults import (
     FAST_GROUP,
     LOSS_WINDOW_S,
@@ -71,3 +75,37 @@ def test_a_full_redis_refusing_writes_makes_the_stage_wait_not_ready_and_it_lose
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
     assert '"waiting_for": "redis"' in worker.log_text()
+
+
+def _redis_pid() -> int:
+    stack_dir = Path(os.environ.get("ILOG_STACK_DIR", str(REPO / ".stack")))
+    return int((stack_dir / "redis.pid").read_text().strip())
+
+
+def test_an_evicting_redis_that_did_not_answer_at_start_stops_the_worker_once_it_answers(
+    settings: Settings, tmp_path: Path, redis_client: redis.Redis,
+) -> None:
+    """Redis set to evict (allkeys-lru under a maxmemory) is frozen while the worker starts: the worker
+    cannot check it and waits; once Redis answers it is checked and refused, exit 2 with the reason."""
+    redis_client.config_set("maxmemory", "1gb")
+    redis_client.config_set("maxmemory-policy", "allkeys-lru")
+    pid = _redis_pid()
+    worker: WorkerProcess | None = None
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            worker = WorkerProcess("fold", settings, tmp_path / "worker.log")
+            assert wait_for(lambda: "Redis not reachable at start" in worker.log_text(), timeout_s=30), \
+                worker.log_text()[-2000:]
+            assert worker.proc.poll() is None
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert 2 == worker.proc.wait(30), worker.log_text()[-3000:]
+        last_line = worker.log_text().strip().splitlines()[-1]
+        assert last_line.startswith("ilog worker fold: Redis may evict keys"), last_line
+        assert "maxmemory-policy allkeys-lru" in last_line and "ILOG_REDIS_ALLOW_EVICTION=true" in last_line
+    finally:
+        redis_client.config_set("maxmemory-policy", "noeviction")
+        redis_client.config_set("maxmemory", "0")
+        if worker is not None:
+            worker.stop()
