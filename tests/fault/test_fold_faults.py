@@ -530,3 +530,26 @@ def test_sigkill_at_random_points_while_calls_and_their_edits_flow_loses_no_edit
         assert {i: e["version"] + 1 for i, e in offline.items()} == _tombstone_versions(fold_settings, sorted(offline))
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def _broker_down_while_redis_restarts_empty(worker: WorkerProcess) -> None:
+    """The broker stops; while it is away Redis restarts empty (nothing can be restored yet); the broker
+    comes back: the worker waits through both, not ready meanwhile, and restores once it can."""
+    port = _http_port(worker)
+    _stack("kafka-stop")
+    try:
+        assert wait_for(lambda: not _ready(port), timeout_s=10)
+        _stack("redis-restart")
+        time.sleep(6)
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        assert not _ready(port)
+    finally:
+        _stack("kafka-start")
+    assert wait_for(lambda: _ready(port), timeout_s=60), worker.log_text()[-3000:]
+
+
+def test_redis_restarted_empty_while_the_broker_is_down_the_worker_waits_for_both_and_loses_nothing(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    log_text = _state_loss_run(settings, tmp_path, _broker_down_while_redis_restarts_empty)
+    assert "state restored from the changelog" in log_text
