@@ -31,7 +31,7 @@ from tests.fault.test_fold_faults import (
     _ready,
     _settings,
 )
-from tests.support import WorkerProcess, offline_fold, produce, wait_for
+from tests.support import WorkerProcess, offline_fold, produce, snapshots_by_id, wait_for
 from worker.runtime.settings import Settings
 
 
@@ -109,3 +109,34 @@ def test_an_evicting_redis_that_did_not_answer_at_start_stops_the_worker_once_it
         redis_client.config_set("maxmemory", "0")
         if worker is not None:
             worker.stop()
+
+
+def test_windows_that_close_while_redis_is_full_are_finalized_exactly_once(
+    settings: Settings, tmp_path: Path, redis_client: redis.Redis,
+) -> None:
+    """Windows come due while Redis refuses writes: their final snapshots are produced, but the tombstones
+    cannot be stored. The finalizer waits for Redis without producing the same final snapshots again on
+    every retry: one finalized snapshot per interaction, equal to `ilog fold`."""
+    fold_settings = _settings(settings, window_s=2.0)
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **FAST_GROUP)
+    events = _events(20, seed=53, start=datetime.now(UTC), window_s=2.0)
+    try:
+        assert wait_for(lambda: "partitions assigned" in worker.log_text(), timeout_s=30), worker.log_text()[-2000:]
+        produce(fold_settings, fold_settings.events_topic, events)
+        ids = sorted({e["subject"] for e in events})
+        assert wait_for(lambda: _open_logs(fold_settings, ids) == len(ids), timeout_s=30), worker.log_text()[-3000:]
+        redis_client.config_set("maxmemory", "1")
+        try:
+            time.sleep(8)  # every window comes due; the tombstone writes are refused meanwhile
+            assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        finally:
+            redis_client.config_set("maxmemory", "0")
+        offline = offline_fold(events, tmp_path, fold_settings)
+        messages = _all_finalized(fold_settings, offline, timeout_s=30)
+        time.sleep(2)
+        messages = _all_finalized(fold_settings, offline, timeout_s=1)
+        _assert_final_logs(messages, offline)
+        copies = {i: sum(1 for s in snaps if s["finalized"]) for i, snaps in snapshots_by_id(messages).items()}
+        assert {i: 1 for i in offline} == copies
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
