@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -419,8 +420,9 @@ def test_redis_restarted_empty_twice_in_a_row_then_late_events_are_window_closed
     """Finalized logs (tombstones) and open ones; Redis restarts empty, and again as soon as the worker has
     restored; in-window edits of the open logs come between and after. Then events of the finalized
     interactions: an applied one sent again is a duplicate, a new one is `window_closed`; none of them
-    brings a finalized log back, and every log ends like `ilog fold`, finalized once."""
-    fold_settings = _settings(settings, LOSS_WINDOW_S)
+    brings a finalized log back, and every log ends like `ilog fold`, finalized once. Small batches keep a
+    batch in flight (`ILOG_FOLD_OVERLAP`) when the state goes."""
+    fold_settings = _settings(settings, LOSS_WINDOW_S).model_copy(update={"batch_size": 5})
     now = datetime.now(UTC)
     early = _events(30, seed=61, start=now - timedelta(seconds=60), window_s=LOSS_WINDOW_S)
     open_now = _events(60, seed=62, start=now, window_s=LOSS_WINDOW_S)
@@ -553,3 +555,41 @@ def test_redis_restarted_empty_while_the_broker_is_down_the_worker_waits_for_bot
 ) -> None:
     log_text = _state_loss_run(settings, tmp_path, _broker_down_while_redis_restarts_empty)
     assert "state restored from the changelog" in log_text
+
+
+def test_sigterm_mid_backlog_finishes_the_batch_commits_and_the_next_worker_reads_nothing_again(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    """SIGTERM while a backlog is folded in full batches (one in flight): the worker lands the batch, commits
+    and leaves (exit 0). The next worker starts where it stopped: no snapshot (interaction, version) is
+    produced twice (the events hold no duplicates, whose snapshots are emitted again by design), and every
+    log ends like `ilog fold`."""
+    fold_settings = _settings(settings, window_s=60.0).model_copy(update={"batch_size": 200})
+    histories = generate_histories(4000, seed=81, start=datetime.now(UTC), rate_per_s=200, edit_window_s=60.0,
+                                   time_scale=0.01, mix=GeneratorMix(duplicate_ratio=0.0))
+    events = [item for history in histories for item in history]  # no duplicates: each emits its snapshot again
+    offline = offline_fold(events, tmp_path, fold_settings)
+    produce(fold_settings, fold_settings.events_topic, events)
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **FAST_GROUP)
+    reader = TopicReader(fold_settings, fold_settings.upserts_topic)
+
+    def caught_up(messages: list[Any]) -> bool:
+        newest = {i: max(s["version"] for s in snaps) for i, snaps in snapshots_by_id(messages).items()}
+        return newest == {i: e["version"] for i, e in offline.items()}
+
+    try:
+        reader.read_until(lambda m: len(m) >= 300, timeout_s=60)
+        assert 0 == worker.stop(), worker.log_text()[-3000:]
+        assert "fold stage stopped" in worker.log_text()
+        assert not caught_up(reader.read_until(lambda _m: False, timeout_s=1))  # stopped mid-backlog
+        worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **FAST_GROUP)
+        messages = reader.read_until(caught_up, timeout_s=60)
+        assert caught_up(messages), worker.log_text()[-3000:]
+        reader.read_until(lambda _m: False, timeout_s=2)
+        pairs = Counter((s["interaction_id"], s["version"]) for snaps in snapshots_by_id(reader.messages).values()
+                        for s in snaps)
+        assert [] == sorted(pair for pair, count in pairs.items() if count > 1)
+        assert _open_logs(fold_settings, sorted(offline)) == len(offline)
+    finally:
+        reader.close()
+        assert worker.stop() == 0, worker.log_text()[-3000:]
