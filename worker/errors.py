@@ -43,6 +43,10 @@ class StoreUnavailableError(StoreError):
     """Redis did not answer (connection refused or reset, timeout, still loading): wait and retry."""
 
 
+class StoreFullError(StoreUnavailableError):
+    """Redis refused a write for want of memory (`maxmemory` reached under `noeviction`): wait until freed."""
+
+
 class StateLostError(StoreError):
     """The store no longer holds the state of these partitions (restarted empty, flushed, failed over)."""
 

@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from tests.support import (
     WorkerProcess,
     event,
     finalized_ids,
+    header,
     offline_fold,
     produce,
     snapshots_by_id,
@@ -406,3 +408,188 @@ def test_writes_lost_in_a_failover_are_caught_and_repaired_and_every_log_ends_li
     counts = [int(re.findall(r"\bcount\W+(\d+)", line)[0]) for line in log_text.splitlines()
               if "state went backwards" in line]
     assert len(regressed) == sum(counts), log_text[-3000:]
+
+
+def _restored_count(worker: WorkerProcess) -> int:
+    return worker.log_text().count("state restored from the changelog")
+
+
+def test_redis_restarted_empty_twice_in_a_row_then_late_events_are_window_closed_and_edits_applied(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    """Finalized logs (tombstones) and open ones; Redis restarts empty, and again as soon as the worker has
+    restored; in-window edits of the open logs come between and after. Then events of the finalized
+    interactions: an applied one sent again is a duplicate, a new one is `window_closed`; none of them
+    brings a finalized log back, and every log ends like `ilog fold`, finalized once. Small batches keep a
+    batch in flight (`ILOG_FOLD_OVERLAP`) when the state goes."""
+    fold_settings = _settings(settings, LOSS_WINDOW_S).model_copy(update={"batch_size": 5})
+    now = datetime.now(UTC)
+    early = _events(30, seed=61, start=now - timedelta(seconds=60), window_s=LOSS_WINDOW_S)
+    open_now = _events(60, seed=62, start=now, window_s=LOSS_WINDOW_S)
+    produce(fold_settings, fold_settings.events_topic, early + open_now)
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **FAST_GROUP)
+    try:
+        early_ids = sorted({e["subject"] for e in early})
+        open_ids = sorted({e["subject"] for e in open_now})
+        assert wait_for(lambda: len(_tombstone_versions(fold_settings, early_ids)) == len(early_ids)
+                        and _open_logs(fold_settings, open_ids) == len(open_ids), timeout_s=60), \
+            worker.log_text()[-3000:]
+        time.sleep(1.5)  # the batch's offsets get committed (auto-commit every second)
+        last_at = {i: max(datetime.fromisoformat(e["time"]) for e in open_now if e["subject"] == i) for i in open_ids}
+        edits_1 = [event("interaction.attributes", i, 900, last_at[i] + timedelta(seconds=1),
+                         {"attributes": {"restart": "first"}}) for i in open_ids[::2]]
+        _stack("redis-restart")
+        produce(fold_settings, fold_settings.events_topic, edits_1)
+        assert wait_for(lambda: _restored_count(worker) >= 1, timeout_s=30), worker.log_text()[-3000:]
+        _stack("redis-restart")
+        edits_2 = [event("interaction.attributes", i, 901, last_at[i] + timedelta(seconds=2),
+                         {"attributes": {"restart": "second"}}) for i in open_ids[1::2]]
+        produce(fold_settings, fold_settings.events_topic, edits_2)
+        assert wait_for(lambda: _restored_count(worker) >= 2, timeout_s=30), worker.log_text()[-3000:]
+        applied_again = [e for e in early if e["subject"] in early_ids[:10]][:10]
+        closed = [event("log.updated", i, 950, now, {"notes": "after the close"}) for i in early_ids[:10]]
+        produce(fold_settings, fold_settings.events_topic, applied_again + closed)
+        offline = offline_fold(early + open_now + edits_1 + edits_2, tmp_path, fold_settings)
+        messages = _all_finalized(fold_settings, offline, timeout_s=60)
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        _assert_final_logs(messages, offline)
+        for interaction_id, snaps in snapshots_by_id(messages).items():
+            final_version = offline[interaction_id]["version"] + 1
+            assert [] == [s["version"] for s in snaps if s["version"] > final_version], interaction_id
+        letters = _dead_letters(fold_settings)
+        assert sorted((e["id"], "window_closed") for e in closed) == sorted(
+            (str(header(m, "event_id")), str(header(m, "reason"))) for m in letters)
+        assert {i: e["version"] + 1 for i, e in offline.items()} == _tombstone_versions(fold_settings, sorted(offline))
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_replicas_joining_and_leaving_mid_stream_hand_windows_over_and_each_closes_exactly_once(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    """Calls with in-window edits flow while a second replica joins, the first leaves (SIGTERM: finish the
+    batch, commit, leave the group) and joins again. Small batches keep a batch in flight
+    (`ILOG_FOLD_OVERLAP`) across the rebalances. Every log ends like `ilog fold` with exactly one
+    finalized snapshot (a graceful handover re-reads nothing and closes nothing twice)."""
+    fold_settings = _settings(settings).model_copy(update={"batch_size": 3})
+    first = WorkerProcess("fold", fold_settings, tmp_path / "a.log", **FAST_GROUP)
+    producer = LiveProducer(fold_settings)
+    second: WorkerProcess | None = None
+    again: WorkerProcess | None = None
+    try:
+        assert wait_for(lambda: "partitions assigned" in first.log_text(), timeout_s=30), first.log_text()[-2000:]
+        producer.start()
+        time.sleep(4)
+        second = WorkerProcess("fold", fold_settings, tmp_path / "b.log", **FAST_GROUP)
+        assert wait_for(lambda: "partitions assigned" in second.log_text() and "partitions revoked"
+                        in first.log_text(), timeout_s=30), second.log_text()[-2000:]
+        time.sleep(5)
+        assert first.stop() == 0, first.log_text()[-3000:]
+        assert "fold stage stopped" in first.log_text()
+        time.sleep(5)
+        again = WorkerProcess("fold", fold_settings, tmp_path / "c.log", **FAST_GROUP)
+        assert wait_for(lambda: "partitions assigned" in again.log_text(), timeout_s=30), again.log_text()[-2000:]
+        time.sleep(4)
+        producer.stop()
+        offline = offline_fold(producer.sent, tmp_path, fold_settings)
+        messages = _all_finalized(fold_settings, offline, timeout_s=60)
+        _assert_final_logs(messages, offline)
+        copies = {i: sum(1 for s in snaps if s["finalized"]) for i, snaps in snapshots_by_id(messages).items()}
+        assert {i: 1 for i in offline} == copies
+        assert [] == _dead_letters(fold_settings)
+    finally:
+        for worker in (first, second, again):
+            if worker is not None:
+                assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_sigkill_at_random_points_while_calls_and_their_edits_flow_loses_no_edit_and_changes_no_final_log(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    """Calls with in-window edits flow and windows close every moment while the worker is SIGKILLed four
+    times at random points (mid-batch, mid-finalization, with a batch in flight) and restarted at once. The
+    edits waiting in Kafka meanwhile are applied, not `late_edit`; every log ends like `ilog fold`, each
+    finalized copy the same."""
+    fold_settings = _settings(settings).model_copy(update={"batch_size": 3})
+    instance = {"ILOG_GROUP_INSTANCE_ID": "fold-live-kill-test", **FAST_GROUP}
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **instance)
+    producer = LiveProducer(fold_settings)
+    rng = random.Random(71)
+    try:
+        assert wait_for(lambda: "partitions assigned" in worker.log_text(), timeout_s=30), worker.log_text()[-2000:]
+        producer.start()
+        for _ in range(4):
+            time.sleep(rng.uniform(2.0, 5.0))
+            worker.kill()
+            worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **instance)
+        time.sleep(3)
+        producer.stop()
+        offline = offline_fold(producer.sent, tmp_path, fold_settings)
+        messages = _all_finalized(fold_settings, offline, timeout_s=60)
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        _assert_final_logs(messages, offline)
+        assert [] == _dead_letters(fold_settings)
+        assert {i: e["version"] + 1 for i, e in offline.items()} == _tombstone_versions(fold_settings, sorted(offline))
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def _broker_down_while_redis_restarts_empty(worker: WorkerProcess) -> None:
+    """The broker stops; while it is away Redis restarts empty (nothing can be restored yet); the broker
+    comes back: the worker waits through both, not ready meanwhile, and restores once it can."""
+    port = _http_port(worker)
+    _stack("kafka-stop")
+    try:
+        assert wait_for(lambda: not _ready(port), timeout_s=10)
+        _stack("redis-restart")
+        time.sleep(6)
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        assert not _ready(port)
+    finally:
+        _stack("kafka-start")
+    assert wait_for(lambda: _ready(port), timeout_s=60), worker.log_text()[-3000:]
+
+
+def test_redis_restarted_empty_while_the_broker_is_down_the_worker_waits_for_both_and_loses_nothing(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    log_text = _state_loss_run(settings, tmp_path, _broker_down_while_redis_restarts_empty)
+    assert "state restored from the changelog" in log_text
+
+
+def test_sigterm_mid_backlog_finishes_the_batch_commits_and_the_next_worker_reads_nothing_again(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    """SIGTERM while a backlog is folded in full batches (one in flight): the worker lands the batch, commits
+    and leaves (exit 0). The next worker starts where it stopped: no snapshot (interaction, version) is
+    produced twice (the events hold no duplicates, whose snapshots are emitted again by design), and every
+    log ends like `ilog fold`."""
+    fold_settings = _settings(settings, window_s=60.0).model_copy(update={"batch_size": 200})
+    histories = generate_histories(4000, seed=81, start=datetime.now(UTC), rate_per_s=200, edit_window_s=60.0,
+                                   time_scale=0.01, mix=GeneratorMix(duplicate_ratio=0.0))
+    events = [item for history in histories for item in history]  # no duplicates: each emits its snapshot again
+    offline = offline_fold(events, tmp_path, fold_settings)
+    produce(fold_settings, fold_settings.events_topic, events)
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **FAST_GROUP)
+    reader = TopicReader(fold_settings, fold_settings.upserts_topic)
+
+    def caught_up(messages: list[Any]) -> bool:
+        newest = {i: max(s["version"] for s in snaps) for i, snaps in snapshots_by_id(messages).items()}
+        return newest == {i: e["version"] for i, e in offline.items()}
+
+    try:
+        reader.read_until(lambda m: len(m) >= 300, timeout_s=60)
+        assert 0 == worker.stop(), worker.log_text()[-3000:]
+        assert "fold stage stopped" in worker.log_text()
+        assert not caught_up(reader.read_until(lambda _m: False, timeout_s=1))  # stopped mid-backlog
+        worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **FAST_GROUP)
+        messages = reader.read_until(caught_up, timeout_s=60)
+        assert caught_up(messages), worker.log_text()[-3000:]
+        reader.read_until(lambda _m: False, timeout_s=2)
+        pairs = Counter((s["interaction_id"], s["version"]) for snaps in snapshots_by_id(reader.messages).values()
+                        for s in snaps)
+        assert [] == sorted(pair for pair, count in pairs.items() if count > 1)
+        assert _open_logs(fold_settings, sorted(offline)) == len(offline)
+    finally:
+        reader.close()
+        assert worker.stop() == 0, worker.log_text()[-3000:]

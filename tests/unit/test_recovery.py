@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from worker.core.state import InteractionLog
 from worker.core.writes import StateWrite
 from worker.errors import ConfigError, StateLostError, StoreError, StoreUnavailableError
 from worker.fold.finalizer import PartitionClocks
-from worker.fold.recovery import StoppingError, StoreGuard, Waiter
+from worker.fold.recovery import StateRestorer, StoppingError, StoreGuard, Waiter
 from worker.kafka.clients import consumer_config, partitions_at_end, producer_config
 from worker.runtime.runner import liveness
 from worker.runtime.settings import Settings
@@ -238,3 +238,28 @@ def test_the_ends_handed_to_the_consumer_are_kept_per_owned_partition_until_revo
     clocks.revoke([0])
     clocks.assign([0])
     assert {} == clocks.eofs_read()
+
+
+class ChangelogAwayConsumer(FakeConsumer):
+    """A changelog reader whose broker does not answer the first `away` watermark look-ups (then: empty)."""
+
+    def __init__(self, committed: dict[int, int], away: int) -> None:
+        super().__init__(committed)
+        self.away = away
+
+    def get_watermark_offsets(self, partition: TopicPartition, timeout: float) -> tuple[int, int]:
+        if self.away > 0:
+            self.away -= 1
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "broker down"))
+        return 0, 0
+
+
+def test_a_restore_waits_for_a_broker_that_does_not_answer_instead_of_stopping_the_stage() -> None:
+    store = MemoryStore()
+    consumer = ChangelogAwayConsumer({0: 42}, away=3)
+    waiter = Waiter(StageStatus("fold"), threading.Event(), max_delay_s=0.01)
+    restorer = StateRestorer(store, consumer, "events.state")  # type: ignore[arg-type]
+    guard = StoreGuard(store, restorer, consumer, "events", waiter)  # type: ignore[arg-type]
+    assert [] == guard.call(lambda: store.write(_log_write("a"), [0]).fenced_out, lambda: [0])
+    assert (0, {0}, {"a"}) == (consumer.away, store.marks, set(store.states))
+    assert guard.waiter.status.not_ready_reason() is None

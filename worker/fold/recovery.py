@@ -18,7 +18,8 @@ same script call (no extra round trip), and the finalizer reads the marks of the
 once per tick, so an idle partition notices too. A partition without a mark is either new to the
 group (no committed offset: it is marked, nothing to restore) or lost (committed offsets exist:
 its state is restored from the changelog before anything is folded or closed; the write in hand is
-folded again against the restored states). `/readyz` says "restoring" meanwhile.
+folded again against the restored states). `/readyz` says "restoring" meanwhile. A broker that does not
+answer while the changelog is read is waited for (with backoff), and the partition read again.
 
 Lost writes the marks cannot see (an asynchronous failover that kept them): `worker.fold.regressions`.
 
@@ -236,7 +237,7 @@ class StoreGuard:
                     repair = None
                 result = work()
             except StoreUnavailableError as exc:
-                self.waiter.status.store_down()
+                self.waiter.status.store_down(str(exc))
                 self.waiter.wait("redis", attempt, str(exc))
                 attempt += 1
                 continue
@@ -281,12 +282,26 @@ class StoreGuard:
                 started = time.monotonic()
                 if self.restorer is None:
                     raise StoreError(f"state of partition {partition} lost and no changelog to restore it from")
-                count = self.restorer.restore(partition, status.waiting)
+                count = self._restore_one(self.restorer, partition)
                 log.warning("state restored from the changelog", partition=partition, states=count,
                             seconds=round(time.monotonic() - started, 3))
         finally:
             status.restoring = []
         self.on_restored(partitions)
+
+    def _restore_one(self, restorer: StateRestorer, partition: int) -> int:
+        """Restore one partition; while the broker does not answer (the changelog cannot be read), wait and
+        read it again from its start (what was written before is fenced: never written over)."""
+        attempt = 0
+        while True:
+            try:
+                count = restorer.restore(partition, self.waiter.status.waiting)
+            except KafkaException as exc:
+                self.waiter.wait("kafka state changelog", attempt, str(exc))
+                attempt += 1
+                continue
+            self.waiter.done("kafka state changelog")
+            return count
 
     def _committed(self, partitions: list[int]) -> set[int]:
         """The partitions with a committed offset in the stage's group (waits while Kafka does not answer)."""

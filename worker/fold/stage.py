@@ -8,7 +8,9 @@ Commit order, per batch (written down here because correctness depends on it):
   4. only then store the batch's offsets (librdkafka commits stored offsets), batch after batch.
 A crash anywhere re-consumes the batch: the fold treats its events as duplicates and the same
 snapshots are produced again (they carry their version, so consumers stay idempotent).
-Finalization runs between batches: emit `finalized` snapshots, flush, then write tombstones.
+Finalization runs between batches: emit `finalized` snapshots, flush, then write tombstones. A tick
+retried because Redis refused the tombstones (full, unreachable) does not emit the snapshots Kafka
+acknowledged already; only a crash in between finalizes again (the same snapshot, at the same version).
 
 Overlapped commit (`ILOG_FOLD_OVERLAP`, on by default; `worker.fold.inflight`). A full batch n's step 1
 is sent and left in flight while the main thread reads, decodes and plans batch n+1: at most one batch
@@ -164,6 +166,9 @@ class FoldStage:
         self.in_flight: InFlight | None = None
         self._planned_ahead: frozenset[str] = frozenset()  # the next batch's logs, planned, not yet sent
         self.awaiting = AwaitingDelivery()
+        # final snapshots Kafka acknowledged whose tombstones are not stored yet: id → (partition, version).
+        # A tick retried while Redis refuses the tombstones (full, unreachable) does not produce them again.
+        self._finals_acknowledged: dict[str, tuple[int, int]] = {}
         # a restore reads the changelog to its end: the entries of batches landed before must be in it
         self.guard.before_restore = self._confirm
 
@@ -187,6 +192,7 @@ class FoldStage:
         commit_quietly(self.consumer)
         self.clocks.revoke(tp.partition for tp in partitions)
         self.cache.drop_partitions(tp.partition for tp in partitions)
+        self._forget_finals(tp.partition for tp in partitions)
         metrics.forget_partitions(self.group, [tp.partition for tp in partitions])
         log.info("partitions revoked", partitions=[tp.partition for tp in partitions], group=self.group)
 
@@ -196,6 +202,7 @@ class FoldStage:
         self.drain(skip_partitions=frozenset(tp.partition for tp in partitions))
         self.clocks.revoke(tp.partition for tp in partitions)
         self.cache.drop_partitions(tp.partition for tp in partitions)
+        self._forget_finals(tp.partition for tp in partitions)
         metrics.forget_partitions(self.group, [tp.partition for tp in partitions])
         log.warning("partitions lost; nothing committed", partitions=[tp.partition for tp in partitions])
 
@@ -582,15 +589,25 @@ class FoldStage:
         if not writes:
             self._report_open_windows(list(clocks), force=False)
             return
-        self._emit([snap for plan in plans.values() for snap in plan.snapshots])
+        finals = [snap for plan in plans.values() for snap in plan.snapshots
+                  if self._finals_acknowledged.get(snap[1].interaction_id) != (snap[0], snap[1].version)]
+        self._emit(finals)
         self._flush()
+        self._finals_acknowledged.update({snap.interaction_id: (p, snap.version) for p, snap in finals})
         self._store_offsets(self.awaiting.take())  # the batches produced before: acknowledged by the same flush
         on_partition = {item.interaction_id: p for p, plan in plans.items() for item in plan.writes}
         fenced = self._write_through(writes, on_partition.__getitem__, now)
+        for item in writes:  # stored, or moved on under another writer: either way not ours to close again
+            self._finals_acknowledged.pop(item.interaction_id, None)
         if fenced:
             metrics.FENCED_WRITES.inc(len(fenced))
         self._closed(plans, now, {p: clocks[p] for p in plans})
         self._report_open_windows(list(clocks), force=True)
+
+    def _forget_finals(self, partitions: Iterable[int]) -> None:
+        gone = set(partitions)
+        for interaction_id in [i for i, (p, _v) in self._finals_acknowledged.items() if p in gone]:
+            del self._finals_acknowledged[interaction_id]
 
     def _closed(self, plans: dict[int, ClosePlan], now_ms: int, clocks: dict[int, int]) -> None:
         """Metrics and one log line per partition and tick (not per window) for the windows closed."""

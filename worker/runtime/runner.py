@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from enum import StrEnum
+from functools import partial
 from types import FrameType
 
 import redis
@@ -24,7 +25,7 @@ from worker.runtime.health import bind_health_server
 from worker.runtime.logs import configure_logging
 from worker.runtime.settings import Settings, unknown_variables
 from worker.runtime.status import StageStatus
-from worker.store.checks import check_redis
+from worker.store.checks import check_redis, check_redis_once_it_answers
 
 log = structlog.get_logger("ilog.runner")
 
@@ -52,6 +53,10 @@ def install_stop_handlers(stop: threading.Event, drain_timeout_s: float) -> None
 def _drain_overrun(drain_timeout_s: float) -> None:
     log.error("drain timeout passed; exiting without a clean close", drain_timeout_s=drain_timeout_s)
     os._exit(1)
+
+
+def _always() -> bool:
+    return True
 
 
 def _no_notes() -> list[str]:
@@ -165,7 +170,9 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
     notes: Callable[[], list[str]] = _no_notes
     statuses: list[StageStatus] = []
     if stage in (StageName.FOLD, StageName.ALL):
-        check_redis(bootstrap.redis_client(settings, timeout_s=bootstrap.REDIS_PROBE_TIMEOUT_S), settings)
+        probe = bootstrap.redis_client(settings, timeout_s=bootstrap.REDIS_PROBE_TIMEOUT_S)
+        if not check_redis(probe, settings):  # checked once Redis answers: an evicting one stops the worker then
+            runners.append(("redis check", partial(check_redis_once_it_answers, probe, settings), _always))
         fold = bootstrap.fold_stage(settings)
         runners.append(("fold", fold.run, fold.assigned_once.is_set))
         statuses.append(fold.status)

@@ -29,6 +29,7 @@ class StageStatus:
         self.name = name
         self.beat_at = time.monotonic()
         self.store_down_since: float | None = None
+        self.store_down_detail = ""  # the store's last answer while down (unreachable, full)
         self.restoring: list[int] = []
         self.brokers_down = False
         self.broker_trouble_at = 0.0  # monotonic time of the last connection error the consumer reported
@@ -57,7 +58,8 @@ class StageStatus:
     def stalled_s(self) -> float:
         return time.monotonic() - self.beat_at
 
-    def store_down(self) -> None:
+    def store_down(self, detail: str = "") -> None:
+        self.store_down_detail = detail
         if self.store_down_since is None:
             self.store_down_since = time.monotonic()
             metrics.STORE_UNAVAILABLE.labels(self.name).set(1)
@@ -82,7 +84,9 @@ class StageStatus:
 
     def not_ready_reason(self) -> str | None:
         if self.store_down_since is not None:
-            return f"{self.name}: redis unavailable for {time.monotonic() - self.store_down_since:.0f} s"
+            waited_s = time.monotonic() - self.store_down_since
+            detail = f": {self.store_down_detail}" if self.store_down_detail else ""
+            return f"{self.name}: redis unavailable for {waited_s:.0f} s{detail}"
         if self.restoring:
             return f"{self.name}: restoring the state of partitions {self.restoring}"
         if self.brokers_down:

@@ -25,7 +25,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import State, StateWrite, Stored
-from worker.errors import StateLostError, StoreError, StoreUnavailableError
+from worker.errors import StateLostError, StoreError, StoreFullError, StoreUnavailableError
 from worker.store import keys
 from worker.store.cluster import TRANSIENT_ERRORS, RedisClient, by_slot, is_cluster
 from worker.store.port import WriteResult
@@ -38,12 +38,15 @@ _LOST_REPLY = "ILOGLOST"
 def store_errors(action: str) -> Iterator[None]:
     """The store boundary: a driver error leaves it as the store's own, saying what failed: unreachable
     (`StoreUnavailableError`: wait and retry; on a cluster also "cluster down" and TRYAGAIN, which a
-    restarting or failing-over master answers for a moment), state lost (`StateLostError`), anything
-    else (`StoreError`)."""
+    restarting or failing-over master answers for a moment), full (`StoreFullError`: an OOM answer under
+    `noeviction`; wait and retry too, nothing was written), state lost (`StateLostError`), anything else
+    (`StoreError`)."""
     try:
         yield
     except TRANSIENT_ERRORS as exc:  # BusyLoadingError is a ConnectionError
         raise StoreUnavailableError(f"{action} failed: {exc}") from exc
+    except redis.exceptions.OutOfMemoryError as exc:
+        raise StoreFullError(f"{action} refused, Redis is full (maxmemory reached, noeviction): {exc}") from exc
     except redis.ResponseError as exc:
         text = str(exc)
         if text.startswith(_LOST_REPLY):
