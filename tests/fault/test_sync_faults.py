@@ -209,8 +209,10 @@ def test_a_replica_leaving_mid_stream_hands_its_partitions_over_without_duplicat
         fold.stop()
 
 
-WAVE_CALLS = 250
-"""Interactions a wave brings: more than one sObject Collection holds, so a call starts beside one under way."""
+WAVE_CALLS = 450
+"""Interactions a wave brings: more than two sObject Collections hold (200 records each), so whether the
+created and finalized snapshots arrive apart or together, 200 records wait while the first call is under
+way and a call starts beside it (`side_call_items`)."""
 
 
 def _calls_overlapped(entries: list[dict[str, Any]], since_s: float) -> bool:
