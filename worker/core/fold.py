@@ -187,10 +187,12 @@ def _transition(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: i
             return {}
     transitions = tuple(sorted((*log.transitions, Transition(time_us, sequence, arrival, kind))))
     changes: Changes = {"transitions": transitions}
-    if kind == "D":
+    if kind == "D" or log.edit_deadline_us is not None:
+        # Any transition can move the deadline once there is a disconnect: one without a sequence puts
+        # the walk in event-time order, which can make another disconnect the first one.
         ended_us = disconnected_us(transitions)
         changes["edit_deadline_us"] = None if ended_us is None else ended_us + window_us
-    elif kind == "C" and isinstance(event, (ConnectedEvent, fast.ConnectedEvent)):
+    if kind == "C" and isinstance(event, (ConnectedEvent, fast.ConnectedEvent)):
         key = (time_us, sequence, arrival)
         if log.connect is None or key < log.connect[0]:
             changes["connect"] = (key, event.data)
