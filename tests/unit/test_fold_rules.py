@@ -255,6 +255,17 @@ def test_navigation_arriving_before_its_disconnect_is_judged_by_event_time() -> 
     assert (result.related_to, result.related_candidates) == (None, [])
 
 
+def test_navigation_after_a_disconnect_that_a_lower_numbered_one_replaces_stays_active() -> None:
+    """By sequence the disconnect numbered 5 (10:02:30) is the first; the one numbered 6 is stamped 10:01.
+    A view at 10:02 is active in the final log, also when it arrives after only the 10:01 disconnect."""
+    events = [connected("10:00:00", seq=1), ev("interaction.disconnected", "10:01:00", seq=6),
+              ev("record.viewed", "10:02:00", {"record": ref("Case", "500A")}, seq=3),
+              ev("interaction.disconnected", "10:02:30", seq=5)]
+    for order in itertools.permutations(events):
+        result = snap(order)
+        assert (result.related_to, result.related_candidates) == (rec("Case", "500A"), [rec("Case", "500A")]), order
+
+
 def test_navigation_before_connect_is_not_active() -> None:
     result = snap([ev("record.viewed", "09:59:00", {"record": ref("Case", "500A")}), connected("10:00:00")])
     assert (result.related_to, result.related_candidates) == (None, [])
