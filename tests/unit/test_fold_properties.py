@@ -124,3 +124,52 @@ def test_log_bytes_round_trip_to_an_equal_log(history: list[Event], data: st.Dat
     log = _fold_all(data.draw(st.permutations(history)))
     assert InteractionLog.from_bytes(log.to_bytes()) == log
     assert decode_state(*encode_state(log)) == log
+
+
+_CONNECTED = [("interaction.connected", {"media": "voice", "direction": "inbound", "queue": "Support"})]
+_numbering = st.sampled_from(["every", "none", "some", "against the clock"])
+
+
+@st.composite
+def unordered_histories(draw: st.DrawFn) -> list[Event]:
+    """A connect, one or two disconnects and other events in any order of event time, numbered on every
+    event, on none, on some, or against the clock (as two services of the platform may number and stamp
+    them). Times are distinct, and so are sequences where given: neither "then arrival order" nor the edit
+    window (the fold runs with a window longer than the history) decides anything, so the final log must
+    not depend on the order of arrival."""
+    disconnects: list[tuple[str, dict[str, Any]]] = [("interaction.disconnected", {})] * draw(st.integers(1, 2))
+    steps = draw(st.permutations([*_CONNECTED, *disconnects, *draw(st.lists(_after_call, max_size=8))]))
+    count = len(steps)
+    times = draw(st.lists(st.integers(0, 600), min_size=count, max_size=count, unique=True))
+    numbering = draw(_numbering)
+    numbers = draw(st.permutations(range(count))) if numbering == "against the clock" else list(range(count))
+    documents = []
+    for index, ((event_type, data), time_s, number) in enumerate(zip(steps, times, numbers, strict=True), start=1):
+        document = _document(index, event_type, BASE_S + time_s, data)
+        if numbering == "none" or (numbering == "some" and draw(st.booleans())):
+            del document["sequence"]
+        else:
+            document["sequence"] = number
+        documents.append(document)
+    return [_decode(document) for document in documents]
+
+
+def _fold_all_within(events: list[Event], window_s: int) -> InteractionLog:
+    state: InteractionLog | Tombstone | None = None
+    for event in events:
+        state = fold(state, event, edit_window_s=window_s).log
+    assert isinstance(state, InteractionLog)
+    return state
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=unordered_histories(), data=st.data())
+def test_any_arrival_order_of_unordered_numbered_or_unnumbered_events_folds_to_the_same_log(
+    history: list[Event], data: st.DataObject,
+) -> None:
+    window_s = 3600
+    expected = _visible(_fold_all_within(history, window_s))
+    shuffled = list(data.draw(st.permutations(history)))
+    for copy in data.draw(st.lists(st.sampled_from(history), max_size=3)):
+        shuffled.insert(data.draw(st.integers(0, len(shuffled))), copy)
+    assert _visible(_fold_all_within(shuffled, window_s)) == expected

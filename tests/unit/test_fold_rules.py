@@ -174,6 +174,21 @@ def test_transitions_without_sequence_on_every_one_follow_event_time() -> None:
                                                      result.hold_count, result.talk_seconds)
 
 
+def test_edit_deadline_follows_the_first_disconnect_when_a_transition_without_sequence_reorders_them() -> None:
+    """Two disconnects numbered against their clocks: by sequence the one at 10:05 is first, but a transition
+    without a sequence puts the walk in event-time order, where 10:04 is; the deadline follows in any order."""
+    events = [connected("10:00:00", seq=1), ev("interaction.disconnected", "10:05:00", seq=5),
+              ev("interaction.disconnected", "10:04:00", seq=6), ev("interaction.held", "10:01:00")]
+    for order in itertools.permutations(events):
+        log, _ = run(order)
+        assert isinstance(log, InteractionLog)
+        result = snapshot(log)
+        assert (result.disconnected_at, result.edit_deadline) == (
+            datetime(2026, 11, 27, 10, 4, tzinfo=UTC), datetime(2026, 11, 27, 10, 6, tzinfo=UTC)), order
+        late = fold(log, ev("log.updated", "10:06:30", {"notes": "late"}), edit_window_s=WINDOW_S)
+        assert isinstance(late.outcome, Rejected) and late.outcome.rejection.reason is RejectReason.LATE_EDIT
+
+
 def test_second_connected_after_disconnect_is_ignored_and_counted() -> None:
     log, results = run([connected("10:00:00"), ev("interaction.disconnected", "10:05:00"),
                         connected("10:05:30", media="chat")])
@@ -238,6 +253,17 @@ def test_navigation_arriving_before_its_disconnect_is_judged_by_event_time() -> 
     result = snap([connected("10:00:00"), ev("record.viewed", "10:06:00", {"record": ref("Case", "500A")}),
                    ev("interaction.disconnected", "10:05:00")])
     assert (result.related_to, result.related_candidates) == (None, [])
+
+
+def test_navigation_after_a_disconnect_that_a_lower_numbered_one_replaces_stays_active() -> None:
+    """By sequence the disconnect numbered 5 (10:02:30) is the first; the one numbered 6 is stamped 10:01.
+    A view at 10:02 is active in the final log, also when it arrives after only the 10:01 disconnect."""
+    events = [connected("10:00:00", seq=1), ev("interaction.disconnected", "10:01:00", seq=6),
+              ev("record.viewed", "10:02:00", {"record": ref("Case", "500A")}, seq=3),
+              ev("interaction.disconnected", "10:02:30", seq=5)]
+    for order in itertools.permutations(events):
+        result = snap(order)
+        assert (result.related_to, result.related_candidates) == (rec("Case", "500A"), [rec("Case", "500A")]), order
 
 
 def test_navigation_before_connect_is_not_active() -> None:

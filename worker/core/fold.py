@@ -187,10 +187,12 @@ def _transition(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: i
             return {}
     transitions = tuple(sorted((*log.transitions, Transition(time_us, sequence, arrival, kind))))
     changes: Changes = {"transitions": transitions}
-    if kind == "D":
+    if kind == "D" or log.edit_deadline_us is not None:
+        # Any transition can move the deadline once there is a disconnect: one without a sequence puts
+        # the walk in event-time order, which can make another disconnect the first one.
         ended_us = disconnected_us(transitions)
         changes["edit_deadline_us"] = None if ended_us is None else ended_us + window_us
-    elif kind == "C" and isinstance(event, (ConnectedEvent, fast.ConnectedEvent)):
+    if kind == "C" and isinstance(event, (ConnectedEvent, fast.ConnectedEvent)):
         key = (time_us, sequence, arrival)
         if log.connect is None or key < log.connect[0]:
             changes["connect"] = (key, event.data)
@@ -212,11 +214,19 @@ def _log_updated(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: 
 
 def _record_viewed(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
     assert isinstance(event, (RecordViewedEvent, fast.RecordViewedEvent))
-    if ended_us is not None and stamp.time_us >= ended_us:
-        return {}  # navigation after disconnect changes nothing; no need to keep the fact
+    if ended_us is not None and stamp.time_us >= ended_us and _in_time_order(log.transitions):
+        # Navigation after disconnect changes nothing; no need to keep the fact. Only in event-time order
+        # is the first disconnect final: there a later one can only move it earlier. By sequence, a
+        # disconnect numbered lower and stamped later can still arrive and make this view active.
+        return {}
     views = list(log.views)
     insort(views, (stamp, event.data.record), key=_view_stamp)  # after equal stamps, as a stable sort
     return {"views": tuple(views[-VIEWS_KEPT:])}
+
+
+def _in_time_order(transitions: tuple[Transition, ...]) -> bool:
+    """Whether the walk takes these transitions in event-time order for good: one of them has no sequence."""
+    return any(transition.sequence < 0 for transition in transitions)
 
 
 def _wrapup(log: InteractionLog, event: AnyEvent, stamp: Stamp, window_us: int, ended_us: int | None) -> Changes:
