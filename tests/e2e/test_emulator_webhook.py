@@ -111,3 +111,22 @@ def test_script_up_is_idempotent_env_matches_and_down_stops_it(tmp_path: Path) -
     finally:
         down = run("down")
     assert (down.returncode, run("env").returncode) == (0, 1)
+
+
+def test_script_lines_eval_in_a_shell_when_the_state_folder_has_a_space(tmp_path: Path) -> None:
+    """`eval "$(deploy/local/emulators up)"` sets every setting whole, the CA bundle path with its space too."""
+    script = str(REPO / "deploy" / "local" / "emulators")
+    env = {**os.environ, "ILOG_STACK_DIR": str(tmp_path / "stack dir")}
+    shell = 'eval "$("$0" up)" && printf "%s\\n" "$ILOG_SALESFORCE_CA_BUNDLE" "$ILOG_WEBHOOK_URL"'
+    try:
+        evaluated = subprocess.run(["bash", "-c", shell, script], capture_output=True, text=True, env=env,
+                                   timeout=60, check=False)
+        assert evaluated.returncode == 0, evaluated.stderr
+        ca_bundle, webhook_url = evaluated.stdout.splitlines()
+        assert Path(ca_bundle) == tmp_path / "stack dir" / "emulators" / "ca.pem"
+        assert Path(ca_bundle).is_file()
+        assert webhook_url.startswith("http://127.0.0.1:")
+        printed = subprocess.run([script, "env"], capture_output=True, text=True, env=env, timeout=60, check=True)
+        assert parse_env_lines(printed.stdout)["ILOG_SALESFORCE_CA_BUNDLE"] == ca_bundle
+    finally:
+        subprocess.run([script, "down"], capture_output=True, text=True, env=env, timeout=60, check=False)
