@@ -130,3 +130,23 @@ def test_script_lines_eval_in_a_shell_when_the_state_folder_has_a_space(tmp_path
         assert parse_env_lines(printed.stdout)["ILOG_SALESFORCE_CA_BUNDLE"] == ca_bundle
     finally:
         subprocess.run([script, "down"], capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def test_script_takes_a_relative_state_folder_from_the_working_directory(tmp_path: Path) -> None:
+    script = str(REPO / "deploy" / "local" / "emulators")
+    env = {**os.environ, "ILOG_STACK_DIR": "rel"}
+
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([script, command], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
+                              check=False)
+
+    up = run("up")
+    try:
+        assert up.returncode == 0, up.stderr
+        settings = parse_env_lines(up.stdout)
+        assert Path(settings["ILOG_SALESFORCE_CA_BUNDLE"]) == tmp_path / "rel" / "emulators" / "ca.pem"
+        assert requests.get(f"{settings['ILOG_ZENDESK_URL']}/__emulator/state", timeout=5).json()["tickets"] == []
+        assert run("env").stdout == up.stdout
+    finally:
+        down = run("down")
+    assert (down.returncode, run("env").returncode) == (0, 1)

@@ -121,3 +121,24 @@ def test_stack_down_stops_exactly_what_up_started_and_removes_its_data(
     client = redis.Redis.from_url(stack_env["ILOG_REDIS_URL"])
     assert client.ping()
     client.close()
+
+
+def test_a_relative_state_folder_is_taken_from_the_working_directory(tmp_path: Path) -> None:
+    """`ILOG_STACK_DIR=rel deploy/local/stack up` from another folder: Redis starts, its state lands in ./rel."""
+    env = {**os.environ, "ILOG_STACK_DIR": "rel stack"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(STACK), *args], capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=120, check=False)
+
+    up = run("up", "--no-kafka")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert (tmp_path / "rel stack" / "redis.pid").is_file()
+        assert run("env").stdout == up.stdout
+        client = redis.Redis.from_url(parse_env_lines(up.stdout)["ILOG_REDIS_URL"])
+        assert client.ping()
+        client.close()
+    finally:
+        down = run("down")
+    assert (down.returncode, run("env").returncode) == (0, 1)
