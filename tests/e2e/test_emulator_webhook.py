@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from tests.conftest import REPO
 from tests.e2e.conftest import Emulators
 from tests.emulators.server import Request
 from tests.emulators.webhook import WebhookApp, receiver_id, sign, standard_headers
-from tests.support import parse_env_lines
+from tests.support import exited, parse_env_lines, wait_for
 
 _ids = iter(range(1, 1_000_000))
 
@@ -150,3 +151,25 @@ def test_script_takes_a_relative_state_folder_from_the_working_directory(tmp_pat
     finally:
         down = run("down")
     assert (down.returncode, run("env").returncode) == (0, 1)
+
+
+def test_script_up_right_after_a_sigkilled_set_starts_a_new_one(tmp_path: Path) -> None:
+    """The killed process is a zombie until init reaps it: `env` and `up` must not take it for running."""
+    script = str(REPO / "deploy" / "local" / "emulators")
+    env = {**os.environ, "ILOG_STACK_DIR": str(tmp_path)}
+
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([script, command], capture_output=True, text=True, env=env, timeout=60, check=False)
+
+    try:
+        assert run("up").returncode == 0
+        pid = int((tmp_path / "emulators" / "emulators.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: exited(pid), 10, 0.01)
+        assert run("env").returncode == 1
+        again = run("up")
+        assert again.returncode == 0, again.stderr
+        settings = parse_env_lines(again.stdout)
+        assert requests.get(f"{settings['ILOG_ZENDESK_URL']}/__emulator/state", timeout=5).json()["tickets"] == []
+    finally:
+        run("down")

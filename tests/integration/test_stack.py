@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from tests.conftest import STACK
-from tests.support import parse_env_lines, wait_for
+from tests.support import exited, parse_env_lines, wait_for
 from worker.kafka.topics import create_topics, topic_configs
 from worker.runtime.settings import Settings
 
@@ -142,3 +143,27 @@ def test_a_relative_state_folder_is_taken_from_the_working_directory(tmp_path: P
     finally:
         down = run("down")
     assert (down.returncode, run("env").returncode) == (0, 1)
+
+
+def test_up_right_after_a_sigkilled_redis_starts_a_new_one(tmp_path: Path) -> None:
+    """The killed redis-server is a zombie until init reaps it: `env` and `up` must not take it for running."""
+    env = {**os.environ, "ILOG_STACK_DIR": str(tmp_path / "stack")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(STACK), *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+
+    try:
+        first = run("up", "--no-kafka")
+        assert first.returncode == 0, first.stderr
+        pid = int((tmp_path / "stack" / "redis.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: exited(pid), 10, 0.01)
+        assert run("env").returncode == 1
+        again = run("up", "--no-kafka")
+        assert again.returncode == 0, again.stderr
+        assert "already running" not in again.stderr
+        client = redis.Redis.from_url(parse_env_lines(again.stdout)["ILOG_REDIS_URL"], socket_timeout=5)
+        assert client.ping()
+        client.close()
+    finally:
+        run("down")
