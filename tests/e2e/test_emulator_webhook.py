@@ -173,3 +173,29 @@ def test_script_up_right_after_a_sigkilled_set_starts_a_new_one(tmp_path: Path) 
         assert requests.get(f"{settings['ILOG_ZENDESK_URL']}/__emulator/state", timeout=5).json()["tickets"] == []
     finally:
         run("down")
+
+
+def test_two_script_ups_at_once_share_one_set(tmp_path: Path) -> None:
+    script = str(REPO / "deploy" / "local" / "emulators")
+    env = {**os.environ, "ILOG_STACK_DIR": str(tmp_path)}
+    ups = [subprocess.Popen([script, "up"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+           for _ in range(2)]
+    try:
+        printed = [up.communicate(timeout=60) for up in ups]
+        assert [0, 0] == [up.returncode for up in ups], printed
+        assert printed[0][0] == printed[1][0]
+    finally:
+        subprocess.run([script, "down"], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert wait_for(lambda: not _serving(tmp_path), 10)
+
+
+def _serving(state_dir: Path) -> list[int]:
+    """Pids of emulator processes serving from `state_dir` (it is on their command line)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(state_dir).encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found

@@ -167,3 +167,30 @@ def test_up_right_after_a_sigkilled_redis_starts_a_new_one(tmp_path: Path) -> No
         client.close()
     finally:
         run("down")
+
+
+def _processes_under(folder: Path) -> list[int]:
+    """Pids of the processes whose working directory is in `folder` (redis-server runs in its data folder)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_two_ups_at_once_share_one_stack_and_down_leaves_nothing_running(tmp_path: Path) -> None:
+    """Two test runs (or workers) calling `up` on one folder at the same moment: one Redis, the same lines."""
+    env = {**os.environ, "ILOG_STACK_DIR": str(tmp_path / "stack")}
+    ups = [subprocess.Popen([str(STACK), "up", "--no-kafka"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env) for _ in range(2)]
+    try:
+        printed = [up.communicate(timeout=120) for up in ups]
+        assert [0, 0] == [up.returncode for up in ups], printed
+        assert printed[0][0] == printed[1][0]
+        assert 1 == len(_processes_under(tmp_path / "stack"))
+    finally:
+        subprocess.run([str(STACK), "down"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert wait_for(lambda: not _processes_under(tmp_path / "stack"), 10)
