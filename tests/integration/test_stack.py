@@ -194,3 +194,15 @@ def test_two_ups_at_once_share_one_stack_and_down_leaves_nothing_running(tmp_pat
     finally:
         subprocess.run([str(STACK), "down"], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert wait_for(lambda: not _processes_under(tmp_path / "stack"), 10)
+
+
+def test_stacks_started_at_once_on_a_fresh_cache_resolve_the_broker_once(tmp_path: Path) -> None:
+    """Side-by-side stacks share ILOG_CACHE_DIR: the first resolves the jars, the others wait and reuse them."""
+    runs = [subprocess.Popen([str(STACK), "jars"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "ILOG_STACK_DIR": str(tmp_path / f"stack{n}"),
+                                  "ILOG_CACHE_DIR": str(tmp_path / "cache")}) for n in range(3)]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    assert [0, 0, 0] == [run.returncode for run in runs], [err[-2000:] for _, err in outputs]
+    assert 1 == sum(err.count("resolving Apache Kafka") for _, err in outputs)
+    libs = next((tmp_path / "cache").glob("kafka-*/libs"))
+    assert (libs / ".complete").is_file() and any(libs.glob("kafka_*.jar"))
