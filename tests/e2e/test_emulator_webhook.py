@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -199,3 +201,28 @@ def _serving(state_dir: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_script_without_a_venv_runs_the_python3_on_path(tmp_path: Path) -> None:
+    """A checkout whose project is installed in another virtualenv (activated: its python3 first on PATH)."""
+    checkout = tmp_path / "checkout"
+    (checkout / "deploy" / "local").mkdir(parents=True)
+    shutil.copy2(REPO / "deploy" / "local" / "emulators", checkout / "deploy" / "local" / "emulators")
+    (checkout / "tests").mkdir()
+    shutil.copy2(REPO / "tests" / "__init__.py", checkout / "tests" / "__init__.py")
+    shutil.copytree(REPO / "tests" / "emulators", checkout / "tests" / "emulators",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    activated = tmp_path / "venv-bin"
+    activated.mkdir()
+    (activated / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (activated / "python3").chmod(0o755)
+    script = str(checkout / "deploy" / "local" / "emulators")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON"}
+    env |= {"ILOG_STACK_DIR": str(tmp_path / "stack"), "PATH": f"{activated}{os.pathsep}{env.get('PATH', '')}"}
+    try:
+        up = subprocess.run([script, "up"], capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert up.returncode == 0, up.stderr
+        settings = parse_env_lines(up.stdout)
+        assert requests.get(f"{settings['ILOG_ZENDESK_URL']}/__emulator/state", timeout=5).json()["tickets"] == []
+    finally:
+        subprocess.run([script, "down"], capture_output=True, text=True, env=env, timeout=60, check=False)
