@@ -209,3 +209,12 @@ def offline_fold(events: Iterable[dict[str, Any] | bytes], tmp: Path, settings: 
 
 def without(snapshot: dict[str, Any], *names: str) -> dict[str, Any]:
     return {k: v for k, v in snapshot.items() if k not in names}
+
+
+def exited(pid: int) -> bool:
+    """True once `pid` has exited: gone, or a zombie its parent has not reaped yet (Linux /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(") ", 1)[1][:1] in ("Z", "X")

@@ -1,13 +1,14 @@
 """`python -m tests.emulators serve|env --state-dir DIR`: run the emulators as one process.
 
-`serve` starts Salesforce (HTTPS), Zendesk and the webhook receiver, writes the ILOG_* lines to
-DIR/env once all three listen, and runs until SIGTERM/SIGINT. `env` prints DIR/env.
+`serve` starts Salesforce (HTTPS), Zendesk and the webhook receiver, writes the ILOG_* lines (shell-quoted
+where needed) to DIR/env once all three listen, and runs until SIGTERM/SIGINT. `env` prints DIR/env.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -21,7 +22,8 @@ def _serve(args: argparse.Namespace) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     emulators = start_all(state_dir, args.salesforce_port, args.zendesk_port, args.webhook_port,
                           args.webhook_secret)
-    lines = "".join(f"{key}={value}\n" for key, value in emulators.env().items())
+    # quoted where a shell needs it (a state folder with a space): the lines are meant for `eval`
+    lines = "".join(f"{key}={shlex.quote(value)}\n" for key, value in emulators.env().items())
     partial = state_dir / "env.tmp"
     partial.write_text(lines)
     os.replace(partial, state_dir / "env")

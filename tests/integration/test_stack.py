@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from tests.conftest import STACK
-from tests.support import parse_env_lines, wait_for
+from tests.support import exited, parse_env_lines, wait_for
 from worker.kafka.topics import create_topics, topic_configs
 from worker.runtime.settings import Settings
 
@@ -121,3 +122,87 @@ def test_stack_down_stops_exactly_what_up_started_and_removes_its_data(
     client = redis.Redis.from_url(stack_env["ILOG_REDIS_URL"])
     assert client.ping()
     client.close()
+
+
+def test_a_relative_state_folder_is_taken_from_the_working_directory(tmp_path: Path) -> None:
+    """`ILOG_STACK_DIR=rel deploy/local/stack up` from another folder: Redis starts, its state lands in ./rel."""
+    env = {**os.environ, "ILOG_STACK_DIR": "rel stack"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(STACK), *args], capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=120, check=False)
+
+    up = run("up", "--no-kafka")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert (tmp_path / "rel stack" / "redis.pid").is_file()
+        assert run("env").stdout == up.stdout
+        client = redis.Redis.from_url(parse_env_lines(up.stdout)["ILOG_REDIS_URL"])
+        assert client.ping()
+        client.close()
+    finally:
+        down = run("down")
+    assert (down.returncode, run("env").returncode) == (0, 1)
+
+
+def test_up_right_after_a_sigkilled_redis_starts_a_new_one(tmp_path: Path) -> None:
+    """The killed redis-server is a zombie until init reaps it: `env` and `up` must not take it for running."""
+    env = {**os.environ, "ILOG_STACK_DIR": str(tmp_path / "stack")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(STACK), *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+
+    try:
+        first = run("up", "--no-kafka")
+        assert first.returncode == 0, first.stderr
+        pid = int((tmp_path / "stack" / "redis.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: exited(pid), 10, 0.01)
+        assert run("env").returncode == 1
+        again = run("up", "--no-kafka")
+        assert again.returncode == 0, again.stderr
+        assert "already running" not in again.stderr
+        client = redis.Redis.from_url(parse_env_lines(again.stdout)["ILOG_REDIS_URL"], socket_timeout=5)
+        assert client.ping()
+        client.close()
+    finally:
+        run("down")
+
+
+def _processes_under(folder: Path) -> list[int]:
+    """Pids of the processes whose working directory is in `folder` (redis-server runs in its data folder)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_two_ups_at_once_share_one_stack_and_down_leaves_nothing_running(tmp_path: Path) -> None:
+    """Two test runs (or workers) calling `up` on one folder at the same moment: one Redis, the same lines."""
+    env = {**os.environ, "ILOG_STACK_DIR": str(tmp_path / "stack")}
+    ups = [subprocess.Popen([str(STACK), "up", "--no-kafka"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env) for _ in range(2)]
+    try:
+        printed = [up.communicate(timeout=120) for up in ups]
+        assert [0, 0] == [up.returncode for up in ups], printed
+        assert printed[0][0] == printed[1][0]
+        assert 1 == len(_processes_under(tmp_path / "stack"))
+    finally:
+        subprocess.run([str(STACK), "down"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert wait_for(lambda: not _processes_under(tmp_path / "stack"), 10)
+
+
+def test_stacks_started_at_once_on_a_fresh_cache_resolve_the_broker_once(tmp_path: Path) -> None:
+    """Side-by-side stacks share ILOG_CACHE_DIR: the first resolves the jars, the others wait and reuse them."""
+    runs = [subprocess.Popen([str(STACK), "jars"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "ILOG_STACK_DIR": str(tmp_path / f"stack{n}"),
+                                  "ILOG_CACHE_DIR": str(tmp_path / "cache")}) for n in range(3)]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    assert [0, 0, 0] == [run.returncode for run in runs], [err[-2000:] for _, err in outputs]
+    assert 1 == sum(err.count("resolving Apache Kafka") for _, err in outputs)
+    libs = next((tmp_path / "cache").glob("kafka-*/libs"))
+    assert (libs / ".complete").is_file() and any(libs.glob("kafka_*.jar"))

@@ -29,3 +29,9 @@ def test_env_lines_read_plain_exported_and_quoted_values_and_skip_comments() -> 
     text = "# the stack\nILOG_KAFKA_BOOTSTRAP=127.0.0.1:9092\nexport ILOG_REDIS_URL='redis://127.0.0.1:6379/0'\nnoise\n"
     assert {"ILOG_KAFKA_BOOTSTRAP": "127.0.0.1:9092", "ILOG_REDIS_URL": "redis://127.0.0.1:6379/0"} == parse_env_lines(
         text)
+
+
+def test_env_lines_read_a_shell_quoted_value_with_a_space_as_the_shell_does() -> None:
+    text = "ILOG_SALESFORCE_CA_BUNDLE='/tmp/stack dir/emulators/ca.pem'\nILOG_ZENDESK_TOKEN=t\n"
+    assert {"ILOG_SALESFORCE_CA_BUNDLE": "/tmp/stack dir/emulators/ca.pem", "ILOG_ZENDESK_TOKEN": "t"} == (
+        parse_env_lines(text))

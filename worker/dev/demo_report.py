@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -145,11 +146,11 @@ def print_report(report: DemoReport, console: Console, env: dict[str, str], http
     console.print(tickets_table(report.tickets))
     if report.letters:
         console.print(letters_table(report.letters, f"dead letters ({len(report.letters)})"))
-    exports = " ".join(f"{k}={v}" for k, v in sorted(env.items()) if k.startswith("ILOG_") and
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()) if k.startswith("ILOG_") and
                        not k.endswith(("_SECRET", "_TOKEN")))
     sample = report.tasks[0]["CallObject"] if report.tasks else "<interaction id>"
     console.print("\n[bold]look further[/] (with this run's settings):")
-    console.print(f"  export {exports}", soft_wrap=True)
+    console.print(f"  export {escape(exports)}", soft_wrap=True)
     console.print(f"  ilog inspect {sample}")
     console.print("  ilog dlq list")
     where = f"http://127.0.0.1:{http_port}/metrics"

@@ -7,6 +7,7 @@ once the package is installed.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 LOCAL_TOOLS = Path("deploy") / "local"
@@ -24,4 +25,12 @@ def repository_root(start: Path | None = None) -> Path | None:
 def parse_env_lines(text: str) -> dict[str, str]:
     """`KEY=value` lines as `deploy/local/stack|emulators up|env` print them (`export`, quotes, comments allowed)."""
     pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
-    return {key.strip().removeprefix("export "): value.strip().strip("'\"") for key, value in pairs}
+    return {key.strip().removeprefix("export "): _unquoted(value) for key, value in pairs}
+
+
+def _unquoted(value: str) -> str:
+    """A value as the shell reads it (`'/tmp/a b/ca.pem'` is `/tmp/a b/ca.pem`); unbalanced quotes are stripped."""
+    try:
+        return " ".join(shlex.split(value))
+    except ValueError:
+        return value.strip().strip("'\"")
