@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -214,6 +215,29 @@ def test_replay_refuses_the_live_fold_group_with_a_clear_message(settings: Setti
     assert 2 == result.returncode
     assert "refusing to replay with the live fold group" in result.stderr
     assert "--force-live-group" in result.stderr
+
+
+def test_replay_refuses_a_group_that_running_consumers_are_members_of(settings: Settings) -> None:
+    """A worker under a group name of its own (or any consumer) is running with the group: a replay beside it
+    would not be a member, so the broker would refuse its commits; it is refused with one line, exit 2."""
+    group = f"{settings.key_prefix}-in-use"
+    member = bootstrap.plain_consumer(settings, **{"group.id": group, "auto.offset.reset": "earliest"})
+    try:
+        member.subscribe([settings.events_topic])
+        deadline = time.monotonic() + 60
+        while not member.assignment() and time.monotonic() < deadline:
+            member.poll(0.2)
+        assert member.assignment()
+        result = _replay(settings, "--from", "earliest", "--group", group)
+    finally:
+        member.close()
+    assert 2 == result.returncode, result.stderr[-2000:]
+    assert 1 == len(result.stderr.strip().splitlines()), result.stderr
+    assert f"refusing to replay with the consumer group '{group}': 1 member(s) consume with it now" in result.stderr
+    assert "" == result.stdout
+    # once they left, the group is the replay's to use
+    result = _replay(settings, "--from", "earliest", "--group", group)
+    assert 0 == result.returncode, result.stderr[-2000:]
 
 
 def test_replay_rejects_a_time_it_cannot_read(settings: Settings) -> None:

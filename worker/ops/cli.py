@@ -207,7 +207,7 @@ def replay_cmd(
     prefix: Annotated[str | None, typer.Option(help="Redis key prefix (default <prefix>-replay-<group>)")] = None,
     upserts_topic: Annotated[str | None, typer.Option(help="emit snapshots here (default: the live one)")] = None,
     dlq_topic: Annotated[str | None, typer.Option(help="rejections (default <events>.replay.dlq)")] = None,
-    force_live_group: Annotated[bool, typer.Option(help="allow the live fold group name")] = False,
+    force_live_group: Annotated[bool, typer.Option(help="allow the live fold group, or a group in use")] = False,
 ) -> None:
     """Backfill: fold the events topic again from a time, by event time, into a group of its own."""
     from worker.errors import ConfigError

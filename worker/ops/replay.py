@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -128,6 +128,8 @@ def plan_replay(settings: Settings, request: ReplayRequest) -> ReplayPlan:
     prefix = settings.key_prefix if request.live_keys else (
         request.prefix or f"{settings.key_prefix}-replay-{group}")
     bootstrap.require_kafka(settings)
+    if not request.force_live_group:
+        refuse_a_group_in_use(settings, group)
     bootstrap.require_redis(settings)
     started_ms = int(time.time() * 1000)  # before the stop offsets: everything produced by now is read
     starts, stops = capture_offsets(settings, group, request.from_time, request.to_time)
@@ -145,6 +147,23 @@ def plan_replay(settings: Settings, request: ReplayRequest) -> ReplayPlan:
         lead_out_offsets=None if lead_out is None else {
             p: max(lead_out.get(p, stop), stop) for p, stop in stops.items()},
     )
+
+
+def refuse_a_group_in_use(settings: Settings, group: str) -> None:
+    """A group with members is in use by running consumers (a fold worker under a group name of its own,
+    a tool): a replay assigns its partitions without joining, so the broker would refuse its commits, and
+    it would move offsets those consumers rely on. A group the broker cannot describe is not refused."""
+    admin = bootstrap.admin_client(settings)
+    try:
+        description = admin.describe_consumer_groups([group], request_timeout=_METADATA_TIMEOUT_S)[group].result()
+    except KafkaException:
+        return
+    members = len(description.members or [])
+    if members:
+        raise ConfigError(
+            f"refusing to replay with the consumer group {group!r}: {members} member(s) consume with it now "
+            "(a worker or another consumer). Pick another --group, or stop them first."
+        )
 
 
 def capture_offsets(
