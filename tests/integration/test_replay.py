@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import tempfile
 import time
@@ -238,6 +239,45 @@ def test_replay_refuses_a_group_that_running_consumers_are_members_of(settings: 
     # once they left, the group is the replay's to use
     result = _replay(settings, "--from", "earliest", "--group", group)
     assert 0 == result.returncode, result.stderr[-2000:]
+
+
+def test_a_second_replay_of_a_group_is_refused_while_the_first_runs_and_the_first_is_left_whole(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Two replays of one group would share its key prefix: the second would clear the keys the first is
+    folding into. While the first runs (here held stopped mid-run), the second is one line and exit 2;
+    the first ends with every log whole and lets the group go."""
+    run = _settings(settings)
+    stream = _stream(400, seed=36, start=datetime.now(UTC) - timedelta(hours=2))
+    offline = offline_fold(stream, tmp_path, run)
+    produce(run, run.events_topic, stream)
+    lock = keys.replay_lock_key(run.key_prefix, "one-at-a-time")
+    client = bootstrap.redis_client(run)
+    first = subprocess.Popen([*ILOG, "replay", "--from", "earliest", "--group", "one-at-a-time"], cwd=REPO,
+                             env=settings_env(run), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        folding = f"{run.key_prefix}-replay-one-at-a-time:*"  # the first replay has begun to write its keys
+        assert wait_for(lambda: next(iter(client.scan_iter(match=folding, count=1000)), None) is not None,
+                        timeout_s=60, interval_s=0.01)
+        first.send_signal(signal.SIGSTOP)
+        second = _replay(run, "--from", "earliest", "--group", "one-at-a-time")
+        first.send_signal(signal.SIGCONT)
+        out, _ = first.communicate(timeout=180)
+    finally:
+        first.kill()
+        first.wait()
+    assert 2 == second.returncode, second.stderr[-2000:]
+    assert 1 == len(second.stderr.strip().splitlines()), second.stderr
+    assert "a replay with the group 'one-at-a-time' is running" in second.stderr
+    assert 0 == first.returncode
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (len(stream), 0) == (summary["events_read"], summary["remaining_lag"])
+    ids = sorted(offline)
+    states = _states(run, summary["key_prefix"], ids)
+    assert {i: offline[i]["version"] for i in ids} == {
+        i: (s.version - 1 if isinstance(s, Tombstone) else s.version if s else None) for i, s in states.items()}
+    assert not client.exists(lock)  # let go at the end: the next replay of the group may run
+    client.close()
 
 
 def test_replay_rejects_a_time_it_cannot_read(settings: Settings) -> None:

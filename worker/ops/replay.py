@@ -33,13 +33,17 @@ How a replay runs (DESIGN.md "Replay and backfill"):
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from rich.console import Console
@@ -372,6 +376,51 @@ class ReplayProgress:
             self._progress.stop()
 
 
+REPLAY_LOCK_TTL_S = 30.0
+_EXTEND_LOCK = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
+                "return 0")
+_RELEASE_LOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+@contextmanager
+def group_lock(settings: Settings, group: str) -> Iterator[None]:
+    """One replay per group at a time: a second one would clear the first one's keys (`clear_replay_keys`)
+    under it, and the first would go on folding its events onto nothing and emit partial logs. A Redis key
+    holds the group while the replay runs (kept alive every TTL/3; a killed replay's expires after the TTL)."""
+    client = bootstrap.redis_client(settings)
+    key = keys.replay_lock_key(settings.key_prefix, group)
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    ttl_ms = int(REPLAY_LOCK_TTL_S * 1000)
+    if not client.set(key, token, nx=True, px=ttl_ms):
+        holder = client.get(key)
+        client.close()
+        raise ConfigError(
+            f"a replay with the group {group!r} is running ({_text(holder) or 'just ended'}): wait for it to end, "
+            f"or pick another --group (a replay that was killed holds its group for {REPLAY_LOCK_TTL_S:.0f} s)"
+        )
+    done = threading.Event()
+
+    def keep() -> None:
+        while not done.wait(REPLAY_LOCK_TTL_S / 3):
+            with suppress(redis.RedisError):
+                client.eval(_EXTEND_LOCK, 1, key, token, ttl_ms)
+
+    keeper = threading.Thread(target=keep, name="replay-lock", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
+        with suppress(redis.RedisError):
+            client.eval(_RELEASE_LOCK, 1, key, token)
+        client.close()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
 def replay_command(settings: Settings, request: ReplayRequest) -> int:
     """Plan, run and report; Ctrl-C stops after the batch in hand (offsets committed, group left)."""
     import json
@@ -380,11 +429,12 @@ def replay_command(settings: Settings, request: ReplayRequest) -> int:
     from worker.runtime.logs import configure_logging
 
     plan = plan_replay(settings, request)  # a bad request or an unreachable service: the CLI's one line
-    configure_logging(settings)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
-    result = run_replay(settings, plan, stop)
+    with group_lock(settings, plan.group):  # another replay of the group: the CLI's one line too
+        configure_logging(settings)
+        stop = threading.Event()
+        signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+        result = run_replay(settings, plan, stop)
     print(json.dumps(replay_summary(result, os.getloadavg()[0])))
     return 130 if result.interrupted else 0
 
