@@ -227,3 +227,12 @@ def test_a_rejects_file_that_cannot_be_written_is_one_line_and_exit_2_with_nothi
                           capture_output=True, text=True, check=False, cwd=REPO, env=clean, timeout=60)
     assert (2, "", [f"ilog fold: cannot write {unwritable}: No such file or directory"]) == (
         done.returncode, done.stdout, done.stderr.splitlines())
+
+
+def test_a_negative_dlq_list_limit_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """`--limit -1` is a wrong command line, not "every letter but the last one"."""
+    clean = {name: value for name, value in os.environ.items() if not name.upper().startswith("ILOG_")}
+    done = subprocess.run([sys.executable, "-m", "worker.ops.cli", "dlq", "list", "--limit", "-1"],
+                          capture_output=True, text=True, check=False, cwd=REPO, env=clean, timeout=60)
+    assert (2, "", ["ilog dlq list: --limit -1: give 0 or more letters to show"]) == (
+        done.returncode, done.stdout, done.stderr.splitlines())

@@ -68,6 +68,8 @@ def list_command(
     settings: Settings, *, topic: str | None, reason: str | None, limit: int | None, as_json: bool
 ) -> int:
     console = Console()
+    if limit is not None and limit < 0:  # a slice would drop the newest letters without a word
+        raise ConfigError(f"--limit {limit}: give 0 or more letters to show")
     bootstrap.require_kafka(settings)
     letters = select(gather(settings, dlq_topics(settings, topic), explicit=topic is not None),
                      Selection(reason=reason, include_replayed=True, limit=limit))
