@@ -236,3 +236,14 @@ def test_a_negative_dlq_list_limit_is_one_line_and_exit_2(tmp_path: Path) -> Non
                           capture_output=True, text=True, check=False, cwd=REPO, env=clean, timeout=60)
     assert (2, "", ["ilog dlq list: --limit -1: give 0 or more letters to show"]) == (
         done.returncode, done.stdout, done.stderr.splitlines())
+
+
+@pytest.mark.parametrize("partitions", ["0", "-2"])
+def test_a_partition_count_below_one_is_one_line_and_exit_2(partitions: str, tmp_path: Path) -> None:
+    """`ilog topics create --partitions 0` is a wrong command line: said so before Kafka is asked (it was an
+    unexpected error, exit 1, or Kafka's refusal with a hint to check the bootstrap servers)."""
+    clean = {name: value for name, value in os.environ.items() if not name.upper().startswith("ILOG_")}
+    done = subprocess.run([sys.executable, "-m", "worker.ops.cli", "topics", "create", "--partitions", partitions],
+                          capture_output=True, text=True, check=False, cwd=REPO, env=clean, timeout=60)
+    assert (2, "", [f"ilog topics create: --partitions {partitions}: give 1 or more"]) == (
+        done.returncode, done.stdout, done.stderr.splitlines())

@@ -62,9 +62,12 @@ def topics_create(
     partitions: Annotated[int | None, typer.Option(help="partition count (default ILOG_PARTITIONS)")] = None,
 ) -> None:
     """Create the events, upserts and DLQ topics with their configs (idempotent: existing topics get the configs)."""
+    from worker.errors import ConfigError
     from worker.kafka.topics import create_topics
 
     settings = Settings()
+    if partitions is not None and partitions < 1:  # as ILOG_PARTITIONS: the copy below skips its check
+        raise ConfigError(f"--partitions {partitions}: give 1 or more")
     if partitions is not None:
         settings = settings.model_copy(update={"partitions": partitions})
     for name, outcome in create_topics(settings).items():
