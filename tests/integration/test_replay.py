@@ -280,6 +280,35 @@ def test_a_second_replay_of_a_group_is_refused_while_the_first_runs_and_the_firs
     client.close()
 
 
+def test_a_replay_whose_redis_lost_its_keys_mid_run_says_so_and_exits_2(settings: Settings, tmp_path: Path) -> None:
+    """A replay keeps no state changelog: when Redis loses its keys mid-run (restarted empty, flushed) it
+    would fold the rest onto nothing and end with exit 0 and a fraction of the logs. It stops instead, says
+    so in one line (its last on stderr), prints no summary, and exits 2: the remedy is to run it again."""
+    run = _settings(settings)
+    stream = _stream(400, seed=37, start=datetime.now(UTC) - timedelta(hours=2))
+    produce(run, run.events_topic, stream)
+    client = bootstrap.redis_client(run)
+    first = subprocess.Popen([*ILOG, "replay", "--from", "earliest", "--group", "loses-redis"], cwd=REPO,
+                             env=settings_env(run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        folding = f"{run.key_prefix}-replay-loses-redis:*"
+        assert wait_for(lambda: next(iter(client.scan_iter(match=folding, count=1000)), None) is not None,
+                        timeout_s=60, interval_s=0.01)
+        first.send_signal(signal.SIGSTOP)
+        lost = list(client.scan_iter(match=f"{run.key_prefix}*", count=1000))  # as FLUSHALL does, to this test's keys
+        client.delete(*lost)
+        first.send_signal(signal.SIGCONT)
+        out, err = first.communicate(timeout=180)
+    finally:
+        first.kill()
+        first.wait()
+        client.close()
+    assert 2 == first.returncode, err[-3000:]
+    assert "" == out
+    assert err.strip().splitlines()[-1].startswith(
+        "ilog replay: Redis lost the replay's keys while it ran (restarted empty, flushed, or its group taken over)")
+
+
 def test_replay_rejects_a_time_it_cannot_read(settings: Settings) -> None:
     result = _replay(settings, "--from", "last tuesday")
     assert 2 == result.returncode

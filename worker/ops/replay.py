@@ -49,7 +49,7 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from worker.errors import ConfigError, KafkaClientError
+from worker.errors import ConfigError, KafkaClientError, StoreError
 from worker.fold.stage import FoldOptions, FoldStage
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
@@ -377,16 +377,24 @@ class ReplayProgress:
 
 
 REPLAY_LOCK_TTL_S = 30.0
+REPLAY_LOCK_CHECK_S = 2.0
 _EXTEND_LOCK = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
                 "return 0")
 _RELEASE_LOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
+class ReplayStateLostError(StoreError):
+    """Redis lost the replay's keys while it ran: its logs are incomplete; run it again."""
+
+
 @contextmanager
-def group_lock(settings: Settings, group: str) -> Iterator[None]:
+def group_lock(settings: Settings, group: str, on_lost: Callable[[], None]) -> Iterator[threading.Event]:
     """One replay per group at a time: a second one would clear the first one's keys (`clear_replay_keys`)
     under it, and the first would go on folding its events onto nothing and emit partial logs. A Redis key
-    holds the group while the replay runs (kept alive every TTL/3; a killed replay's expires after the TTL)."""
+    holds the group while the replay runs (kept alive every few seconds; a killed replay's expires after the
+    TTL). The key is also the replay's sign that Redis kept its keys: a replay keeps no state changelog, so
+    when the key is gone (Redis restarted empty, flushed) or another holds it, the yielded event is set and
+    `on_lost` called (the replay stops); it is checked once more at the end."""
     client = bootstrap.redis_client(settings)
     key = keys.replay_lock_key(settings.key_prefix, group)
     token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -398,20 +406,27 @@ def group_lock(settings: Settings, group: str) -> Iterator[None]:
             f"a replay with the group {group!r} is running ({_text(holder) or 'just ended'}): wait for it to end, "
             f"or pick another --group (a replay that was killed holds its group for {REPLAY_LOCK_TTL_S:.0f} s)"
         )
-    done = threading.Event()
+    done, lost = threading.Event(), threading.Event()
+
+    def still_held() -> None:
+        with suppress(redis.RedisError):  # unreachable: the replay waits for Redis; the key is judged after
+            if not client.eval(_EXTEND_LOCK, 1, key, token, ttl_ms):
+                lost.set()
+                on_lost()
 
     def keep() -> None:
-        while not done.wait(REPLAY_LOCK_TTL_S / 3):
-            with suppress(redis.RedisError):
-                client.eval(_EXTEND_LOCK, 1, key, token, ttl_ms)
+        while not done.wait(REPLAY_LOCK_CHECK_S) and not lost.is_set():
+            still_held()
 
     keeper = threading.Thread(target=keep, name="replay-lock", daemon=True)
     keeper.start()
     try:
-        yield
+        yield lost
     finally:
         done.set()
         keeper.join()
+        if not lost.is_set():
+            still_held()
         with suppress(redis.RedisError):
             client.eval(_RELEASE_LOCK, 1, key, token)
         client.close()
@@ -429,12 +444,17 @@ def replay_command(settings: Settings, request: ReplayRequest) -> int:
     from worker.runtime.logs import configure_logging
 
     plan = plan_replay(settings, request)  # a bad request or an unreachable service: the CLI's one line
-    with group_lock(settings, plan.group):  # another replay of the group: the CLI's one line too
+    stop = threading.Event()
+    with group_lock(settings, plan.group, on_lost=stop.set) as lost:  # another replay of the group: one line
         configure_logging(settings)
-        stop = threading.Event()
         signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
         signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
         result = run_replay(settings, plan, stop)
+    if lost.is_set():
+        raise ReplayStateLostError(
+            "Redis lost the replay's keys while it ran (restarted empty, flushed, or its group taken over): its "
+            f"logs in {plan.key_prefix!r} are incomplete and what it emitted since may be partial; run it again"
+        )
     print(json.dumps(replay_summary(result, os.getloadavg()[0])))
     return 130 if result.interrupted else 0
 
