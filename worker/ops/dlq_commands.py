@@ -31,6 +31,7 @@ def dlq_topics(settings: Settings, topic: str | None) -> list[str]:
 
 
 def gather(settings: Settings, topics: Sequence[str], *, explicit: bool) -> list[DeadLetter]:
+    """The letters of `topics` as one list, oldest first (so `--limit N` keeps the oldest N of all of them)."""
     letters: list[DeadLetter] = []
     for topic in topics:
         try:
@@ -38,7 +39,7 @@ def gather(settings: Settings, topics: Sequence[str], *, explicit: bool) -> list
         except ConfigError:
             if explicit:
                 raise
-    return letters
+    return sorted(letters, key=lambda d: (d.timestamp_ms or 0, d.topic, d.partition, d.offset))
 
 
 def letters_table(letters: Sequence[DeadLetter], title: str) -> Table:
