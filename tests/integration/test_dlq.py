@@ -149,3 +149,25 @@ def test_dlq_replay_leaves_out_a_cut_copy_and_names_where_the_whole_message_is(
     replayed = TopicReader(settings, f"{settings.events_dlq_topic}.replayed")
     assert [] == replayed.read_until(lambda m: False, timeout_s=2)
     replayed.close()
+
+
+def test_dlq_list_shows_the_letters_of_both_dlqs_oldest_first_and_limit_keeps_the_oldest(settings: Settings) -> None:
+    """The events DLQ and the upserts DLQ are one list, by time: `--limit 1` is the oldest letter of either."""
+    from confluent_kafka import Producer
+
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    producer = Producer(settings.kafka_config())
+    for topic, original, stamp_ms, reason in (
+        (settings.events_dlq_topic, settings.events_topic, now_ms - 60_000, "invalid"),
+        (settings.upserts_dlq_topic, settings.upserts_topic, now_ms - 120_000, "salesforce:STRING_TOO_LONG"),
+        (settings.events_dlq_topic, settings.events_topic, now_ms - 30_000, "unknown_type"),
+    ):
+        producer.produce(topic, key=b"conv-order", value=b"{}", timestamp=stamp_ms, partition=0,
+                         headers=[("reason", reason.encode()), ("message", b"m"), ("original_topic", original.encode()),
+                                  ("original_partition", b"0"), ("original_offset", b"0")])
+    assert producer.flush(30) == 0
+
+    letters = json.loads(_ilog(settings, "dlq", "list", "--json").stdout)
+    assert ["salesforce:STRING_TOO_LONG", "invalid", "unknown_type"] == [d["reason"] for d in letters]
+    oldest = json.loads(_ilog(settings, "dlq", "list", "--json", "--limit", "1").stdout)
+    assert ["salesforce:STRING_TOO_LONG"] == [d["reason"] for d in oldest]

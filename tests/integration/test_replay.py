@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import tempfile
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -214,6 +216,97 @@ def test_replay_refuses_the_live_fold_group_with_a_clear_message(settings: Setti
     assert 2 == result.returncode
     assert "refusing to replay with the live fold group" in result.stderr
     assert "--force-live-group" in result.stderr
+
+
+def test_replay_refuses_a_group_that_running_consumers_are_members_of(settings: Settings) -> None:
+    """A worker under a group name of its own (or any consumer) is running with the group: a replay beside it
+    would not be a member, so the broker would refuse its commits; it is refused with one line, exit 2."""
+    group = f"{settings.key_prefix}-in-use"
+    member = bootstrap.plain_consumer(settings, **{"group.id": group, "auto.offset.reset": "earliest"})
+    try:
+        member.subscribe([settings.events_topic])
+        deadline = time.monotonic() + 60
+        while not member.assignment() and time.monotonic() < deadline:
+            member.poll(0.2)
+        assert member.assignment()
+        result = _replay(settings, "--from", "earliest", "--group", group)
+    finally:
+        member.close()
+    assert 2 == result.returncode, result.stderr[-2000:]
+    assert 1 == len(result.stderr.strip().splitlines()), result.stderr
+    assert f"refusing to replay with the consumer group '{group}': 1 member(s) consume with it now" in result.stderr
+    assert "" == result.stdout
+    # once they left, the group is the replay's to use
+    result = _replay(settings, "--from", "earliest", "--group", group)
+    assert 0 == result.returncode, result.stderr[-2000:]
+
+
+def test_a_second_replay_of_a_group_is_refused_while_the_first_runs_and_the_first_is_left_whole(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Two replays of one group would share its key prefix: the second would clear the keys the first is
+    folding into. While the first runs (here held stopped mid-run), the second is one line and exit 2;
+    the first ends with every log whole and lets the group go."""
+    run = _settings(settings)
+    stream = _stream(400, seed=36, start=datetime.now(UTC) - timedelta(hours=2))
+    offline = offline_fold(stream, tmp_path, run)
+    produce(run, run.events_topic, stream)
+    lock = keys.replay_lock_key(run.key_prefix, "one-at-a-time")
+    client = bootstrap.redis_client(run)
+    first = subprocess.Popen([*ILOG, "replay", "--from", "earliest", "--group", "one-at-a-time"], cwd=REPO,
+                             env=settings_env(run), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        folding = f"{run.key_prefix}-replay-one-at-a-time:*"  # the first replay has begun to write its keys
+        assert wait_for(lambda: next(iter(client.scan_iter(match=folding, count=1000)), None) is not None,
+                        timeout_s=60, interval_s=0.01)
+        first.send_signal(signal.SIGSTOP)
+        second = _replay(run, "--from", "earliest", "--group", "one-at-a-time")
+        first.send_signal(signal.SIGCONT)
+        out, _ = first.communicate(timeout=180)
+    finally:
+        first.kill()
+        first.wait()
+    assert 2 == second.returncode, second.stderr[-2000:]
+    assert 1 == len(second.stderr.strip().splitlines()), second.stderr
+    assert "a replay with the group 'one-at-a-time' is running" in second.stderr
+    assert 0 == first.returncode
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (len(stream), 0) == (summary["events_read"], summary["remaining_lag"])
+    ids = sorted(offline)
+    states = _states(run, summary["key_prefix"], ids)
+    assert {i: offline[i]["version"] for i in ids} == {
+        i: (s.version - 1 if isinstance(s, Tombstone) else s.version if s else None) for i, s in states.items()}
+    assert not client.exists(lock)  # let go at the end: the next replay of the group may run
+    client.close()
+
+
+def test_a_replay_whose_redis_lost_its_keys_mid_run_says_so_and_exits_2(settings: Settings, tmp_path: Path) -> None:
+    """A replay keeps no state changelog: when Redis loses its keys mid-run (restarted empty, flushed) it
+    would fold the rest onto nothing and end with exit 0 and a fraction of the logs. It stops instead, says
+    so in one line (its last on stderr), prints no summary, and exits 2: the remedy is to run it again."""
+    run = _settings(settings)
+    stream = _stream(400, seed=37, start=datetime.now(UTC) - timedelta(hours=2))
+    produce(run, run.events_topic, stream)
+    client = bootstrap.redis_client(run)
+    first = subprocess.Popen([*ILOG, "replay", "--from", "earliest", "--group", "loses-redis"], cwd=REPO,
+                             env=settings_env(run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        folding = f"{run.key_prefix}-replay-loses-redis:*"
+        assert wait_for(lambda: next(iter(client.scan_iter(match=folding, count=1000)), None) is not None,
+                        timeout_s=60, interval_s=0.01)
+        first.send_signal(signal.SIGSTOP)
+        lost = list(client.scan_iter(match=f"{run.key_prefix}*", count=1000))  # as FLUSHALL does, to this test's keys
+        client.delete(*lost)
+        first.send_signal(signal.SIGCONT)
+        out, err = first.communicate(timeout=180)
+    finally:
+        first.kill()
+        first.wait()
+        client.close()
+    assert 2 == first.returncode, err[-3000:]
+    assert "" == out
+    assert err.strip().splitlines()[-1].startswith(
+        "ilog replay: Redis lost the replay's keys while it ran (restarted empty, flushed, or its group taken over)")
 
 
 def test_replay_rejects_a_time_it_cannot_read(settings: Settings) -> None:

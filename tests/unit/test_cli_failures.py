@@ -216,3 +216,34 @@ def test_a_topic_group_or_key_prefix_kafka_or_redis_cannot_take_is_a_bad_setting
     lines = done.stderr.splitlines()
     assert (done.returncode, done.stdout, len(lines)) == (2, "", 1), done.stderr
     assert lines[0].startswith(f"{command}: bad setting {variable}")  # the value shown unless it may be secret
+
+
+def test_a_rejects_file_that_cannot_be_written_is_one_line_and_exit_2_with_nothing_printed(tmp_path: Path) -> None:
+    """The command line is wrong: `ilog fold` says so before it prints any log, so no output is taken for
+    the result of a fold that failed."""
+    clean = {name: value for name, value in os.environ.items() if not name.upper().startswith("ILOG_")}
+    unwritable = tmp_path / "no-such-folder" / "rejects.jsonl"
+    done = subprocess.run([sys.executable, "-m", "worker.ops.cli", "fold", str(SAMPLE), "--rejects", str(unwritable)],
+                          capture_output=True, text=True, check=False, cwd=REPO, env=clean, timeout=60)
+    assert (2, "", [f"ilog fold: cannot write {unwritable}: No such file or directory"]) == (
+        done.returncode, done.stdout, done.stderr.splitlines())
+
+
+def test_a_negative_dlq_list_limit_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """`--limit -1` is a wrong command line, not "every letter but the last one"."""
+    clean = {name: value for name, value in os.environ.items() if not name.upper().startswith("ILOG_")}
+    done = subprocess.run([sys.executable, "-m", "worker.ops.cli", "dlq", "list", "--limit", "-1"],
+                          capture_output=True, text=True, check=False, cwd=REPO, env=clean, timeout=60)
+    assert (2, "", ["ilog dlq list: --limit -1: give 0 or more letters to show"]) == (
+        done.returncode, done.stdout, done.stderr.splitlines())
+
+
+@pytest.mark.parametrize("partitions", ["0", "-2"])
+def test_a_partition_count_below_one_is_one_line_and_exit_2(partitions: str, tmp_path: Path) -> None:
+    """`ilog topics create --partitions 0` is a wrong command line: said so before Kafka is asked (it was an
+    unexpected error, exit 1, or Kafka's refusal with a hint to check the bootstrap servers)."""
+    clean = {name: value for name, value in os.environ.items() if not name.upper().startswith("ILOG_")}
+    done = subprocess.run([sys.executable, "-m", "worker.ops.cli", "topics", "create", "--partitions", partitions],
+                          capture_output=True, text=True, check=False, cwd=REPO, env=clean, timeout=60)
+    assert (2, "", [f"ilog topics create: --partitions {partitions}: give 1 or more"]) == (
+        done.returncode, done.stdout, done.stderr.splitlines())

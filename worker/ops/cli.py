@@ -62,9 +62,12 @@ def topics_create(
     partitions: Annotated[int | None, typer.Option(help="partition count (default ILOG_PARTITIONS)")] = None,
 ) -> None:
     """Create the events, upserts and DLQ topics with their configs (idempotent: existing topics get the configs)."""
+    from worker.errors import ConfigError
     from worker.kafka.topics import create_topics
 
     settings = Settings()
+    if partitions is not None and partitions < 1:  # as ILOG_PARTITIONS: the copy below skips its check
+        raise ConfigError(f"--partitions {partitions}: give 1 or more")
     if partitions is not None:
         settings = settings.model_copy(update={"partitions": partitions})
     for name, outcome in create_topics(settings).items():
@@ -207,7 +210,7 @@ def replay_cmd(
     prefix: Annotated[str | None, typer.Option(help="Redis key prefix (default <prefix>-replay-<group>)")] = None,
     upserts_topic: Annotated[str | None, typer.Option(help="emit snapshots here (default: the live one)")] = None,
     dlq_topic: Annotated[str | None, typer.Option(help="rejections (default <events>.replay.dlq)")] = None,
-    force_live_group: Annotated[bool, typer.Option(help="allow the live fold group name")] = False,
+    force_live_group: Annotated[bool, typer.Option(help="allow the live fold group, or a group in use")] = False,
 ) -> None:
     """Backfill: fold the events topic again from a time, by event time, into a group of its own."""
     from worker.errors import ConfigError

@@ -31,6 +31,7 @@ def dlq_topics(settings: Settings, topic: str | None) -> list[str]:
 
 
 def gather(settings: Settings, topics: Sequence[str], *, explicit: bool) -> list[DeadLetter]:
+    """The letters of `topics` as one list, oldest first (so `--limit N` keeps the oldest N of all of them)."""
     letters: list[DeadLetter] = []
     for topic in topics:
         try:
@@ -38,7 +39,7 @@ def gather(settings: Settings, topics: Sequence[str], *, explicit: bool) -> list
         except ConfigError:
             if explicit:
                 raise
-    return letters
+    return sorted(letters, key=lambda d: (d.timestamp_ms or 0, d.topic, d.partition, d.offset))
 
 
 def letters_table(letters: Sequence[DeadLetter], title: str) -> Table:
@@ -68,6 +69,8 @@ def list_command(
     settings: Settings, *, topic: str | None, reason: str | None, limit: int | None, as_json: bool
 ) -> int:
     console = Console()
+    if limit is not None and limit < 0:  # a slice would drop the newest letters without a word
+        raise ConfigError(f"--limit {limit}: give 0 or more letters to show")
     bootstrap.require_kafka(settings)
     letters = select(gather(settings, dlq_topics(settings, topic), explicit=topic is not None),
                      Selection(reason=reason, include_replayed=True, limit=limit))

@@ -90,14 +90,14 @@ def fold_file_command(file: Path, rejects: Path | None, settings: Settings,
     offline = OfflineFold(settings.edit_window_seconds, settings.applied_ids_kept, now_ms=int(time.time() * 1000),
                           max_skew_ms=int(settings.max_clock_skew_seconds * 1000))
     offline.apply_lines(numbered_lines(raw))
-    for line in offline.snapshot_lines():
-        stdout.write(line + "\n")
-    if rejects is not None:
+    if rejects is not None:  # before any log is printed: a fold that fails prints nothing
         try:
             rejects.write_text("".join(line + "\n" for line in offline.rejection_lines()), encoding="utf-8")
         except OSError as error:
             print(f"ilog fold: cannot write {rejects}: {error.strerror or error}", file=sys.stderr)
             return EXIT_UNREADABLE
-    elif offline.rejections:
+    for line in offline.snapshot_lines():
+        stdout.write(line + "\n")
+    if rejects is None and offline.rejections:
         print(f"ilog fold: {len(offline.rejections)} event(s) rejected (see --rejects FILE)", file=sys.stderr)
     return EXIT_OK

@@ -33,19 +33,23 @@ How a replay runs (DESIGN.md "Replay and backfill"):
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+import redis
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from worker.errors import ConfigError, KafkaClientError
+from worker.errors import ConfigError, KafkaClientError, StoreError
 from worker.fold.stage import FoldOptions, FoldStage
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
@@ -128,6 +132,8 @@ def plan_replay(settings: Settings, request: ReplayRequest) -> ReplayPlan:
     prefix = settings.key_prefix if request.live_keys else (
         request.prefix or f"{settings.key_prefix}-replay-{group}")
     bootstrap.require_kafka(settings)
+    if not request.force_live_group:
+        refuse_a_group_in_use(settings, group)
     bootstrap.require_redis(settings)
     started_ms = int(time.time() * 1000)  # before the stop offsets: everything produced by now is read
     starts, stops = capture_offsets(settings, group, request.from_time, request.to_time)
@@ -145,6 +151,23 @@ def plan_replay(settings: Settings, request: ReplayRequest) -> ReplayPlan:
         lead_out_offsets=None if lead_out is None else {
             p: max(lead_out.get(p, stop), stop) for p, stop in stops.items()},
     )
+
+
+def refuse_a_group_in_use(settings: Settings, group: str) -> None:
+    """A group with members is in use by running consumers (a fold worker under a group name of its own,
+    a tool): a replay assigns its partitions without joining, so the broker would refuse its commits, and
+    it would move offsets those consumers rely on. A group the broker cannot describe is not refused."""
+    admin = bootstrap.admin_client(settings)
+    try:
+        description = admin.describe_consumer_groups([group], request_timeout=_METADATA_TIMEOUT_S)[group].result()
+    except KafkaException:
+        return
+    members = len(description.members or [])
+    if members:
+        raise ConfigError(
+            f"refusing to replay with the consumer group {group!r}: {members} member(s) consume with it now "
+            "(a worker or another consumer). Pick another --group, or stop them first."
+        )
 
 
 def capture_offsets(
@@ -353,6 +376,66 @@ class ReplayProgress:
             self._progress.stop()
 
 
+REPLAY_LOCK_TTL_S = 30.0
+REPLAY_LOCK_CHECK_S = 2.0
+_EXTEND_LOCK = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
+                "return 0")
+_RELEASE_LOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class ReplayStateLostError(StoreError):
+    """Redis lost the replay's keys while it ran: its logs are incomplete; run it again."""
+
+
+@contextmanager
+def group_lock(settings: Settings, group: str, on_lost: Callable[[], None]) -> Iterator[threading.Event]:
+    """One replay per group at a time: a second one would clear the first one's keys (`clear_replay_keys`)
+    under it, and the first would go on folding its events onto nothing and emit partial logs. A Redis key
+    holds the group while the replay runs (kept alive every few seconds; a killed replay's expires after the
+    TTL). The key is also the replay's sign that Redis kept its keys: a replay keeps no state changelog, so
+    when the key is gone (Redis restarted empty, flushed) or another holds it, the yielded event is set and
+    `on_lost` called (the replay stops); it is checked once more at the end."""
+    client = bootstrap.redis_client(settings)
+    key = keys.replay_lock_key(settings.key_prefix, group)
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    ttl_ms = int(REPLAY_LOCK_TTL_S * 1000)
+    if not client.set(key, token, nx=True, px=ttl_ms):
+        holder = client.get(key)
+        client.close()
+        raise ConfigError(
+            f"a replay with the group {group!r} is running ({_text(holder) or 'just ended'}): wait for it to end, "
+            f"or pick another --group (a replay that was killed holds its group for {REPLAY_LOCK_TTL_S:.0f} s)"
+        )
+    done, lost = threading.Event(), threading.Event()
+
+    def still_held() -> None:
+        with suppress(redis.RedisError):  # unreachable: the replay waits for Redis; the key is judged after
+            if not client.eval(_EXTEND_LOCK, 1, key, token, ttl_ms):
+                lost.set()
+                on_lost()
+
+    def keep() -> None:
+        while not done.wait(REPLAY_LOCK_CHECK_S) and not lost.is_set():
+            still_held()
+
+    keeper = threading.Thread(target=keep, name="replay-lock", daemon=True)
+    keeper.start()
+    try:
+        yield lost
+    finally:
+        done.set()
+        keeper.join()
+        if not lost.is_set():
+            still_held()
+        with suppress(redis.RedisError):
+            client.eval(_RELEASE_LOCK, 1, key, token)
+        client.close()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
 def replay_command(settings: Settings, request: ReplayRequest) -> int:
     """Plan, run and report; Ctrl-C stops after the batch in hand (offsets committed, group left)."""
     import json
@@ -361,11 +444,17 @@ def replay_command(settings: Settings, request: ReplayRequest) -> int:
     from worker.runtime.logs import configure_logging
 
     plan = plan_replay(settings, request)  # a bad request or an unreachable service: the CLI's one line
-    configure_logging(settings)
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
-    result = run_replay(settings, plan, stop)
+    with group_lock(settings, plan.group, on_lost=stop.set) as lost:  # another replay of the group: one line
+        configure_logging(settings)
+        signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+        result = run_replay(settings, plan, stop)
+    if lost.is_set():
+        raise ReplayStateLostError(
+            "Redis lost the replay's keys while it ran (restarted empty, flushed, or its group taken over): its "
+            f"logs in {plan.key_prefix!r} are incomplete and what it emitted since may be partial; run it again"
+        )
     print(json.dumps(replay_summary(result, os.getloadavg()[0])))
     return 130 if result.interrupted else 0
 

@@ -12,6 +12,7 @@
 | `<prefix>:budget:{<target>}:<window>`| string | the window's length                   | sync stage          |
 | `<prefix>:{sync-epoch}`              | string | none                                  | sync stage          |
 |   value = `<ms>:<run_id>`: since when this store holds sync state, under which server run    |                     |
+| `<prefix>:{replay-lock}:<group>`     | string | 30 s, kept while the replay runs      | `ilog replay`       |
 | `<prefix>:{marks}` (one node)        | hash   | none                                  | fold stage          |
 | `<prefix>:{marks-<n>}` (cluster: one per hash slot)                         |          |                     |
 |   field = partition, value = ms since the epoch when the partition's state was marked complete |   |
@@ -74,6 +75,7 @@ KIND_TOMBSTONE = "t"
 SYNC_FIELD_PREFIX = "s:"
 MARKS_TAG = "marks"
 SYNC_EPOCH_TAG = "sync-epoch"
+REPLAY_LOCK_TAG = "replay-lock"
 
 
 def state_key(prefix: str, interaction_id: str) -> str:
@@ -95,6 +97,11 @@ def budget_key(prefix: str, target: str, window: str) -> str:
 
 def sync_epoch_key(prefix: str) -> str:
     return f"{prefix}:{{{SYNC_EPOCH_TAG}}}"
+
+
+def replay_lock_key(prefix: str, group: str) -> str:
+    """Held by the `ilog replay` running with `group` (a token, expiring unless kept): one at a time."""
+    return f"{prefix}:{{{REPLAY_LOCK_TAG}}}:{group}"
 
 
 def marks_key(prefix: str, tag: str = MARKS_TAG) -> str:
