@@ -15,7 +15,18 @@ $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PY) -m pip install -q -c requirements-dev.lock -e '.[dev]'
 	@touch $@
 
-install: $(VENV)/.installed
+# The compiled core (native/: Rust with PyO3, crates from crates.io; `worker/core/native.py`), built with
+# maturin into the virtualenv. Rust comes from rustup (`cargo` on PATH or in ~/.cargo/bin). Its crates are
+# pinned by native/Cargo.lock; the build cache stays in native/target, so a change rebuilds in seconds.
+NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
+$(VENV)/.native: $(VENV)/.installed $(NATIVE_SOURCES)
+	@PATH="$$PATH:$$HOME/.cargo/bin" command -v cargo >/dev/null || { \
+	  echo "make install: the compiled core (native/) needs Rust's cargo: install it with rustup (https://rustup.rs)"; exit 1; }
+	PATH="$(abspath $(VENV))/bin:$$PATH:$$HOME/.cargo/bin" CARGO_TARGET_DIR=$(abspath native/target) \
+	  $(PY) -m pip install -q --no-build-isolation --no-deps ./native
+	@touch $@
+
+install: $(VENV)/.installed $(VENV)/.native
 
 # Renew both lock files from pyproject.toml (newest versions its bounds allow; Python 3.11, any platform).
 # requirements.lock (runtime, with hashes) is what the image installs; requirements-dev.lock adds the

@@ -19,6 +19,7 @@ from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
+from worker.core.native import use_native_core
 from worker.errors import ConfigError, UnreachableError
 from worker.fold.stage import FoldOptions, FoldStage
 from worker.kafka.clients import consumer_config, log_kafka_error, producer_config, record_lag
@@ -185,6 +186,10 @@ def kafka_probe(settings: Settings, timeout_s: float = 2.0) -> Callable[[], str 
 
 def fold_stage(settings: Settings, options: FoldOptions | None = None, *, prefix: str | None = None) -> FoldStage:
     group = (options.group if options else None) or settings.fold_group
+    core = use_native_core(settings.native_core)
+    log.info(
+        "fold core", compiled=core is not None, version=None if core is None else core.__version__,
+        setting=settings.native_core)
     status = StageStatus("fold")
     store = log_store(settings, prefix)
     changelog_reader = plain_consumer(settings, **{

@@ -121,6 +121,10 @@ class Settings(BaseSettings):
         True, description="fold: a full batch's Redis write and delivery reports run while the next batch is "
         "read and planned (at most one batch in flight); false: each batch commits before the next is read"
     )
+    native_core: bool = Field(
+        True, description="fold: run the compiled core (ilog_native, built by make install) where it is installed; "
+        "false: the Python specification alone (same results, slower)"
+    )
     group_instance_id: str | None = Field(
         None, description="static membership id (each stage appends -fold / -sync); default: env POD_NAME"
     )

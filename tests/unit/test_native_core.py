@@ -1,0 +1,83 @@
+"""The compiled core is installed, and its JSON writers give orjson's bytes (`native/src/json.rs`).
+
+The fold stage's compiled functions build on these writers; their own differential tests compare them
+with the Python specification in `worker.core` (`tests/unit/test_native_*.py`).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from worker.core import native
+
+pytestmark = pytest.mark.unit
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+_MAX_US = (datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+
+
+def core() -> native.Core:
+    installed = native.installed()
+    if installed is None:
+        if os.environ.get("ILOG_NATIVE_CORE", "").lower() in ("false", "0", "no", "off"):
+            pytest.skip("ILOG_NATIVE_CORE is false: the Python alone is under test")
+        pytest.fail("the compiled core (ilog_native) is not installed: run `make install`")
+    return installed
+
+
+def test_the_compiled_core_is_installed_and_in_use() -> None:
+    assert core() is native.CORE or os.environ.get("ILOG_NATIVE_CORE")
+    assert core().__version__
+
+
+def test_the_switch_chooses_the_python_and_back() -> None:
+    compiled = core()
+    try:
+        assert native.use_native_core(False) is None
+        assert native.CORE is None
+        assert native.use_native_core(True) is compiled
+        with native.python_only():
+            assert native.CORE is None
+        assert native.CORE is compiled
+    finally:
+        native.use_native_core(True)
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=30) | st.sampled_from(["\x00\x1f\x7f\u2028\"\\", "é😀", ""])
+_VALUES: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.lists(inner, max_size=4).map(tuple)
+    | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_VALUES)
+def test_values_are_written_as_orjson_writes_them(value: Any) -> None:
+    assert core().json_value(value) == orjson.dumps(value)
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, "\ud800", ["ok", "\udfff"], {1: "non-str key"}, 1.5, b"x"])
+def test_what_it_does_not_handle_is_left_to_the_python(value: Any) -> None:
+    assert core().json_value(value) is None
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.integers(_MIN_US, _MAX_US) | st.integers(_MIN_US // 1_000_000, _MAX_US // 1_000_000).map(lambda s: s * 10**6))
+def test_times_are_written_as_orjson_writes_an_aware_utc_datetime(epoch_us: int) -> None:
+    moment = _EPOCH + timedelta(microseconds=epoch_us)
+    assert core().json_time_us(epoch_us) == orjson.dumps(moment, option=orjson.OPT_UTC_Z)
+
+
+@pytest.mark.parametrize("epoch_us", [_MIN_US - 1, _MAX_US + 1])
+def test_times_outside_pythons_range_are_left_to_the_python(epoch_us: int) -> None:
+    assert core().json_time_us(epoch_us) is None

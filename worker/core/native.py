@@ -1,0 +1,81 @@
+"""The compiled core (`native/`, Rust with PyO3: the module `ilog_native`), and the switch that chooses it.
+
+The Python in `worker.core` is the specification: each compiled function gives exactly what its Python
+counterpart gives — the same bytes, the same logs, the same rejections — or `None` for an input it leaves
+to the Python (a lone surrogate, an integer past 64 bits, a non-ASCII record type, a rejection to word),
+and the caller then runs the Python. `tests/unit/test_native_*.py` compare the two over generated
+histories; they fail, not skip, when the module is missing, unless `ILOG_NATIVE_CORE=false`.
+
+`CORE` is the module, or None when it is not installed (a checkout where `make install` has not built
+it) or when `ILOG_NATIVE_CORE` is false (read here at import, and again by the settings: the composition
+root calls `use_native_core`). Nothing else changes with it: the same bytes go to Redis and Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import import_module
+from typing import Protocol, cast
+
+__all__ = ["CORE", "Core", "installed", "python_only", "use_native_core"]
+
+_FALSE = ("false", "0", "no", "off")
+
+
+class Core(Protocol):
+    """The functions of `ilog_native` (native/src): each returns None where it leaves the input to the Python."""
+
+    __version__: str
+
+    def json_value(self, value: object) -> bytes | None: ...
+
+    def json_time_us(self, epoch_us: int) -> bytes | None: ...
+
+    def state_bytes(self, log: object) -> bytes | None:
+        """`InteractionLog.to_bytes()` (`worker.core.state`)."""
+
+    def snapshot_json(self, log: object, trigger: object) -> bytes | None:
+        """`snapshot_json(log, trigger)` (`worker.core.snapshot_json`); `trigger` is a `Trigger` member."""
+
+    def fold_setup(self, names: dict[str, object]) -> None:
+        """The Python classes and constants the compiled fold builds its results from (`worker.core.fold`)."""
+
+    def fold(self, state: object, event: object, window_us: int, applied_ids_kept: int) -> object | None:
+        """`fold(state, event, …)`'s `FoldResult` (`worker.core.fold`), or None: the Python folds this one."""
+
+
+def _load() -> Core | None:
+    try:
+        return cast(Core, import_module("ilog_native"))
+    except ImportError:
+        return None
+
+
+_INSTALLED = _load()
+CORE: Core | None = None if os.environ.get("ILOG_NATIVE_CORE", "").strip().lower() in _FALSE else _INSTALLED
+"""The compiled core in use, or None: the Python everywhere."""
+
+
+def installed() -> Core | None:
+    """The compiled core when it is installed, whether or not it is in use."""
+    return _INSTALLED
+
+
+def use_native_core(enabled: bool) -> Core | None:
+    """Use the compiled core when `enabled` and installed (the `native_core` setting); returns what is in use."""
+    global CORE  # the one switch: modules read `native.CORE` at call time
+    CORE = _INSTALLED if enabled else None
+    return CORE
+
+
+@contextmanager
+def python_only() -> Iterator[None]:
+    """The Python specification alone inside the block (tests compare it with the compiled core)."""
+    global CORE
+    before, CORE = CORE, None
+    try:
+        yield
+    finally:
+        CORE = before
