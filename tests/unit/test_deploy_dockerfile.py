@@ -68,9 +68,22 @@ def test_hadolint_reports_nothing() -> None:
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
-def test_two_stages_on_the_slim_python_image() -> None:
+def test_three_stages_on_the_slim_python_image() -> None:
     bases = [args for name, args in instructions() if name == "FROM"]
-    assert bases == [f"{BASE_IMAGE} AS builder", BASE_IMAGE]
+    assert bases == [f"{BASE_IMAGE} AS native", f"{BASE_IMAGE} AS builder", BASE_IMAGE]
+
+
+def test_the_compiled_core_is_built_with_the_locked_crates_and_installed_from_its_wheel() -> None:
+    steps = instructions()
+    runs = " ".join(args for name, args in steps if name == "RUN")
+    assert "maturin build --release --locked --out /wheels --manifest-path native/Cargo.toml" in runs
+    assert ("COPY", "--from=native /wheels /wheels") in steps
+    assert "pip install --no-cache-dir --no-deps /wheels/*.whl" in runs
+    lock = (REPO / "requirements-dev.lock").read_text()
+    maturin = re.search(r"^maturin==(\S+)", lock, flags=re.M)
+    assert maturin is not None and f"maturin=={maturin.group(1)}" in runs
+    rust = re.search(r"^ARG RUST_VERSION=(\S+)$", DOCKERFILE.read_text(), flags=re.M)
+    assert rust is not None and (REPO / "native" / "Cargo.lock").exists()
 
 
 def test_final_stage_copies_only_the_virtualenv_and_installs_nothing() -> None:
@@ -97,7 +110,7 @@ def test_every_copy_source_exists_and_survives_dockerignore() -> None:
         if name == "COPY" and not args.startswith("--from")
         for source in args.split()[:-1]
     ]
-    assert sources == ["requirements.lock", "pyproject.toml", "README.m[d]", "schemas", "worker", "adapters"]
+    assert sources == ["native", "requirements.lock", "pyproject.toml", "README.m[d]", "schemas", "worker", "adapters"]
     for source in sources:
         matches = [p.relative_to(REPO).as_posix() for p in REPO.glob(source)]
         assert matches or "[" in source, source  # a glob may match nothing (optional file)
@@ -125,6 +138,9 @@ def test_every_copy_source_exists_and_survives_dockerignore() -> None:
         ("tests/conftest.py", True),
         (".stack/kafka/server.properties", True),
         ("deploy/kubernetes/base/kustomization.yaml", True),
+        ("native/src/lib.rs", False),
+        ("native/Cargo.lock", False),
+        ("native/target/release/libilog_native.so", True),
     ],
 )
 def test_dockerignore_keeps_the_sources_and_drops_the_rest(path: str, excluded: bool) -> None:
