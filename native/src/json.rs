@@ -55,6 +55,7 @@ pub fn write_py_str(out: &mut Vec<u8>, value: &Bound<'_, PyAny>) -> Out {
 }
 
 /// A Python `int` within 64 bits (not a `bool`).
+#[allow(dead_code)]
 pub fn py_i64(value: &Bound<'_, PyAny>) -> Out<i64> {
     if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
         return None;

@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod json;
+mod resp;
 mod state;
 mod snapshot;
 mod fold;
@@ -15,6 +16,7 @@ mod fold;
 fn ilog_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     json::register(m)?;
+    resp::register(m)?;
     state::register(m)?;
     snapshot::register(m)?;
     fold::register(m)?;

@@ -81,3 +81,24 @@ def test_times_are_written_as_orjson_writes_an_aware_utc_datetime(epoch_us: int)
 @pytest.mark.parametrize("epoch_us", [_MIN_US - 1, _MAX_US + 1])
 def test_times_outside_pythons_range_are_left_to_the_python(epoch_us: int) -> None:
     assert core().json_time_us(epoch_us) is None
+
+
+_ARGUMENTS = st.lists(
+    st.binary(max_size=40) | _TEXT | st.integers(-(2**63), 2**63 - 1), max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["EVALSHA", "SET", b"HMGET", "ZADD"]), _ARGUMENTS), min_size=1, max_size=4))
+def test_commands_are_packed_as_redis_py_packs_them(commands: list[tuple[str | bytes, list[Any]]]) -> None:
+    import redis
+
+    connection = redis.Redis().connection_pool.make_connection()  # never connects: packing only
+    as_lists = [[name, *arguments] for name, arguments in commands]
+    assert core().pack_commands(as_lists) == b"".join(connection.pack_commands(as_lists))  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize("command", [["SET", "k", 1.5], ["CONFIG GET", "x"], ["SET", "\ud800"], ["SET", True],
+                                     ["SET", 2**64], [""]])
+def test_arguments_it_does_not_take_are_left_to_redis_py(command: list[Any]) -> None:
+    assert core().pack_commands([command]) is None

@@ -33,6 +33,9 @@ class Core(Protocol):
 
     def json_time_us(self, epoch_us: int) -> bytes | None: ...
 
+    def pack_commands(self, commands: list[list[object]]) -> bytes | None:
+        """Redis commands packed as redis-py's `Connection.pack_commands` packs them, as one `bytes`."""
+
     def state_bytes(self, log: object) -> bytes | None:
         """`InteractionLog.to_bytes()` (`worker.core.state`)."""
 
