@@ -78,7 +78,15 @@ def _load_plugins() -> None:
 
 def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "processor": _cpu_model(), "load_average_1m": round(os.getloadavg()[0], 2)}
+            "processor": _cpu_model(), "load_average_1m": round(os.getloadavg()[0], 2),
+            "native_core": _native_core()}
+
+
+def _native_core() -> str:
+    """Which fold core the benchmarks ran: `compiled <version>` or `python` (`ILOG_NATIVE_CORE`, `make install`)."""
+    from worker.core import native
+
+    return "python" if native.CORE is None else f"compiled {native.CORE.__version__}"
 
 
 def _cpu_model() -> str:
