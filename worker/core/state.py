@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas.common import MAX_FIELD_CHARS, RecordRef, RecordSystem, Trigger, is_name_type
 from schemas.events import ConnectedData
+from worker.core import native
 
 
 class Stamp(NamedTuple):
@@ -142,6 +143,12 @@ class InteractionLog:
         return None if self.edit_deadline_us is None else from_us(self.edit_deadline_us)
 
     def to_bytes(self) -> bytes:
+        """The stored document (`_log_document`) as JSON; the compiled core writes the same bytes when in use."""
+        core = native.CORE  # read at each call: the switch can change after import
+        if core is not None:
+            encoded = core.state_bytes(self)
+            if encoded is not None:
+                return encoded
         return orjson.dumps(_log_document(self), default=_fact_out)
 
     @classmethod
