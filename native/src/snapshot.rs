@@ -1,7 +1,633 @@
-//! See lib.rs. (Not compiled in yet.)
+//! The snapshot's JSON for the upserts topic: `worker.core.snapshot_json.snapshot_json(log, trigger)`, byte
+//! for byte, derived afresh from the log's facts with the rules of `worker.core.snapshot` (the timeline walk
+//! in `walk_order`, records viewed while the call was active, the explicit choices, the derived subject, the
+//! wrap-up note of queue interactions, the rounded durations).
+//!
+//! `None` (the Python decides) for anything unusual: a version below 1 (the model refuses it), a lone
+//! surrogate, an integer past 64 bits, a time outside the years 1–9999, a record `system` or `type` that is
+//! not ASCII (`str.lower()` of other text is more than ASCII lowercasing), a media or direction that is not
+//! one of the members this knows, a duration too long for a float to hold its microseconds exactly, or a
+//! fact not shaped as `worker.core.state` stores it.
 
+use std::collections::HashMap;
+
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::json::{py_i64, to_bytes, write_i64, write_py_str, write_str, write_time_us, Out};
+
+/// `MAX_FIELD_CHARS` of `schemas.common`: a derived subject longer than this is cut, ending in `…`.
+const MAX_SUBJECT_CHARS: usize = 255;
+/// Microseconds a float holds exactly: up to here `(us as f64) / 1e6` is Python's `us / 1_000_000`.
+const EXACT_FLOAT_US: i128 = 1 << 53;
+
+/// The enum members and name types of `schemas.common` the rules compare with, read once.
+struct Known {
+    /// (member, noun of the derived subject, "with" rather than "to" when outbound) per `Media` member.
+    media: Vec<(Py<PyAny>, &'static str, bool)>,
+    inbound: Py<PyAny>,
+    outbound: Py<PyAny>,
+    name_types: Vec<String>,
+    zendesk_name_types: Vec<String>,
+}
+
+static KNOWN: GILOnceCell<Known> = GILOnceCell::new();
+
+fn known(py: Python<'_>) -> Out<&'static Known> {
+    KNOWN.get_or_try_init(py, || load_known(py)).ok()
+}
+
+fn load_known(py: Python<'_>) -> PyResult<Known> {
+    let common = py.import("schemas.common")?;
+    let media_enum = common.getattr("Media")?;
+    let direction_enum = common.getattr("Direction")?;
+    let mut media = Vec::with_capacity(5);
+    // `_MEDIA_NOUN` and the "with" media of `worker.core.snapshot._subject`.
+    for (attribute, value, noun, with) in [
+        ("VOICE", "voice", "call", false),
+        ("CALLBACK", "callback", "callback", false),
+        ("CHAT", "chat", "chat", true),
+        ("EMAIL", "email", "email", false),
+        ("MESSAGE", "message", "message", true),
+    ] {
+        let member = media_enum.getattr(attribute)?;
+        if member.downcast::<PyString>()?.to_str()? != value {
+            return Err(pyo3::exceptions::PyValueError::new_err("Media changed"));
+        }
+        media.push((member.unbind(), noun, with));
+    }
+    let inbound = direction_enum.getattr("INBOUND")?;
+    let outbound = direction_enum.getattr("OUTBOUND")?;
+    if inbound.downcast::<PyString>()?.to_str()? != "inbound" || outbound.downcast::<PyString>()?.to_str()? != "outbound" {
+        return Err(pyo3::exceptions::PyValueError::new_err("Direction changed"));
+    }
+    Ok(Known {
+        media,
+        inbound: inbound.unbind(),
+        outbound: outbound.unbind(),
+        name_types: string_set(&common.getattr("NAME_TYPES")?)?,
+        zendesk_name_types: string_set(&common.getattr("ZENDESK_NAME_TYPES")?)?,
+    })
+}
+
+fn string_set(set: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    set.try_iter()?.map(|item| item?.extract::<String>()).collect()
+}
+
+/// `is_name_type(system, record_type)`: ASCII only, where lowercasing is `str.lower()`.
+fn is_name_type(known: &Known, system: &str, record_type: &str) -> Out<bool> {
+    if !system.is_ascii() || !record_type.is_ascii() {
+        return None;
+    }
+    let is = |types: &[String]| types.iter().any(|kind| kind.eq_ignore_ascii_case(record_type) && !has_upper(kind));
+    Some(is(&known.name_types) || (system == "zendesk" && is(&known.zendesk_name_types)))
+}
+
+/// A set member with an upper-case letter never equals `str.lower()` of anything.
+fn has_upper(text: &str) -> bool {
+    text.bytes().any(|byte| byte.is_ascii_uppercase())
+}
+
+fn field<'py>(log: &Bound<'py, PyAny>, name: &Bound<'py, PyString>) -> Out<Bound<'py, PyAny>> {
+    log.getattr(name).ok()
+}
+
+/// A pydantic model's field from its `__dict__` (where a model keeps its fields, in declaration order).
+fn model_dict<'py>(model: &Bound<'py, PyAny>) -> Out<Bound<'py, PyDict>> {
+    model.getattr(intern!(model.py(), "__dict__")).ok()?.downcast_into::<PyDict>().ok()
+}
+
+fn item<'py>(members: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> Out<Bound<'py, PyAny>> {
+    members.get_item(key).ok()?
+}
+
+/// A tuple of exactly `len` items (a stored fact, a `Stamp`, a `Transition`).
+fn tuple_of<'a, 'py>(value: &'a Bound<'py, PyAny>, len: usize) -> Out<&'a Bound<'py, PyTuple>> {
+    let items = value.downcast::<PyTuple>().ok()?;
+    (items.len() == len).then_some(items)
+}
+
+fn py_str<'a>(value: &'a Bound<'_, PyAny>) -> Out<&'a str> {
+    value.downcast::<PyString>().ok()?.to_str().ok()
+}
+
+/// A `str` or None, as orjson writes it.
+fn write_opt_str(out: &mut Vec<u8>, value: &Bound<'_, PyAny>) -> Out {
+    if value.is_none() {
+        out.extend_from_slice(b"null");
+        Some(())
+    } else {
+        write_py_str(out, value)
+    }
+}
+
+/// A model (`RecordRef`, `Customer`) as orjson writes its `__dict__`: every field, nulls included.
+fn write_model(out: &mut Vec<u8>, model: &Bound<'_, PyAny>) -> Out {
+    if model.is_none() {
+        out.extend_from_slice(b"null");
+        return Some(());
+    }
+    let members = model_dict(model)?;
+    out.push(b'{');
+    for (index, (key, value)) in members.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_py_str(out, &key)?;
+        out.push(b':');
+        write_opt_str(out, &value)?;
+    }
+    out.push(b'}');
+    Some(())
+}
+
+/// A viewed record: the ref and its three fields.
+struct Ref<'py> {
+    model: Bound<'py, PyAny>,
+    system: Bound<'py, PyAny>,
+    kind: Bound<'py, PyAny>,
+    id: Bound<'py, PyAny>,
+}
+
+impl<'py> Ref<'py> {
+    fn of(model: Bound<'py, PyAny>) -> Out<Self> {
+        let py = model.py();
+        let members = model_dict(&model)?;
+        let system = item(&members, intern!(py, "system"))?;
+        let kind = item(&members, intern!(py, "type"))?;
+        let id = item(&members, intern!(py, "id"))?;
+        Some(Ref { model, system, kind, id })
+    }
+
+    fn key(&self) -> Out<(&str, &str, &str)> {
+        Some((py_str(&self.system)?, py_str(&self.kind)?, py_str(&self.id)?))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    Connected,
+    Held,
+    Disconnected,
+}
+
+/// `worker.core.snapshot.Timeline` after `timeline(transitions)`; spans in µs, summed without overflow.
+#[derive(Default)]
+struct Timeline {
+    state: Option<State>,
+    connected_us: Option<i64>,
+    disconnected_us: Option<i64>,
+    hold_us: i128,
+    hold_count: i64,
+    ignored_reconnects: i64,
+    hold_start_us: Option<i64>,
+}
+
+impl Timeline {
+    fn step(&mut self, time_us: i64, kind: &str) {
+        match kind {
+            "C" => {
+                if self.connected_us.is_none() {
+                    self.connected_us = Some(time_us);
+                }
+                self.end_hold(time_us);
+                self.state = Some(State::Connected);
+            }
+            "H" if self.state != Some(State::Held) => {
+                self.state = Some(State::Held);
+                self.hold_start_us = Some(time_us);
+                self.hold_count += 1;
+            }
+            "R" if self.state == Some(State::Held) => {
+                self.end_hold(time_us);
+                self.state = Some(State::Connected);
+            }
+            "D" => {
+                self.end_hold(time_us);
+                self.state = Some(State::Disconnected);
+                self.disconnected_us = Some(time_us);
+            }
+            _ => {}
+        }
+    }
+
+    fn end_hold(&mut self, time_us: i64) {
+        if let Some(start) = self.hold_start_us.take() {
+            self.hold_us += (i128::from(time_us) - i128::from(start)).max(0);
+        }
+    }
+
+    fn duration_us(&self) -> Option<i128> {
+        Some((i128::from(self.disconnected_us?) - i128::from(self.connected_us?)).max(0))
+    }
+}
+
+/// (time_us, sequence, arrival, kind) of one stored `Transition`.
+struct Step<'a> {
+    time_us: i64,
+    sequence: i64,
+    arrival: i64,
+    kind: &'a str,
+}
+
+/// `timeline(log.transitions)`: in `walk_order` (by sequence when every transition has one and they do not
+/// already follow the clocks, else as stored), up to the first disconnect.
+fn walk(transitions: &Bound<'_, PyTuple>) -> Out<Timeline> {
+    let facts: Vec<Bound<'_, PyAny>> = transitions.iter().collect();
+    let mut fields = Vec::with_capacity(facts.len());
+    for transition in &facts {
+        let items = tuple_of(transition, 4)?;
+        fields.push((items.get_item(0).ok()?, items.get_item(1).ok()?, items.get_item(2).ok()?, items.get_item(3).ok()?));
+    }
+    let mut steps = Vec::with_capacity(fields.len());
+    for (time_us, sequence, arrival, kind) in &fields {
+        steps.push(Step { time_us: py_i64(time_us)?, sequence: py_i64(sequence)?, arrival: py_i64(arrival)?, kind: py_str(kind)? });
+    }
+    let mut last = -1;
+    let mut in_order = true;
+    let mut numbered = true;
+    for step in &steps {
+        if step.sequence < 0 {
+            numbered = false;
+            break;
+        }
+        if step.sequence < last {
+            in_order = false;
+        }
+        last = step.sequence;
+    }
+    if numbered && !in_order {
+        steps.sort_by_key(|step| (step.sequence, step.time_us, step.arrival)); // stable, as `sorted`
+    }
+    let mut walked = Timeline::default();
+    for step in &steps {
+        if walked.state == Some(State::Disconnected) {
+            walked.ignored_reconnects += i64::from(step.kind == "C");
+            continue;
+        }
+        walked.step(step.time_us, step.kind);
+    }
+    Some(walked)
+}
+
+/// Python's `round(us / 1_000_000)`: the quotient as the nearest float, rounded half to even.
+fn round_seconds(us: i128) -> Out<i64> {
+    if !(0..=EXACT_FLOAT_US).contains(&us) {
+        return None;
+    }
+    Some(((us as f64) / 1e6).round_ties_even() as i64)
+}
+
+fn write_opt_time(out: &mut Vec<u8>, epoch_us: Option<i64>) -> Out {
+    match epoch_us {
+        None => out.extend_from_slice(b"null"),
+        Some(epoch_us) => write_time_us(out, epoch_us)?,
+    }
+    Some(())
+}
+
+fn key(out: &mut Vec<u8>, name: &[u8]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"\":");
+}
+
+/// `_distinct(refs)`: each (system, type, id) once, where it first appears.
+fn write_distinct(out: &mut Vec<u8>, refs: &[Ref<'_>]) -> Out {
+    let mut seen: Vec<(&str, &str, &str)> = Vec::with_capacity(refs.len());
+    out.push(b'[');
+    for reference in refs {
+        let identity = reference.key()?;
+        if seen.contains(&identity) {
+            continue;
+        }
+        if !seen.is_empty() {
+            out.push(b',');
+        }
+        seen.push(identity);
+        write_model(out, &reference.model)?;
+    }
+    out.push(b']');
+    Some(())
+}
+
+/// `_selected(choice, active, initial)`: the explicit choice (even null), else the last active, else the
+/// connect data's.
+fn write_selected(out: &mut Vec<u8>, choice: &Bound<'_, PyAny>, active: &[Ref<'_>], initial: Option<&Bound<'_, PyAny>>) -> Out {
+    if !choice.is_none() {
+        return write_model(out, &tuple_of(choice, 2)?.get_item(1).ok()?);
+    }
+    match (active.last(), initial) {
+        (Some(last), _) => write_model(out, &last.model),
+        (None, Some(initial)) => write_model(out, initial),
+        (None, None) => {
+            out.extend_from_slice(b"null");
+            Some(())
+        }
+    }
+}
+
+/// `{key: value for key, _stamp, value in log.attributes}`: a key keeps its first place and its last value.
+fn write_attributes(out: &mut Vec<u8>, attributes: &Bound<'_, PyTuple>) -> Out {
+    let items: Vec<Bound<'_, PyAny>> = attributes.iter().collect();
+    let mut pairs: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::with_capacity(items.len());
+    for attribute in &items {
+        let fields = tuple_of(attribute, 3)?;
+        let value = fields.get_item(2).ok()?;
+        if !value.is_instance_of::<PyString>() {
+            return None;
+        }
+        pairs.push((fields.get_item(0).ok()?, value));
+    }
+    let mut keys: Vec<&str> = Vec::with_capacity(pairs.len());
+    for (name, _) in &pairs {
+        keys.push(py_str(name)?);
+    }
+    // the index of each entry's key in the written object, and each written key's last value
+    let mut last: Vec<usize> = Vec::with_capacity(pairs.len());
+    let mut order: Vec<usize> = Vec::with_capacity(pairs.len());
+    let mut place: HashMap<&str, usize> = HashMap::new();
+    for (index, name) in keys.iter().enumerate() {
+        let slot = if keys.len() <= 16 {
+            order.iter().position(|&first| keys[first] == *name)
+        } else {
+            place.get(name).copied()
+        };
+        match slot {
+            Some(slot) => last[slot] = index,
+            None => {
+                if keys.len() > 16 {
+                    place.insert(name, order.len());
+                }
+                order.push(index);
+                last.push(index);
+            }
+        }
+    }
+    out.push(b'{');
+    for (slot, &first) in order.iter().enumerate() {
+        if slot > 0 {
+            out.push(b',');
+        }
+        write_str(out, keys[first]);
+        out.push(b':');
+        write_py_str(out, &pairs[last[slot]].1)?;
+    }
+    out.push(b'}');
+    Some(())
+}
+
+/// The derived subject: "Inbound call from Ada Example", cut to 255 characters ending in `…`.
+fn write_bounded(out: &mut Vec<u8>, text: &str) {
+    match text.char_indices().nth(MAX_SUBJECT_CHARS) {
+        None => write_str(out, text),
+        Some(_) => {
+            let cut = text.char_indices().nth(MAX_SUBJECT_CHARS - 1).map_or(text.len(), |(at, _)| at);
+            write_str(out, &format!("{}…", &text[..cut]));
+        }
+    }
+}
+
+/// The connect data's fields the snapshot reads.
+struct Connect<'py> {
+    media: Bound<'py, PyAny>,
+    direction: Bound<'py, PyAny>,
+    queue: Bound<'py, PyAny>,
+    agent_id: Bound<'py, PyAny>,
+    customer: Bound<'py, PyAny>,
+    name: Bound<'py, PyAny>,
+    related_to: Bound<'py, PyAny>,
+    /// (noun, "with" when outbound) of the media.
+    noun: &'static str,
+    with: bool,
+    inbound: bool,
+}
+
+impl<'py> Connect<'py> {
+    fn of(known: &Known, data: &Bound<'py, PyAny>) -> Out<Self> {
+        let py = data.py();
+        let members = model_dict(data)?;
+        let media = item(&members, intern!(py, "media"))?;
+        let direction = item(&members, intern!(py, "direction"))?;
+        let &(_, noun, with) = known.media.iter().find(|(member, _, _)| member.as_ptr() == media.as_ptr())?;
+        let inbound = direction.as_ptr() == known.inbound.as_ptr();
+        if !inbound && direction.as_ptr() != known.outbound.as_ptr() {
+            return None;
+        }
+        Some(Connect {
+            media,
+            direction,
+            queue: item(&members, intern!(py, "queue"))?,
+            agent_id: item(&members, intern!(py, "agent_id"))?,
+            customer: item(&members, intern!(py, "customer"))?,
+            name: item(&members, intern!(py, "name"))?,
+            related_to: item(&members, intern!(py, "related_to"))?,
+            noun,
+            with,
+            inbound,
+        })
+    }
+
+    /// `(customer.name or customer.address)`, or None.
+    fn who(&self) -> Out<Option<String>> {
+        if self.customer.is_none() {
+            return Some(None);
+        }
+        let py = self.customer.py();
+        let members = model_dict(&self.customer)?;
+        for name in [intern!(py, "name"), intern!(py, "address")] {
+            let value = item(&members, name)?;
+            if value.is_none() {
+                continue;
+            }
+            let text = py_str(&value)?;
+            if !text.is_empty() {
+                return Some(Some(text.to_owned()));
+            }
+        }
+        Some(None)
+    }
+}
+
+/// The stamped value of a fact `(Stamp, value)`, or None when the fact is None.
+fn stamped_value<'py>(fact: &Bound<'py, PyAny>, len: usize, index: usize) -> Out<Option<Bound<'py, PyAny>>> {
+    if fact.is_none() {
+        return Some(None);
+    }
+    Some(Some(tuple_of(fact, len)?.get_item(index).ok()?))
+}
+
+fn write_json(py: Python<'_>, log: &Bound<'_, PyAny>, trigger: &Bound<'_, PyAny>) -> Out<Vec<u8>> {
+    let known = known(py)?;
+    let version = py_i64(&field(log, intern!(py, "version"))?)?;
+    if version < 1 {
+        return None; // the model refuses it: the Python raises its error
+    }
+    let interaction_id = field(log, intern!(py, "interaction_id"))?;
+    let trigger = if trigger.is_none() { field(log, intern!(py, "trigger"))? } else { trigger.clone() };
+    let transitions = field(log, intern!(py, "transitions"))?;
+    let walked = walk(transitions.downcast::<PyTuple>().ok()?)?;
+    let connect_fact = field(log, intern!(py, "connect"))?;
+    let data = stamped_value(&connect_fact, 2, 1)?;
+    let connect = match &data {
+        Some(data) => Some(Connect::of(known, data)?),
+        None => None,
+    };
+    let notes = stamped_value(&field(log, intern!(py, "notes"))?, 2, 1)?.filter(|notes| !notes.is_none());
+
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(b"{\"interaction_id\":");
+    write_py_str(&mut out, &interaction_id)?;
+    key(&mut out, b"version");
+    write_i64(&mut out, version);
+    key(&mut out, b"trigger");
+    write_py_str(&mut out, &trigger)?;
+    key(&mut out, b"state");
+    out.extend_from_slice(match walked.state {
+        None => b"null".as_slice(),
+        Some(State::Connected) => b"\"connected\"",
+        Some(State::Held) => b"\"held\"",
+        Some(State::Disconnected) => b"\"disconnected\"",
+    });
+
+    // media, direction, queue, agent_id, customer
+    match &connect {
+        None => out.extend_from_slice(
+            b",\"media\":null,\"direction\":null,\"queue\":null,\"agent_id\":null,\"customer\":null",
+        ),
+        Some(connect) => {
+            key(&mut out, b"media");
+            write_py_str(&mut out, &connect.media)?;
+            key(&mut out, b"direction");
+            write_py_str(&mut out, &connect.direction)?;
+            key(&mut out, b"queue");
+            write_opt_str(&mut out, &connect.queue)?;
+            key(&mut out, b"agent_id");
+            write_opt_str(&mut out, &connect.agent_id)?;
+            key(&mut out, b"customer");
+            write_model(&mut out, &connect.customer)?;
+        }
+    }
+
+    // subject, notes
+    key(&mut out, b"subject");
+    let subject = stamped_value(&field(log, intern!(py, "subject"))?, 2, 1)?.filter(|subject| !subject.is_none());
+    match (&subject, &connect) {
+        (Some(subject), _) => write_py_str(&mut out, subject)?,
+        (None, None) => write_bounded(&mut out, &format!("Interaction {}", py_str(&interaction_id)?)),
+        (None, Some(connect)) => {
+            let (direction, preposition) = match (connect.inbound, connect.with) {
+                (true, _) => ("Inbound", "from"),
+                (false, true) => ("Outbound", "with"),
+                (false, false) => ("Outbound", "to"),
+            };
+            let who = connect.who()?;
+            let who = who.as_deref().unwrap_or("unknown customer");
+            write_bounded(&mut out, &format!("{direction} {} {preposition} {who}", connect.noun));
+        }
+    }
+    key(&mut out, b"notes");
+    match &notes {
+        None => out.extend_from_slice(b"null"),
+        Some(notes) => write_py_str(&mut out, notes)?,
+    }
+
+    // name, related_to, name_candidates, related_candidates: records viewed while the call was active
+    let mut names = Vec::new();
+    let mut related = Vec::new();
+    for view in field(log, intern!(py, "views"))?.downcast::<PyTuple>().ok()?.iter() {
+        let view = tuple_of(&view, 2)?;
+        let stamp = view.get_item(0).ok()?;
+        let time_us = py_i64(&tuple_of(&stamp, 3)?.get_item(1).ok()?)?;
+        let active = walked.connected_us.is_none_or(|start| time_us >= start)
+            && walked.disconnected_us.is_none_or(|end| time_us < end);
+        if active {
+            let reference = Ref::of(view.get_item(1).ok()?)?;
+            let (system, kind, _) = reference.key()?;
+            if is_name_type(known, system, kind)? { &mut names } else { &mut related }.push(reference);
+        }
+    }
+    key(&mut out, b"name");
+    let initial = connect.as_ref().map(|connect| &connect.name).filter(|name| !name.is_none());
+    write_selected(&mut out, &field(log, intern!(py, "name_choice"))?, &names, initial)?;
+    key(&mut out, b"related_to");
+    let initial = connect.as_ref().map(|connect| &connect.related_to).filter(|related| !related.is_none());
+    write_selected(&mut out, &field(log, intern!(py, "related_choice"))?, &related, initial)?;
+    key(&mut out, b"name_candidates");
+    write_distinct(&mut out, &names)?;
+    key(&mut out, b"related_candidates");
+    write_distinct(&mut out, &related)?;
+
+    // the times
+    key(&mut out, b"connected_at");
+    write_opt_time(&mut out, walked.connected_us)?;
+    key(&mut out, b"disconnected_at");
+    write_opt_time(&mut out, walked.disconnected_us)?;
+    key(&mut out, b"edit_deadline");
+    let deadline = field(log, intern!(py, "edit_deadline_us"))?;
+    write_opt_time(&mut out, if deadline.is_none() { None } else { Some(py_i64(&deadline)?) })?;
+    key(&mut out, b"finalized");
+    let finalized = field(log, intern!(py, "finalized"))?;
+    out.extend_from_slice(if finalized.downcast::<PyBool>().ok()?.is_true() { b"true" } else { b"false" });
+    let duration_s = match walked.duration_us() {
+        None => None,
+        Some(us) => Some(round_seconds(us)?),
+    };
+    let hold_s = round_seconds(walked.hold_us)?;
+    key(&mut out, b"duration_seconds");
+    match duration_s {
+        None => out.extend_from_slice(b"null"),
+        Some(seconds) => write_i64(&mut out, seconds),
+    }
+    key(&mut out, b"hold_seconds");
+    write_i64(&mut out, hold_s);
+    key(&mut out, b"hold_count");
+    write_i64(&mut out, walked.hold_count);
+    key(&mut out, b"talk_seconds");
+    match duration_s {
+        None => out.extend_from_slice(b"null"),
+        Some(seconds) => write_i64(&mut out, (seconds - hold_s).max(0)),
+    }
+
+    // wrapup_code, wrapup_note, attributes, ignored_reconnects
+    let wrapup = field(log, intern!(py, "wrapup"))?;
+    let (code, event_note) = if wrapup.is_none() {
+        (None, None)
+    } else {
+        let wrapup = tuple_of(&wrapup, 3)?;
+        (Some(wrapup.get_item(1).ok()?), Some(wrapup.get_item(2).ok()?))
+    };
+    key(&mut out, b"wrapup_code");
+    match &code {
+        None => out.extend_from_slice(b"null"),
+        Some(code) => write_opt_str(&mut out, code)?,
+    }
+    key(&mut out, b"wrapup_note");
+    let queued = connect.as_ref().is_some_and(|connect| !connect.queue.is_none());
+    match (&notes, &event_note) {
+        (Some(notes), _) if queued => write_py_str(&mut out, notes)?,
+        (_, Some(note)) => write_opt_str(&mut out, note)?,
+        (_, None) => out.extend_from_slice(b"null"),
+    }
+    key(&mut out, b"attributes");
+    write_attributes(&mut out, field(log, intern!(py, "attributes"))?.downcast::<PyTuple>().ok()?)?;
+    key(&mut out, b"ignored_reconnects");
+    write_i64(&mut out, walked.ignored_reconnects);
+    out.push(b'}');
+    Some(out)
+}
+
+/// `worker.core.snapshot_json.snapshot_json(log, trigger)` (`trigger` None: the log's), or None: the Python
+/// decides.
+#[pyfunction]
+fn snapshot_json<'py>(py: Python<'py>, log: &Bound<'py, PyAny>, trigger: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    let out = write_json(py, log, trigger)?;
+    Some(to_bytes(py, &out))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(snapshot_json, m)?)?;
     Ok(())
 }
