@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 
-use crate::json::{py_i64, to_bytes, write_i64, write_py_str, write_str, write_time_us, Out};
+use crate::json::{py_i64, to_bytes, Out};
 
 /// `MAX_FIELD_CHARS` of `schemas.common`: a derived subject longer than this is cut, ending in `…`.
 const MAX_SUBJECT_CHARS: usize = 255;
@@ -113,13 +113,147 @@ fn py_str<'a>(value: &'a Bound<'_, PyAny>) -> Out<&'a str> {
     value.downcast::<PyString>().ok()?.to_str().ok()
 }
 
+// Writers: the bytes of `crate::json`'s (orjson's), without `format!` and a byte at a time only where a
+// string needs escaping: the snapshot writes a few hundred bytes of text and three times per call.
+
+/// `json::write_str`: `\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, other control characters as `\u00xx`,
+/// nothing else escaped. Most text needs no escaping: that is checked eight bytes at a time, and the text then
+/// copied at once.
+fn write_text(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    let clean = !words.into_iter().any(|word| word.try_into().is_ok_and(|word| needs_escape(u64::from_le_bytes(word))))
+        && !tail.iter().any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\');
+    if clean {
+        out.extend_from_slice(bytes);
+    } else {
+        write_escaped(out, bytes);
+    }
+    out.push(b'"');
+}
+
+/// The bytes of a text that needs escaping, one at a time.
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut start = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..index]);
+        if escape.is_empty() {
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = index + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// True when one of the eight bytes is below 0x20, `"` or `\` (exact for the word as a whole: a borrow only
+/// carries past a byte that is itself a match).
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let found = (word.wrapping_sub(ONES * 0x20) & !word)
+        | (quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash);
+    found & HIGHS != 0
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `json::write_py_str`: a `str` (or a `str` subclass, as its value); None for a lone surrogate.
+fn write_text_py(out: &mut Vec<u8>, value: &Bound<'_, PyAny>) -> Out {
+    write_text(out, value.downcast::<PyString>().ok()?.to_str().ok()?);
+    Some(())
+}
+
+/// `json::write_i64`.
+fn write_int(out: &mut Vec<u8>, value: i64) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    let mut rest = value.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `n` as `width` digits.
+fn push_digits(out: &mut Vec<u8>, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        out.push(b'0' + (n / 10u32.pow(place) % 10) as u8);
+    }
+}
+
+/// `json::write_time_us`: `"YYYY-MM-DDTHH:MM:SS[.ffffff]Z"`; None outside the years 1–9999.
+fn write_time(out: &mut Vec<u8>, epoch_us: i64) -> Out {
+    let seconds = epoch_us.div_euclid(1_000_000);
+    let micros = epoch_us.rem_euclid(1_000_000) as u32;
+    let days = seconds.div_euclid(86_400);
+    let of_day = seconds.rem_euclid(86_400) as u32;
+    // (year, month, day) of the days since 1970-01-01: Howard Hinnant's `civil_from_days`
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(1..=9999).contains(&year) {
+        return None;
+    }
+    out.push(b'"');
+    push_digits(out, year as u32, 4);
+    out.push(b'-');
+    push_digits(out, month, 2);
+    out.push(b'-');
+    push_digits(out, day, 2);
+    out.push(b'T');
+    push_digits(out, of_day / 3600, 2);
+    out.push(b':');
+    push_digits(out, of_day / 60 % 60, 2);
+    out.push(b':');
+    push_digits(out, of_day % 60, 2);
+    if micros != 0 {
+        out.push(b'.');
+        push_digits(out, micros, 6);
+    }
+    out.extend_from_slice(b"Z\"");
+    Some(())
+}
+
 /// A `str` or None, as orjson writes it.
 fn write_opt_str(out: &mut Vec<u8>, value: &Bound<'_, PyAny>) -> Out {
     if value.is_none() {
         out.extend_from_slice(b"null");
         Some(())
     } else {
-        write_py_str(out, value)
+        write_text_py(out, value)
     }
 }
 
@@ -129,13 +263,17 @@ fn write_model(out: &mut Vec<u8>, model: &Bound<'_, PyAny>) -> Out {
         out.extend_from_slice(b"null");
         return Some(());
     }
-    let members = model_dict(model)?;
+    write_members(out, &model_dict(model)?)
+}
+
+/// A model's `__dict__` (str fields and None) as a JSON object.
+fn write_members(out: &mut Vec<u8>, members: &Bound<'_, PyDict>) -> Out {
     out.push(b'{');
     for (index, (key, value)) in members.iter().enumerate() {
         if index > 0 {
             out.push(b',');
         }
-        write_py_str(out, &key)?;
+        write_text_py(out, &key)?;
         out.push(b':');
         write_opt_str(out, &value)?;
     }
@@ -143,22 +281,22 @@ fn write_model(out: &mut Vec<u8>, model: &Bound<'_, PyAny>) -> Out {
     Some(())
 }
 
-/// A viewed record: the ref and its three fields.
+/// A viewed record: the ref's `__dict__` and its three fields.
 struct Ref<'py> {
-    model: Bound<'py, PyAny>,
+    members: Bound<'py, PyDict>,
     system: Bound<'py, PyAny>,
     kind: Bound<'py, PyAny>,
     id: Bound<'py, PyAny>,
 }
 
 impl<'py> Ref<'py> {
-    fn of(model: Bound<'py, PyAny>) -> Out<Self> {
+    fn of(model: &Bound<'py, PyAny>) -> Out<Self> {
         let py = model.py();
-        let members = model_dict(&model)?;
+        let members = model_dict(model)?;
         let system = item(&members, intern!(py, "system"))?;
         let kind = item(&members, intern!(py, "type"))?;
         let id = item(&members, intern!(py, "id"))?;
-        Some(Ref { model, system, kind, id })
+        Some(Ref { members, system, kind, id })
     }
 
     fn key(&self) -> Out<(&str, &str, &str)> {
@@ -186,25 +324,25 @@ struct Timeline {
 }
 
 impl Timeline {
-    fn step(&mut self, time_us: i64, kind: &str) {
+    fn step(&mut self, time_us: i64, kind: Kind) {
         match kind {
-            "C" => {
+            Kind::Connected => {
                 if self.connected_us.is_none() {
                     self.connected_us = Some(time_us);
                 }
                 self.end_hold(time_us);
                 self.state = Some(State::Connected);
             }
-            "H" if self.state != Some(State::Held) => {
+            Kind::Held if self.state != Some(State::Held) => {
                 self.state = Some(State::Held);
                 self.hold_start_us = Some(time_us);
                 self.hold_count += 1;
             }
-            "R" if self.state == Some(State::Held) => {
+            Kind::Resumed if self.state == Some(State::Held) => {
                 self.end_hold(time_us);
                 self.state = Some(State::Connected);
             }
-            "D" => {
+            Kind::Disconnected => {
                 self.end_hold(time_us);
                 self.state = Some(State::Disconnected);
                 self.disconnected_us = Some(time_us);
@@ -224,26 +362,47 @@ impl Timeline {
     }
 }
 
+/// A transition's kind: `C` connected, `H` held, `R` resumed, `D` disconnected; any other `str` changes nothing.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Connected,
+    Held,
+    Resumed,
+    Disconnected,
+    Other,
+}
+
 /// (time_us, sequence, arrival, kind) of one stored `Transition`.
-struct Step<'a> {
+struct Step {
     time_us: i64,
     sequence: i64,
     arrival: i64,
-    kind: &'a str,
+    kind: Kind,
+}
+
+fn step_of(transition: &Bound<'_, PyAny>) -> Out<Step> {
+    let fields = tuple_of(transition, 4)?;
+    let kind = match py_str(&fields.get_item(3).ok()?)? {
+        "C" => Kind::Connected,
+        "H" => Kind::Held,
+        "R" => Kind::Resumed,
+        "D" => Kind::Disconnected,
+        _ => Kind::Other,
+    };
+    Some(Step {
+        time_us: py_i64(&fields.get_item(0).ok()?)?,
+        sequence: py_i64(&fields.get_item(1).ok()?)?,
+        arrival: py_i64(&fields.get_item(2).ok()?)?,
+        kind,
+    })
 }
 
 /// `timeline(log.transitions)`: in `walk_order` (by sequence when every transition has one and they do not
 /// already follow the clocks, else as stored), up to the first disconnect.
 fn walk(transitions: &Bound<'_, PyTuple>) -> Out<Timeline> {
-    let facts: Vec<Bound<'_, PyAny>> = transitions.iter().collect();
-    let mut fields = Vec::with_capacity(facts.len());
-    for transition in &facts {
-        let items = tuple_of(transition, 4)?;
-        fields.push((items.get_item(0).ok()?, items.get_item(1).ok()?, items.get_item(2).ok()?, items.get_item(3).ok()?));
-    }
-    let mut steps = Vec::with_capacity(fields.len());
-    for (time_us, sequence, arrival, kind) in &fields {
-        steps.push(Step { time_us: py_i64(time_us)?, sequence: py_i64(sequence)?, arrival: py_i64(arrival)?, kind: py_str(kind)? });
+    let mut steps = Vec::with_capacity(transitions.len());
+    for transition in transitions.iter() {
+        steps.push(step_of(&transition)?);
     }
     let mut last = -1;
     let mut in_order = true;
@@ -264,7 +423,7 @@ fn walk(transitions: &Bound<'_, PyTuple>) -> Out<Timeline> {
     let mut walked = Timeline::default();
     for step in &steps {
         if walked.state == Some(State::Disconnected) {
-            walked.ignored_reconnects += i64::from(step.kind == "C");
+            walked.ignored_reconnects += i64::from(step.kind == Kind::Connected);
             continue;
         }
         walked.step(step.time_us, step.kind);
@@ -283,15 +442,9 @@ fn round_seconds(us: i128) -> Out<i64> {
 fn write_opt_time(out: &mut Vec<u8>, epoch_us: Option<i64>) -> Out {
     match epoch_us {
         None => out.extend_from_slice(b"null"),
-        Some(epoch_us) => write_time_us(out, epoch_us)?,
+        Some(epoch_us) => write_time(out, epoch_us)?,
     }
     Some(())
-}
-
-fn key(out: &mut Vec<u8>, name: &[u8]) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name);
-    out.extend_from_slice(b"\":");
 }
 
 /// `_distinct(refs)`: each (system, type, id) once, where it first appears.
@@ -307,7 +460,7 @@ fn write_distinct(out: &mut Vec<u8>, refs: &[Ref<'_>]) -> Out {
             out.push(b',');
         }
         seen.push(identity);
-        write_model(out, &reference.model)?;
+        write_members(out, &reference.members)?;
     }
     out.push(b']');
     Some(())
@@ -320,7 +473,7 @@ fn write_selected(out: &mut Vec<u8>, choice: &Bound<'_, PyAny>, active: &[Ref<'_
         return write_model(out, &tuple_of(choice, 2)?.get_item(1).ok()?);
     }
     match (active.last(), initial) {
-        (Some(last), _) => write_model(out, &last.model),
+        (Some(last), _) => write_members(out, &last.members),
         (None, Some(initial)) => write_model(out, initial),
         (None, None) => {
             out.extend_from_slice(b"null");
@@ -331,26 +484,26 @@ fn write_selected(out: &mut Vec<u8>, choice: &Bound<'_, PyAny>, active: &[Ref<'_
 
 /// `{key: value for key, _stamp, value in log.attributes}`: a key keeps its first place and its last value.
 fn write_attributes(out: &mut Vec<u8>, attributes: &Bound<'_, PyTuple>) -> Out {
-    let items: Vec<Bound<'_, PyAny>> = attributes.iter().collect();
-    let mut pairs: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::with_capacity(items.len());
-    for attribute in &items {
-        let fields = tuple_of(attribute, 3)?;
-        let value = fields.get_item(2).ok()?;
+    let mut pairs = Vec::with_capacity(attributes.len());
+    for attribute in attributes.iter() {
+        let fields = tuple_of(&attribute, 3)?;
+        let (name, value) = (fields.get_item(0).ok()?, fields.get_item(2).ok()?);
         if !value.is_instance_of::<PyString>() {
             return None;
         }
-        pairs.push((fields.get_item(0).ok()?, value));
+        pairs.push((name, value));
     }
     let mut keys: Vec<&str> = Vec::with_capacity(pairs.len());
     for (name, _) in &pairs {
         keys.push(py_str(name)?);
     }
-    // the index of each entry's key in the written object, and each written key's last value
-    let mut last: Vec<usize> = Vec::with_capacity(pairs.len());
-    let mut order: Vec<usize> = Vec::with_capacity(pairs.len());
+    // `order`: the entry that puts each key in its place; `last[slot]`: the entry whose value it writes
+    let mut order: Vec<usize> = Vec::with_capacity(keys.len());
+    let mut last: Vec<usize> = Vec::with_capacity(keys.len());
     let mut place: HashMap<&str, usize> = HashMap::new();
+    let small = keys.len() <= 16;
     for (index, name) in keys.iter().enumerate() {
-        let slot = if keys.len() <= 16 {
+        let slot = if small {
             order.iter().position(|&first| keys[first] == *name)
         } else {
             place.get(name).copied()
@@ -358,7 +511,7 @@ fn write_attributes(out: &mut Vec<u8>, attributes: &Bound<'_, PyTuple>) -> Out {
         match slot {
             Some(slot) => last[slot] = index,
             None => {
-                if keys.len() > 16 {
+                if !small {
                     place.insert(name, order.len());
                 }
                 order.push(index);
@@ -371,9 +524,9 @@ fn write_attributes(out: &mut Vec<u8>, attributes: &Bound<'_, PyTuple>) -> Out {
         if slot > 0 {
             out.push(b',');
         }
-        write_str(out, keys[first]);
+        write_text(out, keys[first]);
         out.push(b':');
-        write_py_str(out, &pairs[last[slot]].1)?;
+        write_text_py(out, &pairs[last[slot]].1)?;
     }
     out.push(b'}');
     Some(())
@@ -381,12 +534,14 @@ fn write_attributes(out: &mut Vec<u8>, attributes: &Bound<'_, PyTuple>) -> Out {
 
 /// The derived subject: "Inbound call from Ada Example", cut to 255 characters ending in `…`.
 fn write_bounded(out: &mut Vec<u8>, text: &str) {
-    match text.char_indices().nth(MAX_SUBJECT_CHARS) {
-        None => write_str(out, text),
-        Some(_) => {
-            let cut = text.char_indices().nth(MAX_SUBJECT_CHARS - 1).map_or(text.len(), |(at, _)| at);
-            write_str(out, &format!("{}…", &text[..cut]));
+    match text.char_indices().nth(MAX_SUBJECT_CHARS - 1) {
+        Some((cut, _)) if text[cut..].chars().nth(1).is_some() => {
+            let mut bounded = String::with_capacity(cut + 3);
+            bounded.push_str(&text[..cut]);
+            bounded.push('…');
+            write_text(out, &bounded);
         }
+        _ => write_text(out, text),
     }
 }
 
@@ -479,12 +634,12 @@ fn write_json(py: Python<'_>, log: &Bound<'_, PyAny>, trigger: &Bound<'_, PyAny>
 
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(b"{\"interaction_id\":");
-    write_py_str(&mut out, &interaction_id)?;
-    key(&mut out, b"version");
-    write_i64(&mut out, version);
-    key(&mut out, b"trigger");
-    write_py_str(&mut out, &trigger)?;
-    key(&mut out, b"state");
+    write_text_py(&mut out, &interaction_id)?;
+    out.extend_from_slice(b",\"version\":");
+    write_int(&mut out, version);
+    out.extend_from_slice(b",\"trigger\":");
+    write_text_py(&mut out, &trigger)?;
+    out.extend_from_slice(b",\"state\":");
     out.extend_from_slice(match walked.state {
         None => b"null".as_slice(),
         Some(State::Connected) => b"\"connected\"",
@@ -498,25 +653,25 @@ fn write_json(py: Python<'_>, log: &Bound<'_, PyAny>, trigger: &Bound<'_, PyAny>
             b",\"media\":null,\"direction\":null,\"queue\":null,\"agent_id\":null,\"customer\":null",
         ),
         Some(connect) => {
-            key(&mut out, b"media");
-            write_py_str(&mut out, &connect.media)?;
-            key(&mut out, b"direction");
-            write_py_str(&mut out, &connect.direction)?;
-            key(&mut out, b"queue");
+            out.extend_from_slice(b",\"media\":");
+            write_text_py(&mut out, &connect.media)?;
+            out.extend_from_slice(b",\"direction\":");
+            write_text_py(&mut out, &connect.direction)?;
+            out.extend_from_slice(b",\"queue\":");
             write_opt_str(&mut out, &connect.queue)?;
-            key(&mut out, b"agent_id");
+            out.extend_from_slice(b",\"agent_id\":");
             write_opt_str(&mut out, &connect.agent_id)?;
-            key(&mut out, b"customer");
+            out.extend_from_slice(b",\"customer\":");
             write_model(&mut out, &connect.customer)?;
         }
     }
 
     // subject, notes
-    key(&mut out, b"subject");
+    out.extend_from_slice(b",\"subject\":");
     let subject = stamped_value(&field(log, intern!(py, "subject"))?, 2, 1)?.filter(|subject| !subject.is_none());
     match (&subject, &connect) {
-        (Some(subject), _) => write_py_str(&mut out, subject)?,
-        (None, None) => write_bounded(&mut out, &format!("Interaction {}", py_str(&interaction_id)?)),
+        (Some(subject), _) => write_text_py(&mut out, subject)?,
+        (None, None) => write_bounded(&mut out, &["Interaction ", py_str(&interaction_id)?].concat()),
         (None, Some(connect)) => {
             let (direction, preposition) = match (connect.inbound, connect.with) {
                 (true, _) => ("Inbound", "from"),
@@ -525,13 +680,13 @@ fn write_json(py: Python<'_>, log: &Bound<'_, PyAny>, trigger: &Bound<'_, PyAny>
             };
             let who = connect.who()?;
             let who = who.as_deref().unwrap_or("unknown customer");
-            write_bounded(&mut out, &format!("{direction} {} {preposition} {who}", connect.noun));
+            write_bounded(&mut out, &[direction, " ", connect.noun, " ", preposition, " ", who].concat());
         }
     }
-    key(&mut out, b"notes");
+    out.extend_from_slice(b",\"notes\":");
     match &notes {
         None => out.extend_from_slice(b"null"),
-        Some(notes) => write_py_str(&mut out, notes)?,
+        Some(notes) => write_text_py(&mut out, notes)?,
     }
 
     // name, related_to, name_candidates, related_candidates: records viewed while the call was active
@@ -544,31 +699,31 @@ fn write_json(py: Python<'_>, log: &Bound<'_, PyAny>, trigger: &Bound<'_, PyAny>
         let active = walked.connected_us.is_none_or(|start| time_us >= start)
             && walked.disconnected_us.is_none_or(|end| time_us < end);
         if active {
-            let reference = Ref::of(view.get_item(1).ok()?)?;
+            let reference = Ref::of(&view.get_item(1).ok()?)?;
             let (system, kind, _) = reference.key()?;
             if is_name_type(known, system, kind)? { &mut names } else { &mut related }.push(reference);
         }
     }
-    key(&mut out, b"name");
+    out.extend_from_slice(b",\"name\":");
     let initial = connect.as_ref().map(|connect| &connect.name).filter(|name| !name.is_none());
     write_selected(&mut out, &field(log, intern!(py, "name_choice"))?, &names, initial)?;
-    key(&mut out, b"related_to");
+    out.extend_from_slice(b",\"related_to\":");
     let initial = connect.as_ref().map(|connect| &connect.related_to).filter(|related| !related.is_none());
     write_selected(&mut out, &field(log, intern!(py, "related_choice"))?, &related, initial)?;
-    key(&mut out, b"name_candidates");
+    out.extend_from_slice(b",\"name_candidates\":");
     write_distinct(&mut out, &names)?;
-    key(&mut out, b"related_candidates");
+    out.extend_from_slice(b",\"related_candidates\":");
     write_distinct(&mut out, &related)?;
 
     // the times
-    key(&mut out, b"connected_at");
+    out.extend_from_slice(b",\"connected_at\":");
     write_opt_time(&mut out, walked.connected_us)?;
-    key(&mut out, b"disconnected_at");
+    out.extend_from_slice(b",\"disconnected_at\":");
     write_opt_time(&mut out, walked.disconnected_us)?;
-    key(&mut out, b"edit_deadline");
+    out.extend_from_slice(b",\"edit_deadline\":");
     let deadline = field(log, intern!(py, "edit_deadline_us"))?;
     write_opt_time(&mut out, if deadline.is_none() { None } else { Some(py_i64(&deadline)?) })?;
-    key(&mut out, b"finalized");
+    out.extend_from_slice(b",\"finalized\":");
     let finalized = field(log, intern!(py, "finalized"))?;
     out.extend_from_slice(if finalized.downcast::<PyBool>().ok()?.is_true() { b"true" } else { b"false" });
     let duration_s = match walked.duration_us() {
@@ -576,19 +731,19 @@ fn write_json(py: Python<'_>, log: &Bound<'_, PyAny>, trigger: &Bound<'_, PyAny>
         Some(us) => Some(round_seconds(us)?),
     };
     let hold_s = round_seconds(walked.hold_us)?;
-    key(&mut out, b"duration_seconds");
+    out.extend_from_slice(b",\"duration_seconds\":");
     match duration_s {
         None => out.extend_from_slice(b"null"),
-        Some(seconds) => write_i64(&mut out, seconds),
+        Some(seconds) => write_int(&mut out, seconds),
     }
-    key(&mut out, b"hold_seconds");
-    write_i64(&mut out, hold_s);
-    key(&mut out, b"hold_count");
-    write_i64(&mut out, walked.hold_count);
-    key(&mut out, b"talk_seconds");
+    out.extend_from_slice(b",\"hold_seconds\":");
+    write_int(&mut out, hold_s);
+    out.extend_from_slice(b",\"hold_count\":");
+    write_int(&mut out, walked.hold_count);
+    out.extend_from_slice(b",\"talk_seconds\":");
     match duration_s {
         None => out.extend_from_slice(b"null"),
-        Some(seconds) => write_i64(&mut out, (seconds - hold_s).max(0)),
+        Some(seconds) => write_int(&mut out, (seconds - hold_s).max(0)),
     }
 
     // wrapup_code, wrapup_note, attributes, ignored_reconnects
@@ -599,22 +754,22 @@ fn write_json(py: Python<'_>, log: &Bound<'_, PyAny>, trigger: &Bound<'_, PyAny>
         let wrapup = tuple_of(&wrapup, 3)?;
         (Some(wrapup.get_item(1).ok()?), Some(wrapup.get_item(2).ok()?))
     };
-    key(&mut out, b"wrapup_code");
+    out.extend_from_slice(b",\"wrapup_code\":");
     match &code {
         None => out.extend_from_slice(b"null"),
         Some(code) => write_opt_str(&mut out, code)?,
     }
-    key(&mut out, b"wrapup_note");
+    out.extend_from_slice(b",\"wrapup_note\":");
     let queued = connect.as_ref().is_some_and(|connect| !connect.queue.is_none());
     match (&notes, &event_note) {
-        (Some(notes), _) if queued => write_py_str(&mut out, notes)?,
+        (Some(notes), _) if queued => write_text_py(&mut out, notes)?,
         (_, Some(note)) => write_opt_str(&mut out, note)?,
         (_, None) => out.extend_from_slice(b"null"),
     }
-    key(&mut out, b"attributes");
+    out.extend_from_slice(b",\"attributes\":");
     write_attributes(&mut out, field(log, intern!(py, "attributes"))?.downcast::<PyTuple>().ok()?)?;
-    key(&mut out, b"ignored_reconnects");
-    write_i64(&mut out, walked.ignored_reconnects);
+    out.extend_from_slice(b",\"ignored_reconnects\":");
+    write_int(&mut out, walked.ignored_reconnects);
     out.push(b'}');
     Some(out)
 }
