@@ -268,13 +268,28 @@ fn write_model(out: &mut Vec<u8>, model: &Bound<'_, PyAny>) -> Out {
 
 /// A model's `__dict__` (str fields and None) as a JSON object.
 fn write_members(out: &mut Vec<u8>, members: &Bound<'_, PyDict>) -> Out {
+    let py = members.py();
+    // The field names of `RecordRef` and `Customer` as JSON, for the keys that are these interned strings
+    // (a model's `__dict__` has its field names as keys, which Python interns): other keys are written.
+    let names = [
+        (intern!(py, "system"), b"\"system\":".as_slice()),
+        (intern!(py, "type"), b"\"type\":"),
+        (intern!(py, "id"), b"\"id\":"),
+        (intern!(py, "address"), b"\"address\":"),
+        (intern!(py, "name"), b"\"name\":"),
+    ];
     out.push(b'{');
     for (index, (key, value)) in members.iter().enumerate() {
         if index > 0 {
             out.push(b',');
         }
-        write_text_py(out, &key)?;
-        out.push(b':');
+        match names.iter().find(|(name, _)| name.as_ptr() == key.as_ptr()) {
+            Some((_, json)) => out.extend_from_slice(json),
+            None => {
+                write_text_py(out, &key)?;
+                out.push(b':');
+            }
+        }
         write_opt_str(out, &value)?;
     }
     out.push(b'}');

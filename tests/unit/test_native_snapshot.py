@@ -332,6 +332,21 @@ def test_texts_attributes_deadlines_and_versions() -> None:
     )
 
 
+_MIN_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
+_MAX_US = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+_ESCAPES = st.text(st.sampled_from('\x00\x01\x08\t\n\x0b\x0c\r\x1f "\\/\x7f\u2028é😀ab'), max_size=40)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.characters(codec="utf-8"), max_size=40) | _ESCAPES,
+       st.integers(_MIN_US, _MAX_US) | st.integers(_MIN_US // 10**6, _MAX_US // 10**6).map(lambda s: s * 10**6))
+def test_any_text_and_any_time(text: str, epoch_us: int) -> None:
+    stamp = Stamp(-1, BASE_US, 1)
+    _assert_same(_log(notes=(stamp, text), subject=(stamp, text), edit_deadline_us=epoch_us,
+                      attributes=((text, stamp, text), ("k", stamp, text)), wrapup=(stamp, text, text)),
+                 _log(interaction_id=text, transitions=_call(epoch_us, None)))
+
+
 def _unchecked(**fields: Any) -> ConnectedData:
     """Connect data the model would not make: a media or direction it does not know (a plain str is not the
     member, and `_subject` compares the direction by identity)."""
