@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from schemas.common import Customer, RecordRef, Trigger
+from worker.core import native
 from worker.core.snapshot import (
     _US_PER_S,
     Timeline,
@@ -63,7 +64,14 @@ def snapshot_json(log: InteractionLog, trigger: Trigger | None = None) -> bytes:
 
     The head (id, version, trigger, state) is encoded for each call; the rest of the object comes in
     five parts of JSON members, each encoded again only when a fact it depends on changed since the
-    log's previous snapshot (`_Parts`, kept in the log's `Derived`)."""
+    log's previous snapshot (`_Parts`, kept in the log's `Derived`). With the compiled core in use
+    (`worker.core.native`) its `snapshot_json` writes the same bytes from the log's facts afresh, and this
+    runs only for what it leaves to the Python."""
+    core = native.CORE
+    if core is not None:
+        encoded = core.snapshot_json(log, trigger if trigger is not None else log.trigger)
+        if encoded is not None:
+            return encoded
     if log.version < 1:  # the model refuses it: let it raise the same error
         return snapshot(log, trigger).to_json_bytes()
     try:
