@@ -230,6 +230,26 @@ fn entries<'py>(value: Bound<'py, PyAny>) -> Out<Option<Bound<'py, PyTuple>>> {
     Some((!items.is_empty()).then_some(items))
 }
 
+static DERIVED_OF: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
+
+fn write_kept<'py>(
+    py: Python<'py>, out: &mut Vec<u8>, derived: &Bound<'py, PyAny>, fact_name: &Bound<'py, PyString>,
+    json_name: &Bound<'py, PyString>, fact: &Bound<'py, PyAny>, write: impl FnOnce(&mut Vec<u8>) -> Out,
+) -> Out {
+    let encoded = derived.getattr(json_name).ok()?;
+    if derived.getattr(fact_name).ok()?.is(fact) {
+        out.extend_from_slice(encoded.downcast::<pyo3::types::PyBytes>().ok()?.as_bytes());
+        return Some(());
+    }
+    let start = out.len();
+    write(out)?;
+    let encoded = pyo3::types::PyBytes::new(py, &out[start..]);
+    derived.setattr(fact_name, py.None()).ok()?;
+    derived.setattr(json_name, encoded).ok()?;
+    derived.setattr(fact_name, fact).ok()?;
+    Some(())
+}
+
 /// `_log_document(log)` as orjson writes it (`InteractionLog.to_bytes`).
 fn write_log(py: Python<'_>, out: &mut Vec<u8>, log: &Bound<'_, PyAny>) -> Out {
     out.extend_from_slice(b"{\"k\":\"log\",\"i\":");
@@ -251,43 +271,62 @@ fn write_log(py: Python<'_>, out: &mut Vec<u8>, log: &Bound<'_, PyAny>) -> Out {
         write_value(out, &deadline)?;
     }
 
-    if let Some(transitions) = entries(attr(log, intern!(py, "transitions"))?)? {
-        out.extend_from_slice(b",\"t\":[");
-        for (index, transition) in transitions.iter_borrowed().enumerate() {
-            if index > 0 {
-                out.push(b',');
+    let mut derived = attr(log, intern!(py, "derived"))?;
+    if derived.is_none() {
+        derived = DERIVED_OF.import(py, "worker.core.state", "derived_of").ok()?.call1((log,)).ok()?;
+    }
+    let derived = &derived;
+    let transitions = attr(log, intern!(py, "transitions"))?;
+    if let Some(items) = entries(transitions.clone())? {
+        out.extend_from_slice(b",\"t\":");
+        write_kept(py, out, derived, intern!(py, "transitions"), intern!(py, "transitions_json"), &transitions, |out| {
+            out.push(b'[');
+            for (index, transition) in items.iter_borrowed().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_array(out, &transition)?;
             }
-            write_array(out, &transition)?;
-        }
-        out.push(b']');
+            out.push(b']');
+            Some(())
+        })?;
     }
     let connect = attr(log, intern!(py, "connect"))?;
     if !connect.is_none() {
         let pair = fixed(&connect, 2)?;
-        out.extend_from_slice(b",\"c\":[");
-        write_value(out, &*pair.get_borrowed_item(0).ok()?)?;
-        out.push(b',');
-        write_model(py, out, &*pair.get_borrowed_item(1).ok()?, 0)?;
-        out.push(b']');
-    }
-    if let Some(views) = entries(attr(log, intern!(py, "views"))?)? {
-        out.extend_from_slice(b",\"w\":[");
-        for (index, view) in views.iter_borrowed().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            let view = fixed(&view, 2)?;
+        out.extend_from_slice(b",\"c\":");
+        write_kept(py, out, derived, intern!(py, "connect"), intern!(py, "connect_json"), &connect, |out| {
             out.push(b'[');
-            write_array(out, &*view.get_borrowed_item(0).ok()?)?;
+            write_value(out, &*pair.get_borrowed_item(0).ok()?)?;
             out.push(b',');
-            let record = view.get_borrowed_item(1).ok()?;
-            if record.is_none() {
-                return None; // `ref.system` raises in the Python: a viewed record is never null
-            }
-            write_ref(py, out, &record)?;
+            write_model(py, out, &*pair.get_borrowed_item(1).ok()?, 0)?;
             out.push(b']');
-        }
-        out.push(b']');
+            Some(())
+        })?;
+    }
+    let views_fact = attr(log, intern!(py, "views"))?;
+    if let Some(views) = entries(views_fact.clone())? {
+        out.extend_from_slice(b",\"w\":");
+        write_kept(py, out, derived, intern!(py, "views"), intern!(py, "views_json"), &views_fact, |out| {
+            out.push(b'[');
+            for (index, view) in views.iter_borrowed().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                let view = fixed(&view, 2)?;
+                out.push(b'[');
+                write_array(out, &*view.get_borrowed_item(0).ok()?)?;
+                out.push(b',');
+                let record = view.get_borrowed_item(1).ok()?;
+                if record.is_none() {
+                    return None;
+                }
+                write_ref(py, out, &record)?;
+                out.push(b']');
+            }
+            out.push(b']');
+            Some(())
+        })?;
     }
 
     let notes = attr(log, intern!(py, "notes"))?;
@@ -322,22 +361,27 @@ fn write_log(py: Python<'_>, out: &mut Vec<u8>, log: &Bound<'_, PyAny>) -> Out {
         out.push(b']');
     }
 
-    if let Some(attributes) = entries(attr(log, intern!(py, "attributes"))?)? {
-        out.extend_from_slice(b",\"at\":[");
-        for (index, attribute) in attributes.iter_borrowed().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            let items = fixed(&attribute, 3)?;
+    let attributes_fact = attr(log, intern!(py, "attributes"))?;
+    if let Some(attributes) = entries(attributes_fact.clone())? {
+        out.extend_from_slice(b",\"at\":");
+        write_kept(py, out, derived, intern!(py, "attributes"), intern!(py, "attributes_json"), &attributes_fact, |out| {
             out.push(b'[');
-            write_value(out, &*items.get_borrowed_item(0).ok()?)?;
-            out.push(b',');
-            write_array(out, &*items.get_borrowed_item(1).ok()?)?;
-            out.push(b',');
-            write_value(out, &*items.get_borrowed_item(2).ok()?)?;
+            for (index, attribute) in attributes.iter_borrowed().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                let items = fixed(&attribute, 3)?;
+                out.push(b'[');
+                write_value(out, &*items.get_borrowed_item(0).ok()?)?;
+                out.push(b',');
+                write_array(out, &*items.get_borrowed_item(1).ok()?)?;
+                out.push(b',');
+                write_value(out, &*items.get_borrowed_item(2).ok()?)?;
+                out.push(b']');
+            }
             out.push(b']');
-        }
-        out.push(b']');
+            Some(())
+        })?;
     }
     out.push(b'}');
     Some(())
