@@ -121,7 +121,11 @@ def fold(
     edit_window_s: float,
     applied_ids_kept: int = 256,
 ) -> FoldResult:
-    """Apply one event. Never mutates `state`; an unchanged state is returned as the same object."""
+    """Apply one event. Never mutates `state`; an unchanged state is returned as the same object.
+
+    With the compiled core in use (`worker.core.native`), `native/src/fold.rs` folds the accept path and
+    duplicates of an open log and gives the same result; it leaves the rest (rejections, closed logs) to
+    the code below, which stays the specification."""
     # The hot loop of the fold stage: lookups are inlined here on purpose (see docs/benchmarks.md).
     core = native.CORE
     if core is not None and _COMPILED_FOLD:  # native/src/fold.rs: the accept path and duplicates
