@@ -461,7 +461,7 @@ impl<'py> Folding<'_, 'py> {
         if !value.is_exact_instance_of::<PyTuple>() {
             return Err(Leave);
         }
-        Ok(value.downcast_into::<PyTuple>().map_err(|_| Leave)?)
+        value.downcast_into::<PyTuple>().map_err(|_| Leave)
     }
 
     /// `to_us(moment)` (`worker/core/state.py`): the same subtraction and the same timedelta fields.
@@ -483,8 +483,8 @@ impl<'py> Folding<'_, 'py> {
         if edit_window_s.is_exact_instance_of::<PyFloat>() {
             let scaled = edit_window_s.extract::<f64>()? * 1_000_000.0;
             let rounded = scaled.round_ties_even();
-            if !rounded.is_finite() || !(-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&rounded)
-            {
+            let limit = -(i64::MIN as f64); // 2^63, exactly
+            if !rounded.is_finite() || !(-limit..limit).contains(&rounded) {
                 return Err(Leave);
             }
             return Ok(rounded as i64);
@@ -574,7 +574,7 @@ impl<'py> Folding<'_, 'py> {
             for index in 0..FIELDS.len() {
                 log.push(self.slot(state, index)?);
             }
-            if !log[FINALIZED].is(&PyBool::new(py, false)) {
+            if !log[FINALIZED].is(PyBool::new(py, false)) {
                 return Err(Leave); // finalized: duplicate or window_closed, the Python words it
             }
         }

@@ -329,3 +329,13 @@ def test_what_the_compiled_fold_leaves_to_the_python() -> None:
 def test_fold_setup_runs_once() -> None:
     with pytest.raises(RuntimeError, match="set up already"):
         core().fold_setup({})
+
+
+@settings(max_examples=300, deadline=None)
+@given(window_s=st.floats(0, 1e8) | st.integers(0, 10**8) | st.sampled_from([0.5e-6, 1.5e-6, 2.5e-6, 1e-7]))
+def test_the_edit_window_rounds_to_the_same_microsecond(window_s: float) -> None:
+    """`round(edit_window_s * 1_000_000)`, half to even, for floats and ints: the deadline it sets."""
+    events = [decoded(document(0, "interaction.connected", 0, CONNECT, 0), fast=True),
+              decoded(document(1, "interaction.disconnected", 1, None, 1), fast=True),
+              decoded(document(2, "log.opened", 1, None, 2), fast=True)]
+    Folds(window_s).all(events)
