@@ -22,13 +22,15 @@ from __future__ import annotations
 
 from bisect import insort
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_args
 
 from schemas import fast
 from schemas.common import Trigger
 from schemas.events import (
+    EVENT_MODELS,
+    MAX_ATTRIBUTES,
     AttributesEvent,
     ConnectedEvent,
     LogUpdatedEvent,
@@ -37,10 +39,21 @@ from schemas.events import (
     RejectReason,
     WrapupEvent,
 )
-from schemas.fast import AnyEvent
+from schemas.fast import AnyEvent, FastEvent
+from worker.core import native
 from worker.core.bounds import too_many_attributes
 from worker.core.snapshot import disconnected_us, snapshot
-from worker.core.state import InteractionLog, Stamp, Tombstone, Transition, evolve_log, from_us, to_us
+from worker.core.state import (
+    _EPOCH,
+    Derived,
+    InteractionLog,
+    Stamp,
+    Tombstone,
+    Transition,
+    evolve_log,
+    from_us,
+    to_us,
+)
 
 __all__ = [
     "Accepted",
@@ -108,8 +121,17 @@ def fold(
     edit_window_s: float,
     applied_ids_kept: int = 256,
 ) -> FoldResult:
-    """Apply one event. Never mutates `state`; an unchanged state is returned as the same object."""
+    """Apply one event. Never mutates `state`; an unchanged state is returned as the same object.
+
+    With the compiled core in use (`worker.core.native`), `native/src/fold.rs` folds the accept path and
+    duplicates of an open log and gives the same result; it leaves the rest (rejections, closed logs) to
+    the code below, which stays the specification."""
     # The hot loop of the fold stage: lookups are inlined here on purpose (see docs/benchmarks.md).
+    core = native.CORE
+    if core is not None and _COMPILED_FOLD:  # native/src/fold.rs: the accept path and duplicates
+        compiled = core.fold(state, event, edit_window_s, applied_ids_kept)
+        if compiled is not None:
+            return compiled  # type: ignore[return-value]  # a FoldResult (no `cast` call on the hot path)
     if state is None:
         log, trigger, ended_us = InteractionLog(event.subject), Trigger.CREATED, None
         time_us = to_us(event.time)
@@ -261,3 +283,36 @@ _APPLY: dict[str, Callable[[InteractionLog, AnyEvent, Stamp, int, int | None], C
     "interaction.wrapup": _wrapup,
     "interaction.attributes": _attributes,
 }
+
+
+def _set_up_compiled_fold() -> bool:
+    """Hand the compiled fold what it builds its results from, once, when the compiled core is installed.
+
+    False when it is not, or when the installed module was built before it had a fold (`make install`
+    builds it again): the Python folds alone then."""
+    core = native.installed()
+    if core is None or not hasattr(core, "fold_setup"):
+        return False
+    events: dict[type, str] = {model: event_type for event_type, model in EVENT_MODELS.items()}
+    events.update((struct, struct.type) for struct in get_args(FastEvent))
+    core.fold_setup({
+        "InteractionLog": InteractionLog,
+        "fields": tuple(field.name for field in fields(InteractionLog)),
+        "Derived": Derived,
+        "Stamp": Stamp,
+        "Transition": Transition,
+        "FoldResult": FoldResult,
+        "Duplicate": _DUPLICATE,
+        "Trigger": Trigger,
+        "Accepted": _ACCEPTED,
+        "events": events,
+        "LogUpdatedData": fast.LogUpdatedData,
+        "UNSET": fast.LogUpdatedData().notes,  # msgspec's UNSET: a field not sent
+        "EPOCH": _EPOCH,
+        "VIEWS_KEPT": VIEWS_KEPT,
+        "MAX_ATTRIBUTES": MAX_ATTRIBUTES,
+    })
+    return True
+
+
+_COMPILED_FOLD = _set_up_compiled_fold()

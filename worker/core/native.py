@@ -45,7 +45,7 @@ class Core(Protocol):
     def fold_setup(self, names: dict[str, object]) -> None:
         """The Python classes and constants the compiled fold builds its results from (`worker.core.fold`)."""
 
-    def fold(self, state: object, event: object, window_us: int, applied_ids_kept: int) -> object | None:
+    def fold(self, state: object, event: object, edit_window_s: float, applied_ids_kept: int) -> object | None:
         """`fold(state, event, …)`'s `FoldResult` (`worker.core.fold`), or None: the Python folds this one."""
 
 
