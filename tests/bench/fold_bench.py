@@ -1,4 +1,4 @@
-"""Decode + validate + fold throughput on one core, for the mix of tests/data/sample-events.jsonl.
+"""Decode + validate + fold + snapshot encode throughput on one core, for the mix of tests/data/sample-events.jsonl.
 
 The mix replicates the sample histories under new interaction and event ids (malformed,
 unknown-type and late lines included, as they are in the sample). Run:
@@ -7,7 +7,10 @@ unknown-type and late lines included, as they are in the sample). Run:
 Two collector settings, passes alternating: the worker's (`worker.runtime.runner.tune_gc()`, which `ilog
 worker` calls after start-up) and Python's default. The wall-clock rate with the worker's settings
 is the figure compared with the target; the default-collector rate and the CPU-time rates are
-reported, not judged (the machine is shared).
+reported, not judged (the machine is shared). Each accepted event's snapshot is encoded (`snapshot_json`,
+what the stage produces to the upserts topic). The judged passes run the compiled core when it is installed
+and in use (`worker.core.native`); passes with the Python alone (`native.python_only()`) alternate with them
+and are reported beside, so one run shows what the compiled core gives.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from typing import Any
 
 from schemas.events import Rejection
 from schemas.fast import decode_event_fast
-from worker.core.fold import fold
+from worker.core import native
+from worker.core.fold import Accepted, fold
+from worker.core.snapshot_json import snapshot_json
 from worker.core.state import InteractionLog, Tombstone
 from worker.runtime.runner import tune_gc
 
@@ -55,27 +60,35 @@ def _renamed(line: bytes, copy: int) -> bytes:
 
 
 def run(events: int = 200_000, rounds: int = 3) -> dict[str, Any]:
-    """Best of `rounds` passes per collector setting; each pass starts from no state."""
+    """Best of `rounds` passes per setting; each pass starts from no state."""
     mix = build_mix(events)
     worker_gc: list[tuple[float, float]] = []
     default_gc: list[tuple[float, float]] = []
+    python_only: list[tuple[float, float]] = []
     for _ in range(rounds):
         default_gc.append(_one_pass(mix))
         with worker_collector():
             worker_gc.append(_one_pass(mix))
+            with native.python_only():
+                python_only.append(_one_pass(mix))
     wall_s, cpu_s = min(worker_gc)
     default_wall_s, default_cpu_s = min(default_gc)
+    python_wall_s, python_cpu_s = min(python_only)
     rate = len(mix) / wall_s
     return {
         "name": "fold_pure",
         "parameters": {"events": len(mix), "rounds": rounds, "mix": SAMPLE.name, "edit_window_s": EDIT_WINDOW_S,
                        "judged": "events_per_s: wall clock, the worker's collector settings "
-                                 "(worker.runtime.runner.tune_gc: gc.freeze, gc.set_threshold(50_000, 20, 20))",
+                                 "(worker.runtime.runner.tune_gc: gc.freeze, gc.set_threshold(50_000, 20, 20)), "
+                                 "decode + validate + fold + snapshot JSON of each accepted event",
+                       "core": "python" if native.CORE is None else f"compiled {native.CORE.__version__}",
                        "gc_thresholds_default": list(gc.get_threshold())},
         "measured": {"events_per_s": round(rate), "cpu_events_per_s": round(len(mix) / cpu_s),
                      "seconds": round(wall_s, 3), "us_per_event": round(wall_s / len(mix) * 1e6, 2),
                      "default_gc_events_per_s": round(len(mix) / default_wall_s),
-                     "default_gc_cpu_events_per_s": round(len(mix) / default_cpu_s)},
+                     "default_gc_cpu_events_per_s": round(len(mix) / default_cpu_s),
+                     "python_only_events_per_s": round(len(mix) / python_wall_s),
+                     "python_only_cpu_events_per_s": round(len(mix) / python_cpu_s)},
         "target": {"events_per_s": TARGET_EVENTS_PER_S},
         "meets_target": rate >= TARGET_EVENTS_PER_S,
     }
@@ -103,8 +116,12 @@ def _one_pass(mix: list[bytes]) -> tuple[float, float]:
         if isinstance(decoded, Rejection):
             continue
         result = fold(logs.get(decoded.subject), decoded, edit_window_s=EDIT_WINDOW_S)
-        if result.log is not None:
-            logs[decoded.subject] = result.log
+        log = result.log
+        if log is not None:
+            logs[decoded.subject] = log
+        outcome = result.outcome
+        if isinstance(outcome, Accepted) and isinstance(log, InteractionLog):
+            snapshot_json(log, outcome.trigger)
     return time.perf_counter() - started_s, time.process_time() - started_cpu_s
 
 
