@@ -303,9 +303,7 @@ fn fold<'py>(
     applied_ids_kept: &Bound<'py, PyAny>,
 ) -> Option<Bound<'py, PyAny>> {
     let names = NAMES.get(py)?;
-    Folding { py, names }
-        .fold(state, event, edit_window_s, applied_ids_kept)
-        .ok()
+    crate::guarded(|| Folding { py, names }.fold(state, event, edit_window_s, applied_ids_kept).ok())
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

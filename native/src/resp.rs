@@ -50,11 +50,13 @@ fn pack_one(out: &mut Vec<u8>, command: &Bound<'_, PyList>) -> Option<()> {
 /// `Connection.pack_commands` sends, as one `bytes`.
 #[pyfunction]
 fn pack_commands<'py>(py: Python<'py>, commands: &Bound<'py, PyList>) -> Option<Bound<'py, PyBytes>> {
-    let mut out = Vec::with_capacity(64 * 1024);
-    for command in commands.iter() {
-        pack_one(&mut out, command.downcast::<PyList>().ok()?)?;
-    }
-    Some(PyBytes::new(py, &out))
+    crate::guarded(|| {
+        let mut out = Vec::with_capacity(64 * 1024);
+        for command in commands.iter() {
+            pack_one(&mut out, command.downcast::<PyList>().ok()?)?;
+        }
+        Some(PyBytes::new(py, &out))
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

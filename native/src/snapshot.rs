@@ -793,7 +793,7 @@ fn write_json(py: Python<'_>, log: &Bound<'_, PyAny>, trigger: &Bound<'_, PyAny>
 /// decides.
 #[pyfunction]
 fn snapshot_json<'py>(py: Python<'py>, log: &Bound<'py, PyAny>, trigger: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
-    let out = write_json(py, log, trigger)?;
+    let out = crate::guarded(|| write_json(py, log, trigger))?;
     Some(to_bytes(py, &out))
 }
 

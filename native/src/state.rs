@@ -403,6 +403,10 @@ fn encode<'py>(py: Python<'py>, out: &mut Vec<u8>, log: &Bound<'py, PyAny>) -> O
 /// `InteractionLog.to_bytes()`, or `None`: the Python writes this log.
 #[pyfunction]
 fn state_bytes<'py>(py: Python<'py>, log: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    crate::guarded(|| state_bytes_of(py, log))
+}
+
+fn state_bytes_of<'py>(py: Python<'py>, log: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
     let kept = BUFFER.try_with(|buffer| {
         let mut out = buffer.try_borrow_mut().ok()?; // taken: a call inside a call (an attribute's Python code)
         out.clear();

@@ -102,3 +102,10 @@ def test_commands_are_packed_as_redis_py_packs_them(commands: list[tuple[str | b
                                      ["SET", 2**64], [""]])
 def test_arguments_it_does_not_take_are_left_to_redis_py(command: list[Any]) -> None:
     assert core().pack_commands([command]) is None
+
+
+def test_a_panic_in_the_compiled_core_leaves_the_input_to_the_python() -> None:
+    """Every compiled function runs its body under `guarded` (native/src/lib.rs): a panic is `None`, and the
+    caller runs the Python, instead of a `PanicException` that would stop the stage on the same message."""
+    probe = getattr(core(), "_guard_probe")  # noqa: B009  (not part of `Core`: a test hook)
+    assert probe() is None
