@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -23,6 +24,25 @@ from schemas.common import Media, RecordRef, RecordSystem
 from schemas.snapshot import LogSnapshot
 
 log = structlog.get_logger(__name__)
+
+_WARNED_KEPT = 10_000
+"""Dropped links remembered, so each is logged once (`_link_dropped`), not on every update of its Task."""
+_warned: dict[tuple[object, ...], None] = {}
+_warned_lock = threading.Lock()  # Salesforce calls run on several threads at once
+
+
+def _link_dropped(snapshot: LogSnapshot, field: str, record: RecordRef | None, reason: str | None = None) -> None:
+    """`salesforce.link_dropped`, once per interaction, field, record and reason while it is remembered (the
+    newest 10,000): the same Task is built again on every change of its log, and one line says it as well as ten."""
+    key = (snapshot.interaction_id, field, None if record is None else (record.type, record.id), reason)
+    with _warned_lock:
+        if key in _warned:
+            return
+        if len(_warned) >= _WARNED_KEPT:
+            del _warned[next(iter(_warned))]  # the oldest: a dict keeps insertion order
+        _warned[key] = None
+    log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field=field,
+                record_type=None if record is None else record.type, **({"reason": reason} if reason else {}))
 
 DESCRIPTION_LIMIT = 32_000
 _TRUNCATION_MARK = "\n…[truncated: {count} characters not shown]"
@@ -165,21 +185,18 @@ def _linked_records(snapshot: LogSnapshot) -> dict[str, FieldValue | None]:
         field = "WhoId" if ref.is_name else "WhatId"
         if not ref.is_name and ref.type.lower() in _NOT_A_WHAT:
             # WhatId refuses these, and the refusal would fail the whole Task: the link alone is dropped
-            log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field=field,
-                        record_type=ref.type)
+            _link_dropped(snapshot, field, ref)
             continue
         if _SALESFORCE_ID.fullmatch(ref.id) is None:
             # not an id Salesforce can read (MALFORMED_ID would fail the whole Task): the link alone is dropped
-            log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field=field,
-                        record_type=ref.type, reason="not a Salesforce id")
+            _link_dropped(snapshot, field, ref, "not a Salesforce id")
             continue
         fields[field] = ref.id
     if _is_lead(snapshot.name) and fields.get("WhoId") is not None:
         # A Task whose WhoId is a lead takes no WhatId (FIELD_INTEGRITY_EXCEPTION would fail the whole Task):
         # Related to is left out, and cleared, as the Task may hold one from a contact chosen before.
         if "WhatId" in fields:
-            log.warning("salesforce.link_dropped", interaction_id=snapshot.interaction_id, field="WhatId",
-                        record_type=snapshot.related_to.type if snapshot.related_to else None, reason="lead in Name")
+            _link_dropped(snapshot, "WhatId", snapshot.related_to, "lead in Name")
         fields["WhatId"] = None
     return fields
 

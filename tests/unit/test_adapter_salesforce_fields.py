@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from adapters import salesforce_fields
 from adapters.attributes import FieldValue
 from adapters.base import Failed, Retry, Synced, SyncOutcome
 from adapters.salesforce import error_code, record_outcome
@@ -58,6 +59,12 @@ SNAPSHOT: dict[str, Any] = {
 
 def snapshot(**overrides: Any) -> LogSnapshot:
     return snapshot_from(SNAPSHOT, **overrides)
+
+
+@pytest.fixture(autouse=True)
+def _no_link_warned_yet() -> None:
+    """Each test starts with no dropped link remembered (`salesforce.link_dropped` is logged once per link)."""
+    salesforce_fields._warned.clear()
 
 
 def test_a_voice_log_maps_to_a_call_task() -> None:
@@ -264,3 +271,26 @@ def test_soql_literals_are_escaped(value: str, expected: str) -> None:
 
 def test_the_describe_gives_the_active_values_of_a_restricted_picklist() -> None:
     assert FieldSpec("Seg__c", "picklist", 40, picklist=frozenset({"SMB"}), restricted=True) == SPECS["Seg__c"]
+
+
+def test_a_dropped_link_is_logged_once_per_interaction_not_on_every_update_of_its_task() -> None:
+    with capture_logs() as logs:
+        for version in (1, 2, 3):  # the same Task built again as its log changes
+            task_fields(snapshot(name=LEAD, related_to=CASE, version=version), {}, SPECS)
+        task_fields(snapshot(name=LEAD, related_to=CASE, interaction_id="conv-43"), {}, SPECS)
+        task_fields(snapshot(name=LEAD, related_to=CONTACT | {"type": "Opportunity", "id": "0065g00000OpPt1"}),
+                    {}, SPECS)  # another record in Related to: said again
+    dropped = [(entry["interaction_id"], entry["record_type"]) for entry in logs
+               if entry["event"] == "salesforce.link_dropped"]
+    assert dropped == [("conv-42", "Case"), ("conv-43", "Case"), ("conv-42", "Opportunity")]
+
+
+def test_the_dropped_links_remembered_are_bounded() -> None:
+    kept = salesforce_fields._WARNED_KEPT
+    with capture_logs() as logs:
+        for n in range(kept + 5):
+            task_fields(snapshot(name=LEAD, related_to=CASE, interaction_id=f"conv-{n}"), {}, SPECS)
+        task_fields(snapshot(name=LEAD, related_to=CASE, interaction_id="conv-0"), {}, SPECS)  # forgotten: again
+    assert len(salesforce_fields._warned) == kept
+    assert sum(entry["event"] == "salesforce.link_dropped" for entry in logs) == kept + 6
+
