@@ -6,6 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import hypothesis
+import hypothesis.strategies
+
 from schemas.common import Trigger
 from schemas.decode import decode_event
 from schemas.events import Rejection, RejectReason
@@ -188,3 +191,22 @@ def test_strongest_trigger_ranks_finalized_over_everything() -> None:
     assert Trigger.STATE_CHANGED == stronger(Trigger.STATE_CHANGED, Trigger.UPDATED)
     assert Trigger.FINALIZED == stronger(Trigger.CREATED, Trigger.FINALIZED)
     assert Trigger.OPENED == stronger(None, Trigger.OPENED)
+
+
+_MIN_US = (datetime(1, 1, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+_MAX_US = (datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+           - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+@hypothesis.settings(max_examples=2000, deadline=None)
+@hypothesis.given(hypothesis.strategies.integers(_MIN_US, _MAX_US)
+                  | hypothesis.strategies.integers(1_700_000_000_000_000, 1_900_000_000_000_000))
+def test_the_deadline_in_milliseconds_is_what_the_datetime_gives(deadline_us: int) -> None:
+    """`edit_deadline_ms` (the deadline sets' score, the TTL's base) skips the datetime but not its arithmetic."""
+    log = InteractionLog("conv-1", version=2, edit_deadline_us=deadline_us)
+    assert log.edit_deadline is not None
+    assert log.edit_deadline_ms == int(log.edit_deadline.timestamp() * 1000)
+
+
+def test_an_open_log_has_no_deadline_in_milliseconds() -> None:
+    assert InteractionLog("conv-1", version=1).edit_deadline_ms is None

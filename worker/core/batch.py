@@ -79,9 +79,9 @@ class TtlPolicy:
 
     def ttl_ms(self, log: InteractionLog, now_ms: int) -> int:
         """Open logs live `open_log_ttl`; disconnected ones until deadline + retention (≥ retention)."""
-        if log.edit_deadline is None:
+        deadline_ms = log.edit_deadline_ms
+        if deadline_ms is None:
             return self.open_log_ttl_ms
-        deadline_ms = int(log.edit_deadline.timestamp() * 1000)
         return max(deadline_ms + self.retention_ms - now_ms, self.retention_ms)
 
 
@@ -230,8 +230,9 @@ def _plan_writes(
             snap = snap._replace(traceparent=entry.traceparent)
         if entry.changed:
             deadline = None
-            if log.edit_deadline is not None and not log.finalized:
-                deadline = (entry.partition, int(log.edit_deadline.timestamp() * 1000))
+            deadline_ms = log.edit_deadline_ms
+            if deadline_ms is not None and not log.finalized:
+                deadline = (entry.partition, deadline_ms)
             plan.writes.append(StateWrite(interaction_id, entry.stored_version, log,
                                           ttl.ttl_ms(log, limits.now_ms), deadline, document=document))
         plan.snapshots.append((entry.partition, snap))

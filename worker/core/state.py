@@ -142,6 +142,14 @@ class InteractionLog:
     def edit_deadline(self) -> datetime | None:
         return None if self.edit_deadline_us is None else from_us(self.edit_deadline_us)
 
+    @property
+    def edit_deadline_ms(self) -> int | None:
+        """`int(self.edit_deadline.timestamp() * 1000)` (the deadline sets' score, the TTL's base), without a datetime:
+        an aware datetime's `timestamp()` is its microseconds since the epoch divided by 10**6 as `int / int`, so
+        this is the same float and the same number (`tests/unit/test_fold_batch.py` checks it)."""
+        deadline_us = self.edit_deadline_us
+        return None if deadline_us is None else int(deadline_us / 1_000_000 * 1000)
+
     def to_bytes(self) -> bytes:
         """The stored document (`_log_document`) as JSON; the compiled core writes the same bytes when in use."""
         core = native.CORE  # read at each call: the switch can change after import

@@ -163,10 +163,10 @@ def plan_closes(
     for interaction_id, _score in due:
         stored = loaded[interaction_id]
         log = stored.state
-        if not isinstance(log, InteractionLog) or log.finalized or log.edit_deadline is None:
+        deadline_ms = log.edit_deadline_ms if isinstance(log, InteractionLog) else None
+        if not isinstance(log, InteractionLog) or log.finalized or deadline_ms is None:
             stale.append(interaction_id)
             continue
-        deadline_ms = int(log.edit_deadline.timestamp() * 1000)
         if deadline_ms + grace_ms > clock_ms:
             plan.writes.append(StateWrite(interaction_id, stored.version, log, ttl.ttl_ms(log, now_ms),
                                           deadline=(partition, deadline_ms)))

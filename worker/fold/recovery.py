@@ -202,9 +202,8 @@ def _restored_write(partition: int, interaction_id: str, message: Message, now_m
 def rewrite(partition: int, interaction_id: str, state: State, expected_version: int, ttl_ms: int) -> StateWrite:
     """The fenced write that puts a known state back (an open log gets its deadline entry back); the
     hash is marked restored: its sync state went with the lost one, so the sync stage looks first."""
-    deadline = None
-    if isinstance(state, InteractionLog) and state.edit_deadline is not None and not state.finalized:
-        deadline = (partition, int(state.edit_deadline.timestamp() * 1000))
+    deadline_ms = state.edit_deadline_ms if isinstance(state, InteractionLog) and not state.finalized else None
+    deadline = None if deadline_ms is None else (partition, deadline_ms)
     return StateWrite(interaction_id, expected_version, state, ttl_ms, deadline=deadline, restored=True)
 
 
