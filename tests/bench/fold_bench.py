@@ -4,7 +4,7 @@ The mix replicates the sample histories under new interaction and event ids (mal
 unknown-type and late lines included, as they are in the sample). Run:
 `python -m tests.bench.fold_bench [EVENTS]` (or `make bench`).
 
-Two collector settings, passes alternating: the worker's (`worker.runtime.runner.tune_gc()`, which `ilog
+Two collector settings, passes alternating: the worker's (`worker.runtime.collector.tune_gc()`, which `ilog
 worker` calls after start-up) and Python's default. The wall-clock rate with the worker's settings
 is the figure compared with the target; the default-collector rate and the CPU-time rates are
 reported, not judged (the machine is shared). Each accepted event's snapshot is encoded (`snapshot_json`,
@@ -30,7 +30,7 @@ from worker.core import native
 from worker.core.fold import Accepted, fold
 from worker.core.snapshot_json import snapshot_json
 from worker.core.state import InteractionLog, Tombstone
-from worker.runtime.runner import tune_gc
+from worker.runtime.collector import tune_gc
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample-events.jsonl"
 TARGET_EVENTS_PER_S = 100_000
@@ -79,7 +79,7 @@ def run(events: int = 200_000, rounds: int = 3) -> dict[str, Any]:
         "name": "fold_pure",
         "parameters": {"events": len(mix), "rounds": rounds, "mix": SAMPLE.name, "edit_window_s": EDIT_WINDOW_S,
                        "judged": "events_per_s: wall clock, the worker's collector settings "
-                                 "(worker.runtime.runner.tune_gc: gc.freeze, gc.set_threshold(50_000, 20, 20)), "
+                                 "(worker.runtime.collector.tune_gc: gc.set_threshold(50_000, 20, 20), survivors frozen after each collection), "
                                  "decode + validate + fold + snapshot JSON of each accepted event",
                        "core": "python" if native.CORE is None else f"compiled {native.CORE.__version__}",
                        "gc_thresholds_default": list(gc.get_threshold())},
@@ -98,11 +98,11 @@ def run(events: int = 200_000, rounds: int = 3) -> dict[str, Any]:
 def worker_collector() -> Iterator[None]:
     """The collector as `ilog worker` sets it, restored to the previous settings afterwards."""
     thresholds = gc.get_threshold()
-    tune_gc()
+    collector = tune_gc()
     try:
         yield
     finally:
-        gc.unfreeze()
+        collector.uninstall()
         gc.set_threshold(*thresholds)
 
 

@@ -26,7 +26,7 @@ from tests.bench.stage_bench import RATE_PER_S, _log_to_file
 from worker.core.batch import Record
 from worker.fold.stage import FoldOptions
 from worker.runtime import bootstrap
-from worker.runtime.runner import tune_gc
+from worker.runtime.collector import tune_gc
 from worker.runtime.settings import Settings
 
 

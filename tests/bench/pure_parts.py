@@ -29,7 +29,7 @@ from worker.core.fold import Accepted, fold
 from worker.core.snapshot_json import encoded_snapshot
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import Stored
-from worker.runtime.runner import tune_gc
+from worker.runtime.collector import tune_gc
 
 NOW_MS = 1_900_000_000_000
 """After every event time of the data set: no event is in the future."""

@@ -23,8 +23,8 @@ from tests.bench.stack import bench_settings, cleanup, produce_histories, rss_by
 from worker.core.batch import Record
 from worker.fold.stage import FoldOptions
 from worker.runtime import bootstrap
+from worker.runtime.collector import tune_gc
 from worker.runtime.logs import configure_logging
-from worker.runtime.runner import tune_gc
 from worker.runtime.settings import Settings
 
 RATE_PER_S = 200.0  # interaction arrivals per second of event time

@@ -7,7 +7,6 @@ must be longer).
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import threading
@@ -21,6 +20,7 @@ import structlog
 
 from worker.runtime import bootstrap, metrics
 from worker.runtime.build import build_info
+from worker.runtime.collector import tune_gc
 from worker.runtime.health import bind_health_server
 from worker.runtime.logs import configure_logging
 from worker.runtime.settings import Settings, unknown_variables
@@ -104,16 +104,6 @@ def liveness(statuses: Sequence[StageStatus], stall_s: float) -> Callable[[], tu
     return check
 
 
-def tune_gc() -> None:
-    """Every event allocates a handful of short-lived containers while the logs of open interactions
-    stay alive: with the default thresholds the collector re-walks those survivors constantly
-    (20-25% of the fold's time, docs/benchmarks.md). Freeze what start-up built and collect the
-    young generation less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-
-
 def announce(stage: StageName) -> None:
     """What runs (a log line and `ilog_build_info`) and which `ILOG_*` variables nothing reads."""
     info = build_info()
@@ -185,7 +175,7 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
     keeper = threading.Thread(target=keep_topics, args=(settings, stage_topics(stage, settings), stop),
                               name="topics", daemon=True)
     keeper.start()
-    tune_gc()
+    collector = tune_gc()
     health.start(
         readiness(settings, lambda: all(j() for _, _, j in runners), notes, statuses,
                   bootstrap.kafka_probe(settings)),
@@ -193,15 +183,17 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
     )
     log.info("worker started", stage=stage.value, http_port=health.port)
     try:
-        _run_all(runners, stop)
+        _run_all(runners, stop, collector.sweep_if_due)
     finally:
         health.stop()
 
 
 def _run_all(
-    runners: list[tuple[str, Callable[[threading.Event], None], Callable[[], bool]]], stop: threading.Event
+    runners: list[tuple[str, Callable[[threading.Event], None], Callable[[], bool]]], stop: threading.Event,
+    every_half_second: Callable[[], object] = lambda: None,
 ) -> None:
-    """Each stage in its own thread; one failing stops the others (and the process exits non-zero)."""
+    """Each stage in its own thread; one failing stops the others (and the process exits non-zero).
+    The main thread meanwhile runs `every_half_second` (the collector's sweep)."""
     failures: list[BaseException] = []
 
     def guard(name: str, run: Callable[[threading.Event], None]) -> None:
@@ -218,5 +210,6 @@ def _run_all(
     while any(t.is_alive() for t in threads):
         for thread in threads:
             thread.join(timeout=0.5)
+        every_half_second()
     if failures:
         raise failures[0]
