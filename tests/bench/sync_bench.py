@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from tests.bench import webhook_posts
@@ -534,6 +534,8 @@ def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tup
         produced = producing.disconnect_produced_s
         wait_for(lambda: len(watch[0].seen_s) >= len(produced), 120)
         latencies = [watch[0].seen_s[i] - at for i, at in produced.items() if i in watch[0].seen_s]
+        snapshotted = first_disconnected_snapshot_s(run.settings)
+        fold_side = [snapshotted[i] - at for i, at in produced.items() if i in snapshotted]
         sf = run.requests("salesforce")
         workers = {"fold": fold, "sync": run.worker} if fold is not None else {"all": run.worker}
         return {
@@ -546,6 +548,10 @@ def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tup
             "p99_s": round(_percentile(latencies, 0.99), 3) if latencies else None,
             "max_s": round(max(latencies), 3) if latencies else None,
             "min_s": round(min(latencies), 3) if latencies else None,
+            # the fold's share: disconnect produced → the first upsert carrying `disconnected_at` produced
+            # (its Kafka timestamp, set by the fold worker's producer)
+            "fold_p50_s": round(_percentile(fold_side, 0.5), 3) if fold_side else None,
+            "fold_p99_s": round(_percentile(fold_side, 0.99), 3) if fold_side else None,
             "salesforce_requests": len(sf), "salesforce_by_kind": _breakdown("salesforce", sf),
             "webhook_requests": len(run.requests("webhook")),
             "worker_cpu_seconds": {stage: _cpu_seconds(worker) for stage, worker in workers.items()},
@@ -557,6 +563,36 @@ def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tup
         if fold is not None:
             fold.stop(60)
         stop_run(run)
+
+
+def first_disconnected_snapshot_s(settings: Settings) -> dict[str, float]:
+    """Per interaction, when the fold produced its first snapshot with `disconnected_at` (epoch seconds,
+    the upsert's CreateTime): the upserts topic read from the start by a consumer of its own."""
+    consumer = Consumer(settings.kafka_config(**{
+        "group.id": f"{settings.sync_group}-bench-probe", "enable.auto.commit": False,
+        "auto.offset.reset": "earliest", "enable.partition.eof": True,
+    }))
+    try:
+        partitions = consumer.list_topics(settings.upserts_topic, timeout=10).topics[settings.upserts_topic].partitions
+        consumer.assign([TopicPartition(settings.upserts_topic, p, OFFSET_BEGINNING) for p in partitions])
+        at_end: set[int] = set()
+        first: dict[str, float] = {}
+        deadline_s = time.monotonic() + 120
+        while len(at_end) < len(partitions) and time.monotonic() < deadline_s:
+            for message in consumer.consume(5_000, 1.0):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(message.partition() or 0)
+                    continue
+                value = message.value()
+                if value is None or b'"disconnected_at":null' in value:
+                    continue
+                snapshot = json.loads(value)
+                first.setdefault(str(snapshot["interaction_id"]), message.timestamp()[1] / 1000)
+        return first
+    finally:
+        consumer.close()
 
 
 def sync_latency(quick: bool) -> dict[str, Any]:
