@@ -109,11 +109,12 @@ class RedisStore:
         on one node, per slot on a cluster (a slot whose marks are gone lost its shard's data)."""
         if not writes:
             return WriteResult()
+        if not self._cluster:  # one node: sent and answered at once, packed as `send_write` packs
+            answer = self.send_write(writes, guard)
+            assert answer is not None
+            return answer()
         with store_errors(f"writing {len(writes)} interactions"):
-            if self._cluster:
-                fenced = self._write_by_slot(writes, guard)
-            else:
-                fenced = self._write_chunks(_chunks(writes), guard, slots=None)
+            fenced = self._write_by_slot(writes, guard)
         return _result(writes, fenced)
 
     def send_write(
@@ -191,18 +192,13 @@ class RedisStore:
         pipe.execute()
 
     def _write_chunks(
-        self, chunks: Sequence[Sequence[StateWrite]], guard: Sequence[int], *, slots: Sequence[int] | None,
+        self, chunks: Sequence[Sequence[StateWrite]], guard: Sequence[int], *, slots: Sequence[int],
     ) -> dict[str, int]:
-        """One script call per chunk, all in one round trip; the ids fenced out → the version stored now.
-        `slots`: a cluster's chunks each lie in one slot, whose marks guard them (none: one node, deadlines
-        in the call)."""
-        if slots is None:
-            commands = [self._fenced_write_command(chunk, guard, keys.marks_key(self._prefix), with_deadlines=True)
-                        for chunk in chunks]
-        else:
-            commands = [self._fenced_write_command(chunk, guard, keys.slot_marks_key(self._prefix, slot),
-                                                   with_deadlines=False)
-                        for chunk, slot in zip(chunks, slots, strict=True)]
+        """A cluster's script calls, one per chunk (each in one slot, whose marks guard it; deadlines are
+        separate steps), all in one round trip per node; the ids fenced out → the version stored now."""
+        commands = [self._fenced_write_command(chunk, guard, keys.slot_marks_key(self._prefix, slot),
+                                               with_deadlines=False)
+                    for chunk, slot in zip(chunks, slots, strict=True)]
         return _fenced(chunks, self._run_scripts(commands))
 
     def _run_scripts(self, commands: list[list[Any]], replies: list[Any] | None = None) -> list[Any]:
