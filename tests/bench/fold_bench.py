@@ -79,7 +79,8 @@ def run(events: int = 200_000, rounds: int = 3) -> dict[str, Any]:
         "name": "fold_pure",
         "parameters": {"events": len(mix), "rounds": rounds, "mix": SAMPLE.name, "edit_window_s": EDIT_WINDOW_S,
                        "judged": "events_per_s: wall clock, the worker's collector settings "
-                                 "(worker.runtime.collector.tune_gc: gc.set_threshold(50_000, 20, 20), survivors frozen after each collection), "
+                                 "(worker.runtime.collector.tune_gc: gc.set_threshold(50_000, 20, 20), "
+                                 "survivors frozen after each collection), "
                                  "decode + validate + fold + snapshot JSON of each accepted event",
                        "core": "python" if native.CORE is None else f"compiled {native.CORE.__version__}",
                        "gc_thresholds_default": list(gc.get_threshold())},
