@@ -15,7 +15,8 @@ So, after start-up, the worker:
   frozen object the moment its last reference goes; only a reference cycle that became garbage
   after it was frozen waits for:
 - a sweep every `SWEEP_EVERY_S` from the runner's main loop: unfreeze, one full collection,
-  freeze again (one pause of a full collection, logged with what it found and how long it took).
+  freeze again (one pause of a full collection, logged with what it found and how long it took:
+  1.2 s at 30,000 open logs on a 2-core machine, docs/benchmarks.md).
 """
 
 from __future__ import annotations
