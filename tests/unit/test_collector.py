@@ -29,7 +29,7 @@ def clock() -> list[float]:
 @pytest.fixture
 def collector(clock: list[float]) -> Iterator[Collector]:
     thresholds = gc.get_threshold()
-    installed = Collector(sweep_every_s=60.0, clock=lambda: clock[0])
+    installed = Collector(check_every_s=60.0, growth=0.25, clock=lambda: clock[0])
     installed.install()
     try:
         yield installed
@@ -57,9 +57,7 @@ def test_a_frozen_object_is_still_freed_by_reference_counting(collector: Collect
     assert gone() is None
 
 
-def test_a_cycle_that_became_garbage_after_it_was_frozen_waits_for_the_sweep(
-    collector: Collector, clock: list[float]
-) -> None:
+def test_a_cycle_that_became_garbage_after_it_was_frozen_waits_for_the_sweep(collector: Collector) -> None:
     first, second = Node(), Node()
     first.other, second.other = second, first
     gone = weakref.ref(first)
@@ -67,12 +65,28 @@ def test_a_cycle_that_became_garbage_after_it_was_frozen_waits_for_the_sweep(
     del first, second
     gc.collect()  # an ordinary full collection does not walk frozen objects
     assert gone() is not None
-    assert collector.sweep_if_due() is False  # not yet
-    clock[0] += 61.0
-    assert collector.sweep_if_due() is True
+    assert collector.sweep() >= 2
     assert gone() is None
     assert gc.get_freeze_count() > 0  # what is alive is frozen again after the sweep
-    assert collector.sweep_if_due() is False  # the next one is a period away
+
+
+def test_a_sweep_comes_once_the_frozen_population_grew_by_a_quarter(
+    collector: Collector, clock: list[float]
+) -> None:
+    population = gc.get_freeze_count()
+    kept = [[index] for index in range(population // 10)]  # +10 %: not yet
+    gc.collect(0)
+    clock[0] += 61.0
+    assert collector.sweep_if_due() is False
+    kept += [[index] for index in range(population // 5)]  # +30 % in all
+    gc.collect(0)
+    assert collector.sweep_if_due() is False  # checked a minute ago: not again before the next minute
+    clock[0] += 61.0
+    assert collector.sweep_if_due() is True
+    # measured again from the sweep: the same population does not sweep again
+    clock[0] += 61.0
+    assert collector.sweep_if_due() is False
+    assert len(kept) == population // 10 + population // 5
 
 
 def test_a_young_cycle_is_collected_as_before(collector: Collector) -> None:
