@@ -1,4 +1,5 @@
-"""What one webhook delivery costs the sync process: client CPU per post, requests session against the poster.
+"""What one webhook delivery costs the sync process: client CPU per post, for the poster (libcurl) and the
+two clients it replaced (a requests session, then urllib3's pool).
 
 The receiver emulator runs in a child process, so the figures are the posting process's own CPU
 (user + system, all its threads) for the same snapshots, signed and posted by `WebhookTarget`
@@ -18,9 +19,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
+import urllib3
 
 from adapters.base import Synced, SyncItem
-from adapters.http_post import Poster
+from adapters.http_post import Answer, Poster
 from adapters.http_session import RecordingSession, transport_error
 from adapters.webhook import Session, WebhookTarget
 from schemas.snapshot import LogSnapshot
@@ -39,6 +41,22 @@ _SNAPSHOT: dict[str, Any] = {
     "edit_deadline": "2026-11-27T08:07:01.123Z", "duration_seconds": 300, "hold_seconds": 20, "hold_count": 1,
     "talk_seconds": 280, "wrapup_code": "resolved", "attributes": {"lang": "en", "tier": "gold"},
 }
+
+
+class _PoolPoster:
+    """The webhook's client before libcurl: urllib3's pool manager, no requests session (answers only: the
+    benchmark's receiver never fails)."""
+
+    def __init__(self) -> None:
+        self._pool = urllib3.PoolManager(maxsize=10, block=False, retries=False,
+                                         timeout=urllib3.Timeout(connect=10.0, read=10.0))
+
+    def post(self, url: str, *, data: bytes, headers: dict[str, str]) -> Answer:
+        response = self._pool.request("POST", url, body=data, headers=headers, redirect=False)
+        return Answer(response.status, response.headers, response.data)
+
+    def close(self) -> None:
+        self._pool.clear()
 
 
 class _SessionPoster:
@@ -91,7 +109,7 @@ def run(quick: bool) -> dict[str, Any]:
     try:
         url = urls.get(timeout=30)
         clients: dict[str, Callable[[], Session]] = {
-            "requests_session": _SessionPoster, "poster": lambda: Poster(url, None, 10.0)}
+            "requests_session": _SessionPoster, "urllib3_pool": _PoolPoster, "poster": lambda: Poster(url, None, 10.0)}
         measured = {f"{name}_concurrency_{concurrency}": _measure(url, make(), concurrency, items)
                     for concurrency in (1, 8) for name, make in clients.items()}
     finally:

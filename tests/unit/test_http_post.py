@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 
 from adapters.base import RetryableSyncError, SyncError, TargetUnavailableError
 from adapters.http_post import Poster
@@ -109,3 +112,129 @@ def test_a_request_sent_without_an_answer_is_an_uncertain_retry(
         server.close()
     assert isinstance(error, RetryableSyncError)
     assert (True, kind) == (error.uncertain, str(error).split(":")[0])
+
+
+def _read_request(connection: socket.socket | ssl.SSLSocket, pending: bytearray) -> bytes | None:
+    """One HTTP/1.1 request (head and Content-Length body) from the connection; None once it is closed."""
+    while b"\r\n\r\n" not in pending:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return None
+        pending.extend(chunk)
+    head_end = pending.index(b"\r\n\r\n") + 4
+    length = next((int(line.split(b":", 1)[1]) for line in bytes(pending[:head_end]).split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(pending) < head_end + length:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return None
+        pending.extend(chunk)
+    request = bytes(pending[: head_end + length])
+    del pending[: head_end + length]
+    return request
+
+
+class _KeepAlive:
+    """Answers every request on a connection with 200 and `{"n": <requests so far>}`, keeping it open;
+    counts connections and keeps the requests as received."""
+
+    def __init__(self, context: ssl.SSLContext | None = None) -> None:
+        self.context = context
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+    def __call__(self, connection: socket.socket) -> None:
+        self.connections += 1
+        stream: socket.socket | ssl.SSLSocket = connection
+        if self.context is not None:
+            try:
+                stream = self.context.wrap_socket(connection, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+        pending = bytearray()
+        while (request := _read_request(stream, pending)) is not None:
+            self.requests.append(request)
+            body = b'{"n": %d}' % len(self.requests)
+            stream.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Answer: a\r\nX-Answer: b\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def test_posts_from_one_thread_share_one_kept_alive_connection() -> None:
+    receiver = _KeepAlive()
+    port = next(server := _server(receiver))
+    url = f"http://127.0.0.1:{port}/hook"
+    poster = Poster(url, None, 2.0)
+    try:
+        answers = [poster.post(url, data=b'{"n":%d}' % n, headers={"Content-Type": "application/json"})
+                   for n in range(3)]
+    finally:
+        poster.close()
+        server.close()
+    assert [{"n": 1}, {"n": 2}, {"n": 3}] == [answer.json() for answer in answers]
+    assert 1 == receiver.connections
+    assert "a, b" == answers[0].headers.get("x-answer")
+
+
+def test_a_large_body_goes_without_waiting_for_100_continue_and_with_the_headers_given() -> None:
+    receiver = _KeepAlive()
+    port = next(server := _server(receiver))
+    url = f"http://127.0.0.1:{port}/hook"
+    body = b'{"notes":"' + b"x" * 50_000 + b'"}'
+    poster = Poster(url, None, 2.0)
+    try:
+        answer = poster.post(url, data=body, headers={"Content-Type": "application/json", "webhook-id": "msg_1"})
+    finally:
+        poster.close()
+        server.close()
+    head, _, received = receiver.requests[0].partition(b"\r\n\r\n")
+    lines = head.lower().split(b"\r\n")
+    assert (200, body) == (answer.status_code, received)
+    assert b"post /hook http/1.1" == lines[0]
+    assert b"webhook-id: msg_1" in lines and b"content-type: application/json" in lines
+    assert not any(line.startswith(b"expect:") for line in lines)
+
+
+def test_tls_verifies_against_the_private_ca_given_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    port = next(server := _server(_KeepAlive(context)))
+    url = f"https://127.0.0.1:{port}/hook"
+    trusting, stranger = Poster(url, str(ca_path), 2.0), Poster(url, None, 2.0)  # certifi's bundle only
+    try:
+        answer = trusting.post(url, data=b"{}", headers={})
+        trusting.close()  # the receiver serves one connection at a time
+        with pytest.raises(TargetUnavailableError) as refused:
+            stranger.post(url, data=b"{}", headers={})
+    finally:
+        trusting.close()
+        stranger.close()
+        server.close()
+    assert 200 == answer.status_code
+    assert "TLS" == refused.value.code
+
+
+def test_the_proxy_the_environment_names_carries_the_post(monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = _KeepAlive()
+    port = next(server := _server(proxy))
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    url = "http://receiver.example/hook"
+    poster = Poster(url, None, 2.0)
+    try:
+        answer = poster.post(url, data=b"{}", headers={})
+    finally:
+        poster.close()
+        server.close()
+    assert 200 == answer.status_code
+    assert proxy.requests[0].startswith(b"POST http://receiver.example/hook HTTP/1.1\r\n")
+
+
+def test_a_closed_poster_sends_nothing() -> None:
+    poster = Poster("http://127.0.0.1:9/hook", None, 1.0)
+    poster.close()
+    with pytest.raises(TargetUnavailableError):
+        poster.post("http://127.0.0.1:9/hook", data=b"{}", headers={})
