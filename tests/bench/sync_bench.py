@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -179,6 +179,36 @@ def time_ordered(n_interactions: int, *, seed: int, start: datetime, rate_per_s:
         carry = pool[cut:]
 
 
+@dataclass(frozen=True, slots=True)
+class ReadyEvent:
+    """One event of a paced run, serialized before the run: when it is due (epoch seconds) and its message."""
+
+    due_s: float
+    key: str
+    value: bytes
+    disconnect: bool
+
+
+def ready_events(n_interactions: int, *, seed: int, rate_per_s: float) -> list[ReadyEvent]:
+    """`time_ordered`'s events, generated and serialized before the timed window, whose clock starts once
+    they are ready. Generating and encoding them while producing cost the harness about a third of its CPU
+    (docs/benchmarks.md), on the cores the workers under test run on; a load generator in front of a real
+    worker costs it nothing. The start is the time the first thousand interactions took, scaled to all of
+    them with half again as margin, plus 2 s; events that are late anyway go at once."""
+    started_s = time.monotonic()
+    sample = min(1_000, n_interactions)
+    _serialized(time_ordered(sample, seed=seed, start=datetime.now(UTC), rate_per_s=rate_per_s))
+    lead_s = 2.0 + 1.5 * (time.monotonic() - started_s) * n_interactions / sample
+    start = datetime.now(UTC) + timedelta(seconds=lead_s)
+    return _serialized(time_ordered(n_interactions, seed=seed, start=start, rate_per_s=rate_per_s))
+
+
+def _serialized(events: Iterator[Event]) -> list[ReadyEvent]:
+    return [ReadyEvent(_event_time(event).timestamp(), str(event["subject"]),
+                       json.dumps(event, separators=(",", ":")).encode(), event["type"] == "interaction.disconnected")
+            for event in events]
+
+
 def _event_time(event: Event) -> datetime:
     return datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
 
@@ -234,6 +264,25 @@ class Producing:
                 self.producer.poll(0)
                 time.sleep(delay_s)
             self.send(event)
+
+    def paced_ready(self, events: Sequence[ReadyEvent]) -> None:
+        """`paced` for events serialized beforehand: the timed window only sends them."""
+        produce, poll, disconnects = self.producer.produce, self.producer.poll, self.disconnect_produced_s
+        for event in events:
+            delay_s = event.due_s - time.time()
+            if delay_s > 0.002:
+                poll(0)
+                time.sleep(delay_s)
+            while True:
+                try:
+                    produce(self.topic, key=event.key, value=event.value)
+                    break
+                except BufferError:
+                    poll(0.05)
+            if event.disconnect:
+                disconnects[event.key] = time.time()
+            self.count += 1
+            poll(0)
 
     def flush(self) -> None:
         if self.producer.flush(60) != 0:
@@ -507,7 +556,6 @@ def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tup
     """`split`: fold and sync as two worker processes; otherwise one `ilog worker all`.
     `salesforce_round_trip_s`: every Salesforce request waits this long before it is applied."""
     n_interactions = round(rate_per_s * seconds)
-    harness_cpu_s = _own_cpu_s()
     watch: list[DisconnectWatch] = []
     options = _RunOptions(name, targets, {"edit_window_seconds": 120.0,
                                           "salesforce_budget_per_minute": LATENCY_SALESFORCE_BUDGET_PER_MINUTE,
@@ -526,9 +574,11 @@ def _latency_scenario(name: str, rate_per_s: float, seconds: float, targets: tup
         run = start_run(options, on_emulators=on_emulators)
     try:
         producing = Producing(run.settings)
-        start = datetime.now(UTC) + timedelta(seconds=1)
-        started_s = time.monotonic()
-        producing.paced(time_ordered(n_interactions, seed=43, start=start, rate_per_s=rate_per_s))
+        events = ready_events(n_interactions, seed=43, rate_per_s=rate_per_s)
+        harness_cpu_s = _own_cpu_s()  # from here on: generating the events is not the harness's load
+        started_s = time.monotonic() + max(0.0, events[0].due_s - time.time()) if events else time.monotonic()
+        producing.paced_ready(events)
+        del events
         producing.flush()
         produce_s = time.monotonic() - started_s
         produced = producing.disconnect_produced_s
