@@ -136,3 +136,46 @@ def test_dead_letter_headers_name_target_code_and_origin_and_cut_note_text() -> 
 
 def test_redact_leaves_messages_without_note_text_alone() -> None:
     assert "Subject: too long" == redact("Subject: too long", snap("a", 1, "created", notes="hello there"))
+
+
+_TRIGGERS = ["created", "state_changed", "opened", "updated", "finalized"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_putting_coalesced_entries_queues_what_putting_one_work_per_entry_queues(seed: int) -> None:
+    """`put_entries` (the consumer loop's path, no `Work` per entry) against `put_many` of one work per entry:
+    the same waiting works (version, strongest trigger, records, wait time) and the same unwanted records,
+    over batches with new, merging, taken-and-finished and unwanted interactions."""
+    import random
+
+    rng = random.Random(seed)
+    wants = lambda snapshot: snapshot.trigger != Trigger.UPDATED or snapshot.version % 3 == 0  # noqa: E731
+    by_entries, by_works = WorkQueue(wants), WorkQueue(wants)
+    versions: dict[str, int] = {}
+    offset = 0
+    for batch in range(8):
+        records: list[SyncRecord] = []
+        for _ in range(rng.randint(1, 12)):
+            interaction_id = f"c-{rng.randint(1, 6)}"
+            versions[interaction_id] = versions.get(interaction_id, 0) + 1
+            offset += 1
+            records.append(record(snap(interaction_id, versions[interaction_id], rng.choice(_TRIGGERS)), offset))
+        entries = coalesce(records)
+        positions: dict[str, list[tuple[str, int, int]]] = {}
+        for r in records:
+            assert r.snapshot is not None
+            positions.setdefault(r.snapshot.interaction_id, []).append((r.topic, r.partition, r.offset))
+        unwanted_entries = by_entries.put_entries(entries, positions, float(batch))
+        unwanted_works = by_works.put_many(
+            [Work(entry, list(positions[entry.interaction_id]), float(batch)) for entry in entries])
+        assert unwanted_entries == [work.positions for work in unwanted_works]
+        if rng.random() < 0.4:  # a target takes and finishes some
+            for queue in (by_entries, by_works):
+                for work in queue.take(2):
+                    queue.finish(work, done=True)
+
+    def waiting(queue: WorkQueue) -> list[tuple[str, int, Trigger, list[tuple[str, int, int]], float]]:
+        return [(w.interaction_id, w.entry.version, w.entry.snapshot.trigger, w.positions, w.queued_at_s)
+                for w in queue.take(100)]
+
+    assert waiting(by_works) == waiting(by_entries)

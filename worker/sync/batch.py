@@ -8,7 +8,7 @@ later notes edit coalesced away.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
@@ -19,9 +19,11 @@ from worker.core.batch import stronger
 _MESSAGE_CHARS = 500
 
 
-@dataclass(frozen=True)
-class SyncRecord:
-    """One consumed upsert; `snapshot` is None when it did not decode (`error` says why)."""
+class SyncRecord(NamedTuple):
+    """One consumed upsert; `snapshot` is None when it did not decode (`error` says why).
+
+    A NamedTuple: one per consumed message (and one more per coalesced entry), built in a single
+    `tuple.__new__` where a frozen dataclass pays an `object.__setattr__` per field."""
 
     topic: str
     partition: int

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schemas.common import Trigger
@@ -79,6 +79,18 @@ def absorb(older: Work, newer: Work) -> Work:
     return older
 
 
+def absorb_entry(older: Work, entry: Pending, positions: Sequence[Position], queued_s: float) -> Work:
+    """`absorb(older, Work(entry, positions, queued_s))` without building the newer work."""
+    strongest = stronger(older.trigger or older.base.trigger, entry.trigger)
+    if entry.version >= older.base.version:
+        older.base = entry
+    older.trigger = None if strongest == older.base.trigger else strongest
+    older.positions.extend(positions)
+    if queued_s < older.queued_at_s:
+        older.queued_at_s = queued_s
+    return older
+
+
 class WorkQueue:
     """Thread-safe; `changed` wakes the target's thread when work arrives or the queue is closing."""
 
@@ -115,6 +127,33 @@ class WorkQueue:
                 else:
                     unwanted.append(work)
             if len(unwanted) < len(works):
+                self.changed.notify_all()
+        return unwanted
+
+    def put_entries(self, entries: Sequence[Pending], positions: Mapping[str, list[Position]],
+                    queued_s: float) -> list[list[Position]]:
+        """`put_many` for the consumer loop's coalesced batch, without a `Work` per entry and target: an
+        entry merges into the interaction's waiting work (`absorb_entry`), or becomes a new work when the
+        target wants it; the positions of the entries the target does not want are returned (done at once).
+        `positions[interaction_id]` are the records each entry answers for; the lists are not kept."""
+        unwanted: list[list[Position]] = []
+        queued = False
+        with self.changed:
+            waiting_now = self._waiting
+            wants = self._wants
+            for entry in entries:
+                interaction_id = entry.interaction_id
+                answers_for = positions[interaction_id]
+                waiting = waiting_now.get(interaction_id)
+                if waiting is not None:
+                    absorb_entry(waiting, entry, answers_for, queued_s)
+                    queued = True
+                elif wants(entry.snapshot):
+                    waiting_now[interaction_id] = Work(entry, list(answers_for), queued_s)
+                    queued = True
+                else:
+                    unwanted.append(answers_for)
+            if queued:
                 self.changed.notify_all()
         return unwanted
 

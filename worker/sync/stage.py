@@ -42,7 +42,6 @@ from worker.store.sync_state import SyncStateStore
 from worker.sync.batch import Pending, SyncRecord, coalesce, decode_snapshot, redact
 from worker.sync.epoch import AbsenceRule
 from worker.sync.offsets import OffsetLedger, Position
-from worker.sync.queue import Work
 from worker.sync.target_runner import TargetRunner
 
 log = structlog.get_logger("ilog.sync")
@@ -218,9 +217,8 @@ class SyncStage:
         entries = coalesce(records)
         queued_s = time.monotonic()
         for runner in self.runners:
-            works = [Work(entry, list(positions[entry.interaction_id]), queued_s) for entry in entries]
-            for unwanted in runner.queue.put_many(works):
-                self.ledger.done(unwanted.positions)
+            for unwanted in runner.queue.put_entries(entries, positions, queued_s):
+                self.ledger.done(unwanted)
         if not self.keeps_models():
             for entry in entries:  # every target has seen the model it wants to: from here the bytes wait
                 entry.release()
