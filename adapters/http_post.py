@@ -10,7 +10,7 @@ does the exchange in C with the lock released: about a quarter of urllib3's CPU 
 What stays as with a requests session: the CA bundle (`ILOG_WEBHOOK_CA_BUNDLE`, else `REQUESTS_CA_BUNDLE`
 or `CURL_CA_BUNDLE`, else certifi's, as requests chooses), the proxy the environment names for the URL
 (read once, as requests reads it; libcurl is told that proxy or none, it reads no environment itself).
-`timeout_s` bounds the connect; twice that bounds the whole exchange (connect, then send and read).
+`timeout_s` is the longest one post may take, connect, send and answer together.
 Redirects are not followed (a signed post is not sent elsewhere), no `Expect: 100-continue` (one round
 trip per post), and nothing is retried here: the sync loop owns retries. libcurl itself may send a post
 again on a fresh connection when a kept-alive one turned out closed by the receiver before anything came
@@ -111,7 +111,7 @@ class Poster:
             timeout_ms = max(1, round(self.timeout_s * 1000))
             handle.setopt(pycurl.NOSIGNAL, 1)  # timeouts without SIGALRM: the handle is used off the main thread
             handle.setopt(pycurl.CONNECTTIMEOUT_MS, timeout_ms)
-            handle.setopt(pycurl.TIMEOUT_MS, 2 * timeout_ms)  # connect, then send and read: each at most timeout_s
+            handle.setopt(pycurl.TIMEOUT_MS, timeout_ms)  # the whole post: connect, send, answer
             handle.setopt(pycurl.FOLLOWLOCATION, 0)
             handle.setopt(pycurl.CAINFO, self._ca_certs)
             handle.setopt(pycurl.PROXY, self._proxy)  # "": no proxy (libcurl would read the environment itself)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
@@ -238,3 +239,26 @@ def test_a_closed_poster_sends_nothing() -> None:
     poster.close()
     with pytest.raises(TargetUnavailableError):
         poster.post("http://127.0.0.1:9/hook", data=b"{}", headers={})
+
+
+def _trickle(connection: socket.socket) -> None:
+    """Reads the request, then answers one byte every 0.1 s: each read is quick, the answer takes seconds."""
+    connection.recv(65536)
+    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}":
+        try:
+            connection.sendall(bytes([byte]))
+        except OSError:
+            return
+        threading.Event().wait(0.1)
+
+
+def test_the_timeout_bounds_the_whole_post_not_each_read() -> None:
+    port = next(server := _server(_trickle))
+    started_s = time.monotonic()
+    try:
+        error = _failure(f"http://127.0.0.1:{port}/hook", timeout_s=0.5)
+    finally:
+        server.close()
+    assert isinstance(error, RetryableSyncError)
+    assert (True, "timeout") == (error.uncertain, str(error).split(":")[0])
+    assert time.monotonic() - started_s < 2.0  # the answer would have taken ~4 s
