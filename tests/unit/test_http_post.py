@@ -220,9 +220,10 @@ def test_tls_verifies_against_the_private_ca_given_and_refuses_an_unknown_one(tm
 def test_the_proxy_the_environment_names_carries_the_post(monkeypatch: pytest.MonkeyPatch) -> None:
     proxy = _KeepAlive()
     port = next(server := _server(proxy))
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    for name in ("HTTP_PROXY", "http_proxy"):  # the lowercase one wins where both are set
+        monkeypatch.setenv(name, f"http://127.0.0.1:{port}")
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
     url = "http://receiver.example/hook"
     poster = Poster(url, None, 2.0)
     try:
