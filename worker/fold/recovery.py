@@ -35,7 +35,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import TypeVar
 
 import structlog
@@ -151,7 +150,7 @@ class StateRestorer:
             message = latest.get(interaction_id)
             found = None if message is None else _restored_write(partition, interaction_id, message, now_ms)
             if found is not None and found.state.version > version:
-                writes.append(replace(found, expected_version=version))
+                writes.append(found._replace(expected_version=version))
         fenced = set(self.store.write(writes).fenced_out) if writes else set()
         return [w.interaction_id for w in writes if w.interaction_id not in fenced]
 
