@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import pytest
@@ -25,6 +26,14 @@ def _limit_upserts_topic(settings: Settings) -> None:
         ConfigEntry("max.message.bytes", str(TOPIC_LIMIT_BYTES), incremental_operation=AlterConfigOpType.SET)])
     for future in admin.incremental_alter_configs([resource]).values():
         future.result(timeout=30)
+    deadline = time.monotonic() + 30  # the broker applies it from its metadata: wait until it says so
+    while time.monotonic() < deadline:
+        described = admin.describe_configs([ConfigResource("topic", settings.upserts_topic)])
+        [entries] = [future.result(timeout=30) for future in described.values()]
+        if entries["max.message.bytes"].value == str(TOPIC_LIMIT_BYTES):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the topic's max.message.bytes did not change within 30 s")
 
 
 def _counting(tracker: DeliveryTracker) -> list[KafkaError | None]:
