@@ -11,6 +11,7 @@ mod resp;
 mod state;
 mod snapshot;
 mod fold;
+mod from_state;
 
 /// Runs a compiled function's body; a panic (a bug here, never expected) becomes `None` like any input the
 /// body does not handle, so the caller runs the Python specification and the event is folded all the same,
@@ -36,5 +37,6 @@ fn ilog_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     state::register(m)?;
     snapshot::register(m)?;
     fold::register(m)?;
+    from_state::register(m)?;
     Ok(())
 }

@@ -19,23 +19,29 @@ use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use crate::json::{py_i64, to_bytes, Out};
 
 /// `MAX_FIELD_CHARS` of `schemas.common`: a derived subject longer than this is cut, ending in `…`.
-const MAX_SUBJECT_CHARS: usize = 255;
+pub(crate) const MAX_SUBJECT_CHARS: usize = 255;
 /// Microseconds a float holds exactly: up to here `(us as f64) / 1e6` is Python's `us / 1_000_000`.
 const EXACT_FLOAT_US: i128 = 1 << 53;
 
 /// The enum members and name types of `schemas.common` the rules compare with, read once.
-struct Known {
+pub(crate) struct Known {
     /// (member, noun of the derived subject, "with" rather than "to" when outbound) per `Media` member.
-    media: Vec<(Py<PyAny>, &'static str, bool)>,
+    pub(crate) media: Vec<(Py<PyAny>, &'static str, bool)>,
+    /// (value, noun, "with") per `Media` member: the same as `media`, by the value a stored document holds.
+    pub(crate) media_values: Vec<(&'static str, &'static str, bool)>,
     inbound: Py<PyAny>,
     outbound: Py<PyAny>,
     name_types: Vec<String>,
     zendesk_name_types: Vec<String>,
+    /// `Customer`'s fields in declaration order (the snapshot writes each, null when unset).
+    pub(crate) customer_fields: Vec<String>,
+    /// `ConnectedData`'s fields: a stored document's connect data has these keys, or some of them.
+    pub(crate) connect_fields: Vec<String>,
 }
 
 static KNOWN: GILOnceCell<Known> = GILOnceCell::new();
 
-fn known(py: Python<'_>) -> Out<&'static Known> {
+pub(crate) fn known(py: Python<'_>) -> Out<&'static Known> {
     KNOWN.get_or_try_init(py, || load_known(py)).ok()
 }
 
@@ -44,6 +50,7 @@ fn load_known(py: Python<'_>) -> PyResult<Known> {
     let media_enum = common.getattr("Media")?;
     let direction_enum = common.getattr("Direction")?;
     let mut media = Vec::with_capacity(5);
+    let mut media_values = Vec::with_capacity(5);
     // `_MEDIA_NOUN` and the "with" media of `worker.core.snapshot._subject`.
     for (attribute, value, noun, with) in [
         ("VOICE", "voice", "call", false),
@@ -57,6 +64,7 @@ fn load_known(py: Python<'_>) -> PyResult<Known> {
             return Err(pyo3::exceptions::PyValueError::new_err("Media changed"));
         }
         media.push((member.unbind(), noun, with));
+        media_values.push((value, noun, with));
     }
     let inbound = direction_enum.getattr("INBOUND")?;
     let outbound = direction_enum.getattr("OUTBOUND")?;
@@ -65,10 +73,13 @@ fn load_known(py: Python<'_>) -> PyResult<Known> {
     }
     Ok(Known {
         media,
+        media_values,
         inbound: inbound.unbind(),
         outbound: outbound.unbind(),
         name_types: string_set(&common.getattr("NAME_TYPES")?)?,
         zendesk_name_types: string_set(&common.getattr("ZENDESK_NAME_TYPES")?)?,
+        customer_fields: string_set(&common.getattr("Customer")?.getattr("model_fields")?)?,
+        connect_fields: string_set(&py.import("schemas.events")?.getattr("ConnectedData")?.getattr("model_fields")?)?,
     })
 }
 
@@ -77,7 +88,7 @@ fn string_set(set: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
 }
 
 /// `is_name_type(system, record_type)`: ASCII only, where lowercasing is `str.lower()`.
-fn is_name_type(known: &Known, system: &str, record_type: &str) -> Out<bool> {
+pub(crate) fn is_name_type(known: &Known, system: &str, record_type: &str) -> Out<bool> {
     if !system.is_ascii() || !record_type.is_ascii() {
         return None;
     }
@@ -119,7 +130,7 @@ fn py_str<'a>(value: &'a Bound<'_, PyAny>) -> Out<&'a str> {
 /// `json::write_str`: `\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, other control characters as `\u00xx`,
 /// nothing else escaped. Most text needs no escaping: that is checked eight bytes at a time, and the text then
 /// copied at once.
-fn write_text(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_text(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
@@ -163,7 +174,7 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// True when one of the eight bytes is below 0x20, `"` or `\` (exact for the word as a whole: a borrow only
 /// carries past a byte that is itself a match).
-fn needs_escape(word: u64) -> bool {
+pub(crate) fn needs_escape(word: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let quote = word ^ (ONES * u64::from(b'"'));
@@ -183,7 +194,7 @@ fn write_text_py(out: &mut Vec<u8>, value: &Bound<'_, PyAny>) -> Out {
 }
 
 /// `json::write_i64`.
-fn write_int(out: &mut Vec<u8>, value: i64) {
+pub(crate) fn write_int(out: &mut Vec<u8>, value: i64) {
     if value < 0 {
         out.push(b'-');
     }
@@ -209,7 +220,7 @@ fn push_digits(out: &mut Vec<u8>, n: u32, width: u32) {
 }
 
 /// `json::write_time_us`: `"YYYY-MM-DDTHH:MM:SS[.ffffff]Z"`; None outside the years 1–9999.
-fn write_time(out: &mut Vec<u8>, epoch_us: i64) -> Out {
+pub(crate) fn write_time(out: &mut Vec<u8>, epoch_us: i64) -> Out {
     let seconds = epoch_us.div_euclid(1_000_000);
     let micros = epoch_us.rem_euclid(1_000_000) as u32;
     let days = seconds.div_euclid(86_400);
@@ -320,7 +331,7 @@ impl<'py> Ref<'py> {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum State {
+pub(crate) enum State {
     Connected,
     Held,
     Disconnected,
@@ -328,18 +339,18 @@ enum State {
 
 /// `worker.core.snapshot.Timeline` after `timeline(transitions)`; spans in µs, summed without overflow.
 #[derive(Default)]
-struct Timeline {
-    state: Option<State>,
-    connected_us: Option<i64>,
-    disconnected_us: Option<i64>,
-    hold_us: i128,
-    hold_count: i64,
-    ignored_reconnects: i64,
+pub(crate) struct Timeline {
+    pub(crate) state: Option<State>,
+    pub(crate) connected_us: Option<i64>,
+    pub(crate) disconnected_us: Option<i64>,
+    pub(crate) hold_us: i128,
+    pub(crate) hold_count: i64,
+    pub(crate) ignored_reconnects: i64,
     hold_start_us: Option<i64>,
 }
 
 impl Timeline {
-    fn step(&mut self, time_us: i64, kind: Kind) {
+    pub(crate) fn step(&mut self, time_us: i64, kind: Kind) {
         match kind {
             Kind::Connected => {
                 if self.connected_us.is_none() {
@@ -372,14 +383,14 @@ impl Timeline {
         }
     }
 
-    fn duration_us(&self) -> Option<i128> {
+    pub(crate) fn duration_us(&self) -> Option<i128> {
         Some((i128::from(self.disconnected_us?) - i128::from(self.connected_us?)).max(0))
     }
 }
 
 /// A transition's kind: `C` connected, `H` held, `R` resumed, `D` disconnected; any other `str` changes nothing.
 #[derive(Clone, Copy, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     Connected,
     Held,
     Resumed,
@@ -388,11 +399,11 @@ enum Kind {
 }
 
 /// (time_us, sequence, arrival, kind) of one stored `Transition`.
-struct Step {
-    time_us: i64,
-    sequence: i64,
-    arrival: i64,
-    kind: Kind,
+pub(crate) struct Step {
+    pub(crate) time_us: i64,
+    pub(crate) sequence: i64,
+    pub(crate) arrival: i64,
+    pub(crate) kind: Kind,
 }
 
 fn step_of(transition: &Bound<'_, PyAny>) -> Out<Step> {
@@ -419,6 +430,11 @@ fn walk(transitions: &Bound<'_, PyTuple>) -> Out<Timeline> {
     for transition in transitions.iter() {
         steps.push(step_of(&transition)?);
     }
+    Some(walk_steps(steps))
+}
+
+/// The walk of `walk`, over the transitions read.
+pub(crate) fn walk_steps(mut steps: Vec<Step>) -> Timeline {
     let mut last = -1;
     let mut in_order = true;
     let mut numbered = true;
@@ -443,18 +459,18 @@ fn walk(transitions: &Bound<'_, PyTuple>) -> Out<Timeline> {
         }
         walked.step(step.time_us, step.kind);
     }
-    Some(walked)
+    walked
 }
 
 /// Python's `round(us / 1_000_000)`: the quotient as the nearest float, rounded half to even.
-fn round_seconds(us: i128) -> Out<i64> {
+pub(crate) fn round_seconds(us: i128) -> Out<i64> {
     if !(0..=EXACT_FLOAT_US).contains(&us) {
         return None;
     }
     Some(((us as f64) / 1e6).round_ties_even() as i64)
 }
 
-fn write_opt_time(out: &mut Vec<u8>, epoch_us: Option<i64>) -> Out {
+pub(crate) fn write_opt_time(out: &mut Vec<u8>, epoch_us: Option<i64>) -> Out {
     match epoch_us {
         None => out.extend_from_slice(b"null"),
         Some(epoch_us) => write_time(out, epoch_us)?,
@@ -548,7 +564,7 @@ fn write_attributes(out: &mut Vec<u8>, attributes: &Bound<'_, PyTuple>) -> Out {
 }
 
 /// The derived subject: "Inbound call from Ada Example", cut to 255 characters ending in `…`.
-fn write_bounded(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_bounded(out: &mut Vec<u8>, text: &str) {
     match text.char_indices().nth(MAX_SUBJECT_CHARS - 1) {
         Some((cut, _)) if text[cut..].chars().nth(1).is_some() => {
             let mut bounded = String::with_capacity(cut + 3);

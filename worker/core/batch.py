@@ -18,7 +18,7 @@ from schemas.events import trace_context
 from schemas.fast import AnyEvent
 from worker.core.bounds import ENCODE_ERRORS, SNAPSHOT_SLACK_BYTES, encoding_problem, future_time
 from worker.core.fold import Accepted, Duplicate, Rejected, compiled_fold, fold, trigger_for
-from worker.core.snapshot_json import EncodedSnapshot, snapshot_json
+from worker.core.snapshot_json import EncodedSnapshot, snapshot_json, snapshot_json_of
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import StateWrite, Stored
 
@@ -250,8 +250,8 @@ def _encode(log: InteractionLog, entry: _Touched, trigger: Trigger, max_snapshot
     """(the state's bytes when it changed, the snapshot), or None when either cannot go out."""
     try:
         document = log.to_bytes() if entry.changed else None
-        snap = EncodedSnapshot(log.interaction_id, log.version, trigger, log.finalized, snapshot_json(log, trigger),
-                               entry.traceparent)
+        payload = snapshot_json(log, trigger) if document is None else snapshot_json_of(log, document, trigger)
+        snap = EncodedSnapshot(log.interaction_id, log.version, trigger, log.finalized, payload, entry.traceparent)
     except ENCODE_ERRORS:
         return None
     if max_snapshot_bytes is not None:

@@ -42,6 +42,9 @@ class Core(Protocol):
     def snapshot_json(self, log: object, trigger: object) -> bytes | None:
         """`snapshot_json(log, trigger)` (`worker.core.snapshot_json`); `trigger` is a `Trigger` member."""
 
+    def snapshot_from_state(self, document: bytes, trigger: object = None) -> bytes | None:
+        """`snapshot_json(log, trigger)` read off `document`, the bytes `log.to_bytes()` gave."""
+
     def fold_setup(self, names: dict[str, object]) -> None:
         """The Python classes and constants the compiled fold builds its results from (`worker.core.fold`)."""
 

@@ -86,6 +86,18 @@ def snapshot_json(log: InteractionLog, trigger: Trigger | None = None) -> bytes:
         return snapshot(log, trigger).to_json_bytes()
 
 
+def snapshot_json_of(log: InteractionLog, document: bytes, trigger: Trigger) -> bytes:
+    """`snapshot_json(log, trigger)` where `document` is `log.to_bytes()`, just written: the compiled core
+    reads the facts off those bytes (`native/src/from_state.rs`), cheaper than off the log's objects, which
+    it and the Python use for what it leaves to them."""
+    core = native.CORE
+    if core is not None:
+        encoded = core.snapshot_from_state(document, trigger)
+        if encoded is not None:
+            return encoded
+    return snapshot_json(log, trigger)
+
+
 class _Parts:
     """The snapshot's members after the head as JSON, and the facts they were encoded from.
 
