@@ -16,8 +16,12 @@
 //! or escape, a version below 1, a media or direction this does not know, connect data with a field
 //! `ConnectedData` does not have, and everything `snapshot.rs` leaves to the Python.
 
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::json::{to_bytes, Out};
 use crate::snapshot::{
@@ -798,17 +802,72 @@ fn snapshot_from_state<'py>(
         None => None,
         Some(trigger) => Some(trigger.to_str().ok()?.as_bytes()),
     };
-    let out = crate::guarded(|| {
-        // a trigger is one of `Trigger`'s values, written as it stands: anything to escape goes to the Python
-        if trigger.is_some_and(|trigger| trigger.iter().any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')) {
-            return None;
-        }
-        write_json(known, document, trigger)
-    })?;
+    let out = crate::guarded(|| written(known, document, trigger))?;
     Some(to_bytes(py, &out))
+}
+
+/// `write_json`, with a trigger written as it stands: one that would need escaping goes to the Python.
+fn written(known: &Known, document: &[u8], trigger: Option<&[u8]>) -> Out<Vec<u8>> {
+    if trigger.is_some_and(|trigger| trigger.iter().any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')) {
+        return None;
+    }
+    write_json(known, document, trigger)
+}
+
+type Snapshots = Vec<Option<Vec<u8>>>;
+
+/// The snapshots of a batch's documents, written on a thread of their own while the caller goes on (the
+/// fold stage plans and lands other batches meanwhile); `wait` hands them over. The documents are copied
+/// when the job starts: nothing of Python's is read on the thread.
+#[pyclass(frozen, module = "ilog_native")]
+struct SnapshotJob {
+    count: usize,
+    thread: Mutex<Option<JoinHandle<Snapshots>>>,
+}
+
+#[pymethods]
+impl SnapshotJob {
+    /// The snapshots in the order of the documents: the bytes, or None where the caller writes it from the log.
+    /// Waits for the thread without holding the GIL; a job is waited for once.
+    fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let thread = self.thread.lock().ok().and_then(|mut slot| slot.take());
+        let Some(thread) = thread else {
+            return Err(PyRuntimeError::new_err("this snapshot job was waited for already"));
+        };
+        // a panic on the thread (a bug, never expected: each snapshot is guarded) leaves every one to the log
+        let snapshots = py.allow_threads(|| thread.join()).unwrap_or_else(|_| vec![None; self.count]);
+        let items = snapshots.iter().map(|snapshot| snapshot.as_deref().map(|out| to_bytes(py, out)));
+        PyList::new(py, items)
+    }
+}
+
+/// `snapshot_from_state(document, trigger)` of each `(document, trigger)` of `items` (a list of tuples), on a
+/// thread: the job to `wait` for.
+#[pyfunction]
+fn snapshots_from_states(py: Python<'_>, items: &Bound<'_, PyList>) -> PyResult<SnapshotJob> {
+    let mut work: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(items.len());
+    for item in items.iter() {
+        let (document, trigger): (Bound<'_, PyBytes>, Bound<'_, PyString>) = item.extract()?;
+        work.push((document.as_bytes().to_vec(), trigger.to_str()?.as_bytes().to_vec()));
+    }
+    let known = known(py);
+    let count = work.len();
+    let thread = std::thread::Builder::new()
+        .name("ilog-snapshots".into())
+        .spawn(move || match known {
+            None => vec![None; count],
+            Some(known) => work
+                .iter()
+                .map(|(document, trigger)| crate::guarded(|| written(known, document, Some(trigger))))
+                .collect(),
+        })
+        .map_err(|error| PyRuntimeError::new_err(format!("cannot start the snapshot thread: {error}")))?;
+    Ok(SnapshotJob { count, thread: Mutex::new(Some(thread)) })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(snapshot_from_state, m)?)?;
+    m.add_function(wrap_pyfunction!(snapshots_from_states, m)?)?;
+    m.add_class::<SnapshotJob>()?;
     Ok(())
 }

@@ -16,8 +16,16 @@ from schemas.common import Trigger
 from schemas.decode import Rejection
 from schemas.events import trace_context
 from schemas.fast import AnyEvent
-from worker.core.bounds import ENCODE_ERRORS, SNAPSHOT_SLACK_BYTES, encoding_problem, future_time
+from worker.core import native
+from worker.core.bounds import (
+    ENCODE_ERRORS,
+    SNAPSHOT_SLACK_BYTES,
+    encoding_problem,
+    future_time,
+    snapshot_surely_fits,
+)
 from worker.core.fold import Accepted, Duplicate, Rejected, compiled_fold, fold, trigger_for
+from worker.core.native import SnapshotJob
 from worker.core.snapshot_json import EncodedSnapshot, snapshot_json, snapshot_json_of
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import StateWrite, Stored
@@ -52,6 +60,14 @@ class Record(NamedTuple):
     timestamp_ms: int | None = None
 
 
+class DeferredSnapshots(NamedTuple):
+    """Snapshots of a plan being written on the compiled core's thread: their places in `BatchPlan.snapshots`
+    (whose payloads are empty until `settle_snapshots`), with the log and trigger each is of."""
+
+    job: SnapshotJob
+    entries: list[tuple[int, InteractionLog, Trigger]]
+
+
 @dataclass
 class BatchPlan:
     writes: list[StateWrite] = field(default_factory=list)
@@ -60,6 +76,27 @@ class BatchPlan:
     accepted: dict[Trigger, int] = field(default_factory=dict)
     duplicates: int = 0
     max_event_time: dict[int, datetime] = field(default_factory=dict)  # partition → newest event time
+    deferred: DeferredSnapshots | None = None
+    """With `defer_snapshots`: the snapshots still being written; `settle_snapshots` before reading payloads."""
+
+
+DEFER_AT_LEAST = 64
+"""Fewer snapshots than this in a batch (a live stage's short batches) are written at once: a thread is not
+worth it."""
+
+
+def settle_snapshots(plan: BatchPlan) -> BatchPlan:
+    """Put the snapshots written on the compiled core's thread into `plan.snapshots` (waiting for them if need
+    be); one the thread left to the log is written from it here. Returns the plan; a no-op once settled."""
+    deferred = plan.deferred
+    if deferred is None:
+        return plan
+    plan.deferred = None
+    snapshots = plan.snapshots
+    for (index, log, trigger), payload in zip(deferred.entries, deferred.job.wait(), strict=True):
+        partition, snap = snapshots[index]
+        snapshots[index] = (partition, snap._replace(payload=payload or snapshot_json(log, trigger)))
+    return plan
 
 
 @dataclass(slots=True)
@@ -96,6 +133,7 @@ class _Limits:
     max_skew_ms: int | None
     max_snapshot_bytes: int | None
     message_clock: bool
+    defer_snapshots: bool = False
 
 
 def plan_batch(
@@ -109,6 +147,7 @@ def plan_batch(
     max_skew_ms: int | None = None,
     max_snapshot_bytes: int | None = None,
     message_clock: bool = False,
+    defer_snapshots: bool = False,
 ) -> BatchPlan:
     """Fold every record in arrival order into the loaded states and say what to persist and emit.
 
@@ -122,8 +161,14 @@ def plan_batch(
     batch is planned again with those interactions checked after each event: the event that
     breaks the encoding is rejected (`too_large`, or `invalid` when it cannot be encoded at all) and
     the rest applies, so nothing is half-written. The common case pays one encoding per change.
+
+    With `defer_snapshots` and the compiled core in use, the snapshots of changed interactions are written
+    from their stored documents on the core's thread while the caller goes on (the fold stage lands the batch
+    before this one meanwhile), when the document is small enough that its snapshot surely fits
+    (`snapshot_surely_fits`): their payloads are empty until `settle_snapshots(plan)`.
     """
-    limits = _Limits(edit_window_s, applied_ids_kept, now_ms, max_skew_ms, max_snapshot_bytes, message_clock)
+    limits = _Limits(edit_window_s, applied_ids_kept, now_ms, max_skew_ms, max_snapshot_bytes, message_clock,
+                     defer_snapshots)
     plan, unencodable = _plan(records, loaded, limits, ttl, frozenset())
     if unencodable:
         plan, _ = _plan(records, loaded, limits, ttl, frozenset(unencodable))
@@ -227,35 +272,63 @@ def _plan_writes(
     unencodable: list[str] = []
     writes, snapshots, now_ms = plan.writes, plan.snapshots, limits.now_ms
     max_snapshot_bytes = limits.max_snapshot_bytes
+    later: list[tuple[int, InteractionLog, Trigger, bytes]] = []  # snapshots read off their documents below
     for interaction_id, entry in touched.items():
         log = states.get(interaction_id)
         if not isinstance(log, InteractionLog) or entry.trigger is None:
             continue  # a duplicate against a tombstone changes and emits nothing
-        encoded = _encode(log, entry, entry.trigger, max_snapshot_bytes)
-        if encoded is None:
+        trigger = entry.trigger
+        try:
+            document = log.to_bytes() if entry.changed else None
+        except ENCODE_ERRORS:
             unencodable.append(interaction_id)
             continue
-        document, snap = encoded
+        if document is not None and snapshot_surely_fits(document, max_snapshot_bytes):  # and so does the document
+            later.append((len(snapshots), log, trigger, document))
+            payload = b""
+        else:
+            encoded = _encoded_snapshot(log, trigger, document, max_snapshot_bytes)
+            if encoded is None:
+                unencodable.append(interaction_id)
+                continue
+            payload = encoded
         if entry.changed:
             deadline_ms = log.edit_deadline_ms
             deadline = (entry.partition, deadline_ms) if deadline_ms is not None and not log.finalized else None
             writes.append(StateWrite(interaction_id, entry.stored_version, log, ttl.ttl_for(deadline_ms, now_ms),
                                      deadline, None, document))
-        snapshots.append((entry.partition, snap))
+        snapshots.append((entry.partition, EncodedSnapshot(log.interaction_id, log.version, trigger, log.finalized,
+                                                           payload, entry.traceparent)))
+    if later:
+        _read_off_documents(plan, later, limits.defer_snapshots)
     return unencodable
 
 
-def _encode(log: InteractionLog, entry: _Touched, trigger: Trigger, max_snapshot_bytes: int | None,
-            ) -> tuple[bytes | None, EncodedSnapshot] | None:
-    """(the state's bytes when it changed, the snapshot), or None when either cannot go out."""
+def _encoded_snapshot(log: InteractionLog, trigger: Trigger, document: bytes | None, max_snapshot_bytes: int | None,
+                      ) -> bytes | None:
+    """The snapshot written now (off `document`, the state's bytes, when the state changed), or None when it or
+    the document cannot go out."""
     try:
-        document = log.to_bytes() if entry.changed else None
         payload = snapshot_json(log, trigger) if document is None else snapshot_json_of(log, document, trigger)
-        snap = EncodedSnapshot(log.interaction_id, log.version, trigger, log.finalized, payload, entry.traceparent)
     except ENCODE_ERRORS:
         return None
     if max_snapshot_bytes is not None:
-        largest = max(len(snap.payload), len(document) if document is not None else 0)
+        largest = max(len(payload), len(document) if document is not None else 0)
         if largest + SNAPSHOT_SLACK_BYTES > max_snapshot_bytes:
             return None
-    return document, snap
+    return payload
+
+
+def _read_off_documents(plan: BatchPlan, later: list[tuple[int, InteractionLog, Trigger, bytes]],
+                        defer: bool) -> None:
+    """The snapshots of changed logs whose documents surely fit, read off the documents: on the compiled core's
+    thread when deferring a batch of at least `DEFER_AT_LEAST`, else here."""
+    core = native.CORE
+    if defer and core is not None and len(later) >= DEFER_AT_LEAST:
+        job = core.snapshots_from_states([(document, trigger.value) for _index, _log, trigger, document in later])
+        plan.deferred = DeferredSnapshots(job, [(index, log, trigger) for index, log, trigger, _document in later])
+        return
+    snapshots = plan.snapshots
+    for index, log, trigger, document in later:
+        partition, snap = snapshots[index]
+        snapshots[index] = (partition, snap._replace(payload=snapshot_json_of(log, document, trigger)))

@@ -20,6 +20,17 @@ ENCODE_ERRORS = (TypeError, ValueError, OverflowError)
 ValidationError a ValueError)."""
 SNAPSHOT_SLACK_BYTES = 64
 """Room kept under the snapshot bound: the same log finalized, or at a longer version, is a few bytes longer."""
+SNAPSHOT_OVER_STATE_BYTES = 4096
+"""A log's snapshot is at most twice its stored document and this many bytes: every text of the snapshot is a
+copy of one in the document (the notes at most twice, as notes and wrap-up note; a viewed record at most twice,
+as a candidate and as the chosen one), but for the fixed keys and times (under 1 KB) and a derived subject (255
+characters, each at most 6 bytes escaped). `tests/unit/test_bounds_fold.py` checks it over drawn histories."""
+
+
+def snapshot_surely_fits(document: bytes, max_snapshot_bytes: int | None) -> bool:
+    """Whether the snapshot of the log stored as `document` fits `max_snapshot_bytes` without writing it."""
+    return max_snapshot_bytes is None or \
+        2 * len(document) + SNAPSHOT_OVER_STATE_BYTES + SNAPSHOT_SLACK_BYTES <= max_snapshot_bytes
 
 
 def future_time(event: AnyEvent, now_ms: int, max_skew_ms: int, *, clock: str = "the worker's clock",

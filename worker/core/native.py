@@ -19,9 +19,16 @@ from contextlib import contextmanager
 from importlib import import_module
 from typing import Protocol, cast
 
-__all__ = ["CORE", "Core", "installed", "python_only", "use_native_core"]
+__all__ = ["CORE", "Core", "SnapshotJob", "installed", "python_only", "use_native_core"]
 
 _FALSE = ("false", "0", "no", "off")
+
+
+class SnapshotJob(Protocol):
+    """Snapshots being written on a thread of the compiled core (`Core.snapshots_from_states`)."""
+
+    def wait(self) -> list[bytes | None]:
+        """The snapshots in the order of the documents; None where the caller writes it from the log."""
 
 
 class Core(Protocol):
@@ -44,6 +51,9 @@ class Core(Protocol):
 
     def snapshot_from_state(self, document: bytes, trigger: object = None) -> bytes | None:
         """`snapshot_json(log, trigger)` read off `document`, the bytes `log.to_bytes()` gave."""
+
+    def snapshots_from_states(self, items: list[tuple[bytes, str]]) -> SnapshotJob:
+        """`snapshot_from_state(document, trigger)` of each (document, trigger), on a thread of its own."""
 
     def fold_setup(self, names: dict[str, object]) -> None:
         """The Python classes and constants the compiled fold builds its results from (`worker.core.fold`)."""

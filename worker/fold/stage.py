@@ -51,7 +51,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from schemas.decode import Rejection
-from worker.core.batch import BatchPlan, Record, TtlPolicy, plan_batch, record_trace
+from worker.core.batch import BatchPlan, Record, TtlPolicy, plan_batch, record_trace, settle_snapshots
 from worker.core.snapshot_json import EncodedSnapshot
 from worker.core.writes import StateWrite, Stored
 from worker.errors import DeliveryError, IlogError, KafkaClientError, StateLostError, StoreError, StoreUnavailableError
@@ -373,6 +373,7 @@ class FoldStage:
             applied_ids_kept=self.settings.applied_ids_kept, ttl=self.ttl, now_ms=now_ms,
             max_skew_ms=int(self.settings.max_clock_skew_seconds * 1000),
             max_snapshot_bytes=self.settings.max_snapshot_bytes, message_clock=not self.options.follow_wall_clock,
+            defer_snapshots=True,  # written on the compiled core's thread while the batch before lands
         )
         return Planned(records, partition_of, loaded, plan, now_ms)
 
@@ -443,7 +444,7 @@ class FoldStage:
                 write = self._write_here(planned)
             partition_of, plan = planned.partition_of, planned.plan
             fenced = set(self._write_through(plan.writes, partition_of.__getitem__, planned.now_ms, write))
-            _merge_plan(combined, plan, fenced, first=attempt == 0)
+            _merge_plan(combined, settle_snapshots(plan), fenced, first=attempt == 0)  # payloads from the thread
             self._record_unchanged(planned.loaded, {w.interaction_id for w in plan.writes}, partition_of,
                                    planned.now_ms)
             if not fenced:
