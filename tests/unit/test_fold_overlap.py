@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from worker.core.fold import fold
 from worker.core.state import InteractionLog
 from worker.core.writes import StateWrite
 from worker.errors import StoreError, StoreUnavailableError
+from worker.fold import stage as stage_module
 from worker.fold.stage import FoldStage
 from worker.runtime.settings import Settings
 from worker.store.memory import MemoryStore
@@ -198,3 +199,29 @@ def test_a_revoke_lands_the_batch_in_flight_and_stores_its_offsets_before_the_pa
     assert [[(EVENTS, 0, 2)]] == _stored_offsets(calls)
     assert ("commit", None) == calls[-1]
     assert 1 == store.states["c1"][0]
+
+
+def test_a_full_batchs_snapshots_are_written_on_the_thread_and_produced_when_it_lands(
+    overlap: tuple[FoldStage, InFlightStore, FakeProducer, Calls], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stage, _store, producer, _calls = overlap
+    monkeypatch.setattr("worker.core.batch.DEFER_AT_LEAST", 1)  # two snapshots a batch are enough here
+    deferred: list[tuple[list[int], bool]] = []
+    recorded: Callable[..., BatchPlan] = stage_module.__dict__["plan_batch"]  # the fixture's: calls the real one
+
+    def plan_batch(records: Sequence[Record], *args: Any, **kwargs: Any) -> BatchPlan:
+        plan = recorded(records, *args, **kwargs)
+        deferred.append(([r.offset for r in records], plan.deferred is not None))
+        return plan
+
+    monkeypatch.setattr(stage_module, "plan_batch", plan_batch)
+    stage.step()
+    stage.step()
+    stage.step()
+    assert [([0, 1], True), ([2, 3], True)] == deferred  # full batches: their snapshots on the thread
+    assert [("c1", 1, "connected"), ("c2", 1, "connected"), ("c1", 2, "held"), ("c2", 2, "held")] == _upserts(producer)
+    short = [json_message(EVENTS, 0, 4, event("interaction.resumed", "c1", 3, T0))]
+    stage.consumer.batches.append(short)  # type: ignore[attr-defined]
+    stage.step()  # a short batch (caught up) lands at once: written here
+    assert ([4], False) == deferred[-1]
+    assert ("c1", 3, "connected") == _upserts(producer)[-1]

@@ -373,7 +373,9 @@ class FoldStage:
             applied_ids_kept=self.settings.applied_ids_kept, ttl=self.ttl, now_ms=now_ms,
             max_skew_ms=int(self.settings.max_clock_skew_seconds * 1000),
             max_snapshot_bytes=self.settings.max_snapshot_bytes, message_clock=not self.options.follow_wall_clock,
-            defer_snapshots=True,  # written on the compiled core's thread while the batch before lands
+            # a full batch is overlapped (it lands at the next step): its snapshots are written on the compiled
+            # core's thread meanwhile; a short one (the consumer caught up) lands at once, so they are written here
+            defer_snapshots=self.overlap and len(records) >= self.settings.batch_size,
         )
         return Planned(records, partition_of, loaded, plan, now_ms)
 
