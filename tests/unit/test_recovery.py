@@ -263,3 +263,39 @@ def test_a_restore_waits_for_a_broker_that_does_not_answer_instead_of_stopping_t
     assert [] == guard.call(lambda: store.write(_log_write("a"), [0]).fenced_out, lambda: [0])
     assert (0, {0}, {"a"}) == (consumer.away, store.marks, set(store.states))
     assert guard.waiter.status.not_ready_reason() is None
+
+
+def test_an_outage_or_a_lost_state_is_reported_before_the_guard_waits_or_restores() -> None:
+    store = FlakyStore(down=2)
+    store.mark([0])
+    guard = _guard(store, {})
+    outages: list[int] = []
+    guard.on_outage = lambda: outages.append(len(store.states))
+    assert [] == guard.call(lambda: store.write(_log_write("a"), [0]).fenced_out, lambda: [0])
+    assert [0, 0] == outages  # once per failed attempt, before the write that then went through
+    lost = MemoryStore()  # no marks: the state is lost (the group never committed: marked and run again)
+    guard = _guard(lost, {})
+    guard.on_outage = lambda: outages.append(-1)
+    assert [] == guard.call(lambda: lost.write(_log_write("b"), [0]).fenced_out, lambda: [0])
+    assert [0, 0, -1] == outages
+
+
+def test_after_a_redis_outage_the_stage_closes_windows_by_the_wall_clock_only_once_read_to_the_end() -> None:
+    from tests.fakes import FakeConsumer as StageConsumer
+    from tests.fakes import FakeProducer
+    from worker.fold.stage import FoldStage
+    from worker.runtime.settings import Settings
+
+    store = FlakyStore(down=1)
+    store.mark([0])
+    stage = FoldStage(Settings(_env_file=None, store_retry_max_seconds=0.01, broker_settle_seconds=0),
+                      store, StageConsumer([]), FakeProducer([]))  # type: ignore[arg-type]
+    stage.clocks.assign([0])
+    stage.clocks.reached_end(0, WALL_MS)
+    assert WALL_MS == stage.clocks.clock_ms(0, WALL_MS)  # at its end: the wall clock
+    stage.guard.call(lambda: store.write(_log_write("a"), [0]).fenced_out, lambda: [0])  # Redis down once
+    assert not stage.clocks.is_caught_up(0)
+    assert 0 == stage.clocks.clock_ms(0, WALL_MS)  # the event time (none read yet), not the wall clock
+    stage.clocks.fetched(WALL_MS)
+    stage.clocks.reached_end(0, WALL_MS)  # read to the end again
+    assert WALL_MS == stage.clocks.clock_ms(0, WALL_MS)

@@ -91,7 +91,8 @@ class PartitionClocks:
         return dict(self._eof_read)
 
     def suspend(self) -> None:
-        """The broker is unreachable or a fetch failed: nothing is known to be caught up any more."""
+        """The broker is unreachable, a fetch failed, or Redis was (the stage read nothing meanwhile): nothing is
+        known to be caught up any more."""
         self._suspended = True
         for partition in self._caught_up:
             self._caught_up[partition] = False

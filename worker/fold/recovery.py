@@ -222,6 +222,9 @@ class StoreGuard:
         self.events_topic = events_topic
         self.waiter = waiter
         self.on_restored: Callable[[list[int]], None] = lambda _partitions: None
+        # Redis unreachable or its state lost: the stage reads nothing meanwhile, so events pile up in Kafka and
+        # no partition is known to be at its end any more (the stage suspends its partition clocks)
+        self.on_outage: Callable[[], None] = lambda: None
         # before a restore reads the changelog: whatever the stage produced to it must be acknowledged
         self.before_restore: Callable[[], None] = lambda: None
 
@@ -235,6 +238,7 @@ class StoreGuard:
                     repair = None
                 result = work()
             except StoreUnavailableError as exc:
+                self.on_outage()
                 self.waiter.status.store_down(str(exc))
                 self.waiter.wait("redis", attempt, str(exc))
                 attempt += 1
@@ -244,6 +248,7 @@ class StoreGuard:
                 if lost_in_a_row > _LOST_IN_A_ROW:
                     raise StoreError(f"state of partitions {exc.partitions} lost again right after a restore") from exc
                 log.error("state store lost its state; restoring from the changelog", partitions=exc.partitions)
+                self.on_outage()
                 repair = exc.partitions
                 continue
             self.waiter.status.store_up()

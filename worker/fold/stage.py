@@ -156,6 +156,9 @@ class FoldStage:
                     if self.live and changelog_reader is not None else None)
         self.guard = StoreGuard(store, restorer, consumer, settings.events_topic, self.waiter)
         self.guard.on_restored = self._restored
+        # after a Redis outage or a restore, a window closes by the wall clock only once the consumer has read
+        # to the end again: an in-window edit produced meanwhile waits in Kafka (docs/design.md)
+        self.guard.on_outage = self.clocks.suspend
         self._restores = 0
         self.regressions = RegressionRepair(store, restorer, self.status.beat)
         self._trouble_seen = 0.0
