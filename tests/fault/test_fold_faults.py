@@ -336,8 +336,12 @@ def test_sigkill_after_finalizing_before_committing_reads_the_events_again_as_du
     worker.kill()
     # every window closed, no offset committed (rewound): the next worker reads every event again
     assert _rewind_group(fold_settings, timeout_s=30)
+    logged = (tmp_path / "worker.log").stat().st_size  # the next worker's lines come after these
     worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **instance)
     try:
+        # the next worker runs (on a slow machine its start-up takes seconds) and reads to the end itself
+        assert wait_for(lambda: b'"worker started"' in (tmp_path / "worker.log").read_bytes()[logged:],
+                        timeout_s=60), worker.log_text()[-3000:]
         assert wait_for(lambda: _consumed_to_end(fold_settings), timeout_s=60), worker.log_text()[-3000:]
         assert [] == _dead_letters(fold_settings)
         _assert_final_logs(_all_finalized(fold_settings, offline, timeout_s=30), offline)
