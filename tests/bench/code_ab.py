@@ -5,7 +5,8 @@
 Checks `--base` out into a temporary git worktree and runs one benchmark module (`tests.bench.<bench>`,
 default `stage_cpu`; `pure_parts` works too) from each tree in turn, A then B, `--rounds` times: each run a
 fresh process whose imports come from its own tree (the module is run with that tree as its working
-directory, which Python puts first on `sys.path`). Both use this virtualenv, so the compiled core
+directory, which Python puts first on `sys.path`), against one local stack (`ILOG_STACK_DIR`, else this
+checkout's `.stack`; started if it is not running). Both use this virtualenv, so the compiled core
 (`ilog_native`) is the installed one in both: an A/B of Rust code needs its own build. Prints each run's JSON
 line with `"side"` and `"round"` added, then one summary line: per side, the median and the range of every
 numeric figure. The worktree is removed at the end.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -28,9 +30,19 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _stack_env() -> dict[str, str]:
+    """The local stack both sides use: `ILOG_STACK_DIR` when set (a relative one from the working directory, as
+    `deploy/local/stack` reads it), else this checkout's; the broker's jars from this checkout's cache likewise.
+    Without it, the base's worktree would start a stack of its own in its `.stack` and leave it running when
+    the worktree is removed."""
+    paths = {"ILOG_STACK_DIR": REPO / ".stack", "ILOG_CACHE_DIR": REPO / ".cache"}
+    return {**os.environ, **{name: str(Path(os.environ.get(name, default)).resolve())
+                             for name, default in paths.items()}}
+
+
 def _run(tree: Path, bench: str, args: list[str]) -> dict[str, Any]:
     done = subprocess.run([sys.executable, "-m", f"tests.bench.{bench}", *args], cwd=tree, capture_output=True,
-                          text=True, check=False)
+                          text=True, check=False, env=_stack_env())
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise SystemExit(f"{bench} failed in {tree} (exit {done.returncode}):\n{done.stderr[-2000:]}")
