@@ -153,9 +153,7 @@ struct Names {
 static NAMES: GILOnceCell<Names> = GILOnceCell::new();
 
 fn item<'py>(names: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
-    names
-        .get_item(key)?
-        .ok_or_else(|| PyValueError::new_err(format!("fold_setup: `{key}` is missing")))
+    names.get_item(key)?.ok_or_else(|| PyValueError::new_err(format!("fold_setup: `{key}` is missing")))
 }
 
 fn class<'py>(names: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyType>> {
@@ -184,16 +182,12 @@ unsafe fn type_slot(ty: &Bound<'_, PyType>, slot: c_int) -> *mut std::ffi::c_voi
 #[pyfunction]
 fn fold_setup(py: Python<'_>, names: &Bound<'_, PyDict>) -> PyResult<()> {
     if NAMES.get(py).is_some() {
-        return Err(PyRuntimeError::new_err(
-            "fold_setup: the compiled fold is set up already",
-        ));
+        return Err(PyRuntimeError::new_err("fold_setup: the compiled fold is set up already"));
     }
     let log = class(names, "InteractionLog")?;
     let fields: Vec<String> = item(names, "fields")?.extract()?;
     if fields != FIELDS {
-        return Err(PyValueError::new_err(
-            "fold_setup: InteractionLog has other fields than the compiled fold builds",
-        ));
+        return Err(PyValueError::new_err("fold_setup: InteractionLog has other fields than the compiled fold builds"));
     }
     let stamp = class(names, "Stamp")?;
     check_fields(&stamp, &["sequence", "time_us", "arrival"])?;
@@ -204,9 +198,7 @@ fn fold_setup(py: Python<'_>, names: &Bound<'_, PyDict>) -> PyResult<()> {
     let tuple_type = py.get_type::<PyTuple>();
     for named in [&stamp, &transition, &fold_result] {
         if !named.is_subclass(&tuple_type)? {
-            return Err(PyValueError::new_err(
-                "fold_setup: Stamp, Transition and FoldResult are tuples",
-            ));
+            return Err(PyValueError::new_err("fold_setup: Stamp, Transition and FoldResult are tuples"));
         }
     }
     let trigger = item(names, "Trigger")?;
@@ -235,9 +227,7 @@ fn fold_setup(py: Python<'_>, names: &Bound<'_, PyDict>) -> PyResult<()> {
         let descriptor = log.getattr("__dict__")?.get_item(name)?;
         let of = descriptor.get_type();
         if of.name()? != "member_descriptor" || descriptor_type.as_ref().is_some_and(|seen| !seen.is(&of)) {
-            return Err(PyValueError::new_err(format!(
-                "fold_setup: InteractionLog.{name} is not a slot"
-            )));
+            return Err(PyValueError::new_err(format!("fold_setup: InteractionLog.{name} is not a slot")));
         }
         descriptor_type = Some(of);
         slots.push(descriptor.unbind());
@@ -287,9 +277,7 @@ fn fold_setup(py: Python<'_>, names: &Bound<'_, PyDict>) -> PyResult<()> {
         slot_set,
         tuple_new,
     };
-    NAMES
-        .set(py, made)
-        .map_err(|_| PyRuntimeError::new_err("fold_setup: the compiled fold is set up already"))
+    NAMES.set(py, made).map_err(|_| PyRuntimeError::new_err("fold_setup: the compiled fold is set up already"))
 }
 
 /// The `FoldResult` of `worker.core.fold.fold(state, event, edit_window_s=…, applied_ids_kept=…)`, or
@@ -361,10 +349,7 @@ struct Folding<'a, 'py> {
 
 impl<'py> Folding<'_, 'py> {
     fn int(&self, value: i64) -> Bound<'py, PyAny> {
-        value
-            .into_pyobject(self.py)
-            .map(|int| int.into_any())
-            .unwrap_or_else(|never| match never {})
+        value.into_pyobject(self.py).map(|int| int.into_any()).unwrap_or_else(|never| match never {})
     }
 
     fn none(&self) -> Bound<'py, PyAny> {
@@ -442,11 +427,7 @@ impl<'py> Folding<'_, 'py> {
         if items.len() != 3 {
             return Err(Leave);
         }
-        Ok((
-            self.i64_of(&items.get_item(0)?)?,
-            self.i64_of(&items.get_item(1)?)?,
-            self.i64_of(&items.get_item(2)?)?,
-        ))
+        Ok((self.i64_of(&items.get_item(0)?)?, self.i64_of(&items.get_item(1)?)?, self.i64_of(&items.get_item(2)?)?))
     }
 
     /// `value[0]` read as a stamp: the stamp of a stamped fact `(stamp, …)`.
@@ -533,13 +514,7 @@ impl<'py> Folding<'_, 'py> {
         let py = self.py;
         let names = self.names;
         let event_class = event.get_type();
-        let kind = some(
-            names
-                .events
-                .iter()
-                .find(|(class, _)| class.bind(py).is(&event_class))
-                .map(|(_, kind)| *kind),
-        )?;
+        let kind = some(names.events.iter().find(|(class, _)| class.bind(py).is(&event_class)).map(|(_, kind)| *kind))?;
         let event_id = event.getattr(pyo3::intern!(py, "id"))?;
         let fresh = state.is_none();
         let mut log: Vec<Bound<'py, PyAny>> = Vec::with_capacity(FIELDS.len());
@@ -603,11 +578,7 @@ impl<'py> Folding<'_, 'py> {
         };
         let arrival = some(self.i64_of(&log[VERSION])?.checked_add(1))?;
         let sequence_value = event.getattr(pyo3::intern!(py, "sequence"))?;
-        let sequence = if sequence_value.is_none() {
-            -1
-        } else {
-            self.i64_of(&sequence_value)?
-        };
+        let sequence = if sequence_value.is_none() { -1 } else { self.i64_of(&sequence_value)? };
         let key: Key = (sequence, time_us, arrival);
         let stamp = self.stamp(key)?;
         let window_us = self.window_us(edit_window_s)?;
@@ -616,9 +587,7 @@ impl<'py> Folding<'_, 'py> {
         match kind {
             Kind::Connected | Kind::Held | Kind::Resumed | Kind::Disconnected => {
                 let letter = some(kind.transition())?;
-                let seen = stored
-                    .iter()
-                    .any(|t| t.time_us == time_us && t.sequence == sequence && t.kind == letter);
+                let seen = stored.iter().any(|t| t.time_us == time_us && t.sequence == sequence && t.kind == letter);
                 if !seen {
                     let letter_text = &names.letters[match letter {
                         b'C' => 0,
@@ -670,11 +639,7 @@ impl<'py> Folding<'_, 'py> {
                     (pyo3::intern!(py, "related_to"), RELATED_CHOICE),
                 ];
                 let fast = data.get_type().is(names.fast_update.bind(py));
-                let sent_set = if fast {
-                    None
-                } else {
-                    Some(data.getattr(pyo3::intern!(py, "model_fields_set"))?)
-                };
+                let sent_set = if fast { None } else { Some(data.getattr(pyo3::intern!(py, "model_fields_set"))?) };
                 for (field, slot) in fields {
                     let value;
                     if fast {

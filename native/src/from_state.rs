@@ -25,8 +25,8 @@ use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::json::{to_bytes, Out};
 use crate::snapshot::{
-    is_name_type, known, needs_escape, round_seconds, walk_steps, write_bounded, write_int, write_opt_time, Kind, Known, State,
-    Step, Timeline,
+    is_name_type, known, needs_escape, round_seconds, walk_steps, write_bounded, write_int, write_opt_time, Kind,
+    Known, State, Step, Timeline,
 };
 
 /// A JSON value of the document; strings as their escaped bytes between the quotes, arrays and objects as
@@ -795,7 +795,9 @@ fn write_json(known: &Known, raw: &[u8], trigger: Option<&[u8]>) -> Out<Vec<u8>>
 #[pyfunction]
 #[pyo3(signature = (document, trigger=None))]
 fn snapshot_from_state<'py>(
-    py: Python<'py>, document: &[u8], trigger: Option<&Bound<'py, PyString>>,
+    py: Python<'py>,
+    document: &[u8],
+    trigger: Option<&Bound<'py, PyString>>,
 ) -> Option<Bound<'py, PyAny>> {
     let known = known(py)?;
     let trigger = match trigger {

@@ -6,12 +6,12 @@
 
 use pyo3::prelude::*;
 
-mod json;
-mod resp;
-mod state;
-mod snapshot;
 mod fold;
 mod from_state;
+mod json;
+mod resp;
+mod snapshot;
+mod state;
 
 /// Runs a compiled function's body; a panic (a bug here, never expected) becomes `None` like any input the
 /// body does not handle, so the caller runs the Python specification and the event is folded all the same,

@@ -68,7 +68,9 @@ fn load_known(py: Python<'_>) -> PyResult<Known> {
     }
     let inbound = direction_enum.getattr("INBOUND")?;
     let outbound = direction_enum.getattr("OUTBOUND")?;
-    if inbound.downcast::<PyString>()?.to_str()? != "inbound" || outbound.downcast::<PyString>()?.to_str()? != "outbound" {
+    if inbound.downcast::<PyString>()?.to_str()? != "inbound"
+        || outbound.downcast::<PyString>()?.to_str()? != "outbound"
+    {
         return Err(pyo3::exceptions::PyValueError::new_err("Direction changed"));
     }
     Ok(Known {
@@ -163,7 +165,14 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
         };
         out.extend_from_slice(&bytes[start..index]);
         if escape.is_empty() {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
+            ]);
         } else {
             out.extend_from_slice(escape);
         }
@@ -499,7 +508,12 @@ fn write_distinct(out: &mut Vec<u8>, refs: &[Ref<'_>]) -> Out {
 
 /// `_selected(choice, active, initial)`: the explicit choice (even null), else the last active, else the
 /// connect data's.
-fn write_selected(out: &mut Vec<u8>, choice: &Bound<'_, PyAny>, active: &[Ref<'_>], initial: Option<&Bound<'_, PyAny>>) -> Out {
+fn write_selected(
+    out: &mut Vec<u8>,
+    choice: &Bound<'_, PyAny>,
+    active: &[Ref<'_>],
+    initial: Option<&Bound<'_, PyAny>>,
+) -> Out {
     if !choice.is_none() {
         return write_model(out, &tuple_of(choice, 2)?.get_item(1).ok()?);
     }
@@ -534,11 +548,7 @@ fn write_attributes(out: &mut Vec<u8>, attributes: &Bound<'_, PyTuple>) -> Out {
     let mut place: HashMap<&str, usize> = HashMap::new();
     let small = keys.len() <= 16;
     for (index, name) in keys.iter().enumerate() {
-        let slot = if small {
-            order.iter().position(|&first| keys[first] == *name)
-        } else {
-            place.get(name).copied()
-        };
+        let slot = if small { order.iter().position(|&first| keys[first] == *name) } else { place.get(name).copied() };
         match slot {
             Some(slot) => last[slot] = index,
             None => {
@@ -808,7 +818,11 @@ fn write_json(py: Python<'_>, log: &Bound<'_, PyAny>, trigger: &Bound<'_, PyAny>
 /// `worker.core.snapshot_json.snapshot_json(log, trigger)` (`trigger` None: the log's), or None: the Python
 /// decides.
 #[pyfunction]
-fn snapshot_json<'py>(py: Python<'py>, log: &Bound<'py, PyAny>, trigger: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+fn snapshot_json<'py>(
+    py: Python<'py>,
+    log: &Bound<'py, PyAny>,
+    trigger: &Bound<'py, PyAny>,
+) -> Option<Bound<'py, PyAny>> {
     let out = crate::guarded(|| write_json(py, log, trigger))?;
     Some(to_bytes(py, &out))
 }

@@ -233,8 +233,13 @@ fn entries<'py>(value: Bound<'py, PyAny>) -> Out<Option<Bound<'py, PyTuple>>> {
 static DERIVED_OF: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
 
 fn write_kept<'py>(
-    py: Python<'py>, out: &mut Vec<u8>, derived: &Bound<'py, PyAny>, fact_name: &Bound<'py, PyString>,
-    json_name: &Bound<'py, PyString>, fact: &Bound<'py, PyAny>, write: impl FnOnce(&mut Vec<u8>) -> Out,
+    py: Python<'py>,
+    out: &mut Vec<u8>,
+    derived: &Bound<'py, PyAny>,
+    fact_name: &Bound<'py, PyString>,
+    json_name: &Bound<'py, PyString>,
+    fact: &Bound<'py, PyAny>,
+    write: impl FnOnce(&mut Vec<u8>) -> Out,
 ) -> Out {
     let encoded = derived.getattr(json_name).ok()?;
     if derived.getattr(fact_name).ok()?.is(fact) {
@@ -279,17 +284,25 @@ fn write_log(py: Python<'_>, out: &mut Vec<u8>, log: &Bound<'_, PyAny>) -> Out {
     let transitions = attr(log, intern!(py, "transitions"))?;
     if let Some(items) = entries(transitions.clone())? {
         out.extend_from_slice(b",\"t\":");
-        write_kept(py, out, derived, intern!(py, "transitions"), intern!(py, "transitions_json"), &transitions, |out| {
-            out.push(b'[');
-            for (index, transition) in items.iter_borrowed().enumerate() {
-                if index > 0 {
-                    out.push(b',');
+        write_kept(
+            py,
+            out,
+            derived,
+            intern!(py, "transitions"),
+            intern!(py, "transitions_json"),
+            &transitions,
+            |out| {
+                out.push(b'[');
+                for (index, transition) in items.iter_borrowed().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    write_array(out, &transition)?;
                 }
-                write_array(out, &transition)?;
-            }
-            out.push(b']');
-            Some(())
-        })?;
+                out.push(b']');
+                Some(())
+            },
+        )?;
     }
     let connect = attr(log, intern!(py, "connect"))?;
     if !connect.is_none() {
@@ -364,24 +377,32 @@ fn write_log(py: Python<'_>, out: &mut Vec<u8>, log: &Bound<'_, PyAny>) -> Out {
     let attributes_fact = attr(log, intern!(py, "attributes"))?;
     if let Some(attributes) = entries(attributes_fact.clone())? {
         out.extend_from_slice(b",\"at\":");
-        write_kept(py, out, derived, intern!(py, "attributes"), intern!(py, "attributes_json"), &attributes_fact, |out| {
-            out.push(b'[');
-            for (index, attribute) in attributes.iter_borrowed().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                let items = fixed(&attribute, 3)?;
+        write_kept(
+            py,
+            out,
+            derived,
+            intern!(py, "attributes"),
+            intern!(py, "attributes_json"),
+            &attributes_fact,
+            |out| {
                 out.push(b'[');
-                write_value(out, &*items.get_borrowed_item(0).ok()?)?;
-                out.push(b',');
-                write_array(out, &*items.get_borrowed_item(1).ok()?)?;
-                out.push(b',');
-                write_value(out, &*items.get_borrowed_item(2).ok()?)?;
+                for (index, attribute) in attributes.iter_borrowed().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    let items = fixed(&attribute, 3)?;
+                    out.push(b'[');
+                    write_value(out, &*items.get_borrowed_item(0).ok()?)?;
+                    out.push(b',');
+                    write_array(out, &*items.get_borrowed_item(1).ok()?)?;
+                    out.push(b',');
+                    write_value(out, &*items.get_borrowed_item(2).ok()?)?;
+                    out.push(b']');
+                }
                 out.push(b']');
-            }
-            out.push(b']');
-            Some(())
-        })?;
+                Some(())
+            },
+        )?;
     }
     out.push(b'}');
     Some(())
