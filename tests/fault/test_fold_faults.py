@@ -46,7 +46,7 @@ from worker.fold.recovery import HEADER_KIND
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 from worker.store import keys
-from worker.store.redis_store import decode_state
+from worker.store.wire import decode_state
 
 WINDOW_S = 4.0  # broker outages: short windows, so many close during and right after the outage
 LOSS_WINDOW_S = 15.0  # state loss: every log of the middle group is still open when the state goes

@@ -8,6 +8,7 @@ fenced-out write's deadline entry may stay (the finalizer judges it by the store
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from worker.core.batch import TtlPolicy
 from worker.core.state import InteractionLog, Tombstone
@@ -245,3 +247,91 @@ def test_a_write_sent_ahead_to_a_store_that_lost_its_state_is_refused_when_answe
         answer()
     assert {"l": Stored(0, None)} == redis_store.load(["l"])
     assert [] == redis_store.write([StateWrite("l", 0, InteractionLog("l", version=1), 60_000)]).fenced_out
+
+
+# Redis Cluster only: one script call per master (`worker.store.node_writes`).
+
+def _masters(client: redis.Redis) -> list[redis.Redis]:
+    assert isinstance(client, RedisCluster)
+    return [client.get_redis_connection(node) for node in client.get_primaries()]
+
+
+def _script_calls(client: redis.Redis) -> list[int]:
+    """EVALSHA calls each master answered since its stats were reset."""
+    return [int(node.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)) for node in _masters(client)]
+
+
+@pytest.fixture
+def cluster_store(redis_store: RedisStore, redis_client: redis.Redis) -> RedisStore:
+    if not is_cluster(redis_client):
+        pytest.skip("Redis Cluster only (ILOG_TEST_REDIS=cluster)")
+    return redis_store
+
+
+def test_a_cluster_write_is_one_script_call_per_master(cluster_store: RedisStore, redis_client: redis.Redis) -> None:
+    ids = [f"m{n}" for n in range(600)]  # ~600 slots over 3 masters
+    cluster_store.write([StateWrite(i, 0, InteractionLog(i, version=1), 60_000) for i in ids])  # scripts loaded
+    for node in _masters(redis_client):
+        node.config_resetstat()
+    writes = [StateWrite(i, 1, InteractionLog(i, version=2), 60_000, deadline=(4, n)) for n, i in enumerate(ids)]
+    assert [] == cluster_store.write(writes, guard=[]).fenced_out
+    assert [1, 1, 1] == _script_calls(redis_client)
+    assert dict.fromkeys(ids, 2) == {i: s.version for i, s in cluster_store.load(ids).items()}
+    assert 600 == cluster_store.open_windows(4)
+
+
+def test_a_cluster_write_on_a_stale_slot_map_lands_through_the_per_slot_calls(
+    cluster_store: RedisStore, redis_client: redis.Redis
+) -> None:
+    """The client's map sends a slot to the wrong master (as after a failover or a resharding): that master's
+    script refuses before its first write, and its writes go one call per slot, following MOVED."""
+    assert isinstance(redis_client, RedisCluster)
+    prefix = cluster_store._prefix
+    ids = [f"w{n}" for n in range(300)]
+    moved = slot_of(keys.state_key(prefix, ids[0]))
+    owner = redis_client.nodes_manager.slots_cache[moved][0]
+    wrong = next(node for node in redis_client.get_primaries() if node.name != owner.name)
+    redis_client.nodes_manager.slots_cache[moved] = [wrong]
+    writes = [StateWrite(i, 0, InteractionLog(i, version=1), 60_000) for i in ids]
+    assert [] == cluster_store.write(writes).fenced_out
+    assert dict.fromkeys(ids, 1) == {i: s.version for i, s in cluster_store.load(ids).items()}
+    assert owner.name == redis_client.nodes_manager.slots_cache[moved][0].name  # MOVED corrected the map
+
+
+def test_a_guarded_cluster_write_refused_on_one_master_stores_nothing_there(
+    cluster_store: RedisStore, redis_client: redis.Redis
+) -> None:
+    """One slot's marks gone: the call of its master stores none of its writes (the guard is read before the
+    first write); the other masters' writes are stored, and the store says which partition lost its state."""
+    assert isinstance(redis_client, RedisCluster)
+    store, prefix = cluster_store, cluster_store._prefix
+    store.mark([5])
+    ids = [f"q{n}" for n in range(300)]
+    lost_slot = slot_of(keys.state_key(prefix, ids[0]))
+    redis_client.delete(keys.slot_marks_key(prefix, lost_slot))
+    node_of = redis_client.nodes_manager.get_node_from_slot
+    lost_master = node_of(lost_slot).name
+    with pytest.raises(StateLostError) as refused:
+        store.write([StateWrite(i, 0, InteractionLog(i, version=1), 60_000) for i in ids], guard=[5])
+    assert [5] == refused.value.partitions
+    stored = {i: s.version for i, s in store.load(ids).items()}
+    on_lost = {i for i in ids if node_of(slot_of(keys.state_key(prefix, i))).name == lost_master}
+    assert (dict.fromkeys(on_lost, 0), dict.fromkeys(set(ids) - on_lost, 1)) == (
+        {i: v for i, v in stored.items() if i in on_lost}, {i: v for i, v in stored.items() if i not in on_lost})
+
+
+def test_a_cluster_that_refuses_the_per_master_script_is_written_one_call_per_slot(
+    cluster_store: RedisStore, redis_client: redis.Redis
+) -> None:
+    """As Redis older than 7.0 would (no script flags): the script is refused when loaded, every write goes
+    through the per-slot calls, and the store stops trying."""
+    node_writes = cluster_store._node_writes
+    assert node_writes is not None
+    node_writes._script = "#!lua flags=no-such-flag\nreturn {}"
+    node_writes._sha = hashlib.sha1(node_writes._script.encode()).hexdigest()
+    ids = [f"o{n}" for n in range(100)]
+    assert [] == cluster_store.write([StateWrite(i, 0, InteractionLog(i, version=1), 60_000) for i in ids]).fenced_out
+    assert (False, dict.fromkeys(ids, 1)) == (node_writes.enabled,
+                                              {i: s.version for i, s in cluster_store.load(ids).items()})
+    zombie = [StateWrite(i, 0, InteractionLog(i, version=9), 60_000) for i in ids[:3]]
+    assert sorted(ids[:3]) == sorted(cluster_store.write(zombie).fenced_out)

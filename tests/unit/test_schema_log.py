@@ -20,7 +20,7 @@ from worker.core.state import (
     from_us,
     to_us,
 )
-from worker.store.redis_store import decode_state, encode_state
+from worker.store.wire import decode_state, encode_state
 
 REDIS_OVERHEAD_BYTES = 200  # key, hash-tag, TTL and dict entry, generously
 TYPICAL_OPEN_LOG_LIMIT_BYTES = 2048

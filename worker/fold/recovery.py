@@ -48,7 +48,7 @@ from worker.kafka.clients import DeliveryTracker
 from worker.runtime import metrics
 from worker.runtime.status import StageStatus
 from worker.store.port import LogStore
-from worker.store.redis_store import decode_state, encode_state
+from worker.store.wire import decode_state, encode_state
 
 log = structlog.get_logger("ilog.fold")
 

@@ -51,12 +51,13 @@ slot, so the keys one atomic step touches share a hash tag.
   deadline). Rejected alternative: tagging states and the deadline set by partition
   (`{p3}`) makes each partition one slot (a hot partition is a hot node, scale-out stops at the
   partition count) and every reader would need the partition of an interaction.
-- The marks are kept per slot: one shard can lose its data alone, so each slot's script call checks
-  the marks hash of its own slot (`marks-<n>`, the first `n` whose tag hashes to that slot), and a
+- The marks are kept per slot: one shard can lose its data alone, so each script call checks
+  the marks hash of every slot it writes in (`marks-<n>`, the first `n` whose tag hashes to that slot), and a
   lost shard's marks go with its states. Marking writes every slot's hash (16,384 small hashes).
 - The budget's minute and day counters of a target share the tag `{<target>}` (one script).
-A batch's writes are grouped by slot (one script call per slot, up to 1,000 states each) and sent
-through the cluster pipeline: one round trip per node, not per interaction.
+A batch's writes are grouped by master (one script call per master, up to 1,000 states each, with
+the marks of every slot in it; `worker.store.node_writes`), sent to every master before any reply is
+read: one round trip per batch, not per interaction or slot.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """The Redis store: one pipelined round trip per batch for reads, one for writes (fenced Lua).
 
 On a single node one script call writes up to 1,000 states and their deadline entries together.
-On a Redis Cluster a script may only touch keys of one hash slot, and an interaction's state key
+On a Redis Cluster a script may only declare keys of one hash slot, and an interaction's state key
 (slot of its id) and its partition's deadline set (slot of the set's name) almost never share one,
 so a cluster write is three ordered steps (the layout and why: `worker.store.keys`):
   1. deadline entries added (ZADD, one command per partition);
-  2. the fenced state writes, one script call per hash slot of the batch, each guarded by the
-     marks hash of its own slot;
+  2. the fenced state writes: one script call per master for the states it serves, each guarded by
+     the marks hashes of the slots in it (`worker.store.node_writes`); what a master could not take
+     (a moved slot, a failover, Redis older than 7.0) one script call per hash slot, guarded by the
+     marks hash of its slot, through the cluster client;
   3. deadline entries removed (ZREM) for the states step 2 stored (finalized windows).
-Each step is one cluster-pipeline round trip (per node, in parallel).
+Each step is one round trip (per node, in parallel).
 """
 
 from __future__ import annotations
@@ -23,15 +25,14 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
-from worker.core import native
-from worker.core.state import InteractionLog, Tombstone
-from worker.core.writes import State, StateWrite, Stored
+from worker.core.writes import StateWrite, Stored
 from worker.errors import StateLostError, StoreError, StoreFullError, StoreUnavailableError
 from worker.store import keys
 from worker.store.cluster import TRANSIENT_ERRORS, RedisClient, by_slot, is_cluster
+from worker.store.node_writes import WRITES_PER_CALL, NodeWrites
 from worker.store.port import WriteResult
+from worker.store.wire import decode_state, encoded_write, packed, read_reply
 
-_WRITES_PER_CALL = 1_000  # a script call blocks Redis while it runs: bound its length
 _LOST_REPLY = "ILOGLOST"
 
 
@@ -57,21 +58,6 @@ def store_errors(action: str) -> Iterator[None]:
         raise StoreError(f"{action} failed: {exc}") from exc
 
 
-def encode_state(state: State, document: bytes | None = None) -> tuple[bytes, str]:
-    """The stored bytes and kind; `document` is the state's bytes when the caller encoded them already."""
-    encoded = document if document is not None else state.to_bytes()
-    return encoded, keys.KIND_TOMBSTONE if isinstance(state, Tombstone) else keys.KIND_LOG
-
-
-def decode_state(document: bytes | None, kind: bytes | str | None) -> State | None:
-    if document is None:
-        return None
-    kind_text = kind.decode() if isinstance(kind, bytes) else kind
-    if kind_text == keys.KIND_TOMBSTONE:
-        return Tombstone.from_bytes(document)
-    return InteractionLog.from_bytes(document)
-
-
 class RedisStore:
     """Interaction state in Redis; every batch is one round trip to read and one to write."""
 
@@ -82,6 +68,8 @@ class RedisStore:
         self._script = resources.files("worker.store").joinpath("fenced_write.lua").read_text()
         # EVALSHA directly: redis-py's Script object would add a SCRIPT EXISTS round trip per batch.
         self._sha: str = client.register_script(self._script).sha
+        self._node_writes = NodeWrites(client, prefix) if isinstance(client, RedisCluster) else None
+        self._master_slots: dict[str, int] = {}  # master → the first slot it serves (`_one_slot_per_master`)
 
     @property
     def client(self) -> RedisClient:
@@ -136,7 +124,7 @@ class RedisStore:
             with store_errors(action):
                 connection = pool.get_connection()
                 try:
-                    connection.send_packed_command(_packed(connection, commands))  # type: ignore[no-untyped-call]
+                    connection.send_packed_command(packed(connection, commands))  # type: ignore[no-untyped-call]
                 except BaseException:
                     pool.release(connection)
                     raise
@@ -151,7 +139,7 @@ class RedisStore:
         def answer() -> WriteResult:
             try:
                 with store_errors(action):
-                    replies = [_reply(connection) for _ in commands]
+                    replies = [read_reply(connection) for _ in commands]
                     fenced = _fenced(chunks, self._run_scripts(commands, replies))
             finally:
                 pool.release(connection)
@@ -165,17 +153,24 @@ class RedisStore:
         re-consumed batch adds them again. A crash after step 2 leaves entries of finalized logs:
         dropped as stale. A fenced-out write's added entry is judged by the stored log the same way."""
         self._deadline_entries("ZADD", [item for item in writes if item.deadline is not None])
+        assert self._node_writes is not None
+        fenced, left = self._node_writes.write(writes, guard)
+        if left:
+            fenced.update(self._write_per_slot(left, guard))
+        self._deadline_entries("ZREM", [item for item in writes if item.unschedule_partition is not None
+                                        and item.interaction_id not in fenced])
+        return fenced
+
+    def _write_per_slot(self, writes: Sequence[StateWrite], guard: Sequence[int]) -> dict[str, int]:
+        """Step 2 one script call per hash slot (each guarded by its slot's marks) through the cluster client."""
         groups = by_slot(writes, lambda item: keys.state_key(self._prefix, item.interaction_id))
         chunks: list[Sequence[StateWrite]] = []
         slots: list[int] = []
         for slot, group in groups.items():
-            for i in range(0, len(group), _WRITES_PER_CALL):
-                chunks.append(group[i:i + _WRITES_PER_CALL])
+            for i in range(0, len(group), WRITES_PER_CALL):
+                chunks.append(group[i:i + WRITES_PER_CALL])
                 slots.append(slot)
-        fenced = self._write_chunks(chunks, guard, slots=slots)
-        self._deadline_entries("ZREM", [item for item in writes if item.unschedule_partition is not None
-                                        and item.interaction_id not in fenced])
-        return fenced
+        return self._write_chunks(chunks, guard, slots=slots)
 
     def _deadline_entries(self, command: str, writes: Sequence[StateWrite]) -> None:
         """One ZADD or ZREM per partition's deadline set, all in one pipeline."""
@@ -242,9 +237,7 @@ class RedisStore:
         deadline_sets: dict[int, int] = {}  # partition → its KEYS index, after the state keys
         for item in writes:
             state_keys.append(keys.state_key(prefix, item.interaction_id))
-            document, kind = encode_state(item.state, item.document)
-            if item.restored:
-                kind += keys.FIELD_RESTORED  # the script marks the hash (no extra argument on every write)
+            document, kind = encoded_write(item)
             op, partition, score = _deadline_op(item) if with_deadlines else ("", 0, 0)
             index = deadline_sets.setdefault(partition, len(writes) + len(deadline_sets) + 1) if op else 0
             args += (item.expected_version, item.state.version, document, kind, max(item.ttl_ms, 1),
@@ -303,12 +296,20 @@ class RedisStore:
                     self._client.hset(keys.slot_marks_key(self._prefix, slot), mapping=mapping)
 
     def _one_slot_per_master(self) -> list[int]:
-        """The first slot of every master in the client's slot map (refreshed on MOVED and failover)."""
+        """The first slot of every master in the client's slot map (refreshed on MOVED and failover). The
+        16,384-slot scan runs again only when a remembered slot changed master or the masters changed."""
         assert isinstance(self._client, RedisCluster)
+        slots_cache = self._client.nodes_manager.slots_cache
+        masters = {node.name for node in self._client.get_primaries()}  # type: ignore[no-untyped-call]
+        remembered = self._master_slots
+        if masters == set(remembered) and all(
+                (nodes := slots_cache.get(slot)) and nodes[0].name == name for name, slot in remembered.items()):
+            return sorted(remembered.values())
         first: dict[str, int] = {}
-        for slot, nodes in sorted(self._client.nodes_manager.slots_cache.items()):
+        for slot, nodes in sorted(slots_cache.items()):
             if nodes:
                 first.setdefault(nodes[0].name, slot)
+        self._master_slots = first
         return sorted(first.values())
 
     def due(self, partition: int, until_ms: int, limit: int) -> list[tuple[str, int]]:
@@ -351,7 +352,7 @@ class RedisStore:
 
 
 def _chunks(writes: Sequence[StateWrite]) -> list[Sequence[StateWrite]]:
-    return [writes[i:i + _WRITES_PER_CALL] for i in range(0, len(writes), _WRITES_PER_CALL)]
+    return [writes[i:i + WRITES_PER_CALL] for i in range(0, len(writes), WRITES_PER_CALL)]
 
 
 def _fenced(chunks: Sequence[Sequence[StateWrite]], replies: list[Any]) -> dict[str, int]:
@@ -365,14 +366,6 @@ def _result(writes: Sequence[StateWrite], fenced: dict[str, int]) -> WriteResult
     return WriteResult(fenced_out=list(fenced), regressed={i: v for i, v in fenced.items() if v < expected[i]})
 
 
-def _reply(connection: Any) -> Any:
-    """One reply read from the connection; an error reply is returned, not raised (the rest must be read)."""
-    try:
-        return connection.read_response()
-    except redis.ResponseError as exc:
-        return exc
-
-
 def _deadline_op(item: StateWrite) -> tuple[str, int, int]:
     """(op, partition, score) of a write's deadline entry: "a" schedule, "r" unschedule, "" none."""
     if item.deadline is not None:
@@ -382,11 +375,3 @@ def _deadline_op(item: StateWrite) -> tuple[str, int, int]:
     if item.unschedule_partition is not None:
         return "r", item.unschedule_partition, 0
     return "", 0, 0
-
-
-def _packed(connection: Any, commands: list[list[Any]]) -> list[bytes]:
-    """The commands as redis-py packs them: by the compiled core where it runs (a fifth of the CPU for the
-    thousands of arguments of a batch's script calls, docs/benchmarks.md), else by redis-py."""
-    core = native.CORE
-    packed = core.pack_commands(commands) if core is not None else None
-    return [packed] if packed is not None else list(connection.pack_commands(commands))

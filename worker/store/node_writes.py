@@ -1,0 +1,185 @@
+"""A Redis Cluster's fenced state writes, one script call per master instead of one per hash slot.
+
+With interactions spread over 16,384 slots, a batch of 1,000 states touches about as many slots as
+states: one script call per slot is one call per state, each paying Redis's per-command and per-script
+entry cost, each packed and routed by the cluster client in Python (docs/benchmarks.md, "Redis
+Cluster"). `fenced_write_node.lua` (Redis >= 7.0, `allow-cross-slot-keys`) takes every state a master
+serves in one call, guarded by the marks hash of each slot in it.
+
+The calls go straight to the masters of the client's slot map, packed as the single node's are, all
+sent before any reply is read (one round trip, the masters working in parallel). A call a master cannot
+take as sent comes back as writes left over, which the store sends one call per slot through the
+cluster client as before; that client follows MOVED and ASK, refreshes its slot map and rides out a
+failover:
+- a key of the call is not served by that node (a failover, a resharding, a stale map): the script
+  refuses before its first write ("ILOGMOVED");
+- the node is read-only (a demoted master), loading, or in a cluster that is down;
+- the node cannot be reached, or the connection broke before the answer (the call may have run: each
+  write is fenced by version, and a write that landed comes back fenced out, which the fold stage
+  re-reads and folds again as a duplicate).
+A refused guard ("ILOGLOST") and a full Redis (OOM) are raised as the per-slot calls raise them. On a
+Redis that refuses the script (older than 7.0) every write is left over, and the store keeps to
+per-slot calls from then on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import redis
+import structlog
+from redis.cluster import ClusterNode, RedisCluster
+
+from worker.core.writes import StateWrite
+from worker.store import keys
+from worker.store.cluster import TRANSIENT_ERRORS, slot_of
+from worker.store.wire import encoded_write, packed, read_reply
+
+log = structlog.get_logger("ilog.store")
+
+WRITES_PER_CALL = 1_000  # a script call blocks its master while it runs: bound its length
+_MOVED_REPLY = "ILOGMOVED"
+# Answers that mean "not this node, not now" (besides TRANSIENT_ERRORS: cluster down, TRYAGAIN, loading,
+# unreachable): the cluster client's per-slot calls sort them out.
+_ELSEWHERE = (redis.exceptions.AskError, redis.exceptions.ReadOnlyError)  # AskError: MOVED as well
+
+
+class NodeWrites:
+    """Fenced writes of states, one script call per master (module docstring)."""
+
+    def __init__(self, client: RedisCluster, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._script = resources.files("worker.store").joinpath("fenced_write_node.lua").read_text()
+        self._sha = hashlib.sha1(self._script.encode()).hexdigest()
+        self.enabled = True
+
+    def write(self, writes: Sequence[StateWrite], guard: Sequence[int]) -> tuple[dict[str, int], list[StateWrite]]:
+        """(the ids fenced out → the version stored now, the writes left for per-slot calls)."""
+        if not self.enabled:
+            return {}, list(writes)
+        calls = self._calls(writes, sorted(set(guard)))
+        fenced: dict[str, int] = {}
+        left: list[StateWrite] = []
+        replies = self._send(calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
+        if missing and self._load([calls[i][0] for i in missing]):
+            for i, reply in zip(missing, self._send([calls[i] for i in missing]), strict=True):
+                replies[i] = reply
+        refused: Exception | None = None
+        for (_node, chunk, _command), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, list):
+                fenced.update((chunk[int(reply[j]) - 1].interaction_id, int(reply[j + 1]))
+                              for j in range(0, len(reply), 2))
+            elif not self.enabled or _elsewhere(reply):
+                left.extend(chunk)
+            elif refused is None:
+                refused = reply
+        if refused is not None:
+            raise refused
+        return fenced, left
+
+    def _calls(self, writes: Sequence[StateWrite], guarded: list[int]) -> list[tuple[ClusterNode, Sequence[StateWrite],
+                                                                                       list[Any]]]:
+        """(master, writes, EVALSHA command) per master of the slot map and chunk of WRITES_PER_CALL."""
+        by_node: dict[str, tuple[ClusterNode, list[tuple[int, str, StateWrite]]]] = {}
+        node_of = self._client.nodes_manager.get_node_from_slot
+        prefix = self._prefix
+        for item in writes:
+            key = keys.state_key(prefix, item.interaction_id)
+            slot = slot_of(key)
+            node = node_of(slot)
+            by_node.setdefault(node.name, (node, []))[1].append((slot, key, item))
+        calls: list[tuple[ClusterNode, Sequence[StateWrite], list[Any]]] = []
+        for node, entries in by_node.values():
+            for i in range(0, len(entries), WRITES_PER_CALL):
+                chunk = entries[i:i + WRITES_PER_CALL]
+                calls.append((node, [item for _slot, _key, item in chunk], self._command(chunk, guarded)))
+        return calls
+
+    def _command(self, chunk: Sequence[tuple[int, str, StateWrite]], guarded: list[int]) -> list[Any]:
+        """One EVALSHA of `fenced_write_node.lua` (its header has the layout)."""
+        marks = ([keys.slot_marks_key(self._prefix, slot) for slot in dict.fromkeys(slot for slot, _k, _i in chunk)]
+                 if guarded else [])
+        args: list[Any] = ["EVALSHA", self._sha, 0, len(chunk), len(marks), len(guarded), *guarded, *marks]
+        for _slot, key, item in chunk:
+            document, kind = encoded_write(item)
+            args += (key, item.expected_version, item.state.version, document, kind, max(item.ttl_ms, 1))
+        return args
+
+    def _send(self, calls: Sequence[tuple[ClusterNode, Sequence[StateWrite], list[Any]]]) -> list[Any]:
+        """Every call written to its master before any answer is read; an answer per call, errors returned
+        (a master that cannot be reached answers its calls with the error)."""
+        by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for index, (node, _chunk, _command) in enumerate(calls):
+            by_node.setdefault(node.name, (node, []))[1].append(index)
+        replies: list[Any] = [None] * len(calls)
+        sent: list[tuple[Any, Any, list[int]]] = []
+        try:
+            for node, indexes in by_node.values():
+                pool = self._client.get_redis_connection(node).connection_pool
+                connection = _sent(pool, [calls[i][2] for i in indexes])
+                if isinstance(connection, Exception):
+                    for i in indexes:
+                        replies[i] = connection
+                else:
+                    sent.append((pool, connection, indexes))
+            for _pool, connection, indexes in sent:
+                for i, reply in zip(indexes, _answers(connection, len(indexes)), strict=True):
+                    replies[i] = reply
+        finally:
+            for pool, connection, _indexes in sent:
+                pool.release(connection)
+        return replies
+
+    def _load(self, nodes: Sequence[ClusterNode]) -> bool:
+        """The script loaded on these masters (restarted, flushed or newly promoted); False when Redis
+        refuses it (older than 7.0: no script flags), and the per-master calls stop."""
+        for node in {node.name: node for node in nodes}.values():
+            try:
+                self._client.get_redis_connection(node).script_load(self._script)
+            except TRANSIENT_ERRORS:
+                continue  # its calls are sent again, fail again, and are left to the per-slot calls
+            except redis.ResponseError as exc:
+                self.enabled = False
+                log.warning("Redis refused the per-master write script; writing one call per hash slot",
+                            node=node.name, error=str(exc))
+                return False
+        return True
+
+
+def _sent(pool: Any, commands: list[list[Any]]) -> Any:
+    """A connection of `pool` the commands were written to, or the error that stopped it."""
+    try:
+        connection = pool.get_connection()
+    except TRANSIENT_ERRORS as exc:
+        return exc
+    try:
+        connection.send_packed_command(packed(connection, commands))
+    except TRANSIENT_ERRORS as exc:
+        connection.disconnect()
+        pool.release(connection)
+        return exc
+    return connection
+
+
+def _answers(connection: Any, count: int) -> list[Any]:
+    """`count` answers read off the connection; when it breaks, the error stands for the answers owed."""
+    answers: list[Any] = []
+    try:
+        while len(answers) < count:
+            answers.append(read_reply(connection))
+    except TRANSIENT_ERRORS as exc:
+        connection.disconnect()  # the answers still owed cannot be read from it
+        answers += [exc] * (count - len(answers))
+    return answers
+
+
+def _elsewhere(reply: Any) -> bool:
+    """An answer that leaves the call's writes to the per-slot calls (module docstring)."""
+    if isinstance(reply, (*TRANSIENT_ERRORS, *_ELSEWHERE)):
+        return True
+    return isinstance(reply, redis.ResponseError) and str(reply).startswith(_MOVED_REPLY)
