@@ -249,7 +249,7 @@ def test_a_write_sent_ahead_to_a_store_that_lost_its_state_is_refused_when_answe
     assert [] == redis_store.write([StateWrite("l", 0, InteractionLog("l", version=1), 60_000)]).fenced_out
 
 
-# Redis Cluster only: one script call per master (`worker.store.node_writes`).
+# Redis Cluster only: reads and one script call per master (`worker.store.per_master`).
 
 def _masters(client: redis.Redis) -> list[redis.Redis]:
     assert isinstance(client, RedisCluster)
@@ -280,11 +280,12 @@ def test_a_cluster_write_is_one_script_call_per_master(cluster_store: RedisStore
     assert 600 == cluster_store.open_windows(4)
 
 
-def test_a_cluster_write_on_a_stale_slot_map_lands_through_the_per_slot_calls(
+def test_a_cluster_write_and_read_on_a_stale_slot_map_go_through_the_per_slot_calls(
     cluster_store: RedisStore, redis_client: redis.Redis
 ) -> None:
     """The client's map sends a slot to the wrong master (as after a failover or a resharding): that master's
-    script refuses before its first write, and its writes go one call per slot, following MOVED."""
+    script refuses before its first write, and its writes go one call per slot, following MOVED; its reads
+    are answered MOVED and read again through the cluster client."""
     assert isinstance(redis_client, RedisCluster)
     prefix = cluster_store._prefix
     ids = [f"w{n}" for n in range(300)]
@@ -294,8 +295,10 @@ def test_a_cluster_write_on_a_stale_slot_map_lands_through_the_per_slot_calls(
     redis_client.nodes_manager.slots_cache[moved] = [wrong]
     writes = [StateWrite(i, 0, InteractionLog(i, version=1), 60_000) for i in ids]
     assert [] == cluster_store.write(writes).fenced_out
-    assert dict.fromkeys(ids, 1) == {i: s.version for i, s in cluster_store.load(ids).items()}
     assert owner.name == redis_client.nodes_manager.slots_cache[moved][0].name  # MOVED corrected the map
+    redis_client.nodes_manager.slots_cache[moved] = [wrong]  # reads: that master answers MOVED, read again
+    assert dict.fromkeys(ids, 1) == {i: s.version for i, s in cluster_store.load(ids).items()}
+    assert owner.name == redis_client.nodes_manager.slots_cache[moved][0].name
 
 
 def test_a_guarded_cluster_write_refused_on_one_master_stores_nothing_there(
@@ -325,13 +328,13 @@ def test_a_cluster_that_refuses_the_per_master_script_is_written_one_call_per_sl
 ) -> None:
     """As Redis older than 7.0 would (no script flags): the script is refused when loaded, every write goes
     through the per-slot calls, and the store stops trying."""
-    node_writes = cluster_store._node_writes
-    assert node_writes is not None
-    node_writes._script = "#!lua flags=no-such-flag\nreturn {}"
-    node_writes._sha = hashlib.sha1(node_writes._script.encode()).hexdigest()
+    per_master = cluster_store._per_master
+    assert per_master is not None
+    per_master._script = "#!lua flags=no-such-flag\nreturn {}"
+    per_master._sha = hashlib.sha1(per_master._script.encode()).hexdigest()
     ids = [f"o{n}" for n in range(100)]
     assert [] == cluster_store.write([StateWrite(i, 0, InteractionLog(i, version=1), 60_000) for i in ids]).fenced_out
-    assert (False, dict.fromkeys(ids, 1)) == (node_writes.enabled,
+    assert (False, dict.fromkeys(ids, 1)) == (per_master.enabled,
                                               {i: s.version for i, s in cluster_store.load(ids).items()})
     zombie = [StateWrite(i, 0, InteractionLog(i, version=9), 60_000) for i in ids[:3]]
     assert sorted(ids[:3]) == sorted(cluster_store.write(zombie).fenced_out)

@@ -4,7 +4,7 @@ On a cluster every command that names several keys must name keys of one hash sl
 otherwise). The stores therefore group a batch's keys by slot and send one command per slot through
 the cluster pipeline, which writes every node's commands before reading any reply: one round trip per
 node, not per key. The fold stage's state writes go one script call per master instead
-(`worker.store.node_writes`), and per slot only what a master could not take.
+(`worker.store.per_master`), and per slot only what a master could not take.
 """
 
 from __future__ import annotations

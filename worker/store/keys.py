@@ -56,7 +56,7 @@ slot, so the keys one atomic step touches share a hash tag.
   lost shard's marks go with its states. Marking writes every slot's hash (16,384 small hashes).
 - The budget's minute and day counters of a target share the tag `{<target>}` (one script).
 A batch's writes are grouped by master (one script call per master, up to 1,000 states each, with
-the marks of every slot in it; `worker.store.node_writes`), sent to every master before any reply is
+the marks of every slot in it; `worker.store.per_master`), sent to every master before any reply is
 read: one round trip per batch, not per interaction or slot.
 """
 

@@ -6,7 +6,7 @@ On a Redis Cluster a script may only declare keys of one hash slot, and an inter
 so a cluster write is three ordered steps (the layout and why: `worker.store.keys`):
   1. deadline entries added (ZADD, one command per partition);
   2. the fenced state writes: one script call per master for the states it serves, each guarded by
-     the marks hashes of the slots in it (`worker.store.node_writes`); what a master could not take
+     the marks hashes of the slots in it (`worker.store.per_master`); what a master could not take
      (a moved slot, a failover, Redis older than 7.0) one script call per hash slot, guarded by the
      marks hash of its slot, through the cluster client;
   3. deadline entries removed (ZREM) for the states step 2 stored (finalized windows).
@@ -29,11 +29,12 @@ from worker.core.writes import StateWrite, Stored
 from worker.errors import StateLostError, StoreError, StoreFullError, StoreUnavailableError
 from worker.store import keys
 from worker.store.cluster import TRANSIENT_ERRORS, RedisClient, by_slot, is_cluster
-from worker.store.node_writes import WRITES_PER_CALL, NodeWrites
+from worker.store.per_master import WRITES_PER_CALL, PerMaster
 from worker.store.port import WriteResult
 from worker.store.wire import decode_state, encoded_write, packed, read_reply
 
 _LOST_REPLY = "ILOGLOST"
+_STATE_FIELDS = [keys.FIELD_VERSION, keys.FIELD_DOCUMENT, keys.FIELD_KIND]
 
 
 @contextmanager
@@ -68,7 +69,7 @@ class RedisStore:
         self._script = resources.files("worker.store").joinpath("fenced_write.lua").read_text()
         # EVALSHA directly: redis-py's Script object would add a SCRIPT EXISTS round trip per batch.
         self._sha: str = client.register_script(self._script).sha
-        self._node_writes = NodeWrites(client, prefix) if isinstance(client, RedisCluster) else None
+        self._per_master = PerMaster(client, prefix) if isinstance(client, RedisCluster) else None
         self._master_slots: dict[str, int] = {}  # master → the first slot it serves (`_one_slot_per_master`)
 
     @property
@@ -79,14 +80,16 @@ class RedisStore:
         ids = list(dict.fromkeys(interaction_ids))
         if not ids:
             return {}
-        pipe = self._client.pipeline(transaction=False)
-        for interaction_id in ids:
-            pipe.hmget(
-                keys.state_key(self._prefix, interaction_id),
-                [keys.FIELD_VERSION, keys.FIELD_DOCUMENT, keys.FIELD_KIND],
-            )
+        state_keys = [keys.state_key(self._prefix, interaction_id) for interaction_id in ids]
         with store_errors(f"loading {len(ids)} interactions"):
-            rows: list[list[Any]] = pipe.execute()
+            rows, left = (self._per_master.read(state_keys, _STATE_FIELDS) if self._per_master is not None
+                          else ([None] * len(ids), range(len(ids))))
+            if left:  # one node, or what the masters could not answer as sent: through the (cluster) pipeline
+                pipe = self._client.pipeline(transaction=False)
+                for index in left:
+                    pipe.hmget(state_keys[index], _STATE_FIELDS)
+                for index, row in zip(left, pipe.execute(), strict=True):
+                    rows[index] = row
         return {
             interaction_id: Stored(int(version or 0), decode_state(document, kind))
             for interaction_id, (version, document, kind) in zip(ids, rows, strict=True)
@@ -94,7 +97,8 @@ class RedisStore:
 
     def write(self, writes: Sequence[StateWrite], guard: Sequence[int] = ()) -> WriteResult:
         """Fenced writes; with `guard`, refused (StateLostError) when one of them is unmarked: as a whole
-        on one node, per slot on a cluster (a slot whose marks are gone lost its shard's data)."""
+        on one node, per script call on a cluster (a slot whose marks are gone lost its shard's data: that
+        master's call stores nothing, the other masters' calls go on)."""
         if not writes:
             return WriteResult()
         if not self._cluster:  # one node: sent and answered at once, packed as `send_write` packs
@@ -153,8 +157,8 @@ class RedisStore:
         re-consumed batch adds them again. A crash after step 2 leaves entries of finalized logs:
         dropped as stale. A fenced-out write's added entry is judged by the stored log the same way."""
         self._deadline_entries("ZADD", [item for item in writes if item.deadline is not None])
-        assert self._node_writes is not None
-        fenced, left = self._node_writes.write(writes, guard)
+        assert self._per_master is not None
+        fenced, left = self._per_master.write(writes, guard)
         if left:
             fenced.update(self._write_per_slot(left, guard))
         self._deadline_entries("ZREM", [item for item in writes if item.unschedule_partition is not None

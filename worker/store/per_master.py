@@ -1,4 +1,4 @@
-"""A Redis Cluster's fenced state writes, one script call per master instead of one per hash slot.
+"""A Redis Cluster's state reads and fenced writes, sent to each master directly instead of per hash slot.
 
 With interactions spread over 16,384 slots, a batch of 1,000 states touches about as many slots as
 states: one script call per slot is one call per state, each paying Redis's per-command and per-script
@@ -6,11 +6,12 @@ entry cost, each packed and routed by the cluster client in Python (docs/benchma
 Cluster"). `fenced_write_node.lua` (Redis >= 7.0, `allow-cross-slot-keys`) takes every state a master
 serves in one call, guarded by the marks hash of each slot in it.
 
-The calls go straight to the masters of the client's slot map, packed as the single node's are, all
-sent before any reply is read (one round trip, the masters working in parallel). A call a master cannot
-take as sent comes back as writes left over, which the store sends one call per slot through the
-cluster client as before; that client follows MOVED and ASK, refreshes its slot map and rides out a
-failover:
+The reads (one HMGET per state, as on one node) and the calls go straight to the masters of the
+client's slot map, packed as the single node's are, all sent before any reply is read (one round trip,
+the masters working in parallel), without the cluster pipeline's routing of every command in Python.
+A read or call a master cannot answer as sent is left over, and the store sends it through the cluster
+client as before (the writes one call per slot); that client follows MOVED and ASK, refreshes its slot
+map and rides out a failover:
 - a key of the call is not served by that node (a failover, a resharding, a stale map): the script
   refuses before its first write ("ILOGMOVED");
 - the node is read-only (a demoted master), loading, or in a cluster that is down;
@@ -47,8 +48,8 @@ _MOVED_REPLY = "ILOGMOVED"
 _ELSEWHERE = (redis.exceptions.AskError, redis.exceptions.ReadOnlyError)  # AskError: MOVED as well
 
 
-class NodeWrites:
-    """Fenced writes of states, one script call per master (module docstring)."""
+class PerMaster:
+    """State reads and fenced writes sent to each master directly (module docstring)."""
 
     def __init__(self, client: RedisCluster, prefix: str) -> None:
         self._client = client
@@ -57,6 +58,32 @@ class NodeWrites:
         self._sha = hashlib.sha1(self._script.encode()).hexdigest()
         self.enabled = True
 
+    def read(self, state_keys: Sequence[str], fields: Sequence[str]) -> tuple[list[Any], list[int]]:
+        """HMGET `fields` of every key: (the rows, None where left over; the indexes left over)."""
+        node_of = self._client.nodes_manager.get_node_from_slot
+        by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for index, key in enumerate(state_keys):
+            node = node_of(slot_of(key))
+            by_node.setdefault(node.name, (node, []))[1].append(index)
+        calls: list[tuple[ClusterNode, list[Any]]] = []
+        order: list[int] = []
+        for node, indexes in by_node.values():
+            calls += [(node, ["HMGET", state_keys[i], *fields]) for i in indexes]
+            order += indexes
+        rows: list[Any] = [None] * len(state_keys)
+        left: list[int] = []
+        refused: Exception | None = None
+        for index, reply in zip(order, self._send(calls), strict=True):
+            if isinstance(reply, list):
+                rows[index] = reply
+            elif _elsewhere(reply):
+                left.append(index)
+            elif refused is None:
+                refused = reply
+        if refused is not None:
+            raise refused
+        return rows, sorted(left)
+
     def write(self, writes: Sequence[StateWrite], guard: Sequence[int]) -> tuple[dict[str, int], list[StateWrite]]:
         """(the ids fenced out → the version stored now, the writes left for per-slot calls)."""
         if not self.enabled:
@@ -64,10 +91,10 @@ class NodeWrites:
         calls = self._calls(writes, sorted(set(guard)))
         fenced: dict[str, int] = {}
         left: list[StateWrite] = []
-        replies = self._send(calls)
+        replies = self._send([(node, command) for node, _chunk, command in calls])
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
         if missing and self._load([calls[i][0] for i in missing]):
-            for i, reply in zip(missing, self._send([calls[i] for i in missing]), strict=True):
+            for i, reply in zip(missing, self._send([(calls[i][0], calls[i][2]) for i in missing]), strict=True):
                 replies[i] = reply
         refused: Exception | None = None
         for (_node, chunk, _command), reply in zip(calls, replies, strict=True):
@@ -110,18 +137,18 @@ class NodeWrites:
             args += (key, item.expected_version, item.state.version, document, kind, max(item.ttl_ms, 1))
         return args
 
-    def _send(self, calls: Sequence[tuple[ClusterNode, Sequence[StateWrite], list[Any]]]) -> list[Any]:
-        """Every call written to its master before any answer is read; an answer per call, errors returned
-        (a master that cannot be reached answers its calls with the error)."""
+    def _send(self, calls: Sequence[tuple[ClusterNode, list[Any]]]) -> list[Any]:
+        """Every command written to its master before any answer is read; an answer per command, errors
+        returned (a master that cannot be reached answers its commands with the error)."""
         by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
-        for index, (node, _chunk, _command) in enumerate(calls):
+        for index, (node, _command) in enumerate(calls):
             by_node.setdefault(node.name, (node, []))[1].append(index)
         replies: list[Any] = [None] * len(calls)
         sent: list[tuple[Any, Any, list[int]]] = []
         try:
             for node, indexes in by_node.values():
                 pool = self._client.get_redis_connection(node).connection_pool
-                connection = _sent(pool, [calls[i][2] for i in indexes])
+                connection = _sent(pool, [calls[i][1] for i in indexes])
                 if isinstance(connection, Exception):
                     for i in indexes:
                         replies[i] = connection
