@@ -15,7 +15,7 @@ from worker.core.fold import Accepted, Duplicate, Rejected, finalize, fold, tomb
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import Stored
 from worker.ops.offline import OfflineFold
-from worker.store.redis_store import decode_state, encode_state
+from worker.store.wire import decode_state, encode_state
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 NOW_MS = int(T0.timestamp() * 1000)

@@ -12,7 +12,7 @@ from schemas.decode import decode_event
 from schemas.events import Event, Rejection
 from worker.core.fold import Accepted, fold, snapshot
 from worker.core.state import InteractionLog, Tombstone
-from worker.store.redis_store import decode_state, encode_state
+from worker.store.wire import decode_state, encode_state
 
 WINDOW_S = 120
 BASE_S = 1_790_000_000  # an epoch second in 2026

@@ -13,7 +13,7 @@ from worker.core.batch import Record, TtlPolicy, plan_batch
 from worker.core.state import InteractionLog
 from worker.fold.recovery import HEADER_KIND, HEADER_TTL_MS, StateChangelog
 from worker.kafka.clients import DeliveryTracker
-from worker.store.redis_store import encode_state
+from worker.store.wire import encode_state
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 TTL = TtlPolicy(retention_ms=86_400_000, open_log_ttl_ms=604_800_000)
