@@ -12,6 +12,7 @@ the masters working in parallel), without the cluster pipeline's routing of ever
 A read or call a master cannot answer as sent is left over, and the store sends it through the cluster
 client as before (the writes one call per slot); that client follows MOVED and ASK, refreshes its slot
 map and rides out a failover:
+- the client's map has no master for a slot (the cluster client then answers as it would without us);
 - a key of the call is not served by that node (a failover, a resharding, a stale map): the script
   refuses before its first write ("ILOGMOVED");
 - the node is read-only (a demoted master), loading, or in a cluster that is down;
@@ -28,11 +29,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
 import structlog
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import SlotNotCoveredError
 
 from worker.core.writes import StateWrite
 from worker.store import keys
@@ -46,6 +48,7 @@ _MOVED_REPLY = "ILOGMOVED"
 # Answers that mean "not this node, not now" (besides TRANSIENT_ERRORS: cluster down, TRYAGAIN, loading,
 # unreachable): the cluster client's per-slot calls sort them out.
 _ELSEWHERE = (redis.exceptions.AskError, redis.exceptions.ReadOnlyError)  # AskError: MOVED as well
+_Call: TypeAlias = "tuple[ClusterNode, Sequence[StateWrite], list[Any]]"  # master, its writes, the script call
 
 
 class PerMaster:
@@ -60,18 +63,20 @@ class PerMaster:
 
     def read(self, state_keys: Sequence[str], fields: Sequence[str]) -> tuple[list[Any], list[int]]:
         """HMGET `fields` of every key: (the rows, None where left over; the indexes left over)."""
-        node_of = self._client.nodes_manager.get_node_from_slot
         by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+        left: list[int] = []
         for index, key in enumerate(state_keys):
-            node = node_of(slot_of(key))
-            by_node.setdefault(node.name, (node, []))[1].append(index)
+            node = self._master_of(slot_of(key))
+            if node is None:
+                left.append(index)
+            else:
+                by_node.setdefault(node.name, (node, []))[1].append(index)
         calls: list[tuple[ClusterNode, list[Any]]] = []
         order: list[int] = []
         for node, indexes in by_node.values():
             calls += [(node, ["HMGET", state_keys[i], *fields]) for i in indexes]
             order += indexes
         rows: list[Any] = [None] * len(state_keys)
-        left: list[int] = []
         refused: Exception | None = None
         for index, reply in zip(order, self._send(calls), strict=True):
             if isinstance(reply, list):
@@ -88,9 +93,8 @@ class PerMaster:
         """(the ids fenced out → the version stored now, the writes left for per-slot calls)."""
         if not self.enabled:
             return {}, list(writes)
-        calls = self._calls(writes, sorted(set(guard)))
+        calls, left = self._calls(writes, sorted(set(guard)))
         fenced: dict[str, int] = {}
-        left: list[StateWrite] = []
         replies = self._send([(node, command) for node, _chunk, command in calls])
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
         if missing and self._load([calls[i][0] for i in missing]):
@@ -109,23 +113,34 @@ class PerMaster:
             raise refused
         return fenced, left
 
-    def _calls(self, writes: Sequence[StateWrite], guarded: list[int]) -> list[tuple[ClusterNode, Sequence[StateWrite],
-                                                                                       list[Any]]]:
-        """(master, writes, EVALSHA command) per master of the slot map and chunk of WRITES_PER_CALL."""
+    def _calls(self, writes: Sequence[StateWrite], guarded: list[int]) -> tuple[list[_Call], list[StateWrite]]:
+        """(master, writes, EVALSHA command) per master of the slot map and chunk of WRITES_PER_CALL; and
+        the writes of slots the map has no master for."""
         by_node: dict[str, tuple[ClusterNode, list[tuple[int, str, StateWrite]]]] = {}
-        node_of = self._client.nodes_manager.get_node_from_slot
+        left: list[StateWrite] = []
         prefix = self._prefix
         for item in writes:
             key = keys.state_key(prefix, item.interaction_id)
             slot = slot_of(key)
-            node = node_of(slot)
-            by_node.setdefault(node.name, (node, []))[1].append((slot, key, item))
-        calls: list[tuple[ClusterNode, Sequence[StateWrite], list[Any]]] = []
+            node = self._master_of(slot)
+            if node is None:
+                left.append(item)
+            else:
+                by_node.setdefault(node.name, (node, []))[1].append((slot, key, item))
+        calls: list[_Call] = []
         for node, entries in by_node.values():
             for i in range(0, len(entries), WRITES_PER_CALL):
                 chunk = entries[i:i + WRITES_PER_CALL]
                 calls.append((node, [item for _slot, _key, item in chunk], self._command(chunk, guarded)))
-        return calls
+        return calls, left
+
+    def _master_of(self, slot: int) -> ClusterNode | None:
+        """The slot's master in the client's map; None when the map has none (the cluster client then
+        refreshes it, or says why not)."""
+        try:
+            return self._client.nodes_manager.get_node_from_slot(slot)
+        except SlotNotCoveredError:
+            return None
 
     def _command(self, chunk: Sequence[tuple[int, str, StateWrite]], guarded: list[int]) -> list[Any]:
         """One EVALSHA of `fenced_write_node.lua` (its header has the layout)."""
