@@ -58,6 +58,8 @@ from schemas.snapshot import LogSnapshot
 log = structlog.get_logger(__name__)
 
 COLLECTION_LIMIT = 200
+FINAL_LINGER_S = 1.0
+"""How long a finalized log may wait for others to fill a collection request (its update is due, not urgent)."""
 _WANTED = frozenset({Trigger.CREATED, Trigger.STATE_CHANGED, Trigger.OPENED, Trigger.FINALIZED})
 _CREATE_ONLY_FIELDS = frozenset({"TaskSubtype"})
 _RETRYABLE_RECORD_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
@@ -110,8 +112,11 @@ class SalesforceTarget:
         self._attribute_fields = dict(attribute_fields)
         self._budget_pause_s = budget_pause_s
         # Calls beside one under way wait for a full collection's worth: smaller ones would spend more
-        # requests of the API budget on the same records.
-        self.traits = TargetTraits(budget=budget, concurrent_calls=concurrent_calls, side_call_items=COLLECTION_LIMIT)
+        # requests of the API budget on the same records. Finalized logs (the window closed: nobody is
+        # waiting on that update) wait up to FINAL_LINGER_S for others: they come from the fold stage's
+        # finalizer a few at a tick, and alone would each cost a request (docs/benchmarks.md).
+        self.traits = TargetTraits(budget=budget, concurrent_calls=concurrent_calls, side_call_items=COLLECTION_LIMIT,
+                                   final_linger_s=FINAL_LINGER_S, linger_items=COLLECTION_LIMIT)
         self._client: Salesforce | None = None
         self._specs: dict[str, FieldSpec] | None = None
 

@@ -86,7 +86,8 @@ def test_settings_reach_each_target_as_the_traits_it_declares() -> None:
     ))
     try:
         assert {
-            "salesforce": TargetTraits(budget=BudgetLimits(7, 70), concurrent_calls=3, side_call_items=200),
+            "salesforce": TargetTraits(budget=BudgetLimits(7, 70), concurrent_calls=3, side_call_items=200,
+                                       final_linger_s=1.0, linger_items=200),
             "zendesk": TargetTraits(budget=BudgetLimits(8, 80), linger_s=2.5, linger_items=100, settle_s=40.0),
             "webhook": TargetTraits(),
         } == {target.name: target.traits for target in targets}

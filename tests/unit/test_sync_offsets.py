@@ -104,3 +104,27 @@ def test_dropping_a_partition_forgets_waiting_work_and_the_outcome_of_calls_unde
     assert 1 == queue.drop({("up", 0)}, in_flight=True)
     assert [] == queue.finish(in_flight, done=True)
     assert queue.empty()
+
+
+def test_finalized_work_lingers_to_fill_a_call_while_any_other_work_goes_at_once() -> None:
+    """`final_linger_s`: a finalized log waits (nobody waits on it) until the oldest one has waited that long,
+    or `linger_items` are waiting; a waiting change of any other kind makes the call due now."""
+    queue = WorkQueue(lambda snapshot: True)
+    final = _work("f", 7, "finalized", 0, finalized=True)
+    queue.put(final)
+    waited = queue.ready_in_s(0.0, 3, hurry=False, final_linger_s=1.0)
+    assert waited is not None and 0.9 < waited <= 1.0
+    assert 0.0 == queue.ready_in_s(0.0, 3, hurry=True, final_linger_s=1.0)  # closing: no lingering
+    final.queued_at_s -= 1.0
+    assert 0.0 == queue.ready_in_s(0.0, 3, hurry=False, final_linger_s=1.0)  # waited long enough
+    final.queued_at_s += 1.0
+    queue.put(_work("g", 3, "finalized", 1, finalized=True))
+    queue.put(_work("h", 4, "finalized", 2, finalized=True))
+    assert 0.0 == queue.ready_in_s(0.0, 3, hurry=False, final_linger_s=1.0)  # linger_items are waiting
+    [_taken] = queue.take(1)
+    waited = queue.ready_in_s(0.0, 3, hurry=False, final_linger_s=1.0)
+    assert waited is not None and waited > 0.5  # two left, under linger_items
+    queue.put(_work("g", 4, "state_changed", 3))  # merges into g: the strongest trigger stays finalized
+    assert waited <= (queue.ready_in_s(0.0, 3, hurry=False, final_linger_s=1.0) or 0.0) + 0.1
+    queue.put(_work("s", 2, "state_changed", 4))
+    assert 0.0 == queue.ready_in_s(0.0, 3, hurry=False, final_linger_s=1.0)

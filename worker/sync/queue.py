@@ -157,18 +157,29 @@ class WorkQueue:
                 self.changed.notify_all()
         return unwanted
 
-    def ready_in_s(self, linger_s: float, linger_items: int, hurry: bool) -> float | None:
-        """Seconds until a batch may be taken (0: now); None when nothing can be taken."""
+    def ready_in_s(self, linger_s: float, linger_items: int, hurry: bool, final_linger_s: float = 0.0) -> float | None:
+        """Seconds until a batch may be taken (0: now); None when nothing can be taken. A waiting work may
+        wait `linger_s` from when it was queued (`final_linger_s` when its trigger is finalized) to fill
+        the call, unless `linger_items` are waiting: the call is due when the first of them is."""
         with self.changed:
-            in_flight = self._in_flight
-            if hurry or linger_s <= 0:  # no need to look at every waiting work: one that can go is enough
-                return 0.0 if any(i not in in_flight for i in self._waiting) else None
-            ready = [w for i, w in self._waiting.items() if i not in in_flight]
-            if not ready:
-                return None
-            if len(ready) >= linger_items:
+            waiting, in_flight = self._waiting, self._in_flight
+            if hurry or (linger_s <= 0 and final_linger_s <= 0):  # one work that can go is enough
+                return 0.0 if any(i not in in_flight for i in waiting) else None
+            if len(waiting) - len(in_flight) >= linger_items:  # at least that many are not in flight
                 return 0.0
-            return max(0.0, min(w.queued_at_s for w in ready) + linger_s - time.monotonic())
+            due_s: float | None = None
+            ready = 0
+            for interaction_id, work in waiting.items():
+                if interaction_id in in_flight:
+                    continue
+                ready += 1
+                final = (work.trigger or work.base.trigger) == Trigger.FINALIZED
+                at_s = work.queued_at_s + (final_linger_s if final else linger_s)
+                if due_s is None or at_s < due_s:
+                    due_s = at_s
+            if due_s is None:
+                return None
+            return 0.0 if ready >= linger_items else max(0.0, due_s - time.monotonic())
 
     def takeable_at_least(self, count: int) -> bool:
         """Whether `count` waiting interactions are not in flight; walks the in-flight ones only when

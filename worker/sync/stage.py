@@ -112,7 +112,8 @@ class SyncStage:
             TargetRunner(
                 target, states, budget, self._dead_letter, on_done=self.ledger.done,
                 settle_s=target.traits.settle_s, linger_s=target.traits.linger_s,
-                linger_items=target.traits.linger_items, max_call_items=settings.batch_size,
+                linger_items=target.traits.linger_items, final_linger_s=target.traits.final_linger_s,
+                max_call_items=settings.batch_size,
                 pause_base_s=settings.target_pause_base_seconds,
                 pause_ceiling_s=settings.target_pause_ceiling_seconds,
                 max_pause_s=settings.max_pause_seconds(target.name), absence=absence_rule(settings),

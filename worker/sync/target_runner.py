@@ -20,6 +20,10 @@ trip. Each call holds its own interactions (the queue never hands out an interac
 writes per interaction stay in order); a call beside one under way starts only once
 `side_call_items` records wait (it would otherwise split what one call carries into more requests
 against the API budget); and while the target is paused or backing off, one call at a time is the probe.
+
+Lingering (target traits): a call may wait `linger_s` from when its oldest work was queued, or
+`final_linger_s` when every waiting work is a finalized log, to carry more, unless `linger_items`
+wait; closing works off the queue without lingering.
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ class TargetRunner:
     settle_s: float = 0.0  # how long a write whose answer was lost may take to land (async jobs)
     linger_s: float = 0.0  # hold waiting work up to this long to fill a batch
     linger_items: int = 100  # ... unless this many are waiting
+    final_linger_s: float = 0.0  # as linger_s, for waiting work whose trigger is finalized
     max_call_items: int = 1000
     paused_until: float = 0.0  # monotonic; budget exhausted, back-off after a retry, settling
     pause_base_s: float = 1.0  # a paused target: first wait ...
@@ -183,7 +188,8 @@ class TargetRunner:
                     return None
                 wait_s = 0.0 if self._letting_go(now) else self.paused_until - now
                 if wait_s <= 0 and self._may_call():
-                    ready_in_s = self.queue.ready_in_s(self.linger_s, self.linger_items, self._hurry)
+                    ready_in_s = self.queue.ready_in_s(self.linger_s, self.linger_items, self._hurry,
+                                                         self.final_linger_s)
                     if ready_in_s == 0:
                         self._calls += 1
                         return self.queue.take(self.max_call_items, finals_first=self._budget_low)
