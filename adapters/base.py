@@ -114,7 +114,7 @@ class TargetTraits:
     budget: BudgetLimits | None = None  # None: never refused
     linger_s: float = 0.0  # hold due work up to this long to fill a call ...
     linger_items: int = 1  # ... unless this many items are waiting
-    final_linger_s: float = 0.0  # as linger_s, for work whose trigger is finalized (nobody waits on it)
+    final_linger_s: float = 0.0  # at least this long for work whose trigger is finalized (nobody waits on it)
     settle_s: float = 0.0  # how long a write whose answer was lost may take to land (background jobs)
     concurrent_calls: int = 1  # calls in flight at once, each on interactions of its own
     side_call_items: int = 1  # records waiting before a call starts beside one under way

@@ -128,3 +128,13 @@ def test_finalized_work_lingers_to_fill_a_call_while_any_other_work_goes_at_once
     assert waited <= (queue.ready_in_s(0.0, 3, hurry=False, final_linger_s=1.0) or 0.0) + 0.1
     queue.put(_work("s", 2, "state_changed", 4))
     assert 0.0 == queue.ready_in_s(0.0, 3, hurry=False, final_linger_s=1.0)
+
+
+def test_a_target_that_lingers_for_everything_lingers_for_finalized_work_too() -> None:
+    """Zendesk: `linger_s` for every work, no `final_linger_s`; a finalized log waits `linger_s` all the same."""
+    queue = WorkQueue(lambda snapshot: True)
+    queue.put(_work("f", 7, "finalized", 0, finalized=True))
+    waited = queue.ready_in_s(3.0, 100, hurry=False)
+    assert waited is not None and 2.9 < waited <= 3.0
+    waited = queue.ready_in_s(3.0, 100, hurry=False, final_linger_s=1.0)
+    assert waited is not None and 2.9 < waited <= 3.0

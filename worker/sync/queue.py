@@ -159,14 +159,16 @@ class WorkQueue:
 
     def ready_in_s(self, linger_s: float, linger_items: int, hurry: bool, final_linger_s: float = 0.0) -> float | None:
         """Seconds until a batch may be taken (0: now); None when nothing can be taken. A waiting work may
-        wait `linger_s` from when it was queued (`final_linger_s` when its trigger is finalized) to fill
-        the call, unless `linger_items` are waiting: the call is due when the first of them is."""
+        wait `linger_s` from when it was queued (the longer of `linger_s` and `final_linger_s` when its
+        trigger is finalized) to fill the call, unless `linger_items` are waiting: the call is due when
+        the first of them is."""
         with self.changed:
             waiting, in_flight = self._waiting, self._in_flight
             if hurry or (linger_s <= 0 and final_linger_s <= 0):  # one work that can go is enough
                 return 0.0 if any(i not in in_flight for i in waiting) else None
             if len(waiting) - len(in_flight) >= linger_items:  # at least that many are not in flight
                 return 0.0
+            final_s = max(linger_s, final_linger_s)
             due_s: float | None = None
             ready = 0
             for interaction_id, work in waiting.items():
@@ -174,7 +176,7 @@ class WorkQueue:
                     continue
                 ready += 1
                 final = (work.trigger or work.base.trigger) == Trigger.FINALIZED
-                at_s = work.queued_at_s + (final_linger_s if final else linger_s)
+                at_s = work.queued_at_s + (final_s if final else linger_s)
                 if due_s is None or at_s < due_s:
                     due_s = at_s
             if due_s is None:

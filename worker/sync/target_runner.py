@@ -22,8 +22,8 @@ writes per interaction stay in order); a call beside one under way starts only o
 against the API budget); and while the target is paused or backing off, one call at a time is the probe.
 
 Lingering (target traits): a call may wait `linger_s` from when its oldest work was queued, or
-`final_linger_s` when every waiting work is a finalized log, to carry more, unless `linger_items`
-wait; closing works off the queue without lingering.
+`final_linger_s` if longer when every waiting work is a finalized log, to carry more, unless
+`linger_items` wait; closing works off the queue without lingering.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class TargetRunner:
     settle_s: float = 0.0  # how long a write whose answer was lost may take to land (async jobs)
     linger_s: float = 0.0  # hold waiting work up to this long to fill a batch
     linger_items: int = 100  # ... unless this many are waiting
-    final_linger_s: float = 0.0  # as linger_s, for waiting work whose trigger is finalized
+    final_linger_s: float = 0.0  # at least this long for waiting work whose trigger is finalized
     max_call_items: int = 1000
     paused_until: float = 0.0  # monotonic; budget exhausted, back-off after a retry, settling
     pause_base_s: float = 1.0  # a paused target: first wait ...
