@@ -36,7 +36,7 @@ MAX_BYTES_READ_FOR_IDS = 16 * 1024 * 1024
 _SIZE_ERRORS = frozenset({"string_too_long", "too_long"})
 """pydantic error types of a `max_length` bound: a string, or a dict/list with too many items."""
 
-__all__ = ["RejectReason", "Rejection", "decode_event"]
+__all__ = ["RejectReason", "Rejection", "data_rejection", "decode_event", "unknown_type_rejection"]
 
 
 def decode_event(
@@ -126,8 +126,42 @@ def _rejection_for(value: bytes, error: ValidationError) -> Rejection:
     event_id, subject = _string_or_none(document.get("id")), _string_or_none(document.get("subject"))
     event_type = document.get("type")
     if isinstance(event_type, str) and event_type not in EVENT_TYPES:
-        return Rejection(event_id, subject, RejectReason.UNKNOWN_TYPE,
-                         f"type: unknown event type {event_type!r} (known: {_KNOWN_TYPES})")
+        return _unknown_type(event_id, subject, event_type)
+    return _invalid(event_id, subject, details, event_type)
+
+
+def unknown_type_rejection(value: bytes) -> Rejection | None:
+    """What `decode_event(value)` gives a JSON object whose `type` is a string no model takes (a structured-mode
+    event within the size bound), worded alike; None for anything else. No model accepts such an object, so
+    `decode_event` words it from the parsed object alone: this skips only the models' failing validation."""
+    try:
+        document = parse_for_message(value)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    event_type = document.get("type") if isinstance(document, dict) else None
+    if not isinstance(event_type, str) or event_type in EVENT_TYPES:
+        return None
+    return _unknown_type(_string_or_none(document.get("id")), _string_or_none(document.get("subject")), event_type)
+
+
+def data_rejection(event_id: str, subject: str, event_type: str, error: ValidationError) -> Rejection | None:
+    """What `decode_event` gives an event whose envelope the models accept and whose `data` their data model
+    refuses with `error` (validated strict, as `decode_event` validates): the same details under `data`. None
+    when the data is not JSON the models read (`decode_event` then refuses the whole message as not JSON)."""
+    details = error.errors(include_url=False, include_context=False, include_input=False)
+    if any(detail["type"].startswith("json_") for detail in details):
+        return None
+    for detail in details:
+        detail["loc"] = ("data", *detail["loc"])
+    return _invalid(_string_or_none(event_id), _string_or_none(subject), details, event_type)
+
+
+def _unknown_type(event_id: str | None, subject: str | None, event_type: str) -> Rejection:
+    return Rejection(event_id, subject, RejectReason.UNKNOWN_TYPE,
+                     f"type: unknown event type {event_type!r} (known: {_KNOWN_TYPES})")
+
+
+def _invalid(event_id: str | None, subject: str | None, details: list[ErrorDetails], event_type: object) -> Rejection:
     too_large = all(detail["type"] in _SIZE_ERRORS for detail in details)
     reason = RejectReason.TOO_LARGE if details and too_large else RejectReason.INVALID
     return Rejection(event_id, subject, reason, _describe(details, event_type))

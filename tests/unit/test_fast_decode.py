@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Any
+from unittest.mock import ANY
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from schemas.decode import decode_event
-from schemas.events import MAX_EVENT_BYTES, Rejection
+from schemas.events import MAX_EVENT_BYTES, Rejection, RejectReason
 from schemas.fast import FastEvent, _fast, decode_event_fast
 from worker.core.fold import fold
 from worker.core.snapshot_json import snapshot_json
@@ -63,8 +64,8 @@ def _agree(raw: bytes) -> bool | None:
     """True when the fast path accepted what the models accept, alike; None when it left the event to them."""
     fast = _fast(raw)
     model = decode_event(raw)
-    if fast is None:
-        assert decode_event_fast(raw) == model  # the models' own answer, rejection or event
+    if fast is None or isinstance(fast, Rejection):
+        assert decode_event_fast(raw) == model  # the models' own answer, or their rejection worded alike
         return None
     assert not isinstance(model, Rejection), (raw, model)
     assert _fields(fast) == _fields(model), raw
@@ -199,6 +200,37 @@ def test_json_the_parsers_could_read_differently_goes_to_the_models() -> None:
         viewed.replace(b'"Contact"', b'"Con\\u0074act"'),
     ]:
         _agree(raw)
+
+
+def test_an_unknown_type_and_refused_data_are_worded_here_as_the_models_word_them() -> None:
+    survey = _base("log.opened")
+    survey["type"] = "interaction.survey"
+    fax = _base("interaction.connected")
+    fax["data"]["media"] = "fax"
+    long_ref = _base("record.viewed")
+    long_ref["data"]["record"]["type"] = "x" * 81
+    for item, reason in [(survey, "unknown_type"), (fax, "invalid"), (long_ref, "too_large")]:
+        raw = _raw(item)
+        fast = _fast(raw)
+        assert isinstance(fast, Rejection), raw  # answered without the models
+        assert fast == decode_event(raw)
+        assert fast.reason.value == reason and fast.event_id == "evt-1" and fast.subject == "conv-1"
+    assert "data.media" in str(_fast(_raw(fax)))
+
+
+def test_a_refusal_with_more_wrong_than_the_shortcut_sees_goes_to_the_models() -> None:
+    fax = _base("interaction.connected")
+    fax["data"]["media"] = "fax"
+    bad_time, bad_envelope = dict(fax, time="yesterday"), dict(fax, source="")
+    survey = _raw(dict(_base("log.opened"), type="interaction.survey"))
+    for raw in [_raw(bad_time), _raw(bad_envelope), survey[:-1], _raw(dict(_base("log.opened"), type=7))]:
+        assert _fast(raw) is None, raw  # the models see every problem of it
+        assert decode_event_fast(raw) == decode_event(raw)
+    model = decode_event(_raw(bad_time))
+    assert isinstance(model, Rejection) and "time" in model.message and "data.media" in model.message
+    # an unknown type is the whole answer, whatever else is wrong: the models word it from the object alone
+    odd_id = survey.replace(b'"id": "evt-1"', b'"id": 7')
+    assert _fast(odd_id) == decode_event(odd_id) == Rejection(None, "conv-1", RejectReason.UNKNOWN_TYPE, ANY)
 
 
 def test_an_event_over_the_size_bound_is_too_large_whatever_it_holds() -> None:
