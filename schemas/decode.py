@@ -136,7 +136,7 @@ def unknown_type_rejection(value: bytes) -> Rejection | None:
     `decode_event` words it from the parsed object alone: this skips only the models' failing validation."""
     try:
         document = parse_for_message(value)
-    except (UnicodeDecodeError, ValueError):
+    except Exception:  # not JSON, or nested past `json`'s recursion limit: `decode_event` words it (and never raises)
         return None
     event_type = document.get("type") if isinstance(document, dict) else None
     if not isinstance(event_type, str) or event_type in EVENT_TYPES:

@@ -223,7 +223,8 @@ def test_a_refusal_with_more_wrong_than_the_shortcut_sees_goes_to_the_models() -
     fax["data"]["media"] = "fax"
     bad_time, bad_envelope = dict(fax, time="yesterday"), dict(fax, source="")
     survey = _raw(dict(_base("log.opened"), type="interaction.survey"))
-    for raw in [_raw(bad_time), _raw(bad_envelope), survey[:-1], _raw(dict(_base("log.opened"), type=7))]:
+    deep = survey[:-1] + b', "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # past `json`'s recursion limit
+    for raw in [_raw(bad_time), _raw(bad_envelope), survey[:-1], _raw(dict(_base("log.opened"), type=7)), deep]:
         assert _fast(raw) is None, raw  # the models see every problem of it
         assert decode_event_fast(raw) == decode_event(raw)
     model = decode_event(_raw(bad_time))
