@@ -36,7 +36,8 @@ MAX_BYTES_READ_FOR_IDS = 16 * 1024 * 1024
 _SIZE_ERRORS = frozenset({"string_too_long", "too_long"})
 """pydantic error types of a `max_length` bound: a string, or a dict/list with too many items."""
 
-__all__ = ["RejectReason", "Rejection", "data_rejection", "decode_event", "unknown_type_rejection"]
+__all__ = ["RejectReason", "Rejection", "data_rejection", "decode_event", "not_json_rejection",
+           "unknown_type_rejection"]
 
 
 def decode_event(
@@ -142,6 +143,20 @@ def unknown_type_rejection(value: bytes) -> Rejection | None:
     if not isinstance(event_type, str) or event_type in EVENT_TYPES:
         return None
     return _unknown_type(_string_or_none(document.get("id")), _string_or_none(document.get("subject")), event_type)
+
+
+def not_json_rejection(value: bytes) -> Rejection | None:
+    """What `decode_event(value)` gives a structured-mode event within the size bound that `json` cannot read,
+    worded alike; None when `json` reads it. What `json` refuses the models' parser refuses too, and
+    `decode_event` then words the rejection from `json`'s error alone: this skips only the models' failing
+    parse."""
+    try:
+        json.loads(value)
+    except (UnicodeDecodeError, ValueError) as error:
+        return Rejection(None, None, RejectReason.INVALID, f"not JSON: {_json_problem(error)}")
+    except Exception:  # nested past the recursion limit: `decode_event` words it (and never raises)
+        return None
+    return None
 
 
 def data_rejection(event_id: str, subject: str, event_type: str, error: ValidationError) -> Rejection | None:

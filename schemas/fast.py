@@ -9,12 +9,15 @@ of connected and record.viewed holds record refs and a customer, which the state
 as models: their JSON goes to the data model's own validator (strict, as `decode_event` validates), so
 `data` is the very model `decode_event` gives. Everything else — the other types, binary mode, an event
 over the size bound, and any event the structs or the data models refuse or that is not exactly the
-accepted form — goes to `decode_event`, which gives the model and words every rejection as before. Two
+accepted form — goes to `decode_event`, which gives the model and words every rejection as before. Three
 refusals are worded here, as `decode_event` words them, without the models' failing validation (which cost
-a dead-lettered event three to four times an accepted one): a type no model takes, and connected or viewed
-data its model refuses in an envelope the structs accepted. So the fast path accepts only events the models
-accept, with the same values, and refuses with the models' words (`tests/unit/test_fast_decode.py` compares
-both over generated events and their mutations); the models in `schemas.events` stay the contract.
+a dead-lettered event three to four times an accepted one): a message `json` cannot read, a type no model
+takes, and connected or viewed data its model refuses in an envelope the structs accepted. A message that is
+not UTF-8 goes to the models before msgspec reads it: msgspec skips the bytes of a field it ignores unread,
+where the models refuse the whole message. So the fast path accepts only events the models accept, with the
+same values, and refuses with the models' words (`tests/unit/test_fast_decode.py` compares both over
+generated events, their mutations and sample lines with bytes changed); the models in `schemas.events` stay
+the contract.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from pydantic import ValidationError
 
 from schemas.common import MAX_FIELD_CHARS
-from schemas.decode import data_rejection, decode_event, unknown_type_rejection
+from schemas.decode import data_rejection, decode_event, not_json_rejection, unknown_type_rejection
 from schemas.events import (
     _RFC3339,
     MAX_ATTRIBUTE_KEY_CHARS,
@@ -189,15 +192,17 @@ def _binary(headers: Sequence[tuple[str, bytes | None]]) -> bool:
 
 def _fast(value: bytes) -> FastEvent | Rejection | None:
     """The event when the compiled decoder and the models' remaining rules accept it; the models' rejection,
-    worded as `decode_event` words it, for two refusals it can tell without running the models (a type no model
-    takes; connected or viewed data its model refuses, the envelope being valid); else None."""
+    worded as `decode_event` words it, for three refusals it can tell without running the models (not JSON; a
+    type no model takes; connected or viewed data its model refuses, the envelope being valid); else None."""
+    if not value.isascii() and not _utf8(value):
+        return None  # msgspec skips the bytes of a field it ignores unread; the models refuse the whole message
     try:
         event = _DECODER.decode(value)
     except msgspec.ValidationError as error:
         # a tag no struct takes: unless it is a string no model takes either, the models word it
         return unknown_type_rejection(value) if str(error).endswith(_AT_TYPE) else None
-    except msgspec.DecodeError:
-        return None
+    except msgspec.DecodeError:  # not JSON to msgspec: when `json` cannot read it either, the models say so
+        return not_json_rejection(value)
     if isinstance(event, LogUpdatedEvent) and not _plain_update(event.data):
         return None
     moment = _utc_time(event.time)  # type: ignore[arg-type]  # still the text here
@@ -211,6 +216,14 @@ def _fast(value: bytes) -> FastEvent | Rejection | None:
             return data_rejection(event.id, event.subject, event.type, error)
     event.time = moment
     return event
+
+
+def _utf8(value: bytes) -> bool:
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _plain_update(data: LogUpdatedData) -> bool:

@@ -9,7 +9,9 @@ histories both ways.
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
 
@@ -182,6 +184,8 @@ def test_json_the_parsers_could_read_differently_goes_to_the_models() -> None:
         base.replace(b'"notes": "n"', b'"notes": "a", "notes": "b"'),  # duplicate key: both take the last
         b"\xef\xbb\xbf" + base,  # BOM
         base.replace(b'"n"', b'"\xff"'),  # not UTF-8
+        base.replace(b'"notes"', b'"notes": "n", "no\x80tes"'),  # not UTF-8 in a key the structs skip unread
+        base.replace(b'"notes"', b'"other": "\xc3", "notes"'),  # … and in the value of one
         base + b" ", b" " + base, base + b"x", base[:-1],
         base.replace(b'"sequence": 3', b'"sequence": 3.0'), base.replace(b'"sequence": 3', b'"sequence": NaN'),
         base.replace(b'"sequence": 3', b'"sequence": 1e2'),
@@ -202,20 +206,24 @@ def test_json_the_parsers_could_read_differently_goes_to_the_models() -> None:
         _agree(raw)
 
 
-def test_an_unknown_type_and_refused_data_are_worded_here_as_the_models_word_them() -> None:
+def test_not_json_an_unknown_type_and_refused_data_are_worded_here_as_the_models_word_them() -> None:
     survey = _base("log.opened")
     survey["type"] = "interaction.survey"
     fax = _base("interaction.connected")
     fax["data"]["media"] = "fax"
     long_ref = _base("record.viewed")
     long_ref["data"]["record"]["type"] = "x" * 81
-    for item, reason in [(survey, "unknown_type"), (fax, "invalid"), (long_ref, "too_large")]:
-        raw = _raw(item)
+    broken = _raw(_base("log.opened")).replace(b', "subject"', b' "subject"')  # a comma missing
+    for raw, reason in [(_raw(survey), "unknown_type"), (_raw(fax), "invalid"), (_raw(long_ref), "too_large"),
+                        (broken, "invalid"), (b"", "invalid")]:
         fast = _fast(raw)
         assert isinstance(fast, Rejection), raw  # answered without the models
         assert fast == decode_event(raw)
-        assert fast.reason.value == reason and fast.event_id == "evt-1" and fast.subject == "conv-1"
+        assert fast.reason.value == reason
+        if not fast.message.startswith("not JSON"):
+            assert (fast.event_id, fast.subject) == ("evt-1", "conv-1")
     assert "data.media" in str(_fast(_raw(fax)))
+    assert str(_fast(broken)).count("not JSON: Expecting ',' delimiter") == 1
 
 
 def test_a_refusal_with_more_wrong_than_the_shortcut_sees_goes_to_the_models() -> None:
@@ -312,3 +320,31 @@ def test_every_bound_holds_at_its_limit_and_refuses_one_more_character() -> None
         distinct = [(chr(0x100 + n) + "k" * key_chars)[:key_chars] for n in range(keys)]  # "" when key_chars is 0
         item["data"]["attributes"] = {key: "v" * value_chars for key in distinct}
         assert _agree(_raw(item)) is (True if accepted else None), (keys, key_chars, value_chars)
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample-events.jsonl"
+MUTATION_BYTES = b'{}[],:"\\ 0123456789.-eEtrufalsnTZu\x00\xff\xc3\x80'
+
+
+def test_sample_lines_with_bytes_changed_decode_alike() -> None:
+    """Bytes replaced, dropped, added or cut off: whatever the fast path answers (an event, a worded refusal, or
+    nothing, the models then answering), `decode_event_fast` gives what `decode_event` gives."""
+    lines = [line for line in SAMPLE.read_bytes().split(b"\n") if line.strip()]
+    rng = random.Random(11)
+    answered = 0
+    for _ in range(4_000):
+        raw = bytearray(rng.choice(lines))
+        for _ in range(rng.randint(1, 3)):
+            at, roll = rng.randrange(len(raw)), rng.random()
+            if roll < 0.4:
+                raw[at] = rng.choice(MUTATION_BYTES)
+            elif roll < 0.7:
+                del raw[at]
+            elif roll < 0.9:
+                raw.insert(at, rng.choice(MUTATION_BYTES))
+            else:
+                del raw[at:]
+            if not raw:
+                break
+        answered += _agree(bytes(raw)) is not None or isinstance(_fast(bytes(raw)), Rejection)
+    assert answered > 2_000  # most of them without the models
