@@ -110,6 +110,7 @@ class Produced:
     key: str | bytes | None
     value: bytes | None
     headers: dict[str, bytes | None]
+    partition: int | None = None  # as asked for (None: the partitioner's choice)
 
 
 @dataclass
@@ -123,8 +124,9 @@ class FakeProducer:
 
     def produce(self, topic: str, value: bytes | None = None, key: str | bytes | None = None,
                 headers: list[tuple[str, bytes | None]] | None = None,
-                on_delivery: Callable[[KafkaError | None, Any], None] | None = None, **_: Any) -> None:
-        self.produced.append(Produced(topic, key, value, dict(headers or [])))
+                on_delivery: Callable[[KafkaError | None, Any], None] | None = None, partition: int | None = None,
+                **_: Any) -> None:
+        self.produced.append(Produced(topic, key, value, dict(headers or []), partition))
         self.calls.append(("produce", topic))
         if on_delivery is not None:
             self._pending.append((on_delivery, FakeMessage(topic, 0, len(self.produced) - 1, value)))

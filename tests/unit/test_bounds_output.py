@@ -169,3 +169,24 @@ def test_a_message_that_cannot_be_read_is_dead_lettered_under_its_kafka_key(
     message = Message(topic="events", partition=0, offset=5, key=key, value=value)
     item = decode_message(message).item
     assert isinstance(item, Rejection) and item.subject == subject
+
+
+def test_a_loop_producing_by_itself_keeps_a_size_refusal_as_produce_does() -> None:
+    """The fold stage's snapshot loop calls the producer itself and hands a refusal to the tracker."""
+    producer = FakeProducer(max_bytes=100 * 1024)
+    tracker = DeliveryTracker(dead_letter_refused=True)
+    value = b"s" * 200 * 1024
+    with pytest.raises(KafkaException) as refused:
+        producer.produce("upserts", key="c1", value=value, headers=[("trigger", b"updated"), ("version", "3")])
+    tracker.refused_at_produce(refused.value, "upserts", "c1", value, [("trigger", b"updated"), ("version", "3")])
+    tracker.flush(producer, 1.0)  # type: ignore[arg-type]
+    ((topic, cut, headers),) = producer.sent
+    assert (topic, len(cut or b"")) == ("upserts.dlq", 64 * 1024)
+    assert dict(headers)["version"] == b"3" and dict(headers)["reason"] == b"too_large"
+
+
+def test_a_loop_producing_by_itself_raises_any_other_refusal_again() -> None:
+    error = KafkaException(KafkaError(KafkaError._QUEUE_FULL))
+    with pytest.raises(KafkaException) as raised:
+        DeliveryTracker(dead_letter_refused=True).refused_at_produce(error, "upserts", "c1", b"x", [])
+    assert raised.value is error

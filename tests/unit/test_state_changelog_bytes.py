@@ -10,6 +10,7 @@ import pytest
 from schemas.decode import decode_event
 from tests.fakes import FakeProducer
 from worker.core.batch import Record, TtlPolicy, plan_batch
+from worker.core.fold import finalize, tombstone_of
 from worker.core.state import InteractionLog
 from worker.fold.recovery import HEADER_KIND, HEADER_TTL_MS, StateChangelog
 from worker.kafka.clients import DeliveryTracker
@@ -41,7 +42,7 @@ def test_a_planned_write_goes_to_the_changelog_with_the_bytes_the_store_gets(mon
         raise AssertionError("the planner's bytes were in hand: no second encoding")
 
     monkeypatch.setattr(InteractionLog, "to_bytes", not_again)
-    changelog.record(((0, w.interaction_id, w.state, w.ttl_ms, w.document) for w in plan.writes), now_ms=0)
+    changelog.record_writes(plan.writes, set(), lambda _interaction_id: 0)
     monkeypatch.setattr(InteractionLog, "to_bytes", encode)
 
     stored = {w.interaction_id: encode_state(w.state, w.document)[0] for w in plan.writes}
@@ -63,3 +64,19 @@ def test_a_state_without_bytes_in_hand_is_encoded_for_the_changelog() -> None:
     (produced,) = producer.produced
     assert (produced.key, produced.value, produced.headers) == (
         "c1", write.state.to_bytes(), {HEADER_KIND: b"l", HEADER_TTL_MS: b"%d" % TTL.ttl_ms(write.state, 0)})
+
+
+def test_the_writes_fenced_out_are_left_out_and_a_tombstone_goes_as_one() -> None:
+    plan = plan_batch(_records(("log.opened", "c1", 1), ("log.opened", "c2", 2), ("log.opened", "c3", 3)), {},
+                      edit_window_s=120, applied_ids_kept=256, ttl=TTL, now_ms=0)
+    c1, c2, c3 = plan.writes
+    assert isinstance(c3.state, InteractionLog)
+    ended = c3._replace(state=tombstone_of(finalize(c3.state)), document=None, ttl_ms=5_000)
+    changelog, producer = _changelog()
+
+    changelog.record_writes([c1, c2, ended], {"c2"}, {"c1": 4, "c3": 5}.__getitem__)
+
+    assert [(p.key, p.partition, p.value, p.headers) for p in producer.produced] == [
+        ("c1", 4, c1.document, {HEADER_KIND: b"l", HEADER_TTL_MS: b"%d" % c1.ttl_ms}),
+        ("c3", 5, ended.state.to_bytes(), {HEADER_KIND: b"t", HEADER_TTL_MS: b"5000"}),
+    ]

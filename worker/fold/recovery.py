@@ -34,19 +34,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from worker.core.batch import TtlPolicy
-from worker.core.state import InteractionLog
+from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import State, StateWrite
 from worker.errors import DeliveryTimeoutError, IlogError, StateLostError, StoreError, StoreUnavailableError
 from worker.kafka.clients import DeliveryTracker
 from worker.runtime import metrics
 from worker.runtime.status import StageStatus
+from worker.store.keys import KIND_LOG, KIND_TOMBSTONE
 from worker.store.port import LogStore
 from worker.store.wire import decode_state, encode_state
 
@@ -61,6 +62,8 @@ _RESTORE_CHUNK = 1_000
 _KAFKA_TIMEOUT_S = 10.0
 HEADER_KIND = "k"
 HEADER_TTL_MS = "ttl_ms"
+_LOG_KIND = (HEADER_KIND, KIND_LOG.encode())
+_TOMBSTONE_KIND = (HEADER_KIND, KIND_TOMBSTONE.encode())
 
 
 class StoppingError(IlogError):
@@ -111,6 +114,21 @@ class StateChangelog:
             ttl = ttl_ms if ttl_ms is not None else self._ttl_ms(state, now_ms)
             produce(topic, key=interaction_id, value=document, partition=partition,
                     headers=[(HEADER_KIND, kind.encode()), (HEADER_TTL_MS, b"%d" % ttl)], on_delivery=callback)
+
+    def record_writes(self, writes: Sequence[StateWrite], skipped: set[str],
+                      partition_of: Callable[[str], int]) -> None:
+        """`record` of the states a write round trip stored (all but `skipped`, those fenced out), with their TTLs
+        and the bytes the store got: once per write of every batch, so without `record`'s tuple per state."""
+        produce, topic, callback = self.producer.produce, self.topic, self.deliveries.callback
+        for item in writes:
+            interaction_id = item.interaction_id
+            if interaction_id in skipped:
+                continue
+            state, document = item.state, item.document
+            produce(topic, key=interaction_id, value=document if document is not None else state.to_bytes(),
+                    partition=partition_of(interaction_id),
+                    headers=[_TOMBSTONE_KIND if isinstance(state, Tombstone) else _LOG_KIND,
+                             (HEADER_TTL_MS, b"%d" % item.ttl_ms)], on_delivery=callback)
 
     def _ttl_ms(self, state: State, now_ms: int) -> int:
         if isinstance(state, InteractionLog):

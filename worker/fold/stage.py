@@ -48,8 +48,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from schemas.common import Trigger
 from schemas.decode import Rejection
 from worker.core.batch import BatchPlan, Record, TtlPolicy, plan_batch, record_trace, settle_snapshots
 from worker.core.snapshot_json import EncodedSnapshot
@@ -88,6 +89,7 @@ _FINALIZE_EVERY_S = 0.2
 _CLOSES_PER_TICK = 500  # per partition
 _FRESH_MS = 5_000  # evidence older than this does not let the clock follow the wall clock
 _OPEN_WINDOWS_EVERY_S = 5.0  # `ilog_open_windows` is counted again at least this often (one ZCARD per partition)
+_TRIGGER_HEADERS: dict[Trigger, tuple[str, str | bytes | None]] = {t: ("trigger", t.value.encode()) for t in Trigger}
 
 
 def wall_ms() -> int:
@@ -515,11 +517,7 @@ class FoldStage:
         if result.regressed:
             self.regressions.repair(result.regressed, held, partition_of)
         if self.changelog is not None:
-            skipped = set(fenced)
-            self.changelog.record(
-                ((partition_of(w.interaction_id), w.interaction_id, w.state, w.ttl_ms, w.document)
-                 for w in writes if w.interaction_id not in skipped), now_ms,
-            )
+            self.changelog.record_writes(writes, set(fenced), partition_of)
         return fenced
 
     def _record_unchanged(
@@ -534,21 +532,26 @@ class FoldStage:
             )
 
     def _emit(self, snapshots: Sequence[tuple[int, EncodedSnapshot]]) -> None:
-        emitted: dict[str, int] = {}  # per trigger: one metric update per batch, not per snapshot
-        produce, topic, producer = self.deliveries.produce, self.settings.upserts_topic, self.producer
+        emitted: dict[Trigger, int] = {}  # per trigger: one metric update per batch, not per snapshot
+        # once per snapshot: the producer called here (not through `DeliveryTracker.produce`), header tuples reused
+        produce, callback, topic = self.producer.produce, self.deliveries.callback, self.settings.upserts_topic
         if self.options.emit_only is not None:
             snapshots = [s for s in snapshots if self.options.emit_only(s[1].interaction_id)]
         for _partition, snap in snapshots:
-            trigger = snap.trigger.value
-            headers: list[tuple[str, bytes | None]] = [("trigger", trigger.encode()), ("version", b"%d" % snap.version)]
+            trigger = snap.trigger
+            headers: list[tuple[str, str | bytes | None]] = [_TRIGGER_HEADERS[trigger],
+                                                              ("version", b"%d" % snap.version)]
             if snap.traceparent is not None:
                 headers.append(("traceparent", snap.traceparent.encode()))
-            produce(producer, topic, snap.interaction_id, snap.payload, headers)
+            try:
+                produce(topic, key=snap.interaction_id, value=snap.payload, headers=headers, on_delivery=callback)
+            except KafkaException as exc:
+                self.deliveries.refused_at_produce(exc, topic, snap.interaction_id, snap.payload, headers)
             emitted[trigger] = emitted.get(trigger, 0) + 1
         # delivery reports are served once per batch (the caller flushes next), not once per message
         self.producer.poll(0)
         for trigger, count in emitted.items():
-            metrics.SNAPSHOTS_EMITTED.labels(trigger).inc(count)
+            metrics.SNAPSHOTS_EMITTED.labels(trigger.value).inc(count)
 
     def _dead_letter(self, plan: BatchPlan) -> None:
         for record, rejection in plan.rejections:

@@ -177,11 +177,18 @@ class DeliveryTracker:
         try:
             producer.produce(topic, key=key, value=value, headers=sent, on_delivery=self.callback)
         except KafkaException as exc:
-            error = exc.args[0]
-            if not self.dead_letter_refused or not isinstance(error, KafkaError) or error.code() not in _TOO_LARGE:
-                raise
-            with self._lock:
-                self.refused.append(_refused(topic, key, value, headers, error.str()))
+            self.refused_at_produce(exc, topic, key, value, headers)
+
+    def refused_at_produce(self, exc: KafkaException, topic: str, key: str | bytes | None, value: bytes | None,
+                           headers: Sequence[tuple[str, str | bytes | None]]) -> None:
+        """`producer.produce` raised `exc` for this message (a loop producing with `callback` itself): a refusal
+        for size is kept, as `produce` keeps it; anything else is raised again."""
+        error = exc.args[0]
+        if not self.dead_letter_refused or not isinstance(error, KafkaError) or error.code() not in _TOO_LARGE:
+            raise exc
+        kept: Headers = [(name, value.encode() if isinstance(value, str) else value) for name, value in headers]
+        with self._lock:
+            self.refused.append(_refused(topic, key, value, kept, error.str()))
 
     def flush(self, producer: Producer, timeout_s: float) -> None:
         """Wait for every report; raise DeliveryError when one failed or did not arrive in time."""
@@ -252,12 +259,10 @@ class Positioned(Protocol):
 
 
 def highest_offsets(records: Sequence[Positioned]) -> dict[tuple[str, int], int]:
-    """Per (topic, partition), the offset to store: one past the last record of the batch."""
-    positions: dict[tuple[str, int], int] = {}
-    for record in records:
-        key = (record.topic, record.partition)
-        positions[key] = max(positions.get(key, 0), record.offset + 1)
-    return positions
+    """Per (topic, partition), the offset to store: one past the last record of the batch. The records of one
+    partition come in the order they were consumed (a batch, or a part of one: offsets ascend), so the last
+    one of each partition is its highest; a comprehension, once per record of every batch."""
+    return {(record.topic, record.partition): record.offset + 1 for record in records}
 
 
 def record_lag(group: str, raw_stats: str, sink: Callable[[dict[str, Any]], None] | None = None) -> None:

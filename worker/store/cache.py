@@ -97,7 +97,16 @@ class StateCache:
         """Record a write round trip: written states are cached, fenced-out ids evicted."""
         fenced_ids = set(fenced)
         self.evict(fenced_ids)
+        entries = self._entries  # `put` inlined: once per write of every batch
         for item in writes:
-            if item.interaction_id not in fenced_ids:
-                self.put(item.interaction_id, partition_of(item.interaction_id), item.state,
-                         now_ms + max(item.ttl_ms, 1))
+            interaction_id, state = item.interaction_id, item.state
+            if interaction_id in fenced_ids:
+                continue
+            if isinstance(state, Tombstone):
+                entries.pop(interaction_id, None)
+                continue
+            entries[interaction_id] = (partition_of(interaction_id), Stored(state.version, state),
+                                       now_ms + max(item.ttl_ms, 1))
+            entries.move_to_end(interaction_id)
+        while len(entries) > self.capacity:
+            entries.popitem(last=False)
