@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from rich.console import Console
@@ -54,6 +53,7 @@ from worker.fold.stage import FoldOptions, FoldStage
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 from worker.store import keys
+from worker.store.cluster import REDIS_ERRORS
 
 _METADATA_TIMEOUT_S = 15.0
 _OFFSET_LOOKUP_ATTEMPTS = 10
@@ -409,7 +409,7 @@ def group_lock(settings: Settings, group: str, on_lost: Callable[[], None]) -> I
     done, lost = threading.Event(), threading.Event()
 
     def still_held() -> None:
-        with suppress(redis.RedisError):  # unreachable: the replay waits for Redis; the key is judged after
+        with suppress(*REDIS_ERRORS):  # unreachable: the replay waits for Redis; the key is judged after
             if not client.eval(_EXTEND_LOCK, 1, key, token, ttl_ms):
                 lost.set()
                 on_lost()
@@ -427,7 +427,7 @@ def group_lock(settings: Settings, group: str, on_lost: Callable[[], None]) -> I
         keeper.join()
         if not lost.is_set():
             still_held()
-        with suppress(redis.RedisError):
+        with suppress(*REDIS_ERRORS):
             client.eval(_RELEASE_LOCK, 1, key, token)
         client.close()
 

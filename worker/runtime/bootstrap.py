@@ -27,7 +27,7 @@ from worker.runtime.settings import Settings
 from worker.runtime.status import StageStatus
 from worker.runtime.targets import build_targets
 from worker.store.budget import ApiBudget
-from worker.store.cluster import RedisClient
+from worker.store.cluster import RedisClient, unreachable_as_connection_errors
 from worker.store.redis_store import RedisStore
 from worker.store.sync_state import RedisSyncStateStore
 from worker.sync.stage import SyncStage
@@ -69,7 +69,9 @@ def redis_client(settings: Settings, *, timeout_s: float = REDIS_TIMEOUT_S) -> R
             return redis.Redis.from_url(settings.redis_url, **options)
         retry = Retry(ExponentialBackoff(cap=REDIS_CLUSTER_BACKOFF_CAP_S, base=REDIS_CLUSTER_BACKOFF_BASE_S),
                       retries=REDIS_CLUSTER_RETRIES)
-        return RedisCluster.from_url(settings.redis_url, retry=retry, **options)
+        client = RedisCluster.from_url(settings.redis_url, retry=retry, **options)
+        unreachable_as_connection_errors(client.nodes_manager)  # a cluster that no node answers for: wait
+        return client
     except ValueError as exc:
         raise ConfigError(f"ILOG_REDIS_URL={redacted_url(settings.redis_url)!r} is not a Redis URL ({exc})") from exc
     except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:

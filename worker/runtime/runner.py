@@ -15,7 +15,6 @@ from enum import StrEnum
 from functools import partial
 from types import FrameType
 
-import redis
 import structlog
 
 from worker.runtime import bootstrap, metrics
@@ -26,6 +25,7 @@ from worker.runtime.logs import configure_logging
 from worker.runtime.settings import Settings, unknown_variables
 from worker.runtime.status import StageStatus
 from worker.store.checks import check_redis, check_redis_once_it_answers
+from worker.store.cluster import REDIS_ERRORS
 
 log = structlog.get_logger("ilog.runner")
 
@@ -76,7 +76,7 @@ def readiness(
     def check() -> tuple[bool, str]:
         try:
             client.ping()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             return False, f"redis unreachable: {exc}"
         for status in statuses:
             reason = status.not_ready_reason()

@@ -14,12 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import redis
-
 from adapters.base import BudgetLimits, SyncItem
 from worker.errors import StoreError
 from worker.store import keys
-from worker.store.cluster import RedisClient, riding_out
+from worker.store.cluster import REDIS_ERRORS, RedisClient, riding_out
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -100,7 +98,7 @@ class ApiBudget:
                 keys=[keys.budget_key(self._prefix, target, "minute"), keys.budget_key(self._prefix, target, "day")],
                 args=[max(0, tokens), limits.per_minute, limits.per_day, MINUTE_MS, DAY_MS],
             ))
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreError(f"API budget of {target} unreadable: {exc}") from exc
         return Grant(bool(granted), int(left_minute), int(left_day), int(wait_ms) / 1000)
 

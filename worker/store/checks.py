@@ -20,7 +20,7 @@ import structlog
 
 from worker.errors import ConfigError
 from worker.runtime.settings import Settings
-from worker.store.cluster import RedisClient
+from worker.store.cluster import REDIS_ERRORS, RedisClient
 
 log = structlog.get_logger("ilog.store")
 
@@ -52,7 +52,7 @@ def check_redis(client: RedisClient, settings: Settings, *, at_start: bool = Tru
         log.warning("could not check Redis eviction and persistence settings; make sure of noeviction and AOF",
                     error=str(exc))
         return True
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         if at_start:
             log.warning("Redis not reachable at start; eviction and persistence are checked as soon as it answers",
                         error=str(exc))

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import redis
-from redis.cluster import RedisCluster
+from redis.cluster import NodesManager, RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException, SlotNotCoveredError
 
 RedisClient: TypeAlias = "redis.Redis | RedisCluster"
 
@@ -41,8 +42,37 @@ def by_slot(items: Iterable[T], key_of: Callable[[T], str]) -> dict[int, list[T]
 
 # A failover, a restarting node, a slot map being refreshed: worth waiting out. The cluster
 # pipeline retries these at once, without back-off, so it gives up before a replica took over.
+# `SlotNotCoveredError` (a slot missing from the client's map) is no `RedisError`: see `REDIS_ERRORS`.
 TRANSIENT_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
-                    redis.exceptions.TryAgainError)
+                    redis.exceptions.TryAgainError, SlotNotCoveredError)
+REDIS_ERRORS = (redis.RedisError, SlotNotCoveredError)
+"""What a Redis call can raise about Redis (rather than about the caller): `redis.RedisError`, and the one
+cluster error that is not one."""
+
+# The messages of redis-py's slot map refresh when no node answers, or none with a whole map.
+_NO_NODE_ANSWERS = ("Redis Cluster cannot be connected", "All slots are not covered")
+
+
+def unreachable_as_connection_errors(nodes: NodesManager) -> None:
+    """Make the cluster client's slot map refresh raise `redis.ConnectionError` when no node answers.
+
+    redis-py refreshes the map inside its handler of a `ConnectionError` (a node went away); when no node
+    answers at all — every node restarting, the cluster cut off — the refresh raises a plain
+    `RedisClusterException`, which is no `RedisError`. That escaped every handler that waits Redis out,
+    and a stage exited instead of waiting, on the outage it is built to ride. Raised as the
+    `ConnectionError` it stands for, the client's own retries and back-off apply, and then the stores'.
+    Other refusals of the refresh (a node not in cluster mode) stay what they are."""
+    refresh = nodes.initialize
+
+    def initialize(*args: Any, **kwargs: Any) -> None:
+        try:
+            refresh(*args, **kwargs)
+        except RedisClusterException as exc:
+            if isinstance(exc, SlotNotCoveredError) or not str(exc).startswith(_NO_NODE_ANSWERS):
+                raise
+            raise redis.ConnectionError(str(exc)) from exc
+
+    nodes.initialize = initialize  # type: ignore[method-assign]
 RIDE_OUT_S = 30.0
 _FIRST_DELAY_S = 0.1
 _MAX_DELAY_S = 1.0

@@ -18,7 +18,7 @@ import redis
 from adapters.base import TargetState
 from worker.errors import StoreError
 from worker.store import keys
-from worker.store.cluster import RedisClient, is_cluster, riding_out
+from worker.store.cluster import REDIS_ERRORS, RedisClient, is_cluster, riding_out
 
 # KEYS[1]  <prefix>:{<interaction_id>}  hash; field ARGV[1] = s:<target> (JSON TargetState)
 # ARGV[1]  field, ARGV[2] JSON state, ARGV[3] its synced_version, ARGV[4] TTL in s when the key has none
@@ -138,7 +138,7 @@ class RedisSyncStateStore:
 
         try:
             rows = riding_out(read)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreError(f"loading sync state of {len(ids)} interactions failed: {exc}") from exc
         return {
             (interaction_id, target): decode_target_state(raw)
@@ -160,7 +160,7 @@ class RedisSyncStateStore:
         try:
             answers = riding_out(read)
             epoch_ms = self._epoch_of(answers[len(ids):], now_ms)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreError(f"loading sync state of {len(ids)} interactions failed: {exc}") from exc
         rows: list[list[bytes | None]] = answers[: len(ids)]
         return BatchRead(
@@ -178,7 +178,7 @@ class RedisSyncStateStore:
 
         try:
             return self._epoch_of(riding_out(start), now_ms)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreError(f"starting the sync epoch failed: {exc}") from exc
 
     def _epoch_commands(self, pipe: Any, now_ms: int) -> None:
@@ -213,7 +213,7 @@ class RedisSyncStateStore:
             except redis.exceptions.NoScriptError:  # a restarted, flushed or promoted node: load it, once
                 self._client.script_load(_SAVE_SCRIPT)
                 riding_out(lambda: self._save_by_sha(updates))
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreError(f"saving sync state of {len(updates)} items failed: {exc}") from exc
 
     def _save_by_sha(self, updates: Sequence[StateUpdate]) -> None:

@@ -1,0 +1,104 @@
+"""The whole Redis Cluster goes away at once and comes back empty.
+
+Every node is SIGKILLed, no node answers for a few seconds, then each starts again without its data and
+with its cluster config (the masters keep their slots; `deploy/local/stack redis-cluster-restart-empty`).
+While no node answers, redis-py's cluster client fails to refresh its slot map with an error that is not
+a `RedisError`; the stages must wait it out like any Redis outage (DESIGN.md: they do not exit), then find
+that the cluster lost everything — the logs, the state marks, the sync states, the sync epoch — and
+rebuild from Kafka: the fold stage restores the logs from its changelog, the sync stage looks up what the
+CRM holds before creating anything.
+
+The fold and sync stages run as processes against the 6-node cluster of the tests and the CRM emulators.
+Half the calls are produced and some synced before the outage, the other half after it. Every log ends as
+`ilog fold` of the same events, each interaction has exactly one Task and one Zendesk comment, and neither
+worker exits.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+from redis.backoff import ConstantBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
+
+from tests.conftest import CLUSTER_STACK_DIR, STACK
+from tests.e2e import conftest as e2e_fixtures
+from tests.e2e.conftest import Emulators
+from tests.e2e.sync_env import wait_for
+from tests.fault.cluster_calls import half_synced
+from worker.runtime.settings import Settings
+from worker.store.cluster import unreachable_as_connection_errors
+
+CALLS = 30
+DOWN_S = 4
+emulators = e2e_fixtures.emulators
+fresh_emulators = e2e_fixtures.fresh_emulators
+
+
+def _restart_cluster_empty(down_s: int) -> None:
+    done = subprocess.run([str(STACK), "redis-cluster-restart-empty", str(down_s)], capture_output=True, text=True,
+                          check=False, env={**os.environ, "ILOG_STACK_DIR": str(CLUSTER_STACK_DIR)})
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_cluster_no_node_answers_for_is_a_connection_error_to_its_client(
+    redis_cluster_env: dict[str, str],
+) -> None:
+    """What the stores wait out is a `redis.ConnectionError`; redis-py raises a plain `RedisClusterException`."""
+    def client() -> RedisCluster:
+        return RedisCluster.from_url(redis_cluster_env["ILOG_REDIS_URL"], socket_timeout=2, socket_connect_timeout=1,
+                                     retry=Retry(ConstantBackoff(0.05), retries=2))
+
+    plain, wrapped = client(), client()
+    unreachable_as_connection_errors(wrapped.nodes_manager)
+    assert plain.set("{outage}probe", 1) and wrapped.get("{outage}probe") == b"1"
+    down = threading.Thread(target=_restart_cluster_empty, args=(DOWN_S,))
+    try:
+        down.start()
+        assert wait_for(lambda: not _answers(redis_cluster_env), 10)
+        with pytest.raises(redis.exceptions.RedisClusterException) as unwrapped:
+            plain.get("{outage}probe")
+        assert not isinstance(unwrapped.value, redis.RedisError)  # what escaped every handler before
+        with pytest.raises(redis.ConnectionError, match="Redis Cluster cannot be connected"):
+            wrapped.get("{outage}probe")
+    finally:
+        down.join()
+        plain.close()
+    try:
+        assert wait_for(lambda: _get(wrapped) is None, 30)  # back, and empty
+    finally:
+        wrapped.close()
+
+
+def _answers(env: dict[str, str]) -> bool:
+    probe = redis.Redis.from_url(env["ILOG_REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        return bool(probe.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        probe.close()
+
+
+def _get(client: RedisCluster) -> object:
+    try:
+        return client.get("{outage}probe")
+    except (redis.RedisError, redis.exceptions.RedisClusterException):
+        return "unanswered"
+
+
+def test_the_whole_cluster_down_then_back_empty_loses_no_log_and_writes_no_record_twice(
+    settings: Settings, redis_cluster_env: dict[str, str], fresh_emulators: Emulators, tmp_path: Path,
+) -> None:
+    with half_synced(settings, redis_cluster_env, fresh_emulators, tmp_path, "outage", CALLS) as run:
+        _restart_cluster_empty(DOWN_S)
+        run.produce_rest()
+        run.assert_whole(tmp_path, finalized_timeout_s=150, crm_timeout_s=90)
+        # the fold stage saw the state go and rebuilt it from its changelog
+        assert "state restored from the changelog" in run.fold.log_text()
