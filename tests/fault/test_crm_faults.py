@@ -279,12 +279,17 @@ def test_salesforce_refusing_logins_mid_run_pauses_salesforce_only_and_it_resume
     assert '"code": "LOGIN_INVALID_GRANT"' in text and '"target resumed"' in text
 
 
-def test_broker_stopped_for_20_s_while_windows_are_open_every_edit_lands_once_in_every_crm(
-    settings: Settings, fresh_emulators: Emulators, tmp_path: Path,
+@pytest.mark.parametrize("away", ["stopped", "hung"])
+def test_broker_away_for_20_s_while_windows_are_open_every_edit_lands_once_in_every_crm(
+    away: str, settings: Settings, fresh_emulators: Emulators, tmp_path: Path,
 ) -> None:
     """Agents keep working while the broker is away: calls start, hang up and get their notes edited inside
     the window; the edits wait in the platform's producer. After the broker returns every log is final with
-    its edit, each interaction has one Task, one ticket (created for it) with one comment, one final webhook."""
+    its edit, each interaction has one Task, one ticket (created for it) with one comment, one final webhook.
+
+    Away: stopped (its connections refused at once), or hung (SIGSTOP: its connections stay open and nothing
+    answers, no client sees an error for a while; only silence tells the stage its clocks must stop)."""
+    leave, come_back = ("kafka-stop", "kafka-start") if away == "stopped" else ("kafka-pause", "kafka-resume")
     run = sync_settings(settings, fresh_emulators, edit_window_seconds=4.0, zendesk_linger_seconds=0.5,
                         broker_settle_seconds=5.0, store_retry_max_seconds=1.0)
     worker = WorkerProcess("all", run, tmp_path / "worker.log", **FAST_GROUP)
@@ -295,13 +300,13 @@ def test_broker_stopped_for_20_s_while_windows_are_open_every_edit_lands_once_in
             worker.log_text()[-3000:]
         producer.start()
         time.sleep(4)
-        _stack("kafka-stop")
+        _stack(leave)
         try:
             assert wait_for(lambda: not _ready(port), 15)
             time.sleep(20)
             assert worker.proc.poll() is None, worker.log_text()[-3000:]
         finally:
-            _stack("kafka-start")
+            _stack(come_back)
         assert wait_for(lambda: _ready(port), 60), _readiness_body(port)
         time.sleep(3)
         producer.stop()
