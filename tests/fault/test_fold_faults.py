@@ -179,6 +179,28 @@ def test_redis_down_then_restarted_empty_mid_stream_the_worker_waits_restores_an
     assert '"waiting_for": "redis"' in log_text
 
 
+def _redis_hung_for_a_while(worker: WorkerProcess) -> None:
+    """redis-server hangs for 15 s (SIGSTOP: connections stay open, nothing answers; longer than the worker's
+    10 s socket timeout, so calls under way time out, and what they sent runs once it resumes); its data stays."""
+    port = _http_port(worker)
+    _stack("redis-pause")
+    try:
+        assert wait_for(lambda: not _ready(port), timeout_s=15)
+        time.sleep(15)
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+    finally:
+        _stack("redis-resume")
+    assert wait_for(lambda: _ready(port), timeout_s=30)
+
+
+def test_redis_hung_mid_stream_the_worker_waits_and_every_log_ends_like_ilog_fold(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    log_text = _state_loss_run(settings, tmp_path, _redis_hung_for_a_while)
+    assert '"waiting_for": "redis"' in log_text
+    assert "state restored from the changelog" not in log_text  # nothing was lost
+
+
 CONNECTED = {"media": "voice", "direction": "inbound", "queue": None, "agent_id": "a-1",
              "customer": {"address": "+4930123", "name": "Ada Example"}}
 
