@@ -24,7 +24,7 @@ from worker.core.bounds import (
     future_time,
     snapshot_surely_fits,
 )
-from worker.core.fold import Accepted, Duplicate, Rejected, compiled_fold, fold, trigger_for
+from worker.core.fold import Accepted, Duplicate, Rejected, compiled_fold, fold_guarded, trigger_for
 from worker.core.native import SnapshotJob
 from worker.core.snapshot_json import EncodedSnapshot, snapshot_json, snapshot_json_of
 from worker.core.state import InteractionLog, Tombstone
@@ -205,8 +205,9 @@ def _plan(
             newest[record.partition] = moment
         state = states.get(subject)
         # a FoldResult is a non-empty tuple: `or` falls back to `fold` only where the compiled one gave None
-        result = (compiled(state, event, edit_window_s, applied_ids_kept) if compiled is not None else None) or fold(
-            state, event, edit_window_s=edit_window_s, applied_ids_kept=applied_ids_kept)
+        # (`fold_guarded`: a rule that raises on this event rejects it; the compiled fold never raises)
+        result = (compiled(state, event, edit_window_s, applied_ids_kept) if compiled is not None else None) or \
+            fold_guarded(state, event, edit_window_s=edit_window_s, applied_ids_kept=applied_ids_kept)
         outcome = result.outcome
         if guarded and isinstance(outcome, Accepted) and subject in guarded:
             outcome = _encodable(result.log, event, outcome, limits.max_snapshot_bytes)

@@ -164,6 +164,25 @@ def fold(
     return FoldResult(new_log, _ACCEPTED[trigger])
 
 
+def fold_guarded(
+    state: InteractionLog | Tombstone | None,
+    event: AnyEvent,
+    *,
+    edit_window_s: float,
+    applied_ids_kept: int = 256,
+) -> FoldResult:
+    """`fold`, where a rule that raises on this event rejects the event instead: one event the worker cannot
+    fold stops only itself (the fold stage and `ilog fold` call this; the rules stay in `fold`). The state
+    stays as it was (the fold is pure: nothing is half applied); the rejection is `invalid` with the error,
+    so the dead letter can be sent again with `ilog dlq replay` once the worker is fixed."""
+    try:
+        return fold(state, event, edit_window_s=edit_window_s, applied_ids_kept=applied_ids_kept)
+    except Exception as error:
+        message = (f"{event.type}: the worker failed to fold this event ({type(error).__name__}: {error}); "
+                   "the log stays as it was before it; please report this")
+        return FoldResult(state, Rejected(Rejection(event.id, event.subject, RejectReason.INVALID, message)))
+
+
 def compiled_fold() -> Callable[[InteractionLog | Tombstone | None, AnyEvent, float, int], FoldResult | None] | None:
     """The compiled fold in use (`native/src/fold.rs`), called as `fold`'s first step does: a `FoldResult`, or
     None for an input it leaves to `fold`. None when the Python folds alone. For a loop that folds many events

@@ -21,7 +21,7 @@ from typing import TextIO
 from schemas.decode import decode_event
 from schemas.events import Rejection
 from worker.core.bounds import future_time
-from worker.core.fold import Rejected, fold, snapshot
+from worker.core.fold import Rejected, fold_guarded, snapshot
 from worker.core.state import InteractionLog, Tombstone
 from worker.runtime.settings import Settings
 
@@ -52,8 +52,8 @@ class OfflineFold:
         if self.now_ms is not None and (ahead := future_time(decoded, self.now_ms, self.max_skew_ms)):
             self.rejections.append((line_number, ahead))
             return
-        result = fold(self.logs.get(decoded.subject), decoded, edit_window_s=self.edit_window_s,
-                      applied_ids_kept=self.applied_ids_kept)
+        result = fold_guarded(self.logs.get(decoded.subject), decoded, edit_window_s=self.edit_window_s,
+                              applied_ids_kept=self.applied_ids_kept)
         if isinstance(result.outcome, Rejected):
             self.rejections.append((line_number, result.outcome.rejection))
         elif result.log is not None:
