@@ -73,6 +73,8 @@ def unreachable_as_connection_errors(nodes: NodesManager) -> None:
             raise redis.ConnectionError(str(exc)) from exc
 
     nodes.initialize = initialize  # type: ignore[method-assign]
+
+
 RIDE_OUT_S = 30.0
 _FIRST_DELAY_S = 0.1
 _MAX_DELAY_S = 1.0
