@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 from redis.backoff import ConstantBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
@@ -32,6 +33,7 @@ from tests.e2e import conftest as e2e_fixtures
 from tests.e2e.conftest import Emulators
 from tests.e2e.sync_env import wait_for
 from tests.fault.cluster_calls import half_synced
+from tests.fault.test_fold_faults import _http_port, _ready
 from worker.runtime.settings import Settings
 from worker.store.cluster import unreachable_as_connection_errors
 
@@ -76,6 +78,14 @@ def test_a_cluster_no_node_answers_for_is_a_connection_error_to_its_client(
         wrapped.close()
 
 
+def _readiness(port: int) -> str:
+    """The body of `/readyz` when it answers within 3 s, else ""."""
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/readyz", timeout=3).text
+    except requests.RequestException:
+        return ""
+
+
 def _answers(env: dict[str, str]) -> bool:
     probe = redis.Redis.from_url(env["ILOG_REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5)
     try:
@@ -97,7 +107,14 @@ def test_the_whole_cluster_down_then_back_empty_loses_no_log_and_writes_no_recor
     settings: Settings, redis_cluster_env: dict[str, str], fresh_emulators: Emulators, tmp_path: Path,
 ) -> None:
     with half_synced(settings, redis_cluster_env, fresh_emulators, tmp_path, "outage", CALLS) as run:
-        _restart_cluster_empty(DOWN_S)
+        port = _http_port(run.fold)
+        outage = threading.Thread(target=_restart_cluster_empty, args=(DOWN_S,))
+        outage.start()
+        try:  # the fold worker's readiness answers at once while no node answers, and says why
+            assert wait_for(lambda: "redis unreachable" in _readiness(port), DOWN_S + 5)
+        finally:
+            outage.join()
+        assert wait_for(lambda: _ready(port), 60), run.fold.log_text()[-3000:]
         run.produce_rest()
         run.assert_whole(tmp_path, finalized_timeout_s=150, crm_timeout_s=90)
         # the fold stage saw the state go and rebuilt it from its changelog
