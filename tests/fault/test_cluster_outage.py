@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from tests.e2e.conftest import Emulators
 from tests.e2e.sync_env import wait_for
 from tests.fault.cluster_calls import half_synced
 from tests.fault.test_fold_faults import _http_port, _ready
+from tests.support import TopicReader, WorkerProcess, event, produce, snapshots_by_id
 from worker.runtime.settings import Settings
 from worker.store.cluster import unreachable_as_connection_errors
 
@@ -119,3 +121,39 @@ def test_the_whole_cluster_down_then_back_empty_loses_no_log_and_writes_no_recor
         run.assert_whole(tmp_path, finalized_timeout_s=150, crm_timeout_s=90)
         # the fold stage saw the state go and rebuilt it from its changelog
         assert "state restored from the changelog" in run.fold.log_text()
+
+
+def test_a_worker_started_while_no_cluster_node_answers_waits_alive_and_not_ready_then_folds(
+    settings: Settings, redis_cluster_env: dict[str, str], tmp_path: Path,
+) -> None:
+    """On one Redis node a worker starts and waits; on a cluster, whose client learns the slot map when it is made,
+    the worker waits for a node to answer before it builds its stages (it exited with "cannot reach" before)."""
+    run = settings.model_copy(update={"redis_url": redis_cluster_env["ILOG_REDIS_URL"], "redis_cluster": "true"})
+    outage = threading.Thread(target=_restart_cluster_empty, args=(10,))
+    outage.start()
+    worker: WorkerProcess | None = None
+    try:
+        assert wait_for(lambda: not _answers(redis_cluster_env), 10)
+        worker = WorkerProcess("fold", run, tmp_path / "fold.log")
+        assert wait_for(lambda: '"http_port"' in worker.log_text(), 30), worker.log_text()[-2000:]
+        port = _http_port(worker)  # logged with the wait
+        assert wait_for(lambda: "waiting for the Redis Cluster" in _readiness(port), 5), worker.log_text()[-2000:]
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=3).status_code == 200
+        assert worker.proc.poll() is None
+    finally:
+        outage.join()
+    assert worker is not None
+    try:
+        assert wait_for(lambda: _ready(port), 60), _readiness(port) + worker.log_text()[-2000:]
+        at = datetime.now(UTC)
+        produce(run, run.events_topic, [event("log.opened", "conv-started-waiting", 1, at),
+                                        event("log.updated", "conv-started-waiting", 2, at, {"notes": "after"})])
+        reader = TopicReader(run, run.upserts_topic)
+        try:
+            found = reader.read_until(
+                lambda m: any(s["version"] == 2 for s in snapshots_by_id(m).get("conv-started-waiting", [])), 60)
+        finally:
+            reader.close()
+        assert [s["notes"] for s in snapshots_by_id(found)["conv-started-waiting"] if s["version"] == 2] == ["after"]
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]

@@ -44,11 +44,13 @@ class HealthServer:
         return int(self._server.server_address[1])
 
     def start(self, readiness: ReadinessCheck | None = None, liveness: ReadinessCheck | None = None) -> HealthServer:
+        """Serve with these checks; once serving, a later call only replaces the checks."""
         if readiness is not None:
             self._readiness = readiness
         if liveness is not None:
             self._liveness = liveness
-        self._thread.start()
+        if not self._thread.is_alive():
+            self._thread.start()
         return self
 
     def stop(self) -> None:

@@ -17,15 +17,16 @@ from types import FrameType
 
 import structlog
 
+from worker.errors import UnreachableError
 from worker.runtime import bootstrap, metrics
 from worker.runtime.build import build_info
 from worker.runtime.collector import tune_gc
-from worker.runtime.health import bind_health_server
+from worker.runtime.health import HealthServer, bind_health_server
 from worker.runtime.logs import configure_logging
 from worker.runtime.settings import Settings, unknown_variables
 from worker.runtime.status import StageStatus
 from worker.store.checks import check_redis, check_redis_once_it_answers
-from worker.store.cluster import REDIS_ERRORS
+from worker.store.cluster import REDIS_ERRORS, no_node_answers
 
 log = structlog.get_logger("ilog.runner")
 
@@ -148,6 +149,40 @@ def keep_topics(settings: Settings, names: list[str], stop: threading.Event, ret
         return
 
 
+_CLUSTER_WAIT_FIRST_S = 0.5
+_CLUSTER_WAIT_MAX_S = 10.0
+_CLUSTER_WAIT_LOG_EVERY = 6  # attempts between two log lines
+
+
+def wait_for_redis_cluster(settings: Settings, stop: threading.Event, health: HealthServer) -> bool:
+    """In cluster mode, wait until a node of the cluster answers before the stages are built; True then, False
+    when stopped while waiting. A cluster client learns the slot map when it is made, so without this a worker
+    started while no node answers (the whole cluster restarting) exited, where on one Redis node it starts and
+    waits (DESIGN.md: the stages wait for Redis, they do not exit). Meanwhile the health port serves: alive,
+    not ready, saying what it waits for."""
+    if not bootstrap.redis_cluster_on(settings):
+        return True
+    delay_s, attempt = _CLUSTER_WAIT_FIRST_S, 0
+    while True:
+        try:
+            bootstrap.redis_client(settings, timeout_s=bootstrap.REDIS_PROBE_TIMEOUT_S).close()
+            if attempt:
+                log.info("available again", waited_for="redis cluster")
+            return True
+        except UnreachableError as exc:
+            if exc.__cause__ is None or not no_node_answers(exc.__cause__):
+                raise  # a refusal (not a cluster node, say): a bad setting, one line and exit 2
+            if attempt == 0:
+                health.start(lambda: (False, "waiting for the Redis Cluster: no node answers"))
+            if attempt % _CLUSTER_WAIT_LOG_EVERY == 0:
+                log.warning("waiting", waiting_for="redis cluster", detail=str(exc.__cause__), attempt=attempt,
+                            http_port=health.port)
+        attempt += 1
+        if stop.wait(delay_s):
+            return False
+        delay_s = min(delay_s * 2, _CLUSTER_WAIT_MAX_S)
+
+
 def run_worker(stage: StageName, settings: Settings, stop: threading.Event | None = None) -> None:
     configure_logging(settings)
     announce(stage)
@@ -156,6 +191,8 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
     # Bound before anything connects: a port that cannot be had stops the worker at once (exit 2).
     health = bind_health_server(settings.http_host, settings.http_port,
                                 port_chosen="http_port" in settings.model_fields_set)
+    if not wait_for_redis_cluster(settings, stop, health):
+        return  # stopped while waiting
     runners: list[tuple[str, Callable[[threading.Event], None], Callable[[], bool]]] = []
     notes: Callable[[], list[str]] = _no_notes
     statuses: list[StageStatus] = []

@@ -53,6 +53,18 @@ cluster error that is not one."""
 _NO_NODE_ANSWERS = ("Redis Cluster cannot be connected", "All slots are not covered")
 
 
+def no_node_answers(exc: BaseException) -> bool:
+    """Whether a cluster client's error says that no node answered (or none with a whole slot map), as opposed
+    to a refusal such as a node not in cluster mode."""
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return True
+    if not isinstance(exc, RedisClusterException) or isinstance(exc, SlotNotCoveredError):
+        return False
+    if str(exc).startswith(_NO_NODE_ANSWERS[0]):  # "cannot be connected": why, the last node's error says
+        return exc.__cause__ is None or isinstance(exc.__cause__, (redis.ConnectionError, redis.TimeoutError))
+    return str(exc).startswith(_NO_NODE_ANSWERS[1:])
+
+
 def unreachable_as_connection_errors(nodes: NodesManager) -> None:
     """Make the cluster client's slot map refresh raise `redis.ConnectionError` when no node answers.
 
@@ -68,7 +80,7 @@ def unreachable_as_connection_errors(nodes: NodesManager) -> None:
         try:
             refresh(*args, **kwargs)
         except RedisClusterException as exc:
-            if isinstance(exc, SlotNotCoveredError) or not str(exc).startswith(_NO_NODE_ANSWERS):
+            if not no_node_answers(exc):
                 raise
             raise redis.ConnectionError(str(exc)) from exc
 
