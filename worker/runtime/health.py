@@ -54,7 +54,8 @@ class HealthServer:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # `shutdown` waits for a serving loop that was never started otherwise
+            self._server.shutdown()
         self._server.server_close()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

@@ -192,6 +192,7 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
     health = bind_health_server(settings.http_host, settings.http_port,
                                 port_chosen="http_port" in settings.model_fields_set)
     if not wait_for_redis_cluster(settings, stop, health):
+        health.stop()
         return  # stopped while waiting
     runners: list[tuple[str, Callable[[threading.Event], None], Callable[[], bool]]] = []
     notes: Callable[[], list[str]] = _no_notes
