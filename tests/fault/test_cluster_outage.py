@@ -133,17 +133,16 @@ def test_a_worker_started_while_no_cluster_node_answers_waits_alive_and_not_read
     outage.start()
     worker: WorkerProcess | None = None
     try:
-        assert wait_for(lambda: not _answers(redis_cluster_env), 10)
-        worker = WorkerProcess("fold", run, tmp_path / "fold.log")
-        assert wait_for(lambda: '"http_port"' in worker.log_text(), 30), worker.log_text()[-2000:]
-        port = _http_port(worker)  # logged with the wait
-        assert wait_for(lambda: "waiting for the Redis Cluster" in _readiness(port), 5), worker.log_text()[-2000:]
-        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=3).status_code == 200
-        assert worker.proc.poll() is None
-    finally:
-        outage.join()
-    assert worker is not None
-    try:
+        try:
+            assert wait_for(lambda: not _answers(redis_cluster_env), 10)
+            worker = WorkerProcess("fold", run, tmp_path / "fold.log")
+            assert wait_for(lambda: '"http_port"' in worker.log_text(), 30), worker.log_text()[-2000:]
+            port = _http_port(worker)  # logged with the wait
+            assert wait_for(lambda: "waiting for the Redis Cluster" in _readiness(port), 5), worker.log_text()[-2000:]
+            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=3).status_code == 200
+            assert worker.proc.poll() is None
+        finally:
+            outage.join()
         assert wait_for(lambda: _ready(port), 60), _readiness(port) + worker.log_text()[-2000:]
         at = datetime.now(UTC)
         produce(run, run.events_topic, [event("log.opened", "conv-started-waiting", 1, at),
@@ -156,4 +155,5 @@ def test_a_worker_started_while_no_cluster_node_answers_waits_alive_and_not_read
             reader.close()
         assert [s["notes"] for s in snapshots_by_id(found)["conv-started-waiting"] if s["version"] == 2] == ["after"]
     finally:
-        assert worker.stop() == 0, worker.log_text()[-3000:]
+        if worker is not None:
+            assert worker.stop() == 0, worker.log_text()[-3000:]
