@@ -22,7 +22,7 @@ the contract.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
@@ -205,7 +205,8 @@ def _fast(value: bytes) -> FastEvent | Rejection | None:
         return not_json_rejection(value)
     if isinstance(event, LogUpdatedEvent) and not _plain_update(event.data):
         return None
-    moment = _utc_time(event.time)  # type: ignore[arg-type]  # still the text here
+    text: str = event.time  # type: ignore[assignment]  # still the text here
+    moment = (compiled_time(text) if compiled_time is not None else None) or _utc_time(text)
     if moment is None:
         return None
     validator = _DATA_MODELS.get(type(event))
@@ -229,6 +230,11 @@ def _utf8(value: bytes) -> bool:
 def _plain_update(data: LogUpdatedData) -> bool:
     """At least one field sent (the model's rule), and no ref: the models decode those."""
     return data.name is UNSET and data.related_to is UNSET and (data.notes is not UNSET or data.subject is not UNSET)
+
+
+compiled_time: Callable[[str], datetime | None] | None = None
+"""`_utc_time` compiled (`ilog_native.utc_time`: None for a text it leaves to `_utc_time`), or None. Set by
+`worker.core.native`, the one switch of the compiled core: this package does not depend on the worker."""
 
 
 def _utc_time(text: str) -> datetime | None:

@@ -12,6 +12,7 @@ mod json;
 mod resp;
 mod snapshot;
 mod state;
+mod time;
 
 /// Runs a compiled function's body; a panic (a bug here, never expected) becomes `None` like any input the
 /// body does not handle, so the caller runs the Python specification and the event is folded all the same,
@@ -38,5 +39,6 @@ fn ilog_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     snapshot::register(m)?;
     fold::register(m)?;
     from_state::register(m)?;
+    time::register(m)?;
     Ok(())
 }

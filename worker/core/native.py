@@ -16,8 +16,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from importlib import import_module
 from typing import Protocol, cast
+
+from schemas import fast
 
 __all__ = ["CORE", "Core", "SnapshotJob", "installed", "python_only", "use_native_core"]
 
@@ -61,6 +64,9 @@ class Core(Protocol):
     def fold(self, state: object, event: object, edit_window_s: float, applied_ids_kept: int) -> object | None:
         """`fold(state, event, …)`'s `FoldResult` (`worker.core.fold`), or None: the Python folds this one."""
 
+    def utc_time(self, text: str) -> datetime | None:
+        """`_utc_time(text)` (`schemas.fast`), or None: the Python reads this one."""
+
 
 def _load() -> Core | None:
     try:
@@ -69,9 +75,18 @@ def _load() -> Core | None:
         return None
 
 
+def _switch(core: Core | None) -> Core | None:
+    """Use `core` (None: the Python everywhere), also for the event times `schemas.fast` reads."""
+    global CORE  # the one switch: modules read `native.CORE` at call time
+    CORE = core
+    fast.compiled_time = None if core is None else core.utc_time
+    return core
+
+
 _INSTALLED = _load()
-CORE: Core | None = None if os.environ.get("ILOG_NATIVE_CORE", "").strip().lower() in _FALSE else _INSTALLED
+CORE: Core | None = None
 """The compiled core in use, or None: the Python everywhere."""
+_switch(None if os.environ.get("ILOG_NATIVE_CORE", "").strip().lower() in _FALSE else _INSTALLED)
 
 
 def installed() -> Core | None:
@@ -81,17 +96,15 @@ def installed() -> Core | None:
 
 def use_native_core(enabled: bool) -> Core | None:
     """Use the compiled core when `enabled` and installed (the `native_core` setting); returns what is in use."""
-    global CORE  # the one switch: modules read `native.CORE` at call time
-    CORE = _INSTALLED if enabled else None
-    return CORE
+    return _switch(_INSTALLED if enabled else None)
 
 
 @contextmanager
 def python_only() -> Iterator[None]:
     """The Python specification alone inside the block (tests compare it with the compiled core)."""
-    global CORE
-    before, CORE = CORE, None
+    before = CORE
+    _switch(None)
     try:
         yield
     finally:
-        CORE = before
+        _switch(before)
