@@ -310,6 +310,58 @@ def test_broker_stopped_mid_stream_the_worker_survives_keeps_every_in_window_edi
         assert worker.stop() == 0, worker.log_text()[-3000:]
 
 
+def test_broker_hung_just_before_a_deadline_the_window_waits_for_the_edit_made_during_the_hang(
+    settings: Settings, tmp_path: Path,
+) -> None:
+    """A broker that hangs (SIGSTOP: connections open, no error) 1.6 s before a window's deadline + grace. Its
+    statistics count it as answering for about 3 s more, so a clock that followed the wall clock until its
+    silence was noticed closed the window in that time; an edit made during the hang, inside the window,
+    waited in the platform's producer and came back `window_closed`. The clock stops at the broker's last
+    answer instead: the window closes after the broker is back, with the edit."""
+    fold_settings = _settings(settings)  # a 4 s window, 1 s grace
+    worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **FAST_GROUP)
+    producer = Producer(fold_settings.kafka_config(**{
+        "enable.idempotence": True, "linger.ms": 5, "reconnect.backoff.max.ms": 2500, "message.timeout.ms": 180_000,
+    }))
+    subject, sent = "hung-at-the-deadline", []
+
+    def send(item: dict[str, Any]) -> None:
+        producer.produce(fold_settings.events_topic, key=subject, value=json.dumps(item).encode())
+        producer.poll(0)
+        sent.append(item)
+
+    try:
+        assert wait_for(lambda: "partitions assigned" in worker.log_text(), timeout_s=30), worker.log_text()[-2000:]
+        port = _http_port(worker)
+        assert wait_for(lambda: _ready(port), timeout_s=20)
+        started = datetime.now(UTC)
+        send(event("interaction.connected", subject, 1, started, CONNECTED))
+        send(event("interaction.disconnected", subject, 2, started))
+        assert producer.flush(10) == 0
+        assert wait_for(lambda: _open_logs(fold_settings, [subject]) == 1, timeout_s=3)
+        deadline = started + timedelta(seconds=fold_settings.edit_window_seconds)
+        hang_at = deadline + timedelta(seconds=fold_settings.finalize_grace_seconds - 1.6)
+        time.sleep(max(0.0, (hang_at - datetime.now(UTC)).total_seconds()))
+        _stack("kafka-pause")
+        try:
+            time.sleep(0.3)
+            edited = datetime.now(UTC)
+            assert edited < deadline  # inside the window
+            send(event("log.updated", subject, 3, edited, {"notes": "Edited while the broker hung."}))
+            time.sleep(6)  # past deadline + grace, and past the moment the silence is noticed
+            assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        finally:
+            _stack("kafka-resume")
+        assert producer.flush(60) == 0
+        offline = offline_fold(sent, tmp_path, fold_settings)
+        assert "Edited while the broker hung." == offline[subject]["notes"]
+        messages = _all_finalized(fold_settings, offline, timeout_s=60)
+        _assert_final_logs(messages, offline)
+        assert [] == _dead_letters(fold_settings)
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
 def _rewind_group(settings: Settings, timeout_s: float) -> bool:
     """Commit offset 0 on every partition for the fold group, as if no commit had happened (the group
     must be empty: the killed member's session has to expire first)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from worker.core.writes import StateWrite
 from worker.errors import ConfigError, StateLostError, StoreError, StoreUnavailableError
 from worker.fold.finalizer import PartitionClocks
 from worker.fold.recovery import StateRestorer, StoppingError, StoreGuard, Waiter
-from worker.kafka.clients import consumer_config, partitions_at_end, producer_config
+from worker.kafka.clients import consumer_config, partitions_at_end, producer_config, statistics_age_ms
 from worker.runtime.runner import liveness
 from worker.runtime.settings import Settings
 from worker.runtime.status import StageStatus
@@ -34,12 +35,30 @@ def _clocks() -> PartitionClocks:
     return clocks
 
 
-def test_a_partition_read_to_its_end_follows_the_wall_clock_only_while_the_evidence_is_fresh() -> None:
+def test_a_partition_read_to_its_end_follows_the_wall_clock_up_to_its_evidence_while_that_is_fresh() -> None:
     clocks = _clocks()
-    assert WALL_MS + 5_000 == clocks.clock_ms(0, WALL_MS + 5_000)
+    assert WALL_MS - 1_000 == clocks.clock_ms(0, WALL_MS - 1_000)  # never ahead of the wall clock
+    assert WALL_MS == clocks.clock_ms(0, WALL_MS + 5_000)  # not past the answer that showed the end
     assert WALL_MS - 60_000 == clocks.clock_ms(0, WALL_MS + 5_001)  # no fresh EOF or statistics
     clocks.reached_end(0, WALL_MS + 6_000)
-    assert WALL_MS + 6_000 == clocks.clock_ms(0, WALL_MS + 6_000)
+    assert WALL_MS + 6_000 == clocks.clock_ms(0, WALL_MS + 6_500)
+
+
+def test_a_broker_that_stops_answering_stops_the_clocks_at_its_last_answer_not_at_its_detection() -> None:
+    """A hung broker sends no error: for the first seconds its statistics still count it as answering, with a
+    growing silence (`rxidle`). The evidence they give is dated back by that silence, so the clock stays at the
+    last answer, and a window due in those seconds waits for the edits that producers hold meanwhile."""
+    clocks = _clocks()
+    clocks.observe(0, WALL_MS - 500)  # an event read, then the end of the partition at the last answer
+    clocks.reached_end(0, WALL_MS)
+    for silent_ms in (500, 1_500, 2_500):  # the statistics every half second... each dated back to WALL_MS
+        clocks.reached_end(0, WALL_MS + silent_ms - silent_ms)
+        assert WALL_MS == clocks.clock_ms(0, WALL_MS + silent_ms)
+    clocks.reached_end(0, WALL_MS - 200)  # evidence does not move back
+    assert WALL_MS == clocks.clock_ms(0, WALL_MS + 3_000)
+    clocks.observe(0, WALL_MS + 2_000)  # an event timed later than the evidence (within the skew) counts
+    clocks.reached_end(0, WALL_MS)
+    assert WALL_MS + 2_000 == clocks.clock_ms(0, WALL_MS + 3_000)
 
 
 def test_broker_trouble_freezes_the_clocks_until_fetching_works_and_the_settle_time_passed() -> None:
@@ -72,10 +91,10 @@ def _stats(rxidle_us: int, state: str = "UP", app_offset: int = 7, eof_offset: i
 
 
 def test_statistics_say_which_partitions_are_at_their_end_and_whether_a_leader_is_silent() -> None:
-    assert ([0], False) == partitions_at_end(_stats(300_000), "events", [0, 1])
-    assert ([], True) == partitions_at_end(_stats(4_000_000), "events", [0, 1])
-    assert ([], True) == partitions_at_end(_stats(100, state="DOWN"), "events", [0, 1])
-    assert ([], False) == partitions_at_end(_stats(100), "other", [0, 1])
+    assert ({0: 300_000}, False) == partitions_at_end(_stats(300_000), "events", [0, 1])
+    assert ({}, True) == partitions_at_end(_stats(4_000_000), "events", [0, 1])
+    assert ({}, True) == partitions_at_end(_stats(100, state="DOWN"), "events", [0, 1])
+    assert ({}, False) == partitions_at_end(_stats(100), "other", [0, 1])
 
 
 class FakeConsumer:
@@ -223,10 +242,18 @@ def test_a_fetcher_at_the_end_is_not_a_consumer_at_the_end() -> None:
     `hi_offset`) while the stage was handed none of it: only what the stage was handed counts, the last
     message (`app_offset`) or the last end of partition (kept by the stage since the assignment)."""
     prefetched = _stats(300_000, app_offset=-1001, eof_offset=7)
-    assert ([], False) == partitions_at_end(prefetched, "events", [0, 1])
-    assert ([], False) == partitions_at_end(prefetched, "events", [0, 1], {0: 5})  # an older end, before new events
-    assert ([0], False) == partitions_at_end(prefetched, "events", [0, 1], {0: 7})
-    assert ([0], False) == partitions_at_end(_stats(300_000, app_offset=7, eof_offset=7), "events", [0, 1], {0: 5})
+    assert ({}, False) == partitions_at_end(prefetched, "events", [0, 1])
+    assert ({}, False) == partitions_at_end(prefetched, "events", [0, 1], {0: 5})  # an older end, before new events
+    assert ({0: 300_000}, False) == partitions_at_end(prefetched, "events", [0, 1], {0: 7})
+    assert ({0: 300_000}, False) == partitions_at_end(
+        _stats(300_000, app_offset=7, eof_offset=7), "events", [0, 1], {0: 5})
+
+
+def test_the_age_of_statistics_is_read_off_librdkafkas_monotonic_clock() -> None:
+    assert 250 == statistics_age_ms({"ts": 1_000_000}, monotonic_us=1_250_400)
+    assert 0 == statistics_age_ms({"ts": 2_000_000}, monotonic_us=1_000_000)  # never negative
+    assert 0 == statistics_age_ms({}, monotonic_us=1_000_000)
+    assert 0 <= statistics_age_ms({"ts": time.monotonic_ns() // 1000}) < 1_000  # the same clock as Python's
 
 
 def test_the_ends_handed_to_the_consumer_are_kept_per_owned_partition_until_revoked() -> None:

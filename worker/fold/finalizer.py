@@ -36,6 +36,16 @@ class PartitionClocks:
     broker trouble since, and, after broker trouble, `settle_ms` of fetching that works again
     (producers send what they held back during the outage; their edits must be read before the
     windows they belong to close). Otherwise the clock is the newest event time consumed.
+
+    Following, the clock runs up to the time of that evidence, not past it: the wall-clock time the
+    broker last answered with the partition's end (`reached_end(partition, answered_ms)`). What was
+    produced after that answer may not have been read. So a broker that stops answering without an
+    error (hung, cut off) stops the clocks where its last answer left them, rather than at the first
+    statistics that find it silent seconds later, and no window closes while an edit made meanwhile
+    waits in a producer. A healthy broker answers an idle consumer's fetch within `fetch.wait.max.ms`
+    and the statistics come every half second, so the clock stays within about a second of the wall.
+    With `fresh_ms` None (replays, tests of the rule) the evidence has no time and the clock is the wall
+    clock's.
     """
 
     def __init__(self, *, fresh_ms: int | None = None, settle_ms: int = 0) -> None:
@@ -77,9 +87,11 @@ class PartitionClocks:
             self._message_ms[partition] = max(self._message_ms.get(partition, message_ms), message_ms)
 
     def reached_end(self, partition: int, now_ms: int = 0) -> None:
+        """The consumer has read `partition` to its end as of `now_ms` (the wall time of the broker's answer
+        that says so); evidence never moves back."""
         if partition in self._caught_up:
             self._caught_up[partition] = True
-            self._verified_ms[partition] = now_ms
+            self._verified_ms[partition] = max(now_ms, self._verified_ms.get(partition, now_ms))
 
     def eof_read(self, partition: int, offset: int) -> None:
         """The consumer was handed the end of `partition` at `offset` (after every message before it)."""
@@ -120,7 +132,9 @@ class PartitionClocks:
             message_ms = self._message_ms.get(partition)
             return event_ms if message_ms is None else min(event_ms, message_ms)
         if self._follows_wall_clock(partition, wall_ms):
-            return wall_ms
+            if self._fresh_ms is None:
+                return wall_ms
+            return min(wall_ms, max(event_ms, self._verified_ms.get(partition, 0)))
         return min(event_ms, wall_ms)
 
     def _follows_wall_clock(self, partition: int, wall_ms: int) -> bool:

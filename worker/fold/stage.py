@@ -72,6 +72,7 @@ from worker.kafka.clients import (
     commit_quietly,
     decode_message,
     partitions_at_end,
+    statistics_age_ms,
     store_offsets,
 )
 from worker.kafka.dead_letters import rejection_message
@@ -88,6 +89,9 @@ _FENCE_ATTEMPTS = 3
 _FINALIZE_EVERY_S = 0.2
 _CLOSES_PER_TICK = 500  # per partition
 _FRESH_MS = 5_000  # evidence older than this does not let the clock follow the wall clock
+# a window closed later than deadline + grace + this counts as late (`ilog_windows_closed_late_total`): a
+# caught-up clock runs up to the broker's last answer (about a second behind the wall), a tick every 0.2 s
+_LATE_AFTER_S = 3.0
 _OPEN_WINDOWS_EVERY_S = 5.0  # `ilog_open_windows` is counted again at least this often (one ZCARD per partition)
 _TRIGGER_HEADERS: dict[Trigger, tuple[str, str | bytes | None]] = {t: ("trigger", t.value.encode()) for t in Trigger}
 
@@ -313,7 +317,7 @@ class FoldStage:
         return records, at_end
 
     def _note_stats(self, now: int) -> None:
-        """librdkafka's statistics (every second): partitions read to their end while their leader answers
+        """librdkafka's statistics (every half second): partitions read to their end while their leader answers
         are caught up (fresh evidence for an idle partition, which gets no new EOF); a leader that does
         not answer suspends wall-clock following (a broker that hangs sends no connection error)."""
         stats = self.status.take_stats()
@@ -325,8 +329,9 @@ class FoldStage:
             self.clocks.suspend()
             return
         self.clocks.fetched(now)
-        for partition in ends:
-            self.clocks.reached_end(partition, now)
+        taken_ms = now - statistics_age_ms(stats)
+        for partition, idle_us in ends.items():  # at its end as of its leader's last answer, not as of now
+            self.clocks.reached_end(partition, taken_ms - idle_us // 1000)
 
     def process(self, records: Sequence[Record]) -> None:
         """Plan the batch (ahead, while the batch before it is in flight), land the batch in flight, send this
@@ -622,7 +627,7 @@ class FoldStage:
 
     def _closed(self, plans: dict[int, ClosePlan], now_ms: int, clocks: dict[int, int]) -> None:
         """Metrics and one log line per partition and tick (not per window) for the windows closed."""
-        late_ms = int((self.settings.finalize_grace_seconds + 1) * 1000)
+        late_ms = int((self.settings.finalize_grace_seconds + _LATE_AFTER_S) * 1000)
         for partition, plan in plans.items():
             for _interaction_id, deadline_ms in plan.closed:
                 metrics.WINDOWS_CLOSED.inc()

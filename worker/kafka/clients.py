@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -68,7 +69,7 @@ def consumer_config(settings: Settings, group: str, stage: str | None = None, **
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "enable.partition.eof": True,
-        "statistics.interval.ms": 1000,  # lag metrics; the fold stage's partition clocks read them too
+        "statistics.interval.ms": 500,  # lag metrics; the fold stage's partition clocks read them too
     }
     instance_id = settings.instance_id(stage or group)
     if instance_id:
@@ -289,8 +290,9 @@ _ANSWERED_WITHIN_US = 3_000_000  # a leader that sent nothing for this long is n
 
 def partitions_at_end(
     stats: dict[str, Any], topic: str, owned: Sequence[int], eofs_read: Mapping[int, int] | None = None,
-) -> tuple[list[int], bool]:
-    """(owned partitions read to their high watermark, whether an owned partition's leader is silent).
+) -> tuple[dict[int, int], bool]:
+    """(owned partitions read to their high watermark → µs their leader had been silent when the statistics
+    were taken, whether an owned partition's leader is silent).
 
     From librdkafka's statistics: a partition is at its end when it is fetched, the application has
     read up to the high watermark of the last fetch response, and its leader broker is UP and sent
@@ -298,27 +300,39 @@ def partitions_at_end(
     (`app_offset`) or the last end of partition it was handed (`eofs_read`: partition → offset, kept by
     the caller since the assignment). librdkafka's own `eof_offset` is no evidence: it says where its
     fetcher reached the end, and what it fetched may still wait in the local queue (`fetchq_cnt`),
-    right after a restart all of it."""
+    right after a restart all of it. The leader's silence (`rxidle`) dates the answer: the partition was
+    at its end as of the statistics' time less that silence (`statistics_age_ms` gives their age)."""
     answering = {
-        int(broker.get("nodeid", -1)) for broker in stats.get("brokers", {}).values()
-        if broker.get("state") == "UP" and 0 <= int(broker.get("rxidle", -1)) < _ANSWERED_WITHIN_US
+        int(broker.get("nodeid", -1)): idle_us for broker in stats.get("brokers", {}).values()
+        if broker.get("state") == "UP" and 0 <= (idle_us := int(broker.get("rxidle", -1))) < _ANSWERED_WITHIN_US
     }
     partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
     eofs = eofs_read or {}
-    ends: list[int] = []
+    ends: dict[int, int] = {}
     silent = False
     for partition in owned:
         entry = partitions.get(str(partition))
         if entry is None:
             continue
-        if int(entry.get("leader", -1)) not in answering:
+        leader_idle_us = answering.get(int(entry.get("leader", -1)))
+        if leader_idle_us is None:
             silent = True
             continue
         high = int(entry.get("hi_offset", -1))
         read = max(int(entry.get("app_offset", -1)), eofs.get(partition, -1))
         if entry.get("fetch_state") == "active" and high >= 0 and read == high:
-            ends.append(partition)
+            ends[partition] = leader_idle_us
     return ends, silent
+
+
+def statistics_age_ms(stats: dict[str, Any], monotonic_us: int | None = None) -> int:
+    """How long ago librdkafka took these statistics: its `ts` is CLOCK_MONOTONIC in µs, the clock of Python's
+    `time.monotonic`. 0 when it is missing or ahead (never a negative age)."""
+    taken_us = stats.get("ts")
+    if not isinstance(taken_us, int):
+        return 0
+    now_us = time.monotonic_ns() // 1000 if monotonic_us is None else monotonic_us
+    return max(0, (now_us - taken_us) // 1000)
 
 
 def store_offsets(consumer: Consumer, positions: dict[tuple[str, int], int]) -> None:

@@ -20,7 +20,7 @@ CONSUMER_LAG = Gauge("ilog_consumer_lag", "Messages behind the end of the partit
 OPEN_WINDOWS = Gauge("ilog_open_windows", "Interactions whose edit window is open", ["partition"])
 WINDOWS_CLOSED = Counter("ilog_windows_closed_total", "Edit windows closed (finalized logs)")
 WINDOWS_CLOSED_LATE = Counter(
-    "ilog_windows_closed_late_total", "Windows closed more than grace + 1 s after their deadline (wall-clock)"
+    "ilog_windows_closed_late_total", "Windows closed more than grace + 3 s after their deadline (wall-clock)"
 )
 BATCH_SECONDS = Histogram("ilog_fold_batch_seconds", "Time to fold and persist one batch")
 UPSERTS = Counter("ilog_upserts_total", "Snapshots synced to a target", ["target", "outcome"])
