@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from worker.core.state import InteractionLog
 from worker.core.writes import StateWrite
 from worker.errors import ConfigError, StateLostError, StoreError, StoreUnavailableError
-from worker.fold.finalizer import PartitionClocks
+from worker.fold.finalizer import PartitionClocks, evidence_lead_ms
 from worker.fold.recovery import StateRestorer, StoppingError, StoreGuard, Waiter
 from worker.kafka.clients import consumer_config, partitions_at_end, producer_config, statistics_age_ms
 from worker.runtime.runner import liveness
@@ -42,6 +42,14 @@ def test_a_partition_read_to_its_end_follows_the_wall_clock_up_to_its_evidence_w
     assert WALL_MS - 60_000 == clocks.clock_ms(0, WALL_MS + 5_001)  # no fresh EOF or statistics
     clocks.reached_end(0, WALL_MS + 6_000)
     assert WALL_MS + 6_000 == clocks.clock_ms(0, WALL_MS + 6_500)
+
+
+def test_a_caught_up_clock_may_lead_its_evidence_by_less_than_the_grace() -> None:
+    assert (500, 1_000, 1_000, 0) == tuple(evidence_lead_ms(grace) for grace in (1.0, 2.0, 30.0, 0.0))
+    clocks = PartitionClocks(fresh_ms=5_000, lead_ms=1_000)
+    clocks.assign([0])
+    clocks.reached_end(0, WALL_MS)
+    assert (WALL_MS + 800, WALL_MS + 1_000) == (clocks.clock_ms(0, WALL_MS + 800), clocks.clock_ms(0, WALL_MS + 4_000))
 
 
 def test_a_broker_that_stops_answering_stops_the_clocks_at_its_last_answer_not_at_its_detection() -> None:

@@ -27,6 +27,15 @@ from worker.core.state import InteractionLog
 from worker.core.writes import StateWrite, Stored
 from worker.store.port import LogStore
 
+_MAX_LEAD_MS = 1_000
+
+
+def evidence_lead_ms(grace_s: float) -> int:
+    """How far a caught-up clock may run past the broker's last answer: half the grace,
+    at most 1 s. Below the grace, so no window closes ahead of an edit made after that answer; about the
+    usual age of the evidence (an idle fetch answered every 0.5 s, statistics every 0.25 s)."""
+    return min(_MAX_LEAD_MS, int(grace_s * 1000) // 2)
+
 
 class PartitionClocks:
     """Event-time clocks of the partitions this consumer owns.
@@ -37,18 +46,19 @@ class PartitionClocks:
     (producers send what they held back during the outage; their edits must be read before the
     windows they belong to close). Otherwise the clock is the newest event time consumed.
 
-    Following, the clock runs up to the time of that evidence, not past it: the wall-clock time the
+    Following, the clock runs at most `lead_ms` past the time of that evidence: the wall-clock time the
     broker last answered with the partition's end (`reached_end(partition, answered_ms)`). What was
-    produced after that answer may not have been read. So a broker that stops answering without an
-    error (hung, cut off) stops the clocks where its last answer left them, rather than at the first
-    statistics that find it silent seconds later, and no window closes while an edit made meanwhile
-    waits in a producer. A healthy broker answers an idle consumer's fetch within `fetch.wait.max.ms`
-    and the statistics come every half second, so the clock stays within about a second of the wall.
-    With `fresh_ms` None (replays, tests of the rule) the evidence has no time and the clock is the wall
-    clock's.
+    produced after that answer may not have been read. With `lead_ms` below the grace, an edit made after
+    the broker's last answer (at an event time up to its deadline) is never behind a window that closes:
+    the clock passes deadline + grace ≥ answer + grace only once the broker has answered again. So a broker
+    that stops answering without an error (hung, cut off) stops the clocks where its last answer left them,
+    rather than at the first statistics that find it silent seconds later. A healthy broker answers an idle
+    consumer's fetch within `fetch.wait.max.ms` (500 ms) and the statistics come every 250 ms, so the lead
+    covers the usual age of the evidence and the clock is the wall clock's. With `fresh_ms` None (replays,
+    tests of the rule) the evidence has no time and the clock is the wall clock's.
     """
 
-    def __init__(self, *, fresh_ms: int | None = None, settle_ms: int = 0) -> None:
+    def __init__(self, *, fresh_ms: int | None = None, settle_ms: int = 0, lead_ms: int = 0) -> None:
         self._event_ms: dict[int, int] = {}
         self._caught_up: dict[int, bool] = {}
         self._verified_ms: dict[int, int] = {}  # wall ms of the last evidence that the partition is at its end
@@ -56,6 +66,7 @@ class PartitionClocks:
         self._message_ms: dict[int, int] = {}  # replays: the newest Kafka message timestamp read
         self._fresh_ms = fresh_ms  # None: an EOF counts until the next event (replays, tests of the rule)
         self._settle_ms = settle_ms
+        self._lead_ms = lead_ms
         self._hold_until_ms = 0
         self._suspended = False
 
@@ -134,7 +145,7 @@ class PartitionClocks:
         if self._follows_wall_clock(partition, wall_ms):
             if self._fresh_ms is None:
                 return wall_ms
-            return min(wall_ms, max(event_ms, self._verified_ms.get(partition, 0)))
+            return min(wall_ms, max(event_ms, self._verified_ms.get(partition, 0) + self._lead_ms))
         return min(event_ms, wall_ms)
 
     def _follows_wall_clock(self, partition: int, wall_ms: int) -> bool:

@@ -56,7 +56,7 @@ from worker.core.batch import BatchPlan, Record, TtlPolicy, plan_batch, record_t
 from worker.core.snapshot_json import EncodedSnapshot
 from worker.core.writes import StateWrite, Stored
 from worker.errors import DeliveryError, IlogError, KafkaClientError, StateLostError, StoreError, StoreUnavailableError
-from worker.fold.finalizer import ClosePlan, PartitionClocks, plan_closes
+from worker.fold.finalizer import ClosePlan, PartitionClocks, evidence_lead_ms, plan_closes
 from worker.fold.inflight import AwaitingDelivery, InFlight, Overlay, Planned, StoreWriter, written_now
 from worker.fold.recovery import (
     StateChangelog,
@@ -90,7 +90,7 @@ _FINALIZE_EVERY_S = 0.2
 _CLOSES_PER_TICK = 500  # per partition
 _FRESH_MS = 5_000  # evidence older than this does not let the clock follow the wall clock
 # a window closed later than deadline + grace + this counts as late (`ilog_windows_closed_late_total`): a
-# caught-up clock runs up to the broker's last answer (about a second behind the wall), a tick every 0.2 s
+# caught-up clock trails the wall clock when the broker's last answer is older than the lead, a tick every 0.2 s
 _LATE_AFTER_S = 3.0
 _OPEN_WINDOWS_EVERY_S = 5.0  # `ilog_open_windows` is counted again at least this often (one ZCARD per partition)
 _TRIGGER_HEADERS: dict[Trigger, tuple[str, str | bytes | None]] = {t: ("trigger", t.value.encode()) for t in Trigger}
@@ -136,7 +136,8 @@ class FoldStage:
         # live: a group member that keeps the changelog and guards its writes; a replay does neither
         self.live = self.options.start_offsets is None
         self.clocks = (
-            PartitionClocks(fresh_ms=_FRESH_MS, settle_ms=int(settings.broker_settle_seconds * 1000))
+            PartitionClocks(fresh_ms=_FRESH_MS, settle_ms=int(settings.broker_settle_seconds * 1000),
+                            lead_ms=evidence_lead_ms(settings.finalize_grace_seconds))
             if self.live and self.options.follow_wall_clock else PartitionClocks()
         )
         self.ttl = TtlPolicy(
@@ -317,7 +318,7 @@ class FoldStage:
         return records, at_end
 
     def _note_stats(self, now: int) -> None:
-        """librdkafka's statistics (every half second): partitions read to their end while their leader answers
+        """librdkafka's statistics (every 250 ms): partitions read to their end while their leader answers
         are caught up (fresh evidence for an idle partition, which gets no new EOF); a leader that does
         not answer suspends wall-clock following (a broker that hangs sends no connection error)."""
         stats = self.status.take_stats()
