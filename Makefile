@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 export PYTHON := $(abspath $(PY))
 
-.PHONY: run test test-cluster test-unit lint bench stack-up stack-down emulators-up emulators-down install lock schema clean
+.PHONY: run test test-cluster test-unit lint native-test bench stack-up stack-down emulators-up emulators-down install lock schema clean
 
 # The versions come from requirements-dev.lock (constraints: pyproject.toml still says what is needed,
 # the lock says which versions), so a fresh clone installs what CI and the image were tested with.
@@ -41,6 +41,12 @@ lint: install
 	$(VENV)/bin/ruff check schemas worker adapters tests
 	$(VENV)/bin/mypy --strict schemas worker adapters tests
 
+# The compiled core's own unit tests (native/src: the calendar arithmetic of the event time, and the like).
+# Its differential tests against the Python specification are pytest's (tests/unit/test_native_*.py).
+native-test: install
+	PATH="$$PATH:$$HOME/.cargo/bin" CARGO_TARGET_DIR=$(abspath native/target) \
+	  cargo test --release --quiet --manifest-path native/Cargo.toml
+
 # The tests that run a second time with the tests' Redis on a 6-node Redis Cluster (ILOG_TEST_REDIS=cluster):
 # every integration and e2e test file that touches Redis (store and budget suites, the fold stage as a
 # process, poison messages, replays, sync state and epoch, each target end to end). Left out: the demo
@@ -64,7 +70,7 @@ CLUSTER_TESTS ?= tests/integration/test_store.py tests/integration/test_budget_p
 # 14m50s from a fresh clone), and 12m43s with two; the fault tests wait on stopped brokers and closing
 # windows most of their time. Each test's own time grows by about 5 % with the fourth worker.
 TEST_WORKERS ?= 4
-test: lint
+test: lint native-test
 	@rm -rf .test-results && mkdir -p .test-results
 	@ILOG_TEST_REDIS=cluster $(PY) -m pytest -m 'not bench' -p no:cacheprovider \
 	  --junitxml=.test-results/cluster.xml $(PYTEST_ARGS) $(CLUSTER_TESTS) >.test-results/cluster.log 2>&1 & \
