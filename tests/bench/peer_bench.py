@@ -5,7 +5,10 @@
                  changed interaction + store offsets, no decode and no fold (the message bytes are
                  the "state" and the "snapshot"): what the stage's commit steps cost on their own
     (c) peer     a quix-streams application (RocksDB state, orjson, a simplified dict fold, one
-                 snapshot per event), installed by this benchmark into a throwaway virtualenv
+                 snapshot per event), installed by this benchmark into a throwaway virtualenv; run
+                 twice: without changelog topics (`peer`, the ratio the target is judged on) and with
+                 them (`peer_changelog`, quix-streams' default: its state recoverable from Kafka, as the
+                 stage's is from its changelog), reported beside it
     (d) stage    this project's fold stage (`FoldStage`, burst mode), as `fold_stage_throughput` runs it
 
 Each reader has a consumer group (and Redis key prefix) of its own, so each reads the whole topic.
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from tests.bench.run import register
 from tests.bench.stack import bench_settings, cleanup, produce_histories, stack_env
@@ -53,7 +57,7 @@ def fold_vs_floor_and_peer(quick: bool) -> dict[str, Any]:
         produced = produce_histories(settings, interactions, seed=7, rate_per_s=RATE_PER_S)
         readers["bare"] = _measured(lambda: _bare_consume(settings, produced))
         readers["floor"] = _measured(lambda: _io_floor(settings, produced))
-        readers["peer"] = _peer(settings, produced)
+        readers.update(_peers(settings, produced))
         readers["stage"] = _measured(lambda: _run_fold_stage(settings, on_batch=None))
     finally:
         cleanup(settings)
@@ -69,13 +73,16 @@ def _result(settings: Settings, interactions: int, produced: int,
     floor_ratio = _ratio(stage.get("events_per_s"), floor.get("events_per_s"))
     peer_ratio = _ratio(stage.get("events_per_s"), peer.get("events_per_s"))
     measured.update(stage_to_floor=floor_ratio, stage_to_peer=peer_ratio,
+                    stage_to_peer_changelog=_ratio(stage.get("events_per_s"),
+                                                   readers.get("peer_changelog", {}).get("events_per_s")),
                     stage_to_floor_cpu=_ratio(stage.get("events_per_cpu_s"), floor.get("events_per_cpu_s")),
                     stage_to_peer_cpu=_ratio(stage.get("events_per_cpu_s"), peer.get("events_per_cpu_s")))
     return {
         "name": "fold_vs_floor_and_peer",
         "parameters": {"interactions": interactions, "events": produced, "partitions": settings.partitions,
                        "batch_size": settings.batch_size, "peer": "quixstreams, RocksDB state without "
-                       "changelog topics, orjson, dict fold, one snapshot per event"},
+                       "changelog topics, orjson, dict fold, one snapshot per event",
+                       "peer_changelog": "the same with quixstreams' changelog topics (its default)"},
         "measured": measured,
         "target": {"stage_events_per_s": TARGET_EVENTS_PER_S, "stage_to_floor": TARGET_FLOOR_RATIO,
                    "stage_to_peer": TARGET_PEER_RATIO},
@@ -180,7 +187,7 @@ config = json.loads(sys.argv[1])
 expected = config["expected"]
 app = Application(broker_address=config["brokers"], consumer_group=config["group"],
                   auto_offset_reset="earliest", state_dir=config["state_dir"],
-                  use_changelog_topics=False, loglevel="WARNING")
+                  use_changelog_topics=config["changelog"], loglevel="WARNING")
 events = app.topic(config["events"], key_deserializer="bytes", value_deserializer="bytes")
 upserts = app.topic(config["upserts"], key_serializer="bytes", value_serializer="bytes")
 progress = {"count": 0, "first": 0.0, "last": 0.0, "cpu": 0.0}
@@ -239,8 +246,9 @@ print(json.dumps({"events": progress["count"], "seconds": progress["last"] - pro
 '''
 
 
-def _peer(settings: Settings, expected: int) -> dict[str, Any]:
-    """Install quix-streams into a throwaway virtualenv and run the peer there; a refusal is a figure."""
+def _peers(settings: Settings, expected: int) -> dict[str, dict[str, Any]]:
+    """Install quix-streams into a throwaway virtualenv and run the peer there, without and with its changelog
+    topics; a refusal is a figure."""
     with tempfile.TemporaryDirectory(prefix="ilog-peer-") as folder:
         venv = Path(folder) / "venv"
         python = venv / "bin" / "python"
@@ -248,20 +256,44 @@ def _peer(settings: Settings, expected: int) -> dict[str, Any]:
         installed = subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_REQUIREMENTS],
                                    capture_output=True, text=True, check=False)
         if installed.returncode != 0:
-            return {"unavailable": "pip install quixstreams failed: " + installed.stderr.strip()[-400:]}
+            refused = {"unavailable": "pip install quixstreams failed: " + installed.stderr.strip()[-400:]}
+            return {"peer": refused, "peer_changelog": refused}
         script = Path(folder) / "peer.py"
         script.write_text(PEER_APP)
-        config = {"brokers": settings.kafka_config()["bootstrap.servers"], "group": f"{settings.fold_group}-peer",
-                  "events": settings.events_topic, "upserts": settings.upserts_topic, "expected": expected,
-                  "state_dir": str(Path(folder) / "state"), "deadline_s": DEADLINE_S}
-        load_before = os.getloadavg()[0]
+        return {"peer": _peer(settings, expected, python, script, changelog=False),
+                "peer_changelog": _peer(settings, expected, python, script, changelog=True)}
+
+
+def _peer(settings: Settings, expected: int, python: Path, script: Path, *, changelog: bool) -> dict[str, Any]:
+    """One run of the peer in a consumer group and state folder of its own (its changelog topics, named after
+    the group, are deleted afterwards)."""
+    group = f"{settings.fold_group}-peer{'-changelog' if changelog else ''}"
+    config = {"brokers": settings.kafka_config()["bootstrap.servers"], "group": group,
+              "events": settings.events_topic, "upserts": settings.upserts_topic, "expected": expected,
+              "state_dir": str(script.parent / f"state-{group}"), "deadline_s": DEADLINE_S, "changelog": changelog}
+    load_before = os.getloadavg()[0]
+    deleted: list[str] = []
+    try:
         run = subprocess.run([str(python), str(script), json.dumps(config)], capture_output=True, text=True,
-                             check=False, cwd=folder)
-        if run.returncode != 0 or not run.stdout.strip():
-            return {"unavailable": "the peer failed: " + run.stderr.strip()[-400:]}
-        report = json.loads(run.stdout.strip().splitlines()[-1])
-        figures = _figures(report["events"], report["seconds"], report["cpu_s"], load_before)
-        return {**figures, "version": report["version"]}
+                             check=False, cwd=script.parent)
+    finally:
+        if changelog:
+            deleted = _delete_topics_of(settings, group)
+    if run.returncode != 0 or not run.stdout.strip():
+        return {"unavailable": "the peer failed: " + run.stderr.strip()[-400:]}
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    figures = _figures(report["events"], report["seconds"], report["cpu_s"], load_before)
+    return {**figures, "version": report["version"], **({"changelog_topics": deleted} if changelog else {})}
+
+
+def _delete_topics_of(settings: Settings, group: str) -> list[str]:
+    """Delete the topics quix-streams created for `group` (changelog topics carry the consumer group in their
+    name); their names."""
+    admin = AdminClient(settings.kafka_config())
+    names = sorted(name for name in admin.list_topics(timeout=10).topics if group in name)
+    for future in admin.delete_topics(names).values() if names else ():
+        future.result(timeout=30)
+    return names
 
 
 
