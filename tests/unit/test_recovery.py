@@ -334,3 +334,30 @@ def test_after_a_redis_outage_the_stage_closes_windows_by_the_wall_clock_only_on
     stage.clocks.fetched(WALL_MS)
     stage.clocks.reached_end(0, WALL_MS)  # read to the end again
     assert WALL_MS == stage.clocks.clock_ms(0, WALL_MS)
+
+
+def test_the_stage_dates_a_partitions_end_by_its_leaders_last_answer() -> None:
+    """Statistics taken 200 ms ago, the leader silent for 300 ms then: the partition was at its end 500 ms ago,
+    and the clock leads that by half the grace (1 s grace: 500 ms), so it is the wall clock now; once the
+    leader has been silent for 2.5 s it stays 2 s behind."""
+    from tests.fakes import FakeConsumer as StageConsumer
+    from tests.fakes import FakeProducer
+    from worker.fold.stage import FoldStage
+    from worker.runtime.settings import Settings
+
+    settings = Settings(_env_file=None, finalize_grace_seconds=1.0)
+    stage = FoldStage(settings, MemoryStore(), StageConsumer([]), FakeProducer([]))  # type: ignore[arg-type]
+    stage.clocks.assign([0, 1])
+    stage.clocks.fetched(WALL_MS)
+    def stats(rxidle_us: int, age_us: int) -> dict[str, Any]:
+        found = _stats(rxidle_us)
+        return {**found, "topics": {stage.settings.events_topic: found["topics"]["events"]},
+                "ts": time.monotonic_ns() // 1000 - age_us}
+
+    stage.status.stats(stats(300_000, 200_000))
+    stage._note_stats(WALL_MS)
+    assert stage.clocks.is_caught_up(0) and not stage.clocks.is_caught_up(1)  # partition 1 is not read to its end
+    assert WALL_MS - 100 <= stage.clocks.clock_ms(0, WALL_MS) <= WALL_MS  # 500 ms ago + 500 ms of lead
+    stage.status.stats(stats(2_500_000, 0))
+    stage._note_stats(WALL_MS + 2_500)
+    assert WALL_MS + 500 - 100 <= stage.clocks.clock_ms(0, WALL_MS + 2_500) <= WALL_MS + 500
