@@ -45,6 +45,7 @@ from adapters.base import (
     parse_retry_after,
 )
 from adapters.http_session import RecordingSession, transport_error
+from adapters.zendesk_followup import refused_as_closed
 from adapters.zendesk_jobs import JobPacing, JobWatch
 from adapters.zendesk_lookup import (
     already_posted,
@@ -99,26 +100,45 @@ def translate_zenpy_error(exc: Exception) -> SyncError:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     if status == 401:
-        return TargetUnavailableError("HTTP_401", _api_error_code(response))
+        return TargetUnavailableError("HTTP_401", _api_error_code(_error_body(response)))
     if isinstance(exc, RecordNotFoundException):
         return PermanentSyncError("RecordNotFound", "ticket not found")
     if status is not None and (status == 429 or status >= 500):
         retry_after = response.headers.get("Retry-After") if response is not None else None
         return RetryableSyncError(f"HTTP {status}", parse_retry_after(retry_after))  # seconds or an HTTP date
     if status is not None:
-        return PermanentSyncError(_api_error_code(response), f"HTTP {status}")
+        body = _error_body(response)
+        details = _api_error_details(body)
+        return PermanentSyncError(_api_error_code(body), f"HTTP {status}" + (f": {details}" if details else ""))
     if isinstance(exc, requests.RequestException):
         return transport_error(exc)
     return RetryableSyncError(f"{type(exc).__name__}: {exc}")
 
 
-def _api_error_code(response: Any) -> str:
+def _error_body(response: Any) -> dict[str, Any] | None:
+    """The JSON object of an error answer, or None when it is not one."""
     try:
         body = response.json()
     except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _api_error_code(body: dict[str, Any] | None) -> str:
+    if body is None:
         return "HTTPError"
-    error = body.get("error") if isinstance(body, dict) else None
+    error = body.get("error")
     return str(error.get("title", "Error") if isinstance(error, dict) else error or "Error")
+
+
+def _api_error_details(body: dict[str, Any] | None) -> str:
+    """The descriptions in a 422's `details` ({"status": [{"description": "…"}], …}), joined: what to fix."""
+    details = body.get("details") if body is not None else None
+    if not isinstance(details, dict):
+        return ""
+    found = [str(entry.get("description")) for entries in details.values() if isinstance(entries, list)
+             for entry in entries if isinstance(entry, dict) and entry.get("description")]
+    return "; ".join(found)
 
 
 class ZendeskTarget:
@@ -193,6 +213,9 @@ class ZendeskTarget:
                 outcomes[index] = prepared
         for index, outcome in self._writer.write(writes).items():
             outcomes[index] = outcome
+        closed = [write for write in writes if not write.create and refused_as_closed(outcomes[write.index])]
+        for index, outcome in self._follow_ups(batch, closed).items() if closed else ():
+            outcomes[index] = outcome
         return [outcome or Retry(None, "not attempted") for outcome in outcomes]
 
     @staticmethod
@@ -218,6 +241,52 @@ class ZendeskTarget:
         if on_ticket is not None and already_posted(on_ticket, snapshot.interaction_id, snapshot.version):
             return Synced(remote_id=str(ticket_id), version=snapshot.version)
         return Write(index, self._ticket_update(ticket_id, snapshot), snapshot.version, create=False)
+
+    def _follow_ups(self, batch: Sequence[SyncItem], refused: Sequence[Write]) -> dict[int, SyncOutcome]:
+        """The logs whose linked ticket is closed, on follow-up tickets (`adapters.zendesk_followup`): the
+        follow-up made before, else a new one for the closed ticket's requester."""
+        closed_of = {write.index: int(write.ticket.id) for write in refused}
+        try:
+            made = self._open_tickets_by_external_id([batch[index].snapshot.interaction_id for index in closed_of])
+            posted = self._posted_on(sorted(set(made.values()))) if self._options.mode == "comment" else {}
+            closed_ids = sorted(set(closed_of.values()))
+            closed_tickets = self._call(lambda: list(self._client.tickets(ids=closed_ids)))
+            sources = {int(ticket.id): ticket for ticket in closed_tickets}
+        except SyncError as exc:
+            return {index: outcome_for_error(exc) for index in closed_of}
+        outcomes: dict[int, SyncOutcome] = {}
+        writes: list[Write] = []
+        for index, closed_id in closed_of.items():
+            snapshot = batch[index].snapshot
+            follow_up = made.get(snapshot.interaction_id)
+            if follow_up is None:
+                requester_id = getattr(sources.get(closed_id), "requester_id", None)  # the closed ticket's
+                writes.append(self._new_ticket(index, snapshot, follow_up_of=closed_id,
+                                               requester_id=None if requester_id is None else int(requester_id)))
+                continue
+            on_ticket = posted.get(follow_up)
+            if isinstance(on_ticket, PermanentSyncError):
+                outcomes[index] = outcome_for_error(on_ticket)
+            elif on_ticket is not None and already_posted(on_ticket, snapshot.interaction_id, snapshot.version):
+                outcomes[index] = Synced(remote_id=str(follow_up), version=snapshot.version)
+            else:
+                writes.append(Write(index, self._ticket_update(follow_up, snapshot), snapshot.version, create=False))
+        if writes:
+            log.info("zendesk.follow_up", closed_tickets=sorted(set(closed_of.values()))[:10], count=len(writes))
+        outcomes.update(self._writer.write(writes))
+        return outcomes
+
+    def _open_tickets_by_external_id(self, interaction_ids: Sequence[str]) -> dict[str, int]:
+        """Interaction id → the oldest ticket not closed with it as `external_id` (read one by one, as the
+        search index may not hold a ticket made moments ago)."""
+        found: dict[str, int] = {}
+        for interaction_id in dict.fromkeys(interaction_ids):
+            tickets = self._call(lambda key=interaction_id: list(self._client.tickets(external_id=key)))
+            ids = [int(ticket.id) for ticket in tickets if getattr(ticket, "external_id", None) == interaction_id
+                   and getattr(ticket, "status", None) != "closed"]
+            if ids:
+                found[interaction_id] = min(ids)
+        return found
 
     def _reload_token(self) -> None:
         """The token file is read before every batch: a rotated secret is picked up without a restart."""
@@ -320,8 +389,11 @@ class ZendeskTarget:
             ticket.custom_fields = custom_fields
         return ticket
 
-    def _new_ticket(self, index: int, snapshot: LogSnapshot) -> Write:
-        """A ticket that carries the log from its creation: one write, no follow-up update."""
+    def _new_ticket(self, index: int, snapshot: LogSnapshot, *, follow_up_of: int | None = None,
+                    requester_id: int | None = None) -> Write:
+        """A ticket that carries the log from its creation: one write, no later update. `follow_up_of`: made a
+        follow-up of that closed ticket; `requester_id`: its requester, else the one `chosen_requester_id`
+        names, else the customer."""
         comment, custom_fields = self._log_payload(snapshot)
         ticket = Ticket(
             external_id=snapshot.interaction_id,
@@ -333,7 +405,9 @@ class ZendeskTarget:
         )
         if custom_fields:
             ticket.custom_fields = custom_fields
-        requester_id = chosen_requester_id(snapshot)
+        if follow_up_of is not None:
+            ticket.via_followup_source_id = follow_up_of
+        requester_id = requester_id if requester_id is not None else chosen_requester_id(snapshot)
         requester = self._requester(snapshot) if requester_id is None else None
         if requester_id is not None:
             ticket.requester_id = requester_id

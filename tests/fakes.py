@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, TopicPartition
 
 from adapters.base import SyncItem, SyncOutcome, TargetState, TargetTraits
@@ -167,3 +168,12 @@ class ScriptedTarget:
 
     def close(self) -> None:
         return None
+
+
+def json_response(status: int, body: Any) -> requests.Response:
+    """A `requests.Response` answering `body` as JSON with `status`, as an adapter's error handling reads it."""
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body).encode()
+    response.headers["Content-Type"] = "application/json"
+    return response

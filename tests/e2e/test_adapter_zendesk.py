@@ -466,3 +466,83 @@ def test_a_newer_version_is_posted_once_an_older_or_equal_one_never(
     assert [Synced(str(ticket_id), 8), Synced(str(ticket_id), 10)] == outcomes + newer
     endings = [body.splitlines()[-1] for body in worker_comments(ticket(fresh_emulators, ticket_id))]
     assert [marker("conv-v", 9), marker("conv-v", 10)] == endings
+
+
+def seed_closed_ticket(emulators: Emulators, requester_id: int = 20_777_001) -> int:
+    emulators.zendesk.seed({"tickets": [{"subject": "Broken printer", "description": "It overheats.",
+                                         "status": "closed", "requester_id": requester_id}]})
+    return max(int(t["id"]) for t in emulators.zendesk.state()["tickets"])
+
+
+def follow_ups_of(emulators: Emulators, closed_id: int) -> list[dict[str, Any]]:
+    return [t for t in emulators.zendesk.state()["tickets"]
+            if t["via"]["source"]["rel"] == "follow_up" and t["via"]["source"]["from"].get("ticket_id") == closed_id]
+
+
+def test_a_closed_linked_ticket_gets_the_log_on_one_follow_up_for_its_requester(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    """Zendesk refuses any update of a closed ticket: the log goes to a follow-up of it, once."""
+    closed_id = seed_closed_ticket(fresh_emulators)
+    item = SyncItem(final_log(related_to=on_ticket(closed_id)))
+    [outcome] = make_target(zendesk_attribute_fields=ATTRIBUTES).sync([item])
+    [follow_up] = follow_ups_of(fresh_emulators, closed_id)
+    assert Synced(str(follow_up["id"]), 9) == outcome
+    assert (follow_up["external_id"], follow_up["requester_id"]) == ("conv-42", 20_777_001)
+    [comment] = worker_comments(ticket(fresh_emulators, follow_up["id"]))
+    assert comment.startswith("Refund approved.\n\n") and comment.endswith("\n" + marker("conv-42", 9))
+    assert custom_values(ticket(fresh_emulators, follow_up["id"])) == {360002: 1, 360003: 3.5, 360004: "gold"}
+    closed = ticket(fresh_emulators, closed_id)
+    assert ([], [follow_up["id"]]) == (worker_comments(closed), closed["followup_ids"])
+
+    # the same final log again, its sync state lost (a replay, a Redis that restarted empty): found, not made again
+    [again] = make_target().sync([item])
+    assert Synced(str(follow_up["id"]), 9) == again
+    assert [follow_up["id"]] == [t["id"] for t in follow_ups_of(fresh_emulators, closed_id)]
+    assert 1 == len(worker_comments(ticket(fresh_emulators, follow_up["id"])))
+
+
+def test_closed_tickets_in_an_update_many_job_get_follow_ups_and_the_open_ones_their_comment(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    open_ids = seed_tickets(fresh_emulators, 2)
+    closed_ids = [seed_closed_ticket(fresh_emulators, requester_id=20_777_000 + n) for n in range(2)]
+    batch = [SyncItem(final_log(f"conv-{t}", related_to=on_ticket(t))) for t in [*open_ids, *closed_ids]]
+    outcomes = make_target().sync(batch)
+    follow_ups = [follow_ups_of(fresh_emulators, closed_id) for closed_id in closed_ids]
+    assert [1, 1] == [len(found) for found in follow_ups]
+    expected = [*(str(t) for t in open_ids), *(str(found[0]["id"]) for found in follow_ups)]
+    assert [Synced(remote_id, 9) for remote_id in expected] == outcomes
+    for item, remote_id in zip(batch, expected, strict=True):
+        [comment] = worker_comments(ticket(fresh_emulators, int(remote_id)))
+        assert comment.endswith(marker(item.snapshot.interaction_id, 9))
+    assert [20_777_000, 20_777_001] == [found[0]["requester_id"] for found in follow_ups]
+    assert "update_many" in request_kinds(fresh_emulators)
+
+
+def test_a_follow_up_whose_create_answer_was_lost_is_not_made_twice(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    closed_id = seed_closed_ticket(fresh_emulators)
+    target = make_target()
+    fresh_emulators.zendesk.inject("timeout", method="POST", path="/tickets.json", delay_s=4.0)
+    item = SyncItem(final_log(related_to=on_ticket(closed_id)))
+    [lost] = target.sync([item])
+    assert isinstance(lost, Retry) and lost.uncertain
+    [retried] = target.sync([SyncItem(item.snapshot, next_target_state(item.target_state, lost))])
+    [follow_up] = follow_ups_of(fresh_emulators, closed_id)
+    assert Synced(str(follow_up["id"]), 9) == retried
+    assert 1 == len(worker_comments(ticket(fresh_emulators, follow_up["id"])))
+
+
+def test_field_mode_writes_the_log_into_the_field_of_the_follow_up(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    closed_id = seed_closed_ticket(fresh_emulators)
+    [outcome] = make_target(zendesk_mode="field", zendesk_log_field_id=360001).sync(
+        [SyncItem(final_log(related_to=on_ticket(closed_id)))])
+    [follow_up] = follow_ups_of(fresh_emulators, closed_id)
+    assert Synced(str(follow_up["id"]), 9) == outcome
+    log_text = custom_values(ticket(fresh_emulators, follow_up["id"]))[360001]
+    assert "Refund approved." in log_text and log_text.endswith(marker("conv-42", 9))
+

@@ -184,3 +184,25 @@ def test_rate_limit_headers_and_ticket_fields(zd: Zenpy, fresh_emulators: Emulat
                              fresh_emulators.env["ILOG_ZENDESK_TOKEN"]))
     assert raw.headers["X-Rate-Limit"] == "700"
     assert int(raw.headers["X-Rate-Limit-Remaining"]) < 700
+
+
+def test_a_closed_ticket_refuses_every_update_and_takes_follow_ups(zd: Zenpy, fresh_emulators: Emulators) -> None:
+    """Zendesk's "Creating a follow-up ticket": closed is final; `via_followup_source_id` links a new ticket to a
+    closed one and has no effect with any other."""
+    zd.tickets.update(Ticket(id=101, status="closed"))
+    with pytest.raises(APIException) as refused:
+        zd.tickets.update(Ticket(id=101, comment=Comment(body="late", public=False)))
+    assert (422, {"error": "RecordInvalid", "description": "Record validation errors",
+                  "details": {"status": [{"description": "Status: closed prevents ticket update"}]}}) == (
+        refused.value.response.status_code, refused.value.response.json())
+    fresh_emulators.zendesk.seed({"config": {"job_queue_s": 0, "job_seconds_per_item": 0}})
+    job = zd.tickets.update([Ticket(id=101, status="open"), Ticket(id=101, subject="again")])
+    failed = zd.job_status(id=job.id)
+    assert [(r.success, r.error) for r in failed.results] == [(False, "RecordInvalid")] * 2
+    follow_up = zd.tickets.create(Ticket(via_followup_source_id=101, comment=Comment(body="still hot"))).ticket
+    ignored = zd.tickets.create(Ticket(via_followup_source_id=follow_up.id, comment=Comment(body="b"))).ticket
+    tickets = {t["id"]: t for t in fresh_emulators.zendesk.state()["tickets"]}
+    assert (tickets[follow_up.id]["via"]["source"]["rel"], tickets[follow_up.id]["via"]["source"]["from"]["ticket_id"],
+            tickets[ignored.id]["via"]["source"]["rel"], tickets[101]["followup_ids"]) == (
+        "follow_up", 101, None, [follow_up.id])
+    assert ["Customer wrote in"] == [c["body"] for c in tickets[101]["comments"]]

@@ -21,7 +21,7 @@ from tests.e2e.sync_env import (
     worker_comments,
     zd_ticket,
 )
-from tests.support import WorkerProcess, produce
+from tests.support import TopicReader, WorkerProcess, produce
 from worker.runtime.settings import Settings
 
 ATTRIBUTES = {"holds": 360002, "talk_minutes": 360003, "tier": 360004}
@@ -97,4 +97,37 @@ def test_field_mode_puts_the_log_in_the_field_and_writes_no_comment(
         assert log_text.endswith(marker(call, 4))
         assert 1 == len(_ticket_writes(fresh_emulators, ticket_id))
     finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_a_log_linked_to_a_closed_ticket_lands_on_one_follow_up_and_nothing_is_dead_lettered(
+    settings: Settings, fresh_emulators: Emulators, tmp_path: Path
+) -> None:
+    run = sync_settings(settings, fresh_emulators, ("zendesk",))
+    fresh_emulators.zendesk.seed({"tickets": [{"subject": "Printer overheats", "description": "It overheats.",
+                                               "status": "closed"}]})
+    [closed_id] = [int(t["id"]) for t in fresh_emulators.zendesk.state()["tickets"]]
+    call = "conv-zd-closed"
+    t0 = datetime.now(UTC) - timedelta(minutes=2)
+    produce(run, run.events_topic, [
+        event("interaction.connected", call, 1, t0, connected(related_to=zd_ticket(closed_id))),
+        event("log.updated", call, 2, t0 + timedelta(seconds=5), {"notes": "Still overheats after the fix."}),
+        event("interaction.disconnected", call, 3, t0 + timedelta(seconds=50)),
+    ])
+    worker = WorkerProcess("all", run, tmp_path / "worker.log")
+    dead_letters = TopicReader(run, run.upserts_dlq_topic)
+    try:
+        def follow_ups() -> list[dict[str, object]]:
+            return [t for t in fresh_emulators.zendesk.state()["tickets"] if t["via"]["source"]["rel"] == "follow_up"]
+
+        assert wait_for(lambda: any(worker_comments(t) for t in follow_ups()), 40), worker.log_text()[-3000:]
+        time.sleep(1.0)
+        [follow_up] = follow_ups()
+        [comment] = worker_comments(follow_up)
+        assert comment.startswith("Still overheats after the fix.") and comment.endswith(marker(call, 4))
+        closed = ticket(fresh_emulators, closed_id)
+        assert ([], [follow_up["id"]]) == (worker_comments(closed), closed["followup_ids"])
+        assert [] == dead_letters.read_until(lambda found: bool(found), 2.0)
+    finally:
+        dead_letters.close()
         assert worker.stop() == 0, worker.log_text()[-3000:]

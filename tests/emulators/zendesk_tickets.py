@@ -32,6 +32,10 @@ DEFAULT_TICKET_FIELDS: tuple[dict[str, Any], ...] = (
 )
 
 
+CLOSED_REFUSAL = "Status: closed prevents ticket update"
+"""What Zendesk answers (422 RecordInvalid, `details.status`) to any update of a closed ticket."""
+
+
 class RecordInvalidError(ValueError):
     """422 RecordInvalid with the `details` Zendesk returns."""
 
@@ -107,7 +111,8 @@ class TicketStore:
             "description": comment.get("body") or comment.get("html_body"), "priority": None, "status": "new",
             "recipient": None, "requester_id": author_id, "submitter_id": author_id, "assignee_id": None,
             "organization_id": None, "group_id": None, "collaborator_ids": [], "follower_ids": [],
-            "email_cc_ids": [], "has_incidents": False, "is_public": bool(comment.get("public", True)),
+            "email_cc_ids": [], "followup_ids": [], "has_incidents": False,
+            "is_public": bool(comment.get("public", True)),
             "due_at": None, "tags": [], "custom_fields": [{"id": i, "value": None} for i in self.fields],
             "fields": [], "satisfaction_rating": None, "sharing_agreement_ids": [], "allow_channelback": False,
             "allow_attachments": True, "from_messaging_channel": False,
@@ -116,12 +121,26 @@ class TicketStore:
             # `requester` names (or makes) the end user; a `requester_id` beside it decides, as in Zendesk
             ticket["requester_id"] = self.requester_id(payload["requester"])
             payload = {key: value for key, value in payload.items() if key != "requester_id"}
+        self._follow_up(ticket, payload.get("via_followup_source_id"))
         self.tickets[ticket_id] = ticket
         audit = self._apply(ticket, {**payload, "comment": comment}, custom, author_id, "Create")
         return ticket, audit
 
+    def _follow_up(self, ticket: dict[str, Any], source_id: Any) -> None:
+        """`via_followup_source_id`: a follow-up of that ticket when it is closed; with any other ticket the
+        parameter has no effect (Zendesk's "Creating a follow-up ticket")."""
+        source = self.tickets.get(int(source_id)) if isinstance(source_id, int | str) and str(source_id).isdigit() \
+            else None
+        if source is None or source.get("status") != "closed":
+            return
+        ticket["via"] = {"channel": "api", "source": {"from": {"ticket_id": source["id"], "subject": source["subject"]},
+                                                      "to": {}, "rel": "follow_up"}}
+        source["followup_ids"].append(ticket["id"])
+
     def update(self, ticket: dict[str, Any], payload: dict[str, Any],
                author_id: int = AGENT_ID) -> dict[str, Any]:
+        if ticket.get("status") == "closed":  # closed is final: no change, no comment, not even a status
+            raise RecordInvalidError({"status": [{"description": CLOSED_REFUSAL}]})
         custom = self._checked_custom_fields(payload.get("custom_fields", payload.get("fields", [])))
         if payload.get("comment") and len(self.comments[ticket["id"]]) >= MAX_COMMENTS:
             raise RecordInvalidError({"base": [{"description": f"Ticket has reached the maximum of {MAX_COMMENTS} "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -29,17 +28,9 @@ from adapters.http_session import transport_error
 from adapters.salesforce_auth import SalesforceCredentials, fetch_access_token
 from adapters.webhook import TARGET_LEVEL_STATUSES
 from adapters.zendesk import translate_zenpy_error
-from tests.fakes import ScriptedTarget
+from tests.fakes import ScriptedTarget, json_response
 from tests.unit.test_sync_target import Harness, _work
 from worker.sync.pause import PauseControl, TargetPause, pause_wait_s
-
-
-def _response(status: int, body: Any) -> requests.Response:
-    response = requests.Response()
-    response.status_code = status
-    response._content = json.dumps(body).encode()
-    response.headers["Content-Type"] = "application/json"
-    return response
 
 
 class _TokenSession(requests.Session):
@@ -56,7 +47,7 @@ class _TokenSession(requests.Session):
 def _login_error(status: int, body: Any) -> SyncError | None:
     credentials = SalesforceCredentials("https://login.example", "client", client_secret="s3cret")
     try:
-        fetch_access_token(_TokenSession(_response(status, body)), credentials)
+        fetch_access_token(_TokenSession(json_response(status, body)), credentials)
     except SyncError as exc:
         return exc
     return None
@@ -80,10 +71,10 @@ def test_which_errors_pause_the_target() -> None:
         "salesforce invalid_grant": _login_error(400, {"error": "invalid_grant", "error_description": "expired"}),
         "salesforce token 503": _login_error(503, {}),
         "zendesk 401": translate_zenpy_error(
-            APIException(response=_response(401, {"error": "Couldn't authenticate you"}))),
-        "zendesk 422": translate_zenpy_error(APIException(response=_response(422, {"error": "RecordInvalid"}))),
-        "zendesk 429": translate_zenpy_error(APIException(response=_response(429, {}))),
-        "zendesk deleted ticket": translate_zenpy_error(RecordNotFoundException(response=_response(404, {}))),
+            APIException(response=json_response(401, {"error": "Couldn't authenticate you"}))),
+        "zendesk 422": translate_zenpy_error(APIException(response=json_response(422, {"error": "RecordInvalid"}))),
+        "zendesk 429": translate_zenpy_error(APIException(response=json_response(429, {}))),
+        "zendesk deleted ticket": translate_zenpy_error(RecordNotFoundException(response=json_response(404, {}))),
         "dns": transport_error(_unreachable(NameResolutionError("crm.example", None, "no such host"))),  # type: ignore[arg-type]
         "refused": transport_error(_unreachable(NewConnectionError(None, "refused"))),  # type: ignore[arg-type]
         "tls": transport_error(requests.exceptions.SSLError("certificate verify failed")),
@@ -119,7 +110,7 @@ def test_a_refused_login_says_so_without_the_secret() -> None:
 def test_the_secret_file_is_read_again_on_every_login(tmp_path: Any) -> None:
     secret_file = tmp_path / "secret"
     credentials = SalesforceCredentials("https://login.example", "client", client_secret_file=str(secret_file))
-    session = _TokenSession(_response(200, {"access_token": "token"}))
+    session = _TokenSession(json_response(200, {"access_token": "token"}))
     secret_file.write_text("old\n")
     fetch_access_token(session, credentials)
     secret_file.write_text("rotated\n")
@@ -236,7 +227,7 @@ def test_refusals_of_calls_that_were_under_way_together_count_as_one_wait() -> N
     ("retry_after", "expected_s"), [("7", 7.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("", None)])
 def test_a_zendesk_503_reads_retry_after_as_seconds_or_an_http_date(retry_after: str, expected_s: float | None) -> None:
     """RFC 9110 allows either form; an HTTP date must not make the adapter raise (it is a plain retry)."""
-    response = _response(503, {"error": "unavailable"})
+    response = json_response(503, {"error": "unavailable"})
     response.headers["Retry-After"] = retry_after
     error = translate_zenpy_error(APIException(response=response))
     assert isinstance(error, RetryableSyncError)
