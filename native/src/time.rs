@@ -69,15 +69,24 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 /// The instant in µs since the epoch (UTC), or None where the Python decides.
 pub(crate) fn parse_utc_us(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't')
-        || bytes[13] != b':' || bytes[16] != b':'
+    if bytes.len() < 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't')
+        || bytes[13] != b':'
+        || bytes[16] != b':'
     {
         return None;
     }
     let (year, month, day) = (number(bytes, 0, 4)?, number(bytes, 5, 2)?, number(bytes, 8, 2)?);
     let (hour, minute, second) = (number(bytes, 11, 2)?, number(bytes, 14, 2)?, number(bytes, 17, 2)?);
-    if year < 1 || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23
-        || minute > 59 || second > 59
+    if year < 1
+        || !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
     {
         return None;
     }
@@ -102,7 +111,11 @@ pub(crate) fn parse_utc_us(text: &str) -> Option<i64> {
                 return None;
             }
             let offset = hours * 3600 + minutes * 60;
-            if *sign == b'-' { -offset } else { offset }
+            if *sign == b'-' {
+                -offset
+            } else {
+                offset
+            }
         }
         _ => return None,
     };
@@ -134,7 +147,14 @@ fn utc_time(py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<Option<PyObject
     let (year, month, day) = civil_from_days(days);
     let seconds = in_day / 1_000_000;
     let moment = class.bind(py).call1((
-        year, month, day, seconds / 3600, seconds / 60 % 60, seconds % 60, in_day % 1_000_000, utc.bind(py),
+        year,
+        month,
+        day,
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60,
+        in_day % 1_000_000,
+        utc.bind(py),
     ))?;
     Ok(Some(moment.unbind()))
 }
@@ -158,10 +178,18 @@ mod tests {
 
     #[test]
     fn refuses_what_the_pattern_refuses() {
-        for text in ["2026-12-04 10:00:00Z", "2026-12-04T10:00:00", "2026-12-04T10:00:00.Z",
-                     "2026-12-04T10:00:00.1234567890Z", "2026-12-04T24:00:00Z", "0000-01-01T00:00:00Z",
-                     "2026-02-29T00:00:00Z", "2026-12-04T10:00:00+24:00", "2026-12-04T10:00:00Z\n",
-                     "0001-01-01T00:30:00+01:00"] {
+        for text in [
+            "2026-12-04 10:00:00Z",
+            "2026-12-04T10:00:00",
+            "2026-12-04T10:00:00.Z",
+            "2026-12-04T10:00:00.1234567890Z",
+            "2026-12-04T24:00:00Z",
+            "0000-01-01T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-12-04T10:00:00+24:00",
+            "2026-12-04T10:00:00Z\n",
+            "0001-01-01T00:30:00+01:00",
+        ] {
             assert_eq!(parse_utc_us(text), None, "{text}");
         }
         assert_eq!(parse_utc_us("1970-01-01T01:00:00.5+01:00"), Some(500_000));

@@ -162,13 +162,17 @@ def redis_store(redis_client: redis.Redis) -> RedisStore:
     return RedisStore(redis_client, f"t-{uuid.uuid4().hex[:10]}")
 
 
+@pytest.mark.parametrize("encoded", [False, True], ids=["documents-encoded-by-the-store", "documents-from-the-planner"])
 def test_a_flushed_script_cache_is_loaded_again_and_the_write_goes_through(
-    redis_store: RedisStore, redis_client: redis.Redis
+    redis_store: RedisStore, redis_client: redis.Redis, encoded: bool
 ) -> None:
-    """A restarted or newly promoted node has no scripts: the calls it refused are sent again."""
+    """A restarted or newly promoted node has no scripts: the calls it refused are sent again (also when the
+    compiled core packed them: writes that carry their documents, as the planner's do)."""
     redis_client.script_flush()
     ids = [f"f{n}" for n in range(50)]
-    writes = [StateWrite(i, 0, InteractionLog(i, version=1), 60_000, deadline=(2, n)) for n, i in enumerate(ids)]
+    logs = [InteractionLog(i, version=1) for i in ids]
+    writes = [StateWrite(log.interaction_id, 0, log, 60_000, deadline=(2, n),
+                         document=log.to_bytes() if encoded else None) for n, log in enumerate(logs)]
     assert [] == redis_store.write(writes).fenced_out
     assert dict.fromkeys(ids, 1) == {i: s.version for i, s in redis_store.load(ids).items()}
     assert 50 == redis_store.open_windows(2)
@@ -220,7 +224,10 @@ def test_a_write_sent_ahead_is_answered_like_a_write_while_the_client_goes_on_re
     """`send_write` (the fold stage's overlapped commit): sent now, answered later, with the same fences,
     deadlines and NOSCRIPT reload as `write`; the client reads on other connections in between."""
     ids = [f"s{n}" for n in range(2_500)]  # three script calls
-    writes = [StateWrite(i, 0, InteractionLog(i, version=1), 60_000, deadline=(0, n)) for n, i in enumerate(ids)]
+    logs = [InteractionLog(i, version=1) for i in ids]
+    # with their documents, as the planner's writes carry them: packed by the compiled core where it runs
+    writes = [StateWrite(log.interaction_id, 0, log, 60_000, deadline=(0, n), document=log.to_bytes())
+              for n, log in enumerate(logs)]
     if is_cluster(redis_client):
         assert None is redis_store.send_write(writes)  # a cluster's write is ordered steps: `write` it
         return

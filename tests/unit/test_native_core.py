@@ -16,6 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.core import native
+from worker.core.state import InteractionLog, Tombstone
+from worker.core.writes import StateWrite
+from worker.store.redis_store import RedisStore
 
 pytestmark = pytest.mark.unit
 
@@ -102,6 +105,59 @@ def test_commands_are_packed_as_redis_py_packs_them(commands: list[tuple[str | b
                                      ["SET", 2**64], [""]])
 def test_arguments_it_does_not_take_are_left_to_redis_py(command: list[Any]) -> None:
     assert core().pack_commands([command]) is None
+
+
+_SHA = "0123456789abcdef0123456789abcdef01234567"
+_VERSIONS = st.integers(0, 2**63 - 1)
+
+
+@st.composite
+def _state_writes(draw: st.DrawFn) -> StateWrite:
+    interaction_id = draw(_TEXT)
+    version = draw(st.integers(1, 2**63 - 1))
+    states: list[InteractionLog | Tombstone] = [InteractionLog(interaction_id, version=version),
+                                                 Tombstone(interaction_id, version, datetime(2026, 12, 5, tzinfo=UTC))]
+    state = draw(st.sampled_from(states))
+    deadline, unschedule = draw(st.sampled_from([(None, None), ("a", None), (None, "r"), ("a", "r")]))
+    return StateWrite(
+        interaction_id, draw(_VERSIONS), state, draw(st.integers(-(2**40), 2**62)),
+        deadline=(draw(st.integers(0, 64)), draw(st.integers(0, 2**62))) if deadline else None,
+        unschedule_partition=draw(st.integers(0, 64)) if unschedule else None,
+        document=draw(st.none() | st.binary(max_size=60)), restored=draw(st.booleans()),
+    )
+
+
+def _python_packed(writes: list[StateWrite], guard: list[int], marks: str) -> bytes:
+    import redis
+
+    store = RedisStore.__new__(RedisStore)  # packing only: no client
+    store._prefix, store._sha = "ilog", _SHA
+    connection = redis.Redis().connection_pool.make_connection()  # never connects
+    command = store._fenced_write_command(writes, guard, marks, with_deadlines=True)
+    return b"".join(connection.pack_commands([command]))  # type: ignore[no-untyped-call]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_state_writes(), min_size=1, max_size=6), st.lists(st.integers(0, 64), max_size=5))
+def test_a_fenced_write_is_packed_as_redis_py_packs_the_pythons_command(
+    writes: list[StateWrite], guard: list[int],
+) -> None:
+    """`RedisStore.send_write`'s script call, packed off the `StateWrite`s, or left to the Python exactly where
+    a document is missing or a write both schedules and unschedules (which the Python refuses)."""
+    packed = core().pack_fenced_write(_SHA, "ilog", writes, guard, "ilog:{marks}", Tombstone)
+    left = any(w.document is None or (w.deadline is not None and w.unschedule_partition is not None) for w in writes)
+    if left:
+        assert packed is None
+    else:
+        assert packed == _python_packed(writes, guard, "ilog:{marks}")
+
+
+def test_a_write_with_a_lone_surrogate_id_or_a_bool_version_is_left_to_the_python() -> None:
+    log = InteractionLog("conv-1", version=3)
+    assert core().pack_fenced_write(_SHA, "ilog", [StateWrite("\ud800", 2, log, 10, document=b"{}")], [],
+                                    "m", Tombstone) is None
+    assert core().pack_fenced_write(_SHA, "ilog", [StateWrite("conv-1", True, log, 10, document=b"{}")], [],
+                                    "m", Tombstone) is None
 
 
 def test_a_panic_in_the_compiled_core_leaves_the_input_to_the_python() -> None:

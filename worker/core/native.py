@@ -14,7 +14,7 @@ root calls `use_native_core`). Nothing else changes with it: the same bytes go t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from importlib import import_module
@@ -45,6 +45,11 @@ class Core(Protocol):
 
     def pack_commands(self, commands: list[list[object]]) -> bytes | None:
         """Redis commands packed as redis-py's `Connection.pack_commands` packs them, as one `bytes`."""
+
+    def pack_fenced_write(self, sha: str, prefix: str, writes: Sequence[object], guard: list[int], marks: str,
+                          tombstone: type) -> bytes | None:
+        """`pack_commands([RedisStore._fenced_write_command(writes, guard, marks, with_deadlines=True)])`, read off
+        the `StateWrite`s (`worker.store.redis_store`); `tombstone` is the `Tombstone` class."""
 
     def state_bytes(self, log: object) -> bytes | None:
         """`InteractionLog.to_bytes()` (`worker.core.state`)."""

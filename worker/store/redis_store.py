@@ -25,6 +25,8 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
+from worker.core import native
+from worker.core.state import Tombstone
 from worker.core.writes import StateWrite, Stored
 from worker.errors import StateLostError, StoreError, StoreFullError, StoreUnavailableError
 from worker.store import keys
@@ -120,15 +122,20 @@ class RedisStore:
             return None
         assert isinstance(self._client, redis.Redis)
         chunks = _chunks(writes)
-        commands = [self._fenced_write_command(chunk, guard, keys.marks_key(self._prefix), with_deadlines=True)
-                    for chunk in chunks]
+        marks = keys.marks_key(self._prefix)
+
+        def commands() -> list[list[Any]]:
+            return [self._fenced_write_command(chunk, guard, marks, with_deadlines=True) for chunk in chunks]
+
         pool = self._client.connection_pool
         action = f"writing {len(writes)} interactions"
         try:
             with store_errors(action):
                 connection = pool.get_connection()
                 try:
-                    connection.send_packed_command(packed(connection, commands))  # type: ignore[no-untyped-call]
+                    compiled = self._packed_writes(chunks, guard, marks)
+                    payload = [compiled] if compiled is not None else packed(connection, commands())
+                    connection.send_packed_command(payload)  # type: ignore[no-untyped-call]
                 except BaseException:
                     pool.release(connection)
                     raise
@@ -143,7 +150,7 @@ class RedisStore:
         def answer() -> WriteResult:
             try:
                 with store_errors(action):
-                    replies = [read_reply(connection) for _ in commands]
+                    replies = [read_reply(connection) for _ in chunks]
                     fenced = _fenced(chunks, self._run_scripts(commands, replies))
             finally:
                 pool.release(connection)
@@ -198,18 +205,20 @@ class RedisStore:
         commands = [self._fenced_write_command(chunk, guard, keys.slot_marks_key(self._prefix, slot),
                                                with_deadlines=False)
                     for chunk, slot in zip(chunks, slots, strict=True)]
-        return _fenced(chunks, self._run_scripts(commands))
+        return _fenced(chunks, self._run_scripts(lambda: commands))
 
-    def _run_scripts(self, commands: list[list[Any]], replies: list[Any] | None = None) -> list[Any]:
+    def _run_scripts(self, commands: Callable[[], list[list[Any]]], replies: list[Any] | None = None) -> list[Any]:
         """Send the script calls (or take the `replies` to calls already sent); calls refused with NOSCRIPT
         (a restarted, flushed or newly promoted node) are sent again after loading the script: a refused
-        call ran nothing."""
+        call ran nothing. `commands` builds the calls (sent packed by the compiled core, they exist as
+        lists only when one is sent again)."""
         if replies is None:
-            replies = self._send(commands)
+            replies = self._send(commands())
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
         if missing:
             self._client.script_load(self._script)
-            for i, reply in zip(missing, self._send([commands[i] for i in missing]), strict=True):
+            calls = commands()
+            for i, reply in zip(missing, self._send([calls[i] for i in missing]), strict=True):
                 replies[i] = reply
         for reply in replies:
             if isinstance(reply, Exception):
@@ -227,6 +236,16 @@ class RedisStore:
         for command in commands:
             pipe.execute_command(*command)
         return list(pipe.execute(raise_on_error=False))
+
+    def _packed_writes(self, chunks: Sequence[Sequence[StateWrite]], guard: Sequence[int], marks: str) -> bytes | None:
+        """The chunks' script calls packed by the compiled core (`_fenced_write_command`'s calls, as redis-py
+        packs them), or None: the Python packs them."""
+        core = native.CORE
+        if core is None:
+            return None
+        guarded = list(guard)
+        parts = [core.pack_fenced_write(self._sha, self._prefix, chunk, guarded, marks, Tombstone) for chunk in chunks]
+        return None if any(part is None for part in parts) else b"".join(part for part in parts if part is not None)
 
     def _fenced_write_command(
         self, writes: Sequence[StateWrite], guard: Sequence[int], marks: str, *, with_deadlines: bool,
