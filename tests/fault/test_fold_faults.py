@@ -42,7 +42,6 @@ from tests.support import (
 )
 from worker.core.state import Tombstone
 from worker.dev.generator import GeneratorMix, generate_histories
-from worker.fold.recovery import HEADER_KIND
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 from worker.store import keys
@@ -442,7 +441,7 @@ def _roll_back(settings: Settings, client: redis.Redis, ids: list[str]) -> dict[
     for n, interaction_id in enumerate(ids):
         key = keys.state_key(settings.key_prefix, interaction_id)
         older = first[interaction_id]
-        state = decode_state(older.value(), dict(older.headers() or [])[HEADER_KIND])
+        state = decode_state(older.value(), None)
         current = int(client.hget(key, keys.FIELD_VERSION) or 0)
         if n % 2 == 0 or state is None or state.version >= current:  # no older version was ever written
             client.delete(key)

@@ -12,9 +12,9 @@ from tests.fakes import FakeProducer
 from worker.core.batch import Record, TtlPolicy, plan_batch
 from worker.core.fold import finalize, tombstone_of
 from worker.core.state import InteractionLog
-from worker.fold.recovery import HEADER_KIND, HEADER_TTL_MS, StateChangelog
+from worker.fold.recovery import HEADER_TTL_MS, StateChangelog
 from worker.kafka.clients import DeliveryTracker
-from worker.store.wire import encode_state
+from worker.store.wire import decode_state, encode_state
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 TTL = TtlPolicy(retention_ms=86_400_000, open_log_ttl_ms=604_800_000)
@@ -49,7 +49,7 @@ def test_a_planned_write_goes_to_the_changelog_with_the_bytes_the_store_gets(mon
     assert {p.key: p.value for p in producer.produced} == stored
     assert all(w.document is not None and w.document == w.state.to_bytes() for w in plan.writes)
     assert [(p.topic, p.headers) for p in producer.produced] == [
-        ("events.state", {HEADER_KIND: b"l", HEADER_TTL_MS: b"%d" % w.ttl_ms}) for w in plan.writes
+        ("events.state", {HEADER_TTL_MS: b"%d" % w.ttl_ms}) for w in plan.writes
     ]
 
 
@@ -63,7 +63,7 @@ def test_a_state_without_bytes_in_hand_is_encoded_for_the_changelog() -> None:
 
     (produced,) = producer.produced
     assert (produced.key, produced.value, produced.headers) == (
-        "c1", write.state.to_bytes(), {HEADER_KIND: b"l", HEADER_TTL_MS: b"%d" % TTL.ttl_ms(write.state, 0)})
+        "c1", write.state.to_bytes(), {HEADER_TTL_MS: b"%d" % TTL.ttl_ms(write.state, 0)})
 
 
 def test_the_writes_fenced_out_are_left_out_and_a_tombstone_goes_as_one() -> None:
@@ -77,6 +77,18 @@ def test_the_writes_fenced_out_are_left_out_and_a_tombstone_goes_as_one() -> Non
     changelog.record_writes([c1, c2, ended], {"c2"}, {"c1": 4, "c3": 5}.__getitem__)
 
     assert [(p.key, p.partition, p.value, p.headers) for p in producer.produced] == [
-        ("c1", 4, c1.document, {HEADER_KIND: b"l", HEADER_TTL_MS: b"%d" % c1.ttl_ms}),
-        ("c3", 5, ended.state.to_bytes(), {HEADER_KIND: b"t", HEADER_TTL_MS: b"5000"}),
+        ("c1", 4, c1.document, {HEADER_TTL_MS: b"%d" % c1.ttl_ms}),
+        ("c3", 5, ended.state.to_bytes(), {HEADER_TTL_MS: b"5000"}),
     ]
+
+
+def test_a_changelog_entry_says_its_kind_by_its_document_and_an_older_entrys_header_still_counts() -> None:
+    """The kind header went (one header less per produced entry); entries of earlier versions carry it."""
+    plan = plan_batch(_records(("log.opened", "c1", 1)), {}, edit_window_s=120, applied_ids_kept=256, ttl=TTL,
+                      now_ms=0)
+    (write,) = plan.writes
+    assert isinstance(write.state, InteractionLog)
+    tombstone = tombstone_of(finalize(write.state))
+    assert write.document is not None
+    assert [decode_state(write.document, None), decode_state(tombstone.to_bytes(), None)] == [write.state, tombstone]
+    assert [decode_state(write.document, b"l"), decode_state(tombstone.to_bytes(), b"t")] == [write.state, tombstone]

@@ -41,13 +41,12 @@ import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from worker.core.batch import TtlPolicy
-from worker.core.state import InteractionLog, Tombstone
+from worker.core.state import InteractionLog
 from worker.core.writes import State, StateWrite
 from worker.errors import DeliveryTimeoutError, IlogError, StateLostError, StoreError, StoreUnavailableError
 from worker.kafka.clients import DeliveryTracker
 from worker.runtime import metrics
 from worker.runtime.status import StageStatus
-from worker.store.keys import KIND_LOG, KIND_TOMBSTONE
 from worker.store.port import LogStore
 from worker.store.wire import decode_state, encode_state
 
@@ -61,9 +60,8 @@ _LOST_IN_A_ROW = 3  # a restore that does not stick: give up rather than loop
 _RESTORE_CHUNK = 1_000
 _KAFKA_TIMEOUT_S = 10.0
 HEADER_KIND = "k"
+"""Written by earlier versions beside the TTL (and still read): a document says its kind itself (`decode_state`)."""
 HEADER_TTL_MS = "ttl_ms"
-_LOG_KIND = (HEADER_KIND, KIND_LOG.encode())
-_TOMBSTONE_KIND = (HEADER_KIND, KIND_TOMBSTONE.encode())
 
 
 class StoppingError(IlogError):
@@ -110,10 +108,10 @@ class StateChangelog:
         (encoding a state again cost as much as the store's whole round trip, docs/benchmarks.md)."""
         produce, topic, callback = self.producer.produce, self.topic, self.deliveries.callback
         for partition, interaction_id, state, ttl_ms, encoded in states:
-            document, kind = encode_state(state, encoded)
+            document, _kind = encode_state(state, encoded)
             ttl = ttl_ms if ttl_ms is not None else self._ttl_ms(state, now_ms)
             produce(topic, key=interaction_id, value=document, partition=partition,
-                    headers=[(HEADER_KIND, kind.encode()), (HEADER_TTL_MS, b"%d" % ttl)], on_delivery=callback)
+                    headers=[(HEADER_TTL_MS, b"%d" % ttl)], on_delivery=callback)
 
     def record_writes(self, writes: Sequence[StateWrite], skipped: set[str],
                       partition_of: Callable[[str], int]) -> None:
@@ -126,9 +124,8 @@ class StateChangelog:
                 continue
             state, document = item.state, item.document
             produce(topic, key=interaction_id, value=document if document is not None else state.to_bytes(),
-                    partition=partition_of(interaction_id),
-                    headers=[_TOMBSTONE_KIND if isinstance(state, Tombstone) else _LOG_KIND,
-                             (HEADER_TTL_MS, b"%d" % item.ttl_ms)], on_delivery=callback)
+                    partition=partition_of(interaction_id), headers=[(HEADER_TTL_MS, b"%d" % item.ttl_ms)],
+                    on_delivery=callback)
 
     def _ttl_ms(self, state: State, now_ms: int) -> int:
         if isinstance(state, InteractionLog):

@@ -18,11 +18,17 @@ def encode_state(state: State, document: bytes | None = None) -> tuple[bytes, st
     return encoded, keys.KIND_TOMBSTONE if isinstance(state, Tombstone) else keys.KIND_LOG
 
 
+_TOMBSTONE_START = b'{"k":"tomb"'
+"""How a tombstone's document begins (`Tombstone.to_bytes`: its kind is its first key); a log's begins `{"k":"log"`."""
+
+
 def decode_state(document: bytes | None, kind: bytes | str | None) -> State | None:
+    """The state of a stored document; `kind` as stored beside it (Redis' `k` field, the state changelog's `k`
+    header of earlier versions), or None: the document's own first key says."""
     if document is None:
         return None
     kind_text = kind.decode() if isinstance(kind, bytes) else kind
-    if kind_text == keys.KIND_TOMBSTONE:
+    if kind_text == keys.KIND_TOMBSTONE or (kind_text is None and document.startswith(_TOMBSTONE_START)):
         return Tombstone.from_bytes(document)
     return InteractionLog.from_bytes(document)
 
