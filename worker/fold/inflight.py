@@ -84,16 +84,22 @@ def written_now(store: LogStore, writes: Sequence[StateWrite], guard: Sequence[i
 
 
 class Overlay:
-    """The states the write in flight will store, by interaction id; read before the state cache."""
+    """The states the write in flight will store, by interaction id; read before the state cache. The writes
+    are held as they are: the next batch reads back few of them, so a `Stored` is made only for those."""
 
     def __init__(self) -> None:
-        self.states: dict[str, Stored] = {}
+        self.writes: dict[str, StateWrite] = {}
 
     def hold(self, writes: Iterable[StateWrite]) -> None:
-        self.states = {w.interaction_id: Stored(w.state.version, w.state) for w in writes}
+        self.writes = {w.interaction_id: w for w in writes}
+
+    def found(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
+        """The held states of these ids, as the store will hold them."""
+        held = self.writes
+        return {i: Stored(w.state.version, w.state) for i in interaction_ids if (w := held.get(i)) is not None}
 
     def clear(self) -> None:
-        self.states = {}
+        self.writes = {}
 
 
 @dataclass

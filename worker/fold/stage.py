@@ -396,7 +396,9 @@ class FoldStage:
         """Send the batch's write (`overlapped`: its states held in the overlay, the answer read when it
         lands; else written here)."""
         writes = planned.plan.writes
-        guard = self._guarded(planned.partition_of[w.interaction_id] for w in writes)
+        # every partition the batch folds events of (owned, so its marks must be there): its writes' partitions and
+        # perhaps one whose events were all duplicates, read in C rather than looked up per write
+        guard = self._guarded(planned.partition_of.values())
         if overlapped and writes:
             self.overlay.hold(writes)
             # one Redis node: sent now, the answer read when the batch lands; else on the writer thread
@@ -493,11 +495,11 @@ class FoldStage:
 
     def _load(self, interaction_ids: Iterable[str], now_ms: int) -> dict[str, Stored]:
         """States through the overlay (the write in flight), then the state cache, then Redis."""
-        ahead = self.overlay.states
+        ahead = self.overlay.writes
         if not ahead:
             return self.cache.load_through(self.store.load, interaction_ids, now_ms)
         ids = list(interaction_ids)
-        found = {i: ahead[i] for i in ids if i in ahead}
+        found = self.overlay.found(ids)
         found.update(self.cache.load_through(self.store.load, [i for i in ids if i not in ahead], now_ms))
         return found
 
