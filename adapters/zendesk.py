@@ -45,7 +45,7 @@ from adapters.base import (
     parse_retry_after,
 )
 from adapters.http_session import RecordingSession, transport_error
-from adapters.zendesk_followup import refused_as_closed
+from adapters.zendesk_followup import refused_as_closed, ticket_gone
 from adapters.zendesk_jobs import JobPacing, JobWatch
 from adapters.zendesk_lookup import (
     already_posted,
@@ -213,8 +213,10 @@ class ZendeskTarget:
                 outcomes[index] = prepared
         for index, outcome in self._writer.write(writes).items():
             outcomes[index] = outcome
-        closed = [write for write in writes if not write.create and refused_as_closed(outcomes[write.index])]
-        for index, outcome in self._follow_ups(batch, closed).items() if closed else ():
+        closed = {write.index: int(write.ticket.id) for write in writes
+                  if not write.create and refused_as_closed(outcomes[write.index])}
+        gone = [index for index, outcome in enumerate(outcomes) if ticket_gone(outcome)]
+        for index, outcome in self._elsewhere(batch, closed, gone).items() if closed or gone else ():
             outcomes[index] = outcome
         return [outcome or Retry(None, "not attempted") for outcome in outcomes]
 
@@ -242,37 +244,46 @@ class ZendeskTarget:
             return Synced(remote_id=str(ticket_id), version=snapshot.version)
         return Write(index, self._ticket_update(ticket_id, snapshot), snapshot.version, create=False)
 
-    def _follow_ups(self, batch: Sequence[SyncItem], refused: Sequence[Write]) -> dict[int, SyncOutcome]:
-        """The logs whose linked ticket is closed, on follow-up tickets (`adapters.zendesk_followup`): the
-        follow-up made before, else a new one for the closed ticket's requester."""
-        closed_of = {write.index: int(write.ticket.id) for write in refused}
+    def _elsewhere(self, batch: Sequence[SyncItem], closed: dict[int, int], gone: list[int]) -> dict[int, SyncOutcome]:
+        """The logs whose ticket refused them (`adapters.zendesk_followup`): `closed` (index → the closed ticket)
+        on a follow-up of it, `gone` (a deleted ticket) on a ticket of their own as when none is linked; the ticket
+        made for them before when there is one."""
+        outcomes: dict[int, SyncOutcome] = {}
+        if gone and self._options.missing_ticket == "skip":
+            log.warning("zendesk.ticket_deleted", interaction_ids=[batch[i].snapshot.interaction_id for i in gone][:10],
+                        count=len(gone), missing_ticket="skip")
+            outcomes.update(dict.fromkeys(gone, Skipped("linked ticket deleted")))
+            gone = []
+        indexes = [*closed, *gone]
         try:
-            made = self._open_tickets_by_external_id([batch[index].snapshot.interaction_id for index in closed_of])
+            made = self._open_tickets_by_external_id([batch[index].snapshot.interaction_id for index in indexes])
             posted = self._posted_on(sorted(set(made.values()))) if self._options.mode == "comment" else {}
-            closed_ids = sorted(set(closed_of.values()))
-            closed_tickets = self._call(lambda: list(self._client.tickets(ids=closed_ids)))
+            closed_ids = sorted(set(closed.values()))
+            closed_tickets = self._call(lambda: list(self._client.tickets(ids=closed_ids))) if closed_ids else []
             sources = {int(ticket.id): ticket for ticket in closed_tickets}
         except SyncError as exc:
-            return {index: outcome_for_error(exc) for index in closed_of}
-        outcomes: dict[int, SyncOutcome] = {}
+            outcomes.update({index: outcome_for_error(exc) for index in indexes})
+            return outcomes
         writes: list[Write] = []
-        for index, closed_id in closed_of.items():
+        for index in indexes:
             snapshot = batch[index].snapshot
-            follow_up = made.get(snapshot.interaction_id)
-            if follow_up is None:
-                requester_id = getattr(sources.get(closed_id), "requester_id", None)  # the closed ticket's
+            made_before = made.get(snapshot.interaction_id)
+            if made_before is None:
+                closed_id = closed.get(index)
+                requester_id = getattr(sources.get(closed_id or 0), "requester_id", None)  # the closed ticket's
                 writes.append(self._new_ticket(index, snapshot, follow_up_of=closed_id,
                                                requester_id=None if requester_id is None else int(requester_id)))
                 continue
-            on_ticket = posted.get(follow_up)
+            on_ticket = posted.get(made_before)
             if isinstance(on_ticket, PermanentSyncError):
                 outcomes[index] = outcome_for_error(on_ticket)
             elif on_ticket is not None and already_posted(on_ticket, snapshot.interaction_id, snapshot.version):
-                outcomes[index] = Synced(remote_id=str(follow_up), version=snapshot.version)
+                outcomes[index] = Synced(remote_id=str(made_before), version=snapshot.version)
             else:
-                writes.append(Write(index, self._ticket_update(follow_up, snapshot), snapshot.version, create=False))
+                writes.append(Write(index, self._ticket_update(made_before, snapshot), snapshot.version, create=False))
         if writes:
-            log.info("zendesk.follow_up", closed_tickets=sorted(set(closed_of.values()))[:10], count=len(writes))
+            log.info("zendesk.ticket_elsewhere", closed_tickets=closed_ids[:10], deleted_tickets=len(gone),
+                     writes=len(writes))
         outcomes.update(self._writer.write(writes))
         return outcomes
 

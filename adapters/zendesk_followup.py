@@ -1,4 +1,5 @@
-"""A linked ticket that is closed: the log goes to a follow-up ticket instead.
+"""A linked ticket that is closed: the log goes to a follow-up ticket instead; one that was deleted: to a ticket
+of its own, as when no ticket is linked.
 
 Zendesk refuses every change to a closed ticket (422 RecordInvalid, "Status: closed prevents ticket update",
 also as a per-ticket result of an `update_many` job); a closed ticket cannot be reopened. What it offers
@@ -7,6 +8,10 @@ agent sees linked to it ("Creating a follow-up ticket" in Zendesk's API document
 writes the log there, as it writes a ticket it creates for an interaction without one: `external_id` =
 interaction id, the log in the first comment (or the field), the mapped fields, the marker line. The
 requester is the closed ticket's.
+
+A ticket that is gone (deleted: 404 RecordNotFound on its update or on the read of its comments) is treated as no
+ticket at all: with `ILOG_ZENDESK_MISSING_TICKET=create` (the default) the log gets a ticket of its own, as an
+interaction without a linked ticket does; with `skip` it is skipped, with a warning, instead of dead-lettered.
 
 Idempotent as every create of the target: before creating, the follow-up is looked for by `external_id`
 (`GET tickets.json?external_id=`, which does not wait for the search index), and in comment mode its
@@ -27,3 +32,8 @@ CLOSED_REFUSAL = "closed prevents ticket update"
 def refused_as_closed(outcome: SyncOutcome | None) -> bool:
     """The write failed for good because its ticket is closed (a direct `PUT` or an `update_many` result)."""
     return isinstance(outcome, Failed) and CLOSED_REFUSAL in outcome.message.lower()
+
+
+def ticket_gone(outcome: SyncOutcome | None) -> bool:
+    """The ticket written to (or read for the marker) does not exist: deleted since it was linked or made."""
+    return isinstance(outcome, Failed) and outcome.code == "RecordNotFound"

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from zenpy.lib.api_objects import Ticket
 
 from adapters.base import Retry, Skipped, Synced, SyncItem, SyncOutcome, TargetState, next_target_state
 from adapters.zendesk import ZendeskTarget
@@ -546,3 +547,49 @@ def test_field_mode_writes_the_log_into_the_field_of_the_follow_up(
     log_text = custom_values(ticket(fresh_emulators, follow_up["id"]))[360001]
     assert "Refund approved." in log_text and log_text.endswith(marker("conv-42", 9))
 
+
+
+def delete_tickets(emulators: Emulators, ticket_ids: list[int]) -> None:
+    """Deleted in Zendesk (by an agent, say) after the interaction linked them."""
+    target = build_zendesk(settings_for(emulators))
+    try:
+        for ticket_id in ticket_ids:
+            target._client.tickets.delete(Ticket(id=ticket_id))
+    finally:
+        target.close()
+
+
+def test_a_deleted_linked_ticket_gets_the_log_on_a_ticket_of_its_own_once(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    """Deleted since the agent linked it: no ticket to write to, as when none is linked (not a dead letter)."""
+    ticket_ids = seed_tickets(fresh_emulators, 3)
+    deleted = ticket_ids[:2]
+    delete_tickets(fresh_emulators, deleted)
+    target = make_target()
+    # one without a sync state (its comments are read first: 404), two whose state says synced before (updated
+    # in one job: a per-ticket RecordNotFound), one linked to a ticket that is still there
+    batch = [SyncItem(final_log("conv-read", related_to=on_ticket(deleted[0])))]
+    batch += [SyncItem(final_log(f"conv-job-{n}", related_to=on_ticket(t)), TargetState(remote_id=str(t)))
+              for n, t in enumerate(deleted)]
+    batch += [SyncItem(final_log("conv-kept", related_to=on_ticket(ticket_ids[2])), TargetState())]
+    outcomes = target.sync(batch)
+    made = {t["external_id"]: t for t in fresh_emulators.zendesk.state()["tickets"] if t["external_id"]}
+    assert sorted(made) == ["conv-job-0", "conv-job-1", "conv-read"]
+    assert [Synced(str(made[i.snapshot.interaction_id]["id"]), 9) for i in batch[:3]] == outcomes[:3]
+    assert Synced(str(ticket_ids[2]), 9) == outcomes[3]
+    for interaction_id, found in made.items():
+        assert [marker(interaction_id, 9)] == [body.splitlines()[-1] for body in worker_comments(found)]
+    again = make_target().sync([SyncItem(item.snapshot) for item in batch])  # replayed, no sync state
+    assert outcomes == again
+    assert 4 == len(fresh_emulators.zendesk.state()["tickets"])  # nothing made twice
+
+
+def test_a_deleted_linked_ticket_is_skipped_when_missing_tickets_are(
+    make_target: TargetFactory, fresh_emulators: Emulators
+) -> None:
+    [ticket_id] = seed_tickets(fresh_emulators, 1)
+    delete_tickets(fresh_emulators, [ticket_id])
+    [outcome] = make_target(zendesk_missing_ticket="skip").sync([SyncItem(final_log(related_to=on_ticket(ticket_id)))])
+    assert Skipped("linked ticket deleted") == outcome
+    assert [] == fresh_emulators.zendesk.state()["tickets"]
