@@ -25,15 +25,12 @@ from urllib.parse import urlsplit
 import requests
 import structlog
 from zenpy import Zenpy
-from zenpy.lib.api_objects import Comment, Ticket, User
-from zenpy.lib.exception import APIException, RecordNotFoundException, ZenpyException
+from zenpy.lib.exception import APIException, ZenpyException
 
-from adapters.attributes import FieldValue
 from adapters.base import (
     BudgetLimits,
     PermanentSyncError,
     Retry,
-    RetryableSyncError,
     Skipped,
     Synced,
     SyncError,
@@ -42,9 +39,9 @@ from adapters.base import (
     TargetTraits,
     TargetUnavailableError,
     outcome_for_error,
-    parse_retry_after,
 )
-from adapters.http_session import RecordingSession, transport_error
+from adapters.http_session import RecordingSession
+from adapters.zendesk_errors import translate_zenpy_error, zenpy_location
 from adapters.zendesk_followup import refused_as_closed, ticket_gone
 from adapters.zendesk_jobs import JobPacing, JobWatch
 from adapters.zendesk_lookup import (
@@ -57,13 +54,10 @@ from adapters.zendesk_lookup import (
 )
 from adapters.zendesk_render import (
     TicketField,
-    attribute_custom_fields,
-    chosen_requester_id,
     linked_ticket_id,
-    marker,
     parse_ticket_fields,
-    render_comment,
 )
+from adapters.zendesk_tickets import TicketPayloads
 from adapters.zendesk_writes import MAX_JOB_TICKETS, TicketWriter, Write, estimated_requests
 from schemas.snapshot import LogSnapshot
 
@@ -83,62 +77,6 @@ class ZendeskOptions:
     job_seconds_per_item: float = 0.05  # first guess of a job's pace; learnt from the jobs seen
     linger_s: float = 0.0  # hold due final logs up to this long to fill a job
     budget: BudgetLimits | None = None
-
-
-def zenpy_location(url: str) -> tuple[str, str, str | None]:
-    """(subdomain, domain, forced netloc) for a Zendesk URL; zenpy itself only builds https://sub.domain."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    labels = host.split(".")
-    if parts.scheme == "https" and parts.port is None and len(labels) >= 3:
-        return labels[0], ".".join(labels[1:]), None
-    return "local", host, parts.netloc
-
-
-def translate_zenpy_error(exc: Exception) -> SyncError:
-    """zenpy / requests exceptions → the adapters' error tree."""
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if status == 401:
-        return TargetUnavailableError("HTTP_401", _api_error_code(_error_body(response)))
-    if isinstance(exc, RecordNotFoundException):
-        return PermanentSyncError("RecordNotFound", "ticket not found")
-    if status is not None and (status == 429 or status >= 500):
-        retry_after = response.headers.get("Retry-After") if response is not None else None
-        return RetryableSyncError(f"HTTP {status}", parse_retry_after(retry_after))  # seconds or an HTTP date
-    if status is not None:
-        body = _error_body(response)
-        details = _api_error_details(body)
-        return PermanentSyncError(_api_error_code(body), f"HTTP {status}" + (f": {details}" if details else ""))
-    if isinstance(exc, requests.RequestException):
-        return transport_error(exc)
-    return RetryableSyncError(f"{type(exc).__name__}: {exc}")
-
-
-def _error_body(response: Any) -> dict[str, Any] | None:
-    """The JSON object of an error answer, or None when it is not one."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def _api_error_code(body: dict[str, Any] | None) -> str:
-    if body is None:
-        return "HTTPError"
-    error = body.get("error")
-    return str(error.get("title", "Error") if isinstance(error, dict) else error or "Error")
-
-
-def _api_error_details(body: dict[str, Any] | None) -> str:
-    """The descriptions in a 422's `details` ({"status": [{"description": "…"}], …}), joined: what to fix."""
-    details = body.get("details") if body is not None else None
-    if not isinstance(details, dict):
-        return ""
-    found = [str(entry.get("description")) for entries in details.values() if isinstance(entries, list)
-             for entry in entries if isinstance(entry, dict) and entry.get("description")]
-    return "; ".join(found)
 
 
 class ZendeskTarget:
@@ -171,6 +109,10 @@ class ZendeskTarget:
             disable_cache=True,
         )
         self._ticket_fields: dict[int, TicketField] | None = None
+        field_mode = options.mode == "field" and options.log_field_id is not None
+        self._payloads = TicketPayloads(log_field_id=options.log_field_id if field_mode else None,
+                                        attribute_fields=dict(options.attribute_fields or {}),
+                                        field_specs=self._ticket_field_specs)
         pacing = JobPacing(min_poll_s=options.job_poll_s, seconds_per_item=options.job_seconds_per_item)
         self._writer = TicketWriter(self._client, session, self._call,
                                     JobWatch(self._client, self._call, pacing, options.job_timeout_s))
@@ -236,13 +178,13 @@ class ZendeskTarget:
         if ticket_id is None:
             if self._options.missing_ticket == "skip":
                 return Skipped("no linked ticket")
-            return self._new_ticket(index, snapshot)
+            return self._payloads.new_ticket(index, snapshot)
         on_ticket = posted.get(ticket_id)
         if isinstance(on_ticket, PermanentSyncError):
             raise on_ticket
         if on_ticket is not None and already_posted(on_ticket, snapshot.interaction_id, snapshot.version):
             return Synced(remote_id=str(ticket_id), version=snapshot.version)
-        return Write(index, self._ticket_update(ticket_id, snapshot), snapshot.version, create=False)
+        return Write(index, self._payloads.update(ticket_id, snapshot), snapshot.version, create=False)
 
     def _elsewhere(self, batch: Sequence[SyncItem], closed: dict[int, int], gone: list[int]) -> dict[int, SyncOutcome]:
         """The logs whose ticket refused them (`adapters.zendesk_followup`): `closed` (index → the closed ticket)
@@ -271,7 +213,7 @@ class ZendeskTarget:
             if made_before is None:
                 closed_id = closed.get(index)
                 requester_id = getattr(sources.get(closed_id or 0), "requester_id", None)  # the closed ticket's
-                writes.append(self._new_ticket(index, snapshot, follow_up_of=closed_id,
+                writes.append(self._payloads.new_ticket(index, snapshot, follow_up_of=closed_id,
                                                requester_id=None if requester_id is None else int(requester_id)))
                 continue
             on_ticket = posted.get(made_before)
@@ -280,7 +222,8 @@ class ZendeskTarget:
             elif on_ticket is not None and already_posted(on_ticket, snapshot.interaction_id, snapshot.version):
                 outcomes[index] = Synced(remote_id=str(made_before), version=snapshot.version)
             else:
-                writes.append(Write(index, self._ticket_update(made_before, snapshot), snapshot.version, create=False))
+                update = self._payloads.update(made_before, snapshot)
+                writes.append(Write(index, update, snapshot.version, create=False))
         if writes:
             log.info("zendesk.ticket_elsewhere", closed_tickets=closed_ids[:10], deleted_tickets=len(gone),
                      writes=len(writes))
@@ -382,63 +325,6 @@ class ZendeskTarget:
                 continue
             posted[ticket_id] = posted_versions(str(getattr(comment, "body", "") or "") for comment in comments)
         return posted
-
-    def _log_payload(self, snapshot: LogSnapshot) -> tuple[Comment | None, list[dict[str, FieldValue]]]:
-        mapping = self._options.attribute_fields or {}
-        custom_fields = attribute_custom_fields(snapshot, mapping, self._ticket_field_specs() if mapping else {})
-        text = render_comment(snapshot)
-        if self._options.mode == "field" and self._options.log_field_id is not None:
-            return None, [{"id": self._options.log_field_id, "value": text}, *custom_fields]
-        return Comment(body=text, public=False), custom_fields
-
-    def _ticket_update(self, ticket_id: int, snapshot: LogSnapshot) -> Ticket:
-        comment, custom_fields = self._log_payload(snapshot)
-        ticket = Ticket(id=ticket_id)
-        if comment is not None:
-            ticket.comment = comment
-        if custom_fields:
-            ticket.custom_fields = custom_fields
-        return ticket
-
-    def _new_ticket(self, index: int, snapshot: LogSnapshot, *, follow_up_of: int | None = None,
-                    requester_id: int | None = None) -> Write:
-        """A ticket that carries the log from its creation: one write, no later update. `follow_up_of`: made a
-        follow-up of that closed ticket; `requester_id`: its requester, else the one `chosen_requester_id`
-        names, else the customer."""
-        comment, custom_fields = self._log_payload(snapshot)
-        ticket = Ticket(
-            external_id=snapshot.interaction_id,
-            subject=snapshot.subject or f"Interaction {snapshot.interaction_id}",
-            # field mode: the ticket still needs a first comment; as every comment the worker writes, it ends
-            # with the marker line
-            comment=comment or Comment(body=f"Interaction {snapshot.interaction_id}\n\n"
-                                            f"{marker(snapshot.interaction_id, snapshot.version)}", public=False),
-        )
-        if custom_fields:
-            ticket.custom_fields = custom_fields
-        if follow_up_of is not None:
-            ticket.via_followup_source_id = follow_up_of
-        requester_id = requester_id if requester_id is not None else chosen_requester_id(snapshot)
-        requester = self._requester(snapshot) if requester_id is None else None
-        if requester_id is not None:
-            ticket.requester_id = requester_id
-        elif requester is not None:
-            ticket.requester = requester
-            # zenpy's setter also sets `requester_id` to the new user's id, None: sent as `"requester_id": null`
-            # beside the `requester` object, it would ask for no requester (the agent's own ticket) instead
-            ticket._dirty_attributes.discard("requester_id")
-        key = f"{snapshot.interaction_id}:v{snapshot.version}"
-        return Write(index, ticket, snapshot.version, create=True, idempotency_key=key)
-
-    @staticmethod
-    def _requester(snapshot: LogSnapshot) -> User | None:
-        customer = snapshot.customer
-        if customer is None or not (customer.name or customer.address):
-            return None
-        address = customer.address or ""
-        if "@" in address:
-            return User(name=customer.name or address, email=address)
-        return User(name=customer.name or address, phone=address or None)
 
     def _ticket_field_specs(self) -> dict[int, TicketField]:
         if self._ticket_fields is None:

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 from adapters.attributes import FieldValue
 from adapters.base import Failed, Retry, Synced, SyncOutcome
 from adapters.log_text import format_duration
-from adapters.zendesk import zenpy_location
+from adapters.zendesk_errors import zenpy_location
 from adapters.zendesk_jobs import JobResults
 from adapters.zendesk_render import (
     TicketField,

@@ -27,7 +27,7 @@ from adapters.base import (
 from adapters.http_session import transport_error
 from adapters.salesforce_auth import SalesforceCredentials, fetch_access_token
 from adapters.webhook import TARGET_LEVEL_STATUSES
-from adapters.zendesk import translate_zenpy_error
+from adapters.zendesk_errors import translate_zenpy_error
 from tests.fakes import ScriptedTarget, json_response
 from tests.unit.test_sync_target import Harness, _work
 from worker.sync.pause import PauseControl, TargetPause, pause_wait_s

@@ -5,7 +5,7 @@ from __future__ import annotations
 from zenpy.lib.exception import APIException
 
 from adapters.base import Failed, Retry, Synced, SyncOutcome, outcome_for_error
-from adapters.zendesk import translate_zenpy_error
+from adapters.zendesk_errors import translate_zenpy_error
 from adapters.zendesk_followup import refused_as_closed
 from adapters.zendesk_jobs import JobResults
 from tests.fakes import json_response
