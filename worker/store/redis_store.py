@@ -84,9 +84,14 @@ class RedisStore:
             return {}
         state_keys = [keys.state_key(self._prefix, interaction_id) for interaction_id in ids]
         with store_errors(f"loading {len(ids)} interactions"):
-            rows, left = (self._per_master.read(state_keys, _STATE_FIELDS) if self._per_master is not None
-                          else ([None] * len(ids), range(len(ids))))
-            if left:  # one node, or what the masters could not answer as sent: through the (cluster) pipeline
+            if not self._cluster:
+                rows = self._read_rows(state_keys)
+                left: Sequence[int] = ()
+            elif self._per_master is not None:
+                rows, left = self._per_master.read(state_keys, _STATE_FIELDS)
+            else:
+                rows, left = [None] * len(ids), range(len(ids))
+            if left:  # what the masters could not answer as sent: through the cluster's pipeline
                 pipe = self._client.pipeline(transaction=False)
                 for index in left:
                     pipe.hmget(state_keys[index], _STATE_FIELDS)
@@ -110,6 +115,27 @@ class RedisStore:
         with store_errors(f"writing {len(writes)} interactions"):
             fenced = self._write_by_slot(writes, guard)
         return _result(writes, fenced)
+
+    def _read_rows(self, state_keys: Sequence[str]) -> list[Any]:
+        """One node: the keys' HMGETs packed in one go (by the compiled core where it runs) and their replies read
+        off one connection. redis-py's pipeline spent ~7 µs of Python per key on a batch's loads, most of them
+        keys of new interactions that hold nothing."""
+        assert isinstance(self._client, redis.Redis)
+        pool = self._client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(  # type: ignore[no-untyped-call]
+                packed(connection, [["HMGET", key, *_STATE_FIELDS] for key in state_keys]))
+            rows = [read_reply(connection) for _ in state_keys]
+        except BaseException:
+            connection.disconnect()  # type: ignore[no-untyped-call]  # replies may be left unread on it
+            raise
+        finally:
+            pool.release(connection)
+        for row in rows:
+            if isinstance(row, Exception):
+                raise row
+        return rows
 
     def send_write(
         self, writes: Sequence[StateWrite], guard: Sequence[int] = (),
