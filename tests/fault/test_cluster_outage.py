@@ -1,7 +1,9 @@
 """The whole Redis Cluster goes away at once and comes back empty.
 
-Every node is SIGKILLed, no node answers for a few seconds, then each starts again without its data and
-with its cluster config (the masters keep their slots; `deploy/local/stack redis-cluster-restart-empty`).
+Every node is SIGKILLed and no node answers until the test has seen what it waits for; then each starts
+again without its data and with its cluster config (the masters keep their slots; `deploy/local/stack
+redis-cluster-kill` and `redis-cluster-start-empty`: the outage lasts as long as the test needs, however
+slow the machine, rather than a fixed number of seconds).
 While no node answers, redis-py's cluster client fails to refresh its slot map with an error that is not
 a `RedisError`; the stages must wait it out like any Redis outage (DESIGN.md: they do not exit), then find
 that the cluster lost everything — the logs, the state marks, the sync states, the sync epoch — and
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,15 +43,24 @@ from worker.runtime.settings import Settings
 from worker.store.cluster import unreachable_as_connection_errors
 
 CALLS = 30
-DOWN_S = 4
 emulators = e2e_fixtures.emulators
 fresh_emulators = e2e_fixtures.fresh_emulators
 
 
-def _restart_cluster_empty(down_s: int) -> None:
-    done = subprocess.run([str(STACK), "redis-cluster-restart-empty", str(down_s)], capture_output=True, text=True,
-                          check=False, env={**os.environ, "ILOG_STACK_DIR": str(CLUSTER_STACK_DIR)})
+def _cluster(command: str) -> None:
+    done = subprocess.run([str(STACK), command], capture_output=True, text=True, check=False,
+                          env={**os.environ, "ILOG_STACK_DIR": str(CLUSTER_STACK_DIR)})
     assert done.returncode == 0, done.stderr
+
+
+@contextmanager
+def _cluster_down() -> Iterator[None]:
+    """Every node SIGKILLed for the block; then each starts again, empty, and the cluster answers."""
+    _cluster("redis-cluster-kill")
+    try:
+        yield
+    finally:
+        _cluster("redis-cluster-start-empty")
 
 
 def test_a_cluster_no_node_answers_for_is_a_connection_error_to_its_client(
@@ -62,17 +74,15 @@ def test_a_cluster_no_node_answers_for_is_a_connection_error_to_its_client(
     plain, wrapped = client(), client()
     unreachable_as_connection_errors(wrapped.nodes_manager)
     assert plain.set("{outage}probe", 1) and wrapped.get("{outage}probe") == b"1"
-    down = threading.Thread(target=_restart_cluster_empty, args=(DOWN_S,))
     try:
-        down.start()
-        assert wait_for(lambda: not _answers(redis_cluster_env), 10)
-        with pytest.raises(redis.exceptions.RedisClusterException) as unwrapped:
-            plain.get("{outage}probe")
-        assert not isinstance(unwrapped.value, redis.RedisError)  # what escaped every handler before
-        with pytest.raises(redis.ConnectionError, match="Redis Cluster cannot be connected"):
-            wrapped.get("{outage}probe")
+        with _cluster_down():
+            assert wait_for(lambda: not _answers(redis_cluster_env), 10)
+            with pytest.raises(redis.exceptions.RedisClusterException) as unwrapped:
+                plain.get("{outage}probe")
+            assert not isinstance(unwrapped.value, redis.RedisError)  # what escaped every handler before
+            with pytest.raises(redis.ConnectionError, match="Redis Cluster cannot be connected"):
+                wrapped.get("{outage}probe")
     finally:
-        down.join()
         plain.close()
     try:
         assert wait_for(lambda: _get(wrapped) is None, 30)  # back, and empty
@@ -110,12 +120,8 @@ def test_the_whole_cluster_down_then_back_empty_loses_no_log_and_writes_no_recor
 ) -> None:
     with half_synced(settings, redis_cluster_env, fresh_emulators, tmp_path, "outage", CALLS) as run:
         port = _http_port(run.fold)
-        outage = threading.Thread(target=_restart_cluster_empty, args=(DOWN_S,))
-        outage.start()
-        try:  # the fold worker's readiness answers at once while no node answers, and says why
-            assert wait_for(lambda: "redis unreachable" in _readiness(port), DOWN_S + 5)
-        finally:
-            outage.join()
+        with _cluster_down():  # the fold worker's readiness answers at once while no node answers, and says why
+            assert wait_for(lambda: "redis unreachable" in _readiness(port), 15), run.fold.log_text()[-3000:]
         assert wait_for(lambda: _ready(port), 60), run.fold.log_text()[-3000:]
         run.produce_rest()
         run.assert_whole(tmp_path, finalized_timeout_s=150, crm_timeout_s=90)
@@ -129,11 +135,9 @@ def test_a_worker_started_while_no_cluster_node_answers_waits_alive_and_not_read
     """On one Redis node a worker starts and waits; on a cluster, whose client learns the slot map when it is made,
     the worker waits for a node to answer before it builds its stages (it exited with "cannot reach" before)."""
     run = settings.model_copy(update={"redis_url": redis_cluster_env["ILOG_REDIS_URL"], "redis_cluster": "true"})
-    outage = threading.Thread(target=_restart_cluster_empty, args=(10,))
-    outage.start()
     worker: WorkerProcess | None = None
     try:
-        try:
+        with _cluster_down():
             assert wait_for(lambda: not _answers(redis_cluster_env), 10)
             worker = WorkerProcess("fold", run, tmp_path / "fold.log")
             assert wait_for(lambda: '"http_port"' in worker.log_text(), 30), worker.log_text()[-2000:]
@@ -141,8 +145,6 @@ def test_a_worker_started_while_no_cluster_node_answers_waits_alive_and_not_read
             assert wait_for(lambda: "waiting for the Redis Cluster" in _readiness(port), 5), worker.log_text()[-2000:]
             assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=3).status_code == 200
             assert worker.proc.poll() is None
-        finally:
-            outage.join()
         assert wait_for(lambda: _ready(port), 60), _readiness(port) + worker.log_text()[-2000:]
         at = datetime.now(UTC)
         produce(run, run.events_topic, [event("log.opened", "conv-started-waiting", 1, at),
