@@ -245,6 +245,32 @@ def test_healthz_fails_only_when_a_loop_stops_beating_and_readyz_names_what_a_st
     assert fold.not_ready_reason() is None
 
 
+def test_healthz_fails_when_a_consumer_has_no_group_coordinator_for_the_stall_time_while_the_brokers_answer() -> None:
+    """A consumer whose librdkafka dropped every broker (a metadata answer that listed none) may never find
+    its group coordinator again: a restart is the cure. While the brokers answer no probe either, it is an
+    outage, waited out; a rebalance in progress (`join_state` other than steady) keeps the coordinator."""
+    fold, sync = StageStatus("fold"), StageStatus("sync")
+    kafka: list[str | None] = [None]
+    alive = liveness([fold, sync], stall_s=60, kafka=lambda: kafka[0])
+    sync.stats({"cgrp": {"state": "up", "join_state": "wait-join"}})
+    fold.stats({"cgrp": {"state": "query-coord", "join_state": "init"}})
+    assert (0.0, True) == (sync.uncoordinated_s(), 0.0 < fold.uncoordinated_s() < 1)
+    assert (True, "ok") == alive()
+    assert fold.uncoordinated_since is not None
+    fold.uncoordinated_since -= 61
+    fold.stats({"cgrp": {"state": "wait-coord", "join_state": "init"}})  # still without: the first time counts
+    ok, detail = alive()
+    assert not ok and detail.startswith("fold: no group coordinator for 61 s while the brokers answer"), detail
+    kafka[0] = "kafka unreachable: timed out"  # an outage: the stages wait, they are not restarted
+    assert (True, "ok") == alive()
+    kafka[0] = None
+    fold.stats({"cgrp": {"state": "up", "join_state": "steady"}})
+    assert (True, "ok", 0.0) == (*alive(), fold.uncoordinated_s())
+    fold.stats({"brokers": {}})  # statistics without a group part say nothing either way
+    assert fold.uncoordinated_since is None
+    assert (True, "ok") == liveness([fold], stall_s=60)()  # no probe: never judged wedged
+
+
 def test_a_fetcher_at_the_end_is_not_a_consumer_at_the_end() -> None:
     """Right after a (re)start librdkafka's fetcher may have read a partition to its end (`eof_offset` =
     `hi_offset`) while the stage was handed none of it: only what the stage was handed counts, the last

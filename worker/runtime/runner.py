@@ -93,13 +93,23 @@ def readiness(
     return check
 
 
-def liveness(statuses: Sequence[StageStatus], stall_s: float) -> Callable[[], tuple[bool, str]]:
-    """Alive while every stage's loop comes round (it beats while it waits on purpose, too)."""
+def liveness(
+    statuses: Sequence[StageStatus], stall_s: float, kafka: Callable[[], str | None] | None = None,
+) -> Callable[[], tuple[bool, str]]:
+    """Alive while every stage's loop comes round (it beats while it waits on purpose, too), and no stage's
+    consumer has been without its group coordinator for `stall_s` while the brokers answer the probe
+    (`kafka`): that consumer is wedged (`worker.runtime.status`), and only a restart gives it fresh clients.
+    While the brokers do not answer it is an outage, which the stages wait out (DESIGN.md): the probe decides."""
 
     def check() -> tuple[bool, str]:
         for status in statuses:
             if status.stalled_s() > stall_s:
                 return False, f"{status.name}: loop stalled for {status.stalled_s():.0f} s"
+        for status in statuses:
+            lost_s = status.uncoordinated_s()
+            if lost_s > stall_s and kafka is not None and kafka() is None:
+                return False, (f"{status.name}: no group coordinator for {lost_s:.0f} s while the brokers answer "
+                               "(the Kafka client is wedged; a restart gives it fresh connections)")
         return True, "ok"
 
     return check
@@ -214,10 +224,10 @@ def run_worker(stage: StageName, settings: Settings, stop: threading.Event | Non
                               name="topics", daemon=True)
     keeper.start()
     collector = tune_gc()
+    kafka = bootstrap.kafka_probe(settings)
     health.start(
-        readiness(settings, lambda: all(j() for _, _, j in runners), notes, statuses,
-                  bootstrap.kafka_probe(settings)),
-        liveness(statuses, settings.health_stall_seconds),
+        readiness(settings, lambda: all(j() for _, _, j in runners), notes, statuses, kafka),
+        liveness(statuses, settings.health_stall_seconds, kafka),
     )
     log.info("worker started", stage=stage.value, http_port=health.port)
     try:

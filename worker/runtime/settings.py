@@ -153,7 +153,8 @@ class Settings(BaseSettings):
         False, description="start even when Redis may evict keys (maxmemory-policy other than noeviction)"
     )
     health_stall_seconds: float = Field(
-        120.0, gt=0, description="/healthz fails when a stage's loop has not come round for this long"
+        120.0, gt=0, description="/healthz fails when a stage's loop has not come round for this long, or its consumer "
+        "has been without its group coordinator this long while the brokers answer (a wedged Kafka client)"
     )
 
     # Health and metrics.

@@ -5,6 +5,13 @@ so `/healthz` fails only when the loop is stuck. `/readyz` is false while the st
 restores state, or its consumer reports every broker down; it is ready again as soon as the consumer
 fetches or its statistics (every second) show a broker up, so an idle stage does not stay not-ready
 after an outage for want of a message to fetch.
+
+The statistics also say whether the consumer has its group coordinator (`cgrp.state` is `up`; a rebalance
+in progress keeps it). A consumer without one while the brokers answer other clients is wedged: librdkafka
+(2.10 and later) drops every broker it knows, bootstrap ones included, when a metadata answer lists
+none (a cluster whose every broker is fenced for a moment, e.g. after a pause), and may then never find
+its group coordinator again. `/healthz` fails then (`worker.runtime.runner.liveness`), so the pod is
+restarted with fresh clients; docs/runbook.md has the case.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class StageStatus:
         self.restoring: list[int] = []
         self.brokers_down = False
         self.broker_trouble_at = 0.0  # monotonic time of the last connection error the consumer reported
+        self.uncoordinated_since: float | None = None  # monotonic time the statistics first said so
         self._lock = threading.Lock()
         self._stats: dict[str, Any] | None = None
 
@@ -41,6 +49,16 @@ class StageStatus:
         self._stats = stats
         if self.brokers_down and _any_broker_up(stats):
             self.brokers_down = False
+        coordinated = _has_coordinator(stats)
+        if coordinated:
+            self.uncoordinated_since = None
+        elif coordinated is False and self.uncoordinated_since is None:
+            self.uncoordinated_since = time.monotonic()
+
+    def uncoordinated_s(self) -> float:
+        """How long the consumer has been without its group coordinator (looking for it, connecting); 0 with."""
+        since = self.uncoordinated_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def take_stats(self) -> dict[str, Any] | None:
         stats, self._stats = self._stats, None
@@ -92,6 +110,15 @@ class StageStatus:
         if self.brokers_down:
             return f"{self.name}: all brokers down"
         return None
+
+
+def _has_coordinator(stats: dict[str, Any]) -> bool | None:
+    """The group's coordinator found and connected (`up`, whatever the join state: a slow rebalance is no
+    wedge); None for statistics without a group part (a consumer without `group.id`)."""
+    group = stats.get("cgrp")
+    if not isinstance(group, dict):
+        return None
+    return group.get("state") == "up"
 
 
 def _any_broker_up(stats: dict[str, Any]) -> bool:
