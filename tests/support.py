@@ -136,6 +136,13 @@ class TopicReader:
         )
         self._consumer.subscribe([topic])
 
+    def wait_assigned(self, timeout_s: float = 30.0) -> None:
+        """Poll until the reader's group gave it its partitions (messages read meanwhile are kept)."""
+        deadline = time.monotonic() + timeout_s
+        while not self._consumer.assignment():
+            assert time.monotonic() < deadline, "the reader got no partitions"
+            self.read_until(lambda _m: True, timeout_s=0.2)
+
     def read_until(self, done: Callable[[list[Message]], bool], timeout_s: float) -> list[Message]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
