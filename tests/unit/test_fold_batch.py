@@ -59,6 +59,31 @@ def test_one_snapshot_per_interaction_per_batch_with_the_strongest_trigger() -> 
     assert [(5, Trigger.STATE_CHANGED)] == [(s.version, s.trigger) for _, s in plan.snapshots]
 
 
+def test_each_write_carries_the_bytes_of_its_interactions_final_state_in_the_batch() -> None:
+    # the planner encodes a log right after its last event in the batch: interleaved interactions, one changed
+    # again after another's last event, one whose last record is a duplicate, another's a rejection
+    store = MemoryStore()
+    connected = _event("interaction.connected", "c1", 1, 0, CONNECTED)
+    plan = _apply(store, _records(
+        connected,
+        _event("interaction.connected", "c2", 1, 0, CONNECTED),
+        _event("log.updated", "c1", 2, 5, {"notes": "first"}),
+        _event("log.updated", "c2", 2, 6, {"notes": "only"}),
+        _event("log.updated", "c1", 3, 7, {"notes": "second"}),
+        _event("interaction.disconnected", "c3", 1, 1),
+        _event("log.updated", "c3", 2, 2, {"notes": "x"}),
+        _event("log.updated", "c3", 3, 1_000, {"notes": "late"}),  # past c3's deadline: rejected
+        connected,  # c1's last record: a duplicate
+    ))
+    assert 1 == len(plan.rejections)
+    assert {"c1": 3, "c2": 2, "c3": 2} == {write.interaction_id: write.state.version for write in plan.writes}
+    for write in plan.writes:
+        assert isinstance(write.state, InteractionLog)
+        assert write.document == write.state.to_bytes()
+    notes = {write.interaction_id: InteractionLog.from_bytes(write.document or b"").notes for write in plan.writes}
+    assert {"c1": "second", "c2": "only", "c3": "x"} == {key: value[1] for key, value in notes.items() if value}
+
+
 def test_a_reconsumed_batch_changes_nothing_and_emits_the_same_snapshot_again() -> None:
     store = MemoryStore()
     batch = _records(_event("interaction.connected", "c1", 1, 0, CONNECTED), _event("interaction.held", "c1", 2, 5))

@@ -112,6 +112,8 @@ class _Touched:
     changed: bool = False
     traceparent: str | None = None
     """Of the newest event applied (or seen again) in the batch that carried one: its snapshot carries it on."""
+    document: bytes | None = None
+    """The state's bytes, written right after the batch's last event of the interaction changed it (see `_plan`)."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,11 @@ def _plan(
     rejections, accepted, newest = plan.rejections, plan.accepted, plan.max_event_time
     edit_window_s, applied_ids_kept, max_skew_ms = limits.edit_window_s, limits.applied_ids_kept, limits.max_skew_ms
     compiled = compiled_fold()
-    for record in records:
+    # each interaction's last event in the batch: a change made by it is encoded at once, while the new log's
+    # objects are still in the CPU's caches (read after the whole batch, ~1,000 logs later, they are not)
+    last = {record.item.subject: index for index, record in enumerate(records)
+            if not isinstance(record.item, Rejection)}
+    for index, record in enumerate(records):
         event = record.item
         if isinstance(event, Rejection):
             rejections.append((record, event))
@@ -225,12 +231,23 @@ def _plan(
             plan.duplicates += 1
             entry.trigger = stronger(entry.trigger, trigger_for(event.type))
             continue
-        states[subject] = result.log
+        new_log = states[subject] = result.log
         entry.changed = True
+        entry.document = _encoded_now(new_log) if index == last[subject] else None
         trigger = outcome.trigger
         entry.trigger = stronger(entry.trigger, trigger)
         accepted[trigger] = accepted.get(trigger, 0) + 1
     return plan, _plan_writes(plan, states, touched, ttl, limits)
+
+
+def _encoded_now(log: InteractionLog | Tombstone | None) -> bytes | None:
+    """The log's bytes, or None when it cannot be encoded (`_plan_writes` meets the error again and says so)."""
+    if not isinstance(log, InteractionLog):
+        return None
+    try:
+        return log.to_bytes()
+    except ENCODE_ERRORS:
+        return None
 
 
 def header_trace(headers: Sequence[tuple[str, bytes | None]]) -> str | None:
@@ -285,7 +302,7 @@ def _plan_writes(
             continue  # a duplicate against a tombstone changes and emits nothing
         trigger = entry.trigger
         try:
-            document = log.to_bytes() if entry.changed else None
+            document = (entry.document or log.to_bytes()) if entry.changed else None
         except ENCODE_ERRORS:
             unencodable.append(interaction_id)
             continue
