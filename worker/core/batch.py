@@ -193,6 +193,8 @@ def _plan(
     rejections, accepted, newest = plan.rejections, plan.accepted, plan.max_event_time
     edit_window_s, applied_ids_kept, max_skew_ms = limits.edit_window_s, limits.applied_ids_kept, limits.max_skew_ms
     compiled = compiled_fold()
+    # the compiled encoder (None for a log it leaves to the Python, which `_plan_writes` then encodes)
+    state_bytes = native.CORE.state_bytes if native.CORE is not None else _not_yet
     # each interaction's last event in the batch: a change made by it is encoded at once, while the new log's
     # objects are still in the CPU's caches (read after the whole batch, ~1,000 logs later, they are not)
     last = {record.item.subject: index for index, record in enumerate(records)
@@ -233,21 +235,16 @@ def _plan(
             continue
         new_log = states[subject] = result.log
         entry.changed = True
-        entry.document = _encoded_now(new_log) if index == last[subject] else None
+        entry.document = state_bytes(new_log) if index == last[subject] else None
         trigger = outcome.trigger
         entry.trigger = stronger(entry.trigger, trigger)
         accepted[trigger] = accepted.get(trigger, 0) + 1
     return plan, _plan_writes(plan, states, touched, ttl, limits)
 
 
-def _encoded_now(log: InteractionLog | Tombstone | None) -> bytes | None:
-    """The log's bytes, or None when it cannot be encoded (`_plan_writes` meets the error again and says so)."""
-    if not isinstance(log, InteractionLog):
-        return None
-    try:
-        return log.to_bytes()
-    except ENCODE_ERRORS:
-        return None
+def _not_yet(log: object) -> bytes | None:
+    """Without the compiled core a log is encoded in `_plan_writes`, where an error is worded."""
+    return None
 
 
 def header_trace(headers: Sequence[tuple[str, bytes | None]]) -> str | None:

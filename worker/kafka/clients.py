@@ -90,8 +90,8 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
 
 
 def decode_message(message: Message) -> Record:
-    raw_headers: list[tuple[str, Any]] = list(message.headers() or [])  # type: ignore[arg-type]
-    headers: Headers = [(name, _header_bytes(value)) for name, value in raw_headers]
+    raw_headers: list[tuple[str, Any]] | None = message.headers()  # type: ignore[assignment]
+    headers: Headers = [(name, _header_bytes(value)) for name, value in raw_headers] if raw_headers else []
     value = message.value()
     stamp_type, stamp_ms = message.timestamp()
     return Record(message.topic() or "", message.partition() or 0, message.offset() or 0, value, headers,
