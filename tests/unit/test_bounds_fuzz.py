@@ -13,14 +13,16 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.common import Trigger
 from schemas.decode import decode_event
 from schemas.events import EVENT_TYPES
 from schemas.snapshot import LogSnapshot
 from worker.core.batch import BatchPlan, Record, TtlPolicy, plan_batch
 from worker.core.fold import finalize, tombstone_of
 from worker.core.snapshot_json import encoded_snapshot
-from worker.core.state import InteractionLog, Tombstone
+from worker.core.state import InteractionLog, StoredLog, Tombstone, as_log
 from worker.core.writes import Stored
+from worker.fold.finalizer import closed
 
 TTL = TtlPolicy(retention_ms=60_000, open_log_ttl_ms=600_000)
 NOW_MS = int(datetime(2026, 11, 27, 10, tzinfo=UTC).timestamp() * 1000)
@@ -108,8 +110,8 @@ def answers(plan: BatchPlan) -> int:
 
 def check_outputs(plan: BatchPlan) -> None:
     for write in plan.writes:
-        assert isinstance(write.state, InteractionLog)
-        assert write.document is not None and InteractionLog.from_bytes(write.document) == write.state
+        assert isinstance(write.state, InteractionLog | StoredLog)
+        assert write.document is not None and InteractionLog.from_bytes(write.document) == as_log(write.state)
     for _partition, snap in plan.snapshots:
         parsed = LogSnapshot.model_validate_json(snap.payload)
         assert (parsed.interaction_id, parsed.version) == (snap.interaction_id, snap.version)
@@ -143,8 +145,9 @@ def test_arbitrary_events_through_decode_fold_encode_and_finalize_raise_nothing(
     check_outputs(again)
 
     for write in plan.writes:
-        assert isinstance(write.state, InteractionLog)
-        final = finalize(write.state)
-        assert LogSnapshot.model_validate_json(encoded_snapshot(final).payload).finalized
-        tombstone = tombstone_of(final)
+        assert isinstance(write.state, InteractionLog | StoredLog)
+        final = finalize(as_log(write.state))
+        snapshot, tombstone = closed(write.state)  # the finalizer's way: off the document when it is held as one
+        assert (snapshot, tombstone) == (encoded_snapshot(final, Trigger.FINALIZED), tombstone_of(final))
+        assert LogSnapshot.model_validate_json(snapshot.payload).finalized
         assert Tombstone.from_bytes(tombstone.to_bytes()) == tombstone

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from schemas.decode import decode_event
 from schemas.events import LogUpdatedEvent, Rejection, RejectReason
 from worker.core.batch import Record, TtlPolicy, plan_batch
-from worker.core.state import InteractionLog
+from worker.core.state import InteractionLog, StoredLog, Tombstone, as_log
 from worker.kafka.clients import DeliveryTracker, decode_message
 from worker.kafka.dead_letters import rejection_message
 from worker.runtime.settings import Settings
@@ -47,13 +47,13 @@ def test_the_event_that_takes_the_snapshot_over_its_bound_is_too_large_and_the_r
     assert [(r.event_id, r.reason) for _, r in result.rejections] == [("c1-3", RejectReason.TOO_LARGE)]
     assert result.rejections[0][1].message.startswith("snapshot: the log would be ")
     written = {w.interaction_id: w.state for w in result.writes}
-    c1 = written["c1"]
-    assert isinstance(c1, InteractionLog)
+    assert isinstance(written["c1"], InteractionLog | StoredLog)
+    c1 = as_log(written["c1"])
     assert (c1.applied_ids, c1.attributes, c1.version) == (("c1-1", "c1-2", "c1-4"), (), 3)
     assert {s.interaction_id: s.version for _, s in result.snapshots} == {"c1": 3, "c2": 1}
     assert all(len(s.payload) <= 25_000 for _, s in result.snapshots)
     documents = [InteractionLog.from_bytes(w.document) for w in result.writes if w.document is not None]
-    assert documents == list(written.values())
+    assert documents == [as_log(state) for state in written.values() if not isinstance(state, Tombstone)]
 
 
 def test_without_a_bound_or_under_it_the_whole_batch_applies() -> None:
@@ -75,7 +75,7 @@ def test_an_event_that_cannot_be_encoded_is_invalid_and_the_rest_of_its_interact
     assert rejection.message == ("log.updated: the log cannot be encoded with this event: "
                                  "TypeError: Integer exceeds 64-bit range")
     (write,) = result.writes
-    assert isinstance(write.state, InteractionLog) and write.state.applied_ids == ("c1-1", "c1-3")
+    assert isinstance(write.state, InteractionLog | StoredLog) and as_log(write.state).applied_ids == ("c1-1", "c1-3")
 
 
 REJECTION = Rejection("e-1", "c1", RejectReason.TOO_LARGE, "event: too big")
@@ -144,7 +144,7 @@ def test_the_state_document_is_bounded_too_because_the_changelog_carries_it() ->
     result = plan(records(*long_ids), max_snapshot_bytes=8_000)
     (write,) = result.writes
     assert write.document is not None and len(write.document) <= 8_000 - 64
-    kept = len(write.state.applied_ids) if isinstance(write.state, InteractionLog) else 0
+    kept = len(as_log(write.state).applied_ids) if isinstance(write.state, InteractionLog | StoredLog) else 0
     assert 20 < kept < 40 and len(result.rejections) == 40 - kept
     assert {r.reason for _, r in result.rejections} == {RejectReason.TOO_LARGE}
     assert all(r.message.startswith("state: the log would be ") for _, r in result.rejections)

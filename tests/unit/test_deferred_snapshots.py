@@ -25,7 +25,7 @@ from worker.core.batch import (
 )
 from worker.core.bounds import SNAPSHOT_OVER_STATE_BYTES, snapshot_surely_fits
 from worker.core.snapshot_json import snapshot_json
-from worker.core.state import InteractionLog
+from worker.core.state import InteractionLog, StoredLog, as_log
 
 pytestmark = pytest.mark.unit
 
@@ -75,8 +75,9 @@ def test_a_batch_written_on_the_thread_settles_to_the_plan_written_at_once() -> 
     assert settle_snapshots(later) is later and later.deferred is None
     assert _payloads(later) == _payloads(at_once)
     with native.python_only():
-        assert [snapshot_json(w.state, s.trigger) for w, (_, s) in zip(later.writes, later.snapshots, strict=True)
-                if isinstance(w.state, InteractionLog)] == [p for *_, p in _payloads(later)]
+        assert [snapshot_json(as_log(w.state), s.trigger)
+                for w, (_, s) in zip(later.writes, later.snapshots, strict=True)
+                if isinstance(w.state, InteractionLog | StoredLog)] == [p for *_, p in _payloads(later)]
     assert settle_snapshots(later) is later and _payloads(later) == _payloads(at_once)  # settled once
 
 
@@ -118,7 +119,7 @@ def test_what_the_thread_leaves_to_the_log_is_written_from_it() -> None:
         def wait(self) -> list[bytes | None]:
             return [None] * len(logs)
 
-    entries = [(index, log, trigger) for index, log, trigger in logs if isinstance(log, InteractionLog)]
+    entries = [(index, log, trigger) for index, log, trigger in logs if isinstance(log, InteractionLog | StoredLog)]
     plan.deferred = DeferredSnapshots(Declines(), entries)
     assert _payloads(settle_snapshots(plan)) == expected
 

@@ -13,7 +13,7 @@ from schemas.common import Trigger
 from schemas.decode import decode_event
 from schemas.events import Rejection, RejectReason
 from worker.core.batch import Record, TtlPolicy, plan_batch, stronger
-from worker.core.state import InteractionLog, Tombstone
+from worker.core.state import InteractionLog, StoredLog, Tombstone
 from worker.core.writes import StateWrite
 from worker.fold.finalizer import ClosePlan, PartitionClocks, plan_closes
 from worker.store.memory import MemoryStore
@@ -78,7 +78,7 @@ def test_each_write_carries_the_bytes_of_its_interactions_final_state_in_the_bat
     assert 1 == len(plan.rejections)
     assert {"c1": 3, "c2": 2, "c3": 2} == {write.interaction_id: write.state.version for write in plan.writes}
     for write in plan.writes:
-        assert isinstance(write.state, InteractionLog)
+        assert isinstance(write.state, InteractionLog | StoredLog)
         assert write.document == write.state.to_bytes()
     notes = {write.interaction_id: InteractionLog.from_bytes(write.document or b"").notes for write in plan.writes}
     assert {"c1": "second", "c2": "only", "c3": "x"} == {key: value[1] for key, value in notes.items() if value}

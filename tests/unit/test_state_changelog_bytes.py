@@ -11,7 +11,7 @@ from schemas.decode import decode_event
 from tests.fakes import FakeProducer
 from worker.core.batch import Record, TtlPolicy, plan_batch
 from worker.core.fold import finalize, tombstone_of
-from worker.core.state import InteractionLog
+from worker.core.state import InteractionLog, StoredLog, as_log
 from worker.fold.recovery import HEADER_TTL_MS, StateChangelog
 from worker.kafka.clients import DeliveryTracker
 from worker.store.wire import decode_state, encode_state
@@ -56,7 +56,7 @@ def test_a_planned_write_goes_to_the_changelog_with_the_bytes_the_store_gets(mon
 def test_a_state_without_bytes_in_hand_is_encoded_for_the_changelog() -> None:
     (write,) = plan_batch(_records(("log.opened", "c1", 1)), {}, edit_window_s=120, applied_ids_kept=256,
                           ttl=TTL, now_ms=0).writes
-    assert isinstance(write.state, InteractionLog)
+    assert isinstance(write.state, InteractionLog | StoredLog)
     changelog, producer = _changelog()
 
     changelog.record([(3, "c1", write.state, None, None)], now_ms=0)
@@ -70,8 +70,8 @@ def test_the_writes_fenced_out_are_left_out_and_a_tombstone_goes_as_one() -> Non
     plan = plan_batch(_records(("log.opened", "c1", 1), ("log.opened", "c2", 2), ("log.opened", "c3", 3)), {},
                       edit_window_s=120, applied_ids_kept=256, ttl=TTL, now_ms=0)
     c1, c2, c3 = plan.writes
-    assert isinstance(c3.state, InteractionLog)
-    ended = c3._replace(state=tombstone_of(finalize(c3.state)), document=None, ttl_ms=5_000)
+    assert isinstance(c3.state, InteractionLog | StoredLog)
+    ended = c3._replace(state=tombstone_of(finalize(as_log(c3.state))), document=None, ttl_ms=5_000)
     changelog, producer = _changelog()
 
     changelog.record_writes([c1, c2, ended], {"c2"}, {"c1": 4, "c3": 5}.__getitem__)
@@ -87,8 +87,9 @@ def test_a_changelog_entry_says_its_kind_by_its_document_and_an_older_entrys_hea
     plan = plan_batch(_records(("log.opened", "c1", 1)), {}, edit_window_s=120, applied_ids_kept=256, ttl=TTL,
                       now_ms=0)
     (write,) = plan.writes
-    assert isinstance(write.state, InteractionLog)
-    tombstone = tombstone_of(finalize(write.state))
+    assert isinstance(write.state, InteractionLog | StoredLog)
+    tombstone = tombstone_of(finalize(as_log(write.state)))
     assert write.document is not None
-    assert [decode_state(write.document, None), decode_state(tombstone.to_bytes(), None)] == [write.state, tombstone]
-    assert [decode_state(write.document, b"l"), decode_state(tombstone.to_bytes(), b"t")] == [write.state, tombstone]
+    log = as_log(write.state)
+    assert [decode_state(write.document, None), decode_state(tombstone.to_bytes(), None)] == [log, tombstone]
+    assert [decode_state(write.document, b"l"), decode_state(tombstone.to_bytes(), b"t")] == [log, tombstone]

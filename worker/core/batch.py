@@ -24,10 +24,20 @@ from worker.core.bounds import (
     future_time,
     snapshot_surely_fits,
 )
-from worker.core.fold import Accepted, Duplicate, Rejected, compiled_fold, fold_guarded, trigger_for
+from worker.core.fold import (
+    Accepted,
+    CompiledFold,
+    Duplicate,
+    Outcome,
+    Rejected,
+    compiled_fold,
+    document_fold,
+    fold_guarded,
+    trigger_for,
+)
 from worker.core.native import SnapshotJob
 from worker.core.snapshot_json import EncodedSnapshot, snapshot_json, snapshot_json_of
-from worker.core.state import InteractionLog, Tombstone
+from worker.core.state import TRIGGERS, InteractionLog, StoredLog, Tombstone, as_log, stored_log
 from worker.core.writes import StateWrite, Stored
 
 # When several changes of one interaction are coalesced into one snapshot, the strongest trigger
@@ -65,7 +75,7 @@ class DeferredSnapshots(NamedTuple):
     (whose payloads are empty until `settle_snapshots`), with the log and trigger each is of."""
 
     job: SnapshotJob
-    entries: list[tuple[int, InteractionLog, Trigger]]
+    entries: list[tuple[int, InteractionLog | StoredLog, Trigger]]
 
 
 @dataclass
@@ -95,7 +105,7 @@ def settle_snapshots(plan: BatchPlan) -> BatchPlan:
     snapshots = plan.snapshots
     for (index, log, trigger), payload in zip(deferred.entries, deferred.job.wait(), strict=True):
         partition, snap = snapshots[index]
-        snapshots[index] = (partition, _with_payload(snap, payload or snapshot_json(log, trigger)))
+        snapshots[index] = (partition, _with_payload(snap, payload or snapshot_json(as_log(log), trigger)))
     return plan
 
 
@@ -121,7 +131,7 @@ class TtlPolicy:
     retention_ms: int
     open_log_ttl_ms: int
 
-    def ttl_ms(self, log: InteractionLog, now_ms: int) -> int:
+    def ttl_ms(self, log: InteractionLog | StoredLog, now_ms: int) -> int:
         """Open logs live `open_log_ttl`; disconnected ones until deadline + retention (≥ retention)."""
         return self.ttl_for(log.edit_deadline_ms, now_ms)
 
@@ -193,6 +203,9 @@ def _plan(
     rejections, accepted, newest = plan.rejections, plan.accepted, plan.max_event_time
     edit_window_s, applied_ids_kept, max_skew_ms = limits.edit_window_s, limits.applied_ids_kept, limits.max_skew_ms
     compiled = compiled_fold()
+    # the compiled fold over stored documents: a log held as a `StoredLog` (or none yet) is folded without Python
+    # objects; what it leaves (a rejection among them) is folded on the log's objects below
+    by_document = document_fold()
     # the compiled encoder (None for a log it leaves to the Python, which `_plan_writes` then encodes)
     state_bytes = native.CORE.state_bytes if native.CORE is not None else _not_yet
     # each interaction's last event in the batch: a change made by it is encoded at once, while the new log's
@@ -212,34 +225,63 @@ def _plan(
         if latest is None or moment > latest:
             newest[record.partition] = moment
         state = states.get(subject)
-        # a FoldResult is a non-empty tuple: `or` falls back to `fold` only where the compiled one gave None
-        # (`fold_guarded`: a rule that raises on this event rejects it; the compiled fold never raises)
-        result = (compiled(state, event, edit_window_s, applied_ids_kept) if compiled is not None else None) or \
-            fold_guarded(state, event, edit_window_s=edit_window_s, applied_ids_kept=applied_ids_kept)
-        outcome = result.outcome
-        if guarded and isinstance(outcome, Accepted) and subject in guarded:
-            outcome = _encodable(result.log, event, outcome, limits.max_snapshot_bytes)
-        if isinstance(outcome, Rejected):
-            rejections.append((record, outcome.rejection))
-            continue
-        entry = touched.get(subject)
-        if entry is None:
-            stored = loaded.get(subject)
-            entry = touched[subject] = _Touched(record.partition, 0 if stored is None else stored.version)
+        folded = None
+        if by_document is not None and (state is None or isinstance(state, StoredLog)) and subject not in guarded:
+            folded = by_document(None if state is None else state.document, event, edit_window_s, applied_ids_kept)
+        outcome: Outcome | None = None
+        if folded is None:
+            new_log, outcome = _fold_objects(states, state, event, limits, compiled, subject in guarded)
+            if isinstance(outcome, Rejected):
+                rejections.append((record, outcome.rejection))
+                continue
+        entry = touched.get(subject) or _touch(touched, loaded, record, subject)
         trace = event.traceparent or (record.headers and header_trace(record.headers))
-        if trace:
-            entry.traceparent = trace
-        if isinstance(outcome, Duplicate):
+        entry.traceparent = trace or entry.traceparent
+        if folded is True or isinstance(outcome, Duplicate):
             plan.duplicates += 1
             entry.trigger = stronger(entry.trigger, trigger_for(event.type))
             continue
-        new_log = states[subject] = result.log
         entry.changed = True
-        entry.document = state_bytes(new_log) if index == last[subject] else None
-        trigger = outcome.trigger
+        if isinstance(outcome, Accepted):
+            states[subject] = new_log
+            entry.document = state_bytes(new_log) if index == last[subject] else None
+            trigger = outcome.trigger
+        else:
+            document, version, trigger_value, deadline_us = folded  # type: ignore[misc]  # not True: see above
+            states[subject] = StoredLog(subject, version, deadline_us, document)
+            entry.document = document
+            trigger = TRIGGERS[trigger_value]
         entry.trigger = stronger(entry.trigger, trigger)
         accepted[trigger] = accepted.get(trigger, 0) + 1
     return plan, _plan_writes(plan, states, touched, ttl, limits)
+
+
+def _touch(touched: dict[str, _Touched], loaded: dict[str, Stored], record: Record, subject: str) -> _Touched:
+    """The batch's entry of `subject`, the record's interaction, made at its first accepted or repeated event."""
+    stored = loaded.get(subject)
+    entry = touched[subject] = _Touched(record.partition, 0 if stored is None else stored.version)
+    return entry
+
+
+def _fold_objects(
+    states: dict[str, InteractionLog | StoredLog | Tombstone | None],
+    state: InteractionLog | StoredLog | Tombstone | None,
+    event: AnyEvent, limits: _Limits, compiled: CompiledFold | None, guarded: bool,
+) -> tuple[InteractionLog | Tombstone | None, Outcome]:
+    """`event` folded into the log's objects (a log held as its document is read into them first, for the rest of
+    the batch): the compiled fold on objects, else `fold_guarded`; with `guarded`, an accepted event whose log or
+    snapshot cannot go out is rejected."""
+    if isinstance(state, StoredLog):
+        state = states[state.interaction_id] = state.log()
+    edit_window_s, applied_ids_kept = limits.edit_window_s, limits.applied_ids_kept
+    # a FoldResult is a non-empty tuple: `or` falls back to `fold` only where the compiled one gave None
+    # (`fold_guarded`: a rule that raises on this event rejects it; the compiled fold never raises)
+    result = (compiled(state, event, edit_window_s, applied_ids_kept) if compiled is not None else None) or \
+        fold_guarded(state, event, edit_window_s=edit_window_s, applied_ids_kept=applied_ids_kept)
+    outcome = result.outcome
+    if guarded and isinstance(outcome, Accepted):
+        outcome = _encodable(result.log, event, outcome, limits.max_snapshot_bytes)
+    return result.log, outcome
 
 
 def _not_yet(log: object) -> bytes | None:
@@ -283,7 +325,7 @@ def _encodable(log: InteractionLog | Tombstone | None, event: AnyEvent, outcome:
 
 def _plan_writes(
     plan: BatchPlan,
-    states: dict[str, InteractionLog | Tombstone | None],
+    states: dict[str, InteractionLog | StoredLog | Tombstone | None],
     touched: dict[str, _Touched],
     ttl: TtlPolicy,
     limits: _Limits,
@@ -292,10 +334,12 @@ def _plan_writes(
     unencodable: list[str] = []
     writes, snapshots, now_ms = plan.writes, plan.snapshots, limits.now_ms
     max_snapshot_bytes = limits.max_snapshot_bytes
-    later: list[tuple[int, InteractionLog, Trigger, bytes]] = []  # snapshots read off their documents below
+    later: list[tuple[int, InteractionLog | StoredLog, Trigger, bytes]] = []  # snapshots read off documents below
+    # with the compiled fold over documents, a changed log is kept as its document for its next event
+    as_documents = document_fold() is not None
     for interaction_id, entry in touched.items():
         log = states.get(interaction_id)
-        if not isinstance(log, InteractionLog) or entry.trigger is None:
+        if not isinstance(log, InteractionLog | StoredLog) or entry.trigger is None:
             continue  # a duplicate against a tombstone changes and emits nothing
         trigger = entry.trigger
         try:
@@ -303,8 +347,11 @@ def _plan_writes(
         except ENCODE_ERRORS:
             unencodable.append(interaction_id)
             continue
-        if document is not None and snapshot_surely_fits(document, max_snapshot_bytes):  # and so does the document
-            later.append((len(snapshots), log, trigger, document))
+        if document is not None and as_documents and isinstance(log, InteractionLog) and not log.finalized:
+            log = stored_log(log, document)
+        read_off = document if document is not None else log.document if isinstance(log, StoredLog) else None
+        if read_off is not None and snapshot_surely_fits(read_off, max_snapshot_bytes):  # and so does the document
+            later.append((len(snapshots), log, trigger, read_off))
             payload = b""
         else:
             encoded = _encoded_snapshot(log, trigger, document, max_snapshot_bytes)
@@ -324,12 +371,12 @@ def _plan_writes(
     return unencodable
 
 
-def _encoded_snapshot(log: InteractionLog, trigger: Trigger, document: bytes | None, max_snapshot_bytes: int | None,
-                      ) -> bytes | None:
+def _encoded_snapshot(log: InteractionLog | StoredLog, trigger: Trigger, document: bytes | None,
+                      max_snapshot_bytes: int | None) -> bytes | None:
     """The snapshot written now (off `document`, the state's bytes, when the state changed), or None when it or
     the document cannot go out."""
     try:
-        payload = snapshot_json(log, trigger) if document is None else snapshot_json_of(log, document, trigger)
+        payload = snapshot_json(as_log(log), trigger) if document is None else snapshot_json_of(log, document, trigger)
     except ENCODE_ERRORS:
         return None
     if max_snapshot_bytes is not None:
@@ -339,7 +386,7 @@ def _encoded_snapshot(log: InteractionLog, trigger: Trigger, document: bytes | N
     return payload
 
 
-def _read_off_documents(plan: BatchPlan, later: list[tuple[int, InteractionLog, Trigger, bytes]],
+def _read_off_documents(plan: BatchPlan, later: list[tuple[int, InteractionLog | StoredLog, Trigger, bytes]],
                         defer: bool) -> None:
     """The snapshots of changed logs whose documents surely fit, read off the documents: on the compiled core's
     thread when deferring a batch of at least `DEFER_AT_LEAST`, else here."""

@@ -57,6 +57,7 @@ from worker.core.state import (
 
 __all__ = [
     "Accepted",
+    "CompiledFold",
     "Duplicate",
     "FoldResult",
     "Outcome",
@@ -183,12 +184,43 @@ def fold_guarded(
         return FoldResult(state, Rejected(Rejection(event.id, event.subject, RejectReason.INVALID, message)))
 
 
-def compiled_fold() -> Callable[[InteractionLog | Tombstone | None, AnyEvent, float, int], FoldResult | None] | None:
+CompiledFold = Callable[[InteractionLog | Tombstone | None, AnyEvent, float, int], FoldResult | None]
+"""The compiled fold on a log's objects, called as `fold`'s first step calls it (`compiled_fold`)."""
+
+
+def compiled_fold() -> CompiledFold | None:
     """The compiled fold in use (`native/src/fold.rs`), called as `fold`'s first step does: a `FoldResult`, or
     None for an input it leaves to `fold`. None when the Python folds alone. For a loop that folds many events
     (the batch planner): one look-up per batch instead of a Python frame per event."""
     core = native.CORE
     return core.fold if core is not None and _COMPILED_FOLD else None  # type: ignore[return-value]
+
+
+FoldedDocument = tuple[bytes, int, str, int | None]
+"""An accepted event folded into a stored document: the new document, version, trigger's value and edit deadline."""
+
+
+def document_fold() -> Callable[[bytes | None, AnyEvent, float, int], FoldedDocument | bool | None] | None:
+    """The compiled fold over stored documents in use (`native/src/fold_document.rs`), or None.
+
+    Called `(document or None, event, edit_window_s, applied_ids_kept)`, it gives, for `state` =
+    `InteractionLog.from_bytes(document)` (None without a document) and `result = fold(state, event, …)`: the
+    `FoldedDocument` of `result.log.to_bytes()`, its version, `result.outcome.trigger.value` and its edit deadline
+    when the event is accepted; True when it is a duplicate; None for anything it leaves to `fold` (every
+    rejection among them). `tests/unit/test_native_fold_document.py` compares the two. For the batch planner,
+    whose logs between two events are `StoredLog`s: no Python objects per log on the accept path."""
+    core = native.CORE
+    folder = getattr(core, "fold_document", None) if core is not None and _COMPILED_FOLD else None
+    return folder
+
+
+def finalize_document() -> Callable[[bytes], tuple[bytes, tuple[str, ...]] | None] | None:
+    """The compiled `finalize` over a stored document in use, or None: called with a log's document, it gives
+    `finalize(InteractionLog.from_bytes(document)).to_bytes()` and the log's applied ids, or None for a document
+    it leaves to the Python."""
+    core = native.CORE
+    finalizer = getattr(core, "finalize_document", None) if core is not None else None
+    return finalizer
 
 
 def finalize(log: InteractionLog) -> InteractionLog:

@@ -28,7 +28,7 @@ from worker.core.snapshot import (
     snapshot,
     timeline,
 )
-from worker.core.state import InteractionLog, derived_of
+from worker.core.state import InteractionLog, StoredLog, as_log, derived_of
 
 _OPTIONS = orjson.OPT_UTC_Z
 
@@ -86,7 +86,7 @@ def snapshot_json(log: InteractionLog, trigger: Trigger | None = None) -> bytes:
         return snapshot(log, trigger).to_json_bytes()
 
 
-def snapshot_json_of(log: InteractionLog, document: bytes, trigger: Trigger) -> bytes:
+def snapshot_json_of(log: InteractionLog | StoredLog, document: bytes, trigger: Trigger) -> bytes:
     """`snapshot_json(log, trigger)` where `document` is `log.to_bytes()`, just written: the compiled core
     reads the facts off those bytes (`native/src/from_state.rs`), cheaper than off the log's objects, which
     it and the Python use for what it leaves to them."""
@@ -95,7 +95,7 @@ def snapshot_json_of(log: InteractionLog, document: bytes, trigger: Trigger) -> 
         encoded = core.snapshot_from_state(document, trigger)
         if encoded is not None:
             return encoded
-    return snapshot_json(log, trigger)
+    return snapshot_json(as_log(log), trigger)
 
 
 class _Parts:

@@ -64,6 +64,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Enum look-ups by value without `Enum.__call__`, which is slow on the load path.
 _SYSTEMS = {system.value: system for system in RecordSystem}
 _TRIGGERS = {trigger.value: trigger for trigger in Trigger}
+TRIGGERS = _TRIGGERS
+"""A trigger by its value, without `Enum.__call__`."""
 
 
 def to_us(moment: datetime) -> int:
@@ -202,6 +204,50 @@ class Tombstone:
                        tuple(str(event_id) for event_id in document.get("a", ())))
         except (KeyError, TypeError) as error:
             raise ValueError(f"corrupt Tombstone: {error!r}") from error
+
+
+class StoredLog(NamedTuple):
+    """An open log held as its stored document: what the fold stage keeps between two events of an interaction
+    when the compiled core folds documents (`fold_document`, `worker.core.fold.document_fold`).
+
+    `document` is exactly the bytes `InteractionLog.to_bytes()` writes for the log, written in this process (by
+    the compiled fold or the encoder), so it holds nothing `from_bytes` would cut; the other fields are the
+    values the stage reads without decoding it. `log()` gives the `InteractionLog` (the specification's type,
+    for everything but the stage's hot path). Never finalized: a finalized log leaves a tombstone.
+
+    A NamedTuple: one is made per changed log of every batch, in a single `tuple.__new__`."""
+
+    interaction_id: str
+    version: int
+    edit_deadline_us: int | None
+    document: bytes
+
+    @property
+    def finalized(self) -> bool:
+        return False
+
+    @property
+    def edit_deadline_ms(self) -> int | None:
+        """`InteractionLog.edit_deadline_ms`: the same arithmetic on the same microseconds."""
+        deadline_us = self.edit_deadline_us
+        return None if deadline_us is None else int(deadline_us / 1_000_000 * 1000)
+
+    def to_bytes(self) -> bytes:
+        return self.document
+
+    def log(self) -> InteractionLog:
+        """The log as Python objects (`InteractionLog.from_bytes` of the document)."""
+        return InteractionLog.from_bytes(self.document)
+
+
+def stored_log(log: InteractionLog, document: bytes) -> StoredLog:
+    """`log`, not finalized, held as `document` (its `to_bytes()`)."""
+    return StoredLog(log.interaction_id, log.version, log.edit_deadline_us, document)
+
+
+def as_log(state: InteractionLog | StoredLog) -> InteractionLog:
+    """The `InteractionLog` of an open log however it is held."""
+    return state.log() if isinstance(state, StoredLog) else state
 
 
 _MutableLog = make_dataclass("_MutableLog", [field.name for field in fields(InteractionLog)], slots=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from worker.core.state import InteractionLog, Tombstone
+from worker.core.state import InteractionLog, StoredLog, Tombstone
 
-State = InteractionLog | Tombstone
+State = InteractionLog | StoredLog | Tombstone
+"""A state as the stage holds it: an open log (as objects or as its stored document) or a tombstone."""
 
 
 class Stored(NamedTuple):

@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from schemas.common import Trigger
+from worker.core import native
 from worker.core.batch import TtlPolicy
-from worker.core.fold import finalize, tombstone_of
-from worker.core.snapshot_json import EncodedSnapshot, encoded_snapshot
-from worker.core.state import InteractionLog
+from worker.core.fold import finalize, finalize_document, tombstone_of
+from worker.core.snapshot_json import EncodedSnapshot, encoded_snapshot, snapshot_json
+from worker.core.state import InteractionLog, StoredLog, Tombstone, from_us
 from worker.core.writes import StateWrite, Stored
 from worker.store.port import LogStore
 
@@ -189,20 +190,42 @@ def plan_closes(
     for interaction_id, _score in due:
         stored = loaded[interaction_id]
         log = stored.state
-        deadline_ms = log.edit_deadline_ms if isinstance(log, InteractionLog) else None
-        if not isinstance(log, InteractionLog) or log.finalized or deadline_ms is None:
+        deadline_ms = log.edit_deadline_ms if isinstance(log, InteractionLog | StoredLog) else None
+        if not isinstance(log, InteractionLog | StoredLog) or log.finalized or deadline_ms is None:
             stale.append(interaction_id)
             continue
         if deadline_ms + grace_ms > clock_ms:
             plan.writes.append(StateWrite(interaction_id, stored.version, log, ttl.ttl_ms(log, now_ms),
                                           deadline=(partition, deadline_ms)))
             continue
-        final = finalize(log)
-        plan.snapshots.append((partition, encoded_snapshot(final, Trigger.FINALIZED)))
+        snapshot, tombstone = closed(log)
+        plan.snapshots.append((partition, snapshot))
         plan.writes.append(
-            StateWrite(interaction_id, stored.version, tombstone_of(final), ttl.ttl_ms(final, now_ms),
+            StateWrite(interaction_id, stored.version, tombstone, ttl.ttl_ms(log, now_ms),
                        unschedule_partition=partition)
         )
         plan.closed.append((interaction_id, deadline_ms))
     store.unschedule(partition, stale)
     return plan
+
+
+def closed(log: InteractionLog | StoredLog) -> tuple[EncodedSnapshot, Tombstone]:
+    """The `finalized` snapshot and the tombstone of `finalize(log)`: for a log held as its document, off the
+    document (the compiled `finalize_document` and `snapshot_from_state`) where the compiled core does it."""
+    if isinstance(log, StoredLog):
+        close_document = finalize_document()
+        at_us = log.edit_deadline_us  # the tombstone's time (a log without one, never due, is closed off its objects)
+        done = close_document(log.document) if close_document is not None and at_us is not None else None
+        if done is None or at_us is None:
+            log = log.log()
+        else:
+            document, applied_ids = done
+            version = log.version + 1
+            core = native.CORE
+            payload = core.snapshot_from_state(document, Trigger.FINALIZED) if core is not None else None
+            if payload is None:
+                payload = snapshot_json(InteractionLog.from_bytes(document), Trigger.FINALIZED)
+            return (EncodedSnapshot(log.interaction_id, version, Trigger.FINALIZED, True, payload),
+                    Tombstone(log.interaction_id, version, from_us(at_us), applied_ids))
+    final = finalize(log)
+    return encoded_snapshot(final, Trigger.FINALIZED), tombstone_of(final)

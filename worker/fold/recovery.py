@@ -41,7 +41,7 @@ import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from worker.core.batch import TtlPolicy
-from worker.core.state import InteractionLog
+from worker.core.state import InteractionLog, StoredLog, Tombstone
 from worker.core.writes import State, StateWrite
 from worker.errors import DeliveryTimeoutError, IlogError, StateLostError, StoreError, StoreUnavailableError
 from worker.kafka.clients import DeliveryTracker
@@ -128,7 +128,7 @@ class StateChangelog:
                     on_delivery=callback)
 
     def _ttl_ms(self, state: State, now_ms: int) -> int:
-        if isinstance(state, InteractionLog):
+        if isinstance(state, InteractionLog | StoredLog):
             return self.ttl.ttl_ms(state, now_ms)
         return self.ttl.retention_ms
 
@@ -216,7 +216,7 @@ def _restored_write(partition: int, interaction_id: str, message: Message, now_m
 def rewrite(partition: int, interaction_id: str, state: State, expected_version: int, ttl_ms: int) -> StateWrite:
     """The fenced write that puts a known state back (an open log gets its deadline entry back); the
     hash is marked restored: its sync state went with the lost one, so the sync stage looks first."""
-    deadline_ms = state.edit_deadline_ms if isinstance(state, InteractionLog) and not state.finalized else None
+    deadline_ms = None if isinstance(state, Tombstone) or state.finalized else state.edit_deadline_ms
     deadline = None if deadline_ms is None else (partition, deadline_ms)
     return StateWrite(interaction_id, expected_version, state, ttl_ms, deadline=deadline, restored=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 
+from worker.core.state import StoredLog
 from worker.core.writes import State, StateWrite, Stored
 from worker.errors import StateLostError
 from worker.store.port import WriteResult
@@ -72,7 +73,8 @@ class MemoryStore:
                 if stored_version < item.expected_version:
                     regressed[item.interaction_id] = stored_version
                 continue  # like the script: a fenced-out write leaves the deadline entry alone too
-            self.states[item.interaction_id] = (item.state.version, item.state)
+            state = item.state  # held as Redis holds it: read back, a log is an `InteractionLog`
+            self.states[item.interaction_id] = (state.version, state.log() if isinstance(state, StoredLog) else state)
             self.ttl_ms[item.interaction_id] = item.ttl_ms
             if item.deadline is not None:
                 partition, deadline_ms = item.deadline
