@@ -25,7 +25,7 @@ use crate::json::py_i64;
 
 /// The event is left to the Python (an unhandled case, or a Python error, which is dropped: the
 /// Python meets it again and raises or words it as the specification says).
-struct Leave;
+pub(crate) struct Leave;
 
 impl From<PyErr> for Leave {
     fn from(_: PyErr) -> Self {
@@ -33,9 +33,9 @@ impl From<PyErr> for Leave {
     }
 }
 
-type Step<T> = Result<T, Leave>;
+pub(crate) type Step<T> = Result<T, Leave>;
 
-fn some<T>(value: Option<T>) -> Step<T> {
+pub(crate) fn some<T>(value: Option<T>) -> Step<T> {
     value.ok_or(Leave)
 }
 
@@ -77,7 +77,7 @@ const ATTRIBUTES: usize = 15;
 const DERIVED: usize = 16;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Connected,
     Held,
     Resumed,
@@ -106,7 +106,7 @@ impl Kind {
     }
 
     /// `_TRANSITION_KIND`: the stored letter of a state transition.
-    fn transition(self) -> Option<u8> {
+    pub(crate) fn transition(self) -> Option<u8> {
         match self {
             Kind::Connected => Some(b'C'),
             Kind::Held => Some(b'H'),
@@ -124,7 +124,7 @@ const OPENED: usize = 2;
 const UPDATED: usize = 3;
 const TRIGGERS: [&str; 4] = ["CREATED", "STATE_CHANGED", "OPENED", "UPDATED"];
 
-struct Names {
+pub(crate) struct Names {
     log: Py<PyType>,
     derived: Py<PyAny>,
     stamp: Py<PyType>,
@@ -134,14 +134,14 @@ struct Names {
     triggers: [Py<PyAny>; 4],
     accepted: [Py<PyAny>; 4],
     /// The event classes the fold takes (the models and the fast path's structs), by exact type.
-    events: Vec<(Py<PyType>, Kind)>,
+    pub(crate) events: Vec<(Py<PyType>, Kind)>,
     /// `schemas.fast.LogUpdatedData`, whose `model_fields_set` is `notes` and `subject` when not `unset`.
-    fast_update: Py<PyType>,
-    unset: Py<PyAny>,
+    pub(crate) fast_update: Py<PyType>,
+    pub(crate) unset: Py<PyAny>,
     epoch: Py<PyAny>,
     letters: [Py<PyString>; 4],
-    views_kept: usize,
-    max_attributes: usize,
+    pub(crate) views_kept: usize,
+    pub(crate) max_attributes: usize,
     /// The slot descriptors of `InteractionLog`, in `FIELDS` order, and the member descriptor's get and set.
     slots: Vec<Py<PyAny>>,
     slot_get: ffi::descrgetfunc,
@@ -150,7 +150,7 @@ struct Names {
     tuple_new: ffi::newfunc,
 }
 
-static NAMES: GILOnceCell<Names> = GILOnceCell::new();
+pub(crate) static NAMES: GILOnceCell<Names> = GILOnceCell::new();
 
 fn item<'py>(names: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
     names.get_item(key)?.ok_or_else(|| PyValueError::new_err(format!("fold_setup: `{key}` is missing")))
@@ -342,9 +342,9 @@ fn disconnected_us(transitions: &[Stored<'_>]) -> Option<i64> {
     walked.iter().find(|t| t.kind == b'D').map(|t| t.time_us)
 }
 
-struct Folding<'a, 'py> {
-    py: Python<'py>,
-    names: &'a Names,
+pub(crate) struct Folding<'a, 'py> {
+    pub(crate) py: Python<'py>,
+    pub(crate) names: &'a Names,
 }
 
 impl<'py> Folding<'_, 'py> {
@@ -417,7 +417,7 @@ impl<'py> Folding<'_, 'py> {
         self.named(&self.names.fold_result, items)
     }
 
-    fn i64_of(&self, value: &Bound<'py, PyAny>) -> Step<i64> {
+    pub(crate) fn i64_of(&self, value: &Bound<'py, PyAny>) -> Step<i64> {
         some(py_i64(value))
     }
 
@@ -444,7 +444,7 @@ impl<'py> Folding<'_, 'py> {
     }
 
     /// `to_us(moment)` (`worker/core/state.py`): the same subtraction and the same timedelta fields.
-    fn to_us(&self, moment: &Bound<'py, PyAny>) -> Step<i64> {
+    pub(crate) fn to_us(&self, moment: &Bound<'py, PyAny>) -> Step<i64> {
         let since = moment.sub(self.names.epoch.bind(self.py))?;
         let days = self.i64_of(&since.getattr(pyo3::intern!(self.py, "days"))?)?;
         let seconds = self.i64_of(&since.getattr(pyo3::intern!(self.py, "seconds"))?)?;
@@ -458,7 +458,7 @@ impl<'py> Folding<'_, 'py> {
     }
 
     /// `round(edit_window_s * 1_000_000)`: an int times an int, or a float times 1e6 rounded half to even.
-    fn window_us(&self, edit_window_s: &Bound<'py, PyAny>) -> Step<i64> {
+    pub(crate) fn window_us(&self, edit_window_s: &Bound<'py, PyAny>) -> Step<i64> {
         if edit_window_s.is_exact_instance_of::<PyFloat>() {
             let scaled = edit_window_s.extract::<f64>()? * 1_000_000.0;
             let rounded = scaled.round_ties_even();

@@ -217,7 +217,7 @@ impl<'a> Parser<'a> {
 /// The length of an escape as `json::write_str` (orjson) writes it, from the byte after the backslash: the
 /// short escapes, and `\u00xx` in lower-case hex for the other control characters. Anything else (`\/`, an
 /// escaped letter, upper-case hex) would unescape to a text written otherwise here: None.
-fn canonical_escape(rest: &[u8]) -> Out<usize> {
+pub(crate) fn canonical_escape(rest: &[u8]) -> Out<usize> {
     match *rest.first()? {
         b'"' | b'\\' | b'n' | b'r' | b't' | b'b' | b'f' => Some(2),
         b'u' => {
@@ -234,7 +234,7 @@ fn canonical_escape(rest: &[u8]) -> Out<usize> {
 }
 
 /// The text of an escaped string; None for an escape JSON does not have or a lone surrogate.
-fn unescape(raw: &[u8]) -> Out<String> {
+pub(crate) fn unescape(raw: &[u8]) -> Out<String> {
     if !raw.contains(&b'\\') {
         return std::str::from_utf8(raw).ok().map(str::to_owned);
     }
@@ -374,7 +374,7 @@ impl<'a> Ref<'a> {
 }
 
 /// Escaped text that is plain ASCII with nothing escaped, as a `str` (the common record system and type).
-fn ascii(raw: &[u8]) -> Option<&str> {
+pub(crate) fn ascii(raw: &[u8]) -> Option<&str> {
     if raw.is_ascii() && !raw.contains(&b'\\') {
         std::str::from_utf8(raw).ok()
     } else {

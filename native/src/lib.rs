@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod fold;
+mod fold_document;
 mod from_state;
 mod json;
 mod resp;
@@ -38,6 +39,7 @@ fn ilog_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     state::register(m)?;
     snapshot::register(m)?;
     fold::register(m)?;
+    fold_document::register(m)?;
     from_state::register(m)?;
     time::register(m)?;
     Ok(())

@@ -143,7 +143,7 @@ fn write_array(out: &mut Vec<u8>, value: &Bound<'_, PyAny>) -> Out {
 }
 
 /// `[ref.system, ref.type, ref.id]` (`_ref_out`), or `null` for `None`.
-fn write_ref(py: Python<'_>, out: &mut Vec<u8>, record: &Bound<'_, PyAny>) -> Out {
+pub(crate) fn write_ref(py: Python<'_>, out: &mut Vec<u8>, record: &Bound<'_, PyAny>) -> Out {
     if record.is_none() {
         out.extend_from_slice(b"null");
         return Some(());
@@ -193,7 +193,7 @@ fn is_model(py: Python<'_>, value: &Bound<'_, PyAny>) -> Out<bool> {
 }
 
 /// `_model_out(model)` as orjson writes it: the fields in `__dict__` order, `None` left out, models nested.
-fn write_model(py: Python<'_>, out: &mut Vec<u8>, model: &Bound<'_, PyAny>, depth: usize) -> Out {
+pub(crate) fn write_model(py: Python<'_>, out: &mut Vec<u8>, model: &Bound<'_, PyAny>, depth: usize) -> Out {
     if depth > MAX_MODEL_DEPTH || !is_model(py, model)? {
         return None;
     }

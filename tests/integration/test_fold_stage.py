@@ -25,7 +25,7 @@ from tests.support import (
     without,
 )
 from worker.core.fold import snapshot
-from worker.core.state import InteractionLog, Tombstone
+from worker.core.state import InteractionLog, StoredLog, Tombstone, as_log
 from worker.dev.generator import GeneratorMix, generate_histories
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
@@ -49,7 +49,7 @@ def _fold_settings(settings: Settings, window_s: float = 20.0) -> Settings:
 def _redis_logs(settings: Settings, ids: list[str]) -> dict[str, InteractionLog | Tombstone | None]:
     store = bootstrap.log_store(settings)
     try:
-        return {i: s.state for i, s in store.load(ids).items()}
+        return {i: as_log(s.state) if isinstance(s.state, StoredLog) else s.state for i, s in store.load(ids).items()}
     finally:
         store.close()
 

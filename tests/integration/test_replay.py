@@ -27,7 +27,7 @@ from tests.support import (
 )
 from tests.support import event as cloud_event
 from worker.core.fold import snapshot
-from worker.core.state import InteractionLog, Tombstone
+from worker.core.state import InteractionLog, StoredLog, Tombstone, as_log
 from worker.dev.generator import GeneratorMix, generate_stream
 from worker.ops.replay import ReplayRequest, plan_replay
 from worker.runtime import bootstrap
@@ -57,7 +57,7 @@ def _replay(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 def _states(settings: Settings, prefix: str, ids: list[str]) -> dict[str, InteractionLog | Tombstone | None]:
     store = bootstrap.log_store(settings, prefix)
     try:
-        return {i: s.state for i, s in store.load(ids).items()}
+        return {i: as_log(s.state) if isinstance(s.state, StoredLog) else s.state for i, s in store.load(ids).items()}
     finally:
         store.close()
 

@@ -69,6 +69,13 @@ class Core(Protocol):
     def fold(self, state: object, event: object, edit_window_s: float, applied_ids_kept: int) -> object | None:
         """`fold(state, event, …)`'s `FoldResult` (`worker.core.fold`), or None: the Python folds this one."""
 
+    def fold_document(self, document: bytes | None, event: object, edit_window_s: float, applied_ids_kept: int,
+                      ) -> tuple[bytes, int, str, int | None] | bool | None:
+        """`fold` on the stored document: the new document, version, trigger and deadline; True: a duplicate."""
+
+    def finalize_document(self, document: bytes) -> tuple[bytes, tuple[str, ...]] | None:
+        """`finalize(InteractionLog.from_bytes(document)).to_bytes()` and the log's applied ids."""
+
     def utc_time(self, text: str) -> datetime | None:
         """`_utc_time(text)` (`schemas.fast`), or None: the Python reads this one."""
 

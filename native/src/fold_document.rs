@@ -1,0 +1,1143 @@
+//! `fold(state, event, …)` and `finalize(log)` of `worker/core/fold.py` on a log's stored document: with
+//! `state = InteractionLog.from_bytes(document)`, the new log's `to_bytes()` byte for byte, written from the
+//! document without building the log's Python objects.
+//!
+//! The document is read in one pass that checks it is exactly of the shape `to_bytes` writes and that
+//! `from_bytes` reads back unchanged: the keys in their order, compact JSON, integers within 64 bits, the
+//! escapes `json::write_str` writes, record refs the models accept, connect data within today's bounds (stored
+//! connect data that `from_bytes` would cut goes to the Python). The parts the event does not change are then
+//! copied as the bytes they are; text compares escaped, which is exact as both sides escape alike. The rules
+//! are `fold.rs`'s (the same event readers, `Kind`, stamps and edit window) and the deadline is
+//! `snapshot::walk_steps`' first disconnect.
+//!
+//! `None` (the caller runs the Python, which folds or words the event) for: a finalized log or a tombstone, an
+//! event past the edit deadline (`late_edit`), an attributes event that would take an open log over
+//! `MAX_ATTRIBUTES` keys (`too_large`), everything `fold.rs` leaves to the Python (an event class it does not
+//! know, an integer past 64 bits, a naive time, a lone surrogate, a window that is not a number), a document
+//! of any other shape, a ref in the connect data whose system or type is not ASCII (`is_name_type` lowercases
+//! it with `str.lower()`), and stored attributes out of order when the event changes them.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyString, PyTuple};
+
+use crate::fold::{some, Folding, Kind, Leave, Step, NAMES};
+use crate::from_state::{ascii, canonical_escape, unescape};
+use crate::json::{write_str, Out};
+use crate::snapshot::{self, is_name_type, known, needs_escape, walk_steps, write_int, Known};
+use crate::state::{write_model, write_ref};
+
+/// A stamp or connect key as stored: `[sequence, time_us, arrival]` (a connect key: `[time_us, sequence,
+/// arrival]`), compared as the tuple it is.
+type Key = (i64, i64, i64);
+/// A value's bytes in the document: `document[start..end]`.
+type Span = (usize, usize);
+
+/// `Trigger`'s values: `from_bytes` reads no other.
+const TRIGGERS: [&[u8]; 5] = [b"created", b"state_changed", b"opened", b"updated", b"finalized"];
+/// `RecordSystem`'s values.
+const SYSTEMS: [&[u8]; 3] = [b"salesforce", b"zendesk", b"custom"];
+/// `ConnectedData`'s fields in declaration order (`_model_out` writes the set ones in this order).
+const CONNECT_FIELDS: [&str; 7] = ["media", "direction", "queue", "agent_id", "customer", "name", "related_to"];
+/// `Customer`'s fields in declaration order.
+const CUSTOMER_FIELDS: [&str; 2] = ["address", "name"];
+/// `MAX_FIELD_CHARS`: the bound of the connect data's texts and of a record's id.
+const MAX_FIELD_CHARS: usize = 255;
+/// `RecordRef.type`'s bound.
+const MAX_TYPE_CHARS: usize = 80;
+
+/// The characters of an escaped text (a `str`'s `len()`): every escape `canonical_escape` lets through is one.
+fn chars(raw: &[u8]) -> usize {
+    let mut count = 0;
+    let mut at = 0;
+    while at < raw.len() {
+        let byte = raw[at];
+        if byte == b'\\' {
+            at += if raw.get(at + 1) == Some(&b'u') { 6 } else { 2 };
+            count += 1;
+        } else {
+            count += usize::from(byte & 0xC0 != 0x80);
+            at += 1;
+        }
+    }
+    count
+}
+
+/// The text of an escaped string as UTF-8 bytes, for ordering as Python orders `str` (by code point, which is
+/// the order of the UTF-8 bytes).
+fn text_bytes(raw: &[u8]) -> Out<Cow<'_, [u8]>> {
+    if raw.contains(&b'\\') {
+        Some(Cow::Owned(unescape(raw)?.into_bytes()))
+    } else {
+        Some(Cow::Borrowed(raw))
+    }
+}
+
+/// The document, read from the front; every reader returns None for anything `to_bytes` does not write there.
+struct Scan<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Out<u8> {
+        self.text.get(self.at).copied()
+    }
+
+    /// Whether `literal` comes next; it is passed over when it does.
+    fn next_is(&mut self, literal: &[u8]) -> bool {
+        let found = self.text.get(self.at..self.at + literal.len()) == Some(literal);
+        if found {
+            self.at += literal.len();
+        }
+        found
+    }
+
+    fn eat(&mut self, literal: &[u8]) -> Out {
+        self.next_is(literal).then_some(())
+    }
+
+    /// A string's escaped bytes (between the quotes), escaped as `json::write_str` escapes.
+    fn string(&mut self) -> Out<&'a [u8]> {
+        self.eat(b"\"")?;
+        let start = self.at;
+        loop {
+            while let Some(word) = self.text.get(self.at..self.at + 8) {
+                if needs_escape(u64::from_le_bytes(word.try_into().ok()?)) {
+                    break;
+                }
+                self.at += 8;
+            }
+            match self.peek()? {
+                b'"' => break,
+                b'\\' => self.at += canonical_escape(self.text.get(self.at + 1..)?)?,
+                byte if byte < 0x20 => return None,
+                _ => self.at += 1,
+            }
+        }
+        let raw = &self.text[start..self.at];
+        self.at += 1;
+        Some(raw)
+    }
+
+    fn opt_string(&mut self) -> Out<Option<&'a [u8]>> {
+        if self.next_is(b"null") {
+            return Some(None);
+        }
+        self.string().map(Some)
+    }
+
+    /// An integer as orjson writes one: `-?(0|[1-9][0-9]*)`, within 64 bits.
+    fn int(&mut self) -> Out<i64> {
+        let negative = self.next_is(b"-");
+        let rest = self.text.get(self.at..)?;
+        let digits = rest.iter().take(20).take_while(|byte| byte.is_ascii_digit()).count();
+        if digits == 0 || digits > 19 || (digits > 1 && rest[0] == b'0') {
+            return None; // 19 digits always fit a u64; 20 are past 64 bits
+        }
+        let magnitude = rest[..digits].iter().fold(0u64, |value, digit| value * 10 + u64::from(digit - b'0'));
+        self.at += digits;
+        if negative {
+            (magnitude != 0).then_some(())?; // orjson writes no `-0`
+            0i64.checked_sub_unsigned(magnitude)
+        } else {
+            i64::try_from(magnitude).ok()
+        }
+    }
+
+    /// `[a,b,c]` of three integers: a stamp or a connect key.
+    fn key(&mut self) -> Out<Key> {
+        self.eat(b"[")?;
+        let first = self.int()?;
+        self.eat(b",")?;
+        let second = self.int()?;
+        self.eat(b",")?;
+        let third = self.int()?;
+        self.eat(b"]")?;
+        Some((first, second, third))
+    }
+
+    /// `[item,…]` with at least one item (`to_bytes` leaves an empty fact out).
+    fn items(&mut self, mut item: impl FnMut(&mut Self) -> Out) -> Out {
+        self.eat(b"[")?;
+        loop {
+            item(self)?;
+            if !self.next_is(b",") {
+                break;
+            }
+        }
+        self.eat(b"]")
+    }
+
+    /// A record ref as views and choices store it, `[system,type,id]`, of the values `RecordRef` accepts.
+    fn record(&mut self) -> Out {
+        self.eat(b"[")?;
+        let system = self.string()?;
+        self.eat(b",")?;
+        let kind = self.string()?;
+        self.eat(b",")?;
+        let id = self.string()?;
+        self.eat(b"]")?;
+        valid_ref(system, kind, id)
+    }
+
+    /// A record ref as the connect data stores it, `{"system":…,"type":…,"id":…}`: (system, type).
+    fn record_object(&mut self) -> Out<(&'a [u8], &'a [u8])> {
+        self.eat(b"{\"system\":")?;
+        let system = self.string()?;
+        self.eat(b",\"type\":")?;
+        let kind = self.string()?;
+        self.eat(b",\"id\":")?;
+        let id = self.string()?;
+        self.eat(b"}")?;
+        valid_ref(system, kind, id)?;
+        Some((system, kind))
+    }
+
+    /// `ConnectedData`'s `_model_out` as `to_bytes` writes it, of values `ConnectedData.model_validate` takes as
+    /// they are (anything it would refuse, and `from_bytes` then cut, goes to the Python).
+    fn connect_data(&mut self, known: &Known) -> Out {
+        self.eat(b"{")?;
+        let mut next = 0;
+        loop {
+            let key = self.string()?;
+            self.eat(b":")?;
+            let index = next + CONNECT_FIELDS[next..].iter().position(|field| field.as_bytes() == key)?;
+            if next < 2 && index != next {
+                return None; // media and direction are required
+            }
+            next = index + 1;
+            match index {
+                0 => {
+                    let media = self.string()?;
+                    known.media_values.iter().find(|(value, _, _)| value.as_bytes() == media)?;
+                }
+                1 => {
+                    let direction = self.string()?;
+                    (direction == b"inbound" || direction == b"outbound").then_some(())?;
+                }
+                2 | 3 => bounded(self.string()?)?,
+                4 => self.customer()?,
+                _ => {
+                    let (system, kind) = self.record_object()?;
+                    let name = match (ascii(system), ascii(kind)) {
+                        (Some(system), Some(kind)) => is_name_type(known, system, kind)?,
+                        _ => is_name_type(known, &unescape(system)?, &unescape(kind)?)?,
+                    };
+                    (name == (index == 5)).then_some(())?; // a Name ref in name, any other in related_to
+                }
+            }
+            if !self.next_is(b",") {
+                break;
+            }
+        }
+        (next >= 2).then_some(())?;
+        self.eat(b"}")
+    }
+
+    fn customer(&mut self) -> Out {
+        self.eat(b"{")?;
+        if self.next_is(b"}") {
+            return Some(());
+        }
+        let mut next = 0;
+        loop {
+            let key = self.string()?;
+            self.eat(b":")?;
+            next += CUSTOMER_FIELDS.get(next..)?.iter().position(|field| field.as_bytes() == key)? + 1;
+            bounded(self.string()?)?;
+            if !self.next_is(b",") {
+                break;
+            }
+        }
+        self.eat(b"}")
+    }
+}
+
+fn bounded(raw: &[u8]) -> Out {
+    (chars(raw) <= MAX_FIELD_CHARS).then_some(())
+}
+
+/// What `RecordRef(system=…, type=…, id=…)` accepts: a known system, a type of 1 to 80 characters, an id of 1
+/// to 255.
+fn valid_ref(system: &[u8], kind: &[u8], id: &[u8]) -> Out {
+    let kind_chars = chars(kind);
+    let id_chars = chars(id);
+    (SYSTEMS.contains(&system)
+        && (1..=MAX_TYPE_CHARS).contains(&kind_chars)
+        && (1..=MAX_FIELD_CHARS).contains(&id_chars))
+    .then_some(())
+}
+
+/// One stored transition: `[time_us, sequence, arrival, kind]`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Transition {
+    time_us: i64,
+    sequence: i64,
+    arrival: i64,
+    kind: u8,
+}
+
+/// One stored attribute `[key, stamp, value]`: its escaped key, its stamp and the whole entry.
+struct Attribute<'a> {
+    key: &'a [u8],
+    stamp: Key,
+    span: Span,
+}
+
+/// A stamped fact (`c`, `n`, `s`, `nm`, `rt`, `u`): its stamp (the connect key for `c`) and its whole value.
+type Stamped = Option<(Key, Span)>;
+
+/// The stored document, read.
+struct Document<'a> {
+    text: &'a [u8],
+    interaction_id: &'a [u8],
+    version: i64,
+    last_event_us: i64,
+    /// The applied ids' escaped text.
+    applied_ids: Vec<Span>,
+    /// Where the applied ids' array ends (`]` included).
+    ids_end: usize,
+    finalized: bool,
+    edit_deadline_us: Option<i64>,
+    transitions: Vec<Transition>,
+    transitions_span: Option<Span>,
+    connect: Stamped,
+    /// Each view `[stamp, ref]`: its stamp and its bytes.
+    views: Vec<(Key, Span)>,
+    notes: Stamped,
+    subject: Stamped,
+    name_choice: Stamped,
+    related_choice: Stamped,
+    wrapup: Stamped,
+    attributes: Vec<Attribute<'a>>,
+}
+
+impl<'a> Document<'a> {
+    /// `InteractionLog.from_bytes(text)` would give a log whose `to_bytes()` is `text`: the document, read.
+    fn read(known: &Known, text: &'a [u8]) -> Out<Document<'a>> {
+        std::str::from_utf8(text).ok()?;
+        let mut scan = Scan { text, at: 0 };
+        scan.eat(b"{\"k\":\"log\",\"i\":")?;
+        let interaction_id = scan.string()?;
+        scan.eat(b",\"v\":")?;
+        let version = scan.int()?;
+        scan.eat(b",\"g\":")?;
+        let trigger = scan.string()?;
+        TRIGGERS.contains(&trigger).then_some(())?;
+        scan.eat(b",\"l\":")?;
+        let last_event_us = scan.int()?;
+        scan.eat(b",\"a\":[")?;
+        let mut applied_ids = Vec::new();
+        if !scan.next_is(b"]") {
+            loop {
+                let start = scan.at + 1;
+                let raw = scan.string()?;
+                applied_ids.push((start, start + raw.len()));
+                if !scan.next_is(b",") {
+                    break;
+                }
+            }
+            scan.eat(b"]")?;
+        }
+        let mut document = Document {
+            text,
+            interaction_id,
+            version,
+            last_event_us,
+            applied_ids,
+            ids_end: scan.at,
+            finalized: false,
+            edit_deadline_us: None,
+            transitions: Vec::new(),
+            transitions_span: None,
+            connect: None,
+            views: Vec::new(),
+            notes: None,
+            subject: None,
+            name_choice: None,
+            related_choice: None,
+            wrapup: None,
+            attributes: Vec::new(),
+        };
+        if scan.next_is(b",\"f\":") {
+            (scan.int()? == 1).then_some(())?;
+            document.finalized = true;
+        }
+        if scan.next_is(b",\"e\":") {
+            document.edit_deadline_us = Some(scan.int()?);
+        }
+        if scan.next_is(b",\"t\":") {
+            let start = scan.at;
+            let transitions = &mut document.transitions;
+            scan.items(|scan| {
+                scan.eat(b"[")?;
+                let time_us = scan.int()?;
+                scan.eat(b",")?;
+                let sequence = scan.int()?;
+                scan.eat(b",")?;
+                let arrival = scan.int()?;
+                scan.eat(b",")?;
+                let kind = match scan.string()? {
+                    b"C" => b'C',
+                    b"H" => b'H',
+                    b"R" => b'R',
+                    b"D" => b'D',
+                    _ => return None,
+                };
+                scan.eat(b"]")?;
+                transitions.push(Transition { time_us, sequence, arrival, kind });
+                Some(())
+            })?;
+            document.transitions_span = Some((start, scan.at));
+        }
+        if scan.next_is(b",\"c\":") {
+            let start = scan.at;
+            scan.eat(b"[")?;
+            let key = scan.key()?;
+            scan.eat(b",")?;
+            scan.connect_data(known)?;
+            scan.eat(b"]")?;
+            document.connect = Some((key, (start, scan.at)));
+        }
+        if scan.next_is(b",\"w\":") {
+            let views = &mut document.views;
+            scan.items(|scan| {
+                let start = scan.at;
+                scan.eat(b"[")?;
+                let stamp = scan.key()?;
+                scan.eat(b",")?;
+                scan.record()?;
+                scan.eat(b"]")?;
+                views.push((stamp, (start, scan.at)));
+                Some(())
+            })?;
+        }
+        for (name, slot) in [(b",\"n\":".as_slice(), &mut document.notes), (b",\"s\":", &mut document.subject)] {
+            if scan.next_is(name) {
+                let start = scan.at;
+                scan.eat(b"[")?;
+                let stamp = scan.key()?;
+                scan.eat(b",")?;
+                scan.opt_string()?;
+                scan.eat(b"]")?;
+                *slot = Some((stamp, (start, scan.at)));
+            }
+        }
+        for (name, slot) in
+            [(b",\"nm\":".as_slice(), &mut document.name_choice), (b",\"rt\":", &mut document.related_choice)]
+        {
+            if scan.next_is(name) {
+                let start = scan.at;
+                scan.eat(b"[")?;
+                let stamp = scan.key()?;
+                scan.eat(b",")?;
+                if !scan.next_is(b"null") {
+                    scan.record()?;
+                }
+                scan.eat(b"]")?;
+                *slot = Some((stamp, (start, scan.at)));
+            }
+        }
+        if scan.next_is(b",\"u\":") {
+            let start = scan.at;
+            scan.eat(b"[")?;
+            let stamp = scan.key()?;
+            scan.eat(b",")?;
+            scan.string()?;
+            scan.eat(b",")?;
+            scan.opt_string()?;
+            scan.eat(b"]")?;
+            document.wrapup = Some((stamp, (start, scan.at)));
+        }
+        if scan.next_is(b",\"at\":") {
+            let attributes = &mut document.attributes;
+            scan.items(|scan| {
+                let start = scan.at;
+                scan.eat(b"[")?;
+                let key = scan.string()?;
+                scan.eat(b",")?;
+                let stamp = scan.key()?;
+                scan.eat(b",")?;
+                scan.string()?;
+                scan.eat(b"]")?;
+                attributes.push(Attribute { key, stamp, span: (start, scan.at) });
+                Some(())
+            })?;
+        }
+        scan.eat(b"}")?;
+        (scan.at == text.len()).then_some(document)
+    }
+
+    fn bytes(&self, span: Span) -> &'a [u8] {
+        &self.text[span.0..span.1]
+    }
+}
+
+/// `disconnected_us(transitions)` (`worker/core/snapshot.py`): the first disconnect of the walk.
+fn disconnected_us(transitions: &[Transition]) -> Option<i64> {
+    let steps = transitions
+        .iter()
+        .map(|transition| snapshot::Step {
+            time_us: transition.time_us,
+            sequence: transition.sequence,
+            arrival: transition.arrival,
+            kind: match transition.kind {
+                b'C' => snapshot::Kind::Connected,
+                b'H' => snapshot::Kind::Held,
+                b'R' => snapshot::Kind::Resumed,
+                _ => snapshot::Kind::Disconnected,
+            },
+        })
+        .collect();
+    walk_steps(steps).disconnected_us
+}
+
+fn write_raw(out: &mut Vec<u8>, raw: &[u8]) {
+    out.push(b'"');
+    out.extend_from_slice(raw);
+    out.push(b'"');
+}
+
+fn write_key(out: &mut Vec<u8>, key: Key) {
+    out.push(b'[');
+    write_int(out, key.0);
+    out.push(b',');
+    write_int(out, key.1);
+    out.push(b',');
+    write_int(out, key.2);
+    out.push(b']');
+}
+
+/// An exact `str` as `json::write_str` writes it.
+fn write_py_text(out: &mut Vec<u8>, value: &Bound<'_, PyAny>) -> Step<()> {
+    if !value.is_exact_instance_of::<PyString>() {
+        return Err(Leave);
+    }
+    snapshot::write_text(out, value.downcast::<PyString>().map_err(|_| Leave)?.to_str()?);
+    Ok(())
+}
+
+/// An exact `str`, or `null` for `None`.
+fn write_opt_py_text(out: &mut Vec<u8>, value: &Bound<'_, PyAny>) -> Step<()> {
+    if value.is_none() {
+        out.extend_from_slice(b"null");
+        return Ok(());
+    }
+    write_py_text(out, value)
+}
+
+/// A stamped fact as `to_bytes` writes it: `,"name":` and its value, written anew or copied.
+enum Fact<'a> {
+    Unset,
+    Stored(&'a [u8]),
+    New(Vec<u8>),
+}
+
+fn write_fact(out: &mut Vec<u8>, name: &[u8], fact: &Fact<'_>) {
+    let value = match fact {
+        Fact::Unset => return,
+        Fact::Stored(bytes) => *bytes,
+        Fact::New(bytes) => bytes.as_slice(),
+    };
+    out.extend_from_slice(name);
+    out.extend_from_slice(value);
+}
+
+/// A stamped fact of the stored document, copied as it stands.
+fn stored_fact<'a>(document: Option<&Document<'a>>, fact: impl Fn(&Document<'a>) -> Stamped) -> Fact<'a> {
+    match document.and_then(|document| fact(document).map(|(_, span)| document.bytes(span))) {
+        Some(bytes) => Fact::Stored(bytes),
+        None => Fact::Unset,
+    }
+}
+
+/// What `fold_document` gives: a duplicate, or the new document, its version, trigger and edit deadline.
+enum Folded {
+    Duplicate,
+    Accepted(Vec<u8>, i64, &'static str, Option<i64>),
+}
+
+/// `trigger_for(event.type, after_end).value`; a new log's trigger is `created`.
+fn trigger_value(fresh: bool, kind: Kind, after_end: bool) -> &'static str {
+    if fresh {
+        "created"
+    } else if kind == Kind::LogOpened {
+        "opened"
+    } else if kind.transition().is_some() && !after_end {
+        "state_changed"
+    } else {
+        "updated"
+    }
+}
+
+static LAYOUT: GILOnceCell<bool> = GILOnceCell::new();
+
+/// Whether the models' fields are the ones this writes and checks, in the same order (read once).
+fn layout_known(py: Python<'_>, known: &Known) -> bool {
+    *LAYOUT.get_or_init(py, || known.connect_fields == CONNECT_FIELDS && known.customer_fields == CUSTOMER_FIELDS)
+}
+
+/// The event as the rules read it: its kind, id, time and stamp.
+struct Incoming<'a, 'py> {
+    event: &'a Bound<'py, PyAny>,
+    kind: Kind,
+    /// The id as `json::write_str` writes it, quotes included.
+    id_json: Vec<u8>,
+    time_us: i64,
+    sequence: i64,
+    /// The stamp `(sequence or -1, time_us, arrival)`.
+    key: Key,
+    /// The stamp as written.
+    stamp_json: Vec<u8>,
+}
+
+impl<'py> Incoming<'_, 'py> {
+    fn data(&self) -> Step<Bound<'py, PyAny>> {
+        Ok(self.event.getattr(pyo3::intern!(self.event.py(), "data"))?)
+    }
+
+    /// `[stamp,` and then what `value` writes, and `]`.
+    fn stamped(&self, value: impl FnOnce(&mut Vec<u8>) -> Step<()>) -> Step<Fact<'static>> {
+        let mut fact = Vec::with_capacity(64);
+        fact.push(b'[');
+        fact.extend_from_slice(&self.stamp_json);
+        fact.push(b',');
+        value(&mut fact)?;
+        fact.push(b']');
+        Ok(Fact::New(fact))
+    }
+}
+
+/// The new document's facts: each the stored one unless the event changes it.
+struct Facts<'a> {
+    edit_deadline_us: Option<i64>,
+    /// All the transitions when the event adds one.
+    transitions: Option<Vec<Transition>>,
+    connect: Fact<'a>,
+    /// The views as written, when the event adds one.
+    views: Option<Vec<u8>>,
+    notes: Fact<'a>,
+    subject: Fact<'a>,
+    name_choice: Fact<'a>,
+    related_choice: Fact<'a>,
+    wrapup: Fact<'a>,
+    /// The attributes as written, when the event has some.
+    attributes: Option<Vec<u8>>,
+}
+
+impl<'a> Facts<'a> {
+    fn stored(log: Option<&Document<'a>>) -> Self {
+        Facts {
+            edit_deadline_us: log.and_then(|log| log.edit_deadline_us),
+            transitions: None,
+            connect: stored_fact(log, |log| log.connect),
+            views: None,
+            notes: stored_fact(log, |log| log.notes),
+            subject: stored_fact(log, |log| log.subject),
+            name_choice: stored_fact(log, |log| log.name_choice),
+            related_choice: stored_fact(log, |log| log.related_choice),
+            wrapup: stored_fact(log, |log| log.wrapup),
+            attributes: None,
+        }
+    }
+}
+
+/// The event's time and stamp (`fold.rs`'s readers: the same `to_us`, the same 64-bit bounds).
+fn incoming<'a, 'py>(
+    folding: &Folding<'_, 'py>,
+    event: &'a Bound<'py, PyAny>,
+    kind: Kind,
+    id_json: Vec<u8>,
+    arrival: Option<i64>,
+) -> Step<Incoming<'a, 'py>> {
+    let py = folding.py;
+    let time_us = folding.to_us(&event.getattr(pyo3::intern!(py, "time"))?)?;
+    let sequence_value = event.getattr(pyo3::intern!(py, "sequence"))?;
+    let sequence = if sequence_value.is_none() { -1 } else { folding.i64_of(&sequence_value)? };
+    let key = (sequence, time_us, some(arrival)?);
+    let mut stamp_json = Vec::with_capacity(48);
+    write_key(&mut stamp_json, key);
+    Ok(Incoming { event, kind, id_json, time_us, sequence, key, stamp_json })
+}
+
+/// `fold_document`'s answer, or `Leave`: the Python folds this one.
+fn fold_of(
+    py: Python<'_>,
+    known: &Known,
+    document: Option<&[u8]>,
+    event: &Bound<'_, PyAny>,
+    edit_window_s: &Bound<'_, PyAny>,
+    applied_ids_kept: &Bound<'_, PyAny>,
+) -> Step<Folded> {
+    let names = some(NAMES.get(py))?;
+    let folding = Folding { py, names };
+    let event_class = event.get_type();
+    let kind = some(names.events.iter().find(|(class, _)| class.bind(py).is(&event_class)).map(|(_, kind)| *kind))?;
+    let stored = match document {
+        None => None,
+        Some(text) => Some(some(Document::read(known, text))?),
+    };
+    let log = stored.as_ref();
+    if log.is_some_and(|log| log.finalized) {
+        return Err(Leave); // duplicate or window_closed: the Python words it
+    }
+    let mut id_json = Vec::with_capacity(64);
+    let event_id = event.getattr(pyo3::intern!(py, "id"))?;
+    write_str(&mut id_json, event_id.downcast::<PyString>().map_err(|_| Leave)?.to_str()?);
+    if let Some(log) = log {
+        let id = &id_json[1..id_json.len() - 1];
+        if log.applied_ids.iter().any(|&span| log.bytes(span) == id) {
+            return Ok(Folded::Duplicate);
+        }
+    }
+    let arrival = log.map_or(Some(1), |log| log.version.checked_add(1));
+    let event = incoming(&folding, event, kind, id_json, arrival)?;
+    if log.and_then(|log| log.edit_deadline_us).is_some_and(|deadline_us| event.time_us > deadline_us) {
+        return Err(Leave); // late_edit
+    }
+    let window_us = folding.window_us(edit_window_s)?;
+    let no_transitions = Vec::new();
+    let transitions = log.map_or(&no_transitions, |log| &log.transitions);
+    let ended_us = if log.is_some() { disconnected_us(transitions) } else { None };
+    let after_end = ended_us.is_some_and(|ended| event.time_us > ended || kind == Kind::Disconnected);
+    let trigger = trigger_value(log.is_none(), kind, after_end);
+
+    let mut facts = Facts::stored(log);
+    match kind {
+        Kind::Connected | Kind::Held | Kind::Resumed | Kind::Disconnected => {
+            fold_transition(py, &mut facts, log, transitions, &event, window_us)?;
+        }
+        Kind::LogUpdated => fold_update(&folding, &mut facts, log, &event)?,
+        Kind::RecordViewed => {
+            let after =
+                ended_us.is_some_and(|ended| event.time_us >= ended) && transitions.iter().any(|t| t.sequence < 0);
+            if !after {
+                facts.views = Some(fold_view(py, log, &event, names.views_kept)?);
+            }
+        }
+        Kind::LogOpened => {}
+        Kind::Wrapup => {
+            if log.and_then(|log| log.wrapup).is_none_or(|(stored_key, _)| event.key >= stored_key) {
+                let data = event.data()?;
+                facts.wrapup = event.stamped(|fact| {
+                    write_py_text(fact, &data.getattr(pyo3::intern!(py, "code"))?)?;
+                    fact.push(b',');
+                    write_opt_py_text(fact, &data.getattr(pyo3::intern!(py, "note"))?)
+                })?;
+            }
+        }
+        Kind::Attributes => {
+            let sent = event.data()?.getattr(pyo3::intern!(py, "attributes"))?;
+            if !sent.is_exact_instance_of::<PyDict>() {
+                return Err(Leave);
+            }
+            let sent = sent.downcast_into::<PyDict>().map_err(|_| Leave)?;
+            facts.attributes = Some(merge_attributes(log, &sent, &event, names.max_attributes)?);
+        }
+    }
+
+    if !(applied_ids_kept.is_exact_instance_of::<PyInt>() || applied_ids_kept.is_exact_instance_of::<PyBool>()) {
+        return Err(Leave);
+    }
+    let kept: i64 = applied_ids_kept.extract()?;
+    let mut out = Vec::with_capacity(document.map_or(256, |text| text.len() + 256));
+    out.extend_from_slice(b"{\"k\":\"log\",\"i\":");
+    match log {
+        Some(log) => write_raw(&mut out, log.interaction_id),
+        None => write_py_text(&mut out, &event.event.getattr(pyo3::intern!(py, "subject"))?)?,
+    }
+    out.extend_from_slice(b",\"v\":");
+    write_int(&mut out, event.key.2);
+    out.extend_from_slice(b",\"g\":\"");
+    out.extend_from_slice(trigger.as_bytes());
+    out.extend_from_slice(b"\",\"l\":");
+    write_int(&mut out, log.map_or(0, |log| log.last_event_us).max(event.time_us));
+    out.extend_from_slice(b",\"a\":[");
+    if let Some(log) = log {
+        write_kept_ids(&mut out, log, kept);
+    }
+    out.extend_from_slice(&event.id_json);
+    out.push(b']');
+    write_facts(&mut out, log, &facts);
+    Ok(Folded::Accepted(out, event.key.2, trigger, facts.edit_deadline_us))
+}
+
+/// `log.applied_ids[-(kept - 1):] if kept > 1 else ()`, each followed by a comma: the ids as they stand, from
+/// the first one's opening quote to the last one's closing quote.
+fn write_kept_ids(out: &mut Vec<u8>, log: &Document<'_>, kept: i64) {
+    let ids = &log.applied_ids;
+    if kept <= 1 || ids.is_empty() {
+        return;
+    }
+    let start = ids.len().saturating_sub(usize::try_from(kept - 1).unwrap_or(usize::MAX));
+    out.extend_from_slice(&log.text[ids[start].0 - 1..ids[ids.len() - 1].1 + 1]);
+    out.push(b',');
+}
+
+/// `_transition`: a transition not seen yet (by time, sequence and kind) is added in order; the deadline
+/// follows the walk's first disconnect; the earliest `connected` supplies the connect data.
+fn fold_transition<'a>(
+    py: Python<'_>,
+    facts: &mut Facts<'a>,
+    log: Option<&Document<'a>>,
+    transitions: &[Transition],
+    event: &Incoming<'_, '_>,
+    window_us: i64,
+) -> Step<()> {
+    let (time_us, sequence, arrival) = (event.time_us, event.sequence, event.key.2);
+    let letter = some(event.kind.transition())?;
+    if transitions.iter().any(|t| t.time_us == time_us && t.sequence == sequence && t.kind == letter) {
+        return Ok(());
+    }
+    let mut all = Vec::with_capacity(transitions.len() + 1);
+    all.extend_from_slice(transitions);
+    all.push(Transition { time_us, sequence, arrival, kind: letter });
+    all.sort(); // stable, as `sorted`
+    if letter == b'D' || facts.edit_deadline_us.is_some() {
+        facts.edit_deadline_us = match disconnected_us(&all) {
+            None => None,
+            Some(ended) => Some(some(ended.checked_add(window_us))?),
+        };
+    }
+    let connect_key = (time_us, sequence, arrival);
+    if letter == b'C' && log.and_then(|log| log.connect).is_none_or(|(stored_key, _)| connect_key < stored_key) {
+        let mut fact = Vec::with_capacity(256);
+        fact.push(b'[');
+        write_key(&mut fact, connect_key);
+        fact.push(b',');
+        some(write_model(py, &mut fact, &event.data()?, 0))?;
+        fact.push(b']');
+        facts.connect = Fact::New(fact);
+    }
+    facts.transitions = Some(all);
+    Ok(())
+}
+
+/// `_log_updated`: each field sent (`model_fields_set`; the fast path's struct: notes and subject when not
+/// `UNSET`) replaces the stored choice when its stamp is later.
+fn fold_update<'a>(
+    folding: &Folding<'_, '_>,
+    facts: &mut Facts<'a>,
+    log: Option<&Document<'a>>,
+    event: &Incoming<'_, '_>,
+) -> Step<()> {
+    let py = folding.py;
+    let data = event.data()?;
+    let fast = data.get_type().is(folding.names.fast_update.bind(py));
+    let sent = if fast { None } else { Some(data.getattr(pyo3::intern!(py, "model_fields_set"))?) };
+    let slots: [(&Bound<'_, PyString>, bool, &mut Fact<'a>, Stamped); 4] = [
+        (pyo3::intern!(py, "notes"), false, &mut facts.notes, log.and_then(|log| log.notes)),
+        (pyo3::intern!(py, "subject"), false, &mut facts.subject, log.and_then(|log| log.subject)),
+        (pyo3::intern!(py, "name"), true, &mut facts.name_choice, log.and_then(|log| log.name_choice)),
+        (pyo3::intern!(py, "related_to"), true, &mut facts.related_choice, log.and_then(|log| log.related_choice)),
+    ];
+    for (field, is_ref, slot, current) in slots {
+        let value = match &sent {
+            None if is_ref => continue,
+            None => data.getattr(field)?,
+            Some(sent) if sent.contains(field)? => data.getattr(field)?,
+            Some(_) => continue,
+        };
+        if fast && value.is(folding.names.unset.bind(py)) {
+            continue;
+        }
+        if current.is_none_or(|(stored_key, _)| event.key > stored_key) {
+            *slot = event.stamped(|fact| {
+                if is_ref {
+                    some(write_ref(py, fact, &value))
+                } else {
+                    write_opt_py_text(fact, &value)
+                }
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `_record_viewed`'s insort: the view after the stored ones of an equal or earlier stamp, the newest
+/// `VIEWS_KEPT` kept; the views as written.
+fn fold_view(py: Python<'_>, log: Option<&Document<'_>>, event: &Incoming<'_, '_>, views_kept: usize) -> Step<Vec<u8>> {
+    let stored_views = log.map_or(&[][..], |log| log.views.as_slice());
+    // bisect_right on the stamps, step for step as `bisect` takes them
+    let (mut at, mut high) = (0, stored_views.len());
+    while at < high {
+        let middle = (at + high) / 2;
+        if event.key < stored_views[middle].0 {
+            high = middle;
+        } else {
+            at = middle + 1;
+        }
+    }
+    let record = event.data()?.getattr(pyo3::intern!(py, "record"))?;
+    if record.is_none() {
+        return Err(Leave);
+    }
+    let Fact::New(view) = event.stamped(|view| some(write_ref(py, view, &record)))? else {
+        return Err(Leave);
+    };
+    let count = stored_views.len() + 1;
+    let start = count.saturating_sub(views_kept);
+    let mut written = Vec::with_capacity(view.len() * (count - start) + 2);
+    written.push(b'[');
+    for index in start..count {
+        if index > start {
+            written.push(b',');
+        }
+        match index.cmp(&at) {
+            Ordering::Less => written.extend_from_slice(some(log)?.bytes(stored_views[index].1)),
+            Ordering::Equal => written.extend_from_slice(&view),
+            Ordering::Greater => written.extend_from_slice(some(log)?.bytes(stored_views[index - 1].1)),
+        }
+    }
+    written.push(b']');
+    Ok(written)
+}
+
+/// The facts after the applied ids, in `to_bytes`' order: `e t c w n s nm rt u at`.
+fn write_facts(out: &mut Vec<u8>, log: Option<&Document<'_>>, facts: &Facts<'_>) {
+    if let Some(deadline_us) = facts.edit_deadline_us {
+        out.extend_from_slice(b",\"e\":");
+        write_int(out, deadline_us);
+    }
+    if let Some(all) = &facts.transitions {
+        out.extend_from_slice(b",\"t\":[");
+        for (index, transition) in all.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            write_int(out, transition.time_us);
+            out.push(b',');
+            write_int(out, transition.sequence);
+            out.push(b',');
+            write_int(out, transition.arrival);
+            out.extend_from_slice(b",\"");
+            out.push(transition.kind);
+            out.extend_from_slice(b"\"]");
+        }
+        out.push(b']');
+    } else if let Some(span) = log.and_then(|log| log.transitions_span.map(|span| log.bytes(span))) {
+        out.extend_from_slice(b",\"t\":");
+        out.extend_from_slice(span);
+    }
+    write_fact(out, b",\"c\":", &facts.connect);
+    let stored_views = log.and_then(|log| {
+        let (first, last) = (log.views.first()?.1, log.views.last()?.1);
+        Some(&log.text[first.0 - 1..last.1 + 1]) // with the array's brackets
+    });
+    if let Some(views) = facts.views.as_deref().or(stored_views) {
+        out.extend_from_slice(b",\"w\":");
+        out.extend_from_slice(views);
+    }
+    write_fact(out, b",\"n\":", &facts.notes);
+    write_fact(out, b",\"s\":", &facts.subject);
+    write_fact(out, b",\"nm\":", &facts.name_choice);
+    write_fact(out, b",\"rt\":", &facts.related_choice);
+    write_fact(out, b",\"u\":", &facts.wrapup);
+    let stored_attributes = log.and_then(|log| {
+        let (first, last) = (log.attributes.first()?.span, log.attributes.last()?.span);
+        Some(&log.text[first.0 - 1..last.1 + 1])
+    });
+    if let Some(attributes) = facts.attributes.as_deref().or(stored_attributes) {
+        out.extend_from_slice(b",\"at\":");
+        out.extend_from_slice(attributes);
+    }
+    out.push(b'}');
+}
+
+/// `_attributes` with `too_many_attributes` of an open log: the stored attributes (sorted by key, each once)
+/// merged with the event's, a key taking the event's value when the event's stamp is later, written sorted.
+fn merge_attributes(
+    log: Option<&Document<'_>>,
+    sent: &Bound<'_, PyDict>,
+    event: &Incoming<'_, '_>,
+    max_attributes: usize,
+) -> Step<Vec<u8>> {
+    // (the key's text, the entry as written)
+    let mut incoming: Vec<(String, Vec<u8>)> = Vec::with_capacity(sent.len());
+    for (name, value) in sent.iter() {
+        if !name.is_exact_instance_of::<PyString>() {
+            return Err(Leave);
+        }
+        let text = name.downcast::<PyString>().map_err(|_| Leave)?.to_str()?.to_owned();
+        let mut entry = Vec::with_capacity(text.len() + 48);
+        entry.push(b'[');
+        snapshot::write_text(&mut entry, &text);
+        entry.push(b',');
+        entry.extend_from_slice(&event.stamp_json);
+        entry.push(b',');
+        write_py_text(&mut entry, &value)?;
+        entry.push(b']');
+        incoming.push((text, entry));
+    }
+    incoming.sort_by(|left, right| left.0.as_bytes().cmp(right.0.as_bytes())); // a dict's keys are distinct
+    let stored_attributes = log.map_or(&[][..], |log| log.attributes.as_slice());
+    let mut stored_keys: Vec<Cow<'_, [u8]>> = Vec::with_capacity(stored_attributes.len());
+    for attribute in stored_attributes {
+        let text = some(text_bytes(attribute.key))?;
+        if stored_keys.last().is_some_and(|before| before.as_ref() >= text.as_ref()) {
+            return Err(Leave); // not sorted, or a key twice: not what the fold stores
+        }
+        stored_keys.push(text);
+    }
+    let mut out = Vec::with_capacity(stored_attributes.iter().map(|a| a.span.1 - a.span.0 + 1).sum::<usize>() + 256);
+    out.push(b'[');
+    let (mut left, mut right, mut count) = (0, 0, 0);
+    while left < stored_attributes.len() || right < incoming.len() {
+        if count > 0 {
+            out.push(b',');
+        }
+        count += 1;
+        let order = match (stored_keys.get(left), incoming.get(right)) {
+            (Some(stored), Some((text, _))) => stored.as_ref().cmp(text.as_bytes()),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        match order {
+            Ordering::Less => {
+                out.extend_from_slice(some(log)?.bytes(stored_attributes[left].span));
+                left += 1;
+            }
+            Ordering::Greater => {
+                out.extend_from_slice(&incoming[right].1);
+                right += 1;
+            }
+            Ordering::Equal => {
+                if event.key > stored_attributes[left].stamp {
+                    out.extend_from_slice(&incoming[right].1);
+                } else {
+                    out.extend_from_slice(some(log)?.bytes(stored_attributes[left].span));
+                }
+                left += 1;
+                right += 1;
+            }
+        }
+    }
+    if log.is_some() && count > max_attributes {
+        return Err(Leave); // too_large: the Python words it
+    }
+    out.push(b']');
+    Ok(out)
+}
+
+/// `fold(InteractionLog.from_bytes(document) if document is not None else None, event, …)` of
+/// `worker/core/fold.py` on the stored document: `(new document, version, trigger, edit deadline)` for an
+/// accepted event, True for a duplicate, or None: the caller folds this one (every rejection among them).
+#[pyfunction]
+fn fold_document<'py>(
+    py: Python<'py>,
+    document: &Bound<'py, PyAny>,
+    event: &Bound<'py, PyAny>,
+    edit_window_s: &Bound<'py, PyAny>,
+    applied_ids_kept: &Bound<'py, PyAny>,
+) -> Option<Bound<'py, PyAny>> {
+    let known = known(py)?;
+    if !layout_known(py, known) {
+        return None;
+    }
+    let text = if document.is_none() { None } else { Some(document.downcast::<PyBytes>().ok()?.as_bytes()) };
+    crate::guarded(|| match fold_of(py, known, text, event, edit_window_s, applied_ids_kept).ok()? {
+        Folded::Duplicate => Some(PyBool::new(py, true).to_owned().into_any()),
+        Folded::Accepted(out, version, trigger, deadline_us) => {
+            let items = (PyBytes::new(py, &out), version, trigger, deadline_us);
+            Some(items.into_pyobject(py).ok()?.into_any())
+        }
+    })
+}
+
+/// `finalize(InteractionLog.from_bytes(document)).to_bytes()` and the log's applied ids, or None: the caller
+/// finalizes this one (a finalized log among them).
+#[pyfunction]
+fn finalize_document<'py>(py: Python<'py>, document: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    let known = known(py)?;
+    if !layout_known(py, known) {
+        return None;
+    }
+    let text = document.downcast::<PyBytes>().ok()?.as_bytes();
+    crate::guarded(|| {
+        let log = Document::read(known, text)?;
+        if log.finalized {
+            return None;
+        }
+        let version = log.version.checked_add(1)?;
+        let mut out = Vec::with_capacity(text.len() + 32);
+        out.extend_from_slice(b"{\"k\":\"log\",\"i\":");
+        write_raw(&mut out, log.interaction_id);
+        out.extend_from_slice(b",\"v\":");
+        write_int(&mut out, version);
+        out.extend_from_slice(b",\"g\":\"finalized\",\"l\":");
+        write_int(&mut out, log.last_event_us);
+        out.extend_from_slice(b",\"a\":[");
+        if let (Some(first), Some(last)) = (log.applied_ids.first(), log.applied_ids.last()) {
+            out.extend_from_slice(&text[first.0 - 1..last.1 + 1]);
+        }
+        out.extend_from_slice(b"],\"f\":1");
+        out.extend_from_slice(&text[log.ids_end..]);
+        let mut ids = Vec::with_capacity(log.applied_ids.len());
+        for &span in &log.applied_ids {
+            let raw = log.bytes(span);
+            ids.push(if raw.contains(&b'\\') {
+                PyString::new(py, &unescape(raw)?)
+            } else {
+                PyString::new(py, std::str::from_utf8(raw).ok()?)
+            });
+        }
+        let ids = PyTuple::new(py, ids).ok()?;
+        Some((PyBytes::new(py, &out), ids).into_pyobject(py).ok()?.into_any())
+    })
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(fold_document, m)?)?;
+    m.add_function(wrap_pyfunction!(finalize_document, m)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(text: &[u8]) -> Scan<'_> {
+        Scan { text, at: 0 }
+    }
+
+    #[test]
+    fn characters_count_as_python_counts_them() {
+        assert_eq!(chars(b"abc"), 3);
+        assert_eq!(chars("é😀中".as_bytes()), 3);
+        assert_eq!(chars(br#"a\"b\\c\n\u001f"#), 7);
+        assert_eq!(chars(b""), 0);
+    }
+
+    #[test]
+    fn integers_are_read_only_as_orjson_writes_them() {
+        for (text, value) in [(&b"0"[..], 0), (b"-12", -12), (b"9223372036854775807", i64::MAX)] {
+            assert_eq!(scan(text).int(), Some(value));
+        }
+        assert_eq!(scan(b"-9223372036854775808").int(), Some(i64::MIN));
+        for text in [&b"01"[..], b"-0", b"9223372036854775808", b"12345678901234567890", b"-", b""] {
+            assert_eq!(scan(text).int(), None, "{}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn strings_take_only_the_escapes_orjson_writes() {
+        assert_eq!(scan(br#""a\"b\u001f""#).string(), Some(&br#"a\"b\u001f"#[..]));
+        for text in [&br#""\/""#[..], br#""\u0041""#, br#""\u001F""#, br#""\u000a""#, b"\"a\x01\"", b"\"open"] {
+            assert_eq!(scan(text).string(), None, "{}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn escaped_keys_order_as_their_text() {
+        let quote = text_bytes(br#"a\"b"#).unwrap();
+        let backslash = text_bytes(br"a\\b").unwrap();
+        let control = text_bytes(br"a\u0001").unwrap();
+        assert!(control < quote && quote < backslash);
+        assert!(text_bytes(b"a").unwrap().as_ref() < text_bytes("é".as_bytes()).unwrap().as_ref());
+    }
+}
