@@ -45,6 +45,7 @@ def plan(values: list[bytes], loaded: dict[str, Stored] | None = None) -> Any:
 
 @pytest.mark.parametrize(("ahead", "rejected"), [
     (timedelta(0), False), (timedelta(milliseconds=SKEW_MS), False),
+    (timedelta(milliseconds=SKEW_MS, microseconds=999), False),  # whole milliseconds ahead count, as `future_time`'s
     (timedelta(milliseconds=SKEW_MS + 1), True), (timedelta(days=365 * 73), True),
 ])
 def test_an_event_timed_more_than_the_skew_ahead_of_the_wall_clock_is_future_time(
