@@ -13,6 +13,7 @@ mod json;
 mod resp;
 mod snapshot;
 mod state;
+mod stored;
 mod time;
 
 /// Runs a compiled function's body; a panic (a bug here, never expected) becomes `None` like any input the
