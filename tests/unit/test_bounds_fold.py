@@ -97,6 +97,20 @@ def test_a_replay_judges_future_time_against_the_message_timestamp_not_its_own_w
     assert ({} if rejected else {0: T0 + ahead}) == result.max_event_time
 
 
+def test_a_replayed_batch_judges_each_event_against_its_own_message_timestamp() -> None:
+    """One batch of records whose timestamps lie hours apart: each event is judged against its own message's."""
+    hour, past_skew = timedelta(hours=1), timedelta(milliseconds=SKEW_MS + 1)
+    items = [(1, T0 + past_skew, NOW_MS), (2, T0 + 2 * hour, NOW_MS + 7_200_000),
+             (3, T0 + 2 * hour + past_skew, NOW_MS + 7_200_000), (4, T0 + hour, None)]
+    batch = [Record("events", 0, n, value, [], decode_event(value), stamp_ms)
+             for n, at, stamp_ms in items for value in [raw("log.opened", n, at, subject=f"c{n}")]]
+    result = plan_batch(batch, {}, edit_window_s=120, applied_ids_kept=256, ttl=TTL, now_ms=REPLAYED_MS,
+                        max_skew_ms=SKEW_MS, message_clock=True)
+    assert [(r.event_id, r.reason) for _, r in result.rejections] == [
+        ("c1-1", RejectReason.FUTURE_TIME), ("c3-3", RejectReason.FUTURE_TIME)]
+    assert sorted(s.interaction_id for _, s in result.snapshots) == ["c2", "c4"]
+
+
 def test_a_replayed_future_time_names_the_message_timestamp_it_was_judged_against() -> None:
     value = raw("log.opened", 1, T0 + timedelta(hours=1))
     result = plan_batch([Record("events", 0, 0, value, [], decode_event(value), NOW_MS)], {}, edit_window_s=120,

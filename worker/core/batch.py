@@ -210,7 +210,7 @@ def _plan(
     state_bytes = native.CORE.state_bytes if native.CORE is not None else _not_yet
     # each interaction's last event in the batch: a change made by it is encoded at once, while the new log's
     # objects are still in the CPU's caches (read after the whole batch, ~1,000 logs later, they are not)
-    skew_limit = _skew_limit(limits)
+    skew_limit = _skew_limit(records, limits)
     last = {record.item.subject: index for index, record in enumerate(records)
             if not isinstance(record.item, Rejection)}
     for index, record in enumerate(records):
@@ -310,18 +310,21 @@ def record_trace(record: Record) -> str | None:
     return header_trace(record.headers) if record.headers else None
 
 
-def _skew_limit(limits: _Limits) -> datetime:
-    """The earliest event time `_ahead_of_clock` looks at: past it against the wall clock (a datetime compares in
-    a fraction of what `future_time`'s arithmetic costs on every event), the first possible time with a replay's
-    Kafka timestamps (each record has its own), never without `max_skew_ms`."""
+def _skew_limit(records: Sequence[Record], limits: _Limits) -> datetime:
+    """The earliest event time `_ahead_of_clock` looks at (a datetime compares in a tenth of what `future_time`'s
+    arithmetic costs on every event); never without `max_skew_ms`. Against the wall clock it is exact; with a
+    replay's Kafka timestamps (each record judged against its own, or the wall clock without one) it is that of
+    the earliest clock in the batch, so no event `future_time` rejects is let through."""
     if limits.max_skew_ms is None:
         return _NEVER
+    clock_ms = limits.now_ms
     if limits.message_clock:
-        return _ALWAYS
-    # `future_time` rejects when `to_us(time) // 1000 - now_ms > max_skew_ms`: from this microsecond on
+        clock_ms = min((clock_ms if record.timestamp_ms is None else record.timestamp_ms for record in records),
+                       default=clock_ms)
+    # `future_time` rejects when `to_us(time) // 1000 - clock_ms > max_skew_ms`: from this microsecond on
     try:
-        return from_us((limits.now_ms + limits.max_skew_ms + 1) * 1000)
-    except OverflowError:  # a clock past the calendar: look at every event
+        return from_us((clock_ms + limits.max_skew_ms + 1) * 1000)
+    except (OverflowError, ValueError):  # a clock outside the calendar: look at every event
         return _ALWAYS
 
 
