@@ -12,9 +12,10 @@ import hypothesis.strategies
 from schemas.common import Trigger
 from schemas.decode import decode_event
 from schemas.events import Rejection, RejectReason
+from worker.core import native
 from worker.core.batch import Record, TtlPolicy, plan_batch, stronger
-from worker.core.state import InteractionLog, StoredLog, Tombstone
-from worker.core.writes import StateWrite
+from worker.core.state import InteractionLog, StoredLog, Tombstone, as_log
+from worker.core.writes import StateWrite, Stored
 from worker.fold.finalizer import ClosePlan, PartitionClocks, plan_closes
 from worker.store.memory import MemoryStore
 
@@ -194,6 +195,34 @@ def test_windows_close_only_after_deadline_plus_grace_and_leave_a_tombstone() ->
     assert isinstance(state, Tombstone)
     assert 3 == version
     assert {} == store.deadlines[0]
+
+
+def test_a_log_held_as_its_document_closes_as_its_objects_do_and_its_tombstone_write_carries_its_bytes() -> None:
+    """The stage's cache holds a changed log as a `StoredLog` when the compiled core folds documents: the finalizer
+    closes it off the document, to the same snapshot and tombstone write as the log's objects give."""
+    store = MemoryStore()
+    plan = _apply(store, _records(
+        _event("interaction.connected", "c1", 1, 0, CONNECTED), _event("log.updated", "c1", 2, 30, {"notes": "é \""}),
+        _event("interaction.disconnected", "c1", 3, 60),
+    ))
+    (write,) = plan.writes
+    held = write.state
+    assert isinstance(held, StoredLog if native.CORE is not None else InteractionLog)
+    log = as_log(held)
+    deadline_ms = int((T0 + timedelta(seconds=180)).timestamp() * 1000)
+
+    def closes(state: StoredLog | InteractionLog) -> ClosePlan:
+        return plan_closes(store, 0, deadline_ms + 1000, due=[("c1", deadline_ms)],
+                           load=lambda ids: {i: Stored(state.version, state) for i in ids}, grace_ms=1000, ttl=TTL,
+                           now_ms=0)
+
+    by_document, by_objects = closes(held), closes(log)
+    assert by_document.snapshots == by_objects.snapshots
+    assert [s.version for _, s in by_document.snapshots] == [4]
+    assert by_document.writes == by_objects.writes
+    (tombstone,) = by_document.writes
+    assert isinstance(tombstone.state, Tombstone) and tombstone.document == tombstone.state.to_bytes()
+    assert tombstone.state.applied_ids == ("c1-1", "c1-2", "c1-3")
 
 
 def test_stale_deadline_entries_are_dropped() -> None:

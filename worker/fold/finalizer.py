@@ -200,9 +200,11 @@ def plan_closes(
             continue
         snapshot, tombstone = closed(log)
         plan.snapshots.append((partition, snapshot))
+        # the tombstone's bytes once, for the store's script call and the changelog (the compiled packing of a
+        # batch of writes takes only writes whose documents are there)
         plan.writes.append(
             StateWrite(interaction_id, stored.version, tombstone, ttl.ttl_ms(log, now_ms),
-                       unschedule_partition=partition)
+                       unschedule_partition=partition, document=tombstone.to_bytes())
         )
         plan.closed.append((interaction_id, deadline_ms))
     store.unschedule(partition, stale)
