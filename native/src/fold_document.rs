@@ -6,8 +6,9 @@
 //! are; text compares escaped, which is exact as both sides escape alike. The rules are `fold.rs`'s (the same
 //! event readers, `Kind`, stamps and edit window) and the deadline is `snapshot::walk_steps`' first disconnect.
 //!
-//! `None` (the caller runs the Python, which folds or words the event) for: a finalized log or a tombstone, an
-//! event past the edit deadline (`late_edit`), an attributes event that would take an open log over
+//! An event past the edit deadline (`late_edit`) is answered with what the Python words its rejection from: the
+//! event's time, the deadline and the first disconnect. `None` (the caller runs the Python, which folds or words
+//! the event) for: a finalized log or a tombstone, an attributes event that would take an open log over
 //! `MAX_ATTRIBUTES` keys (`too_large`), everything `fold.rs` leaves to the Python (an event class it does not
 //! know, an integer past 64 bits, a naive time, a lone surrogate, a window that is not a number), a document
 //! `stored.rs` does not read, and stored attributes out of order when the event changes them.
@@ -107,6 +108,8 @@ fn stored_fact<'a>(document: Option<&Document<'a>>, fact: impl Fn(&Document<'a>)
 enum Folded {
     Duplicate,
     Accepted(Vec<u8>, i64, &'static str, Option<i64>),
+    /// `late_edit`: the event's time, the edit deadline and the first disconnect, which the Python words.
+    Late(i64, i64, Option<i64>),
 }
 
 /// `trigger_for(event.type, after_end).value`; a new log's trigger is `created`.
@@ -237,13 +240,15 @@ fn fold_of(
     }
     let arrival = log.map_or(Some(1), |log| log.version.checked_add(1));
     let event = incoming(&folding, event, kind, id_json, arrival)?;
-    if log.and_then(|log| log.edit_deadline_us).is_some_and(|deadline_us| event.time_us > deadline_us) {
-        return Err(Leave); // late_edit
-    }
-    let window_us = folding.window_us(edit_window_s)?;
     let no_transitions = Vec::new();
     let transitions = log.map_or(&no_transitions, |log| &log.transitions);
     let ended_us = if log.is_some() { disconnected_us(transitions) } else { None };
+    if let Some(deadline_us) =
+        log.and_then(|log| log.edit_deadline_us).filter(|&deadline_us| event.time_us > deadline_us)
+    {
+        return Ok(Folded::Late(event.time_us, deadline_us, ended_us));
+    }
+    let window_us = folding.window_us(edit_window_s)?;
     let after_end = ended_us.is_some_and(|ended| event.time_us > ended || kind == Kind::Disconnected);
     let trigger = trigger_value(log.is_none(), kind, after_end);
 
@@ -585,6 +590,10 @@ fn fold_document<'py>(
         Folded::Duplicate => Some(PyBool::new(py, true).to_owned().into_any()),
         Folded::Accepted(out, version, trigger, deadline_us) => {
             let items = (PyBytes::new(py, &out), version, trigger, deadline_us);
+            Some(items.into_pyobject(py).ok()?.into_any())
+        }
+        Folded::Late(time_us, deadline_us, ended_us) => {
+            let items = (py.None(), time_us, deadline_us, ended_us);
             Some(items.into_pyobject(py).ok()?.into_any())
         }
     })

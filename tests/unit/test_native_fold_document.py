@@ -3,7 +3,8 @@
 At every step of a history the Python folds the event into `InteractionLog.from_bytes(document)` (None before
 the first event) with `native.python_only()`, and `fold_document` folds it into the document itself. Where
 the compiled function answers, it must agree: for an accepted event the same stored bytes (`to_bytes()` of the
-Python's log), version, trigger value and edit deadline; True only for a `Duplicate`. None leaves the event to
+Python's log), version, trigger value and edit deadline; True only for a `Duplicate`; for an event past the edit
+deadline what words the same `late_edit` rejection (`late_edit_rejection`). None leaves the event to
 the Python, which the tests count so that it cannot be the answer everywhere. The history then goes on from
 the Python's document. `finalize_document` is compared with `finalize` on each document met the same way.
 """
@@ -23,7 +24,7 @@ from schemas.fast import AnyEvent
 from tests.unit.test_fold_properties import histories, unordered_histories
 from tests.unit.test_native_fold import CONNECT, START, decoded, document, fast_twin, generated
 from worker.core import native
-from worker.core.fold import Accepted, Duplicate, Rejected, finalize, fold, tombstone_of
+from worker.core.fold import Accepted, Duplicate, Rejected, finalize, fold, late_edit_rejection, tombstone_of
 from worker.core.state import InteractionLog
 from worker.dev.generator import GeneratorMix
 
@@ -57,6 +58,7 @@ class DocumentFolds:
         self.kept = kept
         self.handled: Counter[str] = Counter()
         self.duplicates = 0
+        self.late = 0
         self.left: Counter[str] = Counter()
         self.finalized = 0
         self.finalize_left = 0
@@ -72,6 +74,12 @@ class DocumentFolds:
         elif got is True:
             assert isinstance(result.outcome, Duplicate)
             self.duplicates += 1
+        elif got[0] is None:
+            assert isinstance(result.outcome, Rejected), result.outcome
+            _none, time_us, deadline_us, ended_us = got
+            assert isinstance(time_us, int) and isinstance(deadline_us, int)
+            assert late_edit_rejection(event, time_us, deadline_us, ended_us) == result.outcome.rejection
+            self.late += 1
         else:
             assert isinstance(result.outcome, Accepted), result.outcome
             assert isinstance(result.log, InteractionLog)
@@ -121,6 +129,7 @@ def test_generated_histories_fold_alike(mix: GeneratorMix, window_s: float, kept
     assert folds.handled["interaction.connected"] > 0 and folds.handled["record.viewed"] > 0
     assert folds.handled["log.updated"] > 0 and folds.handled["interaction.attributes"] > 0
     assert folds.finalized > 0
+    assert folds.late > 0 or mix.late_edit_ratio == 0  # late edits are answered, not left to the Python
 
 
 def test_the_compiled_fold_takes_the_accept_path_of_every_type_and_duplicates() -> None:
@@ -272,7 +281,7 @@ def test_any_text_folds_alike(text: str) -> None:
     DocumentFolds().all(awkward_history(text, 1))
 
 
-def test_rejections_and_closed_logs_are_left_to_the_python() -> None:
+def test_a_late_edit_is_answered_with_what_words_its_rejection_and_the_rest_left_to_the_python() -> None:
     connect = decoded(document(0, "interaction.connected", 0, CONNECT, 0), fast=True)
     ended = decoded(document(1, "interaction.disconnected", 1, None, 1), fast=True)
     folds = DocumentFolds(window_s=10)
@@ -288,7 +297,11 @@ def test_rejections_and_closed_logs_are_left_to_the_python() -> None:
         for state, event, reason in [(raw, late, "late_edit"), (with_one, many, "too_large")]:
             result = fold(log_of(state), event, edit_window_s=10)
             assert isinstance(result.outcome, Rejected) and result.outcome.rejection.reason == reason
-    assert core().fold_document(raw, late, 10, 256) is None
+    answer = core().fold_document(raw, late, 10, 256)
+    assert type(answer) is tuple and answer[0] is None
+    with native.python_only():
+        expected = fold(log_of(raw), late, edit_window_s=10).outcome
+    assert isinstance(expected, Rejected) and late_edit_rejection(late, *answer[1:]) == expected.rejection
     assert core().fold_document(with_one, many, 10, 256) is None
     assert core().fold_document(None, many, 10, 256) is not None  # a new log takes them: no too_large check
     for event in (late, connect):  # window_closed, and a duplicate of a finalized log: the Python words both

@@ -28,11 +28,13 @@ from worker.core.fold import (
     Accepted,
     CompiledFold,
     Duplicate,
+    FoldedDocument,
     Outcome,
     Rejected,
     compiled_fold,
     document_fold,
     fold_guarded,
+    late_edit_rejection,
     trigger_for,
 )
 from worker.core.native import SnapshotJob
@@ -230,8 +232,8 @@ def _plan(
         if by_document is not None and (state is None or isinstance(state, StoredLog)) and subject not in guarded:
             folded = by_document(None if state is None else state.document, event, edit_window_s, applied_ids_kept)
         outcome: Outcome | None = None
-        if folded is None:
-            new_log, outcome = _fold_objects(states, state, event, limits, compiled, subject in guarded)
+        if folded is None or (folded is not True and folded[0] is None):  # left to the Python, or `late_edit`
+            new_log, outcome = _fold_objects(states, state, event, limits, compiled, subject in guarded, folded)
             if isinstance(outcome, Rejected):
                 rejections.append((record, outcome.rejection))
                 continue
@@ -248,7 +250,8 @@ def _plan(
             entry.document = state_bytes(new_log) if index == last[subject] else None
             trigger = outcome.trigger
         else:
-            document, version, trigger_value, deadline_us = folded  # type: ignore[misc]  # not True: see above
+            answer: FoldedDocument = folded  # type: ignore[assignment]  # neither None, True nor late: see above
+            document, version, trigger_value, deadline_us = answer
             states[subject] = StoredLog(subject, version, deadline_us, document)
             entry.document = document
             trigger = TRIGGERS[trigger_value]
@@ -267,11 +270,15 @@ def _touch(touched: dict[str, _Touched], loaded: dict[str, Stored], record: Reco
 def _fold_objects(
     states: dict[str, InteractionLog | StoredLog | Tombstone | None],
     state: InteractionLog | StoredLog | Tombstone | None,
-    event: AnyEvent, limits: _Limits, compiled: CompiledFold | None, guarded: bool,
-) -> tuple[InteractionLog | Tombstone | None, Outcome]:
+    event: AnyEvent, limits: _Limits, compiled: CompiledFold | None, guarded: bool, late: object,
+) -> tuple[InteractionLog | StoredLog | Tombstone | None, Outcome]:
     """`event` folded into the log's objects (a log held as its document is read into them first, for the rest of
     the batch): the compiled fold on objects, else `fold_guarded`; with `guarded`, an accepted event whose log or
-    snapshot cannot go out is rejected."""
+    snapshot cannot go out is rejected. `late` is the compiled fold's `LateDocument` when it found the event past
+    the document's edit deadline: the rejection is worded from it, the log stays as it is."""
+    if isinstance(late, tuple):
+        _none, time_us, deadline_us, ended_us = late
+        return state, Rejected(late_edit_rejection(event, time_us, deadline_us, ended_us))
     if isinstance(state, StoredLog):
         state = states[state.interaction_id] = state.log()
     edit_window_s, applied_ids_kept = limits.edit_window_s, limits.applied_ids_kept

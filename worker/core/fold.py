@@ -24,7 +24,7 @@ from bisect import insort
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from operator import itemgetter
-from typing import Any, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from schemas import fast
 from schemas.common import Trigger
@@ -60,10 +60,12 @@ __all__ = [
     "CompiledFold",
     "Duplicate",
     "FoldResult",
+    "FoldedDocument",
     "Outcome",
     "Rejected",
     "finalize",
     "fold",
+    "late_edit_rejection",
     "snapshot",
     "tombstone_of",
     "trigger_for",
@@ -198,17 +200,25 @@ def compiled_fold() -> CompiledFold | None:
 
 FoldedDocument = tuple[bytes, int, str, int | None]
 """An accepted event folded into a stored document: the new document, version, trigger's value and edit deadline."""
+LateDocument = tuple[None, int, int, int | None]
+"""An event past a stored document's edit deadline: (None, the event's time, the deadline, the first disconnect), in
+µs, what `late_edit_rejection` words."""
 
 
-def document_fold() -> Callable[[bytes | None, AnyEvent, float, int], FoldedDocument | bool | None] | None:
+DocumentFold = Callable[[bytes | None, AnyEvent, float, int], FoldedDocument | LateDocument | Literal[True] | None]
+"""The compiled fold over stored documents (`document_fold`)."""
+
+
+def document_fold() -> DocumentFold | None:
     """The compiled fold over stored documents in use (`native/src/fold_document.rs`), or None.
 
     Called `(document or None, event, edit_window_s, applied_ids_kept)`, it gives, for `state` =
     `InteractionLog.from_bytes(document)` (None without a document) and `result = fold(state, event, …)`: the
     `FoldedDocument` of `result.log.to_bytes()`, its version, `result.outcome.trigger.value` and its edit deadline
-    when the event is accepted; True when it is a duplicate; None for anything it leaves to `fold` (every
-    rejection among them). `tests/unit/test_native_fold_document.py` compares the two. For the batch planner,
-    whose logs between two events are `StoredLog`s: no Python objects per log on the accept path."""
+    when the event is accepted; True when it is a duplicate; a `LateDocument` when `fold` rejects it `late_edit`;
+    None for anything it leaves to `fold` (every other rejection among them). `tests/unit/test_native_fold_document.py`
+    compares the two. For the batch planner, whose logs between two events are `StoredLog`s: no Python objects per
+    log on the accept path."""
     core = native.CORE
     folder = getattr(core, "fold_document", None) if core is not None and _COMPILED_FOLD else None
     return folder
@@ -242,7 +252,11 @@ def _window_closed(state: InteractionLog | Tombstone, event: AnyEvent) -> Reject
 
 
 def _late_edit(log: InteractionLog, event: AnyEvent, time_us: int, deadline_us: int) -> Rejection:
-    ended_us = disconnected_us(log.transitions)
+    return late_edit_rejection(event, time_us, deadline_us, disconnected_us(log.transitions))
+
+
+def late_edit_rejection(event: AnyEvent, time_us: int, deadline_us: int, ended_us: int | None) -> Rejection:
+    """`late_edit` of an event at `time_us`, past the log's edit deadline; `ended_us` is the log's first disconnect."""
     message = (f"{event.type}: time {_iso(time_us)} is after the edit deadline {_iso(deadline_us)} "
                f"(disconnected at {_iso(ended_us if ended_us is not None else deadline_us)})")
     return Rejection(event.id, event.subject, RejectReason.LATE_EDIT, message)

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from importlib import import_module
-from typing import Protocol, cast
+from typing import Literal, Protocol, cast
 
 from schemas import fast
 
@@ -69,9 +69,11 @@ class Core(Protocol):
     def fold(self, state: object, event: object, edit_window_s: float, applied_ids_kept: int) -> object | None:
         """`fold(state, event, …)`'s `FoldResult` (`worker.core.fold`), or None: the Python folds this one."""
 
-    def fold_document(self, document: bytes | None, event: object, edit_window_s: float, applied_ids_kept: int,
-                      ) -> tuple[bytes, int, str, int | None] | bool | None:
-        """`fold` on the stored document: the new document, version, trigger and deadline; True: a duplicate."""
+    def fold_document(
+        self, document: bytes | None, event: object, edit_window_s: float, applied_ids_kept: int,
+    ) -> tuple[bytes, int, str, int | None] | tuple[None, int, int, int | None] | Literal[True] | None:
+        """`fold` on the stored document: the new document, version, trigger and deadline; True: a duplicate;
+        (None, time, deadline, first disconnect): `late_edit` (`worker.core.fold.document_fold`)."""
 
     def finalize_document(self, document: bytes) -> tuple[bytes, tuple[str, ...]] | None:
         """`finalize(InteractionLog.from_bytes(document)).to_bytes()` and the log's applied ids."""
