@@ -173,6 +173,18 @@ def test_a_replay_partition_clock_never_runs_past_the_newest_message_timestamp_r
     assert 205_000 == clocks.clock_ms(0, replayed_ms, follow_wall_clock=False)
 
 
+def test_a_replay_clock_runs_up_to_the_newest_message_timestamp_of_a_batch_in_any_order() -> None:
+    clocks = PartitionClocks()
+    clocks.assign([0, 1])
+    clocks.observe(0, 500_000)
+    clocks.observe(1, 500_000)
+    clocks.observe_messages([(0, 9_000), (1, None), (0, 7_000), (1, 4_000), (2, 8_000), (0, None)])
+    assert (9_000, 4_000) == (clocks.clock_ms(0, 0, follow_wall_clock=False),
+                              clocks.clock_ms(1, 0, follow_wall_clock=False))
+    clocks.observe_messages([(0, 8_000)])  # an older stamp later: the clock does not move back
+    assert 9_000 == clocks.clock_ms(0, 0, follow_wall_clock=False)
+
+
 def _closes(store: MemoryStore, clock_ms: int, grace_ms: int) -> ClosePlan:
     """Partition 0's closes as the fold stage plans them: due entries read first, logs loaded after."""
     due = store.due(0, clock_ms - grace_ms, 500)

@@ -98,6 +98,16 @@ class PartitionClocks:
         if partition in self._event_ms:
             self._message_ms[partition] = max(self._message_ms.get(partition, message_ms), message_ms)
 
+    def observe_messages(self, stamps: Iterable[tuple[int, int | None]]) -> None:
+        """`observe_message` of each (partition, Kafka timestamp) a replay read (None: the message has none), with
+        one call per partition, for the newest stamp of each."""
+        newest: dict[int, int] = {}
+        for partition, message_ms in stamps:
+            if message_ms is not None and message_ms > newest.get(partition, message_ms - 1):
+                newest[partition] = message_ms
+        for partition, message_ms in newest.items():
+            self.observe_message(partition, message_ms)
+
     def reached_end(self, partition: int, now_ms: int = 0) -> None:
         """The consumer has read `partition` to its end as of `now_ms` (the wall time of the broker's answer
         that says so); evidence never moves back."""

@@ -675,9 +675,7 @@ class FoldStage:
         too: the live wall clock went on while they came); a live stage's follow the wall clock."""
         if self.options.follow_wall_clock:
             return
-        for record in records:
-            if record.timestamp_ms is not None:
-                self.clocks.observe_message(record.partition, record.timestamp_ms)
+        self.clocks.observe_messages([(record.partition, record.timestamp_ms) for record in records])
 
     def _drained(self) -> bool:
         """Every owned partition is at its end (or stop offset) and no window is due."""
