@@ -14,6 +14,7 @@ import redis
 import structlog
 
 from tests.support import isolated_settings, parse_env_lines
+from worker.core import native
 from worker.kafka.topics import create_topics
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
@@ -62,6 +63,21 @@ def _stack(args: list[str], env: dict[str, str] | None = None) -> Iterator[dict[
 def redis_cluster_env() -> Iterator[dict[str, str]]:
     """A 6-node Redis Cluster (3 masters, 3 replicas) on loopback: ILOG_REDIS_URL, ILOG_REDIS_CLUSTER."""
     yield from _stack(["--redis-cluster", "--no-kafka"], {"ILOG_STACK_DIR": str(CLUSTER_STACK_DIR)})
+
+
+@pytest.fixture
+def compiled_core() -> Iterator[None]:
+    """The compiled core in use for a test of what only it does (its snapshot thread), also where
+    `ILOG_NATIVE_CORE` is false; the test fails when the core is not installed, unless that variable is false."""
+    installed = native.installed()
+    if installed is None:
+        if os.environ.get("ILOG_NATIVE_CORE", "").strip().lower() in ("false", "0", "no", "off"):
+            pytest.skip("ILOG_NATIVE_CORE is false and the compiled core is not installed")
+        pytest.fail("the compiled core (ilog_native) is not installed: run `make install`")
+    before = native.CORE
+    native.use_native_core(True)
+    yield
+    native.use_native_core(before is not None)
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,7 @@ from worker.core.bounds import SNAPSHOT_OVER_STATE_BYTES, snapshot_surely_fits
 from worker.core.snapshot_json import snapshot_json
 from worker.core.state import InteractionLog, StoredLog, as_log
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("compiled_core")]  # the compiled core's thread is under test
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 TTL = TtlPolicy(retention_ms=60_000, open_log_ttl_ms=600_000)

@@ -201,6 +201,7 @@ def test_a_revoke_lands_the_batch_in_flight_and_stores_its_offsets_before_the_pa
     assert 1 == store.states["c1"][0]
 
 
+@pytest.mark.usefixtures("compiled_core")  # the compiled core's snapshot thread is under test
 def test_a_full_batchs_snapshots_are_written_on_the_thread_and_produced_when_it_lands(
     overlap: tuple[FoldStage, InFlightStore, FakeProducer, Calls], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
