@@ -83,7 +83,7 @@ def fold_on_redis_cluster(quick: bool) -> dict[str, Any]:
     return {
         "name": "fold_on_redis_cluster",
         "parameters": {"interactions": interactions, "events": produced, "partitions": PARTITIONS,
-                       "batch_size": single.batch_size, "cluster": "3 masters + 3 replicas on loopback",
+                       "fold_batch_size": single.fold_batch_size, "cluster": "3 masters + 3 replicas on loopback",
                        "mode": "burst, event-time clock", "cpus": os.cpu_count()},
         "measured": {"single_node": single_node, "cluster_1_process": cluster_one,
                      f"cluster_{PROCESSES}_processes": cluster_three},

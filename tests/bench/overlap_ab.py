@@ -42,7 +42,7 @@ def _run(settings: Settings) -> dict[str, float]:
             first["s"] = time.perf_counter()
         first["events"] += len(records)
         first["batches"] += 1
-        first["short"] += len(records) < settings.batch_size
+        first["short"] += len(records) < settings.fold_batch_size
         process(records)
 
     stage.process = counted  # type: ignore[method-assign]

@@ -80,7 +80,7 @@ def _result(settings: Settings, interactions: int, produced: int,
     return {
         "name": "fold_vs_floor_and_peer",
         "parameters": {"interactions": interactions, "events": produced, "partitions": settings.partitions,
-                       "batch_size": settings.batch_size, "peer": "quixstreams, RocksDB state without "
+                       "fold_batch_size": settings.fold_batch_size, "peer": "quixstreams, RocksDB state without "
                        "changelog topics, orjson, dict fold, one snapshot per event",
                        "peer_changelog": "the same with quixstreams' changelog topics (its default)"},
         "measured": measured,
@@ -129,7 +129,7 @@ def _io_floor(settings: Settings, expected: int) -> tuple[float, int]:
     deadline_s = time.monotonic() + DEADLINE_S
     try:
         while count < expected and time.monotonic() < deadline_s:
-            messages = [m for m in consumer.consume(settings.batch_size, settings.batch_timeout_seconds)
+            messages = [m for m in consumer.consume(settings.fold_batch_size, settings.batch_timeout_seconds)
                         if m.error() is None]
             if not messages:
                 continue

@@ -500,7 +500,7 @@ def test_redis_restarted_empty_twice_in_a_row_then_late_events_are_window_closed
     interactions: an applied one sent again is a duplicate, a new one is `window_closed`; none of them
     brings a finalized log back, and every log ends like `ilog fold`, finalized once. Small batches keep a
     batch in flight (`ILOG_FOLD_OVERLAP`) when the state goes."""
-    fold_settings = _settings(settings, LOSS_WINDOW_S).model_copy(update={"batch_size": 5})
+    fold_settings = _settings(settings, LOSS_WINDOW_S).model_copy(update={"fold_batch_size": 5})
     now = datetime.now(UTC)
     early = _events(30, seed=61, start=now - timedelta(seconds=60), window_s=LOSS_WINDOW_S)
     open_now = _events(60, seed=62, start=now, window_s=LOSS_WINDOW_S)
@@ -549,7 +549,7 @@ def test_replicas_joining_and_leaving_mid_stream_hand_windows_over_and_each_clos
     batch, commit, leave the group) and joins again. Small batches keep a batch in flight
     (`ILOG_FOLD_OVERLAP`) across the rebalances. Every log ends like `ilog fold` with exactly one
     finalized snapshot (a graceful handover re-reads nothing and closes nothing twice)."""
-    fold_settings = _settings(settings).model_copy(update={"batch_size": 3})
+    fold_settings = _settings(settings).model_copy(update={"fold_batch_size": 3})
     first = WorkerProcess("fold", fold_settings, tmp_path / "a.log", **FAST_GROUP)
     producer = LiveProducer(fold_settings)
     second: WorkerProcess | None = None
@@ -588,7 +588,7 @@ def test_sigkill_at_random_points_while_calls_and_their_edits_flow_loses_no_edit
     times at random points (mid-batch, mid-finalization, with a batch in flight) and restarted at once. The
     edits waiting in Kafka meanwhile are applied, not `late_edit`; every log ends like `ilog fold`, each
     finalized copy the same."""
-    fold_settings = _settings(settings).model_copy(update={"batch_size": 3})
+    fold_settings = _settings(settings).model_copy(update={"fold_batch_size": 3})
     instance = {"ILOG_GROUP_INSTANCE_ID": "fold-live-kill-test", **FAST_GROUP}
     worker = WorkerProcess("fold", fold_settings, tmp_path / "worker.log", **instance)
     producer = LiveProducer(fold_settings)
@@ -642,7 +642,7 @@ def test_sigterm_mid_backlog_finishes_the_batch_commits_and_the_next_worker_read
     and leaves (exit 0). The next worker starts where it stopped: no snapshot (interaction, version) is
     produced twice (the events hold no duplicates, whose snapshots are emitted again by design), and every
     log ends like `ilog fold`."""
-    fold_settings = _settings(settings, window_s=60.0).model_copy(update={"batch_size": 200})
+    fold_settings = _settings(settings, window_s=60.0).model_copy(update={"fold_batch_size": 200})
     histories = generate_histories(4000, seed=81, start=datetime.now(UTC), rate_per_s=200, edit_window_s=60.0,
                                    time_scale=0.01, mix=GeneratorMix(duplicate_ratio=0.0))
     events = [item for history in histories for item in history]  # no duplicates: each emits its snapshot again

@@ -110,7 +110,7 @@ def test_a_replay_judges_event_times_by_the_message_timestamps_and_gives_the_liv
 ) -> None:
     # one event per batch, live and replayed: the finalizer ticks between every two events
     run = settings.model_copy(update={"edit_window_seconds": WINDOW_S, "finalize_grace_seconds": 1.0,
-                                      "batch_size": 1})
+                                      "fold_batch_size": 1})
     producer = Producer(run.kafka_config(**{"enable.idempotence": True, "linger.ms": 5}))
     began = past_now() - timedelta(minutes=1)
     t0 = past_now()

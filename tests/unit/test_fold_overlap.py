@@ -29,7 +29,7 @@ from worker.store.memory import MemoryStore
 from worker.store.port import WriteResult
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-SETTINGS = Settings(_env_file=None, batch_size=2, store_retry_max_seconds=0.05)
+SETTINGS = Settings(_env_file=None, fold_batch_size=2, store_retry_max_seconds=0.05)
 EVENTS = SETTINGS.events_topic
 CONNECTED = {"media": "voice", "direction": "inbound"}
 WAIT_S = 5.0

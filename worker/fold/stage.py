@@ -260,7 +260,7 @@ class FoldStage:
         # with a batch in flight, take only what is fetched already: nothing more means the batch in
         # flight is finished now rather than after a consume timeout
         timeout_s = 0.0 if self.in_flight is not None else self.settings.batch_timeout_seconds
-        messages = self.consumer.consume(self.settings.batch_size, timeout_s)
+        messages = self.consumer.consume(self.settings.fold_batch_size, timeout_s)
         # evidence of being caught up dates from the fetch, not from after the batch (which may have
         # waited minutes for Redis or for Kafka's acknowledgements)
         fetched_ms = wall_ms()
@@ -336,13 +336,13 @@ class FoldStage:
 
     def process(self, records: Sequence[Record]) -> None:
         """Plan the batch (ahead, while the batch before it is in flight), land the batch in flight, send this
-        one's write. A batch shorter than `batch_size` (the consumer is caught up) is finished at once."""
+        one's write. A batch shorter than `fold_batch_size` (the consumer is caught up) is finished at once."""
         started = time.perf_counter()
         metrics.EVENTS_CONSUMED.inc(len(records))
         ahead = self._plan_ahead(records)
         if not self._land() or ahead is None:  # the write in flight did not store what `ahead` was planned on
             ahead = self.guard.call(lambda: self._plan(records), self.clocks.owned)
-        finish_now = not self.overlap or len(records) < self.settings.batch_size
+        finish_now = not self.overlap or len(records) < self.settings.fold_batch_size
         for partition, event_time in ahead.plan.max_event_time.items():
             self.clocks.observe(partition, int(event_time.timestamp() * 1000))
         if not finish_now and self._finalize_is_due():
@@ -388,7 +388,7 @@ class FoldStage:
             max_snapshot_bytes=self.settings.max_snapshot_bytes, message_clock=not self.options.follow_wall_clock,
             # a full batch is overlapped (it lands at the next step): its snapshots are written on the compiled
             # core's thread meanwhile; a short one (the consumer caught up) lands at once, so they are written here
-            defer_snapshots=self.overlap and len(records) >= self.settings.batch_size,
+            defer_snapshots=self.overlap and len(records) >= self.settings.fold_batch_size,
         )
         return Planned(records, partition_of, loaded, plan, now_ms)
 

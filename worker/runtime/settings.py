@@ -114,10 +114,17 @@ class Settings(BaseSettings):
     # Fold and sync loops.
     fold_group: str = "ilog-fold"
     sync_group: str = "ilog-sync"
-    batch_size: int = Field(1000, ge=1, le=1_000_000, description="events (or snapshots) read per batch")
+    batch_size: int = Field(1000, ge=1, le=1_000_000, description=(
+        "snapshots the sync stage reads per batch (and its largest target call); the fold stage's is "
+        "`fold_batch_size`"))
+    fold_batch_size: int = Field(5000, ge=1, le=1_000_000, description=(
+        "events the fold stage reads per batch: a fold stage catching up (a backfill, a lag) reads full "
+        "batches, where more events of one interaction share a load, a write and a snapshot; a live stage "
+        "reads what came within `batch_timeout_seconds` (docs/benchmarks.md, \"A fold batch of its own\")"))
     batch_timeout_seconds: float = Field(0.05, ge=0, description=(
-        "how long a consume waits for `batch_size` messages: below batch_size / timeout messages a second "
-        "every change waits up to this long at each stage (0.05 s: at most 0.1 s of the end-to-end latency)"))
+        "how long a consume waits for a full batch (`fold_batch_size`, `batch_size`): below batch / timeout "
+        "messages a second every change waits up to this long at each stage (0.05 s: at most 0.1 s of the "
+        "end-to-end latency)"))
     drain_timeout_seconds: float = Field(20.0, gt=0)
     fold_overlap: bool = Field(
         True, description="fold: a full batch's Redis write and delivery reports run while the next batch is "
