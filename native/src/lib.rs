@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 mod fold;
 mod fold_document;
 mod from_state;
+mod held;
 mod json;
 mod resp;
 mod snapshot;
@@ -42,6 +43,7 @@ fn ilog_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fold::register(m)?;
     fold_document::register(m)?;
     from_state::register(m)?;
+    held::register(m)?;
     time::register(m)?;
     Ok(())
 }

@@ -18,8 +18,10 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from worker.core import native
 from worker.core.batch import TtlPolicy
-from worker.core.state import InteractionLog, Tombstone
+from worker.core.fold import held_log
+from worker.core.state import InteractionLog, StoredLog, Tombstone
 from worker.core.writes import StateWrite, Stored
 from worker.errors import StateLostError
 from worker.fold.finalizer import plan_closes
@@ -68,6 +70,21 @@ def test_fenced_write_stores_only_over_the_version_read(backend: Backend) -> Non
 
 def test_an_unknown_interaction_loads_as_nothing_stored(backend: Backend) -> None:
     assert {"never": Stored(0, None)} == backend.store.load(["never", "never"])
+
+
+def test_the_fold_stages_load_holds_open_logs_as_their_documents(backend: Backend) -> None:
+    """`load(..., held=True)`: an open log as the `StoredLog` of the document stored (where the compiled fold over
+    documents runs), a tombstone and nothing as without it; every other reader gets the log's objects."""
+    store = backend.store
+    log = InteractionLog("c5", version=4, edit_deadline_us=7_000_000)
+    tomb = Tombstone("c6", 2, datetime(2026, 11, 27, tzinfo=UTC), ("e1",))
+    store.write([StateWrite("c5", 0, log, 60_000, deadline=(0, 7_000)), StateWrite("c6", 0, tomb, 60_000)])
+    loaded = store.load(["c5", "c6", "never"], held=True)
+    expected = held_log(log.to_bytes())
+    assert loaded == {"c5": Stored(4, expected if expected is not None else log), "c6": Stored(2, tomb),
+                      "never": Stored(0, None)}
+    assert native.CORE is None or loaded["c5"].state == StoredLog("c5", 4, 7_000_000, log.to_bytes())
+    assert store.load(["c5"])["c5"] == Stored(4, log)
 
 
 def test_tombstone_replaces_the_log_and_unschedules_its_deadline(backend: Backend) -> None:

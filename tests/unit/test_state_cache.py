@@ -16,10 +16,10 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.loaded: list[list[str]] = []
 
-    def load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
+    def load(self, interaction_ids: Iterable[str], *, held: bool = False) -> dict[str, Stored]:
         ids = list(interaction_ids)
         self.loaded.append(ids)
-        return super().load(ids)
+        return super().load(ids, held=held)
 
 
 def _write(store: MemoryStore, cache: StateCache, log: InteractionLog, expected: int, partition: int) -> list[str]:

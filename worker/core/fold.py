@@ -48,6 +48,7 @@ from worker.core.state import (
     Derived,
     InteractionLog,
     Stamp,
+    StoredLog,
     Tombstone,
     Transition,
     evolve_log,
@@ -231,6 +232,20 @@ def finalize_document() -> Callable[[bytes], tuple[bytes, tuple[str, ...]] | Non
     core = native.CORE
     finalizer = getattr(core, "finalize_document", None) if core is not None else None
     return finalizer
+
+
+def held_log(document: bytes) -> StoredLog | None:
+    """An open log's stored document, as loaded, held as a `StoredLog` where the compiled fold over documents is in
+    use and the document is exactly what `to_bytes` writes for an open log (`native/src/held.rs`); else None, and
+    the caller decodes it (`InteractionLog.from_bytes`: a document of an earlier version, or a corrupt one, is
+    read or refused as before). The fold stage then folds the log over its document from its first event on: a
+    log loaded from Redis (after a restart, a rebalance, an eviction from the state cache) is not decoded into
+    Python objects first (about 19 µs a log, docs/benchmarks.md)."""
+    core = native.CORE
+    if core is None or document_fold() is None:
+        return None
+    fields = core.held_log_fields(document)
+    return None if fields is None else StoredLog(*fields, document)
 
 
 def finalize(log: InteractionLog) -> InteractionLog:

@@ -78,6 +78,10 @@ class Core(Protocol):
     def finalize_document(self, document: bytes) -> tuple[bytes, tuple[str, ...]] | None:
         """`finalize(InteractionLog.from_bytes(document)).to_bytes()` and the log's applied ids."""
 
+    def held_log_fields(self, document: bytes) -> tuple[str, int, int | None] | None:
+        """`(interaction_id, version, edit_deadline_us)` of `InteractionLog.from_bytes(document)`, or None: not
+        exactly what `to_bytes` writes, or finalized (`worker.core.fold.held_log`)."""
+
     def utc_time(self, text: str) -> datetime | None:
         """`_utc_time(text)` (`schemas.fast`), or None: the Python reads this one."""
 

@@ -497,11 +497,15 @@ class FoldStage:
         """States through the overlay (the write in flight), then the state cache, then Redis."""
         ahead = self.overlay.writes
         if not ahead:
-            return self.cache.load_through(self.store.load, interaction_ids, now_ms)
+            return self.cache.load_through(self._load_stored, interaction_ids, now_ms)
         ids = list(interaction_ids)
         found = self.overlay.found(ids)
-        found.update(self.cache.load_through(self.store.load, [i for i in ids if i not in ahead], now_ms))
+        found.update(self.cache.load_through(self._load_stored, [i for i in ids if i not in ahead], now_ms))
         return found
+
+    def _load_stored(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
+        """From the store, open logs held as their documents where the compiled fold folds those (`held_log`)."""
+        return self.store.load(interaction_ids, held=True)
 
     def _write_through(
         self, writes: Sequence[StateWrite], partition_of: Callable[[str], int], now_ms: int,

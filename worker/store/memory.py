@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 
-from worker.core.state import StoredLog
+from worker.core.fold import held_log
+from worker.core.state import InteractionLog, StoredLog
 from worker.core.writes import State, StateWrite, Stored
 from worker.errors import StateLostError
 from worker.store.port import WriteResult
@@ -43,14 +44,17 @@ class MemoryStore:
     def mark(self, partitions: Sequence[int]) -> None:
         self.marks.update(partitions)
 
-    def load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
+    def load(self, interaction_ids: Iterable[str], *, held: bool = False) -> dict[str, Stored]:
         with self._lock:
-            return self._load(interaction_ids)
+            return self._load(interaction_ids, held=held)
 
-    def _load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
+    def _load(self, interaction_ids: Iterable[str], *, held: bool = False) -> dict[str, Stored]:
+        """As Redis would give them back: with `held`, an open log as its document where `held_log` holds it."""
         loaded: dict[str, Stored] = {}
         for interaction_id in interaction_ids:
             version, state = self.states.get(interaction_id, (0, None))
+            if held and isinstance(state, InteractionLog) and not state.finalized:
+                state = held_log(state.to_bytes()) or state
             loaded[interaction_id] = Stored(version, state)
         return loaded
 

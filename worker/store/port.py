@@ -30,7 +30,8 @@ class WriteResult:
 
 
 class LogStore(Protocol):
-    def load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]: ...
+    # `held`: open logs as `StoredLog`s where the compiled fold over documents can fold them (the fold stage's)
+    def load(self, interaction_ids: Iterable[str], *, held: bool = False) -> dict[str, Stored]: ...
     def write(self, writes: Sequence[StateWrite], guard: Sequence[int] = ()) -> WriteResult: ...
     # `write` sent now, answered by the returned call; None: the store cannot split a write (call `write`)
     def send_write(

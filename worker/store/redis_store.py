@@ -78,7 +78,7 @@ class RedisStore:
     def client(self) -> RedisClient:
         return self._client
 
-    def load(self, interaction_ids: Iterable[str]) -> dict[str, Stored]:
+    def load(self, interaction_ids: Iterable[str], *, held: bool = False) -> dict[str, Stored]:
         ids = list(dict.fromkeys(interaction_ids))
         if not ids:
             return {}
@@ -98,7 +98,7 @@ class RedisStore:
                 for index, row in zip(left, pipe.execute(), strict=True):
                     rows[index] = row
         return {
-            interaction_id: Stored(int(version or 0), decode_state(document, kind))
+            interaction_id: Stored(int(version or 0), decode_state(document, kind, held=held))
             for interaction_id, (version, document, kind) in zip(ids, rows, strict=True)
         }
 

@@ -7,6 +7,7 @@ from typing import Any
 import redis
 
 from worker.core import native
+from worker.core.fold import held_log
 from worker.core.state import InteractionLog, Tombstone
 from worker.core.writes import State, StateWrite
 from worker.store import keys
@@ -22,14 +23,17 @@ _TOMBSTONE_START = b'{"k":"tomb"'
 """How a tombstone's document begins (`Tombstone.to_bytes`: its kind is its first key); a log's begins `{"k":"log"`."""
 
 
-def decode_state(document: bytes | None, kind: bytes | str | None) -> State | None:
+def decode_state(document: bytes | None, kind: bytes | str | None, *, held: bool = False) -> State | None:
     """The state of a stored document; `kind` as stored beside it (Redis' `k` field, the state changelog's `k`
-    header of earlier versions), or None: the document's own first key says."""
+    header of earlier versions), or None: the document's own first key says. With `held` (the fold stage's
+    loads), an open log comes back as a `StoredLog` where `worker.core.fold.held_log` can hold it."""
     if document is None:
         return None
     kind_text = kind.decode() if isinstance(kind, bytes) else kind
     if kind_text == keys.KIND_TOMBSTONE or (kind_text is None and document.startswith(_TOMBSTONE_START)):
         return Tombstone.from_bytes(document)
+    if held and (log := held_log(document)) is not None:
+        return log
     return InteractionLog.from_bytes(document)
 
 
