@@ -210,9 +210,10 @@ class StoredLog(NamedTuple):
     """An open log held as its stored document: what the fold stage keeps between two events of an interaction
     when the compiled core folds documents (`fold_document`, `worker.core.fold.document_fold`).
 
-    `document` is exactly the bytes `InteractionLog.to_bytes()` writes for the log, written in this process (by
-    the compiled fold or the encoder), so it holds nothing `from_bytes` would cut; the other fields are the
-    values the stage reads without decoding it. `log()` gives the `InteractionLog` (the specification's type,
+    `document` is exactly the bytes `InteractionLog.to_bytes()` writes for the log: written in this process (by
+    the compiled fold or the encoder), or loaded from the store and read by the compiled core, which holds only
+    such a document (`worker.core.fold.held_log`); so it holds nothing `from_bytes` would cut. The other fields
+    are the values the stage reads without decoding it. `log()` gives the `InteractionLog` (the specification's type,
     for everything but the stage's hot path). Never finalized: a finalized log leaves a tombstone.
 
     A NamedTuple: one is made per changed log of every batch, in a single `tuple.__new__`."""
