@@ -70,7 +70,7 @@ from worker.fold.regressions import RegressionRepair
 from worker.kafka.clients import (
     DeliveryTracker,
     commit_quietly,
-    decode_message,
+    decode_messages,
     partitions_at_end,
     statistics_age_ms,
     store_offsets,
@@ -299,13 +299,13 @@ class FoldStage:
         if self.status.broker_trouble_at > self._trouble_seen:  # error_cb ran inside consume
             self._trouble_seen = self.status.broker_trouble_at
             self.clocks.suspend()
-        records: list[Record] = []
+        records, others = decode_messages(messages)
         at_end: list[int] = []
-        for message in messages:
+        for message in others:
             error = message.error()
             if error is None:
-                records.append(decode_message(message))
-            elif error.code() == KafkaError._PARTITION_EOF:
+                continue
+            if error.code() == KafkaError._PARTITION_EOF:
                 partition = message.partition() or 0
                 at_end.append(partition)
                 self.clocks.eof_read(partition, message.offset() or 0)

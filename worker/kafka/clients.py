@@ -90,13 +90,36 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
 
 
 def decode_message(message: Message) -> Record:
-    raw_headers: list[tuple[str, Any]] | None = message.headers()  # type: ignore[assignment]
-    headers: Headers = [(name, _header_bytes(value)) for name, value in raw_headers] if raw_headers else []
-    value = message.value()
-    stamp_type, stamp_ms = message.timestamp()
-    return Record(message.topic() or "", message.partition() or 0, message.offset() or 0, value, headers,
-                  _checked_against_key(decode_event_fast(value, headers), message.key()),
-                  stamp_ms if stamp_type != TIMESTAMP_NOT_AVAILABLE and stamp_ms >= 0 else None)
+    """The record of a message without an error (`decode_messages`)."""
+    records, _others = decode_messages([message])
+    return records[0]
+
+
+def decode_messages(messages: Sequence[Message]) -> tuple[list[Record], list[Message]]:
+    """The records of the messages without an error, and apart the others (a partition's end, a consume error),
+    each list in the messages' order. One loop for a consumed batch: the fold stage reads every event through it,
+    so each Python call saved here is saved per event."""
+    records: list[Record] = []
+    others: list[Message] = []
+    add = records.append
+    for message in messages:
+        if message.error() is not None:
+            others.append(message)
+            continue
+        raw_headers: list[tuple[str, Any]] | None = message.headers()  # type: ignore[assignment]
+        headers: Headers = [(name, _header_bytes(value)) for name, value in raw_headers] if raw_headers else []
+        value = message.value()
+        item = decode_event_fast(value, headers)
+        key = message.key()
+        # the key names the event's interaction, or the event is refused (`_checked_against_key`, called only
+        # where the key does not simply match)
+        if key is not None and (isinstance(item, Rejection) or not isinstance(key, bytes)
+                                or key.decode("utf-8", "replace") != item.subject):
+            item = _checked_against_key(item, key)
+        stamp_type, stamp_ms = message.timestamp()
+        add(Record(message.topic() or "", message.partition() or 0, message.offset() or 0, value, headers, item,
+                   stamp_ms if stamp_type != TIMESTAMP_NOT_AVAILABLE and stamp_ms >= 0 else None))
+    return records, others
 
 
 def _checked_against_key(item: AnyEvent | Rejection, key: bytes | str | None) -> AnyEvent | Rejection:
