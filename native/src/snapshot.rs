@@ -136,16 +136,20 @@ pub(crate) fn write_text(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let words = bytes.chunks_exact(8);
-    let tail = words.remainder();
-    let clean = !words.into_iter().any(|word| word.try_into().is_ok_and(|word| needs_escape(u64::from_le_bytes(word))))
-        && !tail.iter().any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\');
-    if clean {
+    if is_plain(bytes) {
         out.extend_from_slice(bytes);
     } else {
         write_escaped(out, bytes);
     }
     out.push(b'"');
+}
+
+/// Whether no byte of `bytes` needs escaping (checked eight at a time).
+pub(crate) fn is_plain(bytes: &[u8]) -> bool {
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    !words.into_iter().any(|word| word.try_into().is_ok_and(|word| needs_escape(u64::from_le_bytes(word))))
+        && !tail.iter().any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
 }
 
 /// The bytes of a text that needs escaping, one at a time.
@@ -184,6 +188,12 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
 /// True when one of the eight bytes is below 0x20, `"` or `\` (exact for the word as a whole: a borrow only
 /// carries past a byte that is itself a match).
 pub(crate) fn needs_escape(word: u64) -> bool {
+    escape_mask(word) != 0
+}
+
+/// The high bit of each byte of `word` (little-endian) that is below 0x20, `"` or `\`. Bits above the lowest
+/// set one may be false (a borrow carries past a match), so the lowest set bit marks the first such byte.
+pub(crate) fn escape_mask(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let quote = word ^ (ONES * u64::from(b'"'));
@@ -191,7 +201,7 @@ pub(crate) fn needs_escape(word: u64) -> bool {
     let found = (word.wrapping_sub(ONES * 0x20) & !word)
         | (quote.wrapping_sub(ONES) & !quote)
         | (backslash.wrapping_sub(ONES) & !backslash);
-    found & HIGHS != 0
+    found & HIGHS
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

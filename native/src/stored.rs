@@ -15,7 +15,7 @@ use pyo3::sync::GILOnceCell;
 
 use crate::from_state::{ascii, canonical_escape, unescape};
 use crate::json::Out;
-use crate::snapshot::{is_name_type, needs_escape, Known};
+use crate::snapshot::{escape_mask, is_name_type, Known};
 
 /// A stamp or connect key as stored: `[sequence, time_us, arrival]` (a connect key: `[time_us, sequence,
 /// arrival]`), compared as the tuple it is.
@@ -99,21 +99,19 @@ impl<'a> Scan<'a> {
         self.eat(b"\"")?;
         let start = self.at;
         loop {
-            while let Some(word) = self.text.get(self.at..self.at + 8) {
-                if needs_escape(u64::from_le_bytes(word.try_into().ok()?)) {
-                    break;
-                }
-                self.at += 8;
-            }
+            self.at += plain_run(self.text.get(self.at..)?);
             match self.peek()? {
                 b'"' => break,
                 b'\\' => self.at += canonical_escape(self.text.get(self.at + 1..)?)?,
-                byte if byte < 0x20 => return None,
-                _ => self.at += 1,
+                _ => return None, // a control character
             }
         }
         let raw = &self.text[start..self.at];
         self.at += 1;
+        // UTF-8 is checked here, string by string: all else `read` takes is ASCII it matched byte by byte
+        if !raw.is_ascii() {
+            std::str::from_utf8(raw).ok()?;
+        }
         Some(raw)
     }
 
@@ -127,13 +125,20 @@ impl<'a> Scan<'a> {
     /// An integer as orjson writes one: `-?(0|[1-9][0-9]*)`, within 64 bits.
     fn int(&mut self) -> Out<i64> {
         let negative = self.next_is(b"-");
-        let rest = self.text.get(self.at..)?;
-        let digits = rest.iter().take(20).take_while(|byte| byte.is_ascii_digit()).count();
-        if digits == 0 || digits > 19 || (digits > 1 && rest[0] == b'0') {
-            return None; // 19 digits always fit a u64; 20 are past 64 bits
+        let start = self.at;
+        let mut magnitude = 0u64;
+        // one pass, digit by digit: 19 digits always fit a u64; a 20th is past 64 bits
+        while let Some(digit) = self.text.get(self.at).map(|byte| byte.wrapping_sub(b'0')).filter(|&digit| digit < 10) {
+            if self.at - start == 19 {
+                return None;
+            }
+            magnitude = magnitude * 10 + u64::from(digit);
+            self.at += 1;
         }
-        let magnitude = rest[..digits].iter().fold(0u64, |value, digit| value * 10 + u64::from(digit - b'0'));
-        self.at += digits;
+        let digits = self.at - start;
+        if digits == 0 || (digits > 1 && self.text[start] == b'0') {
+            return None;
+        }
         if negative {
             (magnitude != 0).then_some(())?; // orjson writes no `-0`
             0i64.checked_sub_unsigned(magnitude)
@@ -251,6 +256,21 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// How many bytes at the front of `rest` a string holds as they are (none is `"`, `\` or a control
+/// character), looked at eight at a time.
+fn plain_run(rest: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(word) = rest.get(at..at + 8) {
+        let found = escape_mask(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+        if found != 0 {
+            return at + found.trailing_zeros() as usize / 8;
+        }
+        at += 8;
+    }
+    let plain = |&byte: &u8| byte >= 0x20 && byte != b'"' && byte != b'\\';
+    at + rest[at..].iter().take_while(|byte| plain(byte)).count()
+}
+
 fn bounded(raw: &[u8]) -> Out {
     (chars(raw) <= MAX_FIELD_CHARS).then_some(())
 }
@@ -291,8 +311,11 @@ pub(crate) struct Document<'a> {
     pub(crate) interaction_id: &'a [u8],
     pub(crate) version: i64,
     pub(crate) last_event_us: i64,
-    /// The applied ids' escaped text.
-    pub(crate) applied_ids: Vec<Span>,
+    /// The applied ids as they stand, between the array's brackets: `"id","id",…`.
+    pub(crate) applied_ids: Span,
+    pub(crate) applied_count: usize,
+    /// Whether the applied ids hold the id `read` was asked about (escaped alike, so compared as stored).
+    pub(crate) holds_id: bool,
     /// Where the applied ids' array ends (`]` included).
     pub(crate) ids_end: usize,
     pub(crate) finalized: bool,
@@ -311,9 +334,10 @@ pub(crate) struct Document<'a> {
 }
 
 impl<'a> Document<'a> {
-    /// `InteractionLog.from_bytes(text)` would give a log whose `to_bytes()` is `text`: the document, read.
-    pub(crate) fn read(known: &Known, text: &'a [u8]) -> Out<Document<'a>> {
-        std::str::from_utf8(text).ok()?;
+    /// `InteractionLog.from_bytes(text)` would give a log whose `to_bytes()` is `text`: the document, read,
+    /// with whether its applied ids hold `id` (escaped as `json::write_str` escapes, without the quotes),
+    /// looked for while they are read rather than kept one by one.
+    pub(crate) fn read(known: &Known, text: &'a [u8], id: Option<&[u8]>) -> Out<Document<'a>> {
         let mut scan = Scan { text, at: 0 };
         scan.eat(b"{\"k\":\"log\",\"i\":")?;
         let interaction_id = scan.string()?;
@@ -325,12 +349,14 @@ impl<'a> Document<'a> {
         scan.eat(b",\"l\":")?;
         let last_event_us = scan.int()?;
         scan.eat(b",\"a\":[")?;
-        let mut applied_ids = Vec::new();
+        let ids_start = scan.at;
+        let mut applied_count = 0;
+        let mut holds_id = false;
         if !scan.next_is(b"]") {
             loop {
-                let start = scan.at + 1;
                 let raw = scan.string()?;
-                applied_ids.push((start, start + raw.len()));
+                applied_count += 1;
+                holds_id |= id == Some(raw);
                 if !scan.next_is(b",") {
                     break;
                 }
@@ -342,7 +368,9 @@ impl<'a> Document<'a> {
             interaction_id,
             version,
             last_event_us,
-            applied_ids,
+            applied_ids: (ids_start, scan.at - 1),
+            applied_count,
+            holds_id,
             ids_end: scan.at,
             finalized: false,
             edit_deadline_us: None,
@@ -468,6 +496,49 @@ impl<'a> Document<'a> {
 
     pub(crate) fn bytes(&self, span: Span) -> &'a [u8] {
         &self.text[span.0..span.1]
+    }
+
+    /// The applied ids' escaped texts, walked again over what `read` checked.
+    pub(crate) fn applied_ids(&self) -> AppliedIds<'a> {
+        AppliedIds { text: self.text, at: self.applied_ids.0, end: self.applied_ids.1 }
+    }
+
+    /// The applied ids after the first `skip`, as they stand (`"id","id",…`; empty when none is left).
+    pub(crate) fn applied_ids_after(&self, skip: usize) -> &'a [u8] {
+        let mut ids = self.applied_ids();
+        for _ in 0..skip {
+            ids.next();
+        }
+        &self.text[ids.at.min(ids.end)..ids.end]
+    }
+}
+
+/// The stored applied ids one by one: from an id's opening quote, a checked document's next unescaped quote
+/// closes it (every escape is two bytes and what follows them holds no quote).
+pub(crate) struct AppliedIds<'a> {
+    text: &'a [u8],
+    at: usize,
+    end: usize,
+}
+
+impl<'a> Iterator for AppliedIds<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.at >= self.end {
+            return None;
+        }
+        let start = self.at + 1;
+        let mut close = start;
+        loop {
+            close += plain_run(&self.text[close..self.end]);
+            if self.text.get(close) != Some(&b'\\') {
+                break;
+            }
+            close += 2;
+        }
+        self.at = close + 2; // past the quote and the comma
+        Some(&self.text[start..close])
     }
 }
 
