@@ -98,8 +98,11 @@ impl<'a> Scan<'a> {
     fn string(&mut self) -> Out<&'a [u8]> {
         self.eat(b"\"")?;
         let start = self.at;
+        let mut wide = false;
         loop {
-            self.at += plain_run(self.text.get(self.at..)?);
+            let (plain, not_ascii) = plain_run(self.text.get(self.at..)?);
+            self.at += plain;
+            wide |= not_ascii;
             match self.peek()? {
                 b'"' => break,
                 b'\\' => self.at += canonical_escape(self.text.get(self.at + 1..)?)?,
@@ -109,7 +112,7 @@ impl<'a> Scan<'a> {
         let raw = &self.text[start..self.at];
         self.at += 1;
         // UTF-8 is checked here, string by string: all else `read` takes is ASCII it matched byte by byte
-        if !raw.is_ascii() {
+        if wide {
             std::str::from_utf8(raw).ok()?;
         }
         Some(raw)
@@ -127,7 +130,16 @@ impl<'a> Scan<'a> {
         let negative = self.next_is(b"-");
         let start = self.at;
         let mut magnitude = 0u64;
-        // one pass, digit by digit: 19 digits always fit a u64; a 20th is past 64 bits
+        // eight digits at a time while 19 digits (which always fit a u64) are not passed, then one at a time:
+        // a 20th is past 64 bits
+        while self.at - start <= 11 {
+            let word = self.text.get(self.at..self.at + 8).and_then(|word| word.try_into().ok());
+            let Some(eight) = word.and_then(|word| eight_digits(u64::from_le_bytes(word))) else {
+                break;
+            };
+            magnitude = magnitude * 100_000_000 + eight;
+            self.at += 8;
+        }
         while let Some(digit) = self.text.get(self.at).map(|byte| byte.wrapping_sub(b'0')).filter(|&digit| digit < 10) {
             if self.at - start == 19 {
                 return None;
@@ -258,17 +270,43 @@ impl<'a> Scan<'a> {
 
 /// How many bytes at the front of `rest` a string holds as they are (none is `"`, `\` or a control
 /// character), looked at eight at a time.
-fn plain_run(rest: &[u8]) -> usize {
+/// character), looked at eight at a time; and whether one of them is not ASCII.
+fn plain_run(rest: &[u8]) -> (usize, bool) {
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut at = 0;
+    let mut seen = 0; // the words passed, or-ed: a high bit for a byte that is not ASCII
     while let Some(word) = rest.get(at..at + 8) {
-        let found = escape_mask(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let found = escape_mask(word);
         if found != 0 {
-            return at + found.trailing_zeros() as usize / 8;
+            let plain = found.trailing_zeros() as usize / 8;
+            let before = (1u64 << (plain * 8)).wrapping_sub(1); // the plain bytes of this word
+            return (at + plain, (seen | word & before) & HIGHS != 0);
         }
+        seen |= word;
         at += 8;
     }
-    let plain = |&byte: &u8| byte >= 0x20 && byte != b'"' && byte != b'\\';
-    at + rest[at..].iter().take_while(|byte| plain(byte)).count()
+    let plain = rest[at..].iter().take_while(|&&byte| byte >= 0x20 && byte != b'"' && byte != b'\\').count();
+    (at + plain, seen & HIGHS != 0 || !rest[at..at + plain].is_ascii())
+}
+
+/// Eight ASCII digits (`word` little-endian: the first digit in its lowest byte) as the number they write,
+/// computed a pair, then four, then eight at a time; None when a byte is not a digit.
+fn eight_digits(word: u64) -> Option<u64> {
+    const NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // a digit is 0x30..=0x39: its high nibble is 3, and still is with 6 added
+    if word & NIBBLES != ZEROS || word.wrapping_add(0x0606_0606_0606_0606) & NIBBLES != ZEROS {
+        return None;
+    }
+    let digits = word - ZEROS;
+    let pairs = digits.wrapping_mul(10).wrapping_add(digits >> 8); // every other byte: two digits' value
+    const BYTES: u64 = 0x0000_00FF_0000_00FF;
+    let eight = (pairs & BYTES)
+        .wrapping_mul(100 + (1_000_000 << 32))
+        .wrapping_add((pairs >> 16 & BYTES).wrapping_mul(1 + (10_000 << 32)))
+        >> 32;
+    Some(eight & 0xFFFF_FFFF)
 }
 
 fn bounded(raw: &[u8]) -> Out {
@@ -374,16 +412,17 @@ impl<'a> Document<'a> {
             ids_end: scan.at,
             finalized: false,
             edit_deadline_us: None,
-            transitions: Vec::new(),
+            // room for a usual log's lists: grown one push at a time, they would be moved again and again
+            transitions: Vec::with_capacity(8),
             transitions_span: None,
             connect: None,
-            views: Vec::new(),
+            views: Vec::with_capacity(8),
             notes: None,
             subject: None,
             name_choice: None,
             related_choice: None,
             wrapup: None,
-            attributes: Vec::new(),
+            attributes: Vec::with_capacity(8),
         };
         if scan.next_is(b",\"f\":") {
             (scan.int()? == 1).then_some(())?;
@@ -403,13 +442,7 @@ impl<'a> Document<'a> {
                 scan.eat(b",")?;
                 let arrival = scan.int()?;
                 scan.eat(b",")?;
-                let kind = match scan.string()? {
-                    b"C" => b'C',
-                    b"H" => b'H',
-                    b"R" => b'R',
-                    b"D" => b'D',
-                    _ => return None,
-                };
+                let kind = [b'C', b'H', b'R', b'D'].into_iter().find(|&kind| scan.next_is(&[b'"', kind, b'"']))?;
                 scan.eat(b"]")?;
                 transitions.push(Transition { time_us, sequence, arrival, kind });
                 Some(())
@@ -531,7 +564,7 @@ impl<'a> Iterator for AppliedIds<'a> {
         let start = self.at + 1;
         let mut close = start;
         loop {
-            close += plain_run(&self.text[close..self.end]);
+            close += plain_run(&self.text[close..self.end]).0;
             if self.text.get(close) != Some(&b'\\') {
                 break;
             }
@@ -567,6 +600,20 @@ mod tests {
         for text in [&b"01"[..], b"-0", b"9223372036854775808", b"12345678901234567890", b"-", b""] {
             assert_eq!(scan(text).int(), None, "{}", String::from_utf8_lossy(text));
         }
+    }
+
+    #[test]
+    fn eight_digits_read_as_their_number() {
+        for text in [b"00000000", b"12345678", b"99999999", b"17957671", b"90000001"] {
+            let value = std::str::from_utf8(text).unwrap().parse::<u64>().unwrap();
+            assert_eq!(eight_digits(u64::from_le_bytes(*text)), Some(value));
+        }
+        for text in [b"1234567/", b"1234567:", b"a2345678", b"1234 678", b"\xb12345678"] {
+            assert_eq!(eight_digits(u64::from_le_bytes(*text)), None);
+        }
+        assert_eq!(scan(b"1795767151714000,").int(), Some(1_795_767_151_714_000));
+        assert_eq!(scan(b"1234567890123456789]").int(), Some(1_234_567_890_123_456_789));
+        assert_eq!(scan(b"12345678901234567890]").int(), None);
     }
 
     #[test]
