@@ -14,6 +14,7 @@
 //! `stored.rs` does not read, and stored attributes out of order when the event changes them.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::cmp::Ordering;
 
 use pyo3::prelude::*;
@@ -124,10 +125,48 @@ fn stored_fact<'a>(document: Option<&Document<'a>>, fact: impl Fn(&Document<'a>)
     }
 }
 
+/// What a fold writes into, kept on the thread from call to call: the new document is copied into a `bytes`
+/// and the facts into it, so these need not be allocated and freed at every event.
+#[derive(Default)]
+struct Buffers {
+    /// The new document.
+    out: Vec<u8>,
+    /// What `Facts::written` starts from.
+    written: Vec<u8>,
+}
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// A buffer grown past this (by an outsized document) is let go after the call rather than kept.
+const KEPT_CAPACITY: usize = 1 << 16;
+
+/// `body` with the thread's buffers, emptied; with new ones while those are in use (a fold entered again
+/// from the Python it calls).
+fn with_buffers<T>(body: impl FnOnce(&mut Buffers) -> T) -> T {
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffers) => {
+            buffers.out.clear();
+            buffers.written.clear();
+            let answer = body(&mut buffers);
+            let Buffers { out, written } = &mut *buffers;
+            for buffer in [out, written] {
+                if buffer.capacity() > KEPT_CAPACITY {
+                    *buffer = Vec::new();
+                }
+            }
+            answer
+        }
+        Err(_) => body(&mut Buffers::default()),
+    })
+}
+
 /// What `fold_document` gives: a duplicate, or the new document, its version, trigger and edit deadline.
 enum Folded {
     Duplicate,
-    Accepted(Vec<u8>, i64, &'static str, Option<i64>),
+    /// (in `Buffers::out`)
+    Accepted(i64, &'static str, Option<i64>),
     /// `late_edit`: the event's time, the edit deadline and the first disconnect, which the Python words.
     Late(i64, i64, Option<i64>),
 }
@@ -212,9 +251,9 @@ struct Facts<'a> {
 }
 
 impl<'a> Facts<'a> {
-    fn stored(log: Option<&Document<'a>>) -> Self {
+    fn stored(log: Option<&Document<'a>>, written: Vec<u8>) -> Self {
         Facts {
-            written: Vec::with_capacity(512),
+            written,
             edit_deadline_us: log.and_then(|log| log.edit_deadline_us),
             transitions: None,
             connect: stored_fact(log, |log| log.connect),
@@ -252,6 +291,7 @@ fn fold_of(
     event: &Bound<'_, PyAny>,
     edit_window_s: &Bound<'_, PyAny>,
     applied_ids_kept: &Bound<'_, PyAny>,
+    buffers: &mut Buffers,
 ) -> Step<Folded> {
     let names = some(NAMES.get(py))?;
     let folding = Folding { py, names };
@@ -283,7 +323,7 @@ fn fold_of(
     let after_end = ended_us.is_some_and(|ended| event.time_us > ended || kind == Kind::Disconnected);
     let trigger = trigger_value(log.is_none(), kind, after_end);
 
-    let mut facts = Facts::stored(log);
+    let mut facts = Facts::stored(log, std::mem::take(&mut buffers.written));
     match kind {
         Kind::Connected | Kind::Held | Kind::Resumed | Kind::Disconnected => {
             fold_transition(py, &mut facts, log, transitions, &event, window_us)?;
@@ -321,26 +361,28 @@ fn fold_of(
         return Err(Leave);
     }
     let kept: i64 = applied_ids_kept.extract()?;
-    let mut out = Vec::with_capacity(document.map_or(256, |text| text.len() + 256));
+    let out = &mut buffers.out;
+    out.reserve(document.map_or(256, |text| text.len() + 256));
     out.extend_from_slice(b"{\"k\":\"log\",\"i\":");
     match log {
-        Some(log) => write_raw(&mut out, log.interaction_id),
-        None => write_py_text(&mut out, &event.event.getattr(pyo3::intern!(py, "subject"))?)?,
+        Some(log) => write_raw(out, log.interaction_id),
+        None => write_py_text(out, &event.event.getattr(pyo3::intern!(py, "subject"))?)?,
     }
     out.extend_from_slice(b",\"v\":");
-    write_int(&mut out, event.key.2);
+    write_int(out, event.key.2);
     out.extend_from_slice(b",\"g\":\"");
     out.extend_from_slice(trigger.as_bytes());
     out.extend_from_slice(b"\",\"l\":");
-    write_int(&mut out, log.map_or(0, |log| log.last_event_us).max(event.time_us));
+    write_int(out, log.map_or(0, |log| log.last_event_us).max(event.time_us));
     out.extend_from_slice(b",\"a\":[");
     if let Some(log) = log {
-        write_kept_ids(&mut out, log, kept);
+        write_kept_ids(out, log, kept);
     }
-    write_raw(&mut out, &id);
+    write_raw(out, &id);
     out.push(b']');
-    write_facts(&mut out, log, &facts);
-    Ok(Folded::Accepted(out, event.key.2, trigger, facts.edit_deadline_us))
+    write_facts(out, log, &facts);
+    buffers.written = facts.written; // kept for the next call
+    Ok(Folded::Accepted(event.key.2, trigger, facts.edit_deadline_us))
 }
 
 /// `log.applied_ids[-(kept - 1):] if kept > 1 else ()`, each followed by a comma: the ids as they stand, from
@@ -675,16 +717,20 @@ fn fold_document<'py>(
         return None;
     }
     let text = if document.is_none() { None } else { Some(document.downcast::<PyBytes>().ok()?.as_bytes()) };
-    crate::guarded(|| match fold_of(py, known, text, event, edit_window_s, applied_ids_kept).ok()? {
-        Folded::Duplicate => Some(PyBool::new(py, true).to_owned().into_any()),
-        Folded::Accepted(out, version, trigger, deadline_us) => {
-            let items = (PyBytes::new(py, &out), version, trigger_text(py, trigger), deadline_us);
-            Some(items.into_pyobject(py).ok()?.into_any())
-        }
-        Folded::Late(time_us, deadline_us, ended_us) => {
-            let items = (py.None(), time_us, deadline_us, ended_us);
-            Some(items.into_pyobject(py).ok()?.into_any())
-        }
+    crate::guarded(|| {
+        with_buffers(|buffers| {
+            match fold_of(py, known, text, event, edit_window_s, applied_ids_kept, buffers).ok()? {
+                Folded::Duplicate => Some(PyBool::new(py, true).to_owned().into_any()),
+                Folded::Accepted(version, trigger, deadline_us) => {
+                    let items = (PyBytes::new(py, &buffers.out), version, trigger_text(py, trigger), deadline_us);
+                    Some(items.into_pyobject(py).ok()?.into_any())
+                }
+                Folded::Late(time_us, deadline_us, ended_us) => {
+                    let items = (py.None(), time_us, deadline_us, ended_us);
+                    Some(items.into_pyobject(py).ok()?.into_any())
+                }
+            }
+        })
     })
 }
 

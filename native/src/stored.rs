@@ -309,19 +309,21 @@ fn eight_digits(word: u64) -> Option<u64> {
     Some(eight & 0xFFFF_FFFF)
 }
 
+/// Whether an escaped text has `min..=max` characters. Each character takes one byte or more, so a text
+/// of `min..=max` bytes has, without counting them.
+fn chars_within(raw: &[u8], min: usize, max: usize) -> bool {
+    (min..=max).contains(&raw.len()) || (min..=max).contains(&chars(raw))
+}
+
 fn bounded(raw: &[u8]) -> Out {
-    (chars(raw) <= MAX_FIELD_CHARS).then_some(())
+    chars_within(raw, 0, MAX_FIELD_CHARS).then_some(())
 }
 
 /// What `RecordRef(system=…, type=…, id=…)` accepts: a known system, a type of 1 to 80 characters, an id of 1
 /// to 255.
 fn valid_ref(system: &[u8], kind: &[u8], id: &[u8]) -> Out {
-    let kind_chars = chars(kind);
-    let id_chars = chars(id);
-    (SYSTEMS.contains(&system)
-        && (1..=MAX_TYPE_CHARS).contains(&kind_chars)
-        && (1..=MAX_FIELD_CHARS).contains(&id_chars))
-    .then_some(())
+    (SYSTEMS.contains(&system) && chars_within(kind, 1, MAX_TYPE_CHARS) && chars_within(id, 1, MAX_FIELD_CHARS))
+        .then_some(())
 }
 
 /// One stored transition: `[time_us, sequence, arrival, kind]`.
