@@ -165,7 +165,7 @@ fn with_buffers<T>(body: impl FnOnce(&mut Buffers) -> T) -> T {
 /// What `fold_document` gives: a duplicate, or the new document, its version, trigger and edit deadline.
 enum Folded {
     Duplicate,
-    /// (in `Buffers::out`)
+    /// The new document is in `Buffers::out`; its version, trigger and edit deadline.
     Accepted(i64, &'static str, Option<i64>),
     /// `late_edit`: the event's time, the edit deadline and the first disconnect, which the Python words.
     Late(i64, i64, Option<i64>),

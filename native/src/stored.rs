@@ -269,7 +269,6 @@ impl<'a> Scan<'a> {
 }
 
 /// How many bytes at the front of `rest` a string holds as they are (none is `"`, `\` or a control
-/// character), looked at eight at a time.
 /// character), looked at eight at a time; and whether one of them is not ASCII.
 fn plain_run(rest: &[u8]) -> (usize, bool) {
     const HIGHS: u64 = 0x8080_8080_8080_8080;
