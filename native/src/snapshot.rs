@@ -136,16 +136,20 @@ pub(crate) fn write_text(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let words = bytes.chunks_exact(8);
-    let tail = words.remainder();
-    let clean = !words.into_iter().any(|word| word.try_into().is_ok_and(|word| needs_escape(u64::from_le_bytes(word))))
-        && !tail.iter().any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\');
-    if clean {
+    if is_plain(bytes) {
         out.extend_from_slice(bytes);
     } else {
         write_escaped(out, bytes);
     }
     out.push(b'"');
+}
+
+/// Whether no byte of `bytes` needs escaping (checked eight at a time).
+pub(crate) fn is_plain(bytes: &[u8]) -> bool {
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    !words.into_iter().any(|word| word.try_into().is_ok_and(|word| needs_escape(u64::from_le_bytes(word))))
+        && !tail.iter().any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
 }
 
 /// The bytes of a text that needs escaping, one at a time.
@@ -184,6 +188,12 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
 /// True when one of the eight bytes is below 0x20, `"` or `\` (exact for the word as a whole: a borrow only
 /// carries past a byte that is itself a match).
 pub(crate) fn needs_escape(word: u64) -> bool {
+    escape_mask(word) != 0
+}
+
+/// The high bit of each byte of `word` (little-endian) that is below 0x20, `"` or `\`. Bits above the lowest
+/// set one may be false (a borrow carries past a match), so the lowest set bit marks the first such byte.
+pub(crate) fn escape_mask(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let quote = word ^ (ONES * u64::from(b'"'));
@@ -191,7 +201,7 @@ pub(crate) fn needs_escape(word: u64) -> bool {
     let found = (word.wrapping_sub(ONES * 0x20) & !word)
         | (quote.wrapping_sub(ONES) & !quote)
         | (backslash.wrapping_sub(ONES) & !backslash);
-    found & HIGHS != 0
+    found & HIGHS
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -202,7 +212,19 @@ fn write_text_py(out: &mut Vec<u8>, value: &Bound<'_, PyAny>) -> Out {
     Some(())
 }
 
-/// `json::write_i64`.
+/// "00" to "99", each number's two digits.
+const PAIRS: [u8; 200] = {
+    let mut pairs = [0; 200];
+    let mut n = 0;
+    while n < 100 {
+        pairs[2 * n] = b'0' + (n / 10) as u8;
+        pairs[2 * n + 1] = b'0' + (n % 10) as u8;
+        n += 1;
+    }
+    pairs
+};
+
+/// `json::write_i64`, two digits a division.
 pub(crate) fn write_int(out: &mut Vec<u8>, value: i64) {
     if value < 0 {
         out.push(b'-');
@@ -210,13 +232,19 @@ pub(crate) fn write_int(out: &mut Vec<u8>, value: i64) {
     let mut rest = value.unsigned_abs();
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    loop {
+    while rest >= 100 {
+        let pair = (rest % 100) as usize * 2;
+        rest /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if rest >= 10 {
+        let pair = rest as usize * 2;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
+        digits[at] = b'0' + rest as u8;
     }
     out.extend_from_slice(&digits[at..]);
 }
@@ -830,4 +858,22 @@ fn snapshot_json<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(snapshot_json, m)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_are_written_as_to_string_writes_them() {
+        let mut values = vec![0, 1, 9, 10, 99, 100, 101, 999, 1000, i64::MAX, i64::MIN, -1, -10, -100];
+        values.extend((0..19).map(|power| 10i64.pow(power)));
+        values.extend((1..19).map(|power| 10i64.pow(power) - 1));
+        values.extend([1_795_767_151_714_000, -1_795_767_151_714_001, 123_456_789]);
+        for value in values {
+            let mut out = Vec::new();
+            write_int(&mut out, value);
+            assert_eq!(out, value.to_string().into_bytes());
+        }
+    }
 }

@@ -15,7 +15,7 @@ use pyo3::sync::GILOnceCell;
 
 use crate::from_state::{ascii, canonical_escape, unescape};
 use crate::json::Out;
-use crate::snapshot::{is_name_type, needs_escape, Known};
+use crate::snapshot::{escape_mask, is_name_type, Known};
 
 /// A stamp or connect key as stored: `[sequence, time_us, arrival]` (a connect key: `[time_us, sequence,
 /// arrival]`), compared as the tuple it is.
@@ -98,22 +98,23 @@ impl<'a> Scan<'a> {
     fn string(&mut self) -> Out<&'a [u8]> {
         self.eat(b"\"")?;
         let start = self.at;
+        let mut wide = false;
         loop {
-            while let Some(word) = self.text.get(self.at..self.at + 8) {
-                if needs_escape(u64::from_le_bytes(word.try_into().ok()?)) {
-                    break;
-                }
-                self.at += 8;
-            }
+            let (plain, not_ascii) = plain_run(self.text.get(self.at..)?);
+            self.at += plain;
+            wide |= not_ascii;
             match self.peek()? {
                 b'"' => break,
                 b'\\' => self.at += canonical_escape(self.text.get(self.at + 1..)?)?,
-                byte if byte < 0x20 => return None,
-                _ => self.at += 1,
+                _ => return None, // a control character
             }
         }
         let raw = &self.text[start..self.at];
         self.at += 1;
+        // UTF-8 is checked here, string by string: all else `read` takes is ASCII it matched byte by byte
+        if wide {
+            std::str::from_utf8(raw).ok()?;
+        }
         Some(raw)
     }
 
@@ -127,13 +128,29 @@ impl<'a> Scan<'a> {
     /// An integer as orjson writes one: `-?(0|[1-9][0-9]*)`, within 64 bits.
     fn int(&mut self) -> Out<i64> {
         let negative = self.next_is(b"-");
-        let rest = self.text.get(self.at..)?;
-        let digits = rest.iter().take(20).take_while(|byte| byte.is_ascii_digit()).count();
-        if digits == 0 || digits > 19 || (digits > 1 && rest[0] == b'0') {
-            return None; // 19 digits always fit a u64; 20 are past 64 bits
+        let start = self.at;
+        let mut magnitude = 0u64;
+        // eight digits at a time while 19 digits (which always fit a u64) are not passed, then one at a time:
+        // a 20th is past 64 bits
+        while self.at - start <= 11 {
+            let word = self.text.get(self.at..self.at + 8).and_then(|word| word.try_into().ok());
+            let Some(eight) = word.and_then(|word| eight_digits(u64::from_le_bytes(word))) else {
+                break;
+            };
+            magnitude = magnitude * 100_000_000 + eight;
+            self.at += 8;
         }
-        let magnitude = rest[..digits].iter().fold(0u64, |value, digit| value * 10 + u64::from(digit - b'0'));
-        self.at += digits;
+        while let Some(digit) = self.text.get(self.at).map(|byte| byte.wrapping_sub(b'0')).filter(|&digit| digit < 10) {
+            if self.at - start == 19 {
+                return None;
+            }
+            magnitude = magnitude * 10 + u64::from(digit);
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        if digits == 0 || (digits > 1 && self.text[start] == b'0') {
+            return None;
+        }
         if negative {
             (magnitude != 0).then_some(())?; // orjson writes no `-0`
             0i64.checked_sub_unsigned(magnitude)
@@ -251,19 +268,61 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// How many bytes at the front of `rest` a string holds as they are (none is `"`, `\` or a control
+/// character), looked at eight at a time; and whether one of them is not ASCII.
+fn plain_run(rest: &[u8]) -> (usize, bool) {
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    let mut seen = 0; // the words passed, or-ed: a high bit for a byte that is not ASCII
+    while let Some(word) = rest.get(at..at + 8) {
+        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let found = escape_mask(word);
+        if found != 0 {
+            let plain = found.trailing_zeros() as usize / 8;
+            let before = (1u64 << (plain * 8)).wrapping_sub(1); // the plain bytes of this word
+            return (at + plain, (seen | word & before) & HIGHS != 0);
+        }
+        seen |= word;
+        at += 8;
+    }
+    let plain = rest[at..].iter().take_while(|&&byte| byte >= 0x20 && byte != b'"' && byte != b'\\').count();
+    (at + plain, seen & HIGHS != 0 || !rest[at..at + plain].is_ascii())
+}
+
+/// Eight ASCII digits (`word` little-endian: the first digit in its lowest byte) as the number they write,
+/// computed a pair, then four, then eight at a time; None when a byte is not a digit.
+fn eight_digits(word: u64) -> Option<u64> {
+    const NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // a digit is 0x30..=0x39: its high nibble is 3, and still is with 6 added
+    if word & NIBBLES != ZEROS || word.wrapping_add(0x0606_0606_0606_0606) & NIBBLES != ZEROS {
+        return None;
+    }
+    let digits = word - ZEROS;
+    let pairs = digits.wrapping_mul(10).wrapping_add(digits >> 8); // every other byte: two digits' value
+    const BYTES: u64 = 0x0000_00FF_0000_00FF;
+    let eight = (pairs & BYTES)
+        .wrapping_mul(100 + (1_000_000 << 32))
+        .wrapping_add((pairs >> 16 & BYTES).wrapping_mul(1 + (10_000 << 32)))
+        >> 32;
+    Some(eight & 0xFFFF_FFFF)
+}
+
+/// Whether an escaped text has `min..=max` characters. Each character takes one byte or more, so a text
+/// of `min..=max` bytes has, without counting them.
+fn chars_within(raw: &[u8], min: usize, max: usize) -> bool {
+    (min..=max).contains(&raw.len()) || (min..=max).contains(&chars(raw))
+}
+
 fn bounded(raw: &[u8]) -> Out {
-    (chars(raw) <= MAX_FIELD_CHARS).then_some(())
+    chars_within(raw, 0, MAX_FIELD_CHARS).then_some(())
 }
 
 /// What `RecordRef(system=…, type=…, id=…)` accepts: a known system, a type of 1 to 80 characters, an id of 1
 /// to 255.
 fn valid_ref(system: &[u8], kind: &[u8], id: &[u8]) -> Out {
-    let kind_chars = chars(kind);
-    let id_chars = chars(id);
-    (SYSTEMS.contains(&system)
-        && (1..=MAX_TYPE_CHARS).contains(&kind_chars)
-        && (1..=MAX_FIELD_CHARS).contains(&id_chars))
-    .then_some(())
+    (SYSTEMS.contains(&system) && chars_within(kind, 1, MAX_TYPE_CHARS) && chars_within(id, 1, MAX_FIELD_CHARS))
+        .then_some(())
 }
 
 /// One stored transition: `[time_us, sequence, arrival, kind]`.
@@ -291,8 +350,11 @@ pub(crate) struct Document<'a> {
     pub(crate) interaction_id: &'a [u8],
     pub(crate) version: i64,
     pub(crate) last_event_us: i64,
-    /// The applied ids' escaped text.
-    pub(crate) applied_ids: Vec<Span>,
+    /// The applied ids as they stand, between the array's brackets: `"id","id",…`.
+    pub(crate) applied_ids: Span,
+    pub(crate) applied_count: usize,
+    /// Whether the applied ids hold the id `read` was asked about (escaped alike, so compared as stored).
+    pub(crate) holds_id: bool,
     /// Where the applied ids' array ends (`]` included).
     pub(crate) ids_end: usize,
     pub(crate) finalized: bool,
@@ -311,9 +373,10 @@ pub(crate) struct Document<'a> {
 }
 
 impl<'a> Document<'a> {
-    /// `InteractionLog.from_bytes(text)` would give a log whose `to_bytes()` is `text`: the document, read.
-    pub(crate) fn read(known: &Known, text: &'a [u8]) -> Out<Document<'a>> {
-        std::str::from_utf8(text).ok()?;
+    /// `InteractionLog.from_bytes(text)` would give a log whose `to_bytes()` is `text`: the document, read,
+    /// with whether its applied ids hold `id` (escaped as `json::write_str` escapes, without the quotes),
+    /// looked for while they are read rather than kept one by one.
+    pub(crate) fn read(known: &Known, text: &'a [u8], id: Option<&[u8]>) -> Out<Document<'a>> {
         let mut scan = Scan { text, at: 0 };
         scan.eat(b"{\"k\":\"log\",\"i\":")?;
         let interaction_id = scan.string()?;
@@ -325,12 +388,14 @@ impl<'a> Document<'a> {
         scan.eat(b",\"l\":")?;
         let last_event_us = scan.int()?;
         scan.eat(b",\"a\":[")?;
-        let mut applied_ids = Vec::new();
+        let ids_start = scan.at;
+        let mut applied_count = 0;
+        let mut holds_id = false;
         if !scan.next_is(b"]") {
             loop {
-                let start = scan.at + 1;
                 let raw = scan.string()?;
-                applied_ids.push((start, start + raw.len()));
+                applied_count += 1;
+                holds_id |= id == Some(raw);
                 if !scan.next_is(b",") {
                     break;
                 }
@@ -342,20 +407,23 @@ impl<'a> Document<'a> {
             interaction_id,
             version,
             last_event_us,
-            applied_ids,
+            applied_ids: (ids_start, scan.at - 1),
+            applied_count,
+            holds_id,
             ids_end: scan.at,
             finalized: false,
             edit_deadline_us: None,
-            transitions: Vec::new(),
+            // room for a usual log's lists: grown one push at a time, they would be moved again and again
+            transitions: Vec::with_capacity(8),
             transitions_span: None,
             connect: None,
-            views: Vec::new(),
+            views: Vec::with_capacity(8),
             notes: None,
             subject: None,
             name_choice: None,
             related_choice: None,
             wrapup: None,
-            attributes: Vec::new(),
+            attributes: Vec::with_capacity(8),
         };
         if scan.next_is(b",\"f\":") {
             (scan.int()? == 1).then_some(())?;
@@ -375,13 +443,7 @@ impl<'a> Document<'a> {
                 scan.eat(b",")?;
                 let arrival = scan.int()?;
                 scan.eat(b",")?;
-                let kind = match scan.string()? {
-                    b"C" => b'C',
-                    b"H" => b'H',
-                    b"R" => b'R',
-                    b"D" => b'D',
-                    _ => return None,
-                };
+                let kind = [b'C', b'H', b'R', b'D'].into_iter().find(|&kind| scan.next_is(&[b'"', kind, b'"']))?;
                 scan.eat(b"]")?;
                 transitions.push(Transition { time_us, sequence, arrival, kind });
                 Some(())
@@ -469,6 +531,49 @@ impl<'a> Document<'a> {
     pub(crate) fn bytes(&self, span: Span) -> &'a [u8] {
         &self.text[span.0..span.1]
     }
+
+    /// The applied ids' escaped texts, walked again over what `read` checked.
+    pub(crate) fn applied_ids(&self) -> AppliedIds<'a> {
+        AppliedIds { text: self.text, at: self.applied_ids.0, end: self.applied_ids.1 }
+    }
+
+    /// The applied ids after the first `skip`, as they stand (`"id","id",…`; empty when none is left).
+    pub(crate) fn applied_ids_after(&self, skip: usize) -> &'a [u8] {
+        let mut ids = self.applied_ids();
+        for _ in 0..skip {
+            ids.next();
+        }
+        &self.text[ids.at.min(ids.end)..ids.end]
+    }
+}
+
+/// The stored applied ids one by one: from an id's opening quote, a checked document's next unescaped quote
+/// closes it (every escape is two bytes and what follows them holds no quote).
+pub(crate) struct AppliedIds<'a> {
+    text: &'a [u8],
+    at: usize,
+    end: usize,
+}
+
+impl<'a> Iterator for AppliedIds<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.at >= self.end {
+            return None;
+        }
+        let start = self.at + 1;
+        let mut close = start;
+        loop {
+            close += plain_run(&self.text[close..self.end]).0;
+            if self.text.get(close) != Some(&b'\\') {
+                break;
+            }
+            close += 2;
+        }
+        self.at = close + 2; // past the quote and the comma
+        Some(&self.text[start..close])
+    }
 }
 
 #[cfg(test)]
@@ -496,6 +601,20 @@ mod tests {
         for text in [&b"01"[..], b"-0", b"9223372036854775808", b"12345678901234567890", b"-", b""] {
             assert_eq!(scan(text).int(), None, "{}", String::from_utf8_lossy(text));
         }
+    }
+
+    #[test]
+    fn eight_digits_read_as_their_number() {
+        for text in [b"00000000", b"12345678", b"99999999", b"17957671", b"90000001"] {
+            let value = std::str::from_utf8(text).unwrap().parse::<u64>().unwrap();
+            assert_eq!(eight_digits(u64::from_le_bytes(*text)), Some(value));
+        }
+        for text in [b"1234567/", b"1234567:", b"a2345678", b"1234 678", b"\xb12345678"] {
+            assert_eq!(eight_digits(u64::from_le_bytes(*text)), None);
+        }
+        assert_eq!(scan(b"1795767151714000,").int(), Some(1_795_767_151_714_000));
+        assert_eq!(scan(b"1234567890123456789]").int(), Some(1_234_567_890_123_456_789));
+        assert_eq!(scan(b"12345678901234567890]").int(), None);
     }
 
     #[test]

@@ -238,6 +238,29 @@ def test_transitions_against_the_clock_two_disconnects_and_reconnects_alike() ->
             assert folds.handled
 
 
+def test_a_transition_added_to_transitions_stored_out_of_order_folds_alike() -> None:
+    """The fold stores transitions sorted; a document holding them otherwise is read as it stands, and an
+    added transition sorts them all, as `sorted` does, rather than going between the stored ones."""
+    steps = [("interaction.connected", 0, 1), ("interaction.held", 10, 2), ("interaction.resumed", 20, 3)]
+    folds = DocumentFolds()
+    raw = folds.all([decoded(document(n, kind, seconds, CONNECT if n == 0 else None, sequence), fast=True)
+                     for n, (kind, seconds, sequence) in enumerate(steps)])
+    assert raw is not None
+    with native.python_only():
+        log = InteractionLog.from_bytes(raw)
+    held, resumed = (transition for transition in log.transitions if transition[3] in "HR")
+    items = [f"[{','.join(str(part) for part in t[:3])},\"{t[3]}\"]".encode() for t in (held, resumed)]
+    swapped = raw.replace(items[0] + b"," + items[1], items[1] + b"," + items[0])
+    assert swapped != raw
+    with native.python_only():
+        assert InteractionLog.from_bytes(swapped).to_bytes() == swapped  # a document `to_bytes` can write
+    for kind, seconds, sequence in [("interaction.disconnected", 30, 4), ("interaction.held", 15, None),
+                                    ("interaction.connected", 5, 9)]:
+        data = CONNECT if kind == "interaction.connected" else None
+        folds.one(swapped, decoded(document(10 + seconds, kind, seconds, data, sequence), fast=True))
+    assert not folds.left and folds.handled["interaction.disconnected"] == 1
+
+
 def awkward_history(text: str, index: int) -> list[AnyEvent]:
     """One history whose ids, interaction id, notes, wrap-up, records, customer and attributes hold `text`."""
     def item(number: int, event_type: str, seconds: float, data: dict[str, Any] | None = None,
