@@ -20,7 +20,7 @@ fn held_log_fields<'py>(py: Python<'py>, document: &Bound<'py, PyAny>) -> Option
     }
     let text = document.downcast::<PyBytes>().ok()?.as_bytes();
     crate::guarded(|| {
-        let log = Document::read(known, text)?;
+        let log = Document::read(known, text, None)?;
         if log.finalized {
             return None;
         }
