@@ -31,6 +31,7 @@ RATE_PER_S = 200.0  # interaction arrivals per second of event time
 TARGET_EVENTS_PER_S = 30_000
 TARGET_RATIO = 0.5
 TARGET_RSS_GROWTH = 0.20
+SMALL_CACHE = 1_000  # open logs kept in memory: nearly every batch reads its logs from Redis (a restart, a rebalance)
 SMALL_BATCH = 1_000  # the fold stage's batch before it had one of its own (the sync stage's default)
 PROCESSES = 2  # the scale-out figure: this many stages in one consumer group, one process each
 
@@ -43,6 +44,9 @@ def fold_stage_throughput(quick: bool) -> dict[str, Any]:
     # one interaction share a load, a snapshot and a write (docs/benchmarks.md, "A fold batch of its own").
     small = settings.model_copy(update={"fold_batch_size": SMALL_BATCH, "key_prefix": f"{settings.key_prefix}-small",
                                         "fold_group": f"{settings.fold_group}-small"})
+    # Once more with a state cache too small for the open logs: what a stage gets whose logs come from Redis.
+    cold = settings.model_copy(update={"state_cache_entries": SMALL_CACHE, "key_prefix": f"{settings.key_prefix}-cold",
+                                       "fold_group": f"{settings.fold_group}-cold"})
     # And once more in a group of its own with one stage per process (partitions split between them).
     split = settings.model_copy(update={"key_prefix": f"{settings.key_prefix}-split",
                                         "fold_group": f"{settings.fold_group}-split"})
@@ -51,10 +55,12 @@ def fold_stage_throughput(quick: bool) -> dict[str, Any]:
         bare_s, bare_count = _bare_consume(settings, produced)
         fold_s, fold_count = _run_fold_stage(settings, on_batch=None)
         small_s, small_count = _run_fold_stage(small, on_batch=None)
+        cold_s, cold_count = _run_fold_stage(cold, on_batch=None)
         split_s, split_count = _run_fold_processes(split, PROCESSES)
     finally:
         cleanup(settings)
         cleanup(small)
+        cleanup(cold)
         cleanup(split)
     bare_rate, fold_rate = bare_count / bare_s, fold_count / fold_s
     ratio = fold_rate / bare_rate
@@ -66,6 +72,7 @@ def fold_stage_throughput(quick: bool) -> dict[str, Any]:
                      "fold_to_bare_ratio": round(ratio, 3), "fold_seconds": round(fold_s, 2),
                      "bare_seconds": round(bare_s, 2), "fold_events": fold_count, "bare_events": bare_count,
                      f"fold_events_per_s_batch_{SMALL_BATCH}": round(small_count / small_s),
+                     f"fold_events_per_s_cache_{SMALL_CACHE}": round(cold_count / cold_s),
                      f"fold_events_per_s_{PROCESSES}_processes": round(split_count / split_s),
                      f"fold_to_bare_ratio_{PROCESSES}_processes": round(split_count / split_s / bare_rate, 3)},
         "target": {"fold_events_per_s": TARGET_EVENTS_PER_S, "fold_to_bare_ratio": TARGET_RATIO},

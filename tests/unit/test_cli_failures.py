@@ -165,6 +165,7 @@ def test_an_unknown_log_level_is_a_bad_setting(command: str, args: list[str], tm
     ("ILOG_BATCH_SIZE", "0", "Input should be greater than or equal to 1"),
     ("ILOG_BATCH_SIZE", "2000000", "Input should be less than or equal to 1000000"),
     ("ILOG_FOLD_BATCH_SIZE", "0", "Input should be greater than or equal to 1"),
+    ("ILOG_STATE_CACHE_ENTRIES", "0", "Input should be greater than or equal to 1"),
     ("ILOG_BATCH_TIMEOUT_SECONDS", "-1", "Input should be greater than or equal to 0"),
     ("ILOG_HTTP_PORT", "70000", "Input should be less than or equal to 65535"),
     ("ILOG_APPLIED_IDS_KEPT", "0", "Input should be greater than or equal to 1"),

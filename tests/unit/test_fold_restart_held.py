@@ -5,7 +5,7 @@ that never stopped ends: the same stored documents and the same snapshots."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,10 +56,11 @@ def _batches() -> list[list[FakeMessage]]:
     return [messages[:half], messages[half:]]
 
 
-def _run(store: MemoryStore, batches: list[list[FakeMessage]]) -> FakeProducer:
+def _run(store: MemoryStore, batches: list[list[FakeMessage]], settings: Settings = SETTINGS) -> FakeProducer:
     calls: Calls = []
     producer = FakeProducer(calls)
-    stage = FoldStage(SETTINGS, store, FakeConsumer(calls, batches), producer)  # type: ignore[arg-type]
+    stage = FoldStage(settings, store, FakeConsumer(calls, batches), producer)  # type: ignore[arg-type]
+    assert stage.cache.capacity == settings.state_cache_entries
     stage.clocks.assign([0])
     steps = len(batches) + 2
     for _ in range(steps):
@@ -109,3 +110,34 @@ def test_a_restarted_stage_folds_loaded_logs_over_their_documents_and_ends_as_on
     # the restarted stage found every log in the store, and held each as its document where the compiled core runs
     assert len(loaded_states) == len(IDS)
     assert set(loaded_states) == ({StoredLog} if native.CORE is not None else {InteractionLog})
+
+
+def test_a_stage_that_keeps_one_log_in_memory_reads_the_others_from_the_store_and_ends_alike() -> None:
+    """`ILOG_STATE_CACHE_ENTRIES=1`: every batch finds all but one log in the store, held as its document."""
+
+    class CountingStore(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: list[type] = []  # the type of each open log the stage loaded from here
+
+        def load(self, interaction_ids: Iterable[str], *, held: bool = False) -> dict[str, Stored]:
+            loaded = super().load(interaction_ids, held=held)
+            assert held  # the stage's loads
+            self.found += [type(stored.state) for stored in loaded.values() if stored.state is not None]
+            return loaded
+
+    small = SETTINGS.model_copy(update={"state_cache_entries": 1, "fold_batch_size": 4})
+    messages = [message for batch in _batches() for message in batch]
+    batches = [messages[start:start + 4] for start in range(0, len(messages), 4)]
+    kept_all = CountingStore()
+    kept_all.mark([0])
+    whole = _run(kept_all, [list(batch) for batch in batches])
+    kept_one = CountingStore()
+    kept_one.mark([0])
+    small_run = _run(kept_one, [list(batch) for batch in batches], small)
+
+    assert _documents(kept_one) == _documents(kept_all)
+    assert _upserts(small_run) == _upserts(whole)
+    assert kept_all.found == []  # every log stays in the cache between its events
+    held = StoredLog if native.CORE is not None else InteractionLog
+    assert len(kept_one.found) >= len(batches) - len(IDS) and set(kept_one.found) == {held}

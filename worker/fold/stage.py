@@ -154,7 +154,7 @@ class FoldStage:
         self._last_finalize = 0.0
         self._last_open_windows = 0.0
         # the states this consumer wrote last, so a batch loads from Redis only what it has not seen
-        self.cache = StateCache()
+        self.cache = StateCache(settings.state_cache_entries)
         self.status = status or StageStatus("fold")
         self.waiter = Waiter(self.status, threading.Event(), settings.store_retry_max_seconds)
         self.changelog = (StateChangelog(producer, settings.state_changelog_topic, self.deliveries, self.ttl)

@@ -126,6 +126,9 @@ class Settings(BaseSettings):
         "messages a second every change waits up to this long at each stage (0.05 s: at most 0.1 s of the "
         "end-to-end latency)"))
     drain_timeout_seconds: float = Field(20.0, gt=0)
+    state_cache_entries: int = Field(200_000, ge=1, le=100_000_000, description=(
+        "fold: open logs kept in memory between two of their events (a write-through copy of Redis), about 1.5 KB "
+        "each (a log's document and its entry); a log not kept is read from Redis at its next event"))
     fold_overlap: bool = Field(
         True, description="fold: a full batch's Redis write and delivery reports run while the next batch is "
         "read and planned (at most one batch in flight); false: each batch commits before the next is read"
