@@ -4,6 +4,10 @@
     (b) floor    the I/O floor: consume + one fenced Lua write per batch + produce one snapshot per
                  changed interaction + store offsets, no decode and no fold (the message bytes are
                  the "state" and the "snapshot"): what the stage's commit steps cost on their own
+    (b') floor_decoded  the floor, with each message read by the stage's own decoder (`decode_messages`:
+                 CloudEvent parse, the contract's checks, a `Record`) and two messages produced per
+                 changed interaction (the stage's snapshot and changelog entry), still no fold: what
+                 any stage that reads and writes Kafka through confluent-kafka's Python calls costs
     (c) peer     a quix-streams application (RocksDB state, orjson, a simplified dict fold, one
                  snapshot per event), installed by this benchmark into a throwaway virtualenv; run
                  twice: without changelog topics (`peer`, the ratio the target is judged on) and with
@@ -33,10 +37,11 @@ from typing import Any
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from schemas.events import Rejection
 from tests.bench.run import register
 from tests.bench.stack import bench_settings, cleanup, produce_histories, stack_env
 from tests.bench.stage_bench import RATE_PER_S, _bare_consume, _run_fold_stage
-from worker.kafka.clients import consumer_config, producer_config
+from worker.kafka.clients import consumer_config, decode_messages, producer_config
 from worker.runtime import bootstrap
 from worker.runtime.settings import Settings
 
@@ -57,6 +62,7 @@ def fold_vs_floor_and_peer(quick: bool) -> dict[str, Any]:
         produced = produce_histories(settings, interactions, seed=7, rate_per_s=RATE_PER_S)
         readers["bare"] = _measured(lambda: _bare_consume(settings, produced))
         readers["floor"] = _measured(lambda: _io_floor(settings, produced))
+        readers["floor_decoded"] = _measured(lambda: _io_floor(settings, produced, decoded=True))
         readers.update(_peers(settings, produced))
         readers["stage"] = _measured(lambda: _run_fold_stage(settings, on_batch=None))
     finally:
@@ -76,7 +82,12 @@ def _result(settings: Settings, interactions: int, produced: int,
                     stage_to_peer_changelog=_ratio(stage.get("events_per_s"),
                                                    readers.get("peer_changelog", {}).get("events_per_s")),
                     stage_to_floor_cpu=_ratio(stage.get("events_per_cpu_s"), floor.get("events_per_cpu_s")),
-                    stage_to_peer_cpu=_ratio(stage.get("events_per_cpu_s"), peer.get("events_per_cpu_s")))
+                    stage_to_peer_cpu=_ratio(stage.get("events_per_cpu_s"), peer.get("events_per_cpu_s")),
+                    # the most a stage reading and producing through confluent-kafka's Python calls could reach
+                    floor_decoded_to_floor=_ratio(readers.get("floor_decoded", {}).get("events_per_s"),
+                                                  floor.get("events_per_s")),
+                    floor_decoded_to_peer=_ratio(readers.get("floor_decoded", {}).get("events_per_s"),
+                                                 peer.get("events_per_s")))
     return {
         "name": "fold_vs_floor_and_peer",
         "parameters": {"interactions": interactions, "events": produced, "partitions": settings.partitions,
@@ -114,16 +125,18 @@ def _figures(events: int, wall_s: float, cpu_s: float, load_before: float) -> di
 # --- (b) the I/O floor ------------------------------------------------------------------------------
 
 
-def _io_floor(settings: Settings, expected: int) -> tuple[float, int]:
+def _io_floor(settings: Settings, expected: int, *, decoded: bool = False) -> tuple[float, int]:
     """The stage's I/O per batch without its work: latest bytes per key → one fenced script call,
-    one produce per key, flush, store offsets. Versions are counted here (what a load would return)."""
-    consumer = Consumer(consumer_config(settings, f"{settings.fold_group}-floor"))
+    one produce per key, flush, store offsets. Versions are counted here (what a load would return).
+    With `decoded`, every message is read through the stage's decoder and each key gets two messages."""
+    suffix = "-floor-decoded" if decoded else "-floor"
+    consumer = Consumer(consumer_config(settings, f"{settings.fold_group}{suffix}"))
     producer = Producer(producer_config(settings))
     client = bootstrap.redis_client(settings)
     write = client.register_script(LUA.read_text())
     versions: dict[bytes, int] = {}
     ttl_ms = int(settings.open_log_ttl_seconds * 1000)
-    prefix = f"{settings.key_prefix}:floor"  # under the run's prefix: `cleanup` deletes these keys too
+    prefix = f"{settings.key_prefix}:{suffix[1:]}"  # under the run's prefix: `cleanup` deletes these keys too
     consumer.subscribe([settings.events_topic])
     count, first_s, last_s = 0, 0.0, 0.0
     deadline_s = time.monotonic() + DEADLINE_S
@@ -135,11 +148,18 @@ def _io_floor(settings: Settings, expected: int) -> tuple[float, int]:
                 continue
             if count == 0:
                 first_s = time.perf_counter()
-            latest = {message.key() or b"": message.value() or b"" for message in messages}
+            if decoded:
+                records, _others = decode_messages(messages)
+                latest = {record.item.subject.encode(): record.value or b"" for record in records
+                          if not isinstance(record.item, Rejection)}
+            else:
+                latest = {message.key() or b"": message.value() or b"" for message in messages}
             write(keys=[b"%s:{%s}" % (prefix.encode(), key) for key in latest],
                   args=_fenced_args(latest, versions, ttl_ms))
             for key, value in latest.items():
                 _produce(producer, settings.upserts_topic, key, value)
+                if decoded:  # the changelog entry beside the snapshot
+                    _produce(producer, settings.upserts_topic, key, value)
             producer.flush(60)
             consumer.store_offsets(offsets=_next_offsets(messages))
             count += len(messages)
