@@ -115,6 +115,17 @@ def test_version_with_a_bad_setting_is_one_line_and_exit_2_like_every_command(tm
         done.returncode, done.stdout, done.stderr.splitlines())
 
 
+@pytest.mark.parametrize(("command", "args"), [("ilog", ["--version"]), *OFFLINE_COMMANDS],
+                         ids=["ilog --version", *(c for c, _ in OFFLINE_COMMANDS)])
+def test_a_dotenv_file_that_is_not_utf8_is_a_bad_setting(command: str, args: list[str], tmp_path: Path) -> None:
+    """A `.env` is settings: one that cannot be decoded is a bad setting (exit 2), not an unexpected failure (exit 1,
+    which `ilog validate` uses for rejected lines)."""
+    (tmp_path / ".env").write_bytes(b"\xff\xfeILOG_EDIT_WINDOW_SECONDS=60\n")
+    done = ilog(args, tmp_path)
+    assert (2, "", [f"{command}: bad setting: the .env file is not UTF-8 text (invalid start byte at byte 0); fix or "
+                    "remove it (docs: README 'Settings')"]) == (done.returncode, done.stdout, done.stderr.splitlines())
+
+
 def test_a_schema_folder_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path) -> None:
     taken = tmp_path / "a-file"
     taken.write_text("")

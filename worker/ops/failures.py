@@ -31,6 +31,9 @@ def describe_failure(command: str, exc: BaseException) -> Failure:
         return Failure(f"{command}: {settings_problem(exc)}", EXIT_ENVIRONMENT)
     if isinstance(exc, IlogError):
         return Failure(f"{command}: {_one_line(str(exc))}", EXIT_ENVIRONMENT)
+    if isinstance(exc, UnicodeDecodeError) and _raised_in(exc, "dotenv"):
+        return Failure(f"{command}: bad setting: the .env file is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                       "fix or remove it (docs: README 'Settings')", EXIT_ENVIRONMENT)
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return Failure(f"{command}: cannot reach Redis ({_one_line(str(exc))}); check ILOG_REDIS_URL and that "
                        "Redis is up", EXIT_ENVIRONMENT)
@@ -54,6 +57,12 @@ def settings_problem(exc: ValidationError) -> str:
         problems.append(f"{variable}{shown}: {error['msg']}")
     return ("bad setting " + "; ".join(problems)
             + " (fix the environment variable or .env; docs: README 'Settings')")
+
+
+def _raised_in(exc: BaseException, package: str) -> bool:
+    """`exc` was raised inside `package` (read off its traceback: pydantic-settings reads `.env` through python-dotenv,
+    which lets a decoding error through as it is)."""
+    return any(f"/{package}/" in frame.filename for frame in traceback.extract_tb(exc.__traceback__))
 
 
 def _invalid_option(exc: KafkaException) -> bool:
