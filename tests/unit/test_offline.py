@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,30 @@ def test_a_file_with_a_byte_order_mark_and_crlf_line_ends_folds_every_line(tmp_p
     validated = subprocess.run([str(ILOG), "validate", str(written)], capture_output=True, text=True, check=False,
                                timeout=60)
     assert (0, "") == (validated.returncode, validated.stdout)
+
+
+def test_an_event_taking_the_log_over_the_snapshot_bound_is_rejected_too_large_as_the_worker_rejects_it(
+        tmp_path: Path) -> None:
+    """`ILOG_MAX_SNAPSHOT_BYTES` holds offline too: the event is `too_large`, the log stays as it was."""
+    def event(n: int, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {"specversion": "1.0", "id": f"s-{n}", "source": "/test", "type": kind, "subject": "conv-s",
+                "time": f"2026-11-27T10:00:0{n}Z", "data": data}
+    events = [event(1, "interaction.connected", {"media": "chat", "direction": "inbound", "queue": None,
+                                                 "agent_id": "a-1", "customer": {"address": "x@y", "name": "X"}}),
+              event(2, "log.updated", {"notes": "short"}),
+              event(3, "log.updated", {"notes": "x" * 1500})]
+    written = tmp_path / "big.jsonl"
+    written.write_text("".join(json.dumps(e) + "\n" for e in events))
+    rejects = tmp_path / "rejects.jsonl"
+    done = subprocess.run([str(ILOG), "fold", str(written), "--rejects", str(rejects)], capture_output=True,
+                          text=True, check=False, cwd=tmp_path, timeout=60,
+                          env={**{k: v for k, v in os.environ.items() if not k.startswith("ILOG_")},
+                               "ILOG_MAX_SNAPSHOT_BYTES": "2048"})
+    assert done.returncode == 0, done.stderr
+    log = json.loads(done.stdout)
+    [refused] = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert (log["notes"], log["version"]) == ("short", 2)
+    assert (refused["id"], refused["reason"], refused["line"]) == ("s-3", "too_large", 3)
+    assert refused["message"].startswith("snapshot: the log would be ")
+    assert refused["message"].endswith("over the bound of 1984 bytes (ILOG_MAX_SNAPSHOT_BYTES=2048 less 64 bytes "
+                                       "of room)")

@@ -78,4 +78,5 @@ def encoding_problem(log: InteractionLog, event: AnyEvent, trigger: Trigger, max
     what, size_bytes = ("snapshot", snapshot_bytes) if snapshot_bytes >= state_bytes else ("state", state_bytes)
     return Rejection(event.id, event.subject, RejectReason.TOO_LARGE,
                      f"{what}: the log would be {size_bytes} bytes with this event, over the bound of "
-                     f"{max_snapshot_bytes - SNAPSHOT_SLACK_BYTES} bytes")
+                     f"{max_snapshot_bytes - SNAPSHOT_SLACK_BYTES} bytes (ILOG_MAX_SNAPSHOT_BYTES={max_snapshot_bytes} "
+                     f"less {SNAPSHOT_SLACK_BYTES} bytes of room)")

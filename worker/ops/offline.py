@@ -4,7 +4,8 @@ Events are applied in file order. Logs are printed as they stand after the last 
 finalized: closing a window needs the partition clock, which a file does not have (late edits are
 still rejected by event time). The trigger is the one of the last accepted event. As in the worker,
 an event timed more than `ILOG_MAX_CLOCK_SKEW_SECONDS` ahead of the wall clock (when the command
-runs) is rejected `future_time`.
+runs) is rejected `future_time`, and one that would take its log's state or snapshot over
+`ILOG_MAX_SNAPSHOT_BYTES` is rejected `too_large`, the log staying as it was.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import TextIO
 
 from schemas.decode import decode_event
 from schemas.events import Rejection
-from worker.core.bounds import future_time
-from worker.core.fold import Rejected, fold_guarded, snapshot
+from worker.core.bounds import ENCODE_ERRORS, encoding_problem, future_time, snapshot_surely_fits
+from worker.core.fold import Accepted, Rejected, fold_guarded, snapshot
 from worker.core.state import InteractionLog, Tombstone
 from worker.runtime.settings import Settings
 
@@ -37,6 +38,7 @@ class OfflineFold:
     applied_ids_kept: int = 256
     now_ms: int | None = None  # with max_skew_ms: reject events timed further ahead than that
     max_skew_ms: int = 300_000
+    max_snapshot_bytes: int | None = None  # the worker's bound on a log's state and snapshot (`too_large`)
     logs: dict[str, InteractionLog | Tombstone] = field(default_factory=dict)
     rejections: list[tuple[int, Rejection]] = field(default_factory=list)
 
@@ -54,10 +56,23 @@ class OfflineFold:
             return
         result = fold_guarded(self.logs.get(decoded.subject), decoded, edit_window_s=self.edit_window_s,
                               applied_ids_kept=self.applied_ids_kept)
-        if isinstance(result.outcome, Rejected):
-            self.rejections.append((line_number, result.outcome.rejection))
+        outcome = result.outcome
+        if isinstance(outcome, Accepted) and isinstance(result.log, InteractionLog) \
+                and not self._surely_fits(result.log):
+            refused = encoding_problem(result.log, decoded, outcome.trigger, self.max_snapshot_bytes)
+            if refused is not None:  # as the worker's guarded fold: the event is refused, the log stays
+                self.rejections.append((line_number, refused))
+                return
+        if isinstance(outcome, Rejected):
+            self.rejections.append((line_number, outcome.rejection))
         elif result.log is not None:
             self.logs[decoded.subject] = result.log
+
+    def _surely_fits(self, log: InteractionLog) -> bool:
+        try:
+            return snapshot_surely_fits(log.to_bytes(), self.max_snapshot_bytes)
+        except ENCODE_ERRORS:
+            return False  # `encoding_problem` words why
 
     def snapshot_lines(self) -> Iterator[str]:
         for interaction_id in sorted(self.logs):
@@ -88,7 +103,8 @@ def fold_file_command(file: Path, rejects: Path | None, settings: Settings,
         print(f"ilog fold: cannot read {file}: {error.strerror or error}", file=sys.stderr)
         return EXIT_UNREADABLE
     offline = OfflineFold(settings.edit_window_seconds, settings.applied_ids_kept, now_ms=int(time.time() * 1000),
-                          max_skew_ms=int(settings.max_clock_skew_seconds * 1000))
+                          max_skew_ms=int(settings.max_clock_skew_seconds * 1000),
+                          max_snapshot_bytes=settings.max_snapshot_bytes)
     offline.apply_lines(numbered_lines(raw))
     if rejects is not None:  # before any log is printed: a fold that fails prints nothing
         try:
