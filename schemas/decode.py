@@ -177,9 +177,15 @@ def _unknown_type(event_id: str | None, subject: str | None, event_type: str) ->
 
 
 def _invalid(event_id: str | None, subject: str | None, details: list[ErrorDetails], event_type: object) -> Rejection:
-    too_large = all(detail["type"] in _SIZE_ERRORS for detail in details)
+    too_large = all(detail["type"] in _SIZE_ERRORS or _over_sequence(detail, event_type) for detail in details)
     reason = RejectReason.TOO_LARGE if details and too_large else RejectReason.INVALID
     return Rejection(event_id, subject, reason, _describe(details, event_type))
+
+
+def _over_sequence(detail: ErrorDetails, event_type: object) -> bool:
+    """A `sequence` over its bound (2^63 - 1, CONTRACT.md "Bounds"): `too_large`, as a field over its size bound is.
+    One under 0 is `invalid`: it is not over anything. (Discriminated unions prefix the path with the tag.)"""
+    return detail["type"] == "less_than_equal" and tuple(detail["loc"]) in {("sequence",), (event_type, "sequence")}
 
 
 def parse_for_message(value: bytes) -> Any:

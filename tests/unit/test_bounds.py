@@ -91,13 +91,23 @@ def test_a_field_at_its_bound_decodes_and_one_over_is_too_large_naming_the_field
     (0, True), (2**63 - 1, True), (-1, False), (2**63, False), (2**64, False),
 ])
 def test_sequence_is_a_signed_64_bit_integer(sequence: int, accepted: bool) -> None:
+    """CONTRACT.md's bounds hold 0 ≤ sequence < 2^63: over it is `too_large`, as any field over its bound; under 0
+    is `invalid`."""
     decoded = decode_event(event("log.opened", {}, sequence=sequence))
     if accepted:
         assert not isinstance(decoded, Rejection) and decoded.sequence == int(sequence)
+    elif int(sequence) < 0:
+        assert decoded == Rejection("evt-1", "conv-1", RejectReason.INVALID,
+                                    "sequence: Input should be greater than or equal to 0")
     else:
-        expected = ("Input should be greater than or equal to 0" if int(sequence) < 0
-                    else "Input should be less than or equal to 9223372036854775807")
-        assert decoded == Rejection("evt-1", "conv-1", RejectReason.INVALID, f"sequence: {expected}")
+        assert decoded == Rejection("evt-1", "conv-1", RejectReason.TOO_LARGE,
+                                    "sequence: Input should be less than or equal to 9223372036854775807")
+
+
+def test_a_sequence_over_its_bound_with_another_problem_is_invalid() -> None:
+    """As with a text over its bound: `too_large` only when that is all that is wrong."""
+    decoded = decode_event(event("log.opened", {}, sequence=2**63, time="yesterday"))
+    assert isinstance(decoded, Rejection) and decoded.reason == RejectReason.INVALID
 
 
 def padded_to(size_bytes: int) -> bytes:
