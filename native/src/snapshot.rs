@@ -470,6 +470,15 @@ fn walk(transitions: &Bound<'_, PyTuple>) -> Out<Timeline> {
     Some(walk_steps(steps))
 }
 
+/// `_RANK_AT_AN_INSTANT`: where a transition goes among those of one instant in a walk by event time.
+fn instant_rank(kind: Kind) -> u8 {
+    match kind {
+        Kind::Connected => 0,
+        Kind::Disconnected => 2,
+        _ => 1,
+    }
+}
+
 /// The walk of `walk`, over the transitions read.
 pub(crate) fn walk_steps(mut steps: Vec<Step>) -> Timeline {
     let mut last = -1;
@@ -487,6 +496,13 @@ pub(crate) fn walk_steps(mut steps: Vec<Step>) -> Timeline {
     }
     if numbered && !in_order {
         steps.sort_by_key(|step| (step.sequence, step.time_us, step.arrival)); // stable, as `sorted`
+    } else if !numbered
+        && steps
+            .windows(2)
+            .any(|pair| pair[1].time_us == pair[0].time_us && instant_rank(pair[1].kind) < instant_rank(pair[0].kind))
+    {
+        // `_instants_settled`: in time order an instant's connects go first and its disconnects last
+        steps.sort_by_key(|step| (step.time_us, instant_rank(step.kind))); // stable, as `sorted`
     }
     let mut walked = Timeline::default();
     for step in &steps {

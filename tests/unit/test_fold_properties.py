@@ -173,3 +173,46 @@ def test_any_arrival_order_of_unordered_numbered_or_unnumbered_events_folds_to_t
     for copy in data.draw(st.lists(st.sampled_from(history), max_size=3)):
         shuffled.insert(data.draw(st.integers(0, len(shuffled))), copy)
     assert _visible(_fold_all_within(shuffled, window_s)) == expected
+
+
+@st.composite
+def transitions_sharing_instants(draw: st.DrawFn) -> list[Event]:
+    """Unnumbered connects, holds, resumes and disconnects stamped to the second, so a connect or a disconnect may
+    share its instant with any other transition (a call shorter than the timestamps' resolution); holds and resumes
+    keep instants of their own (between two of them at one instant, arrival order decides, as documented)."""
+    hold_times = draw(st.lists(st.integers(0, 20), max_size=4, unique=True))
+    steps = [*(("interaction.held" if index % 2 == 0 else "interaction.resumed", time_s)
+               for index, time_s in enumerate(sorted(hold_times))),
+             *(("interaction.connected", time_s) for time_s in draw(st.lists(st.integers(0, 20), min_size=1,
+                                                                              max_size=2))),
+             *(("interaction.disconnected", time_s) for time_s in draw(st.lists(st.integers(0, 20), min_size=1,
+                                                                                 max_size=2)))]
+    data = {"interaction.connected": {"media": "voice", "direction": "inbound", "queue": "Support"}}
+    documents = [_document(index, kind, BASE_S + time_s, data.get(kind)) for index, (kind, time_s) in enumerate(steps)]
+    for document in documents:
+        del document["sequence"]
+    return [_decode(document) for document in documents]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=transitions_sharing_instants(), data=st.data())
+def test_a_connect_or_disconnect_sharing_an_instant_folds_alike_in_any_arrival_order(
+    history: list[Event], data: st.DataObject,
+) -> None:
+    """At one instant a connect goes first and a disconnect last: a disconnect that arrives before the connect of
+    its instant does not turn that connect into an ignored reconnect."""
+    window_s = 3600
+    expected = _visible(_fold_all_within(history, window_s))
+    assert _visible(_fold_all_within(list(data.draw(st.permutations(history))), window_s)) == expected
+
+
+def test_a_disconnect_arriving_before_the_connect_of_its_instant_leaves_a_call_of_0_seconds() -> None:
+    moment = BASE_S + 10
+    documents = [_document(1, "interaction.disconnected", moment, {}),
+                 _document(2, "interaction.connected", moment, {"media": "voice", "direction": "inbound"})]
+    for document in documents:
+        del document["sequence"]
+    shown = snapshot(_fold_all_within([_decode(document) for document in documents], 120))
+    assert (shown.state, shown.connected_at, shown.disconnected_at, shown.duration_seconds, shown.ignored_reconnects,
+            shown.media) == ("disconnected", shown.disconnected_at, shown.disconnected_at, 0, 0, "voice")
+    assert shown.connected_at is not None

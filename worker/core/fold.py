@@ -9,7 +9,8 @@ Decisions the docs leave open (each is permutation-invariant unless said otherwi
 - The first `interaction.connected` by event time supplies media, direction, queue, agent,
   customer and the initial Name/Related to; `connected` after the disconnect is ignored and
   counted (`ignored_reconnects`); a second `connected` before it acts like `resumed`.
-- `held`/`resumed`/`disconnected` after the first disconnect are stored but change nothing.
+- `held`/`resumed`/`disconnected` after the first disconnect are stored but change nothing. Walked by event
+  time, an instant's connects go first and its disconnects last (`worker.core.snapshot.walk_order`).
 - Applied ids are kept for the last `applied_ids_kept` events; transitions are also deduplicated
   by (time, sequence, kind) so an old event redelivered after its id rolled out cannot double a hold.
 - A finalized log's tombstone keeps its applied ids: an event among them is a duplicate, any other

@@ -81,21 +81,46 @@ def _sequence_first(transition: Transition) -> tuple[int, int, int]:
     return transition.sequence, transition.time_us, transition.arrival
 
 
+_RANK_AT_AN_INSTANT = {"C": 0, "D": 2}
+"""Where a transition goes among those of the same instant in a walk by event time: a connect first, a disconnect
+last, the others (held, resumed) as they arrived."""
+
+
+def _instant_rank(transition: Transition) -> tuple[int, int]:
+    return transition.time_us, _RANK_AT_AN_INSTANT.get(transition.kind, 1)
+
+
 def walk_order(transitions: tuple[Transition, ...]) -> tuple[Transition, ...]:
     """The transitions (stored sorted by event time) in the order the state machine takes them: by
     `sequence` when every one carries a sequence, else as stored. One transition without a sequence puts
     them all in time order: a number and a clock cannot be compared. Called for most events: when the
-    numbers already follow the clocks (the common case) the stored tuple is the order, and nothing is sorted."""
+    numbers already follow the clocks (the common case) the stored tuple is the order, and nothing is sorted.
+
+    In time order, transitions of one instant go connect first and disconnect last, whatever order they
+    arrived in: a call connected and disconnected within the same second (a timestamp's resolution) is
+    connected for 0 s in any arrival order, never a disconnect followed by an ignored reconnect."""
     last = -1
     in_order = True
     for transition in transitions:  # a plain loop: cheaper than any(genexpr)
         sequence = transition.sequence
         if sequence < 0:
-            return transitions
+            return _instants_settled(transitions)
         if sequence < last:
             in_order = False
         last = sequence
     return transitions if in_order else tuple(sorted(transitions, key=_sequence_first))
+
+
+def _instants_settled(transitions: tuple[Transition, ...]) -> tuple[Transition, ...]:
+    """`transitions` (in time order) with each instant's connects first and disconnects last; sorted (stably) only
+    when two of one instant are out of that order."""
+    before = None
+    for transition in transitions:
+        if before is not None and transition.time_us == before.time_us \
+                and _RANK_AT_AN_INSTANT.get(transition.kind, 1) < _RANK_AT_AN_INSTANT.get(before.kind, 1):
+            return tuple(sorted(transitions, key=_instant_rank))
+        before = transition
+    return transitions
 
 
 def disconnected_us(transitions: tuple[Transition, ...]) -> int | None:
