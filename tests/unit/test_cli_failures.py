@@ -29,6 +29,7 @@ OFFLINE_COMMANDS = [("ilog fold", ["fold", str(SAMPLE)]), ("ilog validate", ["va
                     ("ilog schema export", ["schema", "export", "out"])]
 WORKER_COMMANDS = [("ilog worker fold", ["worker", "fold"]), ("ilog worker sync", ["worker", "sync"]),
                    ("ilog worker all", ["worker", "all"])]
+A_TARGET = {"ILOG_WEBHOOK_URL": "http://127.0.0.1:9/hook", "ILOG_WEBHOOK_SECRET": "s"}  # a sync worker needs one
 ALL_COMMANDS = KAFKA_COMMANDS + REDIS_COMMANDS + OFFLINE_COMMANDS + WORKER_COMMANDS
 
 
@@ -134,14 +135,25 @@ def test_a_schema_folder_that_cannot_be_written_is_one_line_and_exit_2(tmp_path:
         done.returncode, done.stdout, done.stderr.splitlines())
 
 
-@pytest.mark.parametrize(("command", "args"), [*KAFKA_COMMANDS, ("ilog worker fold", ["worker", "fold"])],
-                         ids=[c for c, _ in [*KAFKA_COMMANDS, ("ilog worker fold", [])]])
+@pytest.mark.parametrize(("command", "args"), [*KAFKA_COMMANDS, *WORKER_COMMANDS],
+                         ids=[c for c, _ in [*KAFKA_COMMANDS, *WORKER_COMMANDS]])
 def test_an_unknown_kafka_client_option_is_a_bad_setting_not_an_unreachable_kafka(
     command: str, args: list[str], tmp_path: Path,
 ) -> None:
-    done = ilog(args, tmp_path, ILOG_KAFKA__NO_SUCH_OPTION="1")
-    assert (2, "", f'{command}: bad Kafka client option (No such configuration property: "no.such.option"); '
-            "check the ILOG_KAFKA__ settings") == (done.returncode, done.stdout, done.stderr.splitlines()[-1])
+    """Its one line is all of stderr: a worker checks the options before it logs anything."""
+    done = ilog(args, tmp_path, ILOG_KAFKA__NO_SUCH_OPTION="1", **A_TARGET)
+    assert (2, "", [f'{command}: bad Kafka client option (No such configuration property: "no.such.option"); '
+                    "check the ILOG_KAFKA__ settings"]) == (done.returncode, done.stdout, done.stderr.splitlines())
+
+
+@pytest.mark.parametrize(("command", "args"), WORKER_COMMANDS, ids=[c for c, _ in WORKER_COMMANDS])
+def test_a_kafka_client_option_with_a_bad_value_stops_a_worker_with_one_line(
+    command: str, args: list[str], tmp_path: Path,
+) -> None:
+    done = ilog(args, tmp_path, ILOG_KAFKA__FETCH_MIN_BYTES="abc", **A_TARGET)
+    assert (2, "", [f'{command}: bad Kafka client option (Invalid value for configuration property '
+                    '"fetch.min.bytes"); check the ILOG_KAFKA__ settings']) == (
+        done.returncode, done.stdout, done.stderr.splitlines())
 
 
 @pytest.mark.parametrize("variable", ["ILOG_EDIT_WINDOW_SECONDS", "ILOG_FINALIZE_GRACE_SECONDS"])

@@ -134,6 +134,21 @@ def require_kafka(settings: Settings) -> None:
         raise UnreachableError("Kafka", settings.kafka_bootstrap, detail, _KAFKA_HINT) from exc
 
 
+def check_kafka_options(settings: Settings) -> None:
+    """A worker's `ILOG_KAFKA__` options, checked by librdkafka before the worker logs anything: a bad one is then
+    the one line of a bad setting (exit 2), as every other bad setting is. Clients without brokers to reach
+    (nothing connects) and without logs are made and dropped."""
+    quiet = {"bootstrap.servers": "", "log_level": 0}
+    try:
+        Producer({**producer_config(settings), **quiet})
+        Consumer({**consumer_config(settings, settings.fold_group), **quiet}).close()
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else exc
+        if isinstance(error, KafkaError) and error.code() == KafkaError._INVALID_ARG:
+            raise ConfigError(f"bad Kafka client option ({error.str()}); check the ILOG_KAFKA__ settings") from exc
+        raise
+
+
 def log_store(settings: Settings, prefix: str | None = None) -> RedisStore:
     return RedisStore(redis_client(settings), prefix or settings.key_prefix)
 

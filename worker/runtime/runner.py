@@ -194,6 +194,7 @@ def wait_for_redis_cluster(settings: Settings, stop: threading.Event, health: He
 
 
 def run_worker(stage: StageName, settings: Settings, stop: threading.Event | None = None) -> None:
+    bootstrap.check_kafka_options(settings)  # a bad one is a bad setting: its one line before any log line
     configure_logging(settings)
     announce(stage)
     stop = stop or threading.Event()
