@@ -383,3 +383,16 @@ def test_a_replay_whose_range_ends_now_leaves_the_open_windows_to_the_live_worke
     finally:
         assert live.stop() == 0, live.log_text()[-3000:]
     assert {i: 1 for i in old + recent} == _finalized_snapshots(run, old + recent, 3.0)
+
+
+def test_a_replay_into_an_upserts_topic_that_does_not_exist_says_so_before_it_folds(settings: Settings) -> None:
+    """A broker that does not create topics (the local stack's, most clusters) would refuse every snapshot only
+    after the whole range was read, in words that blame the brokers: the replay checks first, and names it."""
+    missing = f"{settings.upserts_topic}-misspelt"
+    started = time.monotonic()
+    result = _replay(settings, "--from", "earliest", "--group", "to-a-missing-topic", "--upserts-topic", missing)
+    assert (2, [f"ilog replay: the upserts topic {missing!r} does not exist on {settings.kafka_bootstrap}: create "
+                "it, or name the one the sync stage reads with --upserts-topic"]) == (
+        result.returncode, result.stderr.splitlines()[-1:])
+    assert time.monotonic() - started < 30
+    assert missing not in bootstrap.admin_client(settings).list_topics(timeout=10).topics

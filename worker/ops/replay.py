@@ -251,6 +251,16 @@ def end_sync_epoch(settings: Settings) -> None:
         client.close()
 
 
+def require_topic(settings: Settings, topic: str) -> None:
+    """The upserts topic the replay writes to must exist before anything is folded: a broker that does not create
+    topics refuses every snapshot only after the whole range was read (a `ConfigError`, one line and exit 2, naming
+    it). It is not created here: a misspelt name would take the backfill somewhere no sync stage reads."""
+    admin = bootstrap.admin_client(settings)
+    if topic not in admin.list_topics(timeout=_METADATA_TIMEOUT_S).topics:
+        raise ConfigError(f"the upserts topic {topic!r} does not exist on {settings.kafka_bootstrap}: create it, or "
+                          "name the one the sync stage reads with --upserts-topic")
+
+
 def ensure_topic(settings: Settings, topic: str) -> None:
     """Create `topic` like the project's topics when it is missing (the replay DLQ)."""
     admin = bootstrap.admin_client(settings)
@@ -271,6 +281,7 @@ def run_replay(
     settings: Settings, plan: ReplayPlan, stop: threading.Event, *, progress: bool | None = None
 ) -> ReplayResult:
     """Fold the planned range into the plan's keys and topics; returns when drained or stopped."""
+    require_topic(settings, plan.upserts_topic)
     ensure_topic(settings, plan.dlq_topic)
     clear_replay_keys(settings, plan)
     end_sync_epoch(settings)
