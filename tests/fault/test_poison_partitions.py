@@ -82,7 +82,7 @@ def _poisons(start: datetime) -> list[Poison]:
         ("lone-surrogate-subject", key, (raw_held % ("s-1", "conv-\\udc00", at)).encode(), None, "invalid"),
         ("binary-not-utf8-id", key, b"{}", _binary(at, id=b"\xff\xfe"), "invalid"),
         ("binary-no-subject", key, b"{}", _binary(at, id=b"x-1"), "invalid"),
-        ("binary-sequence-2^76", key, b"{}", _binary(at, id=b"x-2", subject=key, sequence=b"9" * 23), "invalid"),
+        ("binary-sequence-2^76", key, b"{}", _binary(at, id=b"x-2", subject=key, sequence=b"9" * 23), "too_large"),
         ("binary-data-not-json", key, b"{nope", _binary(at, id=b"x-3", subject=key), "invalid"),
     ]
 
