@@ -272,3 +272,23 @@ def test_a_partition_count_below_one_is_one_line_and_exit_2(partitions: str, tmp
                           capture_output=True, text=True, check=False, cwd=REPO, env=clean, timeout=60)
     assert (2, "", [f"ilog topics create: --partitions {partitions}: give 1 or more"]) == (
         done.returncode, done.stdout, done.stderr.splitlines())
+
+
+def test_a_redirection_from_a_cluster_node_is_told_as_the_cluster_setting_it_is() -> None:
+    """`ILOG_REDIS_CLUSTER=false` (or a single-node client) against a Redis Cluster node: the node answers MOVED
+    for a key of another node's slot; the line says which setting fits, not the raw redirection."""
+    from redis.exceptions import MovedError
+
+    from worker.errors import StoreError
+    from worker.ops.failures import describe_failure
+
+    try:
+        try:
+            raise MovedError("9032 127.0.0.1:16947")
+        except MovedError as moved:
+            raise StoreError(f"loading 1 interactions failed: {moved}") from moved
+    except StoreError as exc:
+        failure = describe_failure("ilog inspect", exc)
+    assert failure == ("ilog inspect: bad setting: Redis redirected a key to another node (MOVED 9032 "
+                       "127.0.0.1:16947): ILOG_REDIS_URL names a node of a Redis Cluster, so set ILOG_REDIS_CLUSTER="
+                       "true (or auto) (docs: README 'Settings')", 2)

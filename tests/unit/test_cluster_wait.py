@@ -116,3 +116,51 @@ def test_the_health_server_takes_new_checks_while_it_serves() -> None:
         assert _get(health.port, "/readyz") == (200, "second\n")
     finally:
         health.stop()
+
+
+def test_auto_waits_for_the_node_to_say_whether_it_is_a_cluster_node_serving_its_health_port() -> None:
+    """A single-node client made while the node was down would fail for good at the first redirection of a cluster
+    node coming back (the worker exited on it): auto waits for the answer instead, not ready meanwhile."""
+    settings = Settings(_env_file=None, redis_url=f"redis://127.0.0.1:{_closed_port()}/0", redis_cluster="auto")
+    health, stop = HealthServer("127.0.0.1", 0), threading.Event()
+    outcome: list[bool] = []
+    waiter = threading.Thread(target=lambda: outcome.append(wait_for_redis_cluster(settings, stop, health)))
+    waiter.start()
+    try:
+        deadline, found = time.monotonic() + 10, (0, "")
+        while time.monotonic() < deadline:
+            try:
+                found = _get(health.port, "/readyz")
+                break
+            except OSError:  # not serving yet
+                time.sleep(0.05)
+        assert found == (503, "redis unreachable: waiting for it to answer whether it is a cluster node "
+                              "(ILOG_REDIS_CLUSTER=auto)\n")
+        assert _get(health.port, "/healthz") == (200, "ok\n")
+        assert waiter.is_alive()
+    finally:
+        stop.set()
+        waiter.join(10)
+        health.stop()
+    assert outcome == [False]
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_auto_goes_on_once_the_node_answers(cluster: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    answers: list[bool | None] = [None, None, cluster]
+    asked: list[int] = []
+
+    def ask(_settings: Settings) -> bool | None:
+        asked.append(1)
+        return answers[min(len(asked), len(answers)) - 1]
+
+    monkeypatch.setattr("worker.runtime.bootstrap.ask_cluster_mode", ask)
+    monkeypatch.setattr("worker.runtime.bootstrap.redis_cluster_on", lambda _settings: cluster)
+    monkeypatch.setattr("worker.runtime.bootstrap.redis_client", lambda *_a, **_k: redis.Redis())  # never connects
+    settings = Settings(_env_file=None, redis_cluster="auto")
+    health = HealthServer("127.0.0.1", 0)
+    try:
+        assert wait_for_redis_cluster(settings, threading.Event(), health) is True
+    finally:
+        health.stop()
+    assert len(asked) == 3

@@ -29,6 +29,11 @@ def describe_failure(command: str, exc: BaseException) -> Failure:
     """The one line (prefixed with the command) and the exit code for `exc`."""
     if isinstance(exc, ValidationError) and exc.title == "Settings":
         return Failure(f"{command}: {settings_problem(exc)}", EXIT_ENVIRONMENT)
+    if (moved := _cause_of_type(exc, redis.exceptions.MovedError)) is not None:
+        where = _one_line(str(moved))
+        return Failure(f"{command}: bad setting: Redis redirected a key to another node (MOVED {where}): "
+                       "ILOG_REDIS_URL names a node of a Redis Cluster, so set ILOG_REDIS_CLUSTER=true (or auto) "
+                       "(docs: README 'Settings')", EXIT_ENVIRONMENT)
     if isinstance(exc, IlogError):
         return Failure(f"{command}: {_one_line(str(exc))}", EXIT_ENVIRONMENT)
     if isinstance(exc, UnicodeDecodeError) and _raised_in(exc, "dotenv"):
@@ -57,6 +62,18 @@ def settings_problem(exc: ValidationError) -> str:
         problems.append(f"{variable}{shown}: {error['msg']}")
     return ("bad setting " + "; ".join(problems)
             + " (fix the environment variable or .env; docs: README 'Settings')")
+
+
+def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """`exc` or the first of its causes (`raise … from`, or raised while handling) that is a `kind`."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _raised_in(exc: BaseException, package: str) -> bool:

@@ -81,10 +81,23 @@ def redis_client(settings: Settings, *, timeout_s: float = REDIS_TIMEOUT_S) -> R
 def redis_cluster_on(settings: Settings) -> bool:
     """`ILOG_REDIS_CLUSTER`: true/false as set; auto asks the node (`INFO cluster` → cluster_enabled:1).
 
-    A node that does not answer is taken for a single node, not remembered, and said so: the stages
-    wait for Redis rather than exit, and commands report the unreachable Redis in one line next."""
+    A node that does not answer is taken for a single node, not remembered, and said so: commands report the
+    unreachable Redis in one line next. A worker does not get this far without an answer: it waits for one
+    (`worker.runtime.runner.wait_for_redis_cluster`), since a single-node client it made while the node was down
+    would fail for good on the first redirection of a cluster node coming back."""
     if settings.redis_cluster != "auto":
         return settings.redis_cluster == "true"
+    known = ask_cluster_mode(settings)
+    if known is None:
+        log.warning("redis cluster mode unknown; using a single-node client (set ILOG_REDIS_CLUSTER to skip asking)",
+                    redis_url=redacted_url(settings.redis_url))
+        return False
+    return known
+
+
+def ask_cluster_mode(settings: Settings) -> bool | None:
+    """Whether the node of `ILOG_REDIS_URL` is a cluster node (remembered once it answered); None while it does
+    not answer."""
     known = _cluster_mode.get(settings.redis_url)
     if known is not None:
         return known
@@ -92,10 +105,8 @@ def redis_cluster_on(settings: Settings) -> bool:
                                  socket_connect_timeout=REDIS_PROBE_TIMEOUT_S)
     try:
         known = int(probe.info("cluster").get("cluster_enabled", 0)) == 1
-    except redis.RedisError as exc:
-        log.warning("redis cluster mode unknown; using a single-node client (set ILOG_REDIS_CLUSTER to skip asking)",
-                    redis_url=redacted_url(settings.redis_url), error=str(exc))
-        return False
+    except redis.RedisError:
+        return None
     finally:
         probe.close()
     _cluster_mode[settings.redis_url] = known

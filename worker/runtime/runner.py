@@ -168,8 +168,11 @@ def wait_for_redis_cluster(settings: Settings, stop: threading.Event, health: He
     """In cluster mode, wait until a node of the cluster answers before the stages are built; True then, False
     when stopped while waiting. A cluster client learns the slot map when it is made, so without this a worker
     started while no node answers (the whole cluster restarting) exited, where on one Redis node it starts and
-    waits (DESIGN.md: the stages wait for Redis, they do not exit). Meanwhile the health port serves: alive,
-    not ready, saying what it waits for."""
+    waits (DESIGN.md: the stages wait for Redis, they do not exit). With `ILOG_REDIS_CLUSTER=auto` it first waits
+    for the node to answer whether it is a cluster node. Meanwhile the health port serves: alive, not ready,
+    saying what it waits for."""
+    if settings.redis_cluster == "auto" and not _wait_for_cluster_mode(settings, stop, health):
+        return False
     if not bootstrap.redis_cluster_on(settings):
         return True
     delay_s, attempt = _CLUSTER_WAIT_FIRST_S, 0
@@ -191,6 +194,27 @@ def wait_for_redis_cluster(settings: Settings, stop: threading.Event, health: He
         if stop.wait(delay_s):
             return False
         delay_s = min(delay_s * 2, _CLUSTER_WAIT_MAX_S)
+
+
+def _wait_for_cluster_mode(settings: Settings, stop: threading.Event, health: HealthServer) -> bool:
+    """`ILOG_REDIS_CLUSTER=auto`: wait until the node answers whether it is a cluster node; True then, False when
+    stopped while waiting. Meanwhile the health port serves: alive, not ready, saying what it waits for."""
+    delay_s, attempt = _CLUSTER_WAIT_FIRST_S, 0
+    while bootstrap.ask_cluster_mode(settings) is None:
+        if attempt == 0:
+            health.start(lambda: (False, "redis unreachable: waiting for it to answer whether it is a cluster node "
+                                         "(ILOG_REDIS_CLUSTER=auto)"))
+        if attempt % _CLUSTER_WAIT_LOG_EVERY == 0:
+            log.warning("waiting", waiting_for="redis", redis_url=bootstrap.redacted_url(settings.redis_url),
+                        detail="ILOG_REDIS_CLUSTER=auto asks the node whether it is a cluster node; set it to skip "
+                               "asking", attempt=attempt, http_port=health.port)
+        attempt += 1
+        if stop.wait(delay_s):
+            return False
+        delay_s = min(delay_s * 2, _CLUSTER_WAIT_MAX_S)
+    if attempt:
+        log.info("available again", waited_for="redis")
+    return True
 
 
 def run_worker(stage: StageName, settings: Settings, stop: threading.Event | None = None) -> None:
