@@ -36,7 +36,9 @@ def test_a_worker_against_an_unreachable_broker_writes_only_json_lines(tmp_path:
         port = probe.getsockname()[1]
     env = {name: value for name, value in os.environ.items() if not name.upper().startswith("ILOG_")}
     env.update({"ILOG_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}", "ILOG_REDIS_URL": f"redis://127.0.0.1:{port}/0",
-                "ILOG_HTTP_PORT": "0", "ILOG_LOG_FORMAT": "json", "ILOG_EDIT_WINDOW_SECOND": "5"})
+                "ILOG_HTTP_PORT": "0", "ILOG_LOG_FORMAT": "json", "ILOG_EDIT_WINDOW_SECOND": "5",
+                # a single node: with `auto` the worker would wait for Redis to say what it is before its Kafka clients
+                "ILOG_REDIS_CLUSTER": "false"})
     worker = subprocess.Popen([str(ILOG), "worker", "fold"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, env=env, cwd=tmp_path)
     assert worker.stdout is not None
